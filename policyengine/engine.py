@@ -1,0 +1,351 @@
+"""The one decision function: ``Engine(policy_set).evaluate(request, inventory=..., now=...) -> Decision``.
+
+The engine receives the world (time, inventory, config) as arguments and never raises on bad input: a rule
+that cannot be evaluated becomes an ``error`` Result with a code, so one broken rule never hides the others.
+All CEL is compiled when the engine is built; a request is converted to CEL values once and shared by
+every policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from policyengine import errors
+from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.match import labels_of, matches, selector_matches, wildcard_match
+from policyengine.model import (
+    Action,
+    Decision,
+    FailurePolicy,
+    Inventory,
+    Outcome,
+    Policy,
+    PolicyException,
+    Request,
+    Result,
+    Validation,
+)
+from policyengine.params import resolve_params
+from policyengine.policyset import PolicySet
+
+_ACTION_RANK = (Action.DENY, Action.WARN, Action.AUDIT)
+MAX_MESSAGE = 5 * 1024
+
+# Extra CEL bindings computed once per request (the workload view, the inventory view, ...).
+ViewProvider = Callable[[Request, Inventory, Mapping[str, Any]], Mapping[str, Any]]
+
+
+def request_binding(request: Request) -> dict[str, Any]:
+    """The ``request`` variable: the AdmissionRequest as Kubernetes shows it to CEL."""
+    gvk, gvr = request.kind, request.resource
+    return {
+        "uid": request.uid,
+        "kind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
+        "resource": {"group": gvr.group, "version": gvr.version, "resource": gvr.resource},
+        "subResource": request.sub_resource,
+        "requestKind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
+        "requestResource": {"group": gvr.group, "version": gvr.version, "resource": gvr.resource},
+        "name": request.name,
+        "namespace": request.namespace,
+        "operation": request.operation,
+        "userInfo": {
+            "username": request.user_info.username,
+            "uid": request.user_info.uid,
+            "groups": list(request.user_info.groups),
+            "extra": {k: list(v) for k, v in request.user_info.extra.items()},
+        },
+        "dryRun": request.dry_run,
+        "options": request.options,
+    }
+
+
+def primary_action(actions: Iterable[Action]) -> Action:
+    chosen = set(actions)
+    return next((a for a in _ACTION_RANK if a in chosen), Action.AUDIT)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A policy with every expression compiled, built once."""
+
+    policy: Policy
+    action: Action
+    conditions: tuple[tuple[str, CompiledExpr], ...]
+    variables: tuple[tuple[str, CompiledExpr | None, Any], ...]
+    validations: tuple[tuple[Validation, CompiledExpr, CompiledExpr | None], ...]
+    annotations: tuple[tuple[str, CompiledExpr], ...]
+
+
+class Engine:
+    def __init__(
+        self,
+        policy_set: PolicySet,
+        *,
+        budget: Budget = DEFAULT_BUDGET,
+        views: ViewProvider | None = None,
+    ) -> None:
+        self.policy_set = policy_set
+        self.budget = budget
+        self._views = views
+        compile_ = policy_set.compiler.compile
+        self._policies = tuple(
+            _Compiled(
+                policy=p,
+                action=primary_action(p.actions),
+                conditions=tuple((c.name, compile_(c.expression.source)) for c in p.match_conditions),
+                variables=tuple(
+                    (v.name, compile_(v.expression.source) if v.expression else None, v.value)
+                    for v in p.variables
+                ),
+                validations=tuple(
+                    (
+                        v,
+                        compile_(v.expression.source),
+                        compile_(v.message_expression.source) if v.message_expression else None,
+                    )
+                    for v in p.validations
+                ),
+                annotations=tuple((a.name, compile_(a.expression.source)) for a in p.audit_annotations),
+            )
+            for p in policy_set.policies
+        )
+        self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
+        for exc in policy_set.exceptions:
+            conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
+            for name in exc.policies:
+                self._exceptions.setdefault(name, []).append((exc, conds))
+
+    @property
+    def digest(self) -> str:
+        return self.policy_set.digest
+
+    def applicable(self, request: Request, inventory: Inventory = Inventory()) -> list[Policy]:
+        ns = inventory.namespaces.get(request.namespace) if request.namespace else None
+        return [c.policy for c in self._policies if matches(c.policy.match, request, ns)]
+
+    def evaluate(self, request: Request, *, inventory: Inventory = Inventory(), now: datetime) -> Decision:
+        ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
+        chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
+        if not chosen:
+            return Decision(request=request, results=(), allowed=True, policy_set_digest=self.digest)
+
+        bindings: dict[str, Any] = {
+            "object": request.object,
+            "oldObject": request.old_object,
+            "request": request_binding(request),
+            "namespaceObject": ns_object,
+        }
+        if self._views is not None:
+            bindings.update(self._views(request, inventory, self.policy_set.config))
+        base = self.policy_set.compiler.backend.bind(bindings)
+
+        results: list[Result] = []
+        annotations: dict[str, str] = {}
+        expired: set[str] = set()
+        for compiled in chosen:
+            policy = compiled.policy
+            for params in self._params_for(policy, inventory, request.namespace, results):
+                activation = base.extend({"params": params}, compiled.variables)
+                policy_results = self._evaluate_policy(compiled, activation, annotations)
+                results.extend(self._apply_exceptions(policy, policy_results, request, activation, now, expired))
+
+        allowed = not any(_denies(r) for r in results)
+        warnings = tuple(
+            f"{r.policy}: {r.message}" for r in results if r.action is Action.WARN and r.outcome is Outcome.FAIL
+        )
+        return Decision(
+            request=request,
+            results=tuple(results),
+            allowed=allowed,
+            warnings=warnings,
+            audit_annotations=annotations,
+            policy_set_digest=self.digest,
+            exceptions_expired=tuple(sorted(expired)),
+        )
+
+    # -- one policy ---------------------------------------------------------------------------------------
+
+    def _params_for(
+        self, policy: Policy, inventory: Inventory, namespace: str, results: list[Result]
+    ) -> Sequence[Any]:
+        if policy.param_ref is None:
+            return [dict(self.policy_set.config) if policy.uses_config_params else policy.params]
+        found = resolve_params(policy.param_ref, self.policy_set.param_objects, inventory, namespace)
+        if found:
+            return found
+        if policy.param_ref.not_found_action == "Allow":
+            return []
+        results.append(
+            _result(
+                policy,
+                primary_action(policy.actions),
+                Outcome.FAIL,
+                f"no params found for policy binding with Deny parameterNotFoundAction "
+                f"({policy.param_ref.kind} {policy.param_ref.name or ''})".rstrip(),
+                code=errors.PARAM_NOT_FOUND,
+            )
+        )
+        return []
+
+    def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
+        return expr.evaluate(activation, self.budget)
+
+    def _evaluate_policy(
+        self, compiled: _Compiled, activation: Activation, annotations: dict[str, str]
+    ) -> list[Result]:
+        policy = compiled.policy
+        action = compiled.action
+        error_action = action if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
+
+        # matchConditions: any false -> skip; otherwise any error -> error under failurePolicy.
+        condition_error: str | None = None
+        for name, cond in compiled.conditions:
+            try:
+                value = self._eval(cond, activation)
+            except CelEvalError as err:
+                condition_error = condition_error or f"matchCondition {name!r}: {err}"
+                continue
+            if value is False:
+                return [_result(policy, action, Outcome.SKIP, f"matchCondition {name!r} is false")]
+            if value is not True:
+                condition_error = condition_error or f"matchCondition {name!r} returned {_kind(value)}, not bool"
+        if condition_error is not None:
+            return [_result(policy, error_action, Outcome.ERROR, condition_error, code=errors.EVAL_ERROR)]
+
+        out: list[Result] = []
+        for index, (validation, expr, message_expr) in enumerate(compiled.validations):
+            try:
+                value = self._eval(expr, activation)
+            except CelEvalError as err:
+                out.append(
+                    _result(
+                        policy, error_action, Outcome.ERROR, f"expression {validation.expression.source!r}: {err}",
+                        index=index, validation=validation, code=err.code,
+                    )
+                )
+                continue
+            if value is True:
+                out.append(_result(policy, action, Outcome.PASS, "", index=index, validation=validation))
+            elif value is False:
+                message = self._message(validation, message_expr, activation)
+                out.append(_result(policy, action, Outcome.FAIL, message, index=index, validation=validation))
+            else:
+                out.append(
+                    _result(
+                        policy, error_action, Outcome.ERROR,
+                        f"expression {validation.expression.source!r} returned {_kind(value)}, not bool",
+                        index=index, validation=validation, code=errors.EVAL_TYPE,
+                    )
+                )
+        for key, expr in compiled.annotations:
+            try:
+                value = self._eval(expr, activation)
+            except CelEvalError:
+                continue
+            if value is not None:
+                annotations[f"{policy.name}/{key}"] = str(value)
+        return out
+
+    def _message(self, validation: Validation, message_expr: CompiledExpr | None, activation: Activation) -> str:
+        if message_expr is not None:
+            try:
+                value = self._eval(message_expr, activation)
+            except CelEvalError:
+                value = None
+            if isinstance(value, str) and value.strip() and "\n" not in value and len(value) <= MAX_MESSAGE:
+                return value
+        if validation.message:
+            return validation.message
+        return f"failed expression: {validation.expression.source}"
+
+    # -- exceptions ---------------------------------------------------------------------------------------
+
+    def _apply_exceptions(
+        self,
+        policy: Policy,
+        results: list[Result],
+        request: Request,
+        activation: Activation,
+        now: datetime,
+        expired: set[str],
+    ) -> list[Result]:
+        candidates = self._exceptions.get(policy.name)
+        if not candidates or not any(r.outcome in (Outcome.FAIL, Outcome.ERROR) for r in results):
+            return results
+        used: PolicyException | None = None
+        for exc, conditions in candidates:
+            if not _exception_matches(exc, request):
+                continue
+            if exc.expires is not None and exc.expires <= now:
+                expired.add(exc.name)
+                continue
+            if all(self._condition_holds(c, activation) for c in conditions):
+                used = exc
+                break
+        if used is None:
+            return results
+        return [
+            _excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results
+        ]
+
+    def _condition_holds(self, cond: CompiledExpr, activation: Activation) -> bool:
+        try:
+            return self._eval(cond, activation) is True
+        except CelEvalError:
+            return False  # an exception that cannot be evaluated never exempts anything
+
+
+def _exception_matches(exc: PolicyException, request: Request) -> bool:
+    m = exc.match
+    if m.namespaces and not any(wildcard_match(p, request.namespace) for p in m.namespaces):
+        return False
+    if m.names and not any(wildcard_match(p, request.name) for p in m.names):
+        return False
+    if m.kinds and not any(
+        ("*" in k.api_groups or request.kind.group in k.api_groups) and ("*" in k.kinds or request.kind.kind in k.kinds)
+        for k in m.kinds
+    ):
+        return False
+    obj = request.object if request.object is not None else request.old_object
+    return selector_matches(m.selector, labels_of(obj))
+
+
+def _denies(result: Result) -> bool:
+    return result.action is Action.DENY and result.outcome in (Outcome.FAIL, Outcome.ERROR)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _result(
+    policy: Policy,
+    action: Action,
+    outcome: Outcome,
+    message: str,
+    *,
+    index: int | None = None,
+    validation: Validation | None = None,
+    code: str | None = None,
+) -> Result:
+    return Result(
+        policy=policy.name,
+        action=action,
+        outcome=outcome,
+        message=message,
+        validation=index,
+        reason=validation.reason if validation else None,
+        code=code,
+        field_path=validation.field_path if validation else None,
+        category=policy.category,
+        severity=policy.severity,
+        remediation=policy.remediation,
+        policy_source=policy.source,
+    )
+
+
+def _excepted(result: Result, exc: PolicyException) -> Result:
+    return replace(result, outcome=Outcome.EXCEPTED, exception=exc.name)

@@ -1,0 +1,199 @@
+"""The CI gate's core: manifests -> admission requests -> decisions, with the verdict and exit code.
+
+Each manifest document becomes the CREATE request kube-apiserver would send for it, so ``check`` and the
+webhook run the same decision function on the same input. Namespaces come from ``--inventory`` when
+given, else from Namespace documents among the manifests; a namespace named by a manifest but defined
+nowhere is taken as existing with no labels (what ``kubectl create namespace`` makes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from policyengine.engine import Engine
+from policyengine.loader import Document, PathKey
+from policyengine.match import CLUSTER_SCOPED_KINDS, gvk_of, gvr_of
+from policyengine.model import Action, Decision, Inventory, Outcome, Request, Result, SourceRef, UserInfo
+
+EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One manifest document and the decision made on it."""
+
+    document: Document
+    decision: Decision
+
+    def line_of(self, result: Result) -> int:
+        """The line of the field the result concerns, else of the document."""
+        path = parse_field_path(result.field_path) if result.field_path else ()
+        return self.document.line_of(path)
+
+    def column_of(self, result: Result) -> int | None:
+        path = parse_field_path(result.field_path) if result.field_path else ()
+        return self.document.column_of(path) if path else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    resources: int
+    evaluated: int
+    passed: int
+    failed: int
+    warned: int
+    errors: int
+    excepted: int
+    denied_resources: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "resources": self.resources,
+            "evaluated": self.evaluated,
+            "passed": self.passed,
+            "failed": self.failed,
+            "warnings": self.warned,
+            "errors": self.errors,
+            "excepted": self.excepted,
+            "deniedResources": self.denied_resources,
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    checked: tuple[Checked, ...]
+    policy_set_digest: str = ""
+    skipped: tuple[Document, ...] = field(default=())  # documents that are not Kubernetes objects
+
+    def summary(self) -> Summary:
+        results = [r for c in self.checked for r in c.decision.results]
+        return Summary(
+            resources=len(self.checked),
+            evaluated=sum(1 for r in results if r.outcome is not Outcome.SKIP),
+            passed=sum(1 for r in results if r.outcome is Outcome.PASS),
+            failed=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.DENY),
+            warned=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.WARN),
+            errors=sum(1 for r in results if r.outcome is Outcome.ERROR),
+            excepted=sum(1 for r in results if r.outcome is Outcome.EXCEPTED),
+            denied_resources=sum(1 for c in self.checked if not c.decision.allowed),
+        )
+
+    def exit_code(self, *, strict: bool = False) -> int:
+        if any(not c.decision.allowed for c in self.checked):
+            return EXIT_VIOLATION
+        if strict and any(c.decision.warnings for c in self.checked):
+            return EXIT_VIOLATION
+        return EXIT_OK
+
+
+def parse_field_path(text: str) -> PathKey:
+    """"spec.containers[0].image" -> ("spec", "containers", 0, "image"); quoted keys allowed: ['a.b']."""
+    out: list[str | int] = []
+    i, n = 0, len(text)
+    token = ""
+    while i < n:
+        ch = text[i]
+        if ch == ".":
+            if token:
+                out.append(token)
+            token = ""
+        elif ch == "[":
+            if token:
+                out.append(token)
+            token = ""
+            end = text.find("]", i)
+            if end < 0:
+                break
+            inner = text[i + 1 : end].strip()
+            if inner[:1] in "'\"" and inner[-1:] == inner[:1]:
+                out.append(inner[1:-1])
+            elif inner.isdigit():
+                out.append(int(inner))
+            else:
+                out.append(inner)
+            i = end
+        else:
+            token += ch
+        i += 1
+    if token:
+        out.append(token)
+    return tuple(out)
+
+
+def is_object(data: Any) -> bool:
+    return isinstance(data, dict) and bool(data.get("apiVersion")) and bool(data.get("kind"))
+
+
+def request_for(doc: Document, *, operation: str = "CREATE", user: UserInfo | None = None) -> Request:
+    """The admission request kube-apiserver would send to create this manifest."""
+    obj = doc.data
+    gvk = gvk_of(obj)
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    name = str(meta.get("name") or meta.get("generateName") or "")
+    namespace = "" if gvk.kind in CLUSTER_SCOPED_KINDS else str(meta.get("namespace") or "default")
+    uid = hashlib.sha256(f"{doc.file}\0{doc.index}\0{doc.line}".encode()).hexdigest()[:32]
+    return Request(
+        uid=uid,
+        kind=gvk,
+        resource=gvr_of(gvk),
+        operation=operation,
+        name=name,
+        namespace=namespace,
+        object=obj,
+        user_info=user or UserInfo(),
+        source=SourceRef(doc.file, doc.line),
+    )
+
+
+def namespaces_from(docs: Sequence[Document]) -> dict[str, Any]:
+    return {
+        d.name: d.data
+        for d in docs
+        if is_object(d.data) and d.data.get("kind") == "Namespace" and d.data.get("apiVersion") == "v1"
+    }
+
+
+def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Document]) -> Inventory:
+    """The inventory to check against: the given one, else the manifests' own Namespace documents; any
+    namespace a manifest names but nobody defines is added with no labels."""
+    namespaces: dict[str, Any] = dict(inventory.namespaces) if inventory is not None else namespaces_from(docs)
+    for d in docs:
+        if not is_object(d.data) or d.data.get("kind") in CLUSTER_SCOPED_KINDS:
+            continue
+        meta = d.data.get("metadata")
+        ns = str(meta.get("namespace") or "default") if isinstance(meta, dict) else "default"
+        namespaces.setdefault(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    return Inventory(namespaces=namespaces, objects=inventory.objects if inventory is not None else ())
+
+
+def check_documents(
+    engine: Engine,
+    docs: Sequence[Document],
+    *,
+    inventory: Inventory | None = None,
+    now: datetime,
+    user: UserInfo | None = None,
+) -> CheckReport:
+    world = with_manifest_namespaces(inventory, docs)
+    checked: list[Checked] = []
+    skipped: list[Document] = []
+    for doc in docs:
+        if not is_object(doc.data):
+            skipped.append(doc)
+            continue
+        decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now)
+        checked.append(Checked(doc, decision))
+    return CheckReport(tuple(checked), engine.digest, tuple(skipped))
+
+
+def resource_of(obj: Mapping[str, Any], request: Request) -> dict[str, str]:
+    return {
+        "apiVersion": str(obj.get("apiVersion", "")) if isinstance(obj, Mapping) else "",
+        "kind": request.kind.kind,
+        "namespace": request.namespace,
+        "name": request.name,
+    }

@@ -1,0 +1,209 @@
+"""Native ``policyengine.io/v1`` documents (Policy, PolicyException, GovernanceConfig) -> model values.
+
+Documents reaching these functions have passed their JSON Schema; what is checked here is what a schema
+cannot say (Deny and Warn together, a bad expiry date). Shared pieces (selectors, resource rules, named
+expressions) are public so the compat layer builds the same values from Kubernetes and Gatekeeper kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from policyengine import errors
+from policyengine.errors import Problem
+from policyengine.loader import Document, PathKey
+from policyengine.model import (
+    Action,
+    Expr,
+    ExceptionMatch,
+    FailurePolicy,
+    KindRule,
+    LabelSelector,
+    Match,
+    NamedExpr,
+    Policy,
+    PolicyException,
+    ResourceRule,
+    SelectorRequirement,
+    SourceRef,
+    Validation,
+    Variable,
+)
+from policyengine.loader import render_path
+
+ANNOTATION = "policyengine.io/"
+_ACTIONS = {"Deny": Action.DENY, "Warn": Action.WARN, "Audit": Action.AUDIT}
+
+
+def expr(doc: Document, path: PathKey, source: str) -> Expr:
+    return Expr(source, render_path(path), SourceRef(doc.file, doc.line_of(path), doc.column_of(path)))
+
+
+def selector(raw: Mapping[str, Any] | None) -> LabelSelector | None:
+    if raw is None:
+        return None
+    labels = tuple(sorted((str(k), str(v)) for k, v in (raw.get("matchLabels") or {}).items()))
+    reqs = tuple(
+        SelectorRequirement(str(r["key"]), str(r["operator"]), tuple(str(v) for v in r.get("values") or ()))
+        for r in raw.get("matchExpressions") or ()
+    )
+    return LabelSelector(labels, reqs)
+
+
+def resource_rule(raw: Mapping[str, Any]) -> ResourceRule:
+    return ResourceRule(
+        api_groups=tuple(raw.get("apiGroups") or ("*",)),
+        api_versions=tuple(raw.get("apiVersions") or ("*",)),
+        resources=tuple(raw.get("resources") or ("*",)),
+        operations=tuple(raw.get("operations") or ("*",)),
+        resource_names=tuple(raw.get("resourceNames") or ()),
+        scope=str(raw.get("scope") or "*"),
+    )
+
+
+def kind_rules(raw: Sequence[Mapping[str, Any]] | None) -> tuple[KindRule, ...]:
+    return tuple(
+        KindRule(tuple(k.get("apiGroups") or ("*",)), tuple(k.get("kinds") or ("*",))) for k in raw or ()
+    )
+
+
+def named_exprs(doc: Document, base: PathKey, raw: Sequence[Mapping[str, Any]] | None) -> tuple[NamedExpr, ...]:
+    return tuple(
+        NamedExpr(str(item["name"]), expr(doc, (*base, i, "expression"), str(item["expression"])))
+        for i, item in enumerate(raw or ())
+    )
+
+
+def match_resources(raw: Mapping[str, Any] | None) -> Match:
+    raw = raw or {}
+    return Match(
+        resource_rules=tuple(resource_rule(r) for r in raw.get("resourceRules") or ()),
+        exclude_resource_rules=tuple(resource_rule(r) for r in raw.get("excludeResourceRules") or ()),
+        namespace_selector=selector(raw.get("namespaceSelector")),
+        object_selector=selector(raw.get("objectSelector")),
+    )
+
+
+def validations(doc: Document, base: PathKey, raw: Sequence[Mapping[str, Any]]) -> tuple[Validation, ...]:
+    out = []
+    for i, v in enumerate(raw):
+        message_expression = v.get("messageExpression")
+        out.append(
+            Validation(
+                expression=expr(doc, (*base, i, "expression"), str(v["expression"])),
+                message=v.get("message"),
+                message_expression=(
+                    expr(doc, (*base, i, "messageExpression"), str(message_expression))
+                    if message_expression
+                    else None
+                ),
+                reason=v.get("reason"),
+                field_path=v.get("fieldPath") or None,
+            )
+        )
+    return tuple(out)
+
+
+def actions(
+    doc: Document, path: PathKey, raw: Sequence[str] | None, problems: list[Problem]
+) -> frozenset[Action]:
+    chosen = frozenset(_ACTIONS[a] for a in raw or ("Deny",))
+    if {Action.DENY, Action.WARN} <= chosen:
+        problems.append(doc.problem(errors.INVALID_VALUE, "Deny and Warn cannot be used together", path))
+    return chosen
+
+
+def policy(doc: Document, problems: list[Problem]) -> Policy:
+    spec = doc.data["spec"]
+    meta = doc.data["metadata"]
+    notes = meta.get("annotations") or {}
+    match = match_resources(spec.get("matchConstraints"))
+    simple = spec.get("match") or {}
+    match = Match(
+        resource_rules=match.resource_rules,
+        exclude_resource_rules=match.exclude_resource_rules,
+        namespace_selector=match.namespace_selector,
+        object_selector=match.object_selector,
+        kinds=kind_rules(simple.get("kinds")),
+        operations=tuple(simple.get("operations") or ()),
+    )
+    variables = tuple(
+        Variable(str(v["name"]), expr(doc, ("spec", "variables", i, "expression"), str(v["expression"])))
+        for i, v in enumerate(spec.get("variables") or ())
+    )
+    annotations = tuple(
+        NamedExpr(
+            str(a["key"]),
+            expr(doc, ("spec", "auditAnnotations", i, "valueExpression"), str(a["valueExpression"])),
+        )
+        for i, a in enumerate(spec.get("auditAnnotations") or ())
+    )
+    return Policy(
+        name=str(meta["name"]),
+        source=SourceRef(doc.file, doc.line),
+        origin="Policy",
+        match=match,
+        match_conditions=named_exprs(doc, ("spec", "matchConditions"), spec.get("matchConditions")),
+        variables=variables,
+        validations=validations(doc, ("spec", "validations"), spec["validations"]),
+        audit_annotations=annotations,
+        failure_policy=FailurePolicy(spec.get("failurePolicy", "Fail")),
+        actions=actions(doc, ("spec", "validationActions"), spec.get("validationActions"), problems),
+        category=str(notes.get(ANNOTATION + "category", "")),
+        severity=str(notes.get(ANNOTATION + "severity", "")),
+        description=str(notes.get(ANNOTATION + "description", "")),
+        remediation=str(notes.get(ANNOTATION + "remediation", "")),
+    )
+
+
+def parse_time(text: str) -> datetime | None:
+    """An RFC 3339 timestamp with a zone ("2026-12-31T00:00:00Z"), or None when it is not one."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def exception(doc: Document, problems: list[Problem]) -> PolicyException:
+    spec = doc.data["spec"]
+    raw_match = spec.get("match") or {}
+    expires = None
+    if "expires" in spec:
+        expires = parse_time(str(spec["expires"]))
+        if expires is None:
+            problems.append(
+                doc.problem(
+                    errors.INVALID_VALUE,
+                    f"expires {spec['expires']!r} is not an RFC 3339 time with a zone (2026-12-31T00:00:00Z)",
+                    ("spec", "expires"),
+                )
+            )
+    return PolicyException(
+        name=doc.name,
+        source=SourceRef(doc.file, doc.line),
+        policies=tuple(spec["policies"]),
+        match=ExceptionMatch(
+            namespaces=tuple(raw_match.get("namespaces") or ()),
+            names=tuple(raw_match.get("names") or ()),
+            kinds=kind_rules(raw_match.get("kinds")),
+            selector=selector(raw_match.get("selector")),
+        ),
+        match_conditions=named_exprs(doc, ("spec", "matchConditions"), spec.get("matchConditions")),
+        expires=expires,
+        reason=str(spec.get("reason", "")),
+        approved_by=str(spec.get("approvedBy", "")),
+    )
+
+
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """GovernanceConfig specs merge by section, and within a section the later document wins per key."""
+    merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    for section, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **value}
+        else:
+            merged[section] = value
+    return merged

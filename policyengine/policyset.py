@@ -1,0 +1,239 @@
+"""A loaded, fully checked policy set: policies, exceptions, organisation parameters and a digest.
+
+``load_policy_set`` is all-or-nothing. Every document is schema-validated, converted, and every CEL
+expression compiled; any problem anywhere raises one LoadError listing all of them, and nothing is
+returned, so a caller holding a working set keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from policyengine import errors, native
+from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
+from policyengine.errors import LoadError, Problem
+from policyengine.loader import Document, read_documents
+from policyengine.model import Expr, Policy, PolicyException
+from policyengine.schema import validate
+
+NATIVE_GROUP = "policyengine.io/"
+_NATIVE_SCHEMAS = {
+    "Policy": "policy.json",
+    "PolicyException": "policy-exception.json",
+    "GovernanceConfig": "governance-config.json",
+}
+
+
+def bundled_policies_dir() -> Path:
+    """The packs shipped with the product (``policies/`` in the repository, ``policyengine/packs`` installed)."""
+    return Path(str(resources.files("policyengine").joinpath("packs")))
+
+
+class Compiler:
+    """Compiles CEL once per distinct source text and remembers the result."""
+
+    def __init__(self, backend: CelBackend | None = None) -> None:
+        self.backend = backend or get_backend()
+        self._cache: dict[str, CompiledExpr] = {}
+
+    def compile(self, source: str) -> CompiledExpr:
+        compiled = self._cache.get(source)
+        if compiled is None:
+            compiled = self._cache[source] = self.backend.compile(source)
+        return compiled
+
+    def check(self, exprs: Iterable[Expr], problems: list[Problem]) -> None:
+        for e in exprs:
+            try:
+                self.compile(e.source)
+            except CelCompileError as err:
+                problems.append(Problem(e.ref.file, e.ref.line, errors.CEL_COMPILE, str(err), e.path))
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    policies: tuple[Policy, ...] = ()
+    exceptions: tuple[PolicyException, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)  # merged GovernanceConfig spec
+    param_objects: tuple[Any, ...] = ()  # objects a binding's paramRef may select
+    digest: str = ""
+    compiler: Compiler = field(default_factory=Compiler, compare=False, repr=False)
+
+    def by_name(self) -> dict[str, Policy]:
+        return {p.name: p for p in self.policies}
+
+
+def policy_expressions(policy: Policy) -> Iterator[Expr]:
+    for c in policy.match_conditions:
+        yield c.expression
+    for v in policy.variables:
+        if v.expression is not None:
+            yield v.expression
+    for val in policy.validations:
+        yield val.expression
+        if val.message_expression is not None:
+            yield val.message_expression
+    for a in policy.audit_annotations:
+        yield a.expression
+
+
+def exception_expressions(exc: PolicyException) -> Iterator[Expr]:
+    for c in exc.match_conditions:
+        yield c.expression
+
+
+def digest_documents(docs: Sequence[Document]) -> str:
+    h = hashlib.sha256()
+    for doc in sorted(docs, key=lambda d: (d.file, d.index)):
+        h.update(json.dumps(doc.data, sort_keys=True, separators=(",", ":"), default=str).encode())
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+def build_policy_set(
+    docs: Sequence[Document],
+    *,
+    config_docs: Sequence[Document] = (),
+    compiler: Compiler | None = None,
+) -> PolicySet:
+    """Documents -> PolicySet. Raises LoadError with every problem found."""
+    from policyengine import compat  # compat converts Kubernetes and Gatekeeper kinds to the same model
+
+    compiler = compiler or Compiler()
+    problems: list[Problem] = []
+    policies: list[Policy] = []
+    exceptions: list[PolicyException] = []
+    config: dict[str, Any] = {}
+    foreign: list[Document] = []
+    for doc in (*docs, *config_docs):
+        if not isinstance(doc.data, dict) or not doc.kind or not doc.api_version:
+            problems.append(
+                doc.problem(errors.NOT_AN_OBJECT, "a policy document must be a mapping with apiVersion and kind")
+            )
+            continue
+        schema = _NATIVE_SCHEMAS.get(doc.kind) if doc.api_version.startswith(NATIVE_GROUP) else None
+        if schema is None:
+            foreign.append(doc)
+            continue
+        found = validate(doc, schema)
+        if doc.api_version != "policyengine.io/v1" and not found:
+            found.append(doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"]))
+        if found:
+            problems.extend(found)
+            continue
+        if doc.kind == "Policy":
+            policies.append(native.policy(doc, problems))
+        elif doc.kind == "PolicyException":
+            exceptions.append(native.exception(doc, problems))
+        else:
+            config = native.merge_config(config, doc.data.get("spec") or {})
+
+    converted = compat.convert(foreign, problems)
+    policies.extend(converted.policies)
+    for doc in foreign:
+        if id(doc) not in converted.claimed:
+            problems.append(
+                doc.problem(
+                    errors.UNKNOWN_KIND,
+                    f"{doc.api_version} {doc.kind} is not a policy document "
+                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
+                    "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
+                    ["kind"],
+                )
+            )
+
+    _check_names(policies, exceptions, problems)
+    for p in policies:
+        compiler.check(policy_expressions(p), problems)
+    for e in exceptions:
+        compiler.check(exception_expressions(e), problems)
+    if problems:
+        raise LoadError(sorted(problems, key=lambda p: (p.file, p.line)))
+    return PolicySet(
+        policies=tuple(policies),
+        exceptions=tuple(exceptions),
+        config=config,
+        param_objects=converted.param_objects,
+        digest=digest_documents([*docs, *config_docs]),
+        compiler=compiler,
+    )
+
+
+def _check_names(
+    policies: Sequence[Policy], exceptions: Sequence[PolicyException], problems: list[Problem]
+) -> None:
+    seen: dict[str, Policy] = {}
+    for p in policies:
+        first = seen.setdefault(p.name, p)
+        if first is not p:
+            problems.append(
+                Problem(
+                    p.source.file,
+                    p.source.line,
+                    errors.DUPLICATE_NAME,
+                    f"policy {p.name!r} is already defined at {first.source.file}:{first.source.line}",
+                    "metadata.name",
+                )
+            )
+    seen_exc: dict[str, PolicyException] = {}
+    for e in exceptions:
+        first_exc = seen_exc.setdefault(e.name, e)
+        if first_exc is not e:
+            problems.append(
+                Problem(
+                    e.source.file,
+                    e.source.line,
+                    errors.DUPLICATE_NAME,
+                    f"policy exception {e.name!r} is already defined at "
+                    f"{first_exc.source.file}:{first_exc.source.line}",
+                    "metadata.name",
+                )
+            )
+        for i, name in enumerate(e.policies):
+            if name not in seen:
+                problems.append(
+                    Problem(
+                        e.source.file,
+                        e.source.line,
+                        errors.UNKNOWN_POLICY,
+                        f"exception {e.name!r} names policy {name!r}, which is not loaded",
+                        f"spec.policies[{i}]",
+                    )
+                )
+
+
+def load_policy_set(
+    paths: Sequence[str],
+    *,
+    config_paths: Sequence[str] = (),
+    include_bundled: bool = True,
+    compiler: Compiler | None = None,
+) -> PolicySet:
+    """Read policy directories/files (the bundled packs first, unless excluded) and config files."""
+    all_paths = [str(bundled_policies_dir())] if include_bundled else []
+    all_paths.extend(paths)
+    problems: list[Problem] = []
+    docs: list[Document] = []
+    config_docs: list[Document] = []
+    try:
+        docs = read_documents(all_paths)
+    except LoadError as err:
+        problems.extend(err.problems)
+    try:
+        config_docs = read_documents(list(config_paths))
+    except LoadError as err:
+        problems.extend(err.problems)
+    for doc in config_docs:
+        if doc.kind != "GovernanceConfig":
+            problems.append(
+                doc.problem(errors.UNKNOWN_KIND, f"--config takes GovernanceConfig documents, not {doc.kind or 'this'}")
+            )
+    if problems:
+        raise LoadError(problems)
+    return build_policy_set(docs, config_docs=config_docs, compiler=compiler)

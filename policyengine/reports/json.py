@@ -1,0 +1,56 @@
+"""``--format json``: one object, ``{"summary": {...}, "results": [...]}``, stable field names (SPEC §8)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from policyengine.gate import Checked, CheckReport, resource_of
+from policyengine.model import Result
+
+SCHEMA_VERSION = 1
+
+
+def result_dict(checked: Checked, result: Result) -> dict[str, Any]:
+    doc = checked.document
+    out: dict[str, Any] = {
+        "policy": result.policy,
+        "action": str(result.action),
+        "outcome": str(result.outcome),
+        "message": result.message,
+        "category": result.category,
+        "severity": result.severity,
+        "resource": resource_of(doc.data, checked.decision.request),
+        "source": {"file": doc.file, "line": checked.line_of(result)},
+    }
+    column = checked.column_of(result)
+    if column is not None:
+        out["source"]["column"] = column
+    optional = {
+        "validation": result.validation,
+        "reason": result.reason,
+        "code": result.code,
+        "exception": result.exception,
+        "fieldPath": result.field_path,
+        "remediation": result.remediation or None,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out
+
+
+def report_dict(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
+    expired = sorted({e for c in report.checked for e in c.decision.exceptions_expired})
+    return {
+        "version": SCHEMA_VERSION,
+        "summary": {
+            **report.summary().as_dict(),
+            "exitCode": report.exit_code(strict=strict),
+            "policySetDigest": report.policy_set_digest,
+            "expiredExceptions": expired,
+        },
+        "results": [result_dict(c, r) for c in report.checked for r in c.decision.violations],
+    }
+
+
+def render(report: CheckReport, *, strict: bool = False) -> str:
+    return json.dumps(report_dict(report, strict=strict), indent=2) + "\n"
