@@ -184,10 +184,10 @@ def read_text(file: str, stdin: IO[str] | None = None) -> str:
         raise LoadError([Problem(file, 1, errors.READ_ERROR, err.strerror or str(err))]) from None
 
 
-def read_documents(
+def collect_documents(
     paths: Sequence[str], *, stdin: IO[str] | None = None, stdin_ok: bool = False
-) -> list[Document]:
-    """All documents under ``paths``, Lists expanded. Collects every problem, then raises LoadError."""
+) -> tuple[list[Document], list[Problem]]:
+    """The documents of every file that reads, and the problems of those that do not."""
     files, problems = discover(paths, stdin_ok=stdin_ok)
     docs: list[Document] = []
     for file in files:
@@ -196,6 +196,14 @@ def read_documents(
             docs.extend(expand_lists(parse_text(text, "<stdin>" if file == STDIN else file)))
         except LoadError as err:
             problems.extend(err.problems)
+    return docs, problems
+
+
+def read_documents(
+    paths: Sequence[str], *, stdin: IO[str] | None = None, stdin_ok: bool = False
+) -> list[Document]:
+    """All documents under ``paths``, Lists expanded. Collects every problem, then raises LoadError."""
+    docs, problems = collect_documents(paths, stdin=stdin, stdin_ok=stdin_ok)
     if problems:
         raise LoadError(problems)
     return docs

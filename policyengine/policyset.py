@@ -18,7 +18,7 @@ from typing import Any
 from policyengine import errors, native
 from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
 from policyengine.errors import LoadError, Problem
-from policyengine.loader import Document, read_documents
+from policyengine.loader import Document, collect_documents
 from policyengine.model import Expr, Policy, PolicyException
 from policyengine.schema import validate
 
@@ -114,7 +114,9 @@ def build_policy_set(
     for doc in (*docs, *config_docs):
         if not isinstance(doc.data, dict) or not doc.kind or not doc.api_version:
             problems.append(
-                doc.problem(errors.NOT_AN_OBJECT, "a policy document must be a mapping with apiVersion and kind")
+                doc.problem(
+                    errors.NOT_AN_OBJECT, "a policy document must be a mapping with apiVersion and kind"
+                )
             )
             continue
         schema = _NATIVE_SCHEMAS.get(doc.kind) if doc.api_version.startswith(NATIVE_GROUP) else None
@@ -123,7 +125,9 @@ def build_policy_set(
             continue
         found = validate(doc, schema)
         if doc.api_version != "policyengine.io/v1" and not found:
-            found.append(doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"]))
+            found.append(
+                doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"])
+            )
         if found:
             problems.extend(found)
             continue
@@ -218,22 +222,18 @@ def load_policy_set(
     """Read policy directories/files (the bundled packs first, unless excluded) and config files."""
     all_paths = [str(bundled_policies_dir())] if include_bundled else []
     all_paths.extend(paths)
-    problems: list[Problem] = []
-    docs: list[Document] = []
-    config_docs: list[Document] = []
-    try:
-        docs = read_documents(all_paths)
-    except LoadError as err:
-        problems.extend(err.problems)
-    try:
-        config_docs = read_documents(list(config_paths))
-    except LoadError as err:
-        problems.extend(err.problems)
+    docs, problems = collect_documents(all_paths)
+    config_docs, config_problems = collect_documents(list(config_paths))
+    problems.extend(config_problems)
     for doc in config_docs:
         if doc.kind != "GovernanceConfig":
             problems.append(
                 doc.problem(errors.UNKNOWN_KIND, f"--config takes GovernanceConfig documents, not {doc.kind or 'this'}")
             )
+    try:
+        policy_set = build_policy_set(docs, config_docs=config_docs, compiler=compiler)
+    except LoadError as err:
+        problems.extend(err.problems)
     if problems:
         raise LoadError(problems)
-    return build_policy_set(docs, config_docs=config_docs, compiler=compiler)
+    return policy_set

@@ -1,0 +1,47 @@
+"""The AI-specific CEL bindings: ``workload`` (what the object runs) and ``inventory`` (cluster usage).
+
+Both are computed once per request from plain data and shared by every policy. The inventory view
+depends only on the inventory and the config, so it is computed once per inventory, not per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from policyengine.engine import ViewProvider
+from policyengine.inventory import inventory_view
+from policyengine.model import Inventory, Request
+from policyengine.policyset import PolicySet
+from policyengine.workloads import describe
+
+
+class _InventoryViews:
+    """Remembers the view of the last inventory seen (the webhook swaps inventories as a whole)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[Inventory, Mapping[str, Any], dict[str, Any]] | None = None
+
+    def view(self, inventory: Inventory, config: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            last = self._last
+            if last is not None and last[0] is inventory and last[1] is config:
+                return last[2]
+        view = inventory_view(inventory, config)
+        with self._lock:
+            self._last = (inventory, config, view)
+        return view
+
+
+def views_for(policy_set: PolicySet) -> ViewProvider:
+    """The provider the engine calls once per request for ``workload`` and ``inventory``."""
+    inventories = _InventoryViews()
+
+    def provide(request: Request, inventory: Inventory, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        obj = request.object if request.object is not None else request.old_object
+        workload = describe(obj, config) if isinstance(obj, Mapping) else None
+        return {"workload": workload, "inventory": inventories.view(inventory, config)}
+
+    return provide

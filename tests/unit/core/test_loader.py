@@ -1,0 +1,190 @@
+"""Loading is all-or-nothing and reports every problem as file:line: code: message (at path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policyengine import errors
+from policyengine.errors import LoadError
+from policyengine.loader import parse_text, read_documents
+from policyengine.policyset import load_policy_set
+from tests.helpers import write
+
+GOOD = """
+apiVersion: policyengine.io/v1
+kind: Policy
+metadata:
+  name: good
+spec:
+  validations:
+    - expression: "true"
+"""
+
+
+def load(tmp_path: Path) -> list[errors.Problem]:
+    with pytest.raises(LoadError) as info:
+        load_policy_set([str(tmp_path)], include_bundled=False)
+    return list(info.value.problems)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path / "bad.yaml", "apiVersion: v1\nkind: [unclosed\nmetadata: {}\n")
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.YAML_SYNTAX
+    assert problem.file.endswith("bad.yaml")
+    assert problem.line == 3
+
+
+def test_schema_problems_point_at_the_field_line(tmp_path: Path) -> None:
+    write(
+        tmp_path / "p.yaml",
+        """
+        apiVersion: policyengine.io/v1
+        kind: Policy
+        metadata:
+          name: p
+        spec:
+          failurePolicy: Sometimes
+          validations:
+            - expression: "true"
+              mesage: typo
+        """,
+    )
+    problems = load(tmp_path)
+    assert {p.code for p in problems} == {errors.SCHEMA_INVALID}
+    by_path = {p.path: p for p in problems}
+    assert by_path["spec.failurePolicy"].line == 6
+    assert "mesage" in by_path["spec.validations[0]"].message
+    assert by_path["spec.validations[0]"].line == 8
+
+
+def test_cel_compile_error_names_the_expression_path(tmp_path: Path) -> None:
+    write(
+        tmp_path / "p.yaml",
+        """
+        apiVersion: policyengine.io/v1
+        kind: Policy
+        metadata:
+          name: p
+        spec:
+          validations:
+            - expression: "true"
+            - expression: "true"
+            - expression: "object.spec.replicas >"
+        """,
+    )
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.CEL_COMPILE
+    assert problem.path == "spec.validations[2].expression"
+    assert problem.line == 9
+    assert problem.render().startswith(f"{tmp_path / 'p.yaml'}:9: cel_compile: ")
+
+
+def test_unknown_kind_in_a_policy_directory(tmp_path: Path) -> None:
+    write(tmp_path / "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.UNKNOWN_KIND
+    assert problem.line == 2 and problem.path == "kind"
+
+
+def test_not_an_object(tmp_path: Path) -> None:
+    write(tmp_path / "list.yaml", "- just\n- a list\n")
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.NOT_AN_OBJECT
+
+
+def test_duplicate_policy_names(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", GOOD)
+    write(tmp_path / "b.yaml", GOOD)
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.DUPLICATE_NAME
+    assert "a.yaml:1" in problem.message
+
+
+def test_exception_naming_an_unknown_policy_and_a_bad_expiry(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", GOOD)
+    write(
+        tmp_path / "exc.yaml",
+        """
+        apiVersion: policyengine.io/v1
+        kind: PolicyException
+        metadata:
+          name: e
+        spec:
+          policies: [good, missing]
+          expires: next tuesday
+        """,
+    )
+    problems = load(tmp_path)
+    assert sorted(p.code for p in problems) == [errors.INVALID_VALUE, errors.UNKNOWN_POLICY]
+    unknown = next(p for p in problems if p.code == errors.UNKNOWN_POLICY)
+    assert unknown.path == "spec.policies[1]"
+
+
+def test_exception_may_not_use_a_wildcard(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", GOOD)
+    write(
+        tmp_path / "exc.yaml",
+        "apiVersion: policyengine.io/v1\nkind: PolicyException\nmetadata: {name: e}\nspec: {policies: ['*']}\n",
+    )
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.SCHEMA_INVALID and problem.path == "spec.policies[0]"
+
+
+def test_deny_and_warn_together_are_rejected(tmp_path: Path) -> None:
+    write(
+        tmp_path / "p.yaml",
+        GOOD.replace("spec:\n", "spec:\n  validationActions: [Deny, Warn]\n"),
+    )
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.INVALID_VALUE and problem.path == "spec.validationActions"
+
+
+def test_missing_path_and_unreadable_file(tmp_path: Path) -> None:
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(LoadError) as info:
+        read_documents([str(tmp_path / "nope"), str(tmp_path / "latin1.yaml")])
+    assert [p.code for p in info.value.problems] == [errors.FILE_NOT_FOUND, errors.READ_ERROR]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", "kind: [\n")
+    write(tmp_path / "b.yaml", GOOD.replace('"true"', '"1 +"'))
+    write(tmp_path / "c.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")
+    codes = sorted(p.code for p in load(tmp_path))
+    assert codes == sorted([errors.YAML_SYNTAX, errors.CEL_COMPILE, errors.UNKNOWN_KIND])
+
+
+def test_a_failed_load_leaves_the_working_set_untouched(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", GOOD)
+    working = load_policy_set([str(tmp_path)], include_bundled=False)
+    write(tmp_path / "b.yaml", GOOD.replace("name: good", "name: other").replace('"true"', '"("'))
+    with pytest.raises(LoadError):
+        load_policy_set([str(tmp_path)], include_bundled=False)
+    assert [p.name for p in working.policies] == ["good"]
+
+
+def test_multi_document_lines_and_field_positions() -> None:
+    docs = parse_text("a: 1\n---\n# comment\nkind: Pod\nspec:\n  containers:\n  - name: x\n    image: y\n", "f.yaml")
+    assert [d.line for d in docs] == [1, 4]
+    assert docs[1].line_of(("spec", "containers", 0, "image")) == 8
+    assert docs[1].line_of(("spec", "containers", 3, "image")) == 6  # nearest existing ancestor
+    assert docs[1].column_of(("spec", "containers", 0, "image")) == 5
+
+
+def test_kubernetes_lists_are_expanded_with_item_lines() -> None:
+    text = "apiVersion: v1\nkind: List\nitems:\n- kind: Namespace\n  metadata: {name: a}\n- kind: Namespace\n  metadata:\n    name: b\n"
+    from policyengine.loader import expand_lists
+
+    docs = list(expand_lists(parse_text(text, "l.yaml")))
+    assert [d.name for d in docs] == ["a", "b"]
+    assert [d.line for d in docs] == [4, 6]
+    assert docs[1].line_of(("metadata", "name")) == 8
+
+
+def test_json_documents_load_with_lines(tmp_path: Path) -> None:
+    write(tmp_path / "p.json", '{\n  "apiVersion": "policyengine.io/v1",\n  "kind": "Policy",\n  "metadata": {"name": "j"},\n  "spec": {"validations": [{"expression": 1}]}\n}\n')
+    (problem,) = load(tmp_path)
+    assert problem.code == errors.SCHEMA_INVALID and problem.line == 5
