@@ -22,12 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import celpy  # noqa: E402
+import celpy
 
-from policyengine.engine import Engine  # noqa: E402
-from policyengine.gate import request_for  # noqa: E402
-from policyengine.loader import Document, parse_text  # noqa: E402
-from policyengine.policyset import build_policy_set  # noqa: E402
+from policyengine.engine import Engine
+from policyengine.gate import request_for
+from policyengine.loader import Document, parse_text
+from policyengine.policyset import build_policy_set
 
 CONTAINERS = "object.spec.template.spec.containers"
 ALL = f"{CONTAINERS} + (has(object.spec.template.spec.initContainers) ? object.spec.template.spec.initContainers : [])"
@@ -56,7 +56,9 @@ RULES = [
 
 
 def policy_yaml() -> str:
-    validations = "\n".join(f"    - expression: {json.dumps(r)}\n      message: rule {i}" for i, r in enumerate(RULES))
+    validations = "\n".join(
+        f"    - expression: {json.dumps(r)}\n      message: rule {i}" for i, r in enumerate(RULES)
+    )
     return (
         "apiVersion: policyengine.io/v1\nkind: Policy\nmetadata: {name: pss}\nspec:\n"
         "  match: {kinds: [{apiGroups: [apps], kinds: [Deployment]}]}\n"
@@ -68,7 +70,9 @@ def container(i: int, env: int) -> dict[str, Any]:
     return {
         "name": f"c{i}",
         "image": f"registry.acme.internal/ml/server@sha256:{'ab' * 32}",
-        "env": [{"name": f"VAR_{i}_{j}", "value": f"s3://acme-eu-datasets/shard-{j:05d}/"} for j in range(env)],
+        "env": [
+            {"name": f"VAR_{i}_{j}", "value": f"s3://acme-eu-datasets/shard-{j:05d}/"} for j in range(env)
+        ],
         "ports": [{"containerPort": 8080 + i}],
         "resources": {"limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 1}},
         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
@@ -133,14 +137,18 @@ def time_naive(obj: dict[str, Any], n: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=30, help="timed requests per size and method")
     parser.add_argument("--sizes", default="1,10,100", help="workload sizes in KB")
     args = parser.parse_args()
 
     engine = Engine(build_policy_set(parse_text(policy_yaml(), "bench.yaml")))
     print(f"{len(RULES)} validations per request, {args.requests} requests per row; times per request")
-    print(f"{'size':>6} {'engine median':>14} {'engine p99':>11} {'naive median':>13} {'naive p99':>10} {'speed-up':>9}")
+    print(
+        f"{'size':>6} {'engine median':>14} {'engine p99':>11} {'naive median':>13} {'naive p99':>10} {'speed-up':>9}"
+    )
     for kb in (int(s) for s in args.sizes.split(",")):
         obj = workload(kb)
         (doc,) = parse_text(json.dumps(obj), "bench.json")

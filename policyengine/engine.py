@@ -28,10 +28,11 @@ from policyengine.model import (
     Result,
     Validation,
 )
-from policyengine.params import resolve_params
+from policyengine.params import lookup
 from policyengine.policyset import PolicySet
 
 _ACTION_RANK = (Action.DENY, Action.WARN, Action.AUDIT)
+EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
 
 # Extra CEL bindings computed once per request (the workload view, the inventory view, ...).
@@ -122,11 +123,13 @@ class Engine:
     def digest(self) -> str:
         return self.policy_set.digest
 
-    def applicable(self, request: Request, inventory: Inventory = Inventory()) -> list[Policy]:
+    def applicable(self, request: Request, inventory: Inventory = EMPTY_INVENTORY) -> list[Policy]:
         ns = inventory.namespaces.get(request.namespace) if request.namespace else None
         return [c.policy for c in self._policies if matches(c.policy.match, request, ns)]
 
-    def evaluate(self, request: Request, *, inventory: Inventory = Inventory(), now: datetime) -> Decision:
+    def evaluate(
+        self, request: Request, *, inventory: Inventory = EMPTY_INVENTORY, now: datetime
+    ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
         chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
         if not chosen:
@@ -150,11 +153,15 @@ class Engine:
             for params in self._params_for(policy, inventory, request.namespace, results):
                 activation = base.extend({"params": params}, compiled.variables)
                 policy_results = self._evaluate_policy(compiled, activation, annotations)
-                results.extend(self._apply_exceptions(policy, policy_results, request, activation, now, expired))
+                results.extend(
+                    self._apply_exceptions(policy, policy_results, request, activation, now, expired)
+                )
 
         allowed = not any(_denies(r) for r in results)
         warnings = tuple(
-            f"{r.policy}: {r.message}" for r in results if r.action is Action.WARN and r.outcome is Outcome.FAIL
+            f"{r.policy}: {r.message}"
+            for r in results
+            if r.action is Action.WARN and r.outcome is Outcome.FAIL
         )
         return Decision(
             request=request,
@@ -173,21 +180,14 @@ class Engine:
     ) -> Sequence[Any]:
         if policy.param_ref is None:
             return [dict(self.policy_set.config) if policy.uses_config_params else policy.params]
-        found = resolve_params(policy.param_ref, self.policy_set.param_objects, inventory, namespace)
-        if found:
-            return found
-        if policy.param_ref.not_found_action == "Allow":
-            return []
-        results.append(
-            _result(
-                policy,
-                primary_action(policy.actions),
-                Outcome.FAIL,
-                f"no params found for policy binding with Deny parameterNotFoundAction "
-                f"({policy.param_ref.kind} {policy.param_ref.name or ''})".rstrip(),
-                code=errors.PARAM_NOT_FOUND,
-            )
-        )
+        found = lookup(policy.param_ref, self.policy_set.param_objects, inventory, namespace)
+        if found.error is None:
+            return found.objects
+        # Kubernetes denies a misconfigured binding whatever its validationActions, under failurePolicy
+        # Fail; under Ignore we record it without enforcing, as for any other error.
+        action = Action.DENY if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
+        message = f"failed to configure binding: {found.error}"
+        results.append(_result(policy, action, Outcome.ERROR, message, code=errors.PARAM_NOT_FOUND))
         return []
 
     def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
@@ -211,7 +211,9 @@ class Engine:
             if value is False:
                 return [_result(policy, action, Outcome.SKIP, f"matchCondition {name!r} is false")]
             if value is not True:
-                condition_error = condition_error or f"matchCondition {name!r} returned {_kind(value)}, not bool"
+                condition_error = (
+                    condition_error or f"matchCondition {name!r} returned {_kind(value)}, not bool"
+                )
         if condition_error is not None:
             return [_result(policy, error_action, Outcome.ERROR, condition_error, code=errors.EVAL_ERROR)]
 
@@ -222,8 +224,13 @@ class Engine:
             except CelEvalError as err:
                 out.append(
                     _result(
-                        policy, error_action, Outcome.ERROR, f"expression {validation.expression.source!r}: {err}",
-                        index=index, validation=validation, code=err.code,
+                        policy,
+                        error_action,
+                        Outcome.ERROR,
+                        f"expression {validation.expression.source!r}: {err}",
+                        index=index,
+                        validation=validation,
+                        code=err.code,
                     )
                 )
                 continue
@@ -235,9 +242,13 @@ class Engine:
             else:
                 out.append(
                     _result(
-                        policy, error_action, Outcome.ERROR,
+                        policy,
+                        error_action,
+                        Outcome.ERROR,
                         f"expression {validation.expression.source!r} returned {_kind(value)}, not bool",
-                        index=index, validation=validation, code=errors.EVAL_TYPE,
+                        index=index,
+                        validation=validation,
+                        code=errors.EVAL_TYPE,
                     )
                 )
         for key, expr in compiled.annotations:
@@ -249,14 +260,16 @@ class Engine:
                 annotations[f"{policy.name}/{key}"] = str(value)
         return out
 
-    def _message(self, validation: Validation, message_expr: CompiledExpr | None, activation: Activation) -> str:
+    def _message(
+        self, validation: Validation, message_expr: CompiledExpr | None, activation: Activation
+    ) -> str:
         if message_expr is not None:
             try:
                 value = self._eval(message_expr, activation)
             except CelEvalError:
                 value = None
             if isinstance(value, str) and value.strip() and "\n" not in value and len(value) <= MAX_MESSAGE:
-                return value
+                return value.strip()
         if validation.message:
             return validation.message
         return f"failed expression: {validation.expression.source}"
@@ -287,9 +300,7 @@ class Engine:
                 break
         if used is None:
             return results
-        return [
-            _excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results
-        ]
+        return [_excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results]
 
     def _condition_holds(self, cond: CompiledExpr, activation: Activation) -> bool:
         try:
@@ -305,7 +316,8 @@ def _exception_matches(exc: PolicyException, request: Request) -> bool:
     if m.names and not any(wildcard_match(p, request.name) for p in m.names):
         return False
     if m.kinds and not any(
-        ("*" in k.api_groups or request.kind.group in k.api_groups) and ("*" in k.kinds or request.kind.kind in k.kinds)
+        ("*" in k.api_groups or request.kind.group in k.api_groups)
+        and ("*" in k.kinds or request.kind.kind in k.kinds)
         for k in m.kinds
     ):
         return False

@@ -17,7 +17,17 @@ from typing import Any
 from policyengine.engine import Engine
 from policyengine.loader import Document, PathKey
 from policyengine.match import CLUSTER_SCOPED_KINDS, gvk_of, gvr_of
-from policyengine.model import Action, Decision, Inventory, Outcome, Request, Result, SourceRef, UserInfo
+from policyengine.model import (
+    Action,
+    Decision,
+    Inventory,
+    Outcome,
+    Policy,
+    Request,
+    Result,
+    SourceRef,
+    UserInfo,
+)
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 
@@ -68,6 +78,7 @@ class CheckReport:
     checked: tuple[Checked, ...]
     policy_set_digest: str = ""
     skipped: tuple[Document, ...] = field(default=())  # documents that are not Kubernetes objects
+    policies: tuple[Policy, ...] = ()  # every loaded policy: reports describe them (SARIF rules)
 
     def summary(self) -> Summary:
         results = [r for c in self.checked for r in c.decision.results]
@@ -91,7 +102,7 @@ class CheckReport:
 
 
 def parse_field_path(text: str) -> PathKey:
-    """"spec.containers[0].image" -> ("spec", "containers", 0, "image"); quoted keys allowed: ['a.b']."""
+    """ "spec.containers[0].image" -> ("spec", "containers", 0, "image"); quoted keys allowed: ['a.b']."""
     out: list[str | int] = []
     i, n = 0, len(text)
     token = ""
@@ -160,7 +171,9 @@ def namespaces_from(docs: Sequence[Document]) -> dict[str, Any]:
 def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Document]) -> Inventory:
     """The inventory to check against: the given one, else the manifests' own Namespace documents; any
     namespace a manifest names but nobody defines is added with no labels."""
-    namespaces: dict[str, Any] = dict(inventory.namespaces) if inventory is not None else namespaces_from(docs)
+    namespaces: dict[str, Any] = (
+        dict(inventory.namespaces) if inventory is not None else namespaces_from(docs)
+    )
     for d in docs:
         if not is_object(d.data) or d.data.get("kind") in CLUSTER_SCOPED_KINDS:
             continue
@@ -187,7 +200,7 @@ def check_documents(
             continue
         decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now)
         checked.append(Checked(doc, decision))
-    return CheckReport(tuple(checked), engine.digest, tuple(skipped))
+    return CheckReport(tuple(checked), engine.digest, tuple(skipped), engine.policy_set.policies)
 
 
 def resource_of(obj: Mapping[str, Any], request: Request) -> dict[str, str]:

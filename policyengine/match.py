@@ -193,9 +193,14 @@ def matches(match: Match, request: Request, namespace_object: Any) -> bool:
 
     is_namespace = request.kind.kind == "Namespace" and request.kind.group == ""
     ns_name = request.name if is_namespace else request.namespace
-    if match.namespaces and not (ns_name and any(wildcard_match(p, ns_name) for p in match.namespaces)):
+    # As in Gatekeeper, namespace lists never disqualify a cluster-scoped object other than a Namespace.
+    if match.namespaces and ns_name and not any(wildcard_match(p, ns_name) for p in match.namespaces):
         return False
-    if match.excluded_namespaces and ns_name and any(wildcard_match(p, ns_name) for p in match.excluded_namespaces):
+    if (
+        match.excluded_namespaces
+        and ns_name
+        and any(wildcard_match(p, ns_name) for p in match.excluded_namespaces)
+    ):
         return False
     if match.names and not any(wildcard_match(p, request.name) for p in match.names):
         return False
@@ -209,4 +214,4 @@ def matches(match: Match, request: Request, namespace_object: Any) -> bool:
         candidates = [x for x, o in ((new, request.object), (old, request.old_object)) if o is not None]
         if not any(selector_matches(match.object_selector, c) for c in candidates or [{}]):
             return False
-    return True
+    return all(matches(m, request, namespace_object) for m in match.also)

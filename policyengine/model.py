@@ -132,6 +132,9 @@ class Match:
     excluded_namespaces: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     scope: str = "*"  # Cluster | Namespaced | *
+    # Further matches that must all hold too: a ValidatingAdmissionPolicyBinding's matchResources is
+    # intersected with its policy's matchConstraints this way.
+    also: tuple[Match, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,4 @@ class Decision:
     @property
     def violations(self) -> tuple[Result, ...]:
         """Results that reach a user: failures, errors and excepted failures."""
-        return tuple(
-            r for r in self.results if r.outcome in (Outcome.FAIL, Outcome.ERROR, Outcome.EXCEPTED)
-        )
+        return tuple(r for r in self.results if r.outcome in (Outcome.FAIL, Outcome.ERROR, Outcome.EXCEPTED))

@@ -13,11 +13,11 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.errors import Problem
-from policyengine.loader import Document, PathKey
+from policyengine.loader import Document, PathKey, render_path
 from policyengine.model import (
     Action,
-    Expr,
     ExceptionMatch,
+    Expr,
     FailurePolicy,
     KindRule,
     LabelSelector,
@@ -31,7 +31,6 @@ from policyengine.model import (
     Validation,
     Variable,
 )
-from policyengine.loader import render_path
 
 ANNOTATION = "policyengine.io/"
 _ACTIONS = {"Deny": Action.DENY, "Warn": Action.WARN, "Audit": Action.AUDIT}
@@ -69,7 +68,9 @@ def kind_rules(raw: Sequence[Mapping[str, Any]] | None) -> tuple[KindRule, ...]:
     )
 
 
-def named_exprs(doc: Document, base: PathKey, raw: Sequence[Mapping[str, Any]] | None) -> tuple[NamedExpr, ...]:
+def named_exprs(
+    doc: Document, base: PathKey, raw: Sequence[Mapping[str, Any]] | None
+) -> tuple[NamedExpr, ...]:
     return tuple(
         NamedExpr(str(item["name"]), expr(doc, (*base, i, "expression"), str(item["expression"])))
         for i, item in enumerate(raw or ())

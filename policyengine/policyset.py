@@ -228,7 +228,10 @@ def load_policy_set(
     for doc in config_docs:
         if doc.kind != "GovernanceConfig":
             problems.append(
-                doc.problem(errors.UNKNOWN_KIND, f"--config takes GovernanceConfig documents, not {doc.kind or 'this'}")
+                doc.problem(
+                    errors.UNKNOWN_KIND,
+                    f"--config takes GovernanceConfig documents, not {doc.kind or 'this'}",
+                )
             )
     try:
         policy_set = build_policy_set(docs, config_docs=config_docs, compiler=compiler)

@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(problem.render(), file=sys.stderr)
         count = len(err.problems)
-        print(f"policyengine: {count} problem{'s' if count != 1 else ''} found; nothing was evaluated", file=sys.stderr)
+        print(
+            f"policyengine: {count} problem{'s' if count != 1 else ''} found; nothing was evaluated",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except UsageError as err:
         print(f"policyengine: {err}", file=sys.stderr)

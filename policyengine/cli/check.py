@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from policyengine import errors
+from policyengine.cli import outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
-from policyengine.gate import CheckReport, check_documents, is_object
+from policyengine.gate import check_documents, is_object
 from policyengine.inventory import from_documents
 from policyengine.loader import STDIN, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import load_policy_set
 from policyengine.views import views_for
-
-FORMATS = ("text", "json")
 
 
 def add_parser(sub: Any) -> None:
@@ -28,14 +26,16 @@ def add_parser(sub: Any) -> None:
         description="Check Kubernetes manifests against the policies with the same verdicts as admission. "
         "Exit 0: no deny violation; 1: at least one deny violation (or a warning with --strict); "
         "2: usage, input or policy error.",
+        epilog=outputs.PAIRING_HELP,
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, directories (recursive) or - for stdin")
-    p.add_argument("--policies", action="append", default=[], metavar="DIR", help="more policies (repeatable)")
+    p.add_argument(
+        "--policies", action="append", default=[], metavar="DIR", help="more policies (repeatable)"
+    )
     p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
     p.add_argument("--inventory", metavar="FILE", help="cluster objects: namespaces, pods, params")
-    p.add_argument("--format", choices=FORMATS, default="text")
-    p.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    outputs.add_arguments(p)
     p.add_argument("--strict", action="store_true", help="warnings fail the check too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.set_defaults(func=run)
@@ -61,20 +61,14 @@ def read_manifests(paths: list[str], stdin: IO[str]) -> list[Any]:
     return docs
 
 
-def render(report: CheckReport, fmt: str, *, strict: bool, color: bool) -> str:
-    if fmt == "json":
-        from policyengine.reports import json as json_report
-
-        return json_report.render(report, strict=strict)
-    from policyengine.reports import text
-
-    return text.render(report, color=color, strict=strict)
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.paths:
-        print("policyengine check: give at least one PATH (a file, a directory, or - for stdin)", file=sys.stderr)
+        print(
+            "policyengine check: give at least one PATH (a file, a directory, or - for stdin)",
+            file=sys.stderr,
+        )
         return 2
+    reports = outputs.plan(getattr(args, outputs.DEST))
     problems: list[Problem] = []
     policy_set = docs = inventory = None
     try:
@@ -96,13 +90,5 @@ def run(args: argparse.Namespace) -> int:
 
     engine = Engine(policy_set, views=views_for(policy_set))
     report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))
-    color = args.color == "always" or (
-        args.color == "auto" and args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    )
-    out = render(report, args.format, strict=args.strict, color=color)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(out)
-    else:
-        sys.stdout.write(out)
+    outputs.write_reports(report, reports, strict=args.strict, color=args.color)
     return report.exit_code(strict=args.strict)

@@ -21,7 +21,11 @@ def _label(result: Result, paint: _Paint) -> str:
     if result.outcome is Outcome.EXCEPTED:
         return paint("dim", f"EXCEPTED ({result.exception})")
     if result.outcome is Outcome.ERROR:
-        return paint("red", "ERROR") if result.action is Action.DENY else paint("yellow", f"ERROR ({result.action})")
+        return (
+            paint("red", "ERROR")
+            if result.action is Action.DENY
+            else paint("yellow", f"ERROR ({result.action})")
+        )
     if result.action is Action.DENY:
         return paint("red", "DENY")
     if result.action is Action.WARN:
@@ -45,7 +49,9 @@ def render(report: CheckReport, *, color: bool = False, strict: bool = False) ->
         lines.append(f"  {req.kind.kind} {where}{req.name} {paint('dim', f'(line {doc.line})')}")
         for r in findings:
             line = checked.line_of(r)
-            lines.append(f"    {_label(r, paint)} {r.policy}: {r.message} {paint('dim', f'[{doc.file}:{line}]')}")
+            lines.append(
+                f"    {_label(r, paint)} {r.policy}: {r.message} {paint('dim', f'[{doc.file}:{line}]')}"
+            )
             if r.remediation and r.outcome is not Outcome.EXCEPTED:
                 lines.append(f"      {paint('dim', 'fix:')} {r.remediation}")
     expired = dict.fromkeys(name for c in report.checked for name in c.decision.exceptions_expired)

@@ -70,7 +70,9 @@ spec:
 """
 
 
-def deployment(name: str, replicas: int, memory: str = "1Gi", namespace: str = "team-a", labels: str = "{}") -> str:
+def deployment(
+    name: str, replicas: int, memory: str = "1Gi", namespace: str = "team-a", labels: str = "{}"
+) -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -106,7 +108,10 @@ def test_clean_manifests_exit_0(tmp_path: Path, policies: Path, capsys, monkeypa
 
 
 def test_deny_exits_1_and_points_at_the_field_line_of_a_later_document(
-    tmp_path: Path, policies: Path, capsys, monkeypatch  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    policies: Path,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     m = write(tmp_path / "m" / "multi.yaml", deployment("ok", 2) + "---\n" + deployment("big", 9))
     code, report = run_json([*base(policies), str(m)], capsys, monkeypatch)
@@ -114,7 +119,12 @@ def test_deny_exits_1_and_points_at_the_field_line_of_a_later_document(
     (result,) = report["results"]
     assert result["policy"] == "replica-cap" and result["action"] == "deny" and result["outcome"] == "fail"
     assert result["message"] == "replicas 9 exceed the cap of 4"
-    assert result["resource"] == {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "team-a", "name": "big"}
+    assert result["resource"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "namespace": "team-a",
+        "name": "big",
+    }
     assert result["category"] == "gpu-quotas"
     # The second document starts on line 17; its spec.replicas is 7 lines further down.
     assert result["source"] == {"file": str(m), "line": 24, "column": 3}
@@ -137,14 +147,21 @@ def test_stdin(policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-
     assert report["results"][0]["source"]["line"] == 8
 
 
-def test_config_file_overrides_the_policy_directory_config(tmp_path: Path, policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cfg = write(tmp_path / "cfg.yaml", "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: big}\nspec:\n  caps: {replicas: 16}\n")
+def test_config_file_overrides_the_policy_directory_config(
+    tmp_path: Path, policies: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    cfg = write(
+        tmp_path / "cfg.yaml",
+        "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: big}\nspec:\n  caps: {replicas: 16}\n",
+    )
     m = write(tmp_path / "m.yaml", deployment("big", 9))
     code, _ = run_json([*base(policies), "--config", str(cfg), str(m)], capsys, monkeypatch)
     assert code == 0
 
 
-def test_inventory_namespaces_feed_namespace_selectors(tmp_path: Path, policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_inventory_namespaces_feed_namespace_selectors(
+    tmp_path: Path, policies: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     m = write(tmp_path / "m.yaml", deployment("web", 1, namespace="shop"))
     inv = write(
         tmp_path / "inv.yaml",
@@ -156,7 +173,9 @@ def test_inventory_namespaces_feed_namespace_selectors(tmp_path: Path, policies:
     code, report = run_json([*base(policies), str(m)], capsys, monkeypatch)
     assert code == 0
     # A Namespace among the manifests themselves counts too.
-    ns = write(tmp_path / "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {env: prod}}\n")
+    ns = write(
+        tmp_path / "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {env: prod}}\n"
+    )
     code, _ = run_json([*base(policies), str(ns), str(m)], capsys, monkeypatch)
     assert code == 1
 
@@ -164,7 +183,9 @@ def test_inventory_namespaces_feed_namespace_selectors(tmp_path: Path, policies:
 def test_broken_policy_exits_2_and_names_file_and_line(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     bad = write(tmp_path / "bad" / "p.yaml", POLICIES.replace("<= variables.cap", "<= = variables.cap"))
     m = write(tmp_path / "m.yaml", deployment("x", 1))
-    code, out, err = run_cli(["check", "--no-default-policies", "--policies", str(bad.parent), str(m)], capsys, monkeypatch)
+    code, out, err = run_cli(
+        ["check", "--no-default-policies", "--policies", str(bad.parent), str(m)], capsys, monkeypatch
+    )
     assert code == 2 and out == ""
     assert f"{bad}:16: cel_compile:" in err and "spec.validations[0].expression" in err
     assert "nothing was evaluated" in err
@@ -195,7 +216,9 @@ def test_directories_are_walked_recursively(tmp_path: Path, policies: Path, caps
     assert report["results"][0]["source"]["file"].endswith("two.yml")
 
 
-def test_text_report_groups_by_file_and_shows_remediation(tmp_path: Path, policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_text_report_groups_by_file_and_shows_remediation(
+    tmp_path: Path, policies: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     m = write(tmp_path / "m.yaml", deployment("big", 9))
     code, out, _ = run_cli([*base(policies), "--color", "never", str(m)], capsys, monkeypatch)
     assert code == 1
@@ -210,14 +233,19 @@ def test_text_report_groups_by_file_and_shows_remediation(tmp_path: Path, polici
 def test_output_file(tmp_path: Path, policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     m = write(tmp_path / "m.yaml", deployment("big", 9))
     out_file = tmp_path / "report.json"
-    code, out, _ = run_cli([*base(policies), "--format", "json", "--output", str(out_file), str(m)], capsys, monkeypatch)
+    code, out, _ = run_cli(
+        [*base(policies), "--format", "json", "--output", str(out_file), str(m)], capsys, monkeypatch
+    )
     assert code == 1 and out == "" and '"replica-cap"' in out_file.read_text()
 
 
 def test_the_installed_command_runs(tmp_path: Path, policies: Path) -> None:
     m = write(tmp_path / "m.yaml", deployment("big", 9))
     proc = subprocess.run(
-        [sys.executable, "-m", "policyengine", *base(policies), str(m)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "policyengine", *base(policies), str(m)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 1, proc.stderr
     assert "replica-cap" in proc.stdout

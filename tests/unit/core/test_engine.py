@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from policyengine.engine import Engine
+from policyengine.engine import EMPTY_INVENTORY, Engine
 from policyengine.gate import request_for
 from policyengine.loader import parse_text
 from policyengine.model import Action, Decision, Inventory, Outcome
@@ -19,7 +19,9 @@ def engine(text: str) -> Engine:
     return Engine(build_policy_set(parse_text(text, "policies.yaml")))
 
 
-def decide(eng: Engine, manifest: str, inventory: Inventory = Inventory(), now: datetime = NOW) -> Decision:
+def decide(
+    eng: Engine, manifest: str, inventory: Inventory = EMPTY_INVENTORY, now: datetime = NOW
+) -> Decision:
     (doc,) = parse_text(manifest, "m.yaml")
     return eng.evaluate(request_for(doc), inventory=inventory, now=now)
 
@@ -79,7 +81,12 @@ def test_pass_fail_and_verdict() -> None:
 
 
 def test_unmatched_policies_produce_no_results() -> None:
-    eng = engine(policy("deploys", '  match: {kinds: [{apiGroups: [apps], kinds: [Deployment]}]}\n  validations: [{expression: "false"}]'))
+    eng = engine(
+        policy(
+            "deploys",
+            '  match: {kinds: [{apiGroups: [apps], kinds: [Deployment]}]}\n  validations: [{expression: "false"}]',
+        )
+    )
     decision = decide(eng, pod())
     assert decision.allowed and decision.results == ()
 
@@ -144,7 +151,12 @@ def test_message_expression_wins_and_falls_back_to_message() -> None:
         )
     )
     messages = [r.message for r in decide(eng, pod()).results]
-    assert messages == ["image nginx:1.27 rejected", "static two", "static three", "failed expression: 1 == 2"]
+    assert messages == [
+        "image nginx:1.27 rejected",
+        "static two",
+        "static three",
+        "failed expression: 1 == 2",
+    ]
 
 
 def test_a_policy_that_errors_on_one_object_but_not_on_others() -> None:
@@ -193,8 +205,14 @@ def test_warn_and_audit_actions_do_not_deny() -> None:
 
 def test_match_conditions_skip_or_error() -> None:
     eng = engine(
-        policy("skip", '  matchConditions: [{name: only-b, expression: "object.metadata.name == \'b\'"}]\n  validations: [{expression: "false"}]')
-        + policy("err", '  matchConditions: [{name: bad, expression: "object.nope"}]\n  validations: [{expression: "true"}]')
+        policy(
+            "skip",
+            '  matchConditions: [{name: only-b, expression: "object.metadata.name == \'b\'"}]\n  validations: [{expression: "false"}]',
+        )
+        + policy(
+            "err",
+            '  matchConditions: [{name: bad, expression: "object.nope"}]\n  validations: [{expression: "true"}]',
+        )
     )
     decision = decide(eng, pod(name="a"))
     assert outcomes(decision) == [("skip", "deny", "skip"), ("err", "deny", "error")]
@@ -205,7 +223,7 @@ def test_native_policies_see_governance_config_as_params() -> None:
     eng = engine(
         policy(
             "cfg",
-            '  validations: [{expression: "object.metadata.name in params.allowed.names", messageExpression: "\'not in \' + params.allowed.names.join(\',\')"}]',
+            "  validations: [{expression: \"object.metadata.name in params.allowed.names\", messageExpression: \"'not in ' + params.allowed.names.join(',')\"}]",
         )
         + "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: c}\nspec:\n  allowed: {names: [x, y]}\n"
     )
@@ -217,7 +235,7 @@ def test_namespace_object_and_request_bindings() -> None:
     eng = engine(
         policy(
             "ns",
-            '  validations: [{expression: "namespaceObject.metadata.labels.team == \'a\' && request.operation == \'CREATE\' && request.namespace == \'team-a\'"}]',
+            "  validations: [{expression: \"namespaceObject.metadata.labels.team == 'a' && request.operation == 'CREATE' && request.namespace == 'team-a'\"}]",
         )
     )
     inv = Inventory(namespaces={"team-a": {"metadata": {"name": "team-a", "labels": {"team": "a"}}}})
@@ -225,7 +243,9 @@ def test_namespace_object_and_request_bindings() -> None:
 
 
 def test_exceptions_apply_until_they_expire() -> None:
-    policies = policy("strict", '  validations: [{expression: "false", message: denied}]') + """
+    policies = (
+        policy("strict", '  validations: [{expression: "false", message: denied}]')
+        + """
 apiVersion: policyengine.io/v1
 kind: PolicyException
 metadata: {name: demo-waiver}
@@ -237,6 +257,7 @@ spec:
   reason: migration
   approvedBy: platform-team
 """
+    )
     eng = engine(policies)
     excepted = decide(eng, pod())
     assert excepted.allowed

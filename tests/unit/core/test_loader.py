@@ -167,7 +167,9 @@ def test_a_failed_load_leaves_the_working_set_untouched(tmp_path: Path) -> None:
 
 
 def test_multi_document_lines_and_field_positions() -> None:
-    docs = parse_text("a: 1\n---\n# comment\nkind: Pod\nspec:\n  containers:\n  - name: x\n    image: y\n", "f.yaml")
+    docs = parse_text(
+        "a: 1\n---\n# comment\nkind: Pod\nspec:\n  containers:\n  - name: x\n    image: y\n", "f.yaml"
+    )
     assert [d.line for d in docs] == [1, 4]
     assert docs[1].line_of(("spec", "containers", 0, "image")) == 8
     assert docs[1].line_of(("spec", "containers", 3, "image")) == 6  # nearest existing ancestor
@@ -185,6 +187,9 @@ def test_kubernetes_lists_are_expanded_with_item_lines() -> None:
 
 
 def test_json_documents_load_with_lines(tmp_path: Path) -> None:
-    write(tmp_path / "p.json", '{\n  "apiVersion": "policyengine.io/v1",\n  "kind": "Policy",\n  "metadata": {"name": "j"},\n  "spec": {"validations": [{"expression": 1}]}\n}\n')
+    write(
+        tmp_path / "p.json",
+        '{\n  "apiVersion": "policyengine.io/v1",\n  "kind": "Policy",\n  "metadata": {"name": "j"},\n  "spec": {"validations": [{"expression": 1}]}\n}\n',
+    )
     (problem,) = load(tmp_path)
     assert problem.code == errors.SCHEMA_INVALID and problem.line == 5

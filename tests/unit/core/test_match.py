@@ -15,21 +15,39 @@ from policyengine.model import (
 )
 
 
-def req(obj: dict[str, Any], *, operation: str = "CREATE", namespace: str = "team-a", sub: str = "") -> Request:
+def req(
+    obj: dict[str, Any], *, operation: str = "CREATE", namespace: str = "team-a", sub: str = ""
+) -> Request:
     gvk = gvk_of(obj)
     return Request(
-        uid="u", kind=gvk, resource=gvr_of(gvk), operation=operation, name=obj["metadata"]["name"],
-        namespace=namespace, object=obj, sub_resource=sub,
+        uid="u",
+        kind=gvk,
+        resource=gvr_of(gvk),
+        operation=operation,
+        name=obj["metadata"]["name"],
+        namespace=namespace,
+        object=obj,
+        sub_resource=sub,
     )
 
 
-DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"tier": "gpu"}}}
+DEPLOY = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "labels": {"tier": "gpu"}},
+}
 NS = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"env": "prod"}}}
 
 
 def test_plural_resource_names() -> None:
-    assert [plural(k) for k in ("Deployment", "Ingress", "NetworkPolicy", "InferenceService", "RayCluster")] == [
-        "deployments", "ingresses", "networkpolicies", "inferenceservices", "rayclusters",
+    assert [
+        plural(k) for k in ("Deployment", "Ingress", "NetworkPolicy", "InferenceService", "RayCluster")
+    ] == [
+        "deployments",
+        "ingresses",
+        "networkpolicies",
+        "inferenceservices",
+        "rayclusters",
     ]
     assert plural("PyTorchJob") == "pytorchjobs" and plural("JobSet") == "jobsets"
 
@@ -39,7 +57,9 @@ def test_resource_rules_and_operations() -> None:
     m = Match(resource_rules=(rule,))
     assert matches(m, req(DEPLOY), None)
     assert not matches(m, req(DEPLOY, operation="UPDATE"), None)
-    assert not matches(Match(resource_rules=(ResourceRule(api_groups=("",), resources=("pods",)),)), req(DEPLOY), None)
+    assert not matches(
+        Match(resource_rules=(ResourceRule(api_groups=("",), resources=("pods",)),)), req(DEPLOY), None
+    )
 
 
 def test_subresources_need_explicit_rules() -> None:
@@ -51,7 +71,9 @@ def test_subresources_need_explicit_rules() -> None:
 
 
 def test_exclude_rules_win() -> None:
-    m = Match(resource_rules=(ResourceRule(),), exclude_resource_rules=(ResourceRule(resource_names=("web",)),))
+    m = Match(
+        resource_rules=(ResourceRule(),), exclude_resource_rules=(ResourceRule(resource_names=("web",)),)
+    )
     assert not matches(m, req(DEPLOY), None)
 
 
@@ -59,7 +81,11 @@ def test_kinds_default_to_create_and_update() -> None:
     m = Match(kinds=(KindRule(("apps",), ("Deployment",)),))
     assert matches(m, req(DEPLOY), None) and matches(m, req(DEPLOY, operation="UPDATE"), None)
     assert not matches(m, req(DEPLOY, operation="DELETE"), None)
-    assert matches(Match(kinds=(KindRule(("*",), ("*",)),), operations=("DELETE",)), req(DEPLOY, operation="DELETE"), None)
+    assert matches(
+        Match(kinds=(KindRule(("*",), ("*",)),), operations=("DELETE",)),
+        req(DEPLOY, operation="DELETE"),
+        None,
+    )
 
 
 def test_namespace_selector_uses_namespace_labels() -> None:
@@ -76,8 +102,14 @@ def test_object_selector_matches_old_or_new_object() -> None:
     m = Match(object_selector=LabelSelector(match_expressions=(SelectorRequirement("tier", "In", ("gpu",)),)))
     assert matches(m, req(DEPLOY), None)
     delete = Request(
-        uid="u", kind=gvk_of(DEPLOY), resource=gvr_of(gvk_of(DEPLOY)), operation="DELETE", name="web",
-        namespace="a", object=None, old_object=DEPLOY,
+        uid="u",
+        kind=gvk_of(DEPLOY),
+        resource=gvr_of(gvk_of(DEPLOY)),
+        operation="DELETE",
+        name="web",
+        namespace="a",
+        object=None,
+        old_object=DEPLOY,
     )
     assert matches(m, delete, None)
 
@@ -85,9 +117,15 @@ def test_object_selector_matches_old_or_new_object() -> None:
 def test_selector_operators() -> None:
     labels = {"a": "1"}
     assert selector_matches(LabelSelector(match_expressions=(SelectorRequirement("a", "Exists"),)), labels)
-    assert not selector_matches(LabelSelector(match_expressions=(SelectorRequirement("a", "DoesNotExist"),)), labels)
-    assert selector_matches(LabelSelector(match_expressions=(SelectorRequirement("b", "NotIn", ("1",)),)), labels)
-    assert not selector_matches(LabelSelector(match_expressions=(SelectorRequirement("a", "NotIn", ("1",)),)), labels)
+    assert not selector_matches(
+        LabelSelector(match_expressions=(SelectorRequirement("a", "DoesNotExist"),)), labels
+    )
+    assert selector_matches(
+        LabelSelector(match_expressions=(SelectorRequirement("b", "NotIn", ("1",)),)), labels
+    )
+    assert not selector_matches(
+        LabelSelector(match_expressions=(SelectorRequirement("a", "NotIn", ("1",)),)), labels
+    )
     assert selector_matches(LabelSelector(), {})
 
 
