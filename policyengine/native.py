@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from policyengine import errors
@@ -208,3 +209,30 @@ def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
         else:
             merged[section] = value
     return merged
+
+
+def resolve_config_paths(spec: Mapping[str, Any], base: str) -> dict[str, Any]:
+    """Relative file paths in a GovernanceConfig (attestations, trusted key files, CA certificates) are
+    relative to the folder of the file that names them."""
+    models = spec.get("models")
+    if not isinstance(models, Mapping):
+        return dict(spec)
+
+    def rebase(value: Any) -> Any:
+        return (
+            str(Path(base) / value)
+            if isinstance(value, str) and value and not Path(value).is_absolute()
+            else value
+        )
+
+    resolved = dict(models)
+    if "attestations" in resolved:
+        resolved["attestations"] = rebase(resolved["attestations"])
+    if isinstance(resolved.get("trustedKeys"), list):
+        resolved["trustedKeys"] = [
+            {**k, "path": rebase(k["path"])} if isinstance(k, Mapping) and "path" in k else k
+            for k in resolved["trustedKeys"]
+        ]
+    if isinstance(resolved.get("caCertificates"), list):
+        resolved["caCertificates"] = [rebase(c) for c in resolved["caCertificates"]]
+    return {**spec, "models": resolved}

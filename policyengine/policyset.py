@@ -18,11 +18,15 @@ from typing import Any
 from policyengine import errors, native
 from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
 from policyengine.errors import LoadError, Problem
-from policyengine.loader import Document, collect_documents
+from policyengine.loader import Document, collect_documents, discover
 from policyengine.model import Expr, Policy, PolicyException
 from policyengine.schema import validate
 
 NATIVE_GROUP = "policyengine.io/"
+# Test cases live beside policies but are never policies (``policyengine test`` reads them); folders of
+# this name inside a policy directory hold test fixtures and are not read as policies.
+TEST_KINDS = frozenset({("policyengine.io/v1", "PolicyTest"), ("test.gatekeeper.sh/v1alpha1", "Suite")})
+TESTS_DIR = "tests"
 _NATIVE_SCHEMAS = {
     "Policy": "policy.json",
     "PolicyException": "policy-exception.json",
@@ -62,6 +66,7 @@ class PolicySet:
     exceptions: tuple[PolicyException, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict)  # merged GovernanceConfig spec
     param_objects: tuple[Any, ...] = ()  # objects a binding's paramRef may select
+    notes: tuple[str, ...] = ()  # what loaded but does nothing (an unbound policy, ...), for --verbose
     digest: str = ""
     compiler: Compiler = field(default_factory=Compiler, compare=False, repr=False)
 
@@ -119,6 +124,8 @@ def build_policy_set(
                 )
             )
             continue
+        if (doc.api_version, doc.kind) in TEST_KINDS:
+            continue
         schema = _NATIVE_SCHEMAS.get(doc.kind) if doc.api_version.startswith(NATIVE_GROUP) else None
         if schema is None:
             foreign.append(doc)
@@ -136,7 +143,10 @@ def build_policy_set(
         elif doc.kind == "PolicyException":
             exceptions.append(native.exception(doc, problems))
         else:
-            config = native.merge_config(config, doc.data.get("spec") or {})
+            spec = doc.data.get("spec") or {}
+            if doc.file != "<stdin>":
+                spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
+            config = native.merge_config(config, spec)
 
     converted = compat.convert(foreign, problems)
     policies.extend(converted.policies)
@@ -164,6 +174,7 @@ def build_policy_set(
         exceptions=tuple(exceptions),
         config=config,
         param_objects=converted.param_objects,
+        notes=tuple(converted.notes),
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
     )
@@ -212,6 +223,19 @@ def _check_names(
                 )
 
 
+def policy_files(paths: Sequence[str]) -> list[str]:
+    """``paths`` with each directory expanded to its files, leaving out its ``tests/`` folders."""
+    files: list[str] = []
+    for raw in paths:
+        root = Path(raw)
+        if not root.is_dir():
+            files.append(raw)  # a missing path is reported when it is read
+            continue
+        found, _ = discover([raw])
+        files.extend(f for f in found if TESTS_DIR not in Path(f).relative_to(root).parts[:-1])
+    return files
+
+
 def load_policy_set(
     paths: Sequence[str],
     *,
@@ -222,7 +246,7 @@ def load_policy_set(
     """Read policy directories/files (the bundled packs first, unless excluded) and config files."""
     all_paths = [str(bundled_policies_dir())] if include_bundled else []
     all_paths.extend(paths)
-    docs, problems = collect_documents(all_paths)
+    docs, problems = collect_documents(policy_files(all_paths))
     config_docs, config_problems = collect_documents(list(config_paths))
     problems.extend(config_problems)
     for doc in config_docs:

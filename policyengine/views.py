@@ -2,6 +2,8 @@
 
 Both are computed once per request from plain data and shared by every policy. The inventory view
 depends only on the inventory and the config, so it is computed once per inventory, not per request.
+Each model of ``workload.models`` pinned by sha256 also carries ``signature``: ``{verified, signer,
+reason}`` from the attestation store (the provenance verdict for that digest).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from policyengine.engine import ViewProvider
 from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
 from policyengine.policyset import PolicySet
+from policyengine.provenance import AttestationStore
 from policyengine.workloads import describe
 
 
@@ -35,13 +38,25 @@ class _InventoryViews:
         return view
 
 
-def views_for(policy_set: PolicySet) -> ViewProvider:
+NO_STORE = {
+    "verified": False,
+    "signer": "",
+    "reason": "no attestation store is configured (GovernanceConfig spec.models.attestations)",
+}
+
+
+def views_for(policy_set: PolicySet, attestations: AttestationStore | None = None) -> ViewProvider:
     """The provider the engine calls once per request for ``workload`` and ``inventory``."""
     inventories = _InventoryViews()
 
+    def signature(digest: str) -> dict[str, Any]:
+        return attestations.lookup(digest) if attestations is not None else dict(NO_STORE)
+
     def provide(request: Request, inventory: Inventory, config: Mapping[str, Any]) -> Mapping[str, Any]:
         obj = request.object if request.object is not None else request.old_object
-        workload = describe(obj, config) if isinstance(obj, Mapping) else None
+        workload = describe(obj if isinstance(obj, Mapping) else {}, config)
+        for model in workload["models"]:
+            model["signature"] = signature(model["sha256"]) if model["sha256"] else None
         return {"workload": workload, "inventory": inventories.view(inventory, config)}
 
     return provide

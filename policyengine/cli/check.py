@@ -16,6 +16,7 @@ from policyengine.inventory import from_documents
 from policyengine.loader import STDIN, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import load_policy_set
+from policyengine.trust import load_attestation_store
 from policyengine.views import views_for
 
 
@@ -38,6 +39,7 @@ def add_parser(sub: Any) -> None:
     outputs.add_arguments(p)
     p.add_argument("--strict", action="store_true", help="warnings fail the check too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
     p.set_defaults(func=run)
 
 
@@ -88,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if problems or policy_set is None or docs is None:
         raise LoadError(problems)
 
-    engine = Engine(policy_set, views=views_for(policy_set))
+    if args.verbose:
+        for note in policy_set.notes:
+            print(f"note: {note}", file=sys.stderr)
+    engine = Engine(policy_set, views=views_for(policy_set, load_attestation_store(policy_set.config)))
     report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))
     outputs.write_reports(report, reports, strict=args.strict, color=args.color)
     return report.exit_code(strict=args.strict)
