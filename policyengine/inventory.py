@@ -1,0 +1,132 @@
+"""Cluster state as the engine sees it: Kubernetes objects in, namespaces and per-team GPU usage out.
+
+``from_documents`` turns ``kubectl get namespaces,pods -A -o yaml`` output (a ``List``, typed lists such as
+``PodList`` or multi-document YAML already parsed) into the core's ``Inventory``. ``usage_by_team`` counts
+the GPUs that pods still hold, and ``inventory_view`` is what CEL sees as ``inventory``::
+
+    {
+      "teams": {"ml-research": {"gpusInUse": 12, "pods": 3}, "default": {"gpusInUse": 0, "pods": 0}},
+      "namespaces": {"train": {"team": "ml-research", "labels": {...}, "annotations": {...}}}
+    }
+
+Every team named in the config's ``spec.gpu.teams`` and the ``default`` team are always present, so a rule
+can read ``inventory.teams[team].gpusInUse`` without guarding it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from policyengine.model import Inventory
+from policyengine.workloads.kinds import find_templates
+from policyengine.workloads.pods import GpuRules, container_gpus, pod_gpus
+from policyengine.workloads.values import as_dict
+
+__all__ = ["DEFAULT_TEAM", "TEAM_LABEL", "from_documents", "inventory_view", "pod_gpus_held", "usage_by_team"]
+
+TEAM_LABEL = "policyengine.io/team"
+DEFAULT_TEAM = "default"
+# Pods in these phases have released their devices; every other phase (Pending, Running, Unknown, none
+# yet) may hold or be about to hold them.
+_TERMINATED = frozenset({"Succeeded", "Failed"})
+
+
+def _expand(doc: Any) -> Iterable[Mapping[str, Any]]:
+    if not isinstance(doc, Mapping):
+        return
+    kind = doc.get("kind")
+    items = doc.get("items")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+        # Items of typed lists (PodList, NamespaceList) carry no kind of their own.
+        item_kind = kind[: -len("List")]
+        for item in items:
+            if isinstance(item, Mapping) and item_kind and "kind" not in item:
+                item = {**item, "kind": item_kind}
+            yield from _expand(item)
+    else:
+        yield doc
+
+
+def from_documents(docs: Iterable[Any]) -> Inventory:
+    """Namespaces by name; every other object, in order, in ``objects``. Non-objects are skipped."""
+    namespaces: dict[str, Any] = {}
+    objects: list[Any] = []
+    for doc in docs:
+        for obj in _expand(doc):
+            name = as_dict(obj.get("metadata")).get("name")
+            if obj.get("kind") == "Namespace" and isinstance(name, str):
+                namespaces[name] = obj
+            else:
+                objects.append(obj)
+    return Inventory(namespaces=namespaces, objects=tuple(objects))
+
+
+def team_of(inventory: Inventory, namespace: str) -> str:
+    labels = as_dict(as_dict(as_dict(inventory.namespaces.get(namespace)).get("metadata")).get("labels"))
+    team = labels.get(TEAM_LABEL)
+    return team if isinstance(team, str) and team else DEFAULT_TEAM
+
+
+def pod_gpus_held(pod: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> int:
+    """GPUs a pod holds: the same effective per-pod count as admission uses; 0 once it has terminated.
+    Malformed quantities count as 0 here; admission is where they are reported."""
+    return _held(pod, GpuRules.from_config(config))
+
+
+def _held(pod: Mapping[str, Any], rules: GpuRules) -> int:
+    if as_dict(pod.get("status")).get("phase") in _TERMINATED:
+        return 0
+    total = 0
+    for template in find_templates({**pod, "kind": "Pod"}, []):
+        counted = [
+            (site, container_gpus(site.container, site.path, rules, [])["byResource"])
+            for site in template.containers
+        ]
+        total += sum(pod_gpus(counted).values())
+    return total
+
+
+def _pods(inventory: Inventory) -> Iterable[Mapping[str, Any]]:
+    for obj in inventory.objects:
+        if isinstance(obj, Mapping) and obj.get("kind") == "Pod":
+            yield obj
+
+
+def usage_by_team(inventory: Inventory, config: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """GPUs held by non-terminated pods, per team (namespace label ``policyengine.io/team``)."""
+    return {team: v["gpusInUse"] for team, v in _teams(inventory, config).items()}
+
+
+def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+    rules = GpuRules.from_config(config)
+    teams: dict[str, dict[str, int]] = {}
+    for pod in _pods(inventory):
+        if as_dict(pod.get("status")).get("phase") in _TERMINATED:
+            continue
+        gpus = _held(pod, rules)
+        namespace = as_dict(pod.get("metadata")).get("namespace")
+        team = team_of(inventory, namespace if isinstance(namespace, str) and namespace else "default")
+        entry = teams.setdefault(team, {"gpusInUse": 0, "pods": 0})
+        entry["gpusInUse"] += gpus
+        entry["pods"] += 1
+    return teams
+
+
+def inventory_view(inventory: Inventory, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``inventory`` CEL variable (shape in the module docstring)."""
+    cfg = as_dict(config)
+    if "gpu" not in cfg and isinstance(cfg.get("spec"), Mapping):
+        cfg = cfg["spec"]
+    configured = [t for t in as_dict(as_dict(cfg.get("gpu")).get("teams")) if isinstance(t, str)]
+    teams = {t: {"gpusInUse": 0, "pods": 0} for t in [*configured, DEFAULT_TEAM]}
+    teams.update(_teams(inventory, config))
+    namespaces = {}
+    for name, ns in sorted(inventory.namespaces.items()):
+        meta = as_dict(as_dict(ns).get("metadata"))
+        namespaces[name] = {
+            "team": team_of(inventory, name),
+            "labels": dict(as_dict(meta.get("labels"))),
+            "annotations": dict(as_dict(meta.get("annotations"))),
+        }
+    return {"teams": dict(sorted(teams.items())), "namespaces": namespaces}

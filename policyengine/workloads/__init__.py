@@ -1,0 +1,244 @@
+"""The workload model: where pods, containers, GPUs, regions, data and models live in each workload kind.
+
+``describe(obj, config)`` turns any Kubernetes object into the JSON view that CEL sees as ``workload``.
+It never raises on odd input: what cannot be read is listed under ``problems`` with its field path.
+
+Shape (every key is always present; lists keep manifest order)::
+
+    {
+      "kind": "PyTorchJob", "apiVersion": "kubeflow.org/v1", "name": "...", "namespace": "...",
+      "isAiWorkload": true,        # an AI kind (Kubeflow, TrainJob, Ray, KServe), or GPUs, or a model
+      "perNode": false,            # DaemonSet: pods are per node, counted as 1
+      "pods": 3,                   # sum of podTemplates[].replicas
+      "podTemplates": [{
+        "name": "Worker",          # role / group / component name
+        "path": "spec.pytorchReplicaSpecs.Worker.template.spec",
+        "replicas": 2,             # pods this template produces (the maximum of any range)
+        "perNode": false,
+        "containers": ["spec.pytorchReplicaSpecs.Worker.template.spec.containers[0]"],
+        "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},
+        "regions": {"pinned": true, "allowed": ["eu-west-1"], "excluded": [], "path": "..."},
+        "gpuProducts": {"pinned": false, "allowed": [], "excluded": [], "path": "..."},
+        "resourceClaims": [{"name": "gpu", "path": "...resourceClaims[0]",
+                            "resourceClaimTemplateName": "..."}]
+      }],
+      "containers": [{
+        "name": "pytorch", "path": "...containers[0]", "template": "<podTemplates[].path>",
+        "init": false, "sidecar": false,
+        "image": "repo/img@sha256:..." or "", "resourcesPath": "...containers[0].resources",
+        "gpus": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1},
+                 "byResource": {"nvidia.com/gpu": 1}, "count": 1},
+        "claims": ["gpu"]          # resources.claims names (DRA)
+      }],
+      "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2}},
+      "usesDra": false,
+      "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
+      "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
+                         "kind": "data"}],                   # kind: data | model
+      "models": [{"uri": "hf://org/m", "path": "spec.predictor.model.storageUri",
+                  "source": "storageUri", "sha256": ""}],     # sha256: hex of a trailing @sha256:
+      "images": [{"image": "...", "path": "...containers[0].image", "sha256": ""}],
+      "problems": [{"path": "...", "message": "..."}]
+    }
+
+Sources of data locations: the ``policyengine.io/datasets`` annotation (source ``annotation``), KServe
+``storageUri`` and LLMInferenceService ``spec.model.uri``, TrainJob initializer ``storageUri``
+(``storageUri``), and storage URIs inside container ``env[].value``, ``args`` and ``command``
+(``env``/``args``/``command``). Model references come from KServe framework ``storageUri``,
+LLMInferenceService ``spec.model.uri``, TrainJob model initializer ``storageUri`` and the
+``policyengine.io/models`` annotation; model references are also data locations (kind ``model``) when
+they are storage URIs, since the weights are data that lives somewhere. A model named only inside a
+command line or a Ray serve config is not detected. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
+``nvidia.com/mig-*`` and the config's ``spec.gpu.resources`` (TPUs and DRA devices are not GPUs here;
+DRA shows in ``usesDra``); ``config`` may be the GovernanceConfig document or its spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
+from policyengine.workloads.pods import (
+    GPU_PRODUCT_LABEL,
+    REGION_LABEL,
+    GpuRules,
+    container_gpus,
+    label_constraint,
+    pod_gpus,
+    resource_claims,
+)
+from policyengine.workloads.values import (
+    Problems,
+    as_dict,
+    as_list,
+    is_storage_uri,
+    sha256_of,
+    split_csv,
+    storage_uris_in,
+)
+
+__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "GpuRules", "describe"]
+
+DATASETS_ANNOTATION = "policyengine.io/datasets"
+MODELS_ANNOTATION = "policyengine.io/models"
+
+
+def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``workload`` view of one object (see the module docstring for its shape)."""
+    problems: Problems = []
+    rules = GpuRules.from_config(config)
+    if not isinstance(obj, Mapping):
+        obj = {}
+        problems.append({"path": "", "message": "the object is not a mapping"})
+    metadata = as_dict(obj.get("metadata"))
+    templates = find_templates(obj, problems)
+
+    containers: list[dict[str, Any]] = []
+    views: list[dict[str, Any]] = []
+    data: list[dict[str, str]] = []
+    models: list[dict[str, str]] = []
+    images: list[dict[str, str]] = []
+    for t in templates:
+        views.append(_template_view(t, rules, problems, containers))
+        for site in t.containers:
+            _scan_container(site, data, images)
+    _annotation_refs(metadata, data, models)
+    _storage_refs(obj, data, models)
+
+    total_by: dict[str, int] = {}
+    for t, v in zip(templates, views, strict=True):
+        for name, n in v["gpus"]["byResource"].items():
+            total_by[name] = total_by.get(name, 0) + n * t.replicas
+    allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
+    kind = str(obj.get("kind", ""))
+    gpu_total = sum(total_by.values())
+    return {
+        "kind": kind,
+        "apiVersion": str(obj.get("apiVersion", "")),
+        "name": str(metadata.get("name") or metadata.get("generateName") or ""),
+        "namespace": str(metadata.get("namespace") or ""),
+        "isAiWorkload": kind in AI_KINDS or gpu_total > 0 or bool(models),
+        "perNode": any(t.per_node for t in templates),
+        "pods": sum(t.replicas for t in templates),
+        "podTemplates": views,
+        "containers": containers,
+        "gpus": {
+            "total": gpu_total,
+            "maxPerPod": max((v["gpus"]["perPod"] for v in views), default=0),
+            "byResource": dict(sorted(total_by.items())),
+        },
+        "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
+        "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
+        "dataLocations": data,
+        "models": models,
+        "images": images,
+        "problems": problems,
+    }
+
+
+def _template_view(
+    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]]
+) -> dict[str, Any]:
+    counted: list[tuple[ContainerSite, dict[str, int]]] = []
+    for site in t.containers:
+        resources_path = site.resources_path or f"{site.path}.resources"
+        gpus = container_gpus(site.container, resources_path, rules, problems)
+        counted.append((site, gpus["byResource"]))
+        image = site.container.get("image")
+        claims = as_list(as_dict(site.container.get("resources")).get("claims"))
+        containers.append(
+            {
+                "name": str(site.container.get("name", "")),
+                "path": site.path,
+                "template": t.path,
+                "init": site.init,
+                "sidecar": site.init and site.container.get("restartPolicy") == "Always",
+                "image": image if isinstance(image, str) else "",
+                "resourcesPath": resources_path,
+                "gpus": gpus,
+                "claims": [str(as_dict(c).get("name", "")) for c in claims],
+            }
+        )
+    by_resource = pod_gpus(counted)
+    return {
+        "name": t.name,
+        "path": t.path,
+        "replicas": t.replicas,
+        "perNode": t.per_node,
+        "containers": [s.path for s in t.containers],
+        "gpus": {"perPod": sum(by_resource.values()), "byResource": by_resource},
+        "regions": label_constraint(t, REGION_LABEL),
+        "gpuProducts": label_constraint(t, GPU_PRODUCT_LABEL),
+        "resourceClaims": resource_claims(t.spec, t.path),
+    }
+
+
+def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:
+    c = site.container
+    if isinstance(c.get("image"), str):
+        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
+    for i, env in enumerate(as_list(c.get("env"))):
+        value = as_dict(env).get("value")
+        if isinstance(value, str):
+            for uri in storage_uris_in(value):
+                path = f"{site.path}.env[{i}].value"
+                data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+    for key in ("command", "args"):
+        for i, arg in enumerate(as_list(c.get(key))):
+            if isinstance(arg, str):
+                for uri in storage_uris_in(arg):
+                    path = f"{site.path}.{key}[{i}]"
+                    data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
+
+
+def _add_model(
+    uri: str, path: str, source: str, data: list[dict[str, str]], models: list[dict[str, str]]
+) -> None:
+    models.append({"uri": uri, "path": path, "source": source, "sha256": sha256_of(uri)})
+    if is_storage_uri(uri):
+        data.append({"uri": uri, "path": path, "source": source, "kind": "model"})
+
+
+def _annotation_refs(
+    metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
+) -> None:
+    annotations = as_dict(metadata.get("annotations"))
+    for uri in split_csv(annotations.get(DATASETS_ANNOTATION)):
+        path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
+        data.append({"uri": uri, "path": path, "source": "annotation", "kind": "data"})
+    for uri in split_csv(annotations.get(MODELS_ANNOTATION)):
+        _add_model(uri, f"metadata.annotations[{MODELS_ANNOTATION}]", "annotation", data, models)
+
+
+def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]) -> None:
+    """Storage URIs that the serving and training CRDs declare outside any container."""
+    kind = obj.get("kind")
+    spec = as_dict(obj.get("spec"))
+    if kind == "InferenceService":
+        for comp in ("predictor", "transformer", "explainer"):
+            for fw, block in as_dict(spec.get(comp)).items():
+                uri = as_dict(block).get("storageUri")
+                if isinstance(uri, str) and uri:
+                    _add_model(uri, f"spec.{comp}.{fw}.storageUri", "storageUri", data, models)
+    elif kind == "LLMInferenceService":
+        uri = as_dict(spec.get("model")).get("uri")
+        if isinstance(uri, str) and uri:
+            _add_model(uri, "spec.model.uri", "storageUri", data, models)
+    elif kind == "TrainJob":
+        init = as_dict(spec.get("initializer"))
+        # v1alpha1 before the initializer block used datasetConfig / modelConfig.input.
+        datasets = [
+            ("spec.initializer.dataset.storageUri", as_dict(init.get("dataset")).get("storageUri")),
+            ("spec.datasetConfig.storageUri", as_dict(spec.get("datasetConfig")).get("storageUri")),
+        ]
+        for path, uri in datasets:
+            if isinstance(uri, str) and uri:
+                data.append({"uri": uri, "path": path, "source": "storageUri", "kind": "data"})
+        model_input = as_dict(as_dict(spec.get("modelConfig")).get("input")).get("storageUri")
+        for path, uri in (
+            ("spec.initializer.model.storageUri", as_dict(init.get("model")).get("storageUri")),
+            ("spec.modelConfig.input.storageUri", model_input),
+        ):
+            if isinstance(uri, str) and uri:
+                _add_model(uri, path, "storageUri", data, models)

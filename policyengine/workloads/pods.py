@@ -1,0 +1,154 @@
+"""What one pod template asks for: GPUs per container and per pod, and the node labels it is pinned to.
+
+GPU counting follows the Kubernetes effective-request rule, so a GPU-hungry init container that runs
+before the app containers is not added to them: per resource, a pod needs the larger of (a) the app
+containers plus sidecars summed and (b) each ordinary init container plus the sidecars started before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policyengine.workloads.kinds import ContainerSite, PodTemplate
+from policyengine.workloads.values import Problems, as_dict, as_list, gpu_quantity
+
+REGION_LABEL = "topology.kubernetes.io/region"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+MIG_PREFIX = "nvidia.com/mig-"
+
+
+@dataclass(frozen=True)
+class GpuRules:
+    """Which extended resources are GPUs: the defaults, `spec.gpu.resources` of the config, and MIG."""
+
+    names: frozenset[str] = frozenset(DEFAULT_GPU_RESOURCES)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> GpuRules:
+        cfg = as_dict(config)
+        # Accept the whole GovernanceConfig document or its spec: callers hold either.
+        if "gpu" not in cfg and isinstance(cfg.get("spec"), Mapping):
+            cfg = cfg["spec"]
+        extra = [r for r in as_list(as_dict(cfg.get("gpu")).get("resources")) if isinstance(r, str)]
+        return cls(frozenset(DEFAULT_GPU_RESOURCES) | frozenset(extra))
+
+    def is_gpu(self, resource: str) -> bool:
+        return resource in self.names or resource.startswith(MIG_PREFIX)
+
+
+def container_gpus(
+    container: Mapping[str, Any], resources_path: str, rules: GpuRules, problems: Problems
+) -> dict[str, Any]:
+    """``{"requests": {res: n}, "limits": {res: n}, "byResource": {res: n}, "count": n}`` where a
+    resource's count is the larger of its request and limit (Kubernetes requires them equal for extended
+    resources; the larger is the safe figure when a manifest gets that wrong)."""
+    resources = as_dict(container.get("resources"))
+    side: dict[str, dict[str, int]] = {}
+    for part in ("requests", "limits"):
+        side[part] = {
+            name: gpu_quantity(value, f"{resources_path}.{part}[{name}]", problems)
+            for name, value in sorted(as_dict(resources.get(part)).items())
+            if isinstance(name, str) and rules.is_gpu(name)
+        }
+    names = sorted(set(side["requests"]) | set(side["limits"]))
+    by_resource = {n: max(side["requests"].get(n, 0), side["limits"].get(n, 0)) for n in names}
+    return {**side, "byResource": by_resource, "count": sum(by_resource.values())}
+
+
+def pod_gpus(containers: Iterable[tuple[ContainerSite, dict[str, int]]]) -> dict[str, int]:
+    """Effective GPUs per pod by resource, from (site, byResource) pairs in pod order."""
+    sidecars: dict[str, int] = {}
+    init_peak: dict[str, int] = {}
+    app: dict[str, int] = {}
+    for site, by_resource in containers:
+        sidecar = site.init and site.container.get("restartPolicy") == "Always"
+        for name, n in by_resource.items():
+            if not site.init:
+                app[name] = app.get(name, 0) + n
+            elif sidecar:
+                sidecars[name] = sidecars.get(name, 0) + n
+            else:
+                init_peak[name] = max(init_peak.get(name, 0), n + sidecars.get(name, 0))
+    names = set(app) | set(sidecars) | set(init_peak)
+    return {
+        n: max(app.get(n, 0) + sidecars.get(n, 0), init_peak.get(n, 0))
+        for n in sorted(names)
+        if max(app.get(n, 0) + sidecars.get(n, 0), init_peak.get(n, 0)) > 0
+    }
+
+
+def _placement(template: PodTemplate) -> tuple[str, dict[str, Any], Any]:
+    """The pod spec path, nodeSelector and node affinity in force, after any patches (later ones win)."""
+    path = template.path
+    selector = {k: v for k, v in as_dict(template.spec.get("nodeSelector")).items()}
+    affinity = as_dict(template.spec.get("affinity")).get("nodeAffinity")
+    for patch_path, spec in template.extra_placement:
+        if isinstance(spec.get("nodeSelector"), Mapping):
+            selector.update(spec["nodeSelector"])
+            path = patch_path
+        node_affinity = as_dict(spec.get("affinity")).get("nodeAffinity")
+        if node_affinity is not None:
+            affinity = node_affinity
+            path = patch_path
+    return path, selector, affinity
+
+
+def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
+    """Where the pods may run with respect to one node label.
+
+    ``{"pinned": bool, "allowed": [...], "excluded": [...], "path": str}``. A nodeSelector entry pins to
+    one value. Required node affinity terms are OR-ed: the template is pinned by affinity only when every
+    term has an ``In`` on the label; ``allowed`` is then the union of each term's ``In`` values less its
+    ``NotIn`` values. When not pinned, ``excluded`` lists values that no term allows (``NotIn`` in every
+    unpinned term); ``allowed`` is empty. Preferred affinity does not bind and is ignored.
+    """
+    path, selector, node_affinity = _placement(template)
+    ns_value = selector.get(label)
+    ns_set = {str(ns_value)} if ns_value is not None else None
+    required = as_dict(as_dict(node_affinity).get("requiredDuringSchedulingIgnoredDuringExecution"))
+    terms = [as_dict(t) for t in as_list(required.get("nodeSelectorTerms"))]
+    pinned_sets: list[set[str]] = []
+    unpinned_excl: list[set[str]] = []
+    for term in terms:
+        allowed: set[str] | None = None
+        excl: set[str] = set()
+        for expr in as_list(term.get("matchExpressions")):
+            expr = as_dict(expr)
+            if expr.get("key") != label:
+                continue
+            values = {str(v) for v in as_list(expr.get("values"))}
+            if expr.get("operator") == "In":
+                allowed = values if allowed is None else allowed & values
+            elif expr.get("operator") == "NotIn":
+                excl |= values
+        if allowed is None:
+            unpinned_excl.append(excl)
+        else:
+            pinned_sets.append(allowed - excl)
+    aff_set: set[str] | None = None
+    excluded: set[str] = set()
+    if terms and not unpinned_excl:
+        aff_set = set().union(*pinned_sets)
+    elif unpinned_excl:
+        excluded = set.intersection(*unpinned_excl) - set().union(*pinned_sets)
+    constraints = [s for s in (ns_set, aff_set) if s is not None]
+    if not constraints:
+        return {"pinned": False, "allowed": [], "excluded": sorted(excluded), "path": path}
+    allowed_all = set.intersection(*constraints)
+    return {"pinned": True, "allowed": sorted(allowed_all - excluded), "excluded": [], "path": path}
+
+
+def resource_claims(spec: Mapping[str, Any], path: str) -> list[dict[str, str]]:
+    """Dynamic Resource Allocation claims of the pod, for policies that must see DRA devices."""
+    claims = []
+    for i, claim in enumerate(as_list(spec.get("resourceClaims"))):
+        claim = as_dict(claim)
+        entry = {"name": str(claim.get("name", "")), "path": f"{path}.resourceClaims[{i}]"}
+        for key in ("resourceClaimName", "resourceClaimTemplateName"):
+            if isinstance(claim.get(key), str):
+                entry[key] = claim[key]
+        claims.append(entry)
+    return claims

@@ -1,0 +1,274 @@
+"""Every YAML document of the upstream corpus goes through ``describe``; the pod counts and GPU totals of its
+workloads are pinned here. Each row was checked against its manifest by hand: they are the contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from policyengine.workloads import describe
+
+# (file, kind, name) -> (pods, total GPUs, [(template, pods, GPUs per pod)])
+# Notes on the less obvious rows:
+# - fluid: minReplicas 0 and no maxReplicas: a scale-to-zero predictor still runs one pod when it serves.
+# - elastic imagenet: Worker replicas 2, elasticPolicy.maxReplicas 3 -> 3.
+# - TrainJobs: numNodes pods of the trainer; the runtime is another object, so GPUs come only from
+#   resourcesPerNode (none of these ask for GPUs).
+# - TrainingRuntime torch-with-dataset-init: dataset-initializer 1 + node (mlPolicy.numNodes 1).
+# - Ray: head 1 + per group max(replicas, minReplicas, maxReplicas) x numOfHosts; google.com/tpu is no GPU.
+# - LWS vllm: replicas 2 x size 2 = 2 leaders + 2 workers, 8 GPUs each -> 32.
+# - LLMInferenceService managed-dra: GPUs come through DRA, not resources -> 0.
+EXPECTED: dict[tuple[str, str, str], tuple[int, int, list[tuple[str, int, int]]]] = {
+    ("jobset/pytorch__resnet-cifar10__resnet.yaml", "JobSet", "pytorch"): (4, 0, [("workers", 4, 0)]),
+    ("jobset/simple__exclusive-placement.yaml", "JobSet", "exclusive-placement"): (9, 0, [("workers", 9, 0)]),
+    ("jobset/workload-aware-scheduling__dra__jobset.yaml", "JobSet", "training-job"): (
+        6,
+        0,
+        [("workers", 6, 0)],
+    ),
+    ("kserve/accelerators__tensorflow-gpu.yaml", "InferenceService", "tensorflow-gpu"): (
+        1,
+        1,
+        [("predictor", 1, 1)],
+    ),
+    ("kserve/fluid__kserve-isvc.yaml", "InferenceService", "llama-31-8b-instruct"): (
+        1,
+        1,
+        [("predictor", 1, 1)],
+    ),
+    (
+        "kserve/llmisvc__managed-dra__llm-inference-service-managed-dra-minimal.yaml",
+        "LLMInferenceService",
+        "qwen2-7b-instruct-dra-minimal",
+    ): (1, 0, [("main", 1, 0)]),
+    (
+        "kserve/llmisvc__single-node-gpu__llm-inference-service-qwen2-7b-gpu.yaml",
+        "LLMInferenceService",
+        "qwen2-7b-instruct-single",
+    ): (3, 3, [("main", 3, 1)]),
+    ("kserve/storage__hf__hf_isvc.yaml", "InferenceService", "huggingface-llama2"): (
+        1,
+        1,
+        [("predictor", 1, 1)],
+    ),
+    ("kserve/storage__oci-fetch__inference_service.yaml", "InferenceService", "sklearn-oci-fetch"): (
+        1,
+        0,
+        [("predictor", 1, 0)],
+    ),
+    ("kserve/storage__oci-image-volume__inference_service.yaml", "InferenceService", "sklearn-oci-native"): (
+        1,
+        0,
+        [("predictor", 1, 0)],
+    ),
+    ("kserve/storage__s3__tensorflow_s3.yaml", "InferenceService", "mnist-s3"): (1, 0, [("predictor", 1, 0)]),
+    ("kserve/storage__storageSpec__sklearn_storagespec.yaml", "InferenceService", "example-sklearn-isvc"): (
+        1,
+        0,
+        [("predictor", 1, 0)],
+    ),
+    ("kserve/v1beta1__sklearn__v1__sklearn.yaml", "InferenceService", "sklearn-iris"): (
+        1,
+        0,
+        [("predictor", 1, 0)],
+    ),
+    (
+        "kubeflow-trainer/manifests__base__runtimes__torch_distributed.yaml",
+        "ClusterTrainingRuntime",
+        "torch-distributed",
+    ): (1, 0, [("node", 1, 0)]),
+    ("kubeflow-trainer/paddlepaddle__simple-gpu.yaml", "PaddleJob", "paddle-simple-gpu"): (
+        2,
+        4,
+        [("Worker", 2, 2)],
+    ),
+    (
+        "kubeflow-trainer/pytorch__elastic__imagenet__imagenet.yaml",
+        "PyTorchJob",
+        "elastic-example-imagenet",
+    ): (3, 0, [("Worker", 3, 0)]),
+    (
+        "kubeflow-trainer/pytorch__mnist__v1__pytorch_job_mnist_nccl.yaml",
+        "PyTorchJob",
+        "pytorch-dist-mnist-nccl",
+    ): (2, 2, [("Master", 1, 1), ("Worker", 1, 1)]),
+    ("kubeflow-trainer/pytorch__simple.yaml", "PyTorchJob", "pytorch-simple"): (
+        2,
+        0,
+        [("Master", 1, 0), ("Worker", 1, 0)],
+    ),
+    ("kubeflow-trainer/yaml__01-multi-node.yaml", "TrainJob", "multi-node-example"): (3, 0, [("node", 3, 0)]),
+    ("kubeflow-trainer/yaml__02-runtime-patches.yaml", "TrainJob", "runtime-patches-example"): (
+        2,
+        0,
+        [("node", 2, 0)],
+    ),
+    ("kubeflow-trainer/yaml__03-kueue-integration.yaml", "TrainJob", "kueue-example"): (
+        3,
+        0,
+        [("node", 3, 0)],
+    ),
+    ("kubeflow-trainer/yaml__05-multi-step.yaml", "TrainingRuntime", "torch-with-dataset-init"): (
+        2,
+        0,
+        [("dataset-initializer", 1, 0), ("node", 1, 0)],
+    ),
+    ("kubeflow-trainer/yaml__05-multi-step.yaml", "TrainJob", "multi-step-example"): (2, 0, [("node", 2, 0)]),
+    ("kuberay/ray-cluster.kai-gpu-sharing.yaml", "RayCluster", "raycluster-half-gpu"): (
+        3,
+        0,
+        [("head", 1, 0), ("shared-gpu", 2, 0)],
+    ),
+    ("kuberay/ray-cluster.sample.yaml", "RayCluster", "raycluster-kuberay"): (
+        6,
+        0,
+        [("head", 1, 0), ("workergroup", 5, 0)],
+    ),
+    ("kuberay/ray-cluster.volcano-scheduler-queue.yaml", "RayCluster", "test-cluster-0"): (
+        3,
+        0,
+        [("head", 1, 0), ("worker", 2, 0)],
+    ),
+    ("kuberay/ray-job.kueue-toy-sample.yaml", "RayJob", "rayjob-sample-"): (
+        6,
+        0,
+        [("head", 1, 0), ("small-group", 5, 0)],
+    ),
+    ("kuberay/ray-job.tpu-v6e-singlehost.yaml", "RayJob", "v6e-4-job"): (
+        2,
+        0,
+        [("head", 1, 0), ("tpu-group", 1, 0)],
+    ),
+    ("kuberay/ray-service.llm-serve.yaml", "RayService", "ray-serve-llm"): (
+        2,
+        4,
+        [("head", 1, 0), ("gpu-group", 1, 4)],
+    ),
+    ("kueue/jobs__sample-pytorchjob.yaml", "PyTorchJob", "pytorch-simple"): (
+        2,
+        0,
+        [("Master", 1, 0), ("Worker", 1, 0)],
+    ),
+    ("leaderworkerset/vllm__GPU__lws.yaml", "LeaderWorkerSet", "vllm"): (
+        4,
+        32,
+        [("leader", 2, 8), ("worker", 2, 8)],
+    ),
+}
+
+
+def corpus_documents(root: Path) -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted([*root.rglob("*.yaml"), *root.rglob("*.yml")]):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(doc, dict):
+                docs.append((path.relative_to(root).as_posix(), doc))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def described(shared: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+    views = {}
+    for rel, doc in corpus_documents(shared / "corpus" / "upstream"):
+        view = describe(doc, None)
+        json.dumps(view)  # the view is plain JSON
+        assert view["problems"] == [], (rel, view["problems"])
+        views[(rel, view["kind"], view["name"])] = view
+    return views
+
+
+def test_every_upstream_document_is_described(described: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+    assert len(described) >= 45
+
+
+def test_upstream_workloads_are_exactly_the_pinned_ones(
+    described: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    workloads = {key for key, view in described.items() if view["podTemplates"]}
+    assert workloads == set(EXPECTED)
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED), ids=lambda k: f"{k[0]}:{k[2]}")
+def test_upstream_pod_counts_and_gpu_totals(
+    described: dict[tuple[str, str, str], dict[str, Any]], key: tuple[str, str, str]
+) -> None:
+    view = described[key]
+    pods, gpus, templates = EXPECTED[key]
+    assert (view["pods"], view["gpus"]["total"]) == (pods, gpus)
+    assert [(t["name"], t["replicas"], t["gpus"]["perPod"]) for t in view["podTemplates"]] == templates
+
+
+def test_upstream_model_references_and_data_locations(
+    described: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    hf = described[("kserve/storage__hf__hf_isvc.yaml", "InferenceService", "huggingface-llama2")]
+    assert hf["models"] == [
+        {
+            "uri": "hf://meta-llama/Llama-2-7b-chat-hf",
+            "path": "spec.predictor.model.storageUri",
+            "source": "storageUri",
+            "sha256": "",
+        }
+    ]
+    llm = described[
+        (
+            "kserve/llmisvc__single-node-gpu__llm-inference-service-qwen2-7b-gpu.yaml",
+            "LLMInferenceService",
+            "qwen2-7b-instruct-single",
+        )
+    ]
+    assert [(m["uri"], m["path"]) for m in llm["models"]] == [
+        ("hf://Qwen/Qwen2.5-7B-Instruct", "spec.model.uri")
+    ]
+    step = described[("kubeflow-trainer/yaml__05-multi-step.yaml", "TrainJob", "multi-step-example")]
+    assert step["dataLocations"] == [
+        {
+            "uri": "hf://tatsu-lab/alpaca",
+            "path": "spec.initializer.dataset.storageUri",
+            "source": "storageUri",
+            "kind": "data",
+        }
+    ]
+    spec_only = described[
+        ("kserve/storage__storageSpec__sklearn_storagespec.yaml", "InferenceService", "example-sklearn-isvc")
+    ]
+    assert spec_only["models"] == []  # storage: {key, path} names no URI
+
+
+def test_upstream_gpu_requests_and_limits_are_kept_apart(
+    described: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    limits_only = described[
+        ("kserve/accelerators__tensorflow-gpu.yaml", "InferenceService", "tensorflow-gpu")
+    ]
+    (c,) = limits_only["containers"]
+    assert (c["path"], c["gpus"]["requests"], c["gpus"]["limits"]) == (
+        "spec.predictor.tensorflow",
+        {},
+        {"nvidia.com/gpu": 1},
+    )
+    both = described[("kserve/fluid__kserve-isvc.yaml", "InferenceService", "llama-31-8b-instruct")]
+    assert (
+        both["containers"][0]["gpus"]["requests"]
+        == both["containers"][0]["gpus"]["limits"]
+        == {"nvidia.com/gpu": 1}
+    )
+
+
+def test_upstream_dra_and_placement(described: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+    dra = described[("jobset/workload-aware-scheduling__dra__jobset.yaml", "JobSet", "training-job")]
+    assert dra["usesDra"] is True
+    assert dra["podTemplates"][0]["resourceClaims"][0]["resourceClaimTemplateName"] == "gpu-claim-template"
+    patched = described[
+        ("kubeflow-trainer/yaml__02-runtime-patches.yaml", "TrainJob", "runtime-patches-example")
+    ]
+    regions = patched["podTemplates"][0]["regions"]
+    assert regions["pinned"] is False
+    assert regions["path"] == (
+        "spec.runtimePatches[0].trainingRuntimeSpec.template.spec.replicatedJobs[0].template.spec.template.spec"
+    )
+    assert patched["regions"]["allPinned"] is False
