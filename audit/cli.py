@@ -1,0 +1,274 @@
+"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export.
+
+``add_commands(subparsers)`` adds them to an argparse sub-parser group; each sets ``func(args) -> int``.
+Exit codes: 0 success (or intact), 1 verification failed (the first bad index is printed), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from audit.checkpoint import peek_checkpoint
+from audit.entry import VERDICTS, format_time
+from audit.errors import AuditError, KeyFileError
+from audit.export import export, read_checkpoints, verify_export
+from audit.keys import VKEY_FILE, keygen, load_signer, load_verifier
+from audit.log import AuditLog, LoggedEntry
+from audit.proof import verify_proof
+from audit.stores import Query
+from audit.verify import VerifyReport
+
+OK, FAILED, USAGE = 0, 1, 2
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``audit`` with its sub-verbs to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    audit: argparse.ArgumentParser = subparsers.add_parser(
+        "audit", help="inspect, prove and verify the signed audit log"
+    )
+    verbs = audit.add_subparsers(dest="audit_verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("keygen", help="create the log's Ed25519 checkpoint key")
+    p.add_argument("--origin", required=True, help="log origin and key name, e.g. example.com/audit")
+    p.add_argument("--out", required=True, type=Path, help="directory for audit.key, audit.pub, audit.vkey")
+    p.add_argument("--force", action="store_true", help="replace existing key files")
+    p.set_defaults(func=_guard(_keygen))
+
+    p = verbs.add_parser("query", help="list entries matching filters")
+    _log_arg(p)
+    p.add_argument("--since", help="ISO 8601 time (inclusive)")
+    p.add_argument("--until", help="ISO 8601 time (exclusive)")
+    p.add_argument("--verdict", choices=VERDICTS)
+    p.add_argument("--policy")
+    p.add_argument("--namespace")
+    p.add_argument("--user")
+    p.add_argument("--kind")
+    p.add_argument("--source", choices=("admission", "ci"))
+    p.add_argument("--after", type=int, default=-1, help="only entries with a higher index (pagination)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
+    p.set_defaults(func=_guard(_query))
+
+    p = verbs.add_parser("verify", help="re-hash every entry and check every checkpoint")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--audit-log", help="SQLite path or postgresql:// URL")
+    where.add_argument("--export", type=Path, help="an exported directory")
+    p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
+    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
+    p.set_defaults(func=_guard(_verify))
+
+    p = verbs.add_parser("checkpoint", help="print the latest signed checkpoint")
+    _log_arg(p)
+    p.add_argument("--key", type=Path, help="audit.key: sign committed but unsigned entries first")
+    p.set_defaults(func=_guard(_checkpoint))
+
+    p = verbs.add_parser("prove", help="print a C2SP tlog-proof of one entry")
+    _log_arg(p)
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--size", type=int, help="prove against the checkpoint of this size (default latest)")
+    p.add_argument("--out", type=Path, help="write the proof here instead of stdout")
+    p.set_defaults(func=_guard(_prove))
+
+    p = verbs.add_parser("verify-proof", help="check a tlog-proof offline")
+    p.add_argument("proof", type=Path)
+    p.add_argument("--public-key", type=Path, required=True)
+    p.add_argument("--entry", type=Path, help="the entry's canonical bytes (default: the proof's extra line)")
+    p.set_defaults(func=_guard(_verify_proof))
+
+    p = verbs.add_parser("export", help="write entries, checkpoints and the public key to a directory")
+    _log_arg(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_guard(_export))
+    return audit
+
+
+def _log_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audit-log", required=True, help="SQLite path or postgresql:// URL")
+
+
+def _guard(handler: Handler) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except KeyFileError as exc:
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            return USAGE
+        except AuditError as exc:
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            return FAILED
+
+    run.__name__ = handler.__name__
+    return run
+
+
+def _open(args: argparse.Namespace) -> AuditLog:
+    target = str(args.audit_log)
+    if "://" not in target and not Path(target).exists():
+        raise KeyFileError(f"no audit log at {target}", code="log_missing")
+    return AuditLog.open(target)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    files = keygen(args.origin, args.out, overwrite=args.force)
+    print(f"wrote {files.key} (private, 0600), {files.pub} and {files.vkey}")
+    print(Path(files.vkey).read_text().strip())
+    return OK
+
+
+def _time(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise KeyFileError(f"{text!r} is not an ISO 8601 time", code="usage") from exc
+    return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def _query(args: argparse.Namespace) -> int:
+    query = Query(
+        since=_time(args.since),
+        until=_time(args.until),
+        verdict=args.verdict,
+        policy=args.policy,
+        namespace=args.namespace,
+        user=args.user,
+        kind=args.kind,
+        source=args.source,
+        after=args.after,
+        limit=args.limit,
+    )
+    with _open(args) as log:
+        rows = log.query(query)
+    sys.stdout.write(render(rows, args.format))
+    return OK
+
+
+def render(rows: Sequence[LoggedEntry], fmt: str) -> str:
+    records = [{"index": row.index, **row.entry} for row in rows]
+    if fmt == "json":
+        return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    header = [
+        "index",
+        "time",
+        "source",
+        "verdict",
+        "operation",
+        "kind",
+        "namespace",
+        "name",
+        "user",
+        "policies",
+    ]
+    table = [[str(_flat(r).get(column, "")) for column in header] for r in records]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(table)
+        return out.getvalue()
+    widths = [max([len(h)] + [len(row[i]) for row in table]) for i, h in enumerate(header)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *table]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    resource = record.get("resource") or {}
+    user = record.get("user") or {}
+    failing = [
+        f"{r.get('policy')}:{r.get('outcome')}"
+        for r in record.get("results") or []
+        if isinstance(r, dict) and r.get("outcome") != "pass"
+    ]
+    return {
+        **record,
+        "kind": resource.get("kind", ""),
+        "namespace": resource.get("namespace", ""),
+        "name": resource.get("name", ""),
+        "user": user.get("username", ""),
+        "policies": " ".join(failing),
+    }
+
+
+def _verify(args: argparse.Namespace) -> int:
+    trusted = tuple(p.read_text() for p in args.checkpoint)
+    if args.export is not None:
+        verifier = None
+        if args.public_key is not None:
+            checkpoints = read_checkpoints(args.export)
+            origin = peek_checkpoint(checkpoints[0][1]).origin if checkpoints else None
+            verifier = load_verifier(args.public_key, origin)
+        else:
+            print(f"note: using the export's own {VKEY_FILE}; pin the key with --public-key", file=sys.stderr)
+        report = verify_export(args.export, verifier, trusted=trusted)
+    else:
+        if args.public_key is None:
+            print("error: --public-key is required with --audit-log", file=sys.stderr)
+            return USAGE
+        with _open(args) as log:
+            report = log.verify(load_verifier(args.public_key, log.origin), trusted=trusted)
+    return _report(report)
+
+
+def _report(report: VerifyReport) -> int:
+    if report.ok:
+        tail = f", {report.unsigned} not yet signed" if report.unsigned else ""
+        print(f"intact: {report.entries} entries, {report.checkpoints} checkpoints{tail}")
+        return OK
+    print(f"TAMPERED at index {report.first_bad_index}: {report.code}: {report.message}")
+    return FAILED
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    if args.key is not None:
+        with AuditLog.open(str(args.audit_log), signer=load_signer(args.key)) as log:
+            note = log.checkpoint()
+    else:
+        with _open(args) as log:
+            note = log.checkpoint()
+    if note is None:
+        print("error: the log has no checkpoint yet", file=sys.stderr)
+        return FAILED
+    sys.stdout.write(note)
+    return OK
+
+
+def _prove(args: argparse.Namespace) -> int:
+    with _open(args) as log:
+        text = log.prove(args.index, args.size)
+    if args.out is not None:
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return OK
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    text = args.proof.read_text()
+    origin = peek_checkpoint(text.partition("\n\n")[2]).origin if "\n\n" in text else None
+    verifier = load_verifier(args.public_key, origin)
+    entry = args.entry.read_bytes() if args.entry is not None else None
+    checkpoint, _ = verify_proof(text, verifier, entry)
+    print(f"verified: entry is in {checkpoint.origin} at size {checkpoint.size}")
+    return OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    with _open(args) as log:
+        summary = export(log, args.out)
+    print(f"exported {summary.entries} entries and {summary.checkpoints} checkpoints to {summary.directory}")
+    return OK

@@ -1,0 +1,168 @@
+"""Audit entries: the versioned record of one decision and its canonical bytes (RFC 8785).
+
+An entry is plain JSON without floats. ``canonical`` turns it into the bytes that are stored and hashed;
+a fast path (``json.dumps`` with sorted keys) is used when it provably gives RFC 8785 output, and the
+``rfc8785`` package otherwise. ``index_fields`` pulls out the columns stores index for queries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from audit.errors import EntryError
+
+ENTRY_VERSION = 1
+SOURCES = ("admission", "ci")
+VERDICTS = ("allowed", "denied", "warned")
+MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 numbers are IEEE 754 doubles
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
+
+
+@dataclass(frozen=True)
+class IndexFields:
+    """What stores index an entry by (derived from the entry, never stored apart from it in exports)."""
+
+    time: str
+    source: str
+    verdict: str
+    namespace: str
+    user: str
+    kind: str
+    policies: tuple[str, ...]
+
+
+def format_time(when: datetime) -> str:
+    if when.tzinfo is None:
+        raise EntryError("entry time must be timezone-aware", code="entry_naive_time")
+    return when.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def make_entry(
+    *,
+    time: datetime,
+    source: str,
+    uid: str,
+    operation: str,
+    resource: Mapping[str, str],
+    verdict: str,
+    user: str = "",
+    groups: Sequence[str] = (),
+    policy_set_digest: str = "",
+    results: Sequence[Mapping[str, str]] = (),
+    exceptions: Sequence[str] = (),
+    dry_run: bool = False,
+    commit: str | None = None,
+) -> dict[str, Any]:
+    """Build a version-1 entry from plain values.
+
+    ``resource`` holds ``apiVersion``, ``kind``, ``namespace`` and ``name``; each of ``results`` holds
+    ``policy``, ``action``, ``outcome``, ``message`` and optionally ``exception`` (the exception used).
+    ``commit`` is the git commit of a CI run made inside a repository.
+    """
+    if source not in SOURCES:
+        raise EntryError(f"source must be one of {SOURCES}, not {source!r}", code="entry_source")
+    if verdict not in VERDICTS:
+        raise EntryError(f"verdict must be one of {VERDICTS}, not {verdict!r}", code="entry_verdict")
+    entry: dict[str, Any] = {
+        "version": ENTRY_VERSION,
+        "time": format_time(time),
+        "source": source,
+        "uid": uid,
+        "user": {"username": user, "groups": list(groups)},
+        "operation": operation,
+        "resource": {key: str(resource.get(key, "")) for key in ("apiVersion", "kind", "namespace", "name")},
+        "policySetDigest": policy_set_digest,
+        "results": [_result(r) for r in results],
+        "exceptions": list(exceptions),
+        "verdict": verdict,
+        "dryRun": bool(dry_run),
+    }
+    if commit:
+        entry["commit"] = commit
+    canonical(entry)  # reject what cannot be stored now, not in the writer thread
+    return entry
+
+
+def _result(result: Mapping[str, str]) -> dict[str, str]:
+    out = {key: str(result.get(key, "")) for key in ("policy", "action", "outcome", "message")}
+    if result.get("exception"):
+        out["exception"] = str(result["exception"])
+    return out
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 bytes of ``value``; raises EntryError for floats, huge integers or bad strings."""
+    astral = _check(value)
+    if astral:  # keys outside the BMP sort differently by UTF-16 code units: use the reference
+        try:
+            return rfc8785.dumps(value)
+        except (rfc8785.CanonicalizationError, TypeError) as exc:
+            raise EntryError(f"entry is not canonicalisable: {exc}") from exc
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EntryError(
+            f"entry holds a string that is not valid Unicode: {exc}", code="entry_unicode"
+        ) from exc
+
+
+def _check(value: Any) -> bool:
+    """Validate JSON types; return True when some object key has a character outside the BMP."""
+    astral = False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None or isinstance(item, (bool, str)):
+            continue
+        if isinstance(item, int):
+            if abs(item) > MAX_SAFE_INTEGER:
+                raise EntryError(f"integer {item} exceeds the I-JSON safe range", code="entry_integer")
+        elif isinstance(item, float):
+            raise EntryError("entries must not hold floats", code="entry_float")
+        elif isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise EntryError(f"object key {key!r} is not a string", code="entry_key")
+                if not astral and any(ord(ch) > 0xFFFF for ch in key):
+                    astral = True
+                stack.append(sub)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        else:
+            raise EntryError(f"{type(item).__name__} is not a JSON type", code="entry_type")
+    return astral
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise EntryError("an entry is a JSON object")
+    return value
+
+
+def index_fields(entry: Mapping[str, Any]) -> IndexFields:
+    user = entry.get("user")
+    resource = entry.get("resource")
+    results = entry.get("results")
+    user_map = user if isinstance(user, Mapping) else {}
+    resource_map = resource if isinstance(resource, Mapping) else {}
+    policies: list[str] = []
+    for result in results if isinstance(results, list) else []:
+        name = result.get("policy") if isinstance(result, Mapping) else None
+        if isinstance(name, str) and name and name not in policies:
+            policies.append(name)
+    return IndexFields(
+        time=str(entry.get("time", "")),
+        source=str(entry.get("source", "")),
+        verdict=str(entry.get("verdict", "")),
+        namespace=str(resource_map.get("namespace", "")),
+        user=str(user_map.get("username", "")),
+        kind=str(resource_map.get("kind", "")),
+        policies=tuple(policies),
+    )

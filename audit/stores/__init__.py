@@ -1,0 +1,141 @@
+"""Where the log lives: the ``Store`` protocol, its value types, and ``open_store`` for a URL or path.
+
+A store keeps entries (canonical bytes, leaf hash, query columns), the tree head after every append
+(size, root, compact range), signed checkpoints, and a little metadata (origin, verifier key). Appends
+assign gap-free indexes and are durable when they return. Adapters: ``memory`` (the fake), ``sqlite``
+(default), ``postgres`` (several writers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from audit.entry import IndexFields
+from audit.merkle import EMPTY_ROOT, CompactRange
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry on its way in: canonical bytes, their leaf hash and the indexed fields."""
+
+    data: bytes
+    leaf_hash: bytes
+    fields: IndexFields
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    index: int
+    data: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    size: int
+    root: bytes
+    range_blob: bytes
+
+    def compact(self) -> CompactRange:
+        return CompactRange.from_bytes(self.size, self.range_blob)
+
+    @classmethod
+    def empty(cls) -> TreeHead:
+        return cls(0, EMPTY_ROOT, b"")
+
+    def extended(self, leaves: Sequence[bytes]) -> TreeHead:
+        compact = self.compact()
+        compact.extend(leaves)
+        return TreeHead(compact.size, compact.root(), compact.to_bytes())
+
+
+@dataclass(frozen=True)
+class Query:
+    """Entry filters; times are entry time strings (``audit.entry.format_time``), until is exclusive.
+
+    Pagination is by cursor: entries with index > ``after``, at most ``limit`` (None: all).
+    """
+
+    since: str | None = None
+    until: str | None = None
+    verdict: str | None = None
+    policy: str | None = None
+    namespace: str | None = None
+    user: str | None = None
+    kind: str | None = None
+    source: str | None = None
+    after: int = -1
+    limit: int | None = None
+
+    def matches(self, index: int, fields: IndexFields) -> bool:
+        checks = (
+            index > self.after,
+            self.since is None or fields.time >= self.since,
+            self.until is None or fields.time < self.until,
+            self.verdict is None or fields.verdict == self.verdict,
+            self.policy is None or self.policy in fields.policies,
+            self.namespace is None or fields.namespace == self.namespace,
+            self.user is None or fields.user == self.user,
+            self.kind is None or fields.kind == self.kind,
+            self.source is None or fields.source == self.source,
+        )
+        return all(checks)
+
+
+class Store(Protocol):
+    def append(self, records: Sequence[Record]) -> TreeHead:
+        """Store records at the next indexes; return the new head once it is durable."""
+        ...
+
+    def head(self) -> TreeHead: ...
+
+    def head_at(self, size: int) -> TreeHead | None: ...
+
+    def head_between(self, low: int, high: int) -> TreeHead | None:
+        """The smallest stored head with low <= size < high (its compact range holds old subtrees)."""
+        ...
+
+    def state(self) -> tuple[TreeHead, int]:
+        """The head and one past the highest stored index, read together (they must agree)."""
+        ...
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]: ...
+
+    def entries(self, start: int, end: int) -> list[StoredEntry]: ...
+
+    def find(self, query: Query) -> list[StoredEntry]: ...
+
+    def checkpoints(self) -> list[tuple[int, str]]: ...
+
+    def latest_checkpoint(self) -> tuple[int, str] | None: ...
+
+    def checkpoint_at(self, size: int) -> str | None: ...
+
+    def add_checkpoint(self, size: int, note: str) -> str:
+        """Keep ``note`` for ``size`` unless one is already kept; return the kept note."""
+        ...
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        """The value stored for ``key``; store ``default`` first when absent and given."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(target: str | os.PathLike[str]) -> Store:
+    """``postgresql://…`` (or ``postgres://``) opens PostgreSQL, ``:memory:`` the fake, else SQLite."""
+    text = os.fspath(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from audit.stores.postgres import PostgresStore
+
+        return PostgresStore(text)
+    if text == ":memory:":
+        from audit.stores.memory import MemoryStore
+
+        return MemoryStore()
+    from audit.stores.sqlite import SQLiteStore
+
+    return SQLiteStore(text)

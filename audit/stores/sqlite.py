@@ -1,0 +1,150 @@
+"""The SQLite ``Store``: one file, WAL, synchronous=FULL, one writer at a time (BEGIN IMMEDIATE)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from audit.errors import StoreError
+from audit.stores import Query, Record, StoredEntry, TreeHead
+from audit.stores.sql import entry_rows, schema, where
+
+INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+STATE = (  # one statement, so one snapshot, even while another process appends
+    "SELECT h.size, h.root, h.range_blob, (SELECT COALESCE(MAX(idx), -1) FROM entries) "
+    "FROM (SELECT 1) LEFT JOIN (SELECT * FROM heads ORDER BY size DESC LIMIT 1) h ON 1"
+)
+
+
+class SQLiteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._write():
+                for statement in schema("BLOB", "INTEGER"):
+                    self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite audit log {path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite audit log {self.path}: {exc}") from exc
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite audit log {self.path}: {exc}") from exc
+
+    def append(self, records: Sequence[Record]) -> TreeHead:
+        with self._write() as db:
+            head = _head(db.execute("SELECT size, root, range_blob FROM heads ORDER BY size DESC LIMIT 1"))
+            db.executemany(INSERT_ENTRY, entry_rows(head.size, records))
+            new = head.extended([r.leaf_hash for r in records])
+            db.execute("INSERT INTO heads VALUES (?, ?, ?)", (new.size, new.root, new.range_blob))
+            return new
+
+    def head(self) -> TreeHead:
+        with self._lock:
+            return _head(
+                self._db.execute("SELECT size, root, range_blob FROM heads ORDER BY size DESC LIMIT 1")
+            )
+
+    def head_at(self, size: int) -> TreeHead | None:
+        if size == 0:
+            return TreeHead.empty()
+        rows = self._rows("SELECT size, root, range_blob FROM heads WHERE size = ?", (size,))
+        return _head(iter(rows)) if rows else None
+
+    def head_between(self, low: int, high: int) -> TreeHead | None:
+        rows = self._rows(
+            "SELECT size, root, range_blob FROM heads WHERE size >= ? AND size < ? ORDER BY size LIMIT 1",
+            (low, high),
+        )
+        return _head(iter(rows)) if rows else None
+
+    def state(self) -> tuple[TreeHead, int]:
+        row = self._rows(STATE)[0]
+        return _head(iter([row[:3]] if row[0] is not None else [])), int(row[3]) + 1
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._rows(
+            "SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [bytes(row[0]) for row in rows]
+
+    def entries(self, start: int, end: int) -> list[StoredEntry]:
+        rows = self._rows(
+            "SELECT idx, data, leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [_stored(row) for row in rows]
+
+    def find(self, query: Query) -> list[StoredEntry]:
+        tail, params = where(query, "?", "instr")
+        return [_stored(row) for row in self._rows("SELECT idx, data, leaf_hash FROM entries" + tail, params)]
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        return [(int(s), str(n)) for s, n in self._rows("SELECT size, note FROM checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        rows = self._rows("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def checkpoint_at(self, size: int) -> str | None:
+        rows = self._rows("SELECT note FROM checkpoints WHERE size = ?", (size,))
+        return str(rows[0][0]) if rows else None
+
+    def add_checkpoint(self, size: int, note: str) -> str:
+        # No fsync of its own: the next append's commit flushes it, and a checkpoint lost to a power cut
+        # is signed again on open (same root, same deterministic Ed25519 signature).
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._write() as db:
+                    db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (size, note))
+                    row = db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+        return str(row[0])
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        if default is not None:
+            with self._write() as db:
+                db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, default))
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _head(cursor: Iterator[Any] | sqlite3.Cursor) -> TreeHead:
+    row = next(iter(cursor), None)
+    if row is None:
+        return TreeHead.empty()
+    size, root, blob = row
+    return TreeHead(int(size), bytes(root), bytes(blob))
+
+
+def _stored(row: Any) -> StoredEntry:
+    idx, data, leaf = row
+    return StoredEntry(int(idx), bytes(data), bytes(leaf))
