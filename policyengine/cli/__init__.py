@@ -17,7 +17,8 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from policyengine.cli import check
+    from audit.cli import add_commands as add_audit_commands
+    from policyengine.cli import certs, check, serve, test, webhook_config
 
     parser = argparse.ArgumentParser(
         prog="policyengine",
@@ -25,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     check.add_parser(sub)
+    test.add_parser(sub)
+    serve.add_parser(sub)
+    certs.add_parser(sub)
+    webhook_config.add_parser(sub)
+    add_audit_commands(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from policyengine import errors
+from policyengine.cli import auditing
 from policyengine.cli import outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
@@ -40,6 +41,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strict", action="store_true", help="warnings fail the check too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
+    auditing.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -94,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
         for note in policy_set.notes:
             print(f"note: {note}", file=sys.stderr)
     engine = Engine(policy_set, views=views_for(policy_set, load_attestation_store(policy_set.config)))
+    audit_log = auditing.open_log(args)
     report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))
+    if audit_log is not None:
+        try:
+            auditing.record_ci_run(audit_log, (c.decision for c in report.checked))
+        finally:
+            audit_log.close()
     outputs.write_reports(report, reports, strict=args.strict, color=args.color)
     return report.exit_code(strict=args.strict)
