@@ -1,6 +1,8 @@
-"""The reference CEL backend: cel-python's parser and InterpretedRunner.
+"""The reference CEL backend: cel-python's parser and tree-walking evaluator with the Kubernetes libraries.
 
 cel-python's CompiledRunner is not used: it gives wrong answers under threads and breaks on ``has()``.
+Each evaluation builds its own MeteredEvaluator over a shared, read-only base activation (functions and
+type names), so evaluations on different threads share no mutable state.
 """
 
 from __future__ import annotations
@@ -11,46 +13,54 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.celparser import CELParseError
+from celpy.evaluation import Activation as CelpyActivation
+from celpy.evaluation import CELEvalError
 
 from policyengine.cel import DEFAULT_BUDGET, Budget, CelCompileError, CelEvalError, CompiledExpr
+from policyengine.cel.budget import BudgetExceeded, metered
+from policyengine.cel.checker import check
+from policyengine.cel.evaluator import evaluate
+from policyengine.cel.library import build_functions, known_names, type_names
+from policyengine.cel.syntax import Node, drop_trailing_commas
+from policyengine.cel.values import from_cel, to_cel
+
+__all__ = ["ReferenceActivation", "ReferenceBackend", "ReferenceExpr", "from_cel", "to_cel", "trim_message"]
 
 _MAX_MESSAGE = 200
-_ACTIVATION_DUMP = re.compile(r"\s*\(in activation .*", re.DOTALL)
+_ACTIVATION_DUMP = re.compile(r"\s*\((in activation|in container|in bindings) .*", re.DOTALL)
+_BINDINGS_DUMP = re.compile(r" in bindings \[.*", re.DOTALL)
+# Identifiers naming types: ``type(1) == int``. Bound as values so the function of the same name still
+# converts (``int('1')``).
+_TYPE_IDENTS: dict[str, Any] = {
+    "int": celtypes.IntType, "uint": celtypes.UintType, "double": celtypes.DoubleType,
+    "bool": celtypes.BoolType, "string": celtypes.StringType, "bytes": celtypes.BytesType,
+    "list": celtypes.ListType, "map": celtypes.MapType, "null_type": type(None),
+    "type": celtypes.TypeType, "google.protobuf.Duration": celtypes.DurationType,
+    "google.protobuf.Timestamp": celtypes.TimestampType,
+}  # fmt: skip
 
 
-def to_cel(value: Any) -> Any:
-    """A plain JSON-like value as cel-python values."""
-    return celpy.json_to_cel(value)
-
-
-def from_cel(value: Any) -> Any:
-    """cel-python values back to plain Python (bool before int: BoolType subclasses int)."""
-    if value is None:
-        return None
-    if isinstance(value, celtypes.BoolType):
-        return bool(value)
-    if isinstance(value, celtypes.IntType | celtypes.UintType):
-        return int(value)
-    if isinstance(value, celtypes.DoubleType):
-        return float(value)
-    if isinstance(value, celtypes.StringType):
-        return str(value)
-    if isinstance(value, celtypes.BytesType):
-        return bytes(value)
-    if isinstance(value, dict):
-        return {from_cel(k): from_cel(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [from_cel(v) for v in value]
-    if isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+_CELPY_CLASS = re.compile(r"<class 'celpy\.celtypes\.(\w+?)(?:Type)?'>")
+_LARK_RULE = re.compile(r"Token\('RULE', '(\w+)'\)")
 
 
 def trim_message(text: str) -> str:
-    """cel-python messages can embed the whole activation (the request): keep the first, short part."""
-    text = _ACTIVATION_DUMP.sub("", text).strip()
+    """cel-python messages can embed the whole activation (the request): keep the first, short part,
+    with cel-python's class and grammar-rule reprs reduced to CEL names."""
+    text = _ACTIVATION_DUMP.sub("", text)
+    text = _CELPY_CLASS.sub(lambda m: m.group(1).lower(), text)
+    text = _LARK_RULE.sub(r"\1", text)
+    text = _BINDINGS_DUMP.sub("", text).strip()
     text = text.splitlines()[0] if text else "evaluation error"
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _syntax_error(err: CELParseError) -> str:
+    where = f" at line {err.line}, column {err.column}" if err.line is not None else ""
+    text = str(err.args[0]) if err.args else ""
+    near = text.splitlines()[0].strip() if text.strip() else ""
+    return trim_message(f"syntax error{where}" + (f" near {near!r}" if near else ""))
 
 
 def _eval_error_message(err: BaseException) -> str:
@@ -60,7 +70,11 @@ def _eval_error_message(err: BaseException) -> str:
 
 
 class _LazyVariables(celtypes.MapType):
-    """The ``variables`` map: each entry is computed on first use and memoised for this evaluation."""
+    """The ``variables`` map: each entry is computed on first use and memoised for this activation.
+
+    A variable that fails is memoised as its error, so using it fails every time and the other
+    variables are unaffected. A budget overrun is not memoised: it ends the whole evaluation.
+    """
 
     def __init__(self, activation: ReferenceActivation, defs: Sequence[tuple[str, Any, Any]]) -> None:
         super().__init__({})
@@ -73,14 +87,17 @@ class _LazyVariables(celtypes.MapType):
         key = celtypes.StringType(key) if isinstance(key, str) else key
         if key not in self._defs:
             return dict.__getitem__(self, key)
-        compiled, const = self._defs.pop(key)
+        compiled, const = self._defs[key]
         if compiled is None:
             value = to_cel(const)
         else:
             try:
                 value = compiled.evaluate_cel(self._activation)
             except CelEvalError as err:
-                value = celpy.CELEvalError(str(err))
+                if err.code == "budget_exceeded":
+                    raise BudgetExceeded(str(err)) from None
+                value = CELEvalError(f"variables.{key}: {err}")
+        del self._defs[key]
         dict.__setitem__(self, key, value)
         return value
 
@@ -89,6 +106,8 @@ class _LazyVariables(celtypes.MapType):
 
 
 class ReferenceActivation:
+    """Converted bindings for one request; ``extend`` shares everything already converted."""
+
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
 
@@ -107,19 +126,30 @@ class ReferenceActivation:
 
 
 class ReferenceExpr:
-    def __init__(self, source: str, runner: Any) -> None:
+    """One compiled expression: its tree and the backend's read-only base activation."""
+
+    def __init__(self, source: str, tree: Node, base: CelpyActivation) -> None:
         self.source = source
-        self._runner = runner
+        self._tree = tree
+        self._base = base
 
     def evaluate_cel(self, activation: Any, budget: Budget = DEFAULT_BUDGET) -> Any:
-        assert isinstance(activation, ReferenceActivation)
+        """The result as a cel-python value; raises CelEvalError."""
+        if not isinstance(activation, ReferenceActivation):
+            raise TypeError("activation must come from ReferenceBackend.bind")
         try:
-            result = self._runner.evaluate(activation.values)
-        except celpy.CELEvalError as err:
+            with metered(budget) as meter:
+                result = evaluate(self._tree, self._base, activation.values, meter)
+        except BudgetExceeded as err:
+            raise CelEvalError(str(err), "budget_exceeded") from None
+        except CELEvalError as err:
             raise CelEvalError(_eval_error_message(err)) from None
         except RecursionError:
             raise CelEvalError("expression nests too deeply", "budget_exceeded") from None
-        if isinstance(result, celpy.CELEvalError):
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as err:
+            # cel-python lets some operand errors escape as Python exceptions.
+            raise CelEvalError(trim_message(f"{type(err).__name__}: {err}")) from None
+        if isinstance(result, CELEvalError):
             raise CelEvalError(_eval_error_message(result))
         return result
 
@@ -132,13 +162,23 @@ class ReferenceBackend:
 
     def __init__(self) -> None:
         self._env = celpy.Environment()
+        functions = build_functions()
+        self._known = known_names(functions)
+        self._base = CelpyActivation(
+            annotations=dict(self._env.annotations),
+            functions=functions,
+            vars={**_TYPE_IDENTS, **type_names()},
+        )
 
     def compile(self, source: str) -> CompiledExpr:
         try:
-            ast = self._env.compile(source)
-        except celpy.CELParseError as err:
-            raise CelCompileError(trim_message(str(err.args[0]) if err.args else str(err))) from None
-        return ReferenceExpr(source, self._env.program(ast))
+            tree = self._env.compile(drop_trailing_commas(source))
+        except CELParseError as err:
+            raise CelCompileError(_syntax_error(err)) from None
+        except RecursionError:
+            raise CelCompileError("expression nests too deeply") from None
+        check(tree, self._known)
+        return ReferenceExpr(source, tree, self._base)
 
     def bind(self, bindings: Mapping[str, Any]) -> ReferenceActivation:
         return ReferenceActivation({name: to_cel(value) for name, value in bindings.items()})

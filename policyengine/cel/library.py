@@ -1,0 +1,80 @@
+"""The function table of the environment: cel-python's standard library plus the Kubernetes libraries.
+
+Built once per backend. Overloads of one name from several libraries are combined (the most specific
+first, cel-python's own implementation last), and every function is guarded so a LibError becomes a CEL
+error value with its message, as cel-go reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from celpy.evaluation import CELEvalError, base_functions
+
+from policyengine.cel.lib import (
+    format as format_lib,
+)
+from policyengine.cel.lib import (
+    ip,
+    lists,
+    numeric,
+    optional,
+    quantity,
+    regex,
+    semver,
+    sets,
+    string_format,
+    strings,
+    url,
+)
+from policyengine.cel.lib.dispatch import Function, LibError, combine
+
+# Libraries in dispatch order: a name's overloads are tried in this order, the core's last.
+_LIBRARIES = (
+    quantity, semver, ip, url, format_lib, optional, lists, sets, regex, strings, string_format, numeric,
+)  # fmt: skip
+
+
+# Core functions the libraries replace outright rather than extend.
+_REPLACED = frozenset({"_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_", "_in_", "matches"})
+
+
+def _guard(name: str, fn: Function) -> Function:
+    def guarded(*args: Any) -> Any:
+        for arg in args:
+            if isinstance(arg, CELEvalError):
+                return arg
+        try:
+            return fn(*args)
+        except LibError as err:
+            return CELEvalError(str(err))
+        except (OverflowError, ArithmeticError) as err:
+            return CELEvalError(f"{name}: {err}")
+
+    guarded.__name__ = name
+    return guarded
+
+
+def build_functions() -> dict[str, Function]:
+    """CEL function name (``lists.range`` for namespaced ones) -> implementation."""
+    merged: dict[str, list[Function]] = {}
+    for library in _LIBRARIES:
+        for name, impls in library.functions().items():
+            merged.setdefault(name, []).extend(impls)
+    table: dict[str, Function] = {}
+    for name, impls in merged.items():
+        core = base_functions.get(name)
+        chain = [*impls, core] if core is not None and name not in _REPLACED else impls
+        table[name] = _guard(name, combine(name, chain))
+    return table
+
+
+def type_names() -> Mapping[str, Any]:
+    """Dotted identifiers bound to library types, for ``type(x) == net.IP``."""
+    return {"net.IP": ip.IPAddress, "net.CIDR": ip.CIDR, "optional_type": optional.Optional}
+
+
+def known_names(functions: Mapping[str, Function]) -> frozenset[str]:
+    """Every callable name: the table plus cel-python's core and the macros handled in the evaluator."""
+    return frozenset(functions) | frozenset(base_functions) - {"reduce"} | {"has", "dyn"}
