@@ -9,6 +9,7 @@ every policy.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,8 @@ MAX_MESSAGE = 5 * 1024
 
 # Extra CEL bindings computed once per request (the workload view, the inventory view, ...).
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any]], Mapping[str, Any]]
+# Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
+PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
 
 
 def request_binding(request: Request) -> dict[str, Any]:
@@ -128,7 +131,12 @@ class Engine:
         return [c.policy for c in self._policies if matches(c.policy.match, request, ns)]
 
     def evaluate(
-        self, request: Request, *, inventory: Inventory = EMPTY_INVENTORY, now: datetime
+        self,
+        request: Request,
+        *,
+        inventory: Inventory = EMPTY_INVENTORY,
+        now: datetime,
+        observe: PolicyObserver | None = None,
     ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
         chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
@@ -150,12 +158,13 @@ class Engine:
         expired: set[str] = set()
         for compiled in chosen:
             policy = compiled.policy
-            for params in self._params_for(policy, inventory, request.namespace, results):
-                activation = base.extend({"params": params}, compiled.variables)
-                policy_results = self._evaluate_policy(compiled, activation, annotations)
-                results.extend(
-                    self._apply_exceptions(policy, policy_results, request, activation, now, expired)
-                )
+            with observe(policy) if observe is not None else nullcontext():
+                for params in self._params_for(policy, inventory, request.namespace, results):
+                    activation = base.extend({"params": params}, compiled.variables)
+                    policy_results = self._evaluate_policy(compiled, activation, annotations)
+                    results.extend(
+                        self._apply_exceptions(policy, policy_results, request, activation, now, expired)
+                    )
 
         allowed = not any(_denies(r) for r in results)
         warnings = tuple(
@@ -268,7 +277,13 @@ class Engine:
                 value = self._eval(message_expr, activation)
             except CelEvalError:
                 value = None
-            if isinstance(value, str) and value.strip() and "\n" not in value and len(value) <= MAX_MESSAGE:
+            # The cap is in bytes, as Kubernetes counts it.
+            if (
+                isinstance(value, str)
+                and value.strip()
+                and "\n" not in value
+                and len(value.encode()) <= MAX_MESSAGE
+            ):
                 return value.strip()
         if validation.message:
             return validation.message
