@@ -12,11 +12,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from policyengine.engine import ViewProvider
+from policyengine.engine import Engine, ViewProvider
 from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
+from policyengine.trust import load_attestation_store
 from policyengine.workloads import describe
 
 
@@ -60,3 +61,9 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         return {"workload": workload, "inventory": inventories.view(inventory, config)}
 
     return provide
+
+
+def engine_for(policy_set: PolicySet) -> Engine:
+    """The engine every entry point uses: the policy set with the workload and inventory views, and the
+    attestation store its GovernanceConfig names. Raises LoadError for bad trust material."""
+    return Engine(policy_set, views=views_for(policy_set, load_attestation_store(policy_set.config)))

@@ -8,17 +8,14 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from policyengine import errors
-from policyengine.cli import auditing
-from policyengine.cli import outputs
-from policyengine.engine import Engine
+from policyengine.cli import auditing, outputs
 from policyengine.errors import LoadError, Problem
 from policyengine.gate import check_documents, is_object
 from policyengine.inventory import from_documents
 from policyengine.loader import STDIN, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import load_policy_set
-from policyengine.trust import load_attestation_store
-from policyengine.views import views_for
+from policyengine.views import engine_for
 
 
 def add_parser(sub: Any) -> None:
@@ -95,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         for note in policy_set.notes:
             print(f"note: {note}", file=sys.stderr)
-    engine = Engine(policy_set, views=views_for(policy_set, load_attestation_store(policy_set.config)))
+    engine = engine_for(policy_set)
     audit_log = auditing.open_log(args)
     report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))
     if audit_log is not None:

@@ -8,9 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from policyengine.engine import Engine
-from policyengine.policyset import PolicySet
 from policyengine.suite import EXIT_ERROR, run_tests
+from policyengine.views import engine_for
 
 
 def add_parser(sub: Any) -> None:
@@ -27,20 +26,13 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _engine(policy_set: PolicySet) -> Engine:
-    # Native packs read the workload and inventory views; Gatekeeper and VAP policies ignore them.
-    from policyengine.views import views_for
-
-    return Engine(policy_set, views=views_for(policy_set))
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         select = re.compile(args.run) if args.run else None
     except re.error as err:
         print(f"policyengine test: --run: bad regular expression: {err}", file=sys.stderr)
         return EXIT_ERROR
-    report, problems = run_tests(args.paths, now=datetime.now(UTC), select=select, engine_factory=_engine)
+    report, problems = run_tests(args.paths, now=datetime.now(UTC), select=select, engine_factory=engine_for)
     if not report.results and not problems:
         where = " ".join(args.paths)
         if select is None:

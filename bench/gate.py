@@ -1,0 +1,310 @@
+"""Time the CI gate on 1,000 AI-workload manifests, next to checkov on the same folder in the same run.
+
+    python bench/gate.py [--manifests 1000] [--runs 5] [--checkov PATH] [--format json]
+
+Writes a seeded corpus (Deployments and StatefulSets with GPUs, Jobs, PyTorchJobs, RayClusters, KServe
+InferenceServices, JobSets, LeaderWorkerSets, TrainJobs; some violate the bundled packs) into a temporary
+folder, then times whole processes, median of ``--runs`` after one warm-up each:
+
+- ``python -c pass``: interpreter start-up, the floor under any Python tool;
+- ``policyengine check DIR`` with the bundled packs, writing the report to a file;
+- ``checkov -d DIR --framework kubernetes`` when checkov is found (``--checkov``, next to this Python, or
+  on PATH). checkov is a bench-only tool: install it apart from the project (its pins downgrade
+  ``packaging``), e.g. ``python -m venv /tmp/checkov && /tmp/checkov/bin/pip install checkov``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REGIONS = ["eu-west-1", "eu-central-1", "us-east-1", "us-west-2"]
+TEAMS = ["vision", "nlp", "speech", "recsys"]
+
+
+def _labels(rng: random.Random) -> dict[str, str]:
+    labels = {"app.kubernetes.io/part-of": "ml-platform"}
+    if rng.random() < 0.8:
+        labels["owner"] = rng.choice(TEAMS)
+    return labels
+
+
+def _image(rng: random.Random, name: str) -> str:
+    if rng.random() < 0.6:
+        return f"registry.example.com/{name}@sha256:{rng.getrandbits(256):064x}"
+    return f"registry.example.com/{name}:{rng.choice(['latest', '1.2', '2024.10'])}"
+
+
+def _pod(rng: random.Random, name: str, gpus: int) -> dict[str, Any]:
+    resources: dict[str, Any] = {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"memory": "32Gi"}}
+    if gpus:
+        resources["limits"]["nvidia.com/gpu"] = gpus
+        resources["requests"]["nvidia.com/gpu"] = gpus
+    spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": name,
+                "image": _image(rng, name),
+                "resources": resources,
+                "env": [{"name": "DATA", "value": f"s3://datasets-{rng.choice(REGIONS)}/{name}/"}],
+            }
+        ]
+    }
+    if rng.random() < 0.7:
+        spec["nodeSelector"] = {"topology.kubernetes.io/region": rng.choice(REGIONS)}
+    return {"metadata": {"labels": {"app": name}}, "spec": spec}
+
+
+def _meta(rng: random.Random, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": f"team-{rng.choice(TEAMS)}", "labels": _labels(rng)}
+
+
+def _deployment(rng: random.Random, i: int) -> dict[str, Any]:
+    kind = rng.choice(["Deployment", "StatefulSet"])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": _meta(rng, f"serve-{i}"),
+        "spec": {"replicas": rng.randint(1, 6), "template": _pod(rng, "server", rng.choice([0, 1, 2, 8]))},
+    }
+
+
+def _job(rng: random.Random, i: int) -> dict[str, Any]:
+    pod = _pod(rng, "batch", rng.choice([0, 1, 4]))
+    pod["spec"]["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(rng, f"batch-{i}"),
+        "spec": {"template": pod},
+    }
+
+
+def _pytorchjob(rng: random.Random, i: int) -> dict[str, Any]:
+    gpus = rng.choice([1, 2, 4, 8])
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": _meta(rng, f"train-{i}"),
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, "template": _pod(rng, "pytorch", gpus)},
+                "Worker": {"replicas": rng.randint(1, 16), "template": _pod(rng, "pytorch", gpus)},
+            }
+        },
+    }
+
+
+def _raycluster(rng: random.Random, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": _meta(rng, f"ray-{i}"),
+        "spec": {
+            "headGroupSpec": {"rayStartParams": {}, "template": _pod(rng, "ray-head", 0)},
+            "workerGroupSpecs": [
+                {
+                    "groupName": "gpu",
+                    "replicas": rng.randint(1, 8),
+                    "minReplicas": 1,
+                    "maxReplicas": rng.randint(8, 32),
+                    "rayStartParams": {},
+                    "template": _pod(rng, "ray-worker", rng.choice([1, 2, 4])),
+                }
+            ],
+        },
+    }
+
+
+def _inferenceservice(rng: random.Random, i: int) -> dict[str, Any]:
+    model = rng.choice(["hf://meta-llama/Llama-3.1-8B", f"s3://models-{rng.choice(REGIONS)}/m{i}"])
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": _meta(rng, f"isvc-{i}"),
+        "spec": {
+            "predictor": {
+                "minReplicas": 1,
+                "maxReplicas": rng.randint(1, 10),
+                "model": {
+                    "modelFormat": {"name": "huggingface"},
+                    "storageUri": model,
+                    "resources": {"limits": {"nvidia.com/gpu": rng.choice([1, 2])}},
+                },
+            }
+        },
+    }
+
+
+def _jobset(rng: random.Random, i: int) -> dict[str, Any]:
+    job = {"template": _pod(rng, "worker", rng.choice([1, 8]))}
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": _meta(rng, f"jobset-{i}"),
+        "spec": {
+            "replicatedJobs": [
+                {"name": "workers", "replicas": rng.randint(1, 4), "template": {"spec": {"template": job}}}
+            ]
+        },
+    }
+
+
+def _lws(rng: random.Random, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": _meta(rng, f"lws-{i}"),
+        "spec": {
+            "replicas": rng.randint(1, 3),
+            "leaderWorkerTemplate": {"size": rng.randint(2, 8), "workerTemplate": _pod(rng, "vllm", 8)},
+        },
+    }
+
+
+def _trainjob(rng: random.Random, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": _meta(rng, f"trainjob-{i}"),
+        "spec": {
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {"numNodes": rng.randint(1, 8), "resourcesPerNode": {"limits": {"nvidia.com/gpu": 4}}},
+        },
+    }
+
+
+MAKERS: list[Callable[[random.Random, int], dict[str, Any]]] = [
+    _deployment,
+    _deployment,
+    _job,
+    _pytorchjob,
+    _raycluster,
+    _inferenceservice,
+    _jobset,
+    _lws,
+    _trainjob,
+]
+
+
+def write_corpus(folder: Path, count: int, seed: int = 7) -> dict[str, int]:
+    """``count`` manifests, one per file, under a few sub-folders; returns how many of each kind."""
+    rng = random.Random(seed)
+    kinds: dict[str, int] = {}
+    for i in range(count):
+        obj = rng.choice(MAKERS)(rng, i)
+        kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1
+        path = folder / obj["metadata"]["namespace"] / f"{obj['kind'].lower()}-{i:04d}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+    return kinds
+
+
+def time_command(
+    argv: Sequence[str], runs: int, env: dict[str, str] | None = None, produces: Path | None = None
+) -> tuple[float, int]:
+    """Median wall time of ``runs`` runs after one warm-up, and the exit code of the last run.
+
+    Exit codes other than 0 and 1 (a verdict) stop the bench, and so does a missing ``produces`` file.
+    """
+    code = 0
+    samples: list[float] = []
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        proc = subprocess.run(
+            argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
+        elapsed = time.perf_counter() - start
+        code = proc.returncode
+        if i:
+            samples.append(elapsed)
+        elif code not in (0, 1) or (produces is not None and not produces.exists()):
+            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise SystemExit(f"{' '.join(argv[:4])} exited {code} without its report: " + " | ".join(tail))
+    return statistics.median(samples), code
+
+
+def find_checkov(given: str | None) -> str | None:
+    if given:
+        return given
+    beside = Path(sys.executable).with_name("checkov")
+    if beside.exists():
+        return str(beside)
+    return shutil.which("checkov")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--manifests", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--checkov", help="the checkov executable (default: beside this Python, else on PATH)"
+    )
+    parser.add_argument("--format", default="json", help="the report policyengine writes (default json)")
+    args = parser.parse_args(argv)
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    with tempfile.TemporaryDirectory(prefix="policyengine-bench-") as tmp:
+        corpus = Path(tmp) / "manifests"
+        kinds = write_corpus(corpus, args.manifests)
+        report = Path(tmp) / f"report.{args.format}"
+        print(f"corpus: {args.manifests} manifests in {corpus}")
+        print("  " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        print(f"median of {args.runs} runs after one warm-up, whole processes")
+
+        floor, _ = time_command([sys.executable, "-c", "pass"], args.runs)
+        print(f"  python -c pass                 {floor:8.3f} s")
+
+        ours = [sys.executable, "-m", "policyengine", "check", str(corpus), "--format", args.format]
+        ours += ["--output", str(report)]
+        ours_s, ours_code = time_command(ours, args.runs, env, produces=report)
+        detail = ""
+        if args.format == "json":
+            summary = json.loads(report.read_text())["summary"]
+            detail = f", {summary['resources']} resources, {summary['evaluated']} checks, {summary['failed']} denied"
+        print(f"  policyengine check             {ours_s:8.3f} s  (exit {ours_code}{detail})")
+        print(f"    {1000 * (ours_s - floor) / args.manifests:.1f} ms per manifest after start-up")
+
+        checkov = find_checkov(args.checkov)
+        if checkov is None:
+            print(
+                "  checkov -d (kubernetes)        not found: pass --checkov PATH (see the module docstring)"
+            )
+            return 0
+        theirs = [checkov, "-d", str(corpus), "--framework", "kubernetes", "--quiet", "--compact"]
+        theirs += ["--skip-download", "-o", "json", "--output-file-path", str(Path(tmp) / "checkov")]
+        checkov_env = {
+            **os.environ,
+            "BC_SKIP_MAPPING": "TRUE",
+            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True",  # no network wait in the timing
+        }
+        theirs_s, theirs_code = time_command(theirs, args.runs, checkov_env)
+        print(f"  checkov -d (kubernetes)        {theirs_s:8.3f} s  (exit {theirs_code})")
+        # Above 1: policyengine takes longer than checkov on the same folder.
+        print(f"ratio policyengine / checkov: {ours_s / theirs_s:.2f}")
+        print(f"ratio without interpreter start-up: {(ours_s - floor) / max(theirs_s - floor, 1e-9):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Where ``check`` sends its reports: ``--format F [--output FILE]`` pairs, rendered and written.
+
+Pairing rule: each ``--output`` applies to the ``--format`` just before it; a ``--format`` with no
+``--output`` after it goes to stdout, and at most one may. With no ``--format`` at all, the report is text
+(to ``--output`` if given). An ``--output`` before every ``--format`` is a usage error, so the rule is never
+guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from policyengine.errors import UsageError
+from policyengine.gate import CheckReport
+
+FORMATS = ("text", "json", "sarif", "junit", "github")
+DEST = "report_args"
+STDOUT = "-"
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+PAIRING_HELP = (
+    "Reports: each --output applies to the --format just before it; a --format without --output goes to "
+    "stdout (at most one may). Example: --format sarif --output r.sarif --format github writes SARIF to "
+    "r.sarif and GitHub annotations to stdout. With --format github and $GITHUB_STEP_SUMMARY set, a "
+    "Markdown summary is appended to that file."
+)
+
+
+class _Ordered(argparse.Action):
+    """Records --format and --output in command-line order, so --output can bind to its --format."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        recorded = list(getattr(namespace, DEST, None) or [])
+        recorded.append((self.dest, str(values)))
+        setattr(namespace, DEST, recorded)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        action=_Ordered,
+        choices=FORMATS,
+        metavar="{" + ",".join(FORMATS) + "}",
+        help="report format (repeatable; default text)",
+    )
+    parser.add_argument(
+        "--output",
+        action=_Ordered,
+        metavar="FILE",
+        help="write the report of the --format just before it to FILE instead of stdout (- for stdout)",
+    )
+    parser.set_defaults(**{DEST: []})
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    format: str
+    output: str | None = None  # None: stdout
+
+
+def plan(recorded: Sequence[tuple[str, str]]) -> list[ReportSpec]:
+    """(option, value) pairs in command-line order -> the reports to write. Raises UsageError."""
+    specs: list[ReportSpec] = []
+    bound: set[int] = set()  # indexes of the specs that already took an --output
+    if not any(opt == "format" for opt, _ in recorded):
+        recorded = [("format", "text"), *recorded]  # no --format: the text report, wherever --output says
+    for opt, value in recorded:
+        if opt == "format":
+            specs.append(ReportSpec(value))
+        elif not specs:
+            raise UsageError(f"--output {value} comes before any --format; put it after its --format")
+        elif len(specs) - 1 in bound:
+            raise UsageError(f"--format {specs[-1].format} has two --output files; give each its --format")
+        else:
+            bound.add(len(specs) - 1)
+            specs[-1] = ReportSpec(specs[-1].format, None if value == STDOUT else value)
+    to_stdout = [s.format for s in specs if s.output is None]
+    if len(to_stdout) > 1:
+        raise UsageError(
+            f"{len(to_stdout)} reports ({', '.join(to_stdout)}) would go to stdout; "
+            "give all but one an --output"
+        )
+    files = [s.output for s in specs if s.output is not None]
+    dupes = sorted({f for f in files if files.count(f) > 1})
+    if dupes:
+        raise UsageError(f"--output {dupes[0]} is given for more than one report")
+    return specs
+
+
+def render(report: CheckReport, fmt: str, *, strict: bool, color: bool, base: str) -> str:
+    if fmt == "json":
+        from policyengine.reports import json as json_report
+
+        return json_report.render(report, strict=strict)
+    if fmt == "sarif":
+        from policyengine.reports import sarif
+
+        return sarif.render(report, base=base, strict=strict)
+    if fmt == "junit":
+        from policyengine.reports import junit
+
+        return junit.render(report, base=base)
+    if fmt == "github":
+        from policyengine.reports import github
+
+        return github.render(report, base=base)
+    from policyengine.reports import text
+
+    return text.render(report, color=color, strict=strict)
+
+
+def write_reports(
+    report: CheckReport,
+    specs: Sequence[ReportSpec],
+    *,
+    strict: bool,
+    color: str,
+    stdout: IO[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    base: str | None = None,
+) -> None:
+    """Render every report and write it; then append the GitHub job summary when asked for and possible."""
+    out = stdout or sys.stdout
+    environ = os.environ if env is None else env
+    root = base or os.getcwd()
+    for spec in specs:
+        to_tty = spec.output is None and out.isatty()
+        use_color = color == "always" or (color == "auto" and to_tty and "NO_COLOR" not in environ)
+        text = render(report, spec.format, strict=strict, color=use_color, base=root)
+        if spec.output is None:
+            out.write(text)
+            continue
+        try:
+            with open(spec.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as err:
+            raise UsageError(f"cannot write --output {spec.output}: {err.strerror or err}") from None
+    summary_path = environ.get(STEP_SUMMARY_ENV)
+    if summary_path and any(s.format == "github" for s in specs):
+        from policyengine.reports import github
+
+        try:
+            with open(summary_path, "a", encoding="utf-8") as fh:
+                fh.write(github.summary(report, base=root, strict=strict))
+        except OSError as err:
+            raise UsageError(f"cannot append to ${STEP_SUMMARY_ENV} ({summary_path}): {err}") from None

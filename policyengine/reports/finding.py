@@ -1,0 +1,106 @@
+"""What the CI renderers (SARIF, JUnit, GitHub) say about each result: where it is and what it concerns.
+
+A ``Finding`` is one result located in its file (relative to the base folder the caller passes, so reports
+name the same path on every machine) at the line and column of the field it concerns.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePath, PurePosixPath
+
+from policyengine.gate import Checked, CheckReport
+from policyengine.model import Action, Outcome, Result
+
+STDIN_FILE = "<stdin>"
+
+
+def relative_path(file: str, base: str) -> str | None:
+    """``file`` as a POSIX path relative to ``base`` (an absolute folder), or None when it lies outside it.
+
+    Pure: relative files are taken as relative to ``base``; nothing is read from the file system.
+    """
+    if file == STDIN_FILE:
+        return None
+    root = PurePosixPath(PurePath(base).as_posix())
+    full = PurePosixPath(absolute_path(file, base))
+    try:
+        return full.relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
+def absolute_path(file: str, base: str) -> str:
+    """``file`` as an absolute, normalised POSIX path (relative files are taken as relative to ``base``)."""
+    root = PurePosixPath(PurePath(base).as_posix())
+    return posixpath.normpath((root / PurePath(file).as_posix()).as_posix())
+
+
+def resource_id(checked: Checked) -> str:
+    """``Kind/namespace/name``, or ``Kind/name`` for cluster-scoped resources."""
+    req = checked.decision.request
+    parts = [req.kind.kind, req.namespace, req.name] if req.namespace else [req.kind.kind, req.name]
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result on one manifest document, located at the field it concerns."""
+
+    checked: Checked
+    result: Result
+    file: str  # as the document was read (what a person typed)
+    path: str | None  # relative to the base folder, POSIX; None outside it (or stdin)
+    line: int
+    column: int | None
+
+    @property
+    def display_path(self) -> str:
+        return self.path if self.path is not None else self.file
+
+    @property
+    def resource(self) -> str:
+        return resource_id(self.checked)
+
+    @property
+    def is_error(self) -> bool:
+        return self.result.outcome is Outcome.ERROR
+
+    @property
+    def is_excepted(self) -> bool:
+        return self.result.outcome is Outcome.EXCEPTED
+
+    @property
+    def text(self) -> str:
+        """The message, saying so when the rule could not be evaluated."""
+        r = self.result
+        if r.outcome is Outcome.ERROR:
+            code = f" ({r.code})" if r.code else ""
+            return f"evaluation error{code}: {r.message}"
+        return r.message
+
+
+def locate(checked: Checked, result: Result, base: str) -> Finding:
+    file = checked.document.file
+    return Finding(
+        checked=checked,
+        result=result,
+        file=file,
+        path=relative_path(file, base),
+        line=checked.line_of(result),
+        column=checked.column_of(result),
+    )
+
+
+def findings(report: CheckReport, base: str) -> Iterator[Finding]:
+    """Every result that reaches a user (failures, errors, excepted failures), in manifest order."""
+    for checked in report.checked:
+        for result in checked.decision.violations:
+            yield locate(checked, result, base)
+
+
+def severity_word(action: Action) -> str:
+    """deny -> error, warn -> warning, audit -> note: the SARIF level, also GitHub's command names."""
+    return {Action.DENY: "error", Action.WARN: "warning", Action.AUDIT: "note"}[action]

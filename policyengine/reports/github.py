@@ -1,0 +1,96 @@
+"""``--format github``: GitHub Actions workflow commands that annotate the pull request, and a job summary.
+
+Each deny failure is an ``::error``, each warn failure a ``::warning`` and each audit failure a ``::notice``
+at the file, line and column of the field concerned (evaluation errors take the level of their action;
+excepted failures are not annotated). Values are escaped as the Actions runner expects. ``summary``
+renders the Markdown table the CLI appends to ``$GITHUB_STEP_SUMMARY``; this module reads no environment.
+"""
+
+from __future__ import annotations
+
+from policyengine.gate import CheckReport
+from policyengine.model import Action, Outcome
+from policyengine.reports.finding import Finding, findings
+
+COMMANDS = {Action.DENY: "error", Action.WARN: "warning", Action.AUDIT: "notice"}
+SUMMARY_ROWS = 500  # a job summary is limited to 1 MiB; past this many rows, say how many are left out
+
+
+def escape_data(text: str) -> str:
+    """The message part of a workflow command (after ``::``)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A property value (``file=``, ``title=``...): data escaping plus ``:`` and ``,``."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(finding: Finding) -> str:
+    r = finding.result
+    props = [f"file={escape_property(finding.display_path)}", f"line={finding.line}"]
+    if finding.column is not None:
+        props.append(f"col={finding.column}")
+    title = f"{r.policy} (evaluation error)" if finding.is_error else r.policy
+    props.append(f"title={escape_property(title)}")
+    message = f"{finding.resource}: {finding.text}"
+    if r.remediation:
+        message += f"\nFix: {r.remediation}"
+    return f"::{COMMANDS[r.action]} {','.join(props)}::{escape_data(message)}"
+
+
+def render(report: CheckReport, *, base: str) -> str:
+    lines = [annotation(f) for f in findings(report, base) if not f.is_excepted]
+    s = report.summary()
+    lines.append(
+        f"policyengine: {s.resources} resources, {s.evaluated} checks: {s.passed} passed, {s.failed} denied, "
+        f"{s.warned} warnings, {s.errors} errors, {s.excepted} excepted"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\r", "")
+        .replace("\n", "<br>")
+    )
+
+
+def _label(finding: Finding) -> str:
+    r = finding.result
+    if r.outcome is Outcome.EXCEPTED:
+        return f"excepted ({r.exception})"
+    if r.outcome is Outcome.ERROR:
+        return f"{r.action} error"
+    return str(r.action)
+
+
+def summary(report: CheckReport, *, base: str, strict: bool = False) -> str:
+    """The Markdown job summary: verdict, counts, and one row per finding."""
+    s = report.summary()
+    verdict = "passed" if report.exit_code(strict=strict) == 0 else "failed"
+    counts = (s.resources, s.evaluated, s.passed, s.failed, s.warned, s.errors, s.excepted)
+    out = [
+        f"## policyengine check {verdict}",
+        "",
+        "| Resources | Checks | Passed | Denied | Warnings | Errors | Excepted |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(str(n) for n in counts) + " |",
+        "",
+    ]
+    rows = list(findings(report, base))
+    if rows:
+        out += ["| Result | Policy | Resource | Location | Message |", "|---|---|---|---|---|"]
+        for f in rows[:SUMMARY_ROWS]:
+            out.append(
+                f"| {_cell(_label(f))} | {_cell(f.result.policy)} | {_cell(f.resource)} "
+                f"| {_cell(f.display_path)}:{f.line} | {_cell(f.text)} |"
+            )
+        if len(rows) > SUMMARY_ROWS:
+            out.append(f"\n{len(rows) - SUMMARY_ROWS} more findings are not shown.")
+        out.append("")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,147 @@
+"""``--format junit``: JUnit XML as Jenkins, GitLab and Azure DevOps read it.
+
+``<testsuites>`` holds one ``<testsuite>`` per manifest file and one ``<testcase>`` per resource and
+policy evaluated on it (classname: the file; name: ``Kind/namespace/name: policy``). A failed validation
+is a ``<failure>`` (type: the action), an evaluation error an ``<error>``, and a policy whose failures
+were all excepted, or whose matchConditions excluded the resource, is ``<skipped>``. Bodies name the
+line of each finding and the remediation. Built with ``xml.etree`` so every value is escaped.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from policyengine.gate import Checked, CheckReport
+from policyengine.model import Outcome, Result
+from policyengine.reports.finding import Finding, locate, relative_path, resource_id
+
+SUITES_NAME = "policyengine check"
+# Characters XML 1.0 cannot carry even escaped; a message built from a manifest value may hold them.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One resource x policy: its results, and the findings among them."""
+
+    checked: Checked
+    policy: str
+    results: tuple[Result, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def status(self) -> str:
+        """error | failure | skipped | passed."""
+        outcomes = {r.outcome for r in self.results}
+        if Outcome.ERROR in outcomes:
+            return "error"
+        if Outcome.FAIL in outcomes:
+            return "failure"
+        if outcomes & {Outcome.EXCEPTED, Outcome.SKIP}:
+            return "skipped"
+        return "passed"
+
+
+def cases(checked: Checked, base: str) -> list[Case]:
+    by_policy: dict[str, list[Result]] = {}
+    for r in checked.decision.results:
+        by_policy.setdefault(r.policy, []).append(r)
+    return [
+        Case(
+            checked,
+            policy,
+            tuple(results),
+            tuple(
+                locate(checked, r, base)
+                for r in results
+                if r.outcome in (Outcome.FAIL, Outcome.ERROR, Outcome.EXCEPTED)
+            ),
+        )
+        for policy, results in by_policy.items()
+    ]
+
+
+def _body(case: Case, outcomes: tuple[Outcome, ...]) -> str:
+    lines = []
+    for f in case.findings:
+        if f.result.outcome not in outcomes:
+            continue
+        col = f":{f.column}" if f.column is not None else ""
+        lines.append(f"{f.display_path}:{f.line}{col}: {f.result.action}: {f.text}")
+        if f.result.field_path:
+            lines.append(f"  field: {f.result.field_path}")
+        if f.result.remediation:
+            lines.append(f"  fix: {f.result.remediation}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _first(case: Case, outcome: Outcome) -> Finding:
+    return next(f for f in case.findings if f.result.outcome is outcome)
+
+
+def _case_element(case: Case, file: str) -> ET.Element:
+    first_line = case.findings[0].line if case.findings else case.checked.document.line
+    el = ET.Element(
+        "testcase",
+        {
+            "classname": file,
+            "name": f"{resource_id(case.checked)}: {case.policy}",
+            "file": file,
+            "line": str(first_line),
+        },
+    )
+    status = case.status
+    if status == "error":
+        first = _first(case, Outcome.ERROR)
+        child = ET.SubElement(el, "error", {"type": first.result.code or "eval_error", "message": first.text})
+        child.text = _body(case, (Outcome.ERROR, Outcome.FAIL))
+    elif status == "failure":
+        first = _first(case, Outcome.FAIL)
+        child = ET.SubElement(el, "failure", {"type": str(first.result.action), "message": first.text})
+        child.text = _body(case, (Outcome.FAIL,))
+    elif status == "skipped":
+        excepted = [r for r in case.results if r.outcome is Outcome.EXCEPTED]
+        if excepted:
+            message = f"excepted by PolicyException {excepted[0].exception}"
+        else:
+            message = next(r.message for r in case.results if r.outcome is Outcome.SKIP)
+        ET.SubElement(el, "skipped", {"message": message})
+    return el
+
+
+def _counts(statuses: list[str]) -> dict[str, str]:
+    return {
+        "tests": str(len(statuses)),
+        "failures": str(statuses.count("failure")),
+        "errors": str(statuses.count("error")),
+        "skipped": str(statuses.count("skipped")),
+    }
+
+
+def report_element(report: CheckReport, *, base: str) -> ET.Element:
+    suites: dict[str, list[Case]] = {}
+    for checked in report.checked:
+        suites.setdefault(checked.document.file, []).extend(cases(checked, base))
+    root = ET.Element("testsuites", {"name": SUITES_NAME})
+    every: list[str] = []
+    for file, file_cases in suites.items():
+        shown = relative_path(file, base) or file
+        statuses = [c.status for c in file_cases]
+        every.extend(statuses)
+        suite = ET.SubElement(root, "testsuite", {"name": shown, **_counts(statuses)})
+        for case in file_cases:
+            suite.append(_case_element(case, shown))
+    root.attrib.update(_counts(every))
+    return root
+
+
+def render(report: CheckReport, *, base: str) -> str:
+    root = report_element(report, base=base)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml_text(ET.tostring(root, encoding="unicode")) + "\n"

@@ -1,0 +1,59 @@
+"""The shipped packs: their own PolicyTest cases pass, and real upstream AI manifests evaluate cleanly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_pack_test_case_passes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = run_cli(["test", str(ROOT / "policies")], capsys, monkeypatch)
+    summary = out.strip().splitlines()[-1]
+    assert code == 0, out + err
+    passed = int(re.match(r"(\d+) passed, 0 failed$", summary).group(1))  # type: ignore[union-attr]
+    assert passed >= 38
+
+
+def test_a_broken_expectation_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack = ROOT / "policies" / "gpu-quotas"
+    test = tmp_path / "wrong.yaml"
+    test.write_text(
+        (pack / "tests" / "quotas.yaml")
+        .read_text()
+        .replace("17 is over the quota of 16", "18 is over the quota of 16")
+        .replace('policies: [".."]', f"policies: [{json.dumps(str(pack))}]")
+        .replace("config: [config.yaml]", f"config: [{json.dumps(str(pack / 'tests' / 'config.yaml'))}]")
+        .replace(
+            "inventory: [cluster.yaml]", f"inventory: [{json.dumps(str(pack / 'tests' / 'cluster.yaml'))}]"
+        )
+    )
+    code, out, _ = run_cli(["test", str(test)], capsys, monkeypatch)
+    assert code == 1
+    assert "FAIL gpu-quotas/one-gpu-over-the-team-quota" in out
+    assert out.strip().endswith("15 passed, 1 failed")
+
+
+def test_upstream_ai_manifests_evaluate_without_errors(
+    shared: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = shared / "corpus" / "upstream"
+    folders = sorted(str(p) for p in upstream.iterdir() if p.is_dir() and p.name != "model-signing-spec")
+    code, out, err = run_cli(["check", *folders, "--format", "json"], capsys, monkeypatch)
+    assert code in (0, 1), err
+    report = json.loads(out)
+    errors = [r for r in report["results"] if r["outcome"] == "error"]
+    assert errors == []
+    assert report["summary"]["resources"] >= 40
+    # The corpus is full of tag-only images and unpinned models: the provenance pack must see them.
+    assert any(r["policy"] == "ai-images-pinned-by-digest" for r in report["results"])
