@@ -152,6 +152,14 @@ def discover(paths: Sequence[str], *, stdin_ok: bool = False) -> tuple[list[str]
     """Expand directories into their YAML/JSON files (sorted, recursively). Missing paths are problems."""
     files: list[str] = []
     problems: list[Problem] = []
+    seen: set[Path] = set()  # a file named twice (a pack given again with --policies) is read once
+
+    def add(path: Path) -> None:
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
+            files.append(str(path))
+
     for raw in paths:
         if raw == STDIN and stdin_ok:
             files.append(STDIN)
@@ -165,9 +173,10 @@ def discover(paths: Sequence[str], *, stdin_ok: bool = False) -> tuple[list[str]
                 and p.suffix.lower() in MANIFEST_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
-            files.extend(str(p) for p in found)
+            for p in found:
+                add(p)
         elif path.is_file():
-            files.append(str(path))
+            add(path)
         else:
             problems.append(Problem(raw, 1, errors.FILE_NOT_FOUND, "no such file or directory"))
     return files, problems

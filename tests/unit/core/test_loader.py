@@ -193,3 +193,13 @@ def test_json_documents_load_with_lines(tmp_path: Path) -> None:
     )
     (problem,) = load(tmp_path)
     assert problem.code == errors.SCHEMA_INVALID and problem.line == 5
+
+
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    write(tmp_path / "pol" / "a.yaml", GOOD)
+    (tmp_path / "link").symlink_to(tmp_path / "pol")
+    ps = load_policy_set(
+        [str(tmp_path / "pol"), str(tmp_path / "link"), str(tmp_path / "pol" / "a.yaml")],
+        include_bundled=False,
+    )
+    assert [p.name for p in ps.policies] == ["good"]
