@@ -79,7 +79,8 @@ class _Compiled:
     action: Action
     conditions: tuple[tuple[str, CompiledExpr], ...]
     variables: tuple[tuple[str, CompiledExpr | None, Any], ...]
-    validations: tuple[tuple[Validation, CompiledExpr, CompiledExpr | None], ...]
+    # (validation, expression, messageExpression, fieldPathExpression)
+    validations: tuple[tuple[Validation, CompiledExpr, CompiledExpr | None, CompiledExpr | None], ...]
     annotations: tuple[tuple[str, CompiledExpr], ...]
 
 
@@ -109,6 +110,7 @@ class Engine:
                         v,
                         compile_(v.expression.source),
                         compile_(v.message_expression.source) if v.message_expression else None,
+                        compile_(v.field_path_expression.source) if v.field_path_expression else None,
                     )
                     for v in p.validations
                 ),
@@ -227,7 +229,7 @@ class Engine:
             return [_result(policy, error_action, Outcome.ERROR, condition_error, code=errors.EVAL_ERROR)]
 
         out: list[Result] = []
-        for index, (validation, expr, message_expr) in enumerate(compiled.validations):
+        for index, (validation, expr, message_expr, path_expr) in enumerate(compiled.validations):
             try:
                 value = self._eval(expr, activation)
             except CelEvalError as err:
@@ -247,7 +249,12 @@ class Engine:
                 out.append(_result(policy, action, Outcome.PASS, "", index=index, validation=validation))
             elif value is False:
                 message = self._message(validation, message_expr, activation)
-                out.append(_result(policy, action, Outcome.FAIL, message, index=index, validation=validation))
+                failed = _result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
+                if path_expr is not None:
+                    failed = replace(
+                        failed, field_path=self._field_path(path_expr, activation) or failed.field_path
+                    )
+                out.append(failed)
             else:
                 out.append(
                     _result(
@@ -268,6 +275,13 @@ class Engine:
             if value is not None:
                 annotations[f"{policy.name}/{key}"] = str(value)
         return out
+
+    def _field_path(self, path_expr: CompiledExpr, activation: Activation) -> str | None:
+        try:
+            value = self._eval(path_expr, activation)
+        except CelEvalError:
+            return None  # the location is a courtesy: a failing path expression never hides the finding
+        return value if isinstance(value, str) and value else None
 
     def _message(
         self, validation: Validation, message_expr: CompiledExpr | None, activation: Activation

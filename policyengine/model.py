@@ -59,6 +59,9 @@ class Validation:
     message_expression: Expr | None = None
     reason: str | None = None  # Forbidden | Unauthorized | Invalid | RequestEntityTooLarge
     field_path: str | None = None  # the object field the rule concerns, e.g. spec.replicas
+    # A CEL string naming the offending field when it depends on the object (the first unpinned
+    # container, ...); evaluated on failure, it wins over field_path.
+    field_path_expression: Expr | None = None
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,11 @@ def validations(doc: Document, base: PathKey, raw: Sequence[Mapping[str, Any]]) 
                 ),
                 reason=v.get("reason"),
                 field_path=v.get("fieldPath") or None,
+                field_path_expression=(
+                    expr(doc, (*base, i, "fieldPathExpression"), str(v["fieldPathExpression"]))
+                    if v.get("fieldPathExpression")
+                    else None
+                ),
             )
         )
     return tuple(out)

@@ -84,6 +84,8 @@ def policy_expressions(policy: Policy) -> Iterator[Expr]:
         yield val.expression
         if val.message_expression is not None:
             yield val.message_expression
+        if val.field_path_expression is not None:
+            yield val.field_path_expression
     for a in policy.audit_annotations:
         yield a.expression
 

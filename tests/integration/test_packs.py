@@ -57,3 +57,20 @@ def test_upstream_ai_manifests_evaluate_without_errors(
     assert report["summary"]["resources"] >= 40
     # The corpus is full of tag-only images and unpinned models: the provenance pack must see them.
     assert any(r["policy"] == "ai-images-pinned-by-digest" for r in report["results"])
+
+
+def test_pack_findings_point_at_the_offending_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n---\n"
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: train\n  namespace: ml\nspec:\n  template:\n"
+        "    spec:\n      containers:\n        - name: t\n          image: pytorch/pytorch:latest\n"
+        "          resources:\n            limits: {nvidia.com/gpu: 1}\n"
+    )
+    code, out, _ = run_cli(["check", str(manifest), "--format", "json"], capsys, monkeypatch)
+    assert code == 1
+    lines = {r["policy"]: r["source"]["line"] for r in json.loads(out)["results"]}
+    assert lines["ai-images-pinned-by-digest"] == 15  # the image: line of the second document
+    assert lines["gpu-team-quota"] == 12  # spec.template.spec of the GPU pod template

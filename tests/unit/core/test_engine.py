@@ -292,3 +292,23 @@ def test_request_built_from_a_manifest() -> None:
     assert request.namespace == "default" and request.operation == "CREATE"
     (ns,) = parse_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n", "n.yaml")
     assert request_for(ns).namespace == ""
+
+
+def test_field_path_expression_names_the_offending_field_and_falls_back() -> None:
+    eng = engine(
+        policy(
+            "paths",
+            """
+  validations:
+    - expression: "object.spec.containers.all(c, !c.image.endsWith(':1.27'))"
+      fieldPath: spec.containers
+      fieldPathExpression: "'spec.containers[' + string(object.spec.containers.size() - 1) + '].image'"
+    - expression: "false"
+      fieldPath: spec
+      fieldPathExpression: "object.spec.nothing"
+""",
+        )
+    )
+    first, second = decide(eng, pod()).results
+    assert first.field_path == "spec.containers[0].image"
+    assert second.field_path == "spec"
