@@ -1,0 +1,268 @@
+"""Admission throughput and latency of ``policyengine serve`` against a bare Starlette echo webhook.
+
+    python bench/webhook.py [--requests N] [--concurrency C]
+
+Both servers run as uvicorn subprocesses on 127.0.0.1 over TLS (certificates from ``webhook.tls``), one
+worker each (``--workers`` for policyengine), measured in the same run by the same httpx client verifying the CA. The request is a
+realistic AI workload: a Kubeflow PyTorchJob (master + 4 GPU workers, region pinning, dataset and model
+annotations) in a namespace with a team and a residency zone, evaluated by all the bundled packs. The echo
+webhook parses the AdmissionReview and allows it: the difference is the cost of the policies. Prints
+requests/s, p50 and p99 for both and the ratios. Machines here are shared and noisy: compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repository's packages first (this file's own name is "webhook")
+
+NAMESPACE = {
+    "apiVersion": "v1",
+    "kind": "Namespace",
+    "metadata": {
+        "name": "ml-research",
+        "labels": {"policyengine.io/team": "ml-research", "policyengine.io/residency": "eu"},
+    },
+}
+
+
+def pod_template(replicas: int, gpus: int) -> dict[str, Any]:
+    return {
+        "replicas": replicas,
+        "restartPolicy": "OnFailure",
+        "template": {
+            "metadata": {"labels": {"app": "llm-finetune"}},
+            "spec": {
+                "nodeSelector": {
+                    "topology.kubernetes.io/region": "eu-west-1",
+                    "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                },
+                "containers": [
+                    {
+                        "name": "pytorch",
+                        "image": "registry.acme.internal/train/llm@sha256:" + "a" * 64,
+                        "args": ["--data", "s3://acme-eu-datasets/corpus/v3/", "--epochs", "3"],
+                        "env": [
+                            {
+                                "name": "MODEL_URI",
+                                "value": "s3://acme-eu-models/base/llama@sha256:" + "b" * 64,
+                            },
+                            {"name": "NCCL_DEBUG", "value": "INFO"},
+                        ],
+                        "resources": {
+                            "requests": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": str(gpus)},
+                            "limits": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": str(gpus)},
+                        },
+                        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+                    }
+                ],
+                "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}],
+            },
+        },
+    }
+
+
+def workload() -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {
+            "name": "llm-finetune",
+            "namespace": "ml-research",
+            "labels": {"owner": "ml-research", "app": "llm-finetune"},
+            "annotations": {
+                "policyengine.io/datasets": "s3://acme-eu-datasets/corpus/v3/",
+                "policyengine.io/models": "s3://acme-eu-models/base/llama@sha256:" + "b" * 64,
+            },
+        },
+        "spec": {
+            "runPolicy": {"cleanPodPolicy": "None"},
+            "pytorchReplicaSpecs": {"Master": pod_template(1, 2), "Worker": pod_template(4, 2)},
+        },
+    }
+
+
+def review(uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "kubeflow.org", "version": "v1", "kind": "PyTorchJob"},
+            "resource": {"group": "kubeflow.org", "version": "v1", "resource": "pytorchjobs"},
+            "name": "llm-finetune",
+            "namespace": "ml-research",
+            "operation": "CREATE",
+            "userInfo": {"username": "alice@acme.example", "groups": ["ml-research", "system:authenticated"]},
+            "object": workload(),
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
+
+
+def echo_app() -> Any:
+    """The baseline: parse the AdmissionReview, allow it."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def validate(request: Request) -> Response:
+        body = json.loads(await request.body())
+        answer = {
+            "apiVersion": body["apiVersion"],
+            "kind": "AdmissionReview",
+            "response": {"uid": body["request"]["uid"], "allowed": True},
+        }
+        return Response(json.dumps(answer), media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        return Response("{}", media_type="application/json")
+
+    return Starlette(routes=[Route("/validate", validate, methods=["POST"]), Route("/readyz", ready)])
+
+
+def serve_echo(port: int, cert: str, key: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        echo_app(), host="127.0.0.1", port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, tls: ssl.SSLContext, process: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    with httpx.Client(verify=tls, timeout=5) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"server exited with {process.returncode}")
+            try:
+                if client.get(url + "/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not become ready")
+
+
+async def load(
+    url: str, tls: ssl.SSLContext, requests: int, concurrency: int, warmup: int
+) -> dict[str, float]:
+    import httpx
+
+    bodies = [json.dumps(review(f"bench-{i}")).encode() for i in range(warmup + requests)]
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, verify=tls, timeout=30, limits=limits) as client:
+        headers = {"content-type": "application/json"}
+        for body in bodies[:warmup]:
+            (await client.post("/validate", content=body, headers=headers)).raise_for_status()
+        queue = iter(bodies[warmup:])
+
+        async def worker() -> None:
+            for body in queue:
+                started = time.perf_counter()
+                response = await client.post("/validate", content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": requests / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="policyengine serve --workers (default 1)")
+    parser.add_argument("--echo", nargs=3, metavar=("PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo:
+        serve_echo(int(args.echo[0]), args.echo[1], args.echo[2])
+        return
+
+    import yaml
+
+    from webhook import tls as certs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        issued = certs.issue(["127.0.0.1"])
+        paths = certs.write(issued, Path(tmp))
+        ca, cert, key = (str(p) for p in paths)
+        inventory = Path(tmp) / "inventory.yaml"
+        inventory.write_text(yaml.safe_dump(NAMESPACE))
+        tls = ssl.create_default_context(cafile=ca)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        pe_port, echo_port = free_port(), free_port()
+        engine = subprocess.Popen(
+            [sys.executable, "-m", "policyengine", "serve", "--host", "127.0.0.1", "--port", str(pe_port),
+             "--tls-cert", cert, "--tls-key", key, "--inventory", str(inventory), "--log-level", "WARNING",
+             "--workers", str(args.workers)],
+            env=env, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        echo = subprocess.Popen([sys.executable, __file__, "--echo", str(echo_port), cert, key], env=env)
+        try:
+            pe_url, echo_url = f"https://127.0.0.1:{pe_port}", f"https://127.0.0.1:{echo_port}"
+            wait_ready(pe_url, tls, engine)
+            wait_ready(echo_url, tls, echo)
+            import httpx
+
+            with httpx.Client(verify=tls) as client:
+                verdict = client.post(pe_url + "/validate", json=review("probe")).json()["response"]
+            measured = {
+                "policyengine": asyncio.run(load(pe_url, tls, args.requests, args.concurrency, args.warmup)),
+                "echo": asyncio.run(load(echo_url, tls, args.requests, args.concurrency, args.warmup)),
+            }
+        finally:
+            for process in (engine, echo):
+                process.terminate()
+                process.wait(timeout=10)
+    size = len(json.dumps(review("x")))
+    print(f"AdmissionReview: PyTorchJob, {size} bytes; verdict allowed={verdict['allowed']}")
+    print(
+        f"{args.requests} requests, concurrency {args.concurrency}, TLS; "
+        f"policyengine {args.workers} worker(s), echo 1 worker"
+    )
+    for name, m in measured.items():
+        print(f"  {name:13s} {m['rps']:8.1f} req/s   p50 {m['p50_ms']:7.2f} ms   p99 {m['p99_ms']:7.2f} ms")
+    pe, base = measured["policyengine"], measured["echo"]
+    print(
+        f"  ratio          throughput {pe['rps'] / base['rps']:.2f}x of echo; "
+        f"p50 {pe['p50_ms'] / base['p50_ms']:.1f}x, p99 {pe['p99_ms'] / base['p99_ms']:.1f}x of echo"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""``policyengine serve``: the validating admission webhook (SPEC §9).
+
+The policy set (and ``--inventory``) is loaded once before the server starts, so a broken set exits 2
+with every problem listed instead of serving; later reloads keep the last good set on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from policyengine.cli import auditing
+from policyengine.errors import UsageError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the validating admission webhook",
+        description="Serve POST /validate (AdmissionReview v1 and v1beta1), /healthz, /readyz and /metrics "
+        "over TLS. Policies reload when their files change or on SIGHUP.",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443)")
+    p.add_argument(
+        "--tls-cert", metavar="FILE", help="serving certificate (PEM), e.g. from `policyengine certs`"
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local development only")
+    p.add_argument(
+        "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
+    )
+    p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--inventory", metavar="FILE", help="cluster objects from a file (namespaces, pods)")
+    source.add_argument(
+        "--kube", action="store_true", help="list and watch namespaces and pods in the cluster"
+    )
+    p.add_argument(
+        "--kubeconfig", metavar="FILE", help="with --kube outside a cluster (default: ~/.kube/config)"
+    )
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
+    p.add_argument("--max-body", type=int, default=3 * 1024 * 1024, metavar="BYTES", help="default 3 MiB")
+    p.add_argument(
+        "--timeout", type=float, default=3.0, metavar="SECONDS", help="evaluation budget (default 3)"
+    )
+    p.add_argument(
+        "--reload-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="policy file poll period; 0: SIGHUP only",
+    )
+    p.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --kube, how long to wait for the first list before accepting requests (default 30)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    auditing.add_arguments(p)
+    p.add_argument(
+        "--audit-failure",
+        choices=("deny", "allow"),
+        default="deny",
+        help="when the audit log cannot take an entry: deny (answer 500, failurePolicy applies) or allow",
+    )
+    p.set_defaults(func=run)
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from webhook.settings import Settings
+
+    if not args.insecure_http:
+        if not args.tls_cert or not args.tls_key:
+            raise UsageError(
+                "serve needs --tls-cert and --tls-key (or --insecure-http for local development)"
+            )
+        for path in (args.tls_cert, args.tls_key):
+            if not Path(path).is_file():
+                raise UsageError(f"no such file: {path}")
+    if (
+        args.workers < 1
+        or args.max_body < 1
+        or args.timeout <= 0
+        or min(args.reload_interval, args.sync_timeout) < 0
+    ):
+        raise UsageError(
+            "--workers, --max-body and --timeout must be positive, --reload-interval and --sync-timeout not negative"
+        )
+    if bool(args.audit_log) != bool(args.audit_key):
+        raise UsageError(
+            "--audit-log and --audit-key go together (create a key with `policyengine audit keygen`)"
+        )
+    if (
+        args.audit_log
+        and args.workers > 1
+        and not args.audit_log.startswith(("postgresql://", "postgres://"))
+    ):
+        raise UsageError("--workers > 1 writes one audit log from several processes: use a postgresql:// log")
+    return Settings(
+        audit_log=args.audit_log,
+        audit_key=args.audit_key,
+        audit_origin=args.audit_origin,
+        audit_failure=args.audit_failure,
+        host=args.host,
+        port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure_http=args.insecure_http,
+        policies=tuple(args.policies),
+        include_bundled=not args.no_default_policies,
+        config=tuple(args.config),
+        inventory=args.inventory,
+        kube=args.kube,
+        kubeconfig=args.kubeconfig,
+        workers=args.workers,
+        max_body=args.max_body,
+        timeout=args.timeout,
+        reload_interval=args.reload_interval or None,
+        startup_wait=args.sync_timeout,
+        log_level=args.log_level,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from webhook import server
+
+    settings = settings_from(args)
+    engine = server.engine_loader(settings)()  # fail fast: LoadError -> exit 2 with every problem
+    if settings.workers > 1:
+        server.inventory_source(settings)  # --inventory problems surface here, before the workers start
+        server.run(settings)
+        return 0
+    services = server.services_from(settings, env=os.environ, engine=engine)
+    server.run(settings, services)
+    return 0

@@ -1,0 +1,80 @@
+"""Durability of the audit trail under a crash: kill -9 a loaded `serve`, restart it, and every decision
+that was answered is in the log, which still verifies (SPEC §10: no decision answered before durable)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_serve import _start, _stop, certs  # noqa: F401 (certs is a fixture)
+from tests.unit.webhook.builders import pod, review
+from webhook.review import AUDIT_INDEX_KEY
+
+pytestmark = pytest.mark.e2e
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "policyengine", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_kill_9_under_load_loses_no_answered_decision(tmp_path: Path, certs: Path) -> None:  # noqa: F811
+    keys = tmp_path / "keys"
+    assert _cli("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode == 0
+    log = str(tmp_path / "audit.db")
+    extra = ("--audit-log", log, "--audit-key", str(keys / "audit.key"))
+    server = _start(tmp_path / "first", certs, *extra)
+
+    answered: dict[str, int] = {}  # request uid -> audit index returned to the "API server"
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with server.client() as client:
+            for n in range(10_000):
+                if stop.is_set():
+                    return
+                uid = f"w{worker}-{n}"
+                try:
+                    body = client.post("/validate", json=review(pod(image="x:latest"), uid=uid)).json()
+                except (httpx.TransportError, json.JSONDecodeError):
+                    return  # the server died mid-request: that decision was never answered
+                with lock:
+                    answered[uid] = int(body["response"]["auditAnnotations"][AUDIT_INDEX_KEY])
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(answered) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    server.log.close()
+    assert len(answered) >= 60, "the server answered too few requests before the kill"
+
+    # Restart on the same log: recovery signs what was committed but unsigned, then serves again.
+    restarted = _start(tmp_path / "second", certs, *extra)
+    with restarted.client() as client:
+        after = client.post("/validate", json=review(pod(), uid="after-restart")).json()["response"]
+    _stop(restarted)
+    assert int(after["auditAnnotations"][AUDIT_INDEX_KEY]) >= len(answered)
+
+    verify = _cli("audit", "verify", "--audit-log", log, "--public-key", str(keys / "audit.pub"))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    entries = json.loads(_cli("audit", "query", "--audit-log", log, "--format", "json").stdout)
+    by_index = {e["index"]: e["uid"] for e in entries}
+    for uid, index in answered.items():
+        assert by_index.get(index) == uid, f"answered decision {uid} (index {index}) is not in the log"

@@ -1,0 +1,174 @@
+"""A small fake Kubernetes API server for namespaces and pods: list and watch with resourceVersion.
+
+It keeps an event history; ``compact()`` forgets it, so a watch from an older resourceVersion gets a
+``410 Gone`` ERROR event (what etcd compaction does); ``drop_watches()`` cuts every open watch mid-stream
+without the final chunk (a dropped connection); ``end_watches()`` ends them cleanly. Runs under uvicorn on 127.0.0.1 in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+KINDS = {"namespaces": "Namespace", "pods": "Pod"}
+
+
+class Dropped(Exception):
+    """Raised inside a watch stream to cut the connection."""
+
+
+class FakeAPIServer:
+    def __init__(self) -> None:
+        self.rv = 100
+        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
+        self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
+        self.oldest = {r: 0 for r in KINDS}  # resourceVersions at or below this are compacted away
+        self.lists = {r: 0 for r in KINDS}
+        self.watches = {r: 0 for r in KINDS}
+        self._drop_epoch = 0
+        self._end_epoch = 0
+        self._lock = threading.Lock()
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- state, from the test's thread -------------------------------------------------------------
+
+    def put(self, resource: str, name: str, namespace: str = "", **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            self.rv += 1
+            key = (namespace, name)
+            kind = KINDS[resource]
+            existed = key in self.objects[resource]
+            meta: dict[str, Any] = {
+                "name": name,
+                "resourceVersion": str(self.rv),
+                "uid": f"{resource}-{name}",
+            }
+            if namespace:
+                meta["namespace"] = namespace
+            meta.update(fields.pop("metadata", {}))
+            obj = {"apiVersion": "v1", "kind": kind, "metadata": meta, **fields}
+            self.objects[resource][key] = obj
+            self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
+            return obj
+
+    def delete(self, resource: str, name: str, namespace: str = "") -> None:
+        with self._lock:
+            self.rv += 1
+            obj = self.objects[resource].pop((namespace, name))
+            gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.rv)}}
+            self.history[resource].append((self.rv, "DELETED", gone))
+
+    def compact(self) -> None:
+        """Forget the history, as if other writes had happened since and etcd compacted them away."""
+        with self._lock:
+            self.rv += 10
+            for r in KINDS:
+                self.history[r].clear()
+                self.oldest[r] = self.rv
+
+    def drop_watches(self) -> None:
+        with self._lock:
+            self._drop_epoch += 1
+
+    def end_watches(self) -> None:
+        """End every open watch cleanly, as the server's watch timeout does."""
+        with self._lock:
+            self._end_epoch += 1
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        async def handle(request: Request) -> Response:
+            resource = request.path_params["resource"]
+            if resource not in KINDS:
+                return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
+            if request.query_params.get("watch") in ("true", "1"):
+                return self._watch(resource, request)
+            with self._lock:
+                self.lists[resource] += 1
+                items = [
+                    {k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
+                    for o in self.objects[resource].values()
+                ]
+                body = {
+                    "kind": KINDS[resource] + "List",
+                    "apiVersion": "v1",
+                    "metadata": {"resourceVersion": str(self.rv)},
+                    "items": items,
+                }
+            return JSONResponse(body)
+
+        return Starlette(routes=[Route("/api/v1/{resource}", handle)])
+
+    def _watch(self, resource: str, request: Request) -> Response:
+        since = int(request.query_params.get("resourceVersion") or 0)
+        timeout = float(request.query_params.get("timeoutSeconds") or 30)
+        with self._lock:
+            self.watches[resource] += 1
+            epoch, end = self._drop_epoch, self._end_epoch
+            too_old = since < self.oldest[resource]
+
+        async def events() -> AsyncIterator[bytes]:
+            if too_old:
+                status = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": f"too old resource version: {since} ({self.oldest[resource]})",
+                    "reason": "Expired",
+                    "code": 410,
+                }
+                yield (json.dumps({"type": "ERROR", "object": status}) + "\n").encode()
+                return
+            sent = since
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if self._drop_epoch != epoch:
+                        raise Dropped("watch dropped")
+                    if self._end_epoch != end:
+                        return
+                    batch = [(rv, t, o) for rv, t, o in self.history[resource] if rv > sent]
+                for rv, kind, obj in batch:
+                    sent = rv
+                    yield (json.dumps({"type": kind, "object": obj}) + "\n").encode()
+                await asyncio.sleep(0.02)
+
+        return StreamingResponse(events(), media_type="application/json")
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app(), log_level="critical", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 5
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake API server did not start")
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self.drop_watches()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

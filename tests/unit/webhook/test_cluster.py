@@ -1,0 +1,107 @@
+"""The in-cluster inventory against a fake API server: list, watch, 410 Gone and dropped watches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.unit.webhook.fake_apiserver import FakeAPIServer
+from webhook.cluster import ClusterInventory, api_from_config
+
+
+def _wait(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAPIServer]:
+    server = FakeAPIServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def relists() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+def inventory(fake: FakeAPIServer, relists: list[tuple[str, str]]) -> Iterator[ClusterInventory]:
+    fake.put("namespaces", "train", metadata={"labels": {"policyengine.io/team": "ml"}})
+    fake.put(
+        "pods",
+        "p1",
+        "train",
+        spec={"containers": [{"name": "c", "image": "i", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
+        status={"phase": "Running"},
+    )
+    inv = ClusterInventory(
+        api_from_config(host=f"http://127.0.0.1:{fake.port}"),
+        watch_seconds=5,
+        backoff=(0.05, 0.2),
+        on_relist=lambda resource, reason: relists.append((resource, reason)),
+    )
+    assert inv.status()["ready"] is False
+    inv.start()
+    _wait(lambda: inv.status()["ready"])
+    yield inv
+    inv.stop()
+
+
+def test_the_first_list_syncs_namespaces_and_pods(inventory: ClusterInventory) -> None:
+    snapshot = inventory.current()
+    assert snapshot.namespaces["train"]["metadata"]["labels"] == {"policyengine.io/team": "ml"}
+    assert snapshot.namespaces["train"]["kind"] == "Namespace"  # list items carry no kind: it is added
+    (pod,) = snapshot.objects
+    assert pod["kind"] == "Pod" and pod["metadata"]["name"] == "p1"
+    status = inventory.status()
+    assert status["resources"]["pods"]["synced"] and status["resources"]["namespaces"]["objects"] == 1
+
+
+def test_watch_events_keep_the_inventory_current(fake: FakeAPIServer, inventory: ClusterInventory) -> None:
+    fake.put("namespaces", "serve")
+    fake.put("pods", "p2", "serve", spec={"containers": []})
+    fake.delete("pods", "p1", "train")
+    _wait(lambda: "serve" in inventory.current().namespaces)
+    _wait(lambda: [p["metadata"]["name"] for p in inventory.current().objects] == ["p2"])
+    fake.put("namespaces", "serve", metadata={"labels": {"policyengine.io/residency": "eu"}})
+    _wait(lambda: inventory.current().namespaces["serve"]["metadata"].get("labels") is not None)
+
+
+def test_a_410_gone_relists(
+    fake: FakeAPIServer, inventory: ClusterInventory, relists: list[tuple[str, str]]
+) -> None:
+    lists_before = fake.lists["pods"]
+    fake.compact()  # history gone: the next watch from our version gets 410
+    fake.put("pods", "p3", "train", spec={"containers": []})
+    fake.end_watches()  # the client resumes from its version, which is gone now
+    _wait(lambda: ("pods", "gone") in relists)
+    assert fake.lists["pods"] > lists_before
+    _wait(lambda: "p3" in {p["metadata"]["name"] for p in inventory.current().objects})
+
+
+def test_a_dropped_watch_relists_and_misses_nothing(
+    fake: FakeAPIServer, inventory: ClusterInventory, relists: list[tuple[str, str]]
+) -> None:
+    fake.drop_watches()
+    fake.put("namespaces", "late")
+    _wait(lambda: ("namespaces", "error") in relists)
+    _wait(lambda: "late" in inventory.current().namespaces)
+    assert inventory.status()["ready"] is True
+
+
+def test_an_unreachable_api_server_is_not_ready_with_the_reason() -> None:
+    inv = ClusterInventory(api_from_config(host="http://127.0.0.1:9"), backoff=(0.05, 0.1))
+    inv.start()
+    try:
+        _wait(lambda: "lastError" in inv.status()["resources"]["pods"])
+        status = inv.status()
+        assert status["ready"] is False and "waiting for the first list" in status["reason"]
+    finally:
+        inv.stop()

@@ -1,0 +1,121 @@
+"""One verdict everywhere (SPEC §1): ``check --format json`` and ``POST /validate`` agree on every
+manifest of the shared corpus and the examples: the verdict, the (policy, outcome) set, the warnings."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from policyengine.cli import main
+from policyengine.errors import LoadError
+from policyengine.gate import is_object, namespaces_from, request_for
+from policyengine.loader import Document, read_documents
+from policyengine.model import Action, Inventory, Outcome, Request
+from webhook.app import WebhookServices, create_app
+from webhook.inventories import StaticInventory
+from webhook.policies import LivePolicies
+from webhook.recorder import MemoryRecorder
+from webhook.review import bound_warnings
+from webhook.server import engine_loader
+from webhook.settings import Settings
+
+Key = tuple[str, str, str, str]
+
+
+def _manifest_files(roots: list[Path]) -> list[Path]:
+    """Files whose every document is a Kubernetes object (the corpus also holds signing bundles)."""
+    files = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
+                continue
+            try:
+                docs = read_documents([str(path)])
+            except LoadError:
+                continue
+            if docs and all(is_object(d.data) for d in docs):
+                files.append(path)
+    return files
+
+
+def _review(request: Request) -> dict[str, Any]:
+    gvk, gvr = request.kind, request.resource
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": request.uid,
+            "kind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
+            "resource": {"group": gvr.group, "version": gvr.version, "resource": gvr.resource},
+            "name": request.name,
+            "namespace": request.namespace,
+            "operation": "CREATE",
+            "userInfo": {},
+            "object": request.object,
+            "dryRun": False,
+        },
+    }
+
+
+def _key(resource: dict[str, str]) -> Key:
+    return (resource["apiVersion"], resource["kind"], resource["namespace"], resource["name"])
+
+
+def _from_check(files: list[Path], capsys: pytest.CaptureFixture[str]) -> dict[Key, dict[str, Any]]:
+    code = main(["check", *map(str, files), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code in (0, 1), out
+    seen: dict[Key, dict[str, Any]] = defaultdict(lambda: {"denied": False, "results": set(), "warnings": []})
+    for r in json.loads(out)["results"]:
+        entry = seen[_key(r["resource"])]
+        entry["results"].add((r["policy"], r["outcome"]))
+        if r["action"] == "deny" and r["outcome"] in ("fail", "error"):
+            entry["denied"] = True
+        if r["action"] == "warn" and r["outcome"] == "fail":
+            entry["warnings"].append(f"{r['policy']}: {r['message']}")
+    return seen
+
+
+@pytest.mark.shared
+def test_check_and_validate_agree_on_every_manifest(
+    shared: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _manifest_files([shared / "corpus" / "upstream", repo_root / "examples" / "manifests"])
+    assert len(files) >= 20, files
+    expected = _from_check(files, capsys)
+    docs: list[Document] = read_documents([str(f) for f in files])
+    recorder = MemoryRecorder()
+    engine = engine_loader(Settings())()
+    policies = LivePolicies(lambda: engine)
+    policies.serve(engine)
+    inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs)))
+    services = WebhookServices(
+        policies=policies, inventory=inventory, recorder=recorder, reload_interval=None
+    )
+    compared = 0
+    with TestClient(create_app(services)) as client:
+        for doc in docs:
+            request = request_for(doc)
+            response = client.post("/validate", json=_review(request)).json()["response"]
+            decision = recorder.decisions[-1]
+            key = (str(doc.data.get("apiVersion")), request.kind.kind, request.namespace, request.name)
+            want = expected.get(key, {"denied": False, "results": set(), "warnings": []})
+            got = {(r.policy, str(r.outcome)) for r in decision.violations}
+            where = f"{doc.file}:{doc.line} {key}"
+            assert (not response["allowed"]) == want["denied"], where
+            assert got == want["results"], where
+            assert response.get("warnings", []) == bound_warnings(want["warnings"]), where
+            assert (
+                all(
+                    r.action is not Action.DENY or r.outcome not in (Outcome.FAIL, Outcome.ERROR)
+                    for r in decision.results
+                )
+                == response["allowed"]
+            ), where
+            compared += 1
+    assert compared == len(docs)

@@ -1,0 +1,118 @@
+"""``policyengine certs`` and ``policyengine webhook-config``."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from policyengine.cli import main
+from tests.unit.webhook.builders import write_policies
+
+
+def test_certs_writes_a_ca_and_a_p256_serving_certificate_with_every_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tls"
+    assert main(["certs", "--out", str(out), "--dns", "policyengine.ns.svc", "--dns", "127.0.0.1"]) == 0
+    capsys.readouterr()
+    ca = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
+    cert = x509.load_pem_x509_certificate((out / "tls.crt").read_bytes())
+    key = (out / "tls.key").read_bytes()
+    assert b"PRIVATE KEY" in key and (out / "tls.key").stat().st_mode & 0o077 == 0
+    public = cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1"
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["policyengine.ns.svc"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    cert.verify_directly_issued_by(ca)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+
+
+def _config(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(["webhook-config", *args]) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_webhook_config_derives_rules_from_the_loaded_policies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["certs", "--out", str(tmp_path / "tls"), "--dns", "x.svc"])
+    capsys.readouterr()
+    policies = write_policies(tmp_path / "p").parent
+    ca = tmp_path / "tls" / "ca.crt"
+    args = [
+        "--service",
+        "pe/webhook",
+        "--ca-bundle",
+        str(ca),
+        "--no-default-policies",
+        "--policies",
+        str(policies),
+    ]
+    doc = _config(args, capsys)
+    (hook,) = doc["webhooks"]  # type: ignore[index]
+    assert doc["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None" and hook["timeoutSeconds"] == 5
+    assert hook["admissionReviewVersions"] == ["v1", "v1beta1"]
+    assert hook["clientConfig"]["service"] == {
+        "namespace": "pe",
+        "name": "webhook",
+        "path": "/validate",
+        "port": 443,
+    }
+    assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca.read_bytes()
+    (expr,) = hook["namespaceSelector"]["matchExpressions"]
+    assert expr["operator"] == "NotIn"
+    assert set(expr["values"]) == {"kube-system", "kube-public", "kube-node-lease", "pe"}
+    (rule,) = hook["rules"]
+    assert rule["resources"] == ["configmaps", "pods"] and rule["apiGroups"] == [""]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    assert _config([*args, "--fail-open"], capsys)["webhooks"][0]["failurePolicy"] == "Ignore"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("service", ["noslash", "/name", "ns/", "a/b/c"])
+def test_webhook_config_refuses_a_bad_service(
+    service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert main(["webhook-config", "--service", service, "--ca-bundle", str(ca)]) == 2
+    assert "NAMESPACE/NAME" in capsys.readouterr().err
+
+
+def test_rules_are_merged_and_a_broader_rule_absorbs_narrower_ones() -> None:
+    from policyengine.model import KindRule, Match, Policy, ResourceRule, SourceRef
+    from webhook.configuration import merged_rules
+
+    def policy(match: Match) -> Policy:
+        return Policy(name="p", source=SourceRef("f"), match=match)
+
+    apps = Match(kinds=(KindRule(("apps",), ("Deployment", "StatefulSet")),))
+    status = Match(resource_rules=(ResourceRule(("",), ("v1",), ("pods/status",), ("UPDATE",)),))
+    assert merged_rules([policy(apps), policy(status)]) == [
+        {
+            "operations": ["CREATE", "UPDATE"],
+            "apiGroups": ["apps"],
+            "apiVersions": ["*"],
+            "resources": ["deployments", "statefulsets"],
+            "scope": "*",
+        },
+        {
+            "operations": ["UPDATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods/status"],
+            "scope": "*",
+        },
+    ]
+    everything = Match(kinds=(KindRule(("*",), ("*",)),))
+    (rule,) = merged_rules([policy(apps), policy(everything)])
+    assert rule["apiGroups"] == ["*"] and rule["resources"] == ["*"]
+    # "*" does not cover subresources: the pods/status rule stays.
+    assert len(merged_rules([policy(everything), policy(status)])) == 2

@@ -1,0 +1,186 @@
+"""Answering one AdmissionReview: evaluate off the event loop within a time budget, record, encode.
+
+Evaluation is CPU-bound, so it runs in a thread pool; the handler waits at most ``timeout`` seconds for
+it. Over budget, the request is decided by failurePolicy semantics instead: every policy that matches
+the request gets an ``error`` result with code ``budget_exceeded``, which denies unless the policy's
+failurePolicy is Ignore (then it is audit-only). So a timed-out request is denied unless every matched
+policy is Ignore. The late evaluation finishes in the background (the CEL budget bounds it) and is
+discarded. Every decision, timed out or not, is recorded before it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from policyengine import errors
+from policyengine.engine import Engine, primary_action
+from policyengine.model import Action, Decision, FailurePolicy, Inventory, Outcome, Policy, Request, Result
+from webhook.errors import RecordFailed
+from webhook.inventories import InventorySource, with_namespace
+from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
+from webhook.review import Review, review_response
+from webhook.telemetry import Telemetry
+
+DEFAULT_TIMEOUT = 3.0  # seconds; kube-apiserver waits timeoutSeconds (5 in our webhook configuration)
+
+
+@dataclass(frozen=True)
+class Answer:
+    review: dict[str, Any]
+    decision: Decision
+    audit_index: int | None
+    timed_out: bool
+
+
+class PolicyTimings:
+    """The engine's ``observe`` hook: wall-clock start and end of each policy, for honest spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[Policy, int, int]] = []
+
+    @contextmanager
+    def __call__(self, policy: Policy) -> Iterator[None]:
+        start = time.time_ns()
+        try:
+            yield
+        finally:
+            self.spans.append((policy, start, time.time_ns()))
+
+
+def evaluate(engine: Engine, request: Request, inventory: Inventory, timings: PolicyTimings) -> Decision:
+    return engine.evaluate(request, inventory=inventory, now=datetime.now(UTC), observe=timings)
+
+
+def over_budget(engine: Engine, request: Request, inventory: Inventory, timeout: float) -> Decision:
+    """failurePolicy applied to every policy that matches, as if each had failed to evaluate."""
+    results: list[Result] = []
+    for policy in engine.applicable(request, inventory):
+        action = (
+            primary_action(policy.actions) if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
+        )
+        results.append(
+            Result(
+                policy=policy.name,
+                action=action,
+                outcome=Outcome.ERROR,
+                message=f"evaluation did not finish within the webhook's {timeout:g}s budget",
+                code=errors.EVAL_BUDGET,
+                category=policy.category,
+                severity=policy.severity,
+                remediation=policy.remediation,
+                policy_source=policy.source,
+            )
+        )
+    allowed = not any(r.action is Action.DENY for r in results)
+    return Decision(request=request, results=tuple(results), allowed=allowed, policy_set_digest=engine.digest)
+
+
+class Admitter:
+    def __init__(
+        self,
+        *,
+        inventory: InventorySource,
+        recorder: DecisionRecorder,
+        telemetry: Telemetry,
+        executor: Executor,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.inventory = inventory
+        self.recorder = recorder
+        self.telemetry = telemetry
+        self.executor = executor
+        self.timeout = timeout
+
+    async def admit(self, engine: Engine, review: Review) -> Answer:
+        request = review.request
+        tracer = self.telemetry.tracer
+        with tracer.start_as_current_span("admission", attributes=_request_attributes(request)) as span:
+            inventory = with_namespace(self.inventory.current(), request.namespace)
+            loop = asyncio.get_running_loop()
+            timings = PolicyTimings()
+            started = time.perf_counter()
+            job = loop.run_in_executor(self.executor, partial(evaluate, engine, request, inventory, timings))
+            timed_out = False
+            try:
+                decision = await asyncio.wait_for(job, self.timeout)
+            except TimeoutError:
+                timed_out = True
+                decision = over_budget(engine, request, inventory, self.timeout)
+                self.telemetry.add("timeouts", 1)
+                span.add_event("evaluation over budget", {"timeout_s": self.timeout})
+            self.telemetry.observe("evaluation_duration", time.perf_counter() - started)
+            if not timed_out:
+                self._policy_spans(span, timings, decision)
+            index = await self._record(decision)
+            span.set_attribute("policyengine.verdict", decision.verdict)
+            if index is not None:
+                span.set_attribute("policyengine.audit_index", index)
+            for r in decision.results:
+                self.telemetry.add(
+                    "decisions", 1, policy=r.policy, action=str(r.action), outcome=str(r.outcome)
+                )
+            answer = review_response(review.api_version, decision, audit_index=index)
+            return Answer(answer, decision, index, timed_out)
+
+    def _policy_spans(self, parent: Span, timings: PolicyTimings, decision: Decision) -> None:
+        outcomes: dict[str, set[str]] = {}
+        for r in decision.results:
+            outcomes.setdefault(r.policy, set()).add(str(r.outcome))
+        context = trace.set_span_in_context(parent)
+        for policy, start, end in timings.spans:
+            seen = outcomes.get(policy.name, set())
+            span = self.telemetry.tracer.start_span(
+                f"policy {policy.name}",
+                context=context,
+                start_time=start,
+                attributes={
+                    "policyengine.policy": policy.name,
+                    "policyengine.outcomes": sorted(seen),
+                    "policyengine.category": policy.category,
+                },
+            )
+            if "error" in seen:
+                span.set_status(Status(StatusCode.ERROR, "evaluation error"))
+            span.end(end_time=end)
+            self.telemetry.observe("policy_duration", (end - start) / 1e9, policy=policy.name)
+
+    async def _record(self, decision: Decision) -> int | None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        with self.telemetry.tracer.start_as_current_span("audit.append") as span:
+            try:
+                # The default executor, not the evaluation pool: runaway evaluations cannot starve it.
+                index = await loop.run_in_executor(
+                    None, partial(self.recorder.record, decision, source=SOURCE_ADMISSION)
+                )
+            except Exception as err:
+                span.record_exception(err)
+                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+                raise RecordFailed(f"the decision could not be recorded: {type(err).__name__}") from err
+            finally:
+                self.telemetry.observe("audit_duration", time.perf_counter() - started)
+            if index is not None:
+                span.set_attribute("policyengine.audit_index", index)
+        return index
+
+
+def _request_attributes(request: Request) -> dict[str, Any]:
+    return {
+        "k8s.admission.uid": request.uid,
+        "k8s.admission.operation": request.operation,
+        "k8s.kind": request.kind.kind,
+        "k8s.namespace": request.namespace,
+        "k8s.name": request.name,
+        "k8s.admission.dry_run": request.dry_run,
+    }

@@ -1,0 +1,312 @@
+"""The Starlette application: routes, lifespan (threads, reload watch, inventory), error mapping.
+
+``create_app(services)`` builds a new app each call; nothing is built at import time. Routes:
+``POST /validate`` (AdmissionReview), ``GET /healthz``, ``GET /readyz`` (JSON detail), ``GET /metrics``.
+Every failure of one request is answered as that request's error (400/413/415/500/503 with a JSON
+reason); no request can take the server or another request down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from webhook.admission import DEFAULT_TIMEOUT, Admitter
+from webhook.body import DEFAULT_MAX_BODY, parse_json, read_limited
+from webhook.errors import RecordFailed, UnsupportedMediaType, WebhookError
+from webhook.inventories import InventorySource, StaticInventory
+from webhook.logs import get_logger
+from webhook.policies import LivePolicies, ReloadOutcome
+from webhook.prometheus import CONTENT_TYPE
+from webhook.recorder import DecisionRecorder, NullRecorder
+from webhook.review import parse_review
+from webhook.telemetry import Telemetry, build_telemetry
+
+INLINE_DECODE = 64 * 1024  # bodies up to this size are decoded on the event loop; larger ones in a thread
+
+
+@dataclass
+class WebhookServices:
+    """Everything the app needs, built by the caller (the CLI, a test)."""
+
+    policies: LivePolicies
+    inventory: InventorySource = field(default_factory=StaticInventory)
+    recorder: DecisionRecorder = field(default_factory=NullRecorder)
+    telemetry: Telemetry = field(default_factory=lambda: build_telemetry({}))
+    max_body: int = DEFAULT_MAX_BODY
+    timeout: float = DEFAULT_TIMEOUT
+    reload_interval: float | None = 2.0  # seconds between file polls; None: reload on SIGHUP only
+    handle_sighup: bool = False  # only the process's real server installs the signal handler
+    eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
+    startup_wait: float = 30.0  # seconds to wait for the inventory's first sync before accepting requests
+
+
+def create_app(services: WebhookServices) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(
+            max_workers=services.eval_threads, thread_name_prefix="policyengine-eval"
+        )
+        app.state.admitter = Admitter(
+            inventory=services.inventory,
+            recorder=services.recorder,
+            telemetry=services.telemetry,
+            executor=executor,
+            timeout=services.timeout,
+        )
+        _register_gauges(services)
+        services.inventory.start()
+        # uvicorn accepts connections only after startup: load the first set (a --workers process) and
+        # let the inventory sync first, so that no request meets a half-started server. A failed load
+        # still starts the server, not ready, and is retried when the files change.
+        if not services.policies.ready:
+            _report(services, await asyncio.to_thread(services.policies.reload), False, "startup")
+        deadline = time.monotonic() + services.startup_wait
+        while not services.inventory.status()["ready"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        reload_now = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if services.handle_sighup:
+            loop.add_signal_handler(signal.SIGHUP, reload_now.set)
+        watcher = asyncio.create_task(_watch(services, reload_now))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+            if services.handle_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            services.inventory.stop()
+            executor.shutdown(wait=False, cancel_futures=True)
+            services.telemetry.tracer_provider.force_flush()
+
+    async def validate(request: Request) -> Response:
+        started = time.perf_counter()
+        log = get_logger()
+        telemetry = services.telemetry
+        try:
+            review = await _decode(request, services.max_body)
+        except Exception as err:
+            if not isinstance(err, WebhookError):  # a codec bug answers this request only, with a 500
+                log.exception("internal error while decoding", extra={"latency_ms": _ms(started)})
+                err = WebhookError(f"internal error: {type(err).__name__}")
+            telemetry.add("bad_requests", 1, code=err.code)
+            log.warning(
+                "rejected request",
+                extra={
+                    "code": err.code,
+                    "status": err.status,
+                    "latency_ms": _ms(started),
+                    "reason": err.message,
+                },
+            )
+            return JSONResponse(err.as_json(), status_code=err.status)
+        engine = services.policies.engine
+        if engine is None or not services.inventory.status()["ready"]:
+            # Deciding without policies, or without the cluster state the policies read, would be a
+            # guess: 503 lets kube-apiserver apply the webhook's failurePolicy instead.
+            telemetry.add("bad_requests", 1, code="not_ready")
+            why = (
+                "no policy set is loaded yet"
+                if engine is None
+                else "the cluster inventory has not synced yet"
+            )
+            return JSONResponse({"error": {"code": "not_ready", "message": why}}, status_code=503)
+        req = review.request
+        # "name" is taken by LogRecord itself, so the object's identity is one nested field.
+        who = {
+            "uid": req.uid,
+            "resource": {"kind": req.kind.kind, "namespace": req.namespace, "name": req.name},
+        }
+        telemetry.add("in_flight", 1)
+        try:
+            answer = await request.app.state.admitter.admit(engine, review)
+        except RecordFailed as err:
+            telemetry.add("bad_requests", 1, code=err.code)
+            log.error("decision not recorded", extra={**who, "code": err.code, "latency_ms": _ms(started)})
+            return JSONResponse(err.as_json(), status_code=err.status)
+        except Exception as err:  # a bug in one request's handling answers that request only
+            telemetry.add("bad_requests", 1, code="internal_error")
+            log.exception("internal error", extra={**who, "latency_ms": _ms(started)})
+            error = {"error": {"code": "internal_error", "message": type(err).__name__}}
+            return JSONResponse(error, status_code=500)
+        finally:
+            telemetry.add("in_flight", -1)
+        decision = answer.decision
+        seconds = time.perf_counter() - started
+        telemetry.add("requests", 1, verdict=decision.verdict, operation=req.operation)
+        telemetry.observe("request_duration", seconds, verdict=decision.verdict)
+        log.info(
+            "admission",
+            extra={
+                **who,
+                "operation": req.operation,
+                "verdict": decision.verdict,
+                "dry_run": req.dry_run,
+                "latency_ms": round(seconds * 1000, 3),
+                "timed_out": answer.timed_out,
+                "audit_index": answer.audit_index,
+                "policy_set": decision.policy_set_digest,
+            },
+        )
+        return Response(json.dumps(answer.review, separators=(",", ":")), media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        policies = services.policies.status()
+        inventory = services.inventory.status()
+        ready = bool(policies["ready"] and inventory["ready"])
+        body: dict[str, Any] = {"ready": ready, "policies": policies, "inventory": inventory}
+        audit = audit_status(services.recorder)
+        if audit is not None:
+            body["audit"] = audit
+            # Fail-closed auditing: a replica that cannot record decisions takes itself out of service.
+            if audit["failureMode"] == "deny" and not audit["healthy"]:
+                body["ready"] = ready = False
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(services.telemetry.prometheus_text(), media_type=CONTENT_TYPE)
+
+    return Starlette(
+        routes=[
+            Route("/validate", validate, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _decode(request: Request, limit: int) -> Any:
+    content_type = request.headers.get("content-type", "application/json")
+    if "json" not in content_type.lower():
+        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not JSON")
+    body = await read_limited(
+        request.stream(), content_length=request.headers.get("content-length"), limit=limit
+    )
+    if len(body) <= INLINE_DECODE:
+        return parse_review(parse_json(body))
+    return await asyncio.to_thread(lambda: parse_review(parse_json(body)))
+
+
+async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:
+    policies = services.policies
+    interval = services.reload_interval
+    while True:
+        if interval is None:
+            await reload_now.wait()
+        else:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(reload_now.wait(), interval)
+        forced = reload_now.is_set()
+        reload_now.clear()
+        try:
+            if forced or await asyncio.to_thread(policies.changed):
+                _report(services, await asyncio.to_thread(policies.reload), forced)
+        except Exception:  # the watch itself must survive anything a filesystem does
+            get_logger().exception("policy watch failed")
+
+
+def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, trigger: str = "") -> None:
+    log = get_logger()
+    telemetry = services.telemetry
+    trigger = trigger or ("signal" if forced else "file change")
+    if outcome.ok:
+        telemetry.add("reloads", 1, result="success")
+        log.info(
+            "policy set loaded",
+            extra={
+                "digest": outcome.digest,
+                "previous_digest": outcome.previous_digest,
+                "trigger": trigger,
+                "seconds": round(outcome.seconds, 3),
+            },
+        )
+    else:
+        telemetry.add("reloads", 1, result="failure")
+        telemetry.add("reload_failures", 1)
+        log.error(
+            "policy set reload failed; keeping the last good set",
+            extra={"digest": outcome.digest, "trigger": trigger, "problems": list(outcome.problems)},
+        )
+
+
+def _register_gauges(services: WebhookServices) -> None:
+    def policy_set() -> list[tuple[float, dict[str, str]]]:
+        engine = services.policies.engine
+        return [(1.0, {"digest": engine.digest})] if engine is not None else []
+
+    def loaded() -> list[tuple[float, dict[str, str]]]:
+        engine = services.policies.engine
+        return [(float(len(engine.policy_set.policies)) if engine is not None else 0.0, {})]
+
+    def synced() -> list[tuple[float, dict[str, str]]]:
+        status = services.inventory.status()
+        resources = status.get("resources")
+        if isinstance(resources, dict):
+            return [(1.0 if r.get("synced") else 0.0, {"resource": k}) for k, r in resources.items()]
+        return [(1.0 if status.get("ready") else 0.0, {"resource": "all"})]
+
+    def objects() -> list[tuple[float, dict[str, str]]]:
+        inv = services.inventory.current()
+        return [
+            (float(len(inv.namespaces)), {"resource": "namespaces"}),
+            (float(len(inv.objects)), {"resource": "objects"}),
+        ]
+
+    def audit_queue() -> list[tuple[float, dict[str, str]]]:
+        # An audit recorder with group commit may expose its queue depth; the port does not require it.
+        depth = getattr(services.recorder, "queue_depth", None)
+        return [(float(depth), {})] if isinstance(depth, int) else []
+
+    def audit_health(name: str) -> Callable[[], list[tuple[float, dict[str, str]]]]:
+        def read() -> list[tuple[float, dict[str, str]]]:
+            status = audit_status(services.recorder)
+            return [(float(status[name]), {})] if status is not None else []
+
+        return read
+
+    services.telemetry.gauges.update(
+        {
+            "policyengine_audit_queue_depth": audit_queue,
+            "policyengine_audit_failures": audit_health("failures"),
+            "policyengine_audit_healthy": audit_health("healthy"),
+            "policyengine_policy_set_info": policy_set,
+            "policyengine_policies_loaded": loaded,
+            "policyengine_inventory_synced": synced,
+            "policyengine_inventory_objects": objects,
+        }
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def audit_status(recorder: object) -> dict[str, Any] | None:
+    """Health of an audit recorder that reports it (the port does not require it)."""
+    healthy = getattr(recorder, "healthy", None)
+    if not isinstance(healthy, bool):
+        return None
+    return {
+        "healthy": healthy,
+        "failures": int(getattr(recorder, "failures", 0)),
+        "failureMode": str(getattr(recorder, "failure", "deny")),
+    }

@@ -1,0 +1,90 @@
+"""Reading a request body safely: a size limit enforced while streaming, and JSON with a nesting limit.
+
+kube-apiserver caps request bodies at 3 MiB, so that is the default here too. The limit is checked
+against ``Content-Length`` first (refused before a byte is read) and again while the body streams in, so a
+chunked or lying client cannot make the server buffer more than the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from webhook.errors import BodyTooLarge, InvalidJSON, NestingTooDeep
+
+DEFAULT_MAX_BODY = 3 * 1024 * 1024
+# Kubernetes objects are shallow (a pod spec nests ~15 deep); anything far deeper is hostile.
+MAX_DEPTH = 100
+
+
+async def read_limited(chunks: AsyncIterator[bytes], *, content_length: str | None, limit: int) -> bytes:
+    """The whole body, or BodyTooLarge as soon as it is known to be over ``limit`` bytes."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            declared = -1
+        if declared > limit:
+            raise BodyTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
+    buf = bytearray()
+    async for chunk in chunks:
+        buf.extend(chunk)
+        if len(buf) > limit:
+            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+    return bytes(buf)
+
+
+def parse_json(body: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """JSON -> Python values. Invalid JSON, invalid UTF-8, integers outside int64 and nesting deeper
+    than ``max_depth`` are InvalidJSON/NestingTooDeep, never a crash: the C decoder reports runaway nesting as RecursionError,
+    and the depth of what it accepted is checked without recursion."""
+    try:
+        data = json.loads(body, parse_int=_int64)
+    except RecursionError:
+        raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidJSON(f"body is not valid JSON: {_short(err)}") from None
+    # Only bodies with more brackets than the limit can nest past it, so most skip the exact walk.
+    if _bracket_bound(body) > max_depth and depth_of(data, max_depth) > max_depth:
+        raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels")
+    return data
+
+
+def _int64(text: str) -> int:
+    """Kubernetes JSON integers are int64; kube-apiserver never sends larger ones, and CEL cannot hold them."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"integer {text[:30]} is outside the int64 range")
+    return value
+
+
+def _bracket_bound(body: bytes) -> int:
+    """An upper bound on nesting depth: no document nests deeper than it has opening brackets."""
+    return body.count(b"[") + body.count(b"{")
+
+
+def depth_of(data: Any, stop_after: int) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), iteratively; stops early past ``stop_after``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop_after:
+                return deepest
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text if len(text) <= 200 else text[:199] + "…"

@@ -1,0 +1,289 @@
+"""In-cluster inventory: list and watch Namespaces and Pods through the Kubernetes API.
+
+One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
+then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
+resumed from the last version seen (BOOKMARK events included). A ``410 Gone`` (the version was
+compacted away) or a dropped connection means events may have been missed, so the resource is listed
+again, with capped exponential backoff on repeated failures. The official ``kubernetes`` client does the
+HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts).
+
+``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from policyengine.model import Inventory
+
+RESOURCES = {"namespaces": "Namespace", "pods": "Pod"}
+PAGE = 500
+WATCH_SECONDS = 300
+BACKOFF_START, BACKOFF_MAX = 0.2, 10.0
+
+
+class Gone(Exception):
+    """The resourceVersion asked for is too old (HTTP 410): relist."""
+
+
+class KubeAPI(Protocol):
+    """The port: list a resource (one page) and watch it. Objects are plain JSON dicts."""
+
+    def list(self, resource: str, *, continue_token: str | None) -> dict[str, Any]: ...
+
+    def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]: ...
+
+    def stop(self) -> None: ...
+
+
+class KubernetesClientAPI:
+    """The adapter over the official client (in-cluster service account, kubeconfig, or a given host)."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self._core = client.CoreV1Api(api_client)
+        self._watches: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _func(self, resource: str) -> Callable[..., Any]:
+        core = self._core
+        return core.list_namespace if resource == "namespaces" else core.list_pod_for_all_namespaces
+
+    def list(self, resource: str, *, continue_token: str | None) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs: dict[str, Any] = {"limit": PAGE, "_preload_content": False}
+        if continue_token:
+            kwargs["_continue"] = continue_token
+        try:
+            response = self._func(resource)(**kwargs)
+        except ApiException as err:
+            if err.status == 410:
+                raise Gone(str(err.reason)) from err
+            raise
+        try:
+            data: dict[str, Any] = json.loads(response.data)
+        finally:
+            response.release_conn()
+        return data
+
+    def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        w = watch.Watch(return_type=object)  # type: ignore[no-untyped-call]
+        with self._lock:
+            self._watches.append(w)
+        try:
+            stream = w.stream(  # type: ignore[no-untyped-call]
+                self._func(resource),
+                resource_version=resource_version,
+                timeout_seconds=timeout,  # also turns off the client's own 410 retry: we relist instead
+                allow_watch_bookmarks=True,
+            )
+            for event in stream:
+                yield {"type": event["type"], "object": event["raw_object"]}
+        except ApiException as err:
+            if err.status == 410:
+                raise Gone(str(err.reason)) from err
+            raise
+        finally:
+            with self._lock:
+                self._watches.remove(w)
+
+    def stop(self) -> None:
+        with self._lock:
+            for w in self._watches:
+                w.stop()
+
+
+def api_from_config(kubeconfig: str | None = None, *, host: str | None = None) -> KubernetesClientAPI:
+    """In-cluster config when running in a pod, else the kubeconfig (``host``: a bare URL, for tests)."""
+    from kubernetes import client, config
+
+    if host is not None:
+        return KubernetesClientAPI(client.ApiClient(client.Configuration(host=host)))
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return KubernetesClientAPI(client.ApiClient(configuration))
+
+
+@dataclass
+class _Store:
+    kind: str
+    objects: dict[tuple[str, str], Any] = field(default_factory=dict)
+    resource_version: str = ""
+    synced: bool = False
+    relists: int = 0
+    last_error: str = ""
+
+
+class ClusterInventory:
+    """An InventorySource kept current by list+watch threads (see the module docstring)."""
+
+    def __init__(
+        self,
+        api: KubeAPI,
+        *,
+        watch_seconds: int = WATCH_SECONDS,
+        backoff: tuple[float, float] = (BACKOFF_START, BACKOFF_MAX),
+        on_relist: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.api = api
+        self.watch_seconds = watch_seconds
+        self.backoff = backoff
+        self.on_relist = on_relist
+        self._stores = {r: _Store(kind) for r, kind in RESOURCES.items()}
+        self._lock = threading.Lock()
+        self._snapshot: Inventory | None = Inventory()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- InventorySource -----------------------------------------------------------------------------
+
+    def current(self) -> Inventory:
+        with self._lock:
+            if self._snapshot is None:
+                namespaces = {name: obj for (_, name), obj in self._stores["namespaces"].objects.items()}
+                self._snapshot = Inventory(
+                    namespaces=namespaces, objects=tuple(self._stores["pods"].objects.values())
+                )
+            return self._snapshot
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            resources = {
+                r: {
+                    "synced": s.synced,
+                    "resourceVersion": s.resource_version,
+                    "objects": len(s.objects),
+                    "relists": s.relists,
+                    **({"lastError": s.last_error} if s.last_error else {}),
+                }
+                for r, s in self._stores.items()
+            }
+        ready = all(r["synced"] for r in resources.values())
+        out: dict[str, Any] = {"ready": ready, "source": "kubernetes", "resources": resources}
+        if not ready:
+            out["reason"] = "waiting for the first list of " + ", ".join(
+                r for r, v in resources.items() if not v["synced"]
+            )
+        return out
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stopping.clear()
+        for resource in RESOURCES:
+            t = threading.Thread(
+                target=self._run, args=(resource,), name=f"inventory-{resource}", daemon=True
+            )
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.api.stop()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+
+    # -- the informer loop -------------------------------------------------------------------------
+
+    def _run(self, resource: str) -> None:
+        delay = self.backoff[0]
+        reason = "start"
+        while not self._stopping.is_set():
+            try:
+                self._list(resource, reason)
+                delay = self.backoff[0]
+                while not self._stopping.is_set():
+                    # Returns when the server ends the watch: resume from the last version seen.
+                    self._watch(resource)
+            except Gone as err:
+                reason = "gone"
+                self._error(resource, f"410 Gone: {err}")
+                continue  # relist at once: the history we would resume from no longer exists
+            except Exception as err:  # dropped connection, API error: back off, then relist
+                reason = "error"
+                self._error(resource, f"{type(err).__name__}: {err}")
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, self.backoff[1])
+
+    def _list(self, resource: str, reason: str) -> None:
+        objects: dict[tuple[str, str], Any] = {}
+        token: str | None = None
+        version = ""
+        while True:
+            page = self.api.list(resource, continue_token=token)
+            meta = page.get("metadata") or {}
+            for item in page.get("items") or []:
+                obj = _normalise(item, self._stores[resource].kind)
+                objects[_key(obj)] = obj
+            token = meta.get("continue") or None
+            version = str(meta.get("resourceVersion") or version)
+            if not token:
+                break
+        with self._lock:
+            store = self._stores[resource]
+            store.objects = objects
+            store.resource_version = version
+            store.synced = True
+            store.relists += 1
+            store.last_error = ""
+            self._snapshot = None
+        if self.on_relist is not None:
+            self.on_relist(resource, reason)
+
+    def _watch(self, resource: str) -> None:
+        store = self._stores[resource]
+        for event in self.api.watch(
+            resource, resource_version=store.resource_version, timeout=self.watch_seconds
+        ):
+            if self._stopping.is_set():
+                return
+            kind, obj = event.get("type"), event.get("object")
+            if not isinstance(obj, dict):
+                continue
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            with self._lock:
+                if kind in ("ADDED", "MODIFIED"):
+                    normal = _normalise(obj, store.kind)
+                    store.objects[_key(normal)] = normal
+                    self._snapshot = None
+                elif kind == "DELETED":
+                    store.objects.pop(_key(obj), None)
+                    self._snapshot = None
+                if version:
+                    store.resource_version = version  # BOOKMARK events only move the version
+
+    def _error(self, resource: str, message: str) -> None:
+        with self._lock:
+            self._stores[resource].last_error = message
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _normalise(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    """List items carry no kind; managedFields are bulk the policies never read."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        obj = {**obj, "metadata": meta}
+    if "kind" not in obj or "apiVersion" not in obj:
+        obj = {"apiVersion": "v1", "kind": kind, **obj}
+    return obj

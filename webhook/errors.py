@@ -1,0 +1,66 @@
+"""The webhook's one exception tree; every error carries a stable snake_case ``code`` and an HTTP status.
+
+::
+
+    WebhookError                  webhook_error          (500)
+    ├── BadRequest                bad_request            (400) the request cannot be answered as sent
+    │   ├── InvalidJSON           invalid_json           the body is not JSON (or not UTF-8)
+    │   ├── NestingTooDeep        nesting_too_deep       the JSON nests deeper than the limit
+    │   ├── NotAdmissionReview    not_admission_review   JSON, but not an AdmissionReview we speak
+    │   └── MissingRequest        missing_request        an AdmissionReview without ``request``
+    ├── BodyTooLarge              body_too_large         (413) the body is over the configured limit
+    ├── UnsupportedMediaType      unsupported_media_type (415) a Content-Type other than JSON
+    └── RecordFailed              record_failed          (500) the decision could not be recorded
+
+Errors become ``{"error": {"code": ..., "message": ...}}`` JSON responses; they never carry the body.
+"""
+
+from __future__ import annotations
+
+
+class WebhookError(Exception):
+    code = "webhook_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_json(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(WebhookError):
+    code = "bad_request"
+    status = 400
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+
+
+class NestingTooDeep(BadRequest):
+    code = "nesting_too_deep"
+
+
+class NotAdmissionReview(BadRequest):
+    code = "not_admission_review"
+
+
+class MissingRequest(BadRequest):
+    code = "missing_request"
+
+
+class BodyTooLarge(WebhookError):
+    code = "body_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(WebhookError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class RecordFailed(WebhookError):
+    code = "record_failed"
+    status = 500

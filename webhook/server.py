@@ -1,0 +1,132 @@
+"""Running the webhook: the services from Settings, then uvicorn over TLS (plain HTTP only when asked).
+
+``services_from`` wires the core (policy loading with the ``workload``/``inventory`` views), the
+inventory source and telemetry; ``run`` serves one process, or N workers through uvicorn's import-string
+factory ``webhook.server:worker_app``, which rebuilds the services from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import uvicorn
+from starlette.applications import Starlette
+
+from policyengine.engine import Engine
+from policyengine.policyset import load_policy_set
+from webhook.app import WebhookServices, create_app
+from webhook.inventories import InventorySource, StaticInventory
+from webhook.logs import configure, get_logger, log_config
+from webhook.policies import LivePolicies
+from webhook.recorder import DecisionRecorder, NullRecorder
+from webhook.settings import ENV_VAR, Settings
+from webhook.telemetry import Telemetry, build_telemetry
+
+
+def engine_loader(settings: Settings) -> Callable[[], Engine]:
+    """Load the whole policy set and build its Engine, as ``check`` does (raises LoadError)."""
+    from policyengine.views import engine_for
+
+    def load() -> Engine:
+        policy_set = load_policy_set(
+            list(settings.policies),
+            config_paths=list(settings.config),
+            include_bundled=settings.include_bundled,
+        )
+        return engine_for(policy_set)
+
+    return load
+
+
+def inventory_source(settings: Settings, telemetry: Telemetry | None = None) -> InventorySource:
+    if settings.kube:
+        from webhook.cluster import ClusterInventory, api_from_config
+
+        def relisted(resource: str, reason: str) -> None:
+            if telemetry is not None:
+                telemetry.add("relists", 1, resource=resource, reason=reason)
+
+        return ClusterInventory(api_from_config(settings.kubeconfig), on_relist=relisted)
+    if settings.inventory:
+        from policyengine.inventory import from_documents
+        from policyengine.loader import read_documents
+
+        docs = read_documents([settings.inventory])
+        return StaticInventory(from_documents([d.data for d in docs]), origin=settings.inventory)
+    return StaticInventory()
+
+
+def recorder_from(settings: Settings) -> DecisionRecorder:
+    """The audit log the settings name (each worker process opens its own connection), else none."""
+    if not settings.audit_log or not settings.audit_key:
+        return NullRecorder()
+    from webhook.audit_recorder import AuditRecorder
+
+    return AuditRecorder.open(
+        settings.audit_log, settings.audit_key, origin=settings.audit_origin, failure=settings.audit_failure
+    )
+
+
+def services_from(
+    settings: Settings,
+    *,
+    env: Mapping[str, str],
+    engine: Engine | None = None,
+    recorder: DecisionRecorder | None = None,
+    handle_sighup: bool = True,
+) -> WebhookServices:
+    policies = LivePolicies(engine_loader(settings), settings.watched)
+    if engine is not None:
+        policies.serve(engine)
+    telemetry = build_telemetry(env)
+    return WebhookServices(
+        policies=policies,
+        inventory=inventory_source(settings, telemetry),
+        recorder=recorder or recorder_from(settings),
+        telemetry=telemetry,
+        max_body=settings.max_body,
+        timeout=settings.timeout,
+        reload_interval=settings.reload_interval,
+        startup_wait=settings.startup_wait,
+        handle_sighup=handle_sighup,
+    )
+
+
+def worker_app() -> Starlette:
+    """uvicorn factory for ``--workers N``: each worker loads its own set (in the background)."""
+    settings = Settings.from_json(os.environ[ENV_VAR])
+    configure(settings.log_level)
+    return create_app(services_from(settings, env=os.environ))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": log_config(settings.log_level),
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if not settings.insecure_http:
+        options["ssl_certfile"] = settings.tls_cert
+        options["ssl_keyfile"] = settings.tls_key
+    return options
+
+
+def run(settings: Settings, services: WebhookServices | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. ``services`` (one process only) may be prebuilt by the caller."""
+    configure(settings.log_level)
+    if settings.insecure_http:
+        get_logger().warning("serving plain HTTP (--insecure-http): for local development only")
+    options = uvicorn_options(settings)
+    if settings.workers > 1:
+        os.environ[ENV_VAR] = settings.to_json()
+        uvicorn.run("webhook.server:worker_app", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
+        return
+    services = services or services_from(settings, env=os.environ)
+    try:
+        uvicorn.run(create_app(services), **options)  # type: ignore[arg-type]
+    finally:
+        services.telemetry.shutdown()

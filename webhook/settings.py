@@ -1,0 +1,64 @@
+"""The server's settings, parsed once at the edge (CLI flags) and carried to uvicorn workers as JSON.
+
+With ``--workers N`` uvicorn starts N processes that each build their own app from an import string;
+they receive the settings through the ``POLICYENGINE_WEBHOOK_SETTINGS`` environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from webhook.admission import DEFAULT_TIMEOUT
+from webhook.body import DEFAULT_MAX_BODY
+
+ENV_VAR = "POLICYENGINE_WEBHOOK_SETTINGS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_http: bool = False
+    policies: tuple[str, ...] = ()
+    include_bundled: bool = True
+    config: tuple[str, ...] = ()
+    inventory: str | None = None
+    kube: bool = False
+    kubeconfig: str | None = None
+    workers: int = 1
+    max_body: int = DEFAULT_MAX_BODY
+    timeout: float = DEFAULT_TIMEOUT
+    reload_interval: float | None = 2.0
+    startup_wait: float = 30.0
+    log_level: str = "INFO"
+    audit_log: str | None = None  # SQLite path or postgresql://…
+    audit_key: str | None = None
+    audit_origin: str | None = None
+    audit_failure: str = "deny"  # deny | allow
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The files whose change triggers a reload (the bundled packs never change under us)."""
+        return (*self.policies, *self.config)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        raw = json.loads(text)
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        for key in ("policies", "config"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)

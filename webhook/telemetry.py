@@ -1,0 +1,148 @@
+"""Traces and metrics through the OpenTelemetry SDK, built per app (never the global providers).
+
+A trace per admission request (``admission``), a child span per policy evaluated (timed by the engine's
+``observe`` hook) and one for the audit append. Metrics are read for ``/metrics`` by an in-memory reader
+and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set in the environment mapping given, also exported by OTLP
+over HTTP together with the spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import Tracer
+
+from webhook import prometheus
+
+SERVICE_NAME = "policyengine-webhook"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Observable gauges read these at collection time: name -> () -> [(value, attributes)].
+GaugeSource = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    reader: InMemoryMetricReader
+    tracer: Tracer
+    instruments: dict[str, Any]
+    gauges: dict[str, GaugeSource] = field(default_factory=dict)
+
+    def add(self, name: str, value: float, **attributes: str) -> None:
+        self.instruments[name].add(value, attributes)
+
+    def observe(self, name: str, value: float, **attributes: str) -> None:
+        self.instruments[name].record(value, attributes)
+
+    def prometheus_text(self) -> str:
+        return prometheus.render(self.reader.get_metrics_data())
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def build_telemetry(
+    env: Mapping[str, str],
+    *,
+    span_exporter: SpanExporter | None = None,
+) -> Telemetry:
+    """Providers, instruments and exporters. ``span_exporter`` (tests: the SDK's InMemorySpanExporter)
+    is attached synchronously; OTLP is added when ``env`` names an endpoint."""
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", SERVICE_NAME)})
+    tracer_provider = TracerProvider(resource=resource)
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    reader = InMemoryMetricReader()
+    readers: list[MetricReader] = [reader]
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # The base endpoint plus each signal's path, as the OTLP/HTTP specification defines it.
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
+        )
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics")))
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+    meter = meter_provider.get_meter("policyengine.webhook")
+    gauges: dict[str, GaugeSource] = {}
+
+    def histogram(name: str, description: str) -> Any:
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=LATENCY_BUCKETS
+        )
+
+    def gauge(name: str, description: str) -> None:
+        def callback(_: CallbackOptions) -> Iterable[Observation]:
+            source = gauges.get(name)
+            return [Observation(v, dict(a)) for v, a in source()] if source is not None else []
+
+        meter.create_observable_gauge(name, callbacks=[callback], description=description)
+
+    instruments: dict[str, Any] = {
+        "requests": meter.create_counter(
+            "policyengine_admission_requests", description="Admission requests answered, by verdict."
+        ),
+        "decisions": meter.create_counter(
+            "policyengine_decisions",
+            description="Policy results of admission decisions (policy, action, outcome).",
+        ),
+        "bad_requests": meter.create_counter(
+            "policyengine_bad_requests", description="Requests refused before evaluation, by error code."
+        ),
+        "timeouts": meter.create_counter(
+            "policyengine_evaluation_timeouts",
+            description="Evaluations over the time budget (failurePolicy applied).",
+        ),
+        "reloads": meter.create_counter("policyengine_reloads", description="Policy set reloads, by result."),
+        "reload_failures": meter.create_counter(
+            "policyengine_reload_failures",
+            description="Policy set reloads that failed (the last good set is kept).",
+        ),
+        "relists": meter.create_counter(
+            "policyengine_inventory_relists",
+            description="Full relists of a watched resource, by resource and reason.",
+        ),
+        "in_flight": meter.create_up_down_counter(
+            "policyengine_requests_in_flight", description="Admission requests being answered."
+        ),
+        "request_duration": histogram(
+            "policyengine_request_duration_seconds", "Time to answer an admission request."
+        ),
+        "evaluation_duration": histogram(
+            "policyengine_evaluation_duration_seconds", "Time to evaluate the policy set on one request."
+        ),
+        "policy_duration": histogram(
+            "policyengine_policy_evaluation_duration_seconds", "Time to evaluate one policy on one request."
+        ),
+        "audit_duration": histogram(
+            "policyengine_audit_append_duration_seconds", "Time to record one decision."
+        ),
+    }
+    gauge("policyengine_policy_set_info", "The policy set being served (value 1), by digest.")
+    gauge("policyengine_policies_loaded", "Policies in the set being served.")
+    gauge("policyengine_inventory_synced", "1 when the cluster inventory has synced, by resource.")
+    gauge("policyengine_inventory_objects", "Objects in the cluster inventory, by resource.")
+    gauge("policyengine_audit_queue_depth", "Decisions waiting to be made durable in the audit log.")
+    gauge("policyengine_audit_failures", "Decisions the audit log could not record since start.")
+    gauge("policyengine_audit_healthy", "1 when the last audit append succeeded.")
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        reader=reader,
+        tracer=tracer_provider.get_tracer("policyengine.webhook"),
+        instruments=instruments,
+        gauges=gauges,
+    )
