@@ -151,21 +151,31 @@ class Engine:
             "request": request_binding(request),
             "namespaceObject": ns_object,
         }
-        if self._views is not None:
-            bindings.update(self._views(request, inventory, self.policy_set.config))
-        base = self.policy_set.compiler.backend.bind(bindings)
-
         results: list[Result] = []
         annotations: dict[str, str] = {}
         expired: set[str] = set()
+        base: Activation | None = None
+        try:
+            if self._views is not None:
+                bindings.update(self._views(request, inventory, self.policy_set.config))
+            base = self.policy_set.compiler.backend.bind(bindings)
+        except Exception as err:  # an unrepresentable request is an error result, never a crash
+            results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
         for compiled in chosen:
+            if base is None:
+                break
             policy = compiled.policy
             with observe(policy) if observe is not None else nullcontext():
-                for params in self._params_for(policy, inventory, request.namespace, results):
-                    activation = base.extend({"params": params}, compiled.variables)
-                    policy_results = self._evaluate_policy(compiled, activation, annotations)
-                    results.extend(
-                        self._apply_exceptions(policy, policy_results, request, activation, now, expired)
+                try:
+                    for params in self._params_for(policy, inventory, request.namespace, results):
+                        activation = base.extend({"params": params}, compiled.variables)
+                        policy_results = self._evaluate_policy(compiled, activation, annotations)
+                        results.extend(
+                            self._apply_exceptions(policy, policy_results, request, activation, now, expired)
+                        )
+                except Exception as err:  # one broken rule never hides the others' results
+                    results.append(
+                        _internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}")
                     )
 
         allowed = not any(_denies(r) for r in results)
@@ -352,6 +362,13 @@ def _exception_matches(exc: PolicyException, request: Request) -> bool:
         return False
     obj = request.object if request.object is not None else request.old_object
     return selector_matches(m.selector, labels_of(obj))
+
+
+def _internal_error(compiled: _Compiled, message: str) -> Result:
+    """An error the expressions did not cause (a request the backend cannot hold, a backend fault)."""
+    policy = compiled.policy
+    action = compiled.action if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
+    return _result(policy, action, Outcome.ERROR, message[:300], code=errors.EVAL_ERROR)
 
 
 def _denies(result: Result) -> bool:

@@ -312,3 +312,16 @@ def test_field_path_expression_names_the_offending_field_and_falls_back() -> Non
     first, second = decide(eng, pod()).results
     assert first.field_path == "spec.containers[0].image"
     assert second.field_path == "spec"
+
+
+def test_a_request_the_backend_cannot_hold_is_an_error_result_not_a_crash() -> None:
+    from policyengine.cel import get_backend
+    from policyengine.policyset import Compiler
+
+    text = policy("p", '  validations: [{expression: "true"}]')
+    eng = Engine(build_policy_set(parse_text(text, "p.yaml"), compiler=Compiler(get_backend("reference"))))
+    huge = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {n: 100000000000000000000000}\n"
+    decision = decide(eng, huge)
+    assert not decision.allowed
+    assert [(r.outcome, r.code) for r in decision.results] == [(Outcome.ERROR, "eval_error")]
+    assert "cannot be evaluated" in decision.results[0].message
