@@ -8,6 +8,7 @@ factory ``webhook.server:worker_app``, which rebuilds the services from the envi
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 
 import uvicorn
@@ -115,9 +116,39 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     return options
 
 
+def start_audit_api(settings: Settings) -> Callable[[], None]:
+    """Serve the auditors' read-only API (audit.api) on its own port in a background thread, over the
+    same TLS certificate as the webhook. Returns the function that stops it."""
+    from audit import AuditLog
+    from audit.api import create_app as create_audit_app
+
+    assert settings.audit_log and settings.audit_api_tokens and settings.audit_api_port
+    log = AuditLog.open(settings.audit_log)  # read-only: no signer
+    options = {**uvicorn_options(settings), "port": settings.audit_api_port}
+    server = uvicorn.Server(uvicorn.Config(create_audit_app(log, settings.audit_api_tokens), **options))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, name="audit-api", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+        log.close()
+
+    return stop
+
+
 def run(settings: Settings, services: WebhookServices | None = None) -> None:
     """Serve until SIGINT/SIGTERM. ``services`` (one process only) may be prebuilt by the caller."""
     configure(settings.log_level)
+    stop_audit_api = start_audit_api(settings) if settings.audit_api_port else None
+    try:
+        _serve(settings, services)
+    finally:
+        if stop_audit_api is not None:
+            stop_audit_api()
+
+
+def _serve(settings: Settings, services: WebhookServices | None) -> None:
     if settings.insecure_http:
         get_logger().warning("serving plain HTTP (--insecure-http): for local development only")
     options = uvicorn_options(settings)

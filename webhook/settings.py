@@ -40,6 +40,8 @@ class Settings:
     audit_key: str | None = None
     audit_origin: str | None = None
     audit_failure: str = "deny"  # deny | allow
+    audit_api_port: int | None = None  # the auditors' read-only API, on its own port
+    audit_api_tokens: str | None = None  # bearer tokens file, one per line
 
     @property
     def watched(self) -> tuple[str, ...]:

@@ -69,6 +69,12 @@ def add_parser(sub: Any) -> None:
         default="deny",
         help="when the audit log cannot take an entry: deny (answer 500, failurePolicy applies) or allow",
     )
+    p.add_argument(
+        "--audit-api-port", type=int, metavar="PORT", help="serve the auditors' read-only API on this port"
+    )
+    p.add_argument(
+        "--audit-api-tokens", metavar="FILE", help="bearer tokens for the auditors' API, one per line"
+    )
     p.set_defaults(func=run)
 
 
@@ -102,7 +108,16 @@ def settings_from(args: argparse.Namespace) -> Any:
         and not args.audit_log.startswith(("postgresql://", "postgres://"))
     ):
         raise UsageError("--workers > 1 writes one audit log from several processes: use a postgresql:// log")
+    if args.audit_api_port is not None:
+        if not args.audit_log or not args.audit_api_tokens:
+            raise UsageError("--audit-api-port needs --audit-log and --audit-api-tokens")
+        if not Path(args.audit_api_tokens).is_file():
+            raise UsageError(f"no such file: {args.audit_api_tokens}")
+        if args.audit_api_port == args.port:
+            raise UsageError("--audit-api-port must differ from --port")
     return Settings(
+        audit_api_port=args.audit_api_port,
+        audit_api_tokens=args.audit_api_tokens,
         audit_log=args.audit_log,
         audit_key=args.audit_key,
         audit_origin=args.audit_origin,

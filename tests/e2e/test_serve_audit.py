@@ -78,3 +78,38 @@ def test_kill_9_under_load_loses_no_answered_decision(tmp_path: Path, certs: Pat
     by_index = {e["index"]: e["uid"] for e in entries}
     for uid, index in answered.items():
         assert by_index.get(index) == uid, f"answered decision {uid} (index {index}) is not in the log"
+
+
+def test_the_auditors_api_serves_on_its_own_port(tmp_path: Path, certs: Path) -> None:  # noqa: F811
+    from tests.e2e.test_serve import _free_port
+
+    keys = tmp_path / "keys"
+    assert _cli("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode == 0
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# auditors\ns3cret-auditor-token\n")
+    port = _free_port()
+    server = _start(
+        tmp_path,
+        certs,
+        "--audit-log", str(tmp_path / "audit.db"), "--audit-key", str(keys / "audit.key"),
+        "--audit-api-port", str(port), "--audit-api-tokens", str(tokens),
+    )  # fmt: skip
+    try:
+        with server.client() as client:
+            client.post("/validate", json=review(pod(image="x:latest"), uid="audited-1"))
+        api = f"https://127.0.0.1:{port}"
+        with httpx.Client(base_url=api, verify=server.tls, timeout=10) as auditor:
+            assert auditor.get("/v1/entries").status_code == 401
+            assert auditor.get("/v1/entries", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            auth = {"Authorization": "Bearer s3cret-auditor-token"}
+            deadline = time.monotonic() + 10
+            while True:
+                body = auditor.get("/v1/entries", headers=auth).json()
+                entries = body["entries"] if isinstance(body, dict) else body
+                if entries or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert [e["uid"] for e in entries] == ["audited-1"]
+            assert auditor.post("/v1/entries", headers=auth).status_code == 405  # read-only
+    finally:
+        _stop(server)
