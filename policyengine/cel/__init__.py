@@ -1,9 +1,11 @@
 """The CEL port: compile once at load, bind a request once, evaluate many expressions against it.
 
-The engine only talks to the ``CelBackend`` protocol below, so a faster backend can replace the
-cel-python reference without touching anything else. Values crossing the port are plain JSON-like Python
-values (dict, list, str, int, float, bool, None); conversion to a backend's own types happens once per
-request in ``bind``.
+The engine only talks to the ``CelBackend`` protocol below. Two backends implement it: ``fast`` (the
+default, ``policyengine.cel.fast``: CEL compiled to Python closures that read the request's plain values,
+nothing converted) and ``reference`` (``policyengine.cel.reference``: cel-python's evaluator, the oracle
+the fast one is tested against). Values crossing the port are plain JSON-like Python values (dict,
+list, str, int, float, bool, None); a backend needing its own types converts them once per request in
+``bind``. Both share the parser, the compile-time checks and the Kubernetes libraries (``lib``).
 """
 
 from __future__ import annotations
@@ -68,16 +70,26 @@ class CelBackend(Protocol):
         ...
 
 
-def get_backend(name: str = "reference") -> CelBackend:
-    """The backend registered under ``name``: ``reference`` (cel-python)."""
+BACKENDS = ("fast", "reference")
+
+
+def get_backend(name: str = "fast") -> CelBackend:
+    """The backend registered under ``name``: ``fast`` (the default: CEL compiled to Python closures
+    over the request's plain values) or ``reference`` (cel-python's evaluator, the oracle it is tested
+    against)."""
     if name == "reference":
         from policyengine.cel.reference import ReferenceBackend
 
         return ReferenceBackend()
-    raise ValueError(f"unknown CEL backend {name!r} (known: reference)")
+    if name == "fast":
+        from policyengine.cel.fast import FastBackend
+
+        return FastBackend()
+    raise ValueError(f"unknown CEL backend {name!r} (known: {', '.join(BACKENDS)})")
 
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_BUDGET",
     "Activation",
     "Budget",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from policyengine.cel import Budget
 
@@ -28,20 +28,22 @@ class BudgetExceeded(Exception):
 class Meter:
     """Cost spent and time left in one evaluation."""
 
-    __slots__ = ("_next_clock", "cost", "deadline", "max_cost")
+    __slots__ = ("checkpoint", "cost", "deadline", "max_cost")
 
     def __init__(self, budget: Budget) -> None:
         self.cost = 0
         self.max_cost = budget.max_cost
         self.deadline = time.monotonic() + budget.max_seconds
-        self._next_clock = _CLOCK_EVERY
+        # The next cost at which charge() has work to do (check the clock, or fail). Hot loops may add
+        # to ``cost`` inline and call charge(0) only once ``cost >= checkpoint``.
+        self.checkpoint = _CLOCK_EVERY if budget.max_cost >= _CLOCK_EVERY else budget.max_cost + 1
 
     def charge(self, units: int = 1) -> None:
         self.cost += units
-        if self.cost > self.max_cost:
-            raise BudgetExceeded(f"cost budget of {self.max_cost} exceeded")
-        if self.cost >= self._next_clock:
-            self._next_clock = self.cost + _CLOCK_EVERY
+        if self.cost >= self.checkpoint:
+            if self.cost > self.max_cost:
+                raise BudgetExceeded(f"cost budget of {self.max_cost} exceeded")
+            self.checkpoint = min(self.cost + _CLOCK_EVERY, self.max_cost + 1)
             self.check_clock()
 
     def check_clock(self) -> None:
@@ -69,6 +71,15 @@ def metered(budget: Budget) -> Iterator[Meter]:
         yield meter
     finally:
         _CURRENT.reset(token)
+
+
+def enter(meter: Meter) -> Token[Meter | None]:
+    """Make ``meter`` the current one (for library calls made by a backend that keeps its own meter)."""
+    return _CURRENT.set(meter)
+
+
+def leave(token: Token[Meter | None]) -> None:
+    _CURRENT.reset(token)
 
 
 def charge_elements(count: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from celpy import celtypes
 from celpy.evaluation import CELEvalError, base_functions
 
 from policyengine.cel.lib import (
@@ -73,6 +74,22 @@ def build_functions() -> dict[str, Function]:
 def type_names() -> Mapping[str, Any]:
     """Dotted identifiers bound to library types, for ``type(x) == net.IP``."""
     return {"net.IP": ip.IPAddress, "net.CIDR": ip.CIDR, "optional_type": optional.Optional}
+
+
+# Identifiers naming types: ``type(1) == int``. Bound as values so the function of the same name still
+# converts (``int('1')``).
+_TYPE_IDENTS: dict[str, Any] = {
+    "int": celtypes.IntType, "uint": celtypes.UintType, "double": celtypes.DoubleType,
+    "bool": celtypes.BoolType, "string": celtypes.StringType, "bytes": celtypes.BytesType,
+    "list": celtypes.ListType, "map": celtypes.MapType, "null_type": type(None),
+    "type": celtypes.TypeType, "google.protobuf.Duration": celtypes.DurationType,
+    "google.protobuf.Timestamp": celtypes.TimestampType,
+}  # fmt: skip
+
+
+def type_identifiers() -> Mapping[str, Any]:
+    """Every identifier that names a type when no binding shadows it: the core types and the library's."""
+    return {**_TYPE_IDENTS, **type_names()}
 
 
 def known_names(functions: Mapping[str, Function]) -> frozenset[str]:

@@ -21,24 +21,23 @@ from policyengine.cel import DEFAULT_BUDGET, Budget, CelCompileError, CelEvalErr
 from policyengine.cel.budget import BudgetExceeded, metered
 from policyengine.cel.checker import check
 from policyengine.cel.evaluator import evaluate
-from policyengine.cel.library import build_functions, known_names, type_names
+from policyengine.cel.library import build_functions, known_names, type_identifiers
 from policyengine.cel.syntax import Node, drop_trailing_commas
 from policyengine.cel.values import from_cel, to_cel
 
-__all__ = ["ReferenceActivation", "ReferenceBackend", "ReferenceExpr", "from_cel", "to_cel", "trim_message"]
+__all__ = [
+    "ReferenceActivation",
+    "ReferenceBackend",
+    "ReferenceExpr",
+    "from_cel",
+    "syntax_error",
+    "to_cel",
+    "trim_message",
+]
 
 _MAX_MESSAGE = 200
 _ACTIVATION_DUMP = re.compile(r"\s*\((in activation|in container|in bindings) .*", re.DOTALL)
 _BINDINGS_DUMP = re.compile(r" in bindings \[.*", re.DOTALL)
-# Identifiers naming types: ``type(1) == int``. Bound as values so the function of the same name still
-# converts (``int('1')``).
-_TYPE_IDENTS: dict[str, Any] = {
-    "int": celtypes.IntType, "uint": celtypes.UintType, "double": celtypes.DoubleType,
-    "bool": celtypes.BoolType, "string": celtypes.StringType, "bytes": celtypes.BytesType,
-    "list": celtypes.ListType, "map": celtypes.MapType, "null_type": type(None),
-    "type": celtypes.TypeType, "google.protobuf.Duration": celtypes.DurationType,
-    "google.protobuf.Timestamp": celtypes.TimestampType,
-}  # fmt: skip
 
 
 _CELPY_CLASS = re.compile(r"<class 'celpy\.celtypes\.(\w+?)(?:Type)?'>")
@@ -56,7 +55,7 @@ def trim_message(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-def _syntax_error(err: CELParseError) -> str:
+def syntax_error(err: CELParseError) -> str:
     where = f" at line {err.line}, column {err.column}" if err.line is not None else ""
     text = str(err.args[0]) if err.args else ""
     near = text.splitlines()[0].strip() if text.strip() else ""
@@ -167,14 +166,14 @@ class ReferenceBackend:
         self._base = CelpyActivation(
             annotations=dict(self._env.annotations),
             functions=functions,
-            vars={**_TYPE_IDENTS, **type_names()},
+            vars=dict(type_identifiers()),
         )
 
     def compile(self, source: str) -> CompiledExpr:
         try:
             tree = self._env.compile(drop_trailing_commas(source))
         except CELParseError as err:
-            raise CelCompileError(_syntax_error(err)) from None
+            raise CelCompileError(syntax_error(err)) from None
         except RecursionError:
             raise CelCompileError("expression nests too deeply") from None
         check(tree, self._known)

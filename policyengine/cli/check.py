@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from policyengine import errors
+from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, outputs
 from policyengine.errors import LoadError, Problem
 from policyengine.gate import check_documents, is_object
 from policyengine.inventory import from_documents
 from policyengine.loader import STDIN, read_documents
 from policyengine.model import Inventory
-from policyengine.policyset import load_policy_set
+from policyengine.policyset import Compiler, load_policy_set
 from policyengine.views import engine_for
 
 
@@ -38,8 +40,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strict", action="store_true", help="warnings fail the check too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
+    p.add_argument(
+        "--cel-backend",
+        choices=BACKENDS,
+        default=None,
+        help=f"CEL evaluator (default: ${CEL_BACKEND_ENV} or fast; reference is cel-python's)",
+    )
     auditing.add_arguments(p)
     p.set_defaults(func=run)
+
+
+CEL_BACKEND_ENV = "POLICYENGINE_CEL_BACKEND"
+
+
+def cel_compiler(choice: str | None) -> Compiler | None:
+    """The compiler for --cel-backend, else $POLICYENGINE_CEL_BACKEND; None when that names no backend."""
+    name = choice or os.environ.get(CEL_BACKEND_ENV) or "fast"
+    return Compiler(get_backend(name)) if name in BACKENDS else None
 
 
 def load_inventory(path: str | None) -> Inventory | None:
@@ -72,9 +89,16 @@ def run(args: argparse.Namespace) -> int:
     reports = outputs.plan(getattr(args, outputs.DEST))
     problems: list[Problem] = []
     policy_set = docs = inventory = None
+    compiler = cel_compiler(args.cel_backend)
+    if compiler is None:
+        print(f"policyengine check: ${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}", file=sys.stderr)
+        return 2
     try:
         policy_set = load_policy_set(
-            args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
+            args.policies,
+            config_paths=args.config,
+            include_bundled=not args.no_default_policies,
+            compiler=compiler,
         )
     except LoadError as err:
         problems.extend(err.problems)

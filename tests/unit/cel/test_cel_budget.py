@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from policyengine.cel import Budget, CelBackend, CelEvalError, get_backend
+from policyengine.cel import BACKENDS, Budget, CelBackend, CelEvalError, get_backend
 
 
-@pytest.fixture(scope="module")
-def backend() -> CelBackend:
-    return get_backend("reference")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> CelBackend:
+    return get_backend(request.param)
 
 
 RUNAWAYS = [

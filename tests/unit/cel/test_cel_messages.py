@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from policyengine.cel import CelBackend, CelEvalError, get_backend
+from policyengine.cel import BACKENDS, CelBackend, CelEvalError, get_backend
 from policyengine.cel.reference import trim_message
 
 SECRET = "s3cr3t-token-value"
 
 
-@pytest.fixture(scope="module")
-def backend() -> CelBackend:
-    return get_backend("reference")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> CelBackend:
+    return get_backend(request.param)
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from policyengine.cel import Budget, CelBackend, CelEvalError, get_backend
+from policyengine.cel import BACKENDS, Budget, CelBackend, CelEvalError, get_backend
 
 
-@pytest.fixture(scope="module")
-def backend() -> CelBackend:
-    return get_backend("reference")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> CelBackend:
+    return get_backend(request.param)
 
 
 def test_variable_is_evaluated_once_and_memoised(backend: CelBackend) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from policyengine.cel import CelBackend, CelCompileError, CelEvalError, get_backend
+from policyengine.cel import BACKENDS, CelBackend, CelCompileError, CelEvalError, get_backend
 
 _SUBDIR = Path("vectors") / "k8s-cel"
 _ROOT = Path(__file__).resolve().parents[3]
@@ -50,9 +50,9 @@ def _params() -> list[Any]:
     return params
 
 
-@pytest.fixture(scope="module")
-def backend() -> CelBackend:
-    return get_backend("reference")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> CelBackend:
+    return get_backend(request.param)
 
 
 def _same(actual: Any, expected: Any) -> bool:

@@ -1,0 +1,158 @@
+"""The fast CEL backend: expressions compiled to Python closures that work on the request's JSON values.
+
+It parses and checks exactly as the reference backend does (cel-python's parser, ``checker.check``), so
+both accept and reject the same programs, then compiles the tree once (``compiler``). ``bind`` converts
+nothing: the closures read the request's dicts and lists directly. The Kubernetes libraries are the
+shared ones, called through a boundary that converts only a call's arguments (``functions``).
+
+Nothing mutable is shared between evaluations: a compiled expression is a tree of immutable closures,
+and each evaluation gets its own context list and meter, so any number of threads may evaluate at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import celpy
+from celpy.celparser import CELParseError
+
+from policyengine.cel import DEFAULT_BUDGET, Budget, CelCompileError, CelEvalError, CompiledExpr
+from policyengine.cel.budget import BudgetExceeded, Meter
+from policyengine.cel.checker import check
+from policyengine.cel.fast.compiler import Compiler, Fn
+from policyengine.cel.fast.functions import Library, Native, natives
+from policyengine.cel.fast.members import DOTTED_MARK, LazyVariablesBase
+from policyengine.cel.fast.values import CelError, to_plain
+from policyengine.cel.library import known_names, type_identifiers
+from policyengine.cel.reference import syntax_error, trim_message
+from policyengine.cel.syntax import drop_trailing_commas
+
+__all__ = ["FastActivation", "FastBackend", "FastExpr"]
+
+_PYTHON_FAILURES = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError)
+
+
+class _LazyVariables(LazyVariablesBase):
+    """The ``variables`` map of one activation: each entry computed on first use, then memoised.
+
+    A variable that fails is memoised as its error, so using it fails every time and the other
+    variables are unaffected. A budget overrun is not memoised: it ends the whole evaluation.
+    """
+
+    def __init__(self, values: dict[str, Any], defs: Sequence[tuple[str, Any, Any]]) -> None:
+        self._values = values
+        self._defs = {name: (compiled, const) for name, compiled, const in defs}
+        self._memo: dict[str, Any] = {}
+        self.defined = frozenset(self._defs)
+
+    def get(self, name: str, meter: Any) -> Any:
+        try:
+            value = self._memo[name]
+        except KeyError:
+            value = self._memo[name] = self._compute(name, meter)
+        if isinstance(value, CelError):
+            raise value
+        return value
+
+    def _compute(self, name: str, meter: Meter) -> Any:
+        compiled, const = self._defs[name]
+        if compiled is None:
+            return const
+        if not isinstance(compiled, FastExpr):
+            raise TypeError("variables must be compiled by FastBackend")
+        try:
+            return compiled.run(self._values, meter)
+        except CelEvalError as err:
+            if err.code == "budget_exceeded":
+                raise BudgetExceeded(str(err)) from None
+            return CelError(f"variables.{name}: {err}")
+
+
+class FastActivation:
+    """The request's bindings as they are; ``extend`` adds per-policy bindings and lazy variables."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    def extend(
+        self,
+        bindings: Mapping[str, Any],
+        variables: Sequence[tuple[str, Any, Any]] = (),
+    ) -> FastActivation:
+        values = {**self.values, **bindings}
+        _mark_dotted(values, bindings)
+        if variables:
+            values["variables"] = _LazyVariables(values, variables)
+        return FastActivation(values)
+
+
+class FastExpr:
+    """One compiled expression: its closure and how many comprehension slots it needs."""
+
+    __slots__ = ("_fn", "_slots", "source")
+
+    def __init__(self, source: str, fn: Fn, slots: int) -> None:
+        self.source = source
+        self._fn = fn
+        self._slots = (None,) * slots  # the comprehension slots of a fresh context
+
+    def run(self, values: dict[str, Any], meter: Meter) -> Any:
+        """The result as a fast-backend value; raises CelEvalError."""
+        ctx: list[Any] = [values, meter, *self._slots]
+        try:
+            return self._fn(ctx)
+        except CelError as err:
+            raise CelEvalError(trim_message(err.message)) from None
+        except BudgetExceeded as err:
+            raise CelEvalError(str(err), "budget_exceeded") from None
+        except RecursionError:
+            raise CelEvalError("expression nests too deeply", "budget_exceeded") from None
+        except _PYTHON_FAILURES as err:
+            raise CelEvalError(trim_message(f"{type(err).__name__}: {err}")) from None
+
+    def evaluate(self, activation: Any, budget: Budget = DEFAULT_BUDGET) -> Any:
+        if type(activation) is not FastActivation:
+            raise TypeError("activation must come from FastBackend.bind")
+        result = self.run(activation.values, Meter(budget))
+        if result is True or result is False:
+            return result
+        return to_plain(result)
+
+
+class FastBackend:
+    name = "fast"
+
+    def __init__(self) -> None:
+        self._env = celpy.Environment()
+        self._library = Library()
+        self._natives: dict[str, Native] = natives(self._library)
+        self._known = known_names(self._library.table)
+        self._idents = dict(type_identifiers())
+
+    def compile(self, source: str) -> CompiledExpr:
+        try:
+            tree = self._env.compile(drop_trailing_commas(source))
+        except CELParseError as err:
+            raise CelCompileError(syntax_error(err)) from None
+        except RecursionError:
+            raise CelCompileError("expression nests too deeply") from None
+        check(tree, self._known)
+        compiler = Compiler(self._library, self._natives, self._idents)
+        try:
+            fn = compiler.compile(tree)
+        except RecursionError:
+            raise CelCompileError("expression nests too deeply") from None
+        return FastExpr(source, fn, compiler.slots)
+
+    def bind(self, bindings: Mapping[str, Any]) -> FastActivation:
+        values = dict(bindings)
+        _mark_dotted(values, bindings)
+        return FastActivation(values)
+
+
+def _mark_dotted(values: dict[str, Any], bindings: Mapping[str, Any]) -> None:
+    if any("." in name for name in bindings):
+        values[DOTTED_MARK] = True
