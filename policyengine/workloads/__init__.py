@@ -179,8 +179,8 @@ def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: lis
     if isinstance(c.get("image"), str):
         images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
     for i, env in enumerate(as_list(c.get("env"))):
-        value = as_dict(env).get("value")
-        if isinstance(value, str):
+        value = env.get("value") if type(env) is dict else as_dict(env).get("value")
+        if type(value) is str and "://" in value:
             for uri in storage_uris_in(value):
                 path = f"{site.path}.env[{i}].value"
                 data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})

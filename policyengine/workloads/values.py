@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any
 
 Problems = list[dict[str, str]]
@@ -39,8 +40,14 @@ _SUFFIX: dict[str, Fraction] = {
 }
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def as_dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # Decoded JSON/YAML gives plain dicts: test for them first, before the (slower) ABC check.
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    return _EMPTY
 
 
 def as_list(value: Any) -> Sequence[Any]:
@@ -129,8 +136,19 @@ def is_storage_uri(text: str) -> bool:
     return False
 
 
+_SCHEME_SET = frozenset(_SCHEMES)
+_DELIMITER = re.compile(r"[\s\"'`,;()<>\[\]{}]")
+
+
 def storage_uris_in(text: str) -> list[str]:
     """Storage URIs found inside free text (``--data=s3://b/x``, a shell line), in order of appearance."""
+    # Fast paths for what env values and args mostly are, with the same answer as the scan below: no
+    # URI at all, or exactly one storage URI and nothing else.
+    if "://" not in text:
+        return []
+    scheme, _, rest = text.partition("://")
+    if scheme in _SCHEME_SET and rest and _DELIMITER.search(text) is None:
+        return [text]
     return [m.group(0) for m in _URI_IN_TEXT.finditer(text) if is_storage_uri(m.group(0))]
 
 

@@ -379,3 +379,30 @@ def test_describe_never_raises_and_returns_json(kind: str, spec: Any, metadata: 
     view = describe({"apiVersion": "x/v1", "kind": kind, "metadata": metadata, "spec": spec})
     json.dumps(view)
     assert view["gpus"]["total"] >= 0
+
+
+def test_storage_uri_fast_paths_agree_with_the_full_scan() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from policyengine.workloads import values
+
+    def scan(text: str) -> list[str]:
+        return [m.group(0) for m in values._URI_IN_TEXT.finditer(text) if values.is_storage_uri(m.group(0))]
+
+    pieces = [
+        *"s3gahfoc+:/ab.-_x \"',;()[]{}<>=@?",
+        "s3://",
+        "gs://",
+        "hf://",
+        "https://",
+        "oci+fetch://",
+        "S3://",
+    ]
+
+    @settings(max_examples=3000, derandomize=True, deadline=None)
+    @given(st.lists(st.sampled_from(pieces), max_size=12).map("".join))
+    def agree(text: str) -> None:
+        assert values.storage_uris_in(text) == scan(text)
+
+    agree()
