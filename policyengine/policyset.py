@@ -139,6 +139,7 @@ def build_policy_set(
             )
         if found:
             problems.extend(found)
+            _compile_anyway(doc, compiler, problems)
             continue
         if doc.kind == "Policy":
             policies.append(native.policy(doc, problems))
@@ -180,6 +181,21 @@ def build_policy_set(
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
     )
+
+
+def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) -> None:
+    """Compile the expressions of a document that failed its schema, when they can still be read, so
+    that one run reports the CEL problems too instead of one kind of problem per run."""
+    try:
+        if doc.kind == "Policy":
+            exprs = list(policy_expressions(native.policy(doc, [])))
+        elif doc.kind == "PolicyException":
+            exprs = list(exception_expressions(native.exception(doc, [])))
+        else:
+            return
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return  # too malformed to read further: the schema problems say why
+    compiler.check((e for e in exprs if isinstance(e.source, str)), problems)
 
 
 def _check_names(

@@ -203,3 +203,19 @@ def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
         include_bundled=False,
     )
     assert [p.name for p in ps.policies] == ["good"]
+
+
+def test_cel_problems_are_reported_with_schema_problems_of_the_same_document(tmp_path: Path) -> None:
+    write(
+        tmp_path / "p.yaml",
+        """
+        apiVersion: policyengine.io/v1
+        kind: Policy
+        metadata:
+          name: Not_A_Name
+        spec:
+          validations:
+            - expression: "size(object.metadata.name) <"
+        """,
+    )
+    assert sorted(p.code for p in load(tmp_path)) == [errors.CEL_COMPILE, errors.SCHEMA_INVALID]
