@@ -77,9 +77,12 @@ def _int(request: Request, name: str, default: int | None = None) -> int:
             raise BadRequest(f"{name} is required")
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise BadRequest(f"{name} must be an integer") from exc
+    if not -(2**63) <= value < 2**63:  # what the stores' integer columns hold
+        raise BadRequest(f"{name} is out of range")
+    return value
 
 
 def _time(request: Request, name: str) -> str | None:
@@ -90,9 +93,9 @@ def _time(request: Request, name: str) -> str | None:
         return None
     try:
         when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
+        return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
+    except (ValueError, OverflowError) as exc:  # a valid time can fall outside UTC's range
         raise BadRequest(f"{name} must be an ISO 8601 time") from exc
-    return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 def create_app(log: AuditLog, tokens_file: str | os.PathLike[str]) -> Starlette:

@@ -19,10 +19,11 @@ from typing import Any
 from audit.checkpoint import peek_checkpoint
 from audit.entry import VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
-from audit.export import export, read_checkpoints, verify_export
+from audit.export import MANIFEST, export, read_checkpoints, verify_export
 from audit.keys import VKEY_FILE, keygen, load_signer, load_verifier
 from audit.log import AuditLog, LoggedEntry
-from audit.proof import verify_proof
+from audit.note import Verifier
+from audit.proof import InclusionProof, verify_proof
 from audit.stores import Query
 from audit.verify import VerifyReport
 
@@ -53,8 +54,8 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--user")
     p.add_argument("--kind")
     p.add_argument("--source", choices=("admission", "ci"))
-    p.add_argument("--after", type=int, default=-1, help="only entries with a higher index (pagination)")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--after", type=_int64, default=-1, help="only entries with a higher index (pagination)")
+    p.add_argument("--limit", type=_count, default=None)
     p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
     p.set_defaults(func=_guard(_query))
 
@@ -73,8 +74,8 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     p = verbs.add_parser("prove", help="print a C2SP tlog-proof of one entry")
     _log_arg(p)
-    p.add_argument("--index", type=int, required=True)
-    p.add_argument("--size", type=int, help="prove against the checkpoint of this size (default latest)")
+    p.add_argument("--index", type=_int64, required=True)
+    p.add_argument("--size", type=_int64, help="prove against the checkpoint of this size (default latest)")
     p.add_argument("--out", type=Path, help="write the proof here instead of stdout")
     p.set_defaults(func=_guard(_prove))
 
@@ -89,6 +90,24 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
     return audit
+
+
+def _int64(text: str) -> int:
+    """An integer the stores can hold; anything else is a usage error from argparse (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is out of range")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _int64(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def _log_arg(parser: argparse.ArgumentParser) -> None:
@@ -129,9 +148,9 @@ def _time(text: str | None) -> str | None:
         return None
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
+        return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
+    except (ValueError, OverflowError) as exc:  # 9999-12-31T23:59-23:59 is a valid time outside UTC's range
         raise KeyFileError(f"{text!r} is not an ISO 8601 time", code="usage") from exc
-    return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -204,14 +223,32 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _read(path: Path) -> bytes:
+    """A file the user named; one that cannot be read is a usage error (exit 2), not a traceback."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}", code="usage") from exc
+
+
+def _text(path: Path) -> str:
+    # Undecodable bytes stay visible as U+FFFD, so the note or proof parser rejects them as malformed.
+    return _read(path).decode("utf-8", "replace")
+
+
 def _verify(args: argparse.Namespace) -> int:
-    trusted = tuple(p.read_text() for p in args.checkpoint)
+    trusted = tuple(_text(p) for p in args.checkpoint)
     if args.export is not None:
         verifier = None
         if args.public_key is not None:
             checkpoints = read_checkpoints(args.export)
-            origin = peek_checkpoint(checkpoints[0][1]).origin if checkpoints else None
-            verifier = load_verifier(args.public_key, origin)
+            # A PEM key has no name: take the origin from a checkpoint (the signature then checks it) or,
+            # when there is none, from the manifest, so that an export stripped of its checkpoints is
+            # reported as tampered rather than refused for want of a name.
+            origin = (
+                peek_checkpoint(checkpoints[0][1]).origin if checkpoints else _manifest_origin(args.export)
+            )
+            verifier = _pinned(args.public_key, origin)
         else:
             print(f"note: using the export's own {VKEY_FILE}; pin the key with --public-key", file=sys.stderr)
         report = verify_export(args.export, verifier, trusted=trusted)
@@ -220,8 +257,27 @@ def _verify(args: argparse.Namespace) -> int:
             print("error: --public-key is required with --audit-log", file=sys.stderr)
             return USAGE
         with _open(args) as log:
-            report = log.verify(load_verifier(args.public_key, log.origin), trusted=trusted)
+            report = log.verify(_pinned(args.public_key, log.origin), trusted=trusted)
     return _report(report)
+
+
+def _manifest_origin(directory: Path) -> str | None:
+    try:
+        origin = json.loads((directory / MANIFEST).read_text(encoding="utf-8")).get("origin")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return origin if isinstance(origin, str) else None
+
+
+def _pinned(path: Path, origin: str | None) -> Verifier:
+    """The auditor's key: a ``.vkey`` names its log itself, so the log's (editable) origin is not asked
+    to agree with it up front; a PEM key has no name and takes the origin the log records."""
+    try:
+        return load_verifier(path)
+    except KeyFileError as exc:
+        if exc.code != "key_origin":
+            raise
+    return load_verifier(path, origin)
 
 
 def _report(report: VerifyReport) -> int:
@@ -258,10 +314,11 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _verify_proof(args: argparse.Namespace) -> int:
-    text = args.proof.read_text()
-    origin = peek_checkpoint(text.partition("\n\n")[2]).origin if "\n\n" in text else None
+    text = _text(args.proof)
+    # A malformed proof is a failed verification (exit 1), whatever kind of key was given.
+    origin = peek_checkpoint(InclusionProof.parse(text).checkpoint_note).origin
     verifier = load_verifier(args.public_key, origin)
-    entry = args.entry.read_bytes() if args.entry is not None else None
+    entry = _read(args.entry) if args.entry is not None else None
     checkpoint, _ = verify_proof(text, verifier, entry)
     print(f"verified: entry is in {checkpoint.origin} at size {checkpoint.size}")
     return OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audit.errors import ExportError
@@ -83,11 +83,25 @@ def read_checkpoints(directory: Path) -> list[tuple[int, str]]:
 def verify_export(
     directory: str | os.PathLike[str], verifier: Verifier | None = None, *, trusted: Sequence[str] = ()
 ) -> VerifyReport:
-    """Verify an export with only its own files; ``verifier`` pins the key instead of the export's."""
+    """Verify an export with only its own files; ``verifier`` pins the key instead of the export's.
+
+    An export holds only the signed prefix of its log, so an entry that no checkpoint covers was added
+    after the export was written (or its checkpoints were removed): that is tampering, not a tail that
+    is still waiting for its signature as in a live log.
+    """
     path = Path(directory)
     if verifier is None:
         verifier = load_verifier(path / VKEY_FILE)
-    return verify_log(read_entries(path), read_checkpoints(path), verifier, trusted=trusted)
+    report = verify_log(read_entries(path), read_checkpoints(path), verifier, trusted=trusted)
+    if report.ok and report.unsigned:
+        return replace(
+            report,
+            ok=False,
+            first_bad_index=report.signed_size,
+            code="unsigned_entries",
+            message=f"{report.unsigned} entries from index {report.signed_size} on are covered by no checkpoint",
+        )
+    return report
 
 
 def _read(path: Path) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
@@ -179,7 +179,14 @@ class AuditLog:
         return latest[1] if latest else None
 
     def query(self, query: Query) -> list[LoggedEntry]:
-        return [LoggedEntry(s.index, parse(s.data), s.data) for s in self.store.find(query)]
+        """Entries matching ``query``, judged on the entries themselves: the store's query columns only
+        preselect, so an edited column cannot make an entry match that does not (verify reports it)."""
+        out: list[LoggedEntry] = []
+        for stored in self.store.find(query):
+            entry = parse(stored.data)
+            if query.matches(stored.index, index_fields(entry)):
+                out.append(LoggedEntry(stored.index, entry, stored.data))
+        return out
 
     def prove(self, index: int, size: int | None = None) -> str:
         """A C2SP tlog-proof of entry ``index`` against the checkpoint of ``size`` (default: latest)."""
@@ -232,7 +239,18 @@ class AuditLog:
         checkpoints = self.store.checkpoints()  # before the head, which can only have grown since
         head, count = self.store.state()
         entries = self.iter_entries(min(count, head.size + 1))  # an entry past the head is tampering
-        return verify_log(entries, checkpoints, verifier, head=head, trusted=trusted)
+        report = verify_log(entries, checkpoints, verifier, head=head, trusted=trusted)
+        if report.ok and self.origin != verifier.name:
+            # Every checkpoint verifies under the pinned key, so the log's own record of its origin (which
+            # a writer checks on open) was edited.
+            return replace(
+                report,
+                ok=False,
+                first_bad_index=0,
+                code="origin_mismatch",
+                message=f"the log says its origin is {self.origin!r}, its checkpoints say {verifier.name!r}",
+            )
+        return report
 
     def iter_entries(self, end: int | None = None) -> Iterator[StoredEntry]:
         stop = self.store.state()[1] if end is None else end

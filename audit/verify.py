@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from audit.checkpoint import Checkpoint, open_checkpoint
-from audit.errors import NoteError
+from audit.entry import IndexFields, index_fields, parse
+from audit.errors import EntryError, NoteError
 from audit.merkle import CompactRange, leaf_hash
 from audit.note import Verifier
 from audit.stores import StoredEntry, TreeHead
@@ -40,6 +41,21 @@ class _Problem:
     message: str
 
 
+def _fields(data: bytes) -> IndexFields | None:
+    try:
+        return index_fields(parse(data))
+    except (ValueError, EntryError):
+        return None
+
+
+def _columns(fields: IndexFields | None) -> tuple[str, ...] | None:
+    """The fields as SQL stores keep them (policies joined by newlines, which names never hold)."""
+    if fields is None:
+        return None
+    f = fields
+    return (f.time, f.source, f.verdict, f.namespace, f.user, f.kind, "\n".join(f.policies))
+
+
 def verify_log(
     entries: Iterable[StoredEntry | tuple[int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
@@ -48,7 +64,7 @@ def verify_log(
     head: TreeHead | None = None,
     trusted: Sequence[str] = (),
 ) -> VerifyReport:
-    """Check entries (with their stored leaf hashes when given) against every checkpoint.
+    """Check entries (with their stored leaf hashes and query columns when given) against every checkpoint.
 
     ``checkpoints`` are (size the store filed it under, note). ``head`` is the store's own tree head;
     ``trusted`` are checkpoint notes an auditor kept earlier (they catch a log cut back with its checkpoints).
@@ -90,6 +106,7 @@ def verify_log(
     pending = iter(sizes)
     next_size = next(pending, None)
     previous = 0
+    columns: _Problem | None = None
     if next_size == 0:
         if expected[0].root != compact.root():
             problems.append(_Problem(0, "root_mismatch", "checkpoint 0 is not the empty tree"))
@@ -105,6 +122,14 @@ def verify_log(
         if isinstance(item, StoredEntry) and item.leaf_hash != digest:
             problems.append(_Problem(index, "entry_hash", f"entry {index} does not match its leaf hash"))
             break
+        if (
+            columns is None
+            and isinstance(item, StoredEntry)
+            and item.fields is not None
+            and _columns(item.fields) != _columns(_fields(data))
+        ):
+            # Not a break: when the entry itself was edited, the checkpoint's verdict is the one to report.
+            columns = _Problem(index, "index_mismatch", f"the query columns of entry {index} differ from it")
         compact.append(digest)
         if compact.size == next_size:
             if compact.root() != expected[next_size].root:
@@ -127,6 +152,8 @@ def verify_log(
         problems.append(
             _Problem(previous, "head_mismatch", "the stored tree head does not match the entries")
         )
+    if columns is not None:
+        problems.append(columns)  # after the others, so that they win a tie on the index
     signed = previous
     if not problems:
         return VerifyReport(True, count, len(checkpoints), signed)

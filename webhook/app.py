@@ -2,8 +2,9 @@
 
 ``create_app(services)`` builds a new app each call; nothing is built at import time. Routes:
 ``POST /validate`` (AdmissionReview), ``GET /healthz``, ``GET /readyz`` (JSON detail), ``GET /metrics``.
-Every failure of one request is answered as that request's error (400/413/415/500/503 with a JSON
-reason); no request can take the server or another request down.
+Every failure of one request is answered as that request's error (400/404/405/408/413/415/500/503 with
+a JSON reason); no request can take the server or another request down, nor hold it open for longer than
+``body_timeout`` while its body trickles in.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from webhook.admission import DEFAULT_TIMEOUT, Admitter
-from webhook.body import DEFAULT_MAX_BODY, parse_json, read_limited
-from webhook.errors import RecordFailed, UnsupportedMediaType, WebhookError
+from webhook.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, parse_json, read_limited
+from webhook.errors import (
+    ClientDisconnected,
+    MethodNotAllowed,
+    NotFound,
+    RecordFailed,
+    UnsupportedMediaType,
+    WebhookError,
+)
 from webhook.inventories import InventorySource, StaticInventory
 from webhook.logs import get_logger
 from webhook.policies import LivePolicies, ReloadOutcome
@@ -47,6 +56,7 @@ class WebhookServices:
     telemetry: Telemetry = field(default_factory=lambda: build_telemetry({}))
     max_body: int = DEFAULT_MAX_BODY
     timeout: float = DEFAULT_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds to receive a whole request body
     reload_interval: float | None = 2.0  # seconds between file polls; None: reload on SIGHUP only
     handle_sighup: bool = False  # only the process's real server installs the signal handler
     eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
@@ -98,7 +108,7 @@ def create_app(services: WebhookServices) -> Starlette:
         log = get_logger()
         telemetry = services.telemetry
         try:
-            review = await _decode(request, services.max_body)
+            review = await _decode(request, services.max_body, services.body_timeout)
         except Exception as err:
             if not isinstance(err, WebhookError):  # a codec bug answers this request only, with a 500
                 log.exception("internal error while decoding", extra={"latency_ms": _ms(started)})
@@ -183,7 +193,21 @@ def create_app(services: WebhookServices) -> Starlette:
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(services.telemetry.prometheus_text(), media_type=CONTENT_TYPE)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers unknown routes and methods in plain text; every error here is JSON.
+        assert isinstance(exc, HTTPException)
+        error: WebhookError
+        if exc.status_code == 404:
+            error = NotFound(f"no route {request.url.path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        else:
+            error = WebhookError(str(exc.detail))
+            error.status = exc.status_code
+        return JSONResponse(error.as_json(), status_code=error.status, headers=exc.headers)
+
     return Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             Route("/validate", validate, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -194,13 +218,19 @@ def create_app(services: WebhookServices) -> Starlette:
     )
 
 
-async def _decode(request: Request, limit: int) -> Any:
+async def _decode(request: Request, limit: int, timeout: float | None = None) -> Any:
     content_type = request.headers.get("content-type", "application/json")
     if "json" not in content_type.lower():
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not JSON")
-    body = await read_limited(
-        request.stream(), content_length=request.headers.get("content-length"), limit=limit
-    )
+    try:
+        body = await read_limited(
+            request.stream(),
+            content_length=request.headers.get("content-length"),
+            limit=limit,
+            timeout=timeout,
+        )
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected before sending the whole body") from None
     if len(body) <= INLINE_DECODE:
         return parse_review(parse_json(body))
     return await asyncio.to_thread(lambda: parse_review(parse_json(body)))

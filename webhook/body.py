@@ -7,19 +7,45 @@ chunked or lying client cannot make the server buffer more than the limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from webhook.errors import BodyTooLarge, InvalidJSON, NestingTooDeep
+from webhook.errors import BodyTimeout, BodyTooLarge, InvalidJSON, NestingTooDeep
 
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
+# kube-apiserver waits at most 30 s (timeoutSeconds' maximum) for a webhook: a body still arriving after
+# that has no one left to answer.
+DEFAULT_BODY_TIMEOUT = 30.0
 # Kubernetes objects are shallow (a pod spec nests ~15 deep); anything far deeper is hostile.
 MAX_DEPTH = 100
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-async def read_limited(chunks: AsyncIterator[bytes], *, content_length: str | None, limit: int) -> bytes:
-    """The whole body, or BodyTooLarge as soon as it is known to be over ``limit`` bytes."""
+async def read_limited(
+    chunks: AsyncIterator[bytes],
+    *,
+    content_length: str | None,
+    limit: int,
+    timeout: float | None = None,
+) -> bytes:
+    """The whole body, or BodyTooLarge as soon as it is known to be over ``limit`` bytes.
+
+    ``timeout`` bounds the whole read (BodyTimeout): a client that sends its body slowly, or stops half
+    way, cannot hold a request open for longer than kube-apiserver would ever wait for the answer.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read(chunks, content_length=content_length, limit=limit)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g}s") from None
+
+
+async def _read(chunks: AsyncIterator[bytes], *, content_length: str | None, limit: int) -> bytes:
     if content_length is not None:
         try:
             declared = int(content_length)
@@ -38,9 +64,14 @@ async def read_limited(chunks: AsyncIterator[bytes], *, content_length: str | No
 def parse_json(body: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """JSON -> Python values. Invalid JSON, invalid UTF-8, integers outside int64 and nesting deeper
     than ``max_depth`` are InvalidJSON/NestingTooDeep, never a crash: the C decoder reports runaway nesting as RecursionError,
-    and the depth of what it accepted is checked without recursion."""
+    and the depth of what it accepted is checked without recursion.
+
+    Python's decoder is laxer than JSON (RFC 8259) and kube-apiserver: it takes ``NaN`` and ``Infinity``,
+    turns ``1e400`` into infinity and lets ``\\ud800`` escapes make strings that are not Unicode (which
+    no audit entry can hold). All of these are InvalidJSON here, so they are refused as the bad input
+    they are instead of failing later as a 500."""
     try:
-        data = json.loads(body, parse_int=_int64)
+        data = json.loads(body, parse_int=_int64, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
         raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as err:
@@ -48,6 +79,9 @@ def parse_json(body: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     # Only bodies with more brackets than the limit can nest past it, so most skip the exact walk.
     if _bracket_bound(body) > max_depth and depth_of(data, max_depth) > max_depth:
         raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels")
+    # Only a \uD800-\uDFFF escape can make a surrogate (raw ones are invalid UTF-8 and fail above).
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise InvalidJSON("body is not valid JSON: a string holds an unpaired UTF-16 surrogate")
     return data
 
 
@@ -57,6 +91,33 @@ def _int64(text: str) -> int:
     if not -(2**63) <= value < 2**63:
         raise ValueError(f"integer {text[:30]} is outside the int64 range")
     return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:30]} is outside the float64 range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON value")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether any string (key or value) holds a surrogate code point, checked without recursion."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _bracket_bound(body: bytes) -> int:

@@ -7,7 +7,11 @@
     │   ├── InvalidJSON           invalid_json           the body is not JSON (or not UTF-8)
     │   ├── NestingTooDeep        nesting_too_deep       the JSON nests deeper than the limit
     │   ├── NotAdmissionReview    not_admission_review   JSON, but not an AdmissionReview we speak
-    │   └── MissingRequest        missing_request        an AdmissionReview without ``request``
+    │   ├── MissingRequest        missing_request        an AdmissionReview without ``request``
+    │   └── ClientDisconnected    client_disconnected    the client went away before sending the body
+    ├── NotFound                  not_found              (404) no such route
+    ├── MethodNotAllowed          method_not_allowed     (405) the route does not take this method
+    ├── BodyTimeout               body_timeout           (408) the body did not arrive in time
     ├── BodyTooLarge              body_too_large         (413) the body is over the configured limit
     ├── UnsupportedMediaType      unsupported_media_type (415) a Content-Type other than JSON
     └── RecordFailed              record_failed          (500) the decision could not be recorded
@@ -49,6 +53,25 @@ class NotAdmissionReview(BadRequest):
 
 class MissingRequest(BadRequest):
     code = "missing_request"
+
+
+class ClientDisconnected(BadRequest):
+    code = "client_disconnected"
+
+
+class NotFound(WebhookError):
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(WebhookError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class BodyTimeout(WebhookError):
+    code = "body_timeout"
+    status = 408
 
 
 class BodyTooLarge(WebhookError):

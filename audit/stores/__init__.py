@@ -28,9 +28,14 @@ class Record:
 
 @dataclass(frozen=True)
 class StoredEntry:
+    """An entry as stored. ``fields`` are the query columns the store keeps beside it (None when the
+    store derives them on the fly); verification checks them against the entry, because a query that
+    filters on an edited column would hide entries that still verify."""
+
     index: int
     data: bytes
     leaf_hash: bytes
+    fields: IndexFields | None = None
 
 
 @dataclass(frozen=True)

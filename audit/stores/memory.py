@@ -22,7 +22,7 @@ class MemoryStore:
         with self._lock:
             base = self._head.size
             for offset, record in enumerate(records):
-                stored = StoredEntry(base + offset, record.data, record.leaf_hash)
+                stored = StoredEntry(base + offset, record.data, record.leaf_hash, record.fields)
                 self._entries.append((stored, record.fields))
             self._head = self._head.extended([r.leaf_hash for r in records])
             self._heads[self._head.size] = self._head

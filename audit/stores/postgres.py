@@ -16,7 +16,7 @@ import psycopg
 
 from audit.errors import StoreError
 from audit.stores import Query, Record, StoredEntry, TreeHead
-from audit.stores.sql import entry_rows, schema, where
+from audit.stores.sql import ENTRY_COLUMNS, entry_rows, schema, stored_entry, where
 
 LOCK_KEY = 0x706F6C6963790A  # "policy\n": one advisory lock id for the audit log
 INSERT_ENTRY = "INSERT INTO entries VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -95,14 +95,14 @@ class PostgresStore:
 
     def entries(self, start: int, end: int) -> list[StoredEntry]:
         rows = self._rows(
-            "SELECT idx, data, leaf_hash FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)
         )
-        return [StoredEntry(int(i), bytes(d), bytes(h)) for i, d, h in rows]
+        return [stored_entry(row) for row in rows]
 
     def find(self, query: Query) -> list[StoredEntry]:
         tail, params = where(query, "%s", "strpos")
-        rows = self._rows("SELECT idx, data, leaf_hash FROM entries" + tail, params)
-        return [StoredEntry(int(i), bytes(d), bytes(h)) for i, d, h in rows]
+        rows = self._rows(f"SELECT {ENTRY_COLUMNS} FROM entries" + tail, params)
+        return [stored_entry(row) for row in rows]
 
     def checkpoints(self) -> list[tuple[int, str]]:
         return [(int(s), str(n)) for s, n in self._rows("SELECT size, note FROM checkpoints ORDER BY size")]

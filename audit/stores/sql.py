@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from audit.entry import IndexFields
-from audit.stores import Query, Record
+from audit.stores import Query, Record, StoredEntry
 
 PAGE = 10_000
+# What entries() and find() read: the entry, its leaf hash and its query columns (for verification).
+ENTRY_COLUMNS = "idx, data, leaf_hash, time, source, verdict, namespace, username, kind, policies"
 
 
 def schema(blob: str, bigint: str) -> list[str]:
@@ -26,6 +29,21 @@ def schema(blob: str, bigint: str) -> list[str]:
 
 def policies_column(fields: IndexFields) -> str:
     return "\n" + "\n".join(fields.policies) + "\n" if fields.policies else ""
+
+
+def stored_entry(row: Sequence[Any]) -> StoredEntry:
+    """A row of ENTRY_COLUMNS -> StoredEntry with the columns as they are stored."""
+    idx, data, leaf, time, source, verdict, namespace, username, kind, policies = row
+    fields = IndexFields(
+        time=str(time),
+        source=str(source),
+        verdict=str(verdict),
+        namespace=str(namespace),
+        user=str(username),
+        kind=str(kind),
+        policies=tuple(str(policies).strip("\n").split("\n")) if policies else (),
+    )
+    return StoredEntry(int(idx), bytes(data), bytes(leaf), fields)
 
 
 def entry_rows(base: int, records: Sequence[Record]) -> list[tuple[object, ...]]:
@@ -52,7 +70,8 @@ def where(query: Query, mark: str, contains: str) -> tuple[str, list[object]]:
     ``contains`` is the SQL function giving the position of a substring (instr or strpos).
     """
     clauses = ["idx > " + mark]
-    params: list[object] = [query.after]
+    # Indexes start at 0: a row filed below that is no entry of the log (verify never sees it either).
+    params: list[object] = [max(query.after, -1)]
     equal = {
         "verdict": query.verdict,
         "namespace": query.namespace,

@@ -10,7 +10,7 @@ from typing import Any
 
 from audit.errors import StoreError
 from audit.stores import Query, Record, StoredEntry, TreeHead
-from audit.stores.sql import entry_rows, schema, where
+from audit.stores.sql import ENTRY_COLUMNS, entry_rows, schema, stored_entry, where
 
 INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 STATE = (  # one statement, so one snapshot, even while another process appends
@@ -93,13 +93,15 @@ class SQLiteStore:
 
     def entries(self, start: int, end: int) -> list[StoredEntry]:
         rows = self._rows(
-            "SELECT idx, data, leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
         )
-        return [_stored(row) for row in rows]
+        return [stored_entry(row) for row in rows]
 
     def find(self, query: Query) -> list[StoredEntry]:
         tail, params = where(query, "?", "instr")
-        return [_stored(row) for row in self._rows("SELECT idx, data, leaf_hash FROM entries" + tail, params)]
+        return [
+            stored_entry(row) for row in self._rows(f"SELECT {ENTRY_COLUMNS} FROM entries" + tail, params)
+        ]
 
     def checkpoints(self) -> list[tuple[int, str]]:
         return [(int(s), str(n)) for s, n in self._rows("SELECT size, note FROM checkpoints ORDER BY size")]
@@ -143,8 +145,3 @@ def _head(cursor: Iterator[Any] | sqlite3.Cursor) -> TreeHead:
         return TreeHead.empty()
     size, root, blob = row
     return TreeHead(int(size), bytes(root), bytes(blob))
-
-
-def _stored(row: Any) -> StoredEntry:
-    idx, data, leaf = row
-    return StoredEntry(int(idx), bytes(data), bytes(leaf))

@@ -143,14 +143,24 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from audit import AuditError
     from webhook import server
 
     settings = settings_from(args)
     engine = server.engine_loader(settings)()  # fail fast: LoadError -> exit 2 with every problem
-    if settings.workers > 1:
-        server.inventory_source(settings)  # --inventory problems surface here, before the workers start
-        server.run(settings)
-        return 0
-    services = server.services_from(settings, env=os.environ, engine=engine)
+    try:
+        if settings.workers > 1:
+            server.inventory_source(settings)  # --inventory problems surface here, before the workers start
+            # So do audit log problems (a wrong key, a log that fails recovery): each worker opens its own.
+            close = getattr(server.recorder_from(settings), "close", None)
+            if callable(close):
+                close()
+            server.run(settings)
+            return 0
+        services = server.services_from(settings, env=os.environ, engine=engine)
+    except AuditError as err:
+        raise UsageError(
+            f"cannot open the audit log {settings.audit_log}: {err.code}: {err.message}"
+        ) from err
     server.run(settings, services)
     return 0

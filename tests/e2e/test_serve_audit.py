@@ -113,3 +113,47 @@ def test_the_auditors_api_serves_on_its_own_port(tmp_path: Path, certs: Path) ->
             assert auditor.post("/v1/entries", headers=auth).status_code == 405  # read-only
     finally:
         _stop(server)
+
+
+def test_a_clean_stop_leaves_every_answered_decision_signed(tmp_path: Path, certs: Path) -> None:  # noqa: F811
+    keys = tmp_path / "keys"
+    assert _cli("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode == 0
+    log = tmp_path / "audit.db"
+    server = _start(tmp_path / "srv", certs, "--audit-log", str(log), "--audit-key", str(keys / "audit.key"))
+    with server.client() as client:
+        for n in range(20):
+            assert client.post("/validate", json=review(pod(), uid=f"u{n}")).status_code == 200
+    _stop(server)  # SIGTERM: uvicorn's graceful shutdown
+    # The log was closed (SQLite folds and removes its WAL when the last connection closes), and a
+    # read-only verification finds nothing waiting for a signature.
+    assert not Path(str(log) + "-wal").exists()
+    verify = _cli("audit", "verify", "--audit-log", str(log), "--public-key", str(keys / "audit.vkey"))
+    assert verify.returncode == 0 and verify.stdout.startswith("intact: 20 entries"), verify.stdout
+    assert "not yet signed" not in verify.stdout
+
+
+def test_an_audit_log_that_cannot_be_opened_exits_2_with_the_reason(tmp_path: Path) -> None:
+    for name in ("one", "other"):
+        assert (
+            _cli(
+                "audit", "keygen", "--origin", f"{name}.example/audit", "--out", str(tmp_path / name)
+            ).returncode
+            == 0
+        )
+    log = str(tmp_path / "audit.db")
+    assert (
+        _cli(
+            "audit", "checkpoint", "--audit-log", log, "--key", str(tmp_path / "one" / "audit.key")
+        ).returncode
+        == 0
+    )
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "policyengine", "serve", "--insecure-http", "--port", "1",
+            "--audit-log", log, "--audit-key", str(tmp_path / "other" / "audit.key"),
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot open the audit log" in done.stderr and "origin_mismatch" in done.stderr
+    assert "Traceback" not in done.stderr

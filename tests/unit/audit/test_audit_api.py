@@ -75,3 +75,25 @@ def test_checkpoint_and_proofs(client: TestClient, verifier: Verifier) -> None:
     verify_consistency(10, 25, old.root, checkpoint.root, [base64.b64decode(h) for h in body["proof"]])
     assert client.get("/v1/proof/inclusion", params={"index": 99}).status_code == 404
     assert client.get("/v1/proof/consistency", params={"from": 1, "to": 99}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/entries?after=99999999999999999999999",
+        "/v1/entries?after=-99999999999999999999999",
+        "/v1/proof/inclusion?index=1&size=99999999999999999999",
+        "/v1/proof/inclusion?index=99999999999999999999&size=3",
+        "/v1/proof/consistency?from=99999999999999999999&to=3",
+    ],
+)
+def test_integers_beyond_int64_are_400_not_500(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 400, response.text
+    assert "out of range" in response.json()["error"]
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
+def test_times_outside_the_utc_range_are_400_not_500(client: TestClient, when: str) -> None:
+    response = client.get("/v1/entries", params={"until": when})
+    assert response.status_code == 400, response.text

@@ -128,3 +128,72 @@ def test_keygen_refuses_to_overwrite(world: Path) -> None:
 
 def test_missing_log_is_a_usage_error(tmp_path: Path) -> None:
     assert run("audit", "query", "--audit-log", str(tmp_path / "none.db")) == 2
+
+
+def test_verify_reports_an_edited_origin_as_tampering(
+    world: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    db, keys = str(world / "audit.db"), world / "keys"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value = 'evil.example/log' WHERE key = 'origin'")
+    con.commit()
+    con.close()
+    capsys.readouterr()
+    assert run("audit", "verify", "--audit-log", db, "--public-key", str(keys / "audit.vkey")) == 1
+    assert "TAMPERED at index 0: origin_mismatch" in capsys.readouterr().out
+    assert run("audit", "verify", "--audit-log", db, "--public-key", str(keys / "audit.pub")) == 1
+
+
+def test_unreadable_files_are_usage_errors_and_malformed_proofs_fail(world: Path) -> None:
+    db, keys = str(world / "audit.db"), world / "keys"
+    missing = str(world / "missing")
+    pub = str(keys / "audit.pub")
+    assert run("audit", "verify", "--audit-log", db, "--public-key", pub, "--checkpoint", missing) == 2
+    assert run("audit", "verify-proof", missing, "--public-key", pub) == 2
+    proof = world / "entry.tlog-proof"
+    assert run("audit", "prove", "--audit-log", db, "--index", "3", "--out", str(proof)) == 0
+    assert run("audit", "verify-proof", str(proof), "--public-key", pub, "--entry", missing) == 2
+    garbage = world / "garbage.proof"
+    for content in (b"\xff\xfe" + proof.read_bytes(), b"garbage", b""):
+        garbage.write_bytes(content)
+        for key in ("audit.pub", "audit.vkey"):
+            assert run("audit", "verify-proof", str(garbage), "--public-key", str(keys / key)) == 1
+    bad = world / "bad.checkpoint"
+    bad.write_bytes(b"\xff\xfe")
+    assert run("audit", "verify", "--audit-log", db, "--public-key", pub, "--checkpoint", str(bad)) == 1
+
+
+def test_an_export_stripped_of_its_checkpoints_is_tampered_with_either_key(
+    world: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, keys, out = str(world / "audit.db"), world / "keys", world / "export"
+    assert run("audit", "export", "--audit-log", db, "--out", str(out)) == 0
+    (out / "checkpoints.jsonl").write_text("")
+    for key in ("audit.pub", "audit.vkey"):
+        capsys.readouterr()
+        assert run("audit", "verify", "--export", str(out), "--public-key", str(keys / key)) == 1
+        assert "TAMPERED at index 0: unsigned_entries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("query", "--after", "99999999999999999999"),
+        ("query", "--limit", "99999999999999999999"),
+        ("query", "--limit", "-1"),
+        ("prove", "--index", "1", "--size", "99999999999999999999"),
+        ("prove", "--index", "-99999999999999999999"),
+    ],
+)
+def test_integers_the_store_cannot_hold_are_usage_errors(world: Path, argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        run("audit", argv[0], "--audit-log", str(world / "audit.db"), *argv[1:])
+    assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
+def test_times_outside_the_utc_range_are_usage_errors(world: Path, option: str, when: str) -> None:
+    assert run("audit", "query", "--audit-log", str(world / "audit.db"), option, when) == 2

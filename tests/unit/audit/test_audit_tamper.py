@@ -15,6 +15,7 @@ from audit import AuditLog, export, verify_export
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.merkle import leaf_hash
 from audit.note import Ed25519Signer, Verifier
+from audit.stores import Query
 
 Make = Callable[..., dict[str, Any]]
 COUNT = 20
@@ -191,3 +192,66 @@ def test_export_with_a_swapped_key_fails_against_the_pinned_key(
     other = Verifier(signer.name, Ed25519PrivateKey.generate().public_key())
     (exported / "audit.vkey").write_text(other.vkey() + "\n")
     assert _report(exported) == (False, 0, "checkpoint_signature")
+
+
+@pytest.mark.parametrize(
+    ("attack", "index"),
+    [
+        (lambda d: _write(d, [*_lines(d), _lines(d)[0]]), COUNT),
+        (lambda d: (d / "entries.jsonl").write_bytes((d / "entries.jsonl").read_bytes() + b"\n"), COUNT),
+        (lambda d: (d / "checkpoints.jsonl").write_text(""), 0),
+        (
+            lambda d: (d / "checkpoints.jsonl").write_text(
+                "".join((d / "checkpoints.jsonl").read_text().splitlines(keepends=True)[:6])
+            ),
+            5,
+        ),
+    ],
+    ids=["appended-entry", "appended-blank-line", "checkpoints-emptied", "last-checkpoints-removed"],
+)
+def test_export_entries_no_checkpoint_covers_are_tampering(
+    exported: Path, verifier: Verifier, attack: Callable[[Path], object], index: int
+) -> None:
+    # An export holds only the signed prefix: an uncovered tail was added, or its signatures removed.
+    attack(exported)
+    assert _report(exported, verifier) == (False, index, "unsigned_entries")
+    assert _report(exported) == (False, index, "unsigned_entries")
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("verdict", "allowed"),
+        ("namespace", "kube-system"),
+        ("username", "system:admin"),
+        ("kind", "Secret"),
+        ("policies", ""),
+        ("time", "1999-01-01T00:00:00.000000Z"),
+        ("source", "ci"),
+    ],
+)
+def test_edited_query_column(db: Path, verifier: Verifier, column: str, value: str) -> None:
+    # The entry still hashes right, but a query filtering on the column would now hide or misfile it.
+    _sql(db, (f"UPDATE entries SET {column} = ? WHERE idx = 7", (value,)))
+    assert _verify(db, verifier) == (False, 7, "index_mismatch")
+
+
+def test_a_query_judges_entries_by_their_content_not_edited_columns(db: Path) -> None:
+    with AuditLog.open(db) as log:
+        denied = [row.index for row in log.query(Query(verdict="denied"))]
+    _sql(db, ("UPDATE entries SET verdict = 'denied'", ()))
+    with AuditLog.open(db) as log:
+        assert [row.index for row in log.query(Query(verdict="denied"))] == denied
+
+
+def test_a_row_filed_below_index_0_is_never_returned_as_an_entry(db: Path, verifier: Verifier) -> None:
+    _sql(
+        db,
+        (
+            "INSERT INTO entries SELECT -1, data, leaf_hash, time, source, verdict, namespace, username, "
+            "kind, policies FROM entries WHERE idx = 0",
+            (),
+        ),
+    )
+    with AuditLog.open(db) as log:
+        assert [row.index for row in log.query(Query(after=-100))] == list(range(COUNT))

@@ -314,3 +314,100 @@ def test_no_decision_before_the_cluster_inventory_has_synced(services: WebhookSe
         }
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["inventory"]["reason"].startswith("waiting")
+
+
+@pytest.mark.parametrize(
+    ("where", "raw"),
+    [("uid", '"u-\\udc00"'), ("user", '"al\\ud800ice"'), ("option", "NaN"), ("option", "1e400")],
+    ids=["uid-lone-surrogate", "user-lone-surrogate", "nan", "float-overflow"],
+)
+def test_json_no_audit_entry_can_hold_is_400_before_deciding(
+    client: TestClient, recorder: MemoryRecorder, where: str, raw: str
+) -> None:
+    # Python's decoder takes these; kube-apiserver never sends them, and the audit log cannot store
+    # them (they used to be a 500 record_failed that also marked the audit log unhealthy).
+    body = review(pod())
+    if where == "uid":
+        body["request"]["uid"] = "MARKER"
+    elif where == "user":
+        body["request"]["userInfo"]["username"] = "MARKER"
+    else:
+        body["request"]["options"] = {"gpus": "MARKER"}
+    text = json.dumps(body).replace('"MARKER"', raw)
+    response = client.post("/validate", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert recorder.entries == []
+    assert _post(client, review(pod()))["response"]["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/validate", 405, "method_not_allowed"),
+        ("PUT", "/validate", 405, "method_not_allowed"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+        ("GET", "/nope", 404, "not_found"),
+        ("POST", "/mutate", 404, "not_found"),
+    ],
+)
+def test_unknown_routes_and_methods_are_answered_in_json(
+    client: TestClient, method: str, path: str, status: int, code: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == code
+    if status == 405:
+        assert "POST" in response.headers["allow"] or "GET" in response.headers["allow"]
+
+
+def _raw_asgi(services: WebhookServices, messages: list[dict[str, Any]]) -> tuple[int, Any]:
+    """POST /validate straight through ASGI with the given receive() messages; after them, silence."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # a client that stops sending
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/validate",
+        "raw_path": b"/validate",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8443),
+    }
+    asyncio.run(asyncio.wait_for(create_app(services)(scope, receive, send), 10))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+def test_a_body_that_stops_arriving_is_408_not_a_request_held_forever(services: WebhookServices) -> None:
+    services.body_timeout = 0.1
+    status, body = _raw_asgi(services, [{"type": "http.request", "body": b'{"a":', "more_body": True}])
+    assert status == 408 and body["error"]["code"] == "body_timeout"
+
+
+def test_a_client_gone_mid_body_is_a_bad_request_not_an_internal_error(
+    services: WebhookServices, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = [{"type": "http.request", "body": b'{"a":', "more_body": True}, {"type": "http.disconnect"}]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        status, body = _raw_asgi(services, messages)
+    assert status == 400 and body["error"]["code"] == "client_disconnected"
+    assert not any(r.exc_info for r in caplog.records), "no traceback for a client that went away"

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from webhook.body import MAX_DEPTH, depth_of, parse_json, read_limited
-from webhook.errors import BodyTooLarge, InvalidJSON, NestingTooDeep
+from webhook.errors import BodyTimeout, BodyTooLarge, InvalidJSON, NestingTooDeep
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -51,3 +51,39 @@ def test_pathological_nesting_is_refused_not_a_recursion_crash() -> None:
 def test_nesting_within_the_limit_parses() -> None:
     assert depth_of(parse_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH), MAX_DEPTH) == MAX_DEPTH
     assert parse_json(b'{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"n": NaN}',
+        b'{"n": Infinity}',
+        b'{"n": -Infinity}',
+        b'{"n": 1e400}',
+        b'{"s": "\\ud800"}',
+        b'{"s": "a\\udc00b"}',
+        b'{"\\udfff": 1}',
+        b'[["x", {"k": ["\\uDBFF"]}]]',
+    ],
+    ids=["nan", "inf", "-inf", "overflow", "lone-high", "lone-low", "key", "nested"],
+)
+def test_what_python_accepts_but_json_and_kubernetes_do_not_is_invalid_json(body: bytes) -> None:
+    # NaN/Infinity are not JSON, 1e400 is no float64, a lone surrogate is no Unicode (no entry holds it).
+    with pytest.raises(InvalidJSON):
+        parse_json(body)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_still_parse() -> None:
+    assert parse_json(b'{"s": "\\ud83d\\ude00"}') == {"s": "\U0001f600"}
+    assert parse_json(b'{"s": "\\\\ud800"}') == {"s": "\\ud800"}
+    assert parse_json(b'{"f": 1.5e300}') == {"f": 1.5e300}
+
+
+def test_a_body_that_stops_arriving_is_a_timeout_not_a_hang() -> None:
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b'{"a":'
+        await asyncio.sleep(3600)
+
+    with pytest.raises(BodyTimeout) as info:
+        asyncio.run(read_limited(stalled(), content_length="1000", limit=10_000, timeout=0.05))
+    assert info.value.status == 408
