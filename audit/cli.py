@@ -28,6 +28,7 @@ from audit.stores import Query
 from audit.verify import VerifyReport
 
 OK, FAILED, USAGE = 0, 1, 2
+DEFAULT_MAX_UNSIGNED = 256  # AuditLog.open's default max_batch
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -65,6 +66,15 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     where.add_argument("--export", type=Path, help="an exported directory")
     p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
+    p.add_argument(
+        "--max-unsigned",
+        type=_int64,
+        default=DEFAULT_MAX_UNSIGNED,
+        metavar="N",
+        help="entries after the last checkpoint that still count as in flight (default "
+        f"{DEFAULT_MAX_UNSIGNED}: one group-commit batch); more is reported as tampering. "
+        "0 for a log that is closed",
+    )
     p.set_defaults(func=_guard(_verify))
 
     p = verbs.add_parser("checkpoint", help="print the latest signed checkpoint")
@@ -258,6 +268,14 @@ def _verify(args: argparse.Namespace) -> int:
             return USAGE
         with _open(args) as log:
             report = log.verify(_pinned(args.public_key, log.origin), trusted=trusted)
+    if report.ok and report.unsigned > args.max_unsigned:
+        # A writer signs every batch as soon as it commits (and on recovery), so a long unsigned tail is
+        # what deleting the latest checkpoints and rewriting the entries after them leaves behind.
+        print(
+            f"TAMPERED at index {report.signed_size}: unsigned_tail: {report.unsigned} entries after the last "
+            f"checkpoint (more than --max-unsigned {args.max_unsigned})"
+        )
+        return FAILED
     return _report(report)
 
 

@@ -152,6 +152,12 @@ def verify_log(
         problems.append(
             _Problem(previous, "head_mismatch", "the stored tree head does not match the entries")
         )
+    if count and not checkpoints and not problems:
+        # Every log signs the empty tree when it is created: entries with no checkpoint at all means the
+        # checkpoints were removed, not that none were ever made.
+        problems.append(
+            _Problem(0, "unsigned_entries", f"{count} entries and no checkpoint covers any of them")
+        )
     if columns is not None:
         problems.append(columns)  # after the others, so that they win a tie on the index
     signed = previous

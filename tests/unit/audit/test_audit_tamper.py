@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit import AuditLog, export, verify_export
+from audit import AuditLog, KeyFiles, export, verify_export
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.merkle import leaf_hash
 from audit.note import Ed25519Signer, Verifier
@@ -255,3 +255,26 @@ def test_a_row_filed_below_index_0_is_never_returned_as_an_entry(db: Path, verif
     )
     with AuditLog.open(db) as log:
         assert [row.index for row in log.query(Query(after=-100))] == list(range(COUNT))
+
+
+def test_a_live_log_stripped_of_its_checkpoints_is_tampered(db: Path, verifier: Verifier) -> None:
+    _sql(db, ("DELETE FROM checkpoints", ()))
+    assert _verify(db, verifier) == (False, 0, "unsigned_entries")
+
+
+def test_a_long_unsigned_tail_fails_the_cli_verify(
+    db: Path, keyfiles: KeyFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from audit.cli import add_commands  # the CLI applies --max-unsigned on top of verify_log
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    _sql(db, ("DELETE FROM checkpoints WHERE size > 0", ()))
+    base = ["audit", "verify", "--audit-log", str(db), "--public-key", str(keyfiles.vkey)]
+    args = parser.parse_args(base)
+    assert args.func(args) == 0  # within one batch: still in flight
+    args = parser.parse_args([*base, "--max-unsigned", "0"])
+    assert args.func(args) == 1
+    assert "unsigned_tail" in capsys.readouterr().out
