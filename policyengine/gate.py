@@ -3,7 +3,8 @@
 Each manifest document becomes the CREATE request kube-apiserver would send for it, so ``check`` and the
 webhook run the same decision function on the same input. Namespaces come from ``--inventory`` when
 given, else from Namespace documents among the manifests; a namespace named by a manifest but defined
-nowhere is taken as existing with no labels (what ``kubectl create namespace`` makes).
+nowhere is taken as existing with no labels (what ``kubectl create namespace`` makes). Every namespace,
+and a Namespace under review, carries the ``kubernetes.io/metadata.name`` label the API server sets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from policyengine import errors
 from policyengine.engine import Engine
+from policyengine.errors import Problem
+from policyengine.inventory import as_created
 from policyengine.loader import Document, PathKey
 from policyengine.match import CLUSTER_SCOPED_KINDS, gvk_of, gvr_of
 from policyengine.model import (
@@ -28,6 +32,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.workloads.values import as_dict
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 
@@ -139,10 +144,49 @@ def is_object(data: Any) -> bool:
     return isinstance(data, dict) and bool(data.get("apiVersion")) and bool(data.get("kind"))
 
 
+def object_meta_problems(doc: Document) -> list[Problem]:
+    """What kube-apiserver rejects in any object before admission runs: apiVersion and kind that are not
+    strings, and an ObjectMeta of the wrong shape (a label or annotation value that is not a string is
+    the classic: ``version: 1.0``). Such a manifest is an input error, not something to judge."""
+    data = doc.data
+    out: list[Problem] = []
+
+    def bad(path: PathKey, message: str) -> None:
+        out.append(doc.problem(errors.SCHEMA_INVALID, message, path))
+
+    for key in ("apiVersion", "kind"):
+        if not isinstance(data.get(key), str):
+            bad((key,), f"{key} must be a string")
+    meta = data.get("metadata")
+    if meta is None:
+        return out
+    if not isinstance(meta, dict):
+        bad(("metadata",), "metadata must be a mapping")
+        return out
+    for key in ("name", "generateName", "namespace"):
+        if key in meta and not isinstance(meta[key], str):
+            bad(("metadata", key), f"metadata.{key} must be a string")
+    for key in ("labels", "annotations"):
+        values = meta.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            bad(("metadata", key), f"metadata.{key} must be a mapping of strings to strings")
+            continue
+        for name, value in values.items():
+            if not isinstance(value, str) and value is not None:  # null reads as "", as in Go
+                bad(("metadata", key, name), f"{key[:-1]} {name!r} must be a string, not {value!r}; quote it")
+    return out
+
+
 def request_for(doc: Document, *, operation: str = "CREATE", user: UserInfo | None = None) -> Request:
     """The admission request kube-apiserver would send to create this manifest."""
     obj = doc.data
     gvk = gvk_of(obj)
+    ns_name = as_dict(obj.get("metadata")).get("name")
+    if gvk.kind == "Namespace" and gvk.group == "" and isinstance(ns_name, str) and ns_name:
+        # kube-apiserver defaults the name label onto a Namespace before admission sees it.
+        obj = as_created(ns_name, obj)
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     name = str(meta.get("name") or meta.get("generateName") or "")
     namespace = "" if gvk.kind in CLUSTER_SCOPED_KINDS else str(meta.get("namespace") or "default")
@@ -170,7 +214,8 @@ def namespaces_from(docs: Sequence[Document]) -> dict[str, Any]:
 
 def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Document]) -> Inventory:
     """The inventory to check against: the given one, else the manifests' own Namespace documents; any
-    namespace a manifest names but nobody defines is added with no labels."""
+    namespace a manifest names but nobody defines is added with no labels but the name label that the
+    API server puts on every namespace."""
     namespaces: dict[str, Any] = (
         dict(inventory.namespaces) if inventory is not None else namespaces_from(docs)
     )
@@ -180,7 +225,10 @@ def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Documen
         meta = d.data.get("metadata")
         ns = str(meta.get("namespace") or "default") if isinstance(meta, dict) else "default"
         namespaces.setdefault(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    return Inventory(namespaces=namespaces, objects=inventory.objects if inventory is not None else ())
+    return Inventory(
+        namespaces={name: as_created(name, ns) for name, ns in namespaces.items()},
+        objects=inventory.objects if inventory is not None else (),
+    )
 
 
 def check_documents(

@@ -23,9 +23,20 @@ from policyengine.workloads.kinds import find_templates
 from policyengine.workloads.pods import GpuRules, container_gpus, pod_gpus
 from policyengine.workloads.values import as_dict
 
-__all__ = ["DEFAULT_TEAM", "TEAM_LABEL", "from_documents", "inventory_view", "pod_gpus_held", "usage_by_team"]
+__all__ = [
+    "DEFAULT_TEAM",
+    "NAME_LABEL",
+    "TEAM_LABEL",
+    "as_created",
+    "from_documents",
+    "inventory_view",
+    "pod_gpus_held",
+    "usage_by_team",
+]
 
 TEAM_LABEL = "policyengine.io/team"
+# kube-apiserver puts this immutable label on every namespace, so namespace selectors may rely on it.
+NAME_LABEL = "kubernetes.io/metadata.name"
 DEFAULT_TEAM = "default"
 # Pods in these phases have released their devices; every other phase (Pending, Running, Unknown, none
 # yet) may hold or be about to hold them.
@@ -48,6 +59,17 @@ def _expand(doc: Any) -> Iterable[Mapping[str, Any]]:
         yield doc
 
 
+def as_created(name: str, namespace: Any) -> Any:
+    """The namespace as the API server stores it: labelled ``kubernetes.io/metadata.name: <name>``."""
+    if not isinstance(namespace, Mapping):
+        return namespace
+    meta = as_dict(namespace.get("metadata"))
+    labels = as_dict(meta.get("labels"))
+    if labels.get(NAME_LABEL) == name:
+        return namespace
+    return {**namespace, "metadata": {**meta, "labels": {**labels, NAME_LABEL: name}}}
+
+
 def from_documents(docs: Iterable[Any]) -> Inventory:
     """Namespaces by name; every other object, in order, in ``objects``. Non-objects are skipped."""
     namespaces: dict[str, Any] = {}
@@ -56,7 +78,7 @@ def from_documents(docs: Iterable[Any]) -> Inventory:
         for obj in _expand(doc):
             name = as_dict(obj.get("metadata")).get("name")
             if obj.get("kind") == "Namespace" and isinstance(name, str):
-                namespaces[name] = obj
+                namespaces[name] = as_created(name, obj)
             else:
                 objects.append(obj)
     return Inventory(namespaces=namespaces, objects=tuple(objects))

@@ -95,14 +95,45 @@ def _record_positions(node: yaml.Node, path: PathKey, out: dict[PathKey, tuple[i
             _record_positions(item, sub, out)
 
 
+def _duplicate_keys(file: str, root: yaml.Node) -> list[Problem]:
+    """kubectl and kube-apiserver reject a mapping that repeats a key, while YAML readers silently keep
+    the last one, so a policy would judge an object the cluster never accepts: each repeat is a problem.
+    Run on the composed node, before construction flattens ``<<`` merges (an override is no repeat)."""
+    problems: list[Problem] = []
+    seen: set[int] = set()  # aliased nodes are checked once
+    stack: list[tuple[yaml.Node, PathKey]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in first and key != "<<":
+                    message = f"mapping key {key!r} is already defined at line {first[key]}"
+                    problems.append(
+                        Problem(file, line, errors.YAML_SYNTAX, message, render_path((*path, key)))
+                    )
+                first.setdefault(key, line)
+                stack.append((value_node, (*path, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+    return sorted(problems, key=lambda p: p.line)
+
+
 def parse_text(text: str, file: str) -> list[Document]:
     """Every document in ``text`` (YAML, or JSON, which YAML reads too). Raises LoadError."""
     docs: list[Document] = []
+    duplicated: list[Problem] = []
     loader = _Loader(text)
     try:
         index = 0
         while loader.check_node():
             node = loader.get_node()
+            duplicated.extend(_duplicate_keys(file, node))
             data = loader.construct_document(node)
             positions: dict[PathKey, tuple[int, int]] = {}
             _record_positions(node, (), positions)
@@ -120,6 +151,8 @@ def parse_text(text: str, file: str) -> list[Document]:
         raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, str(err).splitlines()[0])]) from None
     finally:
         loader.dispose()
+    if duplicated:
+        raise LoadError(duplicated)
     if file.endswith(".json") and not docs:
         # A JSON file YAML could not see (rare escapes): read it as JSON, located at line 1.
         try:
@@ -184,13 +217,36 @@ def discover(paths: Sequence[str], *, stdin_ok: bool = False) -> tuple[list[str]
 
 def read_text(file: str, stdin: IO[str] | None = None) -> str:
     if file == STDIN:
-        return (stdin or sys.stdin).read()
+        return _read_stdin(stdin or sys.stdin)
     try:
-        return Path(file).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise LoadError([Problem(file, 1, errors.READ_ERROR, f"not UTF-8 text: {err.reason}")]) from None
+        return _decode(file, Path(file).read_bytes())
     except OSError as err:
         raise LoadError([Problem(file, 1, errors.READ_ERROR, err.strerror or str(err))]) from None
+
+
+def _read_stdin(stream: IO[str]) -> str:
+    # Decode stdin's bytes ourselves: the text layer may be lenient (surrogateescape under a C locale)
+    # or strict, and either way a bad byte must be an input error with its line, not a crash.
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        return _decode("<stdin>", buffer.read())
+    text = stream.read()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _decode("<stdin>", text.encode("utf-8", "surrogateescape"))
+    return text
+
+
+def _decode(file: str, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        message = f"not UTF-8 text: {err.reason} (byte {err.start})"
+        raise LoadError([Problem(file, line, errors.READ_ERROR, message)]) from None
+    # As Path.read_text would: universal newlines, so lines count the same on every platform.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def collect_documents(

@@ -17,6 +17,7 @@ from typing import Any
 
 from policyengine import errors, native
 from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
+from policyengine.cel.checker import variables_read
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import Document, collect_documents, discover
 from policyengine.model import Expr, Policy, PolicyException
@@ -66,12 +67,32 @@ class PolicySet:
     exceptions: tuple[PolicyException, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict)  # merged GovernanceConfig spec
     param_objects: tuple[Any, ...] = ()  # objects a binding's paramRef may select
+    # The GovernanceConfig document that set each (section, key) of ``config``, to point at its lines.
+    config_sources: Mapping[tuple[str, str], Document] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what loaded but does nothing (an unbound policy, ...), for --verbose
     digest: str = ""
     compiler: Compiler = field(default_factory=Compiler, compare=False, repr=False)
 
     def by_name(self) -> dict[str, Policy]:
         return {p.name: p for p in self.policies}
+
+    def config_line(self, path: Sequence[str | int]) -> tuple[str, int]:
+        """The file and line of a GovernanceConfig field, ``("spec", "models", "trustedKeys", 0)``, as
+        merged: the document that set its (section, key) wins."""
+        if len(path) >= 3:
+            doc = self.config_sources.get((str(path[1]), str(path[2])))
+            if doc is not None:
+                return doc.file, doc.line_of(path)
+        return "GovernanceConfig", 1
+
+
+def _locate_config(doc: Document, sources: dict[tuple[str, str], Document]) -> None:
+    """Record ``doc`` as the source of every (section, key) it sets, as ``merge_config`` merges them."""
+    spec = doc.data.get("spec")
+    for section, value in (spec or {}).items() if isinstance(spec, Mapping) else ():
+        if isinstance(value, Mapping):
+            for key in value:
+                sources[(str(section), str(key))] = doc
 
 
 def policy_expressions(policy: Policy) -> Iterator[Expr]:
@@ -117,6 +138,7 @@ def build_policy_set(
     policies: list[Policy] = []
     exceptions: list[PolicyException] = []
     config: dict[str, Any] = {}
+    config_sources: dict[tuple[str, str], Document] = {}
     foreign: list[Document] = []
     for doc in (*docs, *config_docs):
         if not isinstance(doc.data, dict) or not doc.kind or not doc.api_version:
@@ -150,6 +172,7 @@ def build_policy_set(
             if doc.file != "<stdin>":
                 spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
             config = native.merge_config(config, spec)
+            _locate_config(doc, config_sources)
 
     converted = compat.convert(foreign, problems)
     policies.extend(converted.policies)
@@ -168,15 +191,20 @@ def build_policy_set(
     _check_names(policies, exceptions, problems)
     for p in policies:
         compiler.check(policy_expressions(p), problems)
+        _check_variable_references(p, problems)
     for e in exceptions:
         compiler.check(exception_expressions(e), problems)
     if problems:
-        raise LoadError(sorted(problems, key=lambda p: (p.file, p.line)))
+        # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
+        # policies sharing its expressions: report each problem of theirs once.
+        unique = list(dict.fromkeys(problems))
+        raise LoadError(sorted(unique, key=lambda p: (p.file, p.line)))
     return PolicySet(
         policies=tuple(policies),
         exceptions=tuple(exceptions),
         config=config,
         param_objects=converted.param_objects,
+        config_sources=config_sources,
         notes=tuple(converted.notes),
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
@@ -196,6 +224,30 @@ def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) 
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return  # too malformed to read further: the schema problems say why
     compiler.check((e for e in exprs if isinstance(e.source, str)), problems)
+
+
+def _check_variable_references(policy: Policy, problems: list[Problem]) -> None:
+    """Every ``variables.<name>`` must be declared, and a variable may read only the ones before it, as
+    Kubernetes' type checker requires: a misspelt name fails at load, not at admission."""
+    declared: list[str] = []
+
+    def check(e: Expr) -> None:
+        for name in sorted(variables_read(e.source) - set(declared)):
+            if name in {v.name for v in policy.variables}:
+                why = f"is declared after this variable, which may use only {', '.join(declared) or 'none'}"
+            else:
+                why = f"is not declared (variables: {', '.join(declared) or 'none'})"
+            problems.append(
+                Problem(e.ref.file, e.ref.line, errors.CEL_COMPILE, f"variables.{name} {why}", e.path)
+            )
+
+    for v in policy.variables:
+        if v.expression is not None:
+            check(v.expression)
+        declared.append(v.name)
+    rest = [e for e in policy_expressions(policy) if all(e is not v.expression for v in policy.variables)]
+    for e in rest:
+        check(e)
 
 
 def _check_names(
@@ -273,8 +325,12 @@ def load_policy_set(
                 doc.problem(
                     errors.UNKNOWN_KIND,
                     f"--config takes GovernanceConfig documents, not {doc.kind or 'this'}",
+                    ["kind"] if doc.kind else [],
                 )
             )
+    # Only the config documents go on: any other was just reported, and must not be reported again (or
+    # loaded) as a policy document.
+    config_docs = [d for d in config_docs if d.kind == "GovernanceConfig"]
     try:
         policy_set = build_policy_set(docs, config_docs=config_docs, compiler=compiler)
     except LoadError as err:

@@ -7,7 +7,7 @@ documents; it reads only what the configuration names, once per policy-set load.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from cryptography import x509
 
 from policyengine import errors
 from policyengine.errors import LoadError, Problem
+from policyengine.loader import render_path
 from policyengine.provenance import AttestationStore, TrustedKey, load_ca_certificates
 
 CONFIG = "GovernanceConfig"
@@ -25,54 +26,62 @@ def _models(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return models if isinstance(models, Mapping) else {}
 
 
-def load_attestation_store(config: Mapping[str, Any]) -> AttestationStore:
+# Where a GovernanceConfig field was written: ("spec", "models", ...) -> (file, line).
+Locate = Callable[[tuple[str | int, ...]], tuple[str, int]]
+
+
+def _unknown(path: tuple[str | int, ...]) -> tuple[str, int]:
+    return CONFIG, 1
+
+
+def load_attestation_store(config: Mapping[str, Any], locate: Locate = _unknown) -> AttestationStore:
     """The store for ``config`` (a merged GovernanceConfig spec). Raises LoadError naming every bad key,
-    certificate or directory."""
+    certificate or directory, at the config line ``locate`` gives for it."""
     models = _models(config)
     problems: list[Problem] = []
+
+    def problem(path: tuple[str | int, ...], code: str, message: str) -> None:
+        file, line = locate(path)
+        problems.append(Problem(file, line, code, message, render_path(path)))
+
     keys: list[TrustedKey] = []
     for i, entry in enumerate(models.get("trustedKeys") or ()):
-        where = f"spec.models.trustedKeys[{i}]"
-        name = str(entry.get("name") or where)
+        at: tuple[str | int, ...] = ("spec", "models", "trustedKeys", i)
+        name = str(entry.get("name") or render_path(at))
         pem: str | bytes | None = entry.get("publicKey")
-        source = CONFIG
         if pem is None and entry.get("path"):
-            source = str(entry["path"])
             try:
-                pem = Path(source).read_bytes()
+                pem = Path(str(entry["path"])).read_bytes()
             except OSError as err:
-                problems.append(Problem(source, 1, errors.READ_ERROR, err.strerror or str(err), where))
+                problem((*at, "path"), errors.READ_ERROR, f"{entry['path']}: {err.strerror or err}")
                 continue
         if pem is None:
-            problems.append(Problem(CONFIG, 1, errors.INVALID_VALUE, "give publicKey (PEM) or path", where))
+            problem(at, errors.INVALID_VALUE, "give publicKey (PEM) or path")
             continue
         try:
             keys.append(TrustedKey.from_pem(name, pem))
         except (ValueError, TypeError) as err:
-            problems.append(
-                Problem(source, 1, errors.INVALID_VALUE, f"not a usable public key: {err}", where)
-            )
+            if entry.get("publicKey") is not None:
+                problem((*at, "publicKey"), errors.INVALID_VALUE, f"not a usable public key: {err}")
+            else:
+                problem(
+                    (*at, "path"), errors.INVALID_VALUE, f"{entry['path']}: not a usable public key: {err}"
+                )
     cas: list[x509.Certificate] = []
     for i, path in enumerate(models.get("caCertificates") or ()):
-        where = f"spec.models.caCertificates[{i}]"
+        at = ("spec", "models", "caCertificates", i)
         try:
             cas.extend(load_ca_certificates(Path(path).read_bytes()))
         except OSError as err:
-            problems.append(Problem(str(path), 1, errors.READ_ERROR, err.strerror or str(err), where))
+            problem(at, errors.READ_ERROR, f"{path}: {err.strerror or err}")
         except ValueError as err:
-            problems.append(
-                Problem(str(path), 1, errors.INVALID_VALUE, f"not PEM certificates: {err}", where)
-            )
+            problem(at, errors.INVALID_VALUE, f"{path}: not PEM certificates: {err}")
     directory = models.get("attestations")
     if directory and not Path(directory).is_dir():
-        problems.append(
-            Problem(
-                str(directory),
-                1,
-                errors.FILE_NOT_FOUND,
-                "attestation directory not found",
-                "spec.models.attestations",
-            )
+        problem(
+            ("spec", "models", "attestations"),
+            errors.FILE_NOT_FOUND,
+            f"attestation directory {directory} not found",
         )
     if problems:
         raise LoadError(problems)

@@ -66,4 +66,5 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
 def engine_for(policy_set: PolicySet) -> Engine:
     """The engine every entry point uses: the policy set with the workload and inventory views, and the
     attestation store its GovernanceConfig names. Raises LoadError for bad trust material."""
-    return Engine(policy_set, views=views_for(policy_set, load_attestation_store(policy_set.config)))
+    store = load_attestation_store(policy_set.config, policy_set.config_line)
+    return Engine(policy_set, views=views_for(policy_set, store))

@@ -8,11 +8,14 @@ mixing literal types (``[1, 'a']``, Kubernetes' HomogeneousAggregateLiterals).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
+import celpy
 import lark
 from celpy import celtypes
+from celpy.celparser import CELParseError
 from celpy.evaluation import celstr
 
 from policyengine.cel import CelCompileError
@@ -20,7 +23,15 @@ from policyengine.cel.evaluator import is_macro_call
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.regex import compile_pattern
 from policyengine.cel.lib.string_format import check_literal_format
-from policyengine.cel.syntax import Node, call_args, literal_token, nodes, simple_ident, unwrap
+from policyengine.cel.syntax import (
+    Node,
+    call_args,
+    drop_trailing_commas,
+    literal_token,
+    nodes,
+    simple_ident,
+    unwrap,
+)
 
 _REGEX_METHODS = frozenset({"matches", "find", "findAll"})
 _LITERAL_KINDS = {
@@ -46,6 +57,29 @@ def check(tree: Node, known: frozenset[str]) -> None:
                     exempt.update(id(inner) for inner in nodes(arg))
         elif node.data in ("list_lit", "map_lit") and id(node) not in exempt:
             _check_homogeneous(node)
+
+
+@functools.cache
+def _parser() -> celpy.Environment:
+    return celpy.Environment()
+
+
+def variables_read(source: str) -> frozenset[str]:
+    """The names an expression reads as ``variables.<name>`` (or ``variables['<name>']``); empty when it
+    does not parse, which the compile step reports."""
+    try:
+        tree = _parser().compile(drop_trailing_commas(source))
+    except (CELParseError, RecursionError):
+        return frozenset()
+    names: set[str] = set()
+    for node in nodes(tree):
+        if node.data == "member_dot" and simple_ident(node.children[0]) == "variables":
+            names.add(str(node.children[1]))
+        elif node.data == "member_index" and simple_ident(node.children[0]) == "variables":
+            token = literal_token(node.children[1])
+            if token is not None and token.type in ("STRING_LIT", "MLSTRING_LIT"):
+                names.add(_string_value(token))
+    return frozenset(names)
 
 
 def _check_function(name: str, known: frozenset[str]) -> None:

@@ -6,15 +6,16 @@ import argparse
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from policyengine import errors
 from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, outputs
 from policyengine.errors import LoadError, Problem
-from policyengine.gate import check_documents, is_object
+from policyengine.gate import check_documents, is_object, object_meta_problems
 from policyengine.inventory import from_documents
-from policyengine.loader import STDIN, read_documents
+from policyengine.loader import STDIN, discover, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import Compiler, load_policy_set
 from policyengine.views import engine_for
@@ -68,12 +69,23 @@ def load_inventory(path: str | None) -> Inventory | None:
 def read_manifests(paths: list[str], stdin: IO[str]) -> list[Any]:
     if paths.count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
-    docs = read_documents(paths, stdin=stdin, stdin_ok=True)
-    problems = [
+    # A directory without manifest files is most likely a wrong path: passing it would turn the gate
+    # green without checking anything.
+    empty = [
+        Problem(raw, 1, errors.FILE_NOT_FOUND, "no .yaml, .yml or .json manifests in this directory")
+        for raw in paths
+        if raw != STDIN and Path(raw).is_dir() and not discover([raw])[0]
+    ]
+    try:
+        docs = read_documents(paths, stdin=stdin, stdin_ok=True)
+    except LoadError as err:
+        raise LoadError([*empty, *err.problems]) from None
+    problems = empty + [
         d.problem(errors.NOT_AN_OBJECT, "a manifest must be a mapping with apiVersion and kind")
         for d in docs
         if not is_object(d.data)
     ]
+    problems.extend(p for d in docs if is_object(d.data) for p in object_meta_problems(d))
     if problems:
         raise LoadError(problems)
     return docs

@@ -5,7 +5,9 @@ the object that plays that role), its field path, the containers it runs and its
 the most a workload may reach, because quotas must hold at the top of an autoscaling range:
 
 - Pod 1; Deployment/StatefulSet/ReplicaSet ``replicas`` (1); DaemonSet 1, flagged per node; Job and
-  CronJob ``parallelism`` (1); unknown kinds with ``spec.template.spec``: ``spec.replicas`` (1).
+  CronJob ``parallelism`` (1), capped by ``completions`` when that is smaller (the Job controller never
+  runs more pods than completions remain, as Kueue counts); unknown kinds with ``spec.template.spec``:
+  ``spec.replicas`` (1).
 - Kubeflow v1 jobs: each role's ``replicas``; the Worker role at least ``elasticPolicy.maxReplicas``.
 - TrainJob: one trainer template (``spec.trainer``: image, command, args, env, ``resourcesPerNode``) with
   ``numNodes`` (1) pods, placed by ``runtimePatches``/``podSpecOverrides`` aimed at the ``node`` job.
@@ -13,7 +15,7 @@ the most a workload may reach, because quotas must hold at the top of an autosca
   ``mlPolicy.numNodes``.
 - Ray: head 1 (when the object carries a cluster) + per worker group max(``replicas``, ``minReplicas``,
   ``maxReplicas``) x ``numOfHosts``; a RayJob's ``submitterPodTemplate`` 1.
-- JobSet: ``replicas x parallelism``. LeaderWorkerSet: leaders ``replicas``, workers
+- JobSet: ``replicas x parallelism`` (parallelism capped by ``completions``). LeaderWorkerSet: leaders ``replicas``, workers
   ``replicas x (size - 1)``; without a leader template all ``replicas x size`` pods use the worker one.
 - InferenceService components: ``maxReplicas``, else max(``minReplicas``, 1) (a scale-to-zero component
   runs one pod when it serves); ``workerSpec``: ``pipelineParallelSize - 1`` per component replica.
@@ -114,17 +116,24 @@ def _standard(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
         return [_template("pod", as_dict(spec.get("template")).get("spec"), "spec.template.spec", 1, True)]
     if kind == "CronJob":
         job = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
-        n = count(job.get("parallelism"), "spec.jobTemplate.spec.parallelism", 1, problems)
+        n = _job_pods(job, "spec.jobTemplate.spec", problems)
         pod = as_dict(job.get("template")).get("spec")
         return [_template("pod", pod, "spec.jobTemplate.spec.template.spec", n)]
     if kind == "Job":
-        n = count(spec.get("parallelism"), "spec.parallelism", 1, problems)
+        n = _job_pods(spec, "spec", problems)
     else:
         n = count(spec.get("replicas"), "spec.replicas", 1, problems)
     template = spec.get("template")
     if not isinstance(template, Mapping) or not isinstance(template.get("spec"), Mapping):
         return []
     return [_template("pod", template["spec"], "spec.template.spec", n)]
+
+
+def _job_pods(job: Mapping[str, Any], path: str, problems: Problems) -> int:
+    """The most pods a Job runs at once: ``parallelism`` (1), no more than ``completions``."""
+    n = count(job.get("parallelism"), f"{path}.parallelism", 1, problems)
+    completions = opt_count(job.get("completions"), f"{path}.completions", problems)
+    return n if completions is None else min(n, completions)
 
 
 def _kubeflow(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
@@ -159,7 +168,7 @@ def _replicated_jobs(
         path = f"{base}[{i}]"
         job = as_dict(as_dict(rj.get("template")).get("spec"))
         replicas = count(rj.get("replicas"), f"{path}.replicas", 1, problems)
-        parallelism = count(job.get("parallelism"), f"{path}.template.spec.parallelism", 1, problems)
+        parallelism = _job_pods(job, f"{path}.template.spec", problems)
         name = str(rj.get("name", i))
         n = node_count if node_count is not None and name == "node" else replicas * parallelism
         pod = as_dict(job.get("template")).get("spec")

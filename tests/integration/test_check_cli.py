@@ -180,6 +180,43 @@ def test_inventory_namespaces_feed_namespace_selectors(
     assert code == 1
 
 
+NOT_IN_KUBE_SYSTEM = """
+apiVersion: policyengine.io/v1
+kind: Policy
+metadata: {name: outside-kube-system}
+spec:
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: [apps], apiVersions: [v1], resources: [deployments], operations: [CREATE]}
+      - {apiGroups: [""], apiVersions: [v1], resources: [namespaces], operations: [CREATE]}
+    namespaceSelector:
+      matchExpressions:
+        - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}
+  validations:
+    - expression: "false"
+      message: only kube-system may run this
+"""
+
+
+def test_namespaces_carry_the_name_label_the_api_server_sets(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # kube-apiserver labels every namespace kubernetes.io/metadata.name=<name>: a namespace known only by
+    # name, one from the manifests and one from an --inventory written by hand all carry it, and so does
+    # a Namespace under review (the selector then reads its own labels).
+    pol = write(tmp_path / "p" / "p.yaml", NOT_IN_KUBE_SYSTEM).parent
+    args = ["check", "--no-default-policies", "--policies", str(pol)]
+    m = write(tmp_path / "m.yaml", deployment("sys", 1, namespace="kube-system"))
+    code, report = run_json([*args, str(m)], capsys, monkeypatch)
+    assert code == 0, report["results"]
+    ns = write(tmp_path / "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n")
+    code, report = run_json([*args, str(ns), str(m)], capsys, monkeypatch)
+    assert code == 0, report["results"]  # neither the Namespace nor the Deployment in it is selected
+    code, report = run_json([*args, "--inventory", str(ns), str(m)], capsys, monkeypatch)
+    assert code == 0, report["results"]
+    other = write(tmp_path / "o.yaml", deployment("app", 1, namespace="apps"))
+    code, report = run_json([*args, "--inventory", str(ns), str(other)], capsys, monkeypatch)
+    assert code == 1
+
+
 def test_broken_policy_exits_2_and_names_file_and_line(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     bad = write(tmp_path / "bad" / "p.yaml", POLICIES.replace("<= variables.cap", "<= = variables.cap"))
     m = write(tmp_path / "m.yaml", deployment("x", 1))
@@ -198,6 +235,35 @@ def test_broken_manifest_exits_2(tmp_path: Path, policies: Path, capsys, monkeyp
     m2 = write(tmp_path / "m2.yaml", "just: a mapping\n")
     code, _, err = run_cli([*base(policies), str(m2)], capsys, monkeypatch)
     assert code == 2 and f"{m2}:1: not_an_object" in err
+
+
+def test_a_directory_without_manifests_exits_2(tmp_path: Path, policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A wrong path must not turn the gate green: nothing would have been checked.
+    empty = tmp_path / "charts"
+    write(empty / "templates" / "deploy.tpl", "kind: {{ .Values.kind }}\n")
+    code, out, err = run_cli([*base(policies), str(empty)], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert f"{empty}:1: file_not_found: no .yaml, .yml or .json manifests in this directory" in err
+
+
+def test_wrongly_typed_metadata_exits_2_naming_the_field(
+    tmp_path: Path, policies: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # kube-apiserver rejects these before any admission webhook runs: they are input errors, not verdicts.
+    m = write(
+        tmp_path / "m.yaml",
+        deployment("a", 1, labels="{version: 1.0}")
+        + "---\napiVersion: v1\nkind: Pod\nmetadata: [oops]\n"
+        + "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {policyengine.io/datasets: 5}\n",
+    )
+    code, out, err = run_cli([*base(policies), str(m)], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert (
+        f"{m}:6: schema_invalid: label 'version' must be a string, not 1.0; quote it (at metadata.labels.version)"
+        in err
+    )
+    assert f"{m}:19: schema_invalid: metadata must be a mapping (at metadata)" in err
+    assert f"{m}:25: schema_invalid: annotation 'policyengine.io/datasets' must be a string" in err
 
 
 def test_usage_errors_exit_2(tmp_path: Path, policies: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

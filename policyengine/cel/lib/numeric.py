@@ -116,7 +116,8 @@ def _in(item: Any, container: Any) -> celtypes.BoolType:
 
 
 def format_double(value: float) -> str:
-    """Go's ``strconv.FormatFloat(value, 'g', -1, 64)``: shortest digits, exponent form outside 1e-4..1e21."""
+    """Go's ``strconv.FormatFloat(value, 'g', -1, 64)`` (what ``fmt.Sprintf("%g")`` gives): shortest digits,
+    exponent form when the decimal exponent is below -4 or at least 6 (Go fixes 6 for shortest output)."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -128,7 +129,7 @@ def format_double(value: float) -> str:
     text = "".join(map(str, digits))
     exp = len(text) + exponent - 1  # exponent of the leading digit
     prefix = "-" if sign else ""
-    if exp < -4 or exp >= 21:
+    if exp < -4 or exp >= 6:
         mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
         return f"{prefix}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
     if exp < 0:

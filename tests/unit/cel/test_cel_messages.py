@@ -52,3 +52,21 @@ def test_trim_message_drops_activation_dumps_and_long_tails() -> None:
     assert len(trim_message("y" * 5000)) == 200
     assert trim_message("first line\nsecond line") == "first line"
     assert trim_message("") == "evaluation error"
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        # cel-go converts with fmt.Sprintf("%g"): shortest digits, exponent form from 1e6 up (and below 1e-4).
+        ("string(123456.0)", "123456"),
+        ("string(999999.5)", "999999.5"),
+        ("string(1e6)", "1e+06"),
+        ("string(quantity('3Gi').asApproximateFloat())", "3.221225472e+09"),
+        ("string(-1.5e7)", "-1.5e+07"),
+        ("string(0.0001)", "0.0001"),
+        ("string(0.00001)", "1e-05"),
+        ("'%s'.format([1e21])", "1e+21"),
+    ],
+)
+def test_string_of_a_double_is_go_percent_g(backend: CelBackend, expr: str, expected: str) -> None:
+    assert backend.compile(expr).evaluate(backend.bind({})) == expected

@@ -289,3 +289,15 @@ def test_check_verbose_notes_an_unbound_policy(tmp_path: Path, capsys: pytest.Ca
     )
     assert main(args) == 0
     assert "no binding" not in capsys.readouterr().err
+
+
+def test_a_bad_expression_of_a_policy_with_two_bindings_is_reported_once() -> None:
+    bad = PLAIN_POLICY.replace("!c.image.endsWith(':latest')", "!c.image.endsWith(variables.tag) && nope(c)")
+    with pytest.raises(LoadError) as err:
+        load(bad + binding("b1", policy="no-latest") + binding("b2", policy="no-latest"))
+    assert [(p.code, p.path) for p in err.value.problems] == [
+        ("cel_compile", "spec.validations[0].expression"),
+        ("cel_compile", "spec.validations[0].expression"),
+    ]
+    assert "undeclared reference to 'nope'" in err.value.problems[0].message
+    assert "variables.tag is not declared" in err.value.problems[1].message

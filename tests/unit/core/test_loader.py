@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
 from policyengine import errors
 from policyengine.errors import LoadError
-from policyengine.loader import parse_text, read_documents
+from policyengine.loader import STDIN, parse_text, read_documents
 from policyengine.policyset import load_policy_set
 from tests.helpers import write
 
@@ -82,6 +83,35 @@ def test_cel_compile_error_names_the_expression_path(tmp_path: Path) -> None:
     assert problem.render().startswith(f"{tmp_path / 'p.yaml'}:9: cel_compile: ")
 
 
+def test_undeclared_and_later_variables_are_rejected_at_load(tmp_path: Path) -> None:
+    # Kubernetes' checker declares each variable only after compiling it: a variable may read the ones
+    # before it, and every other expression all of them; any other variables.<name> is a load error.
+    write(
+        tmp_path / "p.yaml",
+        """
+        apiVersion: policyengine.io/v1
+        kind: Policy
+        metadata:
+          name: p
+        spec:
+          variables:
+            - {name: a, expression: "variables.b + 1"}
+            - {name: b, expression: "variables.a"}
+          validations:
+            - expression: "variables.a > 0 && variables['b'] > 0"
+            - expression: "variables.nope == 1"
+              messageExpression: "string(variables.a)"
+        """,
+    )
+    problems = load(tmp_path)
+    assert [(p.code, p.path, p.line) for p in problems] == [
+        (errors.CEL_COMPILE, "spec.variables[0].expression", 7),
+        (errors.CEL_COMPILE, "spec.validations[1].expression", 11),
+    ]
+    assert "variables.b is declared after this variable" in problems[0].message
+    assert "variables.nope is not declared (variables: a, b)" in problems[1].message
+
+
 def test_unknown_kind_in_a_policy_directory(tmp_path: Path) -> None:
     write(tmp_path / "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     (problem,) = load(tmp_path)
@@ -147,6 +177,59 @@ def test_missing_path_and_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(LoadError) as info:
         read_documents([str(tmp_path / "nope"), str(tmp_path / "latin1.yaml")])
     assert [p.code for p in info.value.problems] == [errors.FILE_NOT_FOUND, errors.READ_ERROR]
+
+
+@pytest.mark.parametrize("errors_mode", ["strict", "surrogateescape"])
+def test_non_utf8_names_the_line_of_the_bad_byte_in_files_and_on_stdin(
+    tmp_path: Path, errors_mode: str
+) -> None:
+    data = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: caf\xe9\n"
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(data)
+    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors=errors_mode)
+    with pytest.raises(LoadError) as info:
+        read_documents([str(bad), STDIN], stdin=stdin, stdin_ok=True)
+    assert [(p.file, p.line, p.code) for p in info.value.problems] == [
+        (str(bad), 4, errors.READ_ERROR),
+        ("<stdin>", 4, errors.READ_ERROR),
+    ]
+    assert "not UTF-8" in info.value.problems[1].message
+
+
+def test_a_config_file_holding_other_kinds_is_reported_once_per_document(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "cfg.yaml",
+        """
+        apiVersion: v1
+        kind: Namespace
+        metadata: {name: a}
+        ---
+        apiVersion: policyengine.io/v1
+        kind: GovernanceConfig
+        metadata: {name: ok}
+        spec: {}
+        """,
+    )
+    with pytest.raises(LoadError) as info:
+        load_policy_set([], config_paths=[str(cfg)], include_bundled=False)
+    assert [(p.code, p.line, p.path) for p in info.value.problems] == [(errors.UNKNOWN_KIND, 2, "kind")]
+    assert "--config takes GovernanceConfig documents, not Namespace" in info.value.problems[0].message
+
+
+def test_a_repeated_mapping_key_is_a_problem_but_a_merge_override_is_not() -> None:
+    # kubectl rejects a repeated key; PyYAML would keep the last value without a word.
+    text = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels: &l {x: '1'}\n"
+        "  annotations:\n    <<: *l\n    x: '2'\nspec:\n  containers: [{name: c, image: x}]\n"
+        "  containers: []\n"
+    )
+    with pytest.raises(LoadError) as info:
+        parse_text(text, "m.yaml")
+    (problem,) = info.value.problems
+    assert (problem.line, problem.code, problem.path) == (11, errors.YAML_SYNTAX, "spec.containers")
+    assert "mapping key 'containers' is already defined at line 10" in problem.message
+    (doc,) = parse_text(text.replace("  containers: []\n", ""), "m.yaml")
+    assert doc.data["metadata"]["annotations"] == {"x": "2"}
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

@@ -41,23 +41,24 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     assert "no model-signing bundle" in store.lookup("ab" * 32)["reason"]
 
 
-def test_bad_trust_material_is_reported_with_its_field(tmp_path: Path) -> None:
+def test_bad_trust_material_is_reported_at_its_config_file_line_and_field(tmp_path: Path) -> None:
     cfg = write(
         tmp_path / "config.yaml",
         config_text(
-            "    trustedKeys: [{name: a, path: missing.pub}, {name: b, publicKey: not-a-key}]\n"
+            "    trustedKeys:\n      - {name: a, path: missing.pub}\n      - {name: b, publicKey: not-a-key}\n"
             "    attestations: nowhere\n"
         ),
     )
     ps = load_policy_set([], config_paths=[str(cfg)], include_bundled=False)
     with pytest.raises(LoadError) as info:
-        load_attestation_store(ps.config)
-    got = {(p.code, p.path) for p in info.value.problems}
+        load_attestation_store(ps.config, ps.config_line)
+    got = {(p.file, p.line, p.code, p.path) for p in info.value.problems}
     assert got == {
-        (errors.READ_ERROR, "spec.models.trustedKeys[0]"),
-        (errors.INVALID_VALUE, "spec.models.trustedKeys[1]"),
-        (errors.FILE_NOT_FOUND, "spec.models.attestations"),
+        (str(cfg), 7, errors.READ_ERROR, "spec.models.trustedKeys[0].path"),
+        (str(cfg), 8, errors.INVALID_VALUE, "spec.models.trustedKeys[1].publicKey"),
+        (str(cfg), 9, errors.FILE_NOT_FOUND, "spec.models.attestations"),
     }
+    assert any(str(tmp_path / "missing.pub") in p.message for p in info.value.problems)
 
 
 def test_no_attestations_configured_gives_an_empty_store() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from policyengine.inventory import from_documents, inventory_view, pod_gpus_held, usage_by_team
+from policyengine.inventory import NAME_LABEL, from_documents, inventory_view, pod_gpus_held, usage_by_team
 from policyengine.model import Inventory
 from policyengine.workloads import describe
 
@@ -126,8 +126,13 @@ def test_inventory_view_lists_configured_teams_and_namespaces() -> None:
             "vision": {"gpusInUse": 0, "pods": 0},
         },
         "namespaces": {
-            "misc": {"team": "default", "labels": {}, "annotations": {}},
-            "train": {"team": "ml", "labels": {"policyengine.io/team": "ml"}, "annotations": {"a": "b"}},
+            # kube-apiserver's name label is on every namespace, as in a real cluster.
+            "misc": {"team": "default", "labels": {NAME_LABEL: "misc"}, "annotations": {}},
+            "train": {
+                "team": "ml",
+                "labels": {"policyengine.io/team": "ml", NAME_LABEL: "train"},
+                "annotations": {"a": "b"},
+            },
         },
     }
 

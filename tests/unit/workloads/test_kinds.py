@@ -63,6 +63,17 @@ def test_job_and_cronjob_use_parallelism() -> None:
     assert summary(cron) == [("pod", "spec.jobTemplate.spec.template.spec", 2, 1)]
 
 
+def test_job_pods_are_capped_by_completions() -> None:
+    # The Job controller never runs more pods than completions remain: parallelism 5 with 2 completions
+    # runs at most 2 pods (Kueue counts a Job's pods the same way).
+    job = {"parallelism": 5, "completions": 2, "template": templ(1)}
+    assert summary(obj("batch/v1", "Job", job)) == [("pod", "spec.template.spec", 2, 1)]
+    cron = obj("batch/v1", "CronJob", {"jobTemplate": {"spec": job}})
+    assert summary(cron) == [("pod", "spec.jobTemplate.spec.template.spec", 2, 1)]
+    jobs = [{"name": "w", "replicas": 3, "template": {"spec": job}}]
+    assert describe(obj("jobset.x-k8s.io/v1alpha2", "JobSet", {"replicatedJobs": jobs}))["pods"] == 6
+
+
 @pytest.mark.parametrize(
     ("kind", "key"),
     [
