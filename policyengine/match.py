@@ -67,6 +67,23 @@ CLUSTER_SCOPED_KINDS = frozenset(
         "APIService",
         "CertificateSigningRequest",
         "PodSecurityPolicy",
+        "PriorityLevelConfiguration",
+        "FlowSchema",
+        "VolumeAttachment",
+        "CSIDriver",
+        "CSINode",
+        "ResourceSlice",
+        "GatewayClass",
+        "ClusterIssuer",
+        "ClusterServingRuntime",
+        "ClusterStorageContainer",
+        "ClusterLocalModel",
+        "Queue",  # Volcano (scheduling.volcano.sh) queues are cluster-scoped
+        "Topology",  # Kueue
+        "ClusterPolicy",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ConstraintTemplate",
     }
 )
 

@@ -152,7 +152,7 @@ def storage_uris_in(text: str) -> list[str]:
     return [m.group(0) for m in _URI_IN_TEXT.finditer(text) if is_storage_uri(m.group(0))]
 
 
-_SHA256 = re.compile(r"@sha256:([0-9a-fA-F]{64})$")
+_SHA256 = re.compile(r"@sha256:([0-9a-f]{64})$")  # OCI digests are lowercase hex
 
 
 def sha256_of(reference: str) -> str:

@@ -300,7 +300,7 @@ def test_model_annotation_references_with_digests() -> None:
 
 
 def test_images_with_paths_and_digests() -> None:
-    pinned = "registry/app@sha256:" + "E" * 64
+    pinned = "registry/app@sha256:" + "e" * 64
     spec = {
         "initContainers": [{"name": "i", "image": "busybox"}],
         "containers": [{"name": "m", "image": pinned}],
@@ -406,3 +406,11 @@ def test_storage_uri_fast_paths_agree_with_the_full_scan() -> None:
         assert values.storage_uris_in(text) == scan(text)
 
     agree()
+
+
+def test_an_uppercase_digest_is_not_a_pin() -> None:
+    # OCI digests are lowercase hex; a registry would reject the uppercase form.
+    from policyengine.workloads.values import sha256_of
+
+    assert sha256_of("registry/app@sha256:" + "E" * 64) == ""
+    assert sha256_of("registry/app@sha256:" + "e" * 64) == "e" * 64
