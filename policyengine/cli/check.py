@@ -106,29 +106,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"policyengine check: ${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
     try:
-        policy_set = load_policy_set(
-            args.policies,
-            config_paths=args.config,
-            include_bundled=not args.no_default_policies,
-            compiler=compiler,
-        )
+        try:
+            policy_set = load_policy_set(
+                args.policies,
+                config_paths=args.config,
+                include_bundled=not args.no_default_policies,
+                compiler=compiler,
+            )
+        except LoadError as err:
+            problems.extend(err.problems)
+        try:
+            inventory = load_inventory(args.inventory)
+        except LoadError as err:
+            problems.extend(err.problems)
+        try:
+            docs = read_manifests(args.paths, sys.stdin)
+        except LoadError as err:
+            problems.extend(err.problems)
+        if problems or policy_set is None or docs is None:
+            raise LoadError(problems)
+        engine = engine_for(policy_set)
     except LoadError as err:
-        problems.extend(err.problems)
-    try:
-        inventory = load_inventory(args.inventory)
-    except LoadError as err:
-        problems.extend(err.problems)
-    try:
-        docs = read_manifests(args.paths, sys.stdin)
-    except LoadError as err:
-        problems.extend(err.problems)
-    if problems or policy_set is None or docs is None:
-        raise LoadError(problems)
+        # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).
+        outputs.write_problem_reports(err.problems, reports)
+        raise
 
     if args.verbose:
         for note in policy_set.notes:
             print(f"note: {note}", file=sys.stderr)
-    engine = engine_for(policy_set)
     audit_log = auditing.open_log(args)
     report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))
     if audit_log is not None:

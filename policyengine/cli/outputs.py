@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from policyengine.errors import UsageError
+from policyengine.errors import Problem, UsageError
 from policyengine.gate import CheckReport
 
 FORMATS = ("text", "json", "sarif", "junit", "github")
@@ -118,6 +118,32 @@ def render(report: CheckReport, fmt: str, *, strict: bool, color: bool, base: st
     from policyengine.reports import text
 
     return text.render(report, color=color, strict=strict)
+
+
+def write_problem_reports(
+    problems: Sequence[Problem],
+    specs: Sequence[ReportSpec],
+    *,
+    stdout: IO[str] | None = None,
+    base: str | None = None,
+) -> None:
+    """For a run that stops at exit 2: each machine-readable report lists the problems (text is stderr's)."""
+    from policyengine.reports import problems as problem_reports
+
+    out = stdout or sys.stdout
+    root = base or os.getcwd()
+    for spec in specs:
+        text = problem_reports.render(problems, spec.format, base=root)
+        if text is None:
+            continue
+        if spec.output is None:
+            out.write(text)
+            continue
+        try:
+            with open(spec.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError:
+            pass  # the problems still reach stderr; a report we cannot write adds nothing to them
 
 
 def write_reports(
