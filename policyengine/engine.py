@@ -82,6 +82,8 @@ class _Compiled:
     # (validation, expression, messageExpression, fieldPathExpression)
     validations: tuple[tuple[Validation, CompiledExpr, CompiledExpr | None, CompiledExpr | None], ...]
     annotations: tuple[tuple[str, CompiledExpr], ...]
+    # A passing validation's Result is the same every time: built once, shared (Results are immutable).
+    passes: tuple[Result, ...] = ()
 
 
 class Engine:
@@ -115,6 +117,10 @@ class Engine:
                     for v in p.validations
                 ),
                 annotations=tuple((a.name, compile_(a.expression.source)) for a in p.audit_annotations),
+                passes=tuple(
+                    _result(p, primary_action(p.actions), Outcome.PASS, "", index=i, validation=v)
+                    for i, v in enumerate(p.validations)
+                ),
             )
             for p in policy_set.policies
         )
@@ -256,7 +262,7 @@ class Engine:
                 )
                 continue
             if value is True:
-                out.append(_result(policy, action, Outcome.PASS, "", index=index, validation=validation))
+                out.append(compiled.passes[index])
             elif value is False:
                 message = self._message(validation, message_expr, activation)
                 failed = _result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
