@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 
 from audit.errors import StoreError
-from audit.stores import Query, Record, StoredEntry, TreeHead
-from audit.stores.sql import ENTRY_COLUMNS, entry_rows, schema, stored_entry, where
+from audit.stores import Record, TreeHead
+from audit.stores.sql import SqlReads, entry_rows, schema
 
 LOCK_KEY = 0x706F6C6963790A  # "policy\n": one advisory lock id for the audit log
 INSERT_ENTRY = "INSERT INTO entries VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -27,7 +27,10 @@ STATE = (  # one statement, so one snapshot, while other replicas append
 )
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
+    marker = "%s"
+    position = "strpos"
+
     def __init__(self, dsn: str) -> None:
         self._lock = threading.RLock()
         try:
@@ -86,34 +89,6 @@ class PostgresStore:
     def state(self) -> tuple[TreeHead, int]:
         row = self._rows(STATE)[0]
         return _head(row[:3] if row[0] is not None else None), int(row[3]) + 1
-
-    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        rows = self._rows(
-            "SELECT leaf_hash FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)
-        )
-        return [bytes(row[0]) for row in rows]
-
-    def entries(self, start: int, end: int) -> list[StoredEntry]:
-        rows = self._rows(
-            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)
-        )
-        return [stored_entry(row) for row in rows]
-
-    def find(self, query: Query) -> list[StoredEntry]:
-        tail, params = where(query, "%s", "strpos")
-        rows = self._rows(f"SELECT {ENTRY_COLUMNS} FROM entries" + tail, params)
-        return [stored_entry(row) for row in rows]
-
-    def checkpoints(self) -> list[tuple[int, str]]:
-        return [(int(s), str(n)) for s, n in self._rows("SELECT size, note FROM checkpoints ORDER BY size")]
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._rows("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
-    def checkpoint_at(self, size: int) -> str | None:
-        rows = self._rows("SELECT note FROM checkpoints WHERE size = %s", (size,))
-        return str(rows[0][0]) if rows else None
 
     def add_checkpoint(self, size: int, note: str) -> str:
         with self._write() as cur:

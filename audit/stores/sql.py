@@ -97,3 +97,46 @@ def where(query: Query, mark: str, contains: str) -> tuple[str, list[object]]:
         tail += f" LIMIT {mark}"
         params.append(query.limit)
     return tail, params
+
+
+class SqlReads:
+    """The read queries both SQL stores share, written once with ``?`` markers. A store sets ``marker``
+    (its driver's parameter marker) and ``position`` (its substring-position function), and ``_rows``."""
+
+    marker = "?"
+    position = "instr"
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _select(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._rows(sql.replace("?", self.marker), params)
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._select(
+            "SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [bytes(row[0]) for row in rows]
+
+    def entries(self, start: int, end: int) -> list[StoredEntry]:
+        rows = self._select(
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [stored_entry(row) for row in rows]
+
+    def find(self, query: Query) -> list[StoredEntry]:
+        tail, params = where(query, self.marker, self.position)
+        return [
+            stored_entry(row) for row in self._rows(f"SELECT {ENTRY_COLUMNS} FROM entries" + tail, params)
+        ]
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        return [(int(s), str(n)) for s, n in self._select("SELECT size, note FROM checkpoints ORDER BY size")]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        rows = self._select("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def checkpoint_at(self, size: int) -> str | None:
+        rows = self._select("SELECT note FROM checkpoints WHERE size = ?", (size,))
+        return str(rows[0][0]) if rows else None

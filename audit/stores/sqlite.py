@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from audit.errors import StoreError
-from audit.stores import Query, Record, StoredEntry, TreeHead
-from audit.stores.sql import ENTRY_COLUMNS, entry_rows, schema, stored_entry, where
+from audit.stores import Record, TreeHead
+from audit.stores.sql import SqlReads, entry_rows, schema
 
 INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 STATE = (  # one statement, so one snapshot, even while another process appends
@@ -19,7 +19,7 @@ STATE = (  # one statement, so one snapshot, even while another process appends
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SqlReads):
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.RLock()
@@ -84,35 +84,6 @@ class SQLiteStore:
     def state(self) -> tuple[TreeHead, int]:
         row = self._rows(STATE)[0]
         return _head(iter([row[:3]] if row[0] is not None else [])), int(row[3]) + 1
-
-    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
-        rows = self._rows(
-            "SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-        )
-        return [bytes(row[0]) for row in rows]
-
-    def entries(self, start: int, end: int) -> list[StoredEntry]:
-        rows = self._rows(
-            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-        )
-        return [stored_entry(row) for row in rows]
-
-    def find(self, query: Query) -> list[StoredEntry]:
-        tail, params = where(query, "?", "instr")
-        return [
-            stored_entry(row) for row in self._rows(f"SELECT {ENTRY_COLUMNS} FROM entries" + tail, params)
-        ]
-
-    def checkpoints(self) -> list[tuple[int, str]]:
-        return [(int(s), str(n)) for s, n in self._rows("SELECT size, note FROM checkpoints ORDER BY size")]
-
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        rows = self._rows("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
-
-    def checkpoint_at(self, size: int) -> str | None:
-        rows = self._rows("SELECT note FROM checkpoints WHERE size = ?", (size,))
-        return str(rows[0][0]) if rows else None
 
     def add_checkpoint(self, size: int, note: str) -> str:
         # No fsync of its own: the next append's commit flushes it, and a checkpoint lost to a power cut
