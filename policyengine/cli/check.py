@@ -18,6 +18,7 @@ from policyengine.inventory import from_documents
 from policyengine.loader import STDIN, discover, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import Compiler, load_policy_set
+from policyengine.trust import load_attestation_store
 from policyengine.views import engine_for
 
 
@@ -91,6 +92,18 @@ def read_manifests(paths: list[str], stdin: IO[str]) -> list[Any]:
     return docs
 
 
+def attestation_notes(config: Any) -> list[str]:
+    """What --verbose says about the attestation store: files it could not read, bundles that do not verify."""
+    store = load_attestation_store(config)  # read again only under --verbose; it loaded once already
+    notes = [f"attestation store: {problem}" for problem in store.problems]
+    notes += [
+        f"attestation store: {name} does not verify: {verdict.reason}"
+        for name, verdict in store.verdicts
+        if not verdict.verified
+    ]
+    return notes
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.paths:
         print(
@@ -132,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise
 
     if args.verbose:
-        for note in policy_set.notes:
+        for note in [*policy_set.notes, *attestation_notes(policy_set.config)]:
             print(f"note: {note}", file=sys.stderr)
     audit_log = auditing.open_log(args)
     report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))

@@ -74,3 +74,19 @@ def test_pack_findings_point_at_the_offending_field(
     lines = {r["policy"]: r["source"]["line"] for r in json.loads(out)["results"]}
     assert lines["ai-images-pinned-by-digest"] == 15  # the image: line of the second document
     assert lines["gpu-team-quota"] == 12  # spec.template.spec of the GPU pod template
+
+
+def test_verbose_lists_bundles_that_do_not_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ROOT / "policies" / "model-provenance" / "tests" / "config.yaml"
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x}]}\n"
+    )
+    code, _, err = run_cli(
+        ["check", "--verbose", "--config", str(config), str(manifest)], capsys, monkeypatch
+    )
+    assert code == 0
+    assert "rogue-model.sig does not verify: signature does not verify under any trusted key" in err
+    assert "signed-model.sig" not in err
