@@ -158,6 +158,42 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, int, list[tuple[str, int, int]]]
         32,
         [("leader", 2, 8), ("worker", 2, 8)],
     ),
+    # NVIDIA DRA examples. The two extended-resources pods ask for nvidia.com/gpu in limits (the scheduler maps
+    # it to a DRA device class). The others get their GPUs only through resource claims, which ``gpus`` does
+    # not count yet (the view marks them ``usesDra``; test below): these rows pin today's figure.
+    ("dra/extended-resources__gpu-full.yaml", "Pod", "gpu-full-pod"): (1, 1, [("pod", 1, 1)]),
+    ("dra/extended-resources__mig-1g-12gb.yaml", "Pod", "mig-1g12gb-pod"): (1, 1, [("pod", 1, 1)]),
+    ("dra/mig+mps__sharing-demo-job-1.yaml", "Job", "sharing-demo-job"): (4, 0, [("pod", 4, 0)]),
+    ("dra/mig+mps__sharing-demo-job.yaml", "Job", "sharing-demo-job"): (4, 0, [("pod", 4, 0)]),
+    ("dra/quickstart__v1__gpu-test-mps.yaml", "Pod", "test-pod"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test-vfio-config.yaml", "Pod", "pod1-full-vfioconfig"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test-vfiopci.yaml", "Pod", "pod1"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test1.yaml", "Pod", "pod1"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test1.yaml", "Pod", "pod2"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test2.yaml", "Pod", "pod"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test3.yaml", "Pod", "pod1"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test3.yaml", "Pod", "pod2"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test4.yaml", "Deployment", "pod"): (4, 0, [("pod", 4, 0)]),
+    ("dra/quickstart__v1__gpu-test5.yaml", "Pod", "pod0"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1__gpu-test6.yaml", "Deployment", "pod"): (4, 0, [("pod", 4, 0)]),
+    ("dra/quickstart__v1__imex-test1.yaml", "Deployment", "deployment0"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1__imex-test1.yaml", "Deployment", "deployment1"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1__imex-test1.yaml", "Deployment", "deployment2"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1__imex-test1.yaml", "Deployment", "deployment3"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test-mps.yaml", "Pod", "test-pod"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test-vfiopci.yaml", "Pod", "pod1"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test1.yaml", "Pod", "pod1"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test1.yaml", "Pod", "pod2"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test2.yaml", "Pod", "pod"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test3.yaml", "Pod", "pod1"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test3.yaml", "Pod", "pod2"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test4.yaml", "Deployment", "pod"): (4, 0, [("pod", 4, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test5.yaml", "Pod", "pod0"): (1, 0, [("pod", 1, 0)]),
+    ("dra/quickstart__v1beta1__gpu-test6.yaml", "Deployment", "pod"): (4, 0, [("pod", 4, 0)]),
+    ("dra/quickstart__v1beta1__imex-test1.yaml", "Deployment", "deployment0"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1beta1__imex-test1.yaml", "Deployment", "deployment1"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1beta1__imex-test1.yaml", "Deployment", "deployment2"): (2, 0, [("pod", 2, 0)]),
+    ("dra/quickstart__v1beta1__imex-test1.yaml", "Deployment", "deployment3"): (2, 0, [("pod", 2, 0)]),
 }
 
 
@@ -190,6 +226,17 @@ def test_upstream_workloads_are_exactly_the_pinned_ones(
 ) -> None:
     workloads = {key for key, view in described.items() if view["podTemplates"]}
     assert workloads == set(EXPECTED)
+
+
+def test_upstream_dra_claim_workloads_are_marked(
+    described: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    dra = {key: described[key]["usesDra"] for key in EXPECTED if key[0].startswith("dra/")}
+    claimless = {key for key, uses in dra.items() if not uses}
+    assert claimless == {
+        ("dra/extended-resources__gpu-full.yaml", "Pod", "gpu-full-pod"),
+        ("dra/extended-resources__mig-1g-12gb.yaml", "Pod", "mig-1g12gb-pod"),
+    }
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED), ids=lambda k: f"{k[0]}:{k[2]}")
