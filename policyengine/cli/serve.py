@@ -33,6 +33,11 @@ def add_parser(sub: Any) -> None:
         "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
     )
     p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
+    p.add_argument(
+        "--allow-empty-policies",
+        action="store_true",
+        help="serve a policy set with no policies (refused by default, at start and on reload)",
+    )
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--inventory", metavar="FILE", help="cluster objects from a file (namespaces, pods)")
@@ -129,6 +134,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         insecure_http=args.insecure_http,
         policies=tuple(args.policies),
         include_bundled=not args.no_default_policies,
+        allow_empty_policies=args.allow_empty_policies,
         config=tuple(args.config),
         inventory=args.inventory,
         kube=args.kube,
@@ -148,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     engine = server.engine_loader(settings)()  # fail fast: LoadError -> exit 2 with every problem
+    if not engine.policy_set.policies and not settings.allow_empty_policies:
+        from webhook.policies import empty_set_problem
+
+        raise UsageError(empty_set_problem(settings.policies))
     try:
         if settings.workers > 1:
             server.inventory_source(settings)  # --inventory problems surface here, before the workers start
