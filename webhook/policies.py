@@ -257,6 +257,21 @@ class LivePolicies:
         return out
 
 
+def load_settled(
+    load: Callable[[], Engine], watched: Sequence[str], *, attempts: int = 5, pause: float = 0.5
+) -> Engine | None:
+    """Load once the watched files hold still: a load during which their fingerprint changed (a write in
+    progress) is done again after ``pause``. None when they were still changing after ``attempts``."""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(pause)
+        before = fingerprint(watched)
+        engine = load()
+        if fingerprint(watched) == before:
+            return engine
+    return None
+
+
 def empty_set_problem(paths: Sequence[str]) -> str:
     """Why a set with no policies is refused (at start and on reload)."""
     where = ", ".join(paths) if paths else "no --policies path"

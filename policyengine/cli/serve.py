@@ -148,16 +148,30 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
+def _load_policies(settings: Any) -> Any:
+    """The set to serve, read once its files hold still. A broken set raises LoadError (exit 2 listing
+    every problem); an empty one (it would admit everything: only with --allow-empty-policies) and files
+    that never hold still raise UsageError (exit 2)."""
+    from webhook import server
+    from webhook.policies import empty_set_problem, load_settled
+
+    engine = load_settled(server.engine_loader(settings), settings.watched)
+    if engine is None:
+        raise UsageError(
+            f"the policy files kept changing while being read ({', '.join(settings.watched)}): "
+            "start again once they are written"
+        )
+    if not engine.policy_set.policies and not settings.allow_empty_policies:
+        raise UsageError(empty_set_problem(settings.policies))
+    return engine
+
+
 def run(args: argparse.Namespace) -> int:
     from audit import AuditError
     from webhook import server
 
     settings = settings_from(args)
-    engine = server.engine_loader(settings)()  # fail fast: LoadError -> exit 2 with every problem
-    if not engine.policy_set.policies and not settings.allow_empty_policies:
-        from webhook.policies import empty_set_problem
-
-        raise UsageError(empty_set_problem(settings.policies))
+    engine = _load_policies(settings)
     try:
         if settings.workers > 1:
             server.inventory_source(settings)  # --inventory problems surface here, before the workers start

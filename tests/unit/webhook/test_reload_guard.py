@@ -16,7 +16,7 @@ from policyengine.engine import Engine
 from tests.unit.webhook.builders import POLICIES, engine_for, pod, review
 from webhook.app import WebhookServices, create_app
 from webhook.logs import LOGGER
-from webhook.policies import LivePolicies
+from webhook.policies import LivePolicies, load_settled
 from webhook.prometheus import parse_samples
 from webhook.telemetry import build_telemetry
 
@@ -178,6 +178,26 @@ def test_files_that_change_while_being_read_are_read_again_later(policy_dir: Pat
     # Read again once the fingerprint seen after the read is seen again.
     assert policies.changed()
     assert policies.reload().ok and _names(policies) == ALL and len(calls) == 2
+
+
+def test_the_start_load_waits_for_files_that_hold_still(policy_dir: Path) -> None:
+    path = policy_dir / "policies.yaml"
+    writes = [POLICIES + "\n# 1\n", POLICIES + "\n# 2\n"]
+
+    def load() -> Engine:
+        engine = engine_for(policy_dir)
+        if writes:  # a writer still at work during the first two reads
+            _rewrite(path, writes.pop(0))
+        return engine
+
+    engine = load_settled(load, [str(policy_dir)], pause=0)
+    assert engine is not None and not writes and len(engine.policy_set.policies) == 3
+
+    def never_still() -> Engine:
+        _rewrite(path, POLICIES)
+        return engine_for(policy_dir)
+
+    assert load_settled(never_still, [str(policy_dir)], attempts=3, pause=0) is None
 
 
 # --- through the app: metrics, logs, /readyz, and decisions -------------------------------------------------
