@@ -283,7 +283,12 @@ def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, tri
             telemetry.add("shrinks", 1, result="applied")
             log.warning(
                 "policy set reloaded without some policies",
-                extra={"digest": outcome.digest, "previous_digest": outcome.previous_digest, **shrink},
+                extra={
+                    "digest": outcome.digest,
+                    "previous_digest": outcome.previous_digest,
+                    "trigger": trigger,
+                    **shrink,
+                },
             )
         log.info(
             "policy set loaded",
