@@ -1,7 +1,8 @@
 """``policyengine serve``: the validating admission webhook (SPEC §9).
 
 The policy set (and ``--inventory``) is loaded once before the server starts, so a broken set exits 2
-with every problem listed instead of serving (so does an empty one, unless ``--allow-empty-policies``); later reloads keep the last good set on failure.
+with every problem listed instead of serving (so does an empty one, unless ``--allow-empty-policies``);
+later reloads keep the last good set on failure.
 """
 
 from __future__ import annotations
