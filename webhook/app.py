@@ -37,13 +37,14 @@ from webhook.errors import (
 )
 from webhook.inventories import InventorySource, StaticInventory
 from webhook.logs import get_logger
-from webhook.policies import LivePolicies, ReloadOutcome
+from webhook.policies import MAX_NAMES_SHOWN, LivePolicies, ReloadOutcome
 from webhook.prometheus import CONTENT_TYPE
 from webhook.recorder import DecisionRecorder, NullRecorder
 from webhook.review import parse_review
 from webhook.telemetry import Telemetry, build_telemetry
 
 INLINE_DECODE = 64 * 1024  # bodies up to this size are decoded on the event loop; larger ones in a thread
+UNSTABLE_RETRY = 1.0  # seconds before a SIGHUP reload that met files being written is done again
 
 
 @dataclass
@@ -239,17 +240,21 @@ async def _decode(request: Request, limit: int, timeout: float | None = None) ->
 async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:
     policies = services.policies
     interval = services.reload_interval
+    retry = False  # a SIGHUP reload that met files being written is done again, even without polling
     while True:
-        if interval is None:
+        if interval is None and not retry:
             await reload_now.wait()
         else:
             with suppress(TimeoutError):
-                await asyncio.wait_for(reload_now.wait(), interval)
-        forced = reload_now.is_set()
+                await asyncio.wait_for(reload_now.wait(), interval or UNSTABLE_RETRY)
+        forced = reload_now.is_set() or retry
         reload_now.clear()
+        retry = False
         try:
             if forced or await asyncio.to_thread(policies.changed):
-                _report(services, await asyncio.to_thread(policies.reload), forced)
+                outcome = await asyncio.to_thread(policies.reload, forced)
+                _report(services, outcome, forced)
+                retry = forced and outcome.result == "unstable"
         except Exception:  # the watch itself must survive anything a filesystem does
             get_logger().exception("policy watch failed")
 
@@ -258,8 +263,33 @@ def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, tri
     log = get_logger()
     telemetry = services.telemetry
     trigger = trigger or ("signal" if forced else "file change")
-    if outcome.ok:
+    # Every shrink is reported, whatever becomes of it: the names of the policies gone, at warning.
+    shrink = {"removed": list(outcome.removed[:MAX_NAMES_SHOWN]), "removed_count": len(outcome.removed)}
+    if outcome.result == "unstable":
+        telemetry.add("reloads", 1, result="retried")
+        log.warning(
+            "policy files changed while being read; reading them again once they settle",
+            extra={"digest": outcome.digest, "trigger": trigger},
+        )
+    elif outcome.result == "held":
+        telemetry.add("shrinks", 1, result="held")
+        log.warning(
+            "policy set would lose policies; holding it until the same files are read again",
+            extra={"digest": outcome.digest, "trigger": trigger, **shrink},
+        )
+    elif outcome.ok:
         telemetry.add("reloads", 1, result="success")
+        if outcome.removed:
+            telemetry.add("shrinks", 1, result="applied")
+            log.warning(
+                "policy set reloaded without some policies",
+                extra={
+                    "digest": outcome.digest,
+                    "previous_digest": outcome.previous_digest,
+                    "trigger": trigger,
+                    **shrink,
+                },
+            )
         log.info(
             "policy set loaded",
             extra={
@@ -272,9 +302,16 @@ def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, tri
     else:
         telemetry.add("reloads", 1, result="failure")
         telemetry.add("reload_failures", 1)
+        if outcome.removed:
+            telemetry.add("shrinks", 1, result="refused")
         log.error(
             "policy set reload failed; keeping the last good set",
-            extra={"digest": outcome.digest, "trigger": trigger, "problems": list(outcome.problems)},
+            extra={
+                "digest": outcome.digest,
+                "trigger": trigger,
+                "problems": list(outcome.problems),
+                **(shrink if outcome.removed else {}),
+            },
         )
 
 

@@ -78,7 +78,9 @@ def services_from(
     recorder: DecisionRecorder | None = None,
     handle_sighup: bool = True,
 ) -> WebhookServices:
-    policies = LivePolicies(engine_loader(settings), settings.watched)
+    policies = LivePolicies(
+        engine_loader(settings), settings.watched, allow_empty=settings.allow_empty_policies
+    )
     if engine is not None:
         policies.serve(engine)
     telemetry = build_telemetry(env)

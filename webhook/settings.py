@@ -26,6 +26,7 @@ class Settings:
     insecure_http: bool = False
     policies: tuple[str, ...] = ()
     include_bundled: bool = True
+    allow_empty_policies: bool = False  # serve a set with no policies (refused by default: it admits all)
     config: tuple[str, ...] = ()
     inventory: str | None = None
     kube: bool = False

@@ -111,6 +111,10 @@ def build_telemetry(
             "policyengine_reload_failures",
             description="Policy set reloads that failed (the last good set is kept).",
         ),
+        "shrinks": meter.create_counter(
+            "policyengine_policy_set_shrinks",
+            description="Reloads whose new set lost policies, by result (held, applied, refused).",
+        ),
         "relists": meter.create_counter(
             "policyengine_inventory_relists",
             description="Full relists of a watched resource, by resource and reason.",

@@ -1,7 +1,8 @@
 """``policyengine serve``: the validating admission webhook (SPEC §9).
 
 The policy set (and ``--inventory``) is loaded once before the server starts, so a broken set exits 2
-with every problem listed instead of serving; later reloads keep the last good set on failure.
+with every problem listed instead of serving (so does an empty one, unless ``--allow-empty-policies``);
+later reloads keep the last good set on failure.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def add_parser(sub: Any) -> None:
         "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
     )
     p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
+    p.add_argument(
+        "--allow-empty-policies",
+        action="store_true",
+        help="serve a policy set with no policies (refused by default, at start and on reload)",
+    )
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--inventory", metavar="FILE", help="cluster objects from a file (namespaces, pods)")
@@ -129,6 +135,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         insecure_http=args.insecure_http,
         policies=tuple(args.policies),
         include_bundled=not args.no_default_policies,
+        allow_empty_policies=args.allow_empty_policies,
         config=tuple(args.config),
         inventory=args.inventory,
         kube=args.kube,
@@ -142,12 +149,30 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
+def _load_policies(settings: Any) -> Any:
+    """The set to serve, read once its files hold still. A broken set raises LoadError (exit 2 listing
+    every problem); an empty one (it would admit everything: only with --allow-empty-policies) and files
+    that never hold still raise UsageError (exit 2)."""
+    from webhook import server
+    from webhook.policies import empty_set_problem, load_settled
+
+    engine = load_settled(server.engine_loader(settings), settings.watched)
+    if engine is None:
+        raise UsageError(
+            f"the policy files kept changing while being read ({', '.join(settings.watched)}): "
+            "start again once they are written"
+        )
+    if not engine.policy_set.policies and not settings.allow_empty_policies:
+        raise UsageError(empty_set_problem(settings.policies))
+    return engine
+
+
 def run(args: argparse.Namespace) -> int:
     from audit import AuditError
     from webhook import server
 
     settings = settings_from(args)
-    engine = server.engine_loader(settings)()  # fail fast: LoadError -> exit 2 with every problem
+    engine = _load_policies(settings)
     try:
         if settings.workers > 1:
             server.inventory_source(settings)  # --inventory problems surface here, before the workers start
