@@ -246,7 +246,7 @@ def create_app(services: WebhookServices) -> Starlette:
             error.status = exc.status_code
         return JSONResponse(error.as_json(), status_code=error.status, headers=exc.headers)
 
-    return Starlette(
+    app = Starlette(
         exception_handlers={HTTPException: http_error},
         routes=[
             Route("/validate", validate, methods=["POST"]),
@@ -256,6 +256,8 @@ def create_app(services: WebhookServices) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.state.in_flight = in_flight
+    return app
 
 
 async def _decode(
