@@ -1,14 +1,20 @@
 """The auditors' read-only HTTP API: entries, the latest checkpoint, inclusion and consistency proofs.
 
 Every route needs ``Authorization: Bearer <token>`` with a token from the tokens file (one per line);
-tokens are compared with ``hmac.compare_digest``. There is no write route.
+tokens are compared with ``hmac.compare_digest``. There is no write route. At most ``max_queries``
+requests are answered at once (each in a worker thread, off the event loop); one more is refused at
+once with 503 and ``Retry-After``, so a burst of large queries cannot take the CPU from the process
+around it. (``policyengine serve`` also runs this API in a process of its own.)
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import os
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,9 @@ from audit.log import AuditLog
 from audit.stores import Query
 
 MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+DEFAULT_MAX_QUERIES = 2
+BUSY_REPORT_INTERVAL = 10.0  # seconds between two log lines about refused queries
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -70,6 +79,52 @@ class BadRequest(Exception):
     pass
 
 
+Handler = Callable[[Request], Response]
+
+
+class QueryCap:
+    """Runs at most ``limit`` handlers at once; one more is answered 503 at once, not queued. Refusals
+    are logged once per interval with their count."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.slots = threading.BoundedSemaphore(limit)
+        self.refused = 0
+        self._unreported = 0
+        self._reported_at: float | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __call__(self, handler: Handler) -> Handler:
+        def capped(request: Request) -> Response:
+            if not self.slots.acquire(blocking=False):
+                self._refuse()
+                return JSONResponse(
+                    {"error": f"{self.limit} queries are being answered; retry shortly", "code": "busy"},
+                    status_code=503,
+                    headers={"Retry-After": "1"},
+                )
+            try:
+                return handler(request)
+            finally:
+                self.slots.release()
+
+        return capped
+
+    def _refuse(self) -> None:
+        with self._lock:
+            self.refused += 1
+            self._unreported += 1
+            now = self._clock()
+            if self._reported_at is not None and now - self._reported_at < BUSY_REPORT_INTERVAL:
+                return
+            count, self._unreported, self._reported_at = self._unreported, 0, now
+        logging.getLogger("policyengine.audit.api").warning(
+            "auditors' API at its query cap: refused with 503",
+            extra={"max_queries": self.limit, "occurrences": count},
+        )
+
+
 def _int(request: Request, name: str, default: int | None = None) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -98,16 +153,19 @@ def _time(request: Request, name: str) -> str | None:
         raise BadRequest(f"{name} must be an ISO 8601 time") from exc
 
 
-def create_app(log: AuditLog, tokens_file: str | os.PathLike[str]) -> Starlette:
+def create_app(
+    log: AuditLog, tokens_file: str | os.PathLike[str], *, max_queries: int = DEFAULT_MAX_QUERIES
+) -> Starlette:
     """The API over an open log (the caller owns and closes it)."""
     tokens = read_tokens(tokens_file)
+    cap = QueryCap(max_queries)
 
     def entries(request: Request) -> Response:
         params = request.query_params
         verdict = params.get("verdict")
         if verdict is not None and verdict not in VERDICTS:
             raise BadRequest(f"verdict must be one of {VERDICTS}")
-        limit = _int(request, "limit", 100)
+        limit = _int(request, "limit", DEFAULT_PAGE)
         if not 0 < limit <= MAX_PAGE:
             raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
         query = Query(
@@ -159,12 +217,14 @@ def create_app(log: AuditLog, tokens_file: str | os.PathLike[str]) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/v1/entries", entries, methods=["GET"]),
-            Route("/v1/checkpoint", checkpoint, methods=["GET"]),
-            Route("/v1/proof/inclusion", inclusion, methods=["GET"]),
-            Route("/v1/proof/consistency", consistency, methods=["GET"]),
+            # Sync handlers: Starlette runs them in worker threads, never on the event loop.
+            Route("/v1/entries", cap(entries), methods=["GET"]),
+            Route("/v1/checkpoint", cap(checkpoint), methods=["GET"]),
+            Route("/v1/proof/inclusion", cap(inclusion), methods=["GET"]),
+            Route("/v1/proof/consistency", cap(consistency), methods=["GET"]),
         ],
         exception_handlers={BadRequest: bad_request, AuditError: audit_error},
     )
     app.add_middleware(BearerAuth, tokens=tokens)
+    app.state.query_cap = cap
     return app

@@ -1,18 +1,21 @@
 """Answering one AdmissionReview: evaluate off the event loop within a time budget, record, encode.
 
-Evaluation is CPU-bound, so it runs in a thread pool; the handler waits at most ``timeout`` seconds for
-it. Over budget, the request is decided by failurePolicy semantics instead: every policy that matches
-the request gets an ``error`` result with code ``budget_exceeded``, which denies unless the policy's
-failurePolicy is Ignore (then it is audit-only). So a timed-out request is denied unless every matched
-policy is Ignore. The late evaluation finishes in the background (the CEL budget bounds it) and is
-discarded. Every decision, timed out or not, is recorded before it is answered.
+Evaluation is CPU-bound, so it runs in a thread pool. ``timeout`` is the budget of the whole request,
+from its arrival to its answer: evaluation must end ``RECORD_SHARE`` of it before the deadline, leaving
+the rest for recording. Over budget, the request is decided by failurePolicy semantics instead: every
+policy that matches the request gets an ``error`` result with code ``budget_exceeded``, which denies
+unless the policy's failurePolicy is Ignore (then it is audit-only). So a timed-out request is denied
+unless every matched policy is Ignore. The late evaluation finishes in the background (the CEL budget
+bounds it) and is discarded. Every decision, timed out or not, is recorded before it is answered; one
+that is not recorded by the deadline is answered as an error (RecordFailed), so kube-apiserver applies
+the webhook's failurePolicy before its own timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from webhook.review import Review, review_response
 from webhook.telemetry import Telemetry
 
 DEFAULT_TIMEOUT = 3.0  # seconds; kube-apiserver waits timeoutSeconds (5 in our webhook configuration)
+RECORD_SHARE = 0.25  # of the budget, kept after evaluation for recording the decision
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,39 @@ class Admitter:
         self.executor = executor
         self.timeout = timeout
 
-    async def admit(self, engine: Engine, review: Review) -> Answer:
+    def decide_by(self, deadline: float) -> float:
+        """When evaluation (and everything before it) must be over, for a request due at ``deadline``."""
+        return deadline - self.timeout * RECORD_SHARE  # the app reads and parses by the same instant
+
+    async def admit(
+        self,
+        engine: Engine,
+        review: Review,
+        *,
+        deadline: float | None = None,
+        hold: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> Answer:
+        """``deadline`` (loop time) is when the answer is due (default: ``timeout`` from now); ``hold``
+        is given every job this request leaves running in a thread, so its memory stays accounted."""
         request = review.request
         tracer = self.telemetry.tracer
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self.timeout
         with tracer.start_as_current_span("admission", attributes=_request_attributes(request)) as span:
             inventory = with_namespace(self.inventory.current(), request.namespace)
-            loop = asyncio.get_running_loop()
             timings = PolicyTimings()
             started = time.perf_counter()
             job = loop.run_in_executor(self.executor, partial(evaluate, engine, request, inventory, timings))
+            _forget_late_errors(job)
+            if hold is not None:
+                hold(job)
             timed_out = False
             try:
-                decision = await asyncio.wait_for(job, self.timeout)
+                # shield: on timeout the job is left to finish (it cannot be interrupted), not cancelled,
+                # so that ``hold`` sees when it really ends.
+                budget = max(0.0, self.decide_by(deadline) - loop.time())
+                decision = await asyncio.wait_for(asyncio.shield(job), budget)
             except TimeoutError:
                 timed_out = True
                 decision = over_budget(engine, request, inventory, self.timeout)
@@ -122,7 +147,7 @@ class Admitter:
             self.telemetry.observe("evaluation_duration", time.perf_counter() - started)
             if not timed_out:
                 self._policy_spans(span, timings, decision)
-            index = await self._record(decision)
+            index = await self._record(decision, deadline, hold)
             span.set_attribute("policyengine.verdict", decision.verdict)
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
@@ -155,24 +180,40 @@ class Admitter:
             span.end(end_time=end)
             self.telemetry.observe("policy_duration", (end - start) / 1e9, policy=policy.name)
 
-    async def _record(self, decision: Decision) -> int | None:
+    async def _record(
+        self, decision: Decision, deadline: float, hold: Callable[[asyncio.Future[Any]], None] | None
+    ) -> int | None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span("audit.append") as span:
+            # The default executor, not the evaluation pool: runaway evaluations cannot starve it.
+            job = loop.run_in_executor(None, partial(self.recorder.record, decision, source=SOURCE_ADMISSION))
+            _forget_late_errors(job)
+            if hold is not None:
+                hold(job)
             try:
-                # The default executor, not the evaluation pool: runaway evaluations cannot starve it.
-                index = await loop.run_in_executor(
-                    None, partial(self.recorder.record, decision, source=SOURCE_ADMISSION)
-                )
+                try:
+                    index = await asyncio.wait_for(asyncio.shield(job), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"not recorded within the webhook's {self.timeout:g}s budget"
+                    ) from None
             except Exception as err:
                 span.record_exception(err)
                 span.set_status(Status(StatusCode.ERROR, type(err).__name__))
-                raise RecordFailed(f"the decision could not be recorded: {type(err).__name__}") from err
+                why = str(err) if isinstance(err, TimeoutError) else type(err).__name__
+                raise RecordFailed(f"the decision could not be recorded: {why}") from err
             finally:
                 self.telemetry.observe("audit_duration", time.perf_counter() - started)
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
         return index
+
+
+def _forget_late_errors(job: asyncio.Future[Any]) -> None:
+    """A job left running past its deadline may still fail; nobody awaits it any more, so its error is
+    retrieved here (the request was answered already) instead of logged as never retrieved."""
+    job.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _request_attributes(request: Request) -> dict[str, Any]:

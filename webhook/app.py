@@ -3,8 +3,10 @@
 ``create_app(services)`` builds a new app each call; nothing is built at import time. Routes:
 ``POST /validate`` (AdmissionReview), ``GET /healthz``, ``GET /readyz`` (JSON detail), ``GET /metrics``.
 Every failure of one request is answered as that request's error (400/404/405/408/413/415/500/503 with
-a JSON reason); no request can take the server or another request down, nor hold it open for longer than
-``body_timeout`` while its body trickles in.
+a JSON reason); no request can take the server or another request down. A review is answered within
+``timeout`` of its arrival (reading, parsing, evaluating and recording it), and only while fewer than
+``max_in_flight`` reviews holding ``max_in_flight_bytes`` of bodies are being answered: one more is
+refused at once with 503, so that kube-apiserver applies the webhook's failurePolicy.
 """
 
 from __future__ import annotations
@@ -25,18 +27,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from webhook.admission import DEFAULT_TIMEOUT, Admitter
+from webhook.admission import DEFAULT_TIMEOUT, RECORD_SHARE, Admitter
 from webhook.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, parse_json, read_limited
 from webhook.errors import (
     ClientDisconnected,
+    DeadlineExceeded,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     RecordFailed,
     UnsupportedMediaType,
     WebhookError,
 )
+from webhook.inflight import DEFAULT_MAX_IN_FLIGHT, InFlight, declared_size
 from webhook.inventories import InventorySource, StaticInventory
 from webhook.logs import get_logger
+from webhook.overload import OverloadLog
 from webhook.policies import MAX_NAMES_SHOWN, LivePolicies, ReloadOutcome
 from webhook.prometheus import CONTENT_TYPE
 from webhook.recorder import DecisionRecorder, NullRecorder
@@ -56,8 +62,10 @@ class WebhookServices:
     recorder: DecisionRecorder = field(default_factory=NullRecorder)
     telemetry: Telemetry = field(default_factory=lambda: build_telemetry({}))
     max_body: int = DEFAULT_MAX_BODY
-    timeout: float = DEFAULT_TIMEOUT
-    body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds to receive a whole request body
+    timeout: float = DEFAULT_TIMEOUT  # seconds from a review's arrival to its answer
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds to receive a whole request body (within timeout)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # reviews being answered at once
+    max_in_flight_bytes: int | None = None  # their bodies' bytes at once (default: twice max_body)
     reload_interval: float | None = 2.0  # seconds between file polls; None: reload on SIGHUP only
     handle_sighup: bool = False  # only the process's real server installs the signal handler
     eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
@@ -65,6 +73,12 @@ class WebhookServices:
 
 
 def create_app(services: WebhookServices) -> Starlette:
+    in_flight = InFlight(services.max_in_flight, services.max_in_flight_bytes or 2 * services.max_body)
+    overloaded = OverloadLog(
+        "in-flight cap reached: answered 503",
+        fields={"max_in_flight": in_flight.max_requests, "max_in_flight_bytes": in_flight.max_bytes},
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         executor = ThreadPoolExecutor(
@@ -106,10 +120,35 @@ def create_app(services: WebhookServices) -> Starlette:
 
     async def validate(request: Request) -> Response:
         started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + services.timeout
+        # Admitted before a byte of the body is read: a refusal costs nothing but the head.
+        ticket = in_flight.enter(declared_size(request.headers.get("content-length"), services.max_body))
+        if ticket is None:
+            services.telemetry.add("bad_requests", 1, code=Overloaded.code)
+            overloaded.hit(in_flight=in_flight.requests, in_flight_bytes=in_flight.bytes)
+            err = Overloaded(
+                f"{in_flight.requests} reviews holding {in_flight.bytes} body bytes are being answered "
+                f"(caps: {in_flight.max_requests} reviews, {in_flight.max_bytes} bytes)"
+            )
+            return JSONResponse(err.as_json(), status_code=err.status, headers={"Retry-After": "1"})
+        try:
+            return await answer(request, started, deadline, ticket.hold)
+        finally:
+            ticket.release()
+
+    async def answer(
+        request: Request, started: float, deadline: float, hold: Callable[[asyncio.Future[Any]], None]
+    ) -> Response:
         log = get_logger()
         telemetry = services.telemetry
         try:
-            review = await _decode(request, services.max_body, services.body_timeout)
+            review = await _decode(
+                request,
+                services.max_body,
+                services.body_timeout,
+                decide_by=deadline - services.timeout * RECORD_SHARE,
+                hold=hold,
+            )
         except Exception as err:
             if not isinstance(err, WebhookError):  # a codec bug answers this request only, with a 500
                 log.exception("internal error while decoding", extra={"latency_ms": _ms(started)})
@@ -144,7 +183,8 @@ def create_app(services: WebhookServices) -> Starlette:
         }
         telemetry.add("in_flight", 1)
         try:
-            answer = await request.app.state.admitter.admit(engine, review)
+            admitter: Admitter = request.app.state.admitter
+            answered = await admitter.admit(engine, review, deadline=deadline, hold=hold)
         except RecordFailed as err:
             telemetry.add("bad_requests", 1, code=err.code)
             log.error("decision not recorded", extra={**who, "code": err.code, "latency_ms": _ms(started)})
@@ -156,7 +196,7 @@ def create_app(services: WebhookServices) -> Starlette:
             return JSONResponse(error, status_code=500)
         finally:
             telemetry.add("in_flight", -1)
-        decision = answer.decision
+        decision = answered.decision
         seconds = time.perf_counter() - started
         telemetry.add("requests", 1, verdict=decision.verdict, operation=req.operation)
         telemetry.observe("request_duration", seconds, verdict=decision.verdict)
@@ -168,12 +208,12 @@ def create_app(services: WebhookServices) -> Starlette:
                 "verdict": decision.verdict,
                 "dry_run": req.dry_run,
                 "latency_ms": round(seconds * 1000, 3),
-                "timed_out": answer.timed_out,
-                "audit_index": answer.audit_index,
+                "timed_out": answered.timed_out,
+                "audit_index": answered.audit_index,
                 "policy_set": decision.policy_set_digest,
             },
         )
-        return Response(json.dumps(answer.review, separators=(",", ":")), media_type="application/json")
+        return Response(json.dumps(answered.review, separators=(",", ":")), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -207,7 +247,7 @@ def create_app(services: WebhookServices) -> Starlette:
             error.status = exc.status_code
         return JSONResponse(error.as_json(), status_code=error.status, headers=exc.headers)
 
-    return Starlette(
+    app = Starlette(
         exception_handlers={HTTPException: http_error},
         routes=[
             Route("/validate", validate, methods=["POST"]),
@@ -217,12 +257,27 @@ def create_app(services: WebhookServices) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.state.in_flight = in_flight
+    return app
 
 
-async def _decode(request: Request, limit: int, timeout: float | None = None) -> Any:
+async def _decode(
+    request: Request,
+    limit: int,
+    timeout: float | None = None,
+    *,
+    decide_by: float | None = None,
+    hold: Callable[[asyncio.Future[Any]], None] | None = None,
+) -> Any:
+    """The review in the body, read within ``timeout`` and read and parsed by ``decide_by`` (loop time);
+    ``hold`` is given the parse job of a large body, which outlives a request that gives up on it."""
     content_type = request.headers.get("content-type", "application/json")
     if "json" not in content_type.lower():
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not JSON")
+    loop = asyncio.get_running_loop()
+    if decide_by is not None:
+        budget = max(0.0, decide_by - loop.time())
+        timeout = budget if timeout is None else min(timeout, budget)
     try:
         body = await read_limited(
             request.stream(),
@@ -234,7 +289,17 @@ async def _decode(request: Request, limit: int, timeout: float | None = None) ->
         raise ClientDisconnected("the client disconnected before sending the whole body") from None
     if len(body) <= INLINE_DECODE:
         return parse_review(parse_json(body))
-    return await asyncio.to_thread(lambda: parse_review(parse_json(body)))
+    job = loop.run_in_executor(None, lambda: parse_review(parse_json(body)))
+    job.add_done_callback(lambda done: done.cancelled() or done.exception())  # a late failure is no news
+    if hold is not None:
+        hold(job)
+    left = None if decide_by is None else max(0.0, decide_by - loop.time())
+    try:
+        return await asyncio.wait_for(asyncio.shield(job), left)
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"the review could not be parsed within the webhook's budget ({len(body)} bytes)"
+        ) from None
 
 
 async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:

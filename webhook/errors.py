@@ -14,7 +14,9 @@
     ├── BodyTimeout               body_timeout           (408) the body did not arrive in time
     ├── BodyTooLarge              body_too_large         (413) the body is over the configured limit
     ├── UnsupportedMediaType      unsupported_media_type (415) a Content-Type other than JSON
-    └── RecordFailed              record_failed          (500) the decision could not be recorded
+    ├── RecordFailed              record_failed          (500) the decision could not be recorded
+    ├── Overloaded                overloaded             (503) over the in-flight request or byte cap
+    └── DeadlineExceeded          deadline_exceeded      (503) the review was not read in the budget
 
 Errors become ``{"error": {"code": ..., "message": ...}}`` JSON responses; they never carry the body.
 """
@@ -87,3 +89,18 @@ class UnsupportedMediaType(WebhookError):
 class RecordFailed(WebhookError):
     code = "record_failed"
     status = 500
+
+
+class Overloaded(WebhookError):
+    """Answered at once, without reading the body: kube-apiserver applies the webhook's failurePolicy."""
+
+    code = "overloaded"
+    status = 503
+
+
+class DeadlineExceeded(WebhookError):
+    """The review could not even be read and parsed within ``--timeout``: there is no request to apply
+    the policies' failurePolicy to, so the answer is an error and kube-apiserver applies the webhook's."""
+
+    code = "deadline_exceeded"
+    status = 503

@@ -2,22 +2,32 @@
 
 ``services_from`` wires the core (policy loading with the ``workload``/``inventory`` views), the
 inventory source and telemetry; ``run`` serves one process, or N workers through uvicorn's import-string
-factory ``webhook.server:worker_app``, which rebuilds the services from the environment.
+factory ``webhook.server:worker_app``, which rebuilds the services from the environment. Connections go
+through ``webhook.connections`` (a connection cap and handshake/head deadlines). The auditors' API runs
+in a process of its own, so that its queries, connections and descriptors cannot slow or starve
+admission.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
 from policyengine.engine import Engine
+from policyengine.errors import UsageError
 from policyengine.policyset import load_policy_set
 from webhook.app import WebhookServices, create_app
+from webhook.connections import ConnectionLimits, GuardedConfig, listen, log_started, run_server
 from webhook.inventories import InventorySource, StaticInventory
 from webhook.logs import configure, get_logger, log_config
 from webhook.policies import LivePolicies
@@ -91,6 +101,8 @@ def services_from(
         telemetry=telemetry,
         max_body=settings.max_body,
         timeout=settings.timeout,
+        max_in_flight=settings.max_in_flight,
+        max_in_flight_bytes=settings.max_in_flight_bytes,
         reload_interval=settings.reload_interval,
         startup_wait=settings.startup_wait,
         handle_sighup=handle_sighup,
@@ -105,7 +117,7 @@ def worker_app() -> Starlette:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
-    options: dict[str, object] = {
+    return {
         "host": settings.host,
         "port": settings.port,
         "log_config": log_config(settings.log_level),
@@ -113,31 +125,78 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
-    if not settings.insecure_http:
-        options["ssl_certfile"] = settings.tls_cert
-        options["ssl_keyfile"] = settings.tls_key
-    return options
+
+
+def guarded_config(settings: Settings, app: Any, limits: ConnectionLimits, **options: Any) -> GuardedConfig:
+    tls = {} if settings.insecure_http else {"tls_cert": settings.tls_cert, "tls_key": settings.tls_key}
+    return GuardedConfig(app, limits=limits, **{**uvicorn_options(settings), **tls, **options})
+
+
+def webhook_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(settings.max_connections, settings.header_timeout, server="webhook")
+
+
+def audit_api_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(settings.audit_api_max_connections, settings.header_timeout, server="audit-api")
 
 
 def start_audit_api(settings: Settings) -> Callable[[], None]:
-    """Serve the auditors' read-only API (audit.api) on its own port in a background thread, over the
-    same TLS certificate as the webhook. Returns the function that stops it."""
+    """Serve the auditors' read-only API (audit.api) on its own port in a process of its own, over the
+    same TLS certificate as the webhook. The port is bound here, before admission starts, so a busy
+    port fails the start and no auditor's connection is refused while the process starts. Returns the
+    function that stops it."""
+    assert settings.audit_log and settings.audit_api_tokens and settings.audit_api_port
+    try:
+        sock = listen(settings.host, settings.audit_api_port)
+    except OSError as err:
+        raise UsageError(
+            f"cannot listen on {settings.host}:{settings.audit_api_port} for the auditors' API: {err.strerror}"
+        ) from None
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve_audit_api,
+        args=(settings.to_json(), sock, os.getpid()),
+        name="policyengine-audit-api",
+        daemon=True,
+    )
+    process.start()
+    sock.close()  # the child has its own copy
+
+    def stop() -> None:
+        if process.is_alive():
+            process.terminate()  # SIGTERM: uvicorn's graceful shutdown
+            process.join(timeout=15)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    return stop
+
+
+def serve_audit_api(settings_json: str, sock: socket.socket, parent: int) -> None:
+    """The auditors' API process: read-only log, query cap, connection cap; ends with its parent."""
     from audit import AuditLog
     from audit.api import create_app as create_audit_app
 
+    settings = Settings.from_json(settings_json)
+    configure(settings.log_level)
     assert settings.audit_log and settings.audit_api_tokens and settings.audit_api_port
     log = AuditLog.open(settings.audit_log)  # read-only: no signer
-    options = {**uvicorn_options(settings), "port": settings.audit_api_port}
-    server = uvicorn.Server(uvicorn.Config(create_audit_app(log, settings.audit_api_tokens), **options))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, name="audit-api", daemon=True)
-    thread.start()
+    app = create_audit_app(log, settings.audit_api_tokens, max_queries=settings.audit_api_max_queries)
+    limits = audit_api_limits(settings)
+    server = uvicorn.Server(guarded_config(settings, app, limits, port=settings.audit_api_port))
 
-    def stop() -> None:
+    def orphaned() -> None:  # the webhook died without stopping us (SIGKILL, OOM): stop too
+        while os.getppid() == parent:
+            time.sleep(1)
         server.should_exit = True
-        thread.join(timeout=10)
-        log.close()
 
-    return stop
+    threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
+    scheme = "http" if settings.insecure_http else "https"
+    log_started(limits, f"{scheme}://{settings.host}:{settings.audit_api_port}")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        log.close()
 
 
 def run(settings: Settings, services: WebhookServices | None = None) -> None:
@@ -169,14 +228,20 @@ def _exit_cleanly_on_sigterm() -> None:
 def _serve(settings: Settings, services: WebhookServices | None) -> None:
     if settings.insecure_http:
         get_logger().warning("serving plain HTTP (--insecure-http): for local development only")
-    options = uvicorn_options(settings)
+    limits = webhook_limits(settings)
+    scheme = "http" if settings.insecure_http else "https"
+    log_started(limits, f"{scheme}://{settings.host}:{settings.port}")
     if settings.workers > 1:
         os.environ[ENV_VAR] = settings.to_json()
-        uvicorn.run("webhook.server:worker_app", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
+        config = guarded_config(
+            settings, "webhook.server:worker_app", limits, factory=True, workers=settings.workers
+        )
+        run_server(config, workers=settings.workers)
         return
     services = services or services_from(settings, env=os.environ)
     try:
-        uvicorn.run(create_app(services), **options)  # type: ignore[arg-type]
+        if not run_server(guarded_config(settings, create_app(services), limits)):
+            sys.exit(3)  # uvicorn's "startup failed" (the port is taken, the lifespan failed): logged
     finally:
         services.telemetry.shutdown()
         # A clean stop finishes the audit writer (the checkpoint of the last batch is signed after its

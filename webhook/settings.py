@@ -13,6 +13,8 @@ from typing import Any
 
 from webhook.admission import DEFAULT_TIMEOUT
 from webhook.body import DEFAULT_MAX_BODY
+from webhook.connections import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from webhook.inflight import DEFAULT_MAX_IN_FLIGHT
 
 ENV_VAR = "POLICYENGINE_WEBHOOK_SETTINGS"
 
@@ -33,7 +35,11 @@ class Settings:
     kubeconfig: str | None = None
     workers: int = 1
     max_body: int = DEFAULT_MAX_BODY
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # the whole request: read, parse, evaluate, record
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per process, TLS handshakes included
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # accept (or last response) -> complete request head
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_in_flight_bytes: int | None = None  # default: twice max_body
     reload_interval: float | None = 2.0
     startup_wait: float = 30.0
     log_level: str = "INFO"
@@ -43,6 +49,8 @@ class Settings:
     audit_failure: str = "deny"  # deny | allow
     audit_api_port: int | None = None  # the auditors' read-only API, on its own port
     audit_api_tokens: str | None = None  # bearer tokens file, one per line
+    audit_api_max_connections: int = 16
+    audit_api_max_queries: int = 2  # queries answered at once; more are refused with 503
 
     @property
     def watched(self) -> tuple[str, ...]:

@@ -51,7 +51,54 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
     p.add_argument("--max-body", type=int, default=3 * 1024 * 1024, metavar="BYTES", help="default 3 MiB")
     p.add_argument(
-        "--timeout", type=float, default=3.0, metavar="SECONDS", help="evaluation budget (default 3)"
+        "--timeout",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="budget of a whole review: read, parse, evaluate, record (default 3); over it, failurePolicy applies",
+    )
+    limits = p.add_argument_group("limits", "what one process holds at most (see deploy/README.md)")
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="open connections, TLS handshakes included; at the cap the oldest idle one is closed (default 256)",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a connection's time to finish its TLS handshake and send a request head, from accept "
+        "and after each response (default 5)",
+    )
+    limits.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=128,
+        metavar="N",
+        help="reviews being answered at once; more are answered 503 at once (default 128)",
+    )
+    limits.add_argument(
+        "--max-in-flight-bytes",
+        type=int,
+        metavar="BYTES",
+        help="request bodies held by the reviews in flight, by Content-Length (default twice --max-body)",
+    )
+    limits.add_argument(
+        "--audit-api-max-connections",
+        type=int,
+        default=16,
+        metavar="N",
+        help="open connections to the auditors' API (default 16)",
+    )
+    limits.add_argument(
+        "--audit-api-max-queries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="auditors' queries answered at once; more are answered 503 (default 2)",
     )
     p.add_argument(
         "--reload-interval",
@@ -104,6 +151,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         raise UsageError(
             "--workers, --max-body and --timeout must be positive, --reload-interval and --sync-timeout not negative"
         )
+    _check_limits(args)
     if bool(args.audit_log) != bool(args.audit_key):
         raise UsageError(
             "--audit-log and --audit-key go together (create a key with `policyengine audit keygen`)"
@@ -143,6 +191,12 @@ def settings_from(args: argparse.Namespace) -> Any:
         workers=args.workers,
         max_body=args.max_body,
         timeout=args.timeout,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        max_in_flight=args.max_in_flight,
+        max_in_flight_bytes=args.max_in_flight_bytes,
+        audit_api_max_connections=args.audit_api_max_connections,
+        audit_api_max_queries=args.audit_api_max_queries,
         reload_interval=args.reload_interval or None,
         startup_wait=args.sync_timeout,
         log_level=args.log_level,
@@ -165,6 +219,26 @@ def _load_policies(settings: Any) -> Any:
     if not engine.policy_set.policies and not settings.allow_empty_policies:
         raise UsageError(empty_set_problem(settings.policies))
     return engine
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    from webhook.connections import ensure_descriptors
+
+    counts = ("max_connections", "max_in_flight", "audit_api_max_connections", "audit_api_max_queries")
+    for name in counts:
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.header_timeout <= 0:
+        raise UsageError("--header-timeout must be positive")
+    if args.max_in_flight_bytes is not None and args.max_in_flight_bytes < args.max_body:
+        raise UsageError(
+            f"--max-in-flight-bytes ({args.max_in_flight_bytes}) must be at least --max-body "
+            f"({args.max_body}): a review of the largest allowed size could never be answered"
+        )
+    # The auditors' API runs in a process of its own, with its own descriptors.
+    problem = ensure_descriptors(args.max_connections)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -97,3 +97,43 @@ def test_integers_beyond_int64_are_400_not_500(client: TestClient, path: str) ->
 def test_times_outside_the_utc_range_are_400_not_500(client: TestClient, when: str) -> None:
     response = client.get("/v1/entries", params={"until": when})
     assert response.status_code == 400, response.text
+
+
+def test_queries_beyond_the_cap_are_refused_at_once_and_off_the_event_loop(
+    tmp_path: Path, signer: Ed25519Signer, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    log = AuditLog.open(tmp_path / "audit.db", signer=signer)
+    log.append(make(0))
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    on_loop: list[bool] = []
+    real_query = log.query
+
+    def query(q: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no event loop runs in this thread
+            on_loop.append(False)
+        return real_query(q)
+
+    monkeypatch.setattr(log, "query", query)
+    app = create_app(log, tokens, max_queries=2)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {TOKEN}"
+        assert client.get("/v1/entries").status_code == 200
+        cap = app.state.query_cap
+        for _ in range(2):  # two queries being answered
+            assert cap.slots.acquire(blocking=False)
+        busy = client.get("/v1/entries", params={"limit": 1000})
+        cap.slots.release()
+        cap.slots.release()
+        again = client.get("/v1/entries")
+    log.close()
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.json()["code"] == "busy" and cap.refused == 1
+    assert again.status_code == 200
+    # The queries ran in a worker thread, not on a thread running the event loop.
+    assert on_loop == [False, False]
