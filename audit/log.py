@@ -16,7 +16,14 @@ from typing import Any
 
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
 from audit.entry import canonical, index_fields, parse
-from audit.errors import InconsistentCheckpoint, KeyFileError, ProofError, ReadOnlyLog, StoreCorrupt
+from audit.errors import (
+    InconsistentCheckpoint,
+    KeyFileError,
+    ProofError,
+    ReadOnlyLog,
+    StoreCorrupt,
+    StoreUnavailable,
+)
 from audit.merkle import (
     CompactRange,
     SubtreeHash,
@@ -128,7 +135,17 @@ class AuditLog:
         return list(range(head.size - len(records), head.size))
 
     def _sign_after_batch(self) -> None:
-        self.sign_pending()
+        try:
+            self.sign_pending()
+        except StoreUnavailable:
+            # The batch is durable and answered; its head is signed after the next batch, or on the
+            # next open, once the store is back. Only a refusal to sign stops the writer.
+            pass
+
+    def outage(self) -> float | None:
+        """Seconds the store has been out of reach (a server it reconnects to), None while it is not."""
+        outage = getattr(self.store, "outage", None)
+        return outage() if callable(outage) else None
 
     def sign_pending(self) -> str:
         """Sign the stored head unless already signed; refuse if it forks from the last checkpoint."""
