@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -135,12 +136,10 @@ class AuditLog:
         return list(range(head.size - len(records), head.size))
 
     def _sign_after_batch(self) -> None:
-        try:
+        # The batch is durable and answered; if the store went away its head is signed after the next
+        # batch, or on the next open. Only a refusal to sign (a fork, a corrupt store) stops the writer.
+        with suppress(StoreUnavailable):
             self.sign_pending()
-        except StoreUnavailable:
-            # The batch is durable and answered; its head is signed after the next batch, or on the
-            # next open, once the store is back. Only a refusal to sign stops the writer.
-            pass
 
     def outage(self) -> float | None:
         """Seconds the store has been out of reach (a server it reconnects to), None while it is not."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 import psycopg
@@ -132,7 +133,7 @@ class Link:
 
 def is_lost(conn: psycopg.Connection[Any], exc: BaseException) -> bool:
     """Whether ``exc`` means the connection itself is gone (and not, say, a failed statement)."""
-    return bool(conn.broken or conn.closed or isinstance(exc, psycopg.OperationalError) and _bad(conn))
+    return bool(conn.broken or conn.closed or (isinstance(exc, psycopg.OperationalError) and _bad(conn)))
 
 
 def _bad(conn: psycopg.Connection[Any]) -> bool:
@@ -146,7 +147,5 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _close_quietly(conn: psycopg.Connection[Any]) -> None:
-    try:
+    with suppress(Exception):  # closing a dead connection may fail; there is nothing left to release
         conn.close()
-    except Exception:  # closing a dead connection may fail; there is nothing left to release
-        pass
