@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
