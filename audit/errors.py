@@ -9,7 +9,8 @@
     ├── KeyFileError                key_invalid          a key file cannot be read or is the wrong kind
     ├── ProofFormatError            proof_format         a tlog-proof text cannot be parsed
     ├── StoreError                  store_error          the storage backend failed
-    │   └── StoreCorrupt            store_corrupt        stored state disagrees with itself
+    │   ├── StoreCorrupt            store_corrupt        stored state disagrees with itself
+    │   └── StoreUnavailable        store_unavailable    the backend cannot be reached (it may come back)
     ├── InconsistentCheckpoint      checkpoint_inconsistent   refusing to sign a forked tree
     ├── ReadOnlyLog                 log_read_only        append without a signer
     ├── LogClosed                   log_closed           append after close
@@ -58,6 +59,10 @@ class StoreError(AuditError):
 
 class StoreCorrupt(StoreError):
     code = "store_corrupt"
+
+
+class StoreUnavailable(StoreError):
+    code = "store_unavailable"
 
 
 class InconsistentCheckpoint(AuditError):

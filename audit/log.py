@@ -11,12 +11,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
 from audit.entry import canonical, index_fields, parse
-from audit.errors import InconsistentCheckpoint, KeyFileError, ProofError, ReadOnlyLog, StoreCorrupt
+from audit.errors import (
+    InconsistentCheckpoint,
+    KeyFileError,
+    ProofError,
+    ReadOnlyLog,
+    StoreCorrupt,
+    StoreUnavailable,
+)
 from audit.merkle import (
     CompactRange,
     SubtreeHash,
@@ -128,7 +136,15 @@ class AuditLog:
         return list(range(head.size - len(records), head.size))
 
     def _sign_after_batch(self) -> None:
-        self.sign_pending()
+        # The batch is durable and answered; if the store went away its head is signed after the next
+        # batch, or on the next open. Only a refusal to sign (a fork, a corrupt store) stops the writer.
+        with suppress(StoreUnavailable):
+            self.sign_pending()
+
+    def outage(self) -> float | None:
+        """Seconds the store has been out of reach (a server it reconnects to), None while it is not."""
+        outage = getattr(self.store, "outage", None)
+        return outage() if callable(outage) else None
 
     def sign_pending(self) -> str:
         """Sign the stored head unless already signed; refuse if it forks from the last checkpoint."""

@@ -216,6 +216,13 @@ def create_app(services: WebhookServices) -> Starlette:
         return Response(json.dumps(answered.review, separators=(",", ":")), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
+        # Liveness fails only for a fail-closed replica whose audit log has been out of service for longer
+        # than --audit-restart-after (AuditRecorder.live): the kubelet restarts it.
+        if getattr(services.recorder, "live", True) is False:
+            return JSONResponse(
+                {"status": "audit log out of service", "audit": audit_status(services.recorder)},
+                status_code=503,
+            )
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
@@ -437,8 +444,13 @@ def audit_status(recorder: object) -> dict[str, Any] | None:
     healthy = getattr(recorder, "healthy", None)
     if not isinstance(healthy, bool):
         return None
-    return {
+    status: dict[str, Any] = {
         "healthy": healthy,
         "failures": int(getattr(recorder, "failures", 0)),
         "failureMode": str(getattr(recorder, "failure", "deny")),
     }
+    outage = getattr(recorder, "outage", None)
+    seconds = outage() if callable(outage) else None
+    if isinstance(seconds, float):
+        status["outageSeconds"] = round(seconds, 1)
+    return status

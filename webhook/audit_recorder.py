@@ -4,40 +4,79 @@ durable (group commit) before the decision is answered.
 When the log cannot take an entry, ``failure`` decides: ``deny`` (the default) raises, so the request is
 answered 500 and kube-apiserver applies the webhook's failurePolicy; ``allow`` answers without an audit
 index and counts the miss in ``failures``, which the metrics and readiness report.
+
+A log out of service (its server out of reach, or every append failing) is reported by ``outage``: it
+makes the replica unready in deny mode, and once it has lasted ``restart_after`` seconds, not ``live``
+either, so that the kubelet restarts a process that could not heal itself.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 from audit import AuditError, AuditLog, load_signer
 from audit.decisions import entry_for
+from audit.errors import StoreUnavailable
 from policyengine.model import Decision
 from webhook.logs import get_logger
 
 FAILURE_MODES = ("deny", "allow")
+RESTART_AFTER = 120.0  # seconds of outage after which a deny-mode replica asks to be restarted
 
 
 class AuditRecorder:
-    def __init__(self, log: AuditLog, *, failure: str = "deny") -> None:
+    def __init__(self, log: AuditLog, *, failure: str = "deny", restart_after: float = RESTART_AFTER) -> None:
         if failure not in FAILURE_MODES:
             raise ValueError(f"audit failure mode must be one of {FAILURE_MODES}")
         self.log = log
         self.failure = failure
+        self.restart_after = restart_after  # 0: never
         self._lock = threading.Lock()
         self.failures = 0
-        self.healthy = True  # the last append succeeded
+        # Since when appends have failed while the store was reachable (an out-of-reach store keeps its
+        # own account, and is healthy again as soon as it is back, before any request comes).
+        self._failing_since: float | None = None
 
     @classmethod
     def open(
-        cls, target: str, key: str, *, origin: str | None = None, failure: str = "deny"
+        cls,
+        target: str,
+        key: str,
+        *,
+        origin: str | None = None,
+        failure: str = "deny",
+        restart_after: float = RESTART_AFTER,
     ) -> AuditRecorder:
-        return cls(AuditLog.open(target, signer=load_signer(key, origin)), failure=failure)
+        log = AuditLog.open(target, signer=load_signer(key, origin))
+        return cls(log, failure=failure, restart_after=restart_after)
 
     @property
     def queue_depth(self) -> int:
         return int(self.log.queue_depth)
+
+    def outage(self) -> float | None:
+        """Seconds the log has not been taking entries, None while it takes them."""
+        store = getattr(self.log, "outage", None)
+        down = store() if callable(store) else None
+        with self._lock:
+            since = self._failing_since
+        spans = [s for s in (down, None if since is None else time.monotonic() - since) if s is not None]
+        return max(spans) if spans else None
+
+    @property
+    def healthy(self) -> bool:
+        return self.outage() is None
+
+    @property
+    def live(self) -> bool:
+        """False once a deny-mode log has been out of service for ``restart_after`` seconds. In allow mode
+        the replica still answers, and a restart would only stop it (it cannot open an unreachable log)."""
+        if self.failure != "deny" or self.restart_after <= 0:
+            return True
+        outage = self.outage()
+        return outage is None or outage < self.restart_after
 
     def record(self, decision: Decision, *, source: str) -> int | None:
         try:
@@ -45,12 +84,17 @@ class AuditRecorder:
         except AuditError as err:
             with self._lock:
                 self.failures += 1
-                self.healthy = False
-            get_logger().error("audit append failed", extra={"code": err.code, "failure_mode": self.failure})
+                if not isinstance(err, StoreUnavailable) and self._failing_since is None:
+                    self._failing_since = time.monotonic()
+            get_logger().error(
+                "audit append failed",
+                extra={"code": err.code, "failure_mode": self.failure, "reason": err.message},
+            )
             if self.failure == "deny":
                 raise
             return None
-        self.healthy = True
+        with self._lock:
+            self._failing_since = None
         return index
 
     def close(self) -> None:

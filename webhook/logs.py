@@ -42,6 +42,7 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         "handlers": {"stderr": handler},
         "loggers": {
             LOGGER: {"handlers": ["stderr"], "level": level, "propagate": False},
+            "policyengine.audit": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},

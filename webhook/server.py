@@ -76,7 +76,11 @@ def recorder_from(settings: Settings) -> DecisionRecorder:
     from webhook.audit_recorder import AuditRecorder
 
     return AuditRecorder.open(
-        settings.audit_log, settings.audit_key, origin=settings.audit_origin, failure=settings.audit_failure
+        settings.audit_log,
+        settings.audit_key,
+        origin=settings.audit_origin,
+        failure=settings.audit_failure,
+        restart_after=settings.audit_restart_after,
     )
 
 

@@ -47,6 +47,7 @@ class Settings:
     audit_key: str | None = None
     audit_origin: str | None = None
     audit_failure: str = "deny"  # deny | allow
+    audit_restart_after: float = 120.0  # seconds of audit outage before /healthz fails (deny mode); 0: never
     audit_api_port: int | None = None  # the auditors' read-only API, on its own port
     audit_api_tokens: str | None = None  # bearer tokens file, one per line
     audit_api_max_connections: int = 16

@@ -141,7 +141,7 @@ def build_telemetry(
     gauge("policyengine_inventory_objects", "Objects in the cluster inventory, by resource.")
     gauge("policyengine_audit_queue_depth", "Decisions waiting to be made durable in the audit log.")
     gauge("policyengine_audit_failures", "Decisions the audit log could not record since start.")
-    gauge("policyengine_audit_healthy", "1 when the last audit append succeeded.")
+    gauge("policyengine_audit_healthy", "1 while the audit log takes entries.")
     return Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,

@@ -1,4 +1,12 @@
-"""The SQLite ``Store``: one file, WAL, synchronous=FULL, one writer at a time (BEGIN IMMEDIATE)."""
+"""The SQLite ``Store``: one file, a rollback journal, synchronous=FULL, one writer at a time (BEGIN IMMEDIATE).
+
+No shared memory and no memory-mapped I/O. WAL mode keeps its index in a ``-shm`` file that every
+connection maps; when that file is truncated or replaced under a running process, the next access is a
+SIGBUS that kills it without a word. WAL's exclusive locking mode keeps the index on the heap instead, but
+it locks every other connection out, the auditors' API and ``audit query``/``verify`` included. A rollback
+journal keeps them all working: a reader locks the file only for the statement it runs, and any file
+trouble is an I/O error, reported as a StoreError, never a signal.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +33,30 @@ class SQLiteStore(SqlReads):
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite audit log {path}: {exc}") from exc
+        try:
+            self._configure()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _configure(self) -> None:
+        try:
+            self._db.execute("PRAGMA mmap_size=0")
+            mode = str(self._db.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
             self._db.execute("PRAGMA synchronous=FULL")
             with self._write():
                 for statement in schema("BLOB", "INTEGER"):
                     self._db.execute(statement)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite audit log {path}: {exc}") from exc
+            raise StoreError(f"cannot open SQLite audit log {self.path}: {exc}") from exc
+        if mode != "delete":  # a log in WAL mode stays so while another process has it open
+            raise StoreError(
+                f"SQLite audit log {self.path} is in {mode} mode and open in another process: "
+                "stop that process once, so that the log can switch to its rollback journal",
+                code="store_busy",
+            )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -86,16 +111,10 @@ class SQLiteStore(SqlReads):
         return _head(iter([row[:3]] if row[0] is not None else [])), int(row[3]) + 1
 
     def add_checkpoint(self, size: int, note: str) -> str:
-        # No fsync of its own: the next append's commit flushes it, and a checkpoint lost to a power cut
-        # is signed again on open (same root, same deterministic Ed25519 signature).
-        with self._lock:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self._write() as db:
-                    db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (size, note))
-                    row = db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
+        # A full sync like every write: with a rollback journal, a lighter one risks the file on power loss.
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (size, note))
+            row = db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
         return str(row[0])
 
     def meta(self, key: str, default: str | None = None) -> str | None:

@@ -123,6 +123,14 @@ def add_parser(sub: Any) -> None:
         help="when the audit log cannot take an entry: deny (answer 500, failurePolicy applies) or allow",
     )
     p.add_argument(
+        "--audit-restart-after",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --audit-failure deny, /healthz fails once the audit log has been out of service this "
+        "long, so that the kubelet restarts the process (default 120; 0: never)",
+    )
+    p.add_argument(
         "--audit-api-port", type=int, metavar="PORT", help="serve the auditors' read-only API on this port"
     )
     p.add_argument(
@@ -146,10 +154,11 @@ def settings_from(args: argparse.Namespace) -> Any:
         args.workers < 1
         or args.max_body < 1
         or args.timeout <= 0
-        or min(args.reload_interval, args.sync_timeout) < 0
+        or min(args.reload_interval, args.sync_timeout, args.audit_restart_after) < 0
     ):
         raise UsageError(
-            "--workers, --max-body and --timeout must be positive, --reload-interval and --sync-timeout not negative"
+            "--workers, --max-body and --timeout must be positive, --reload-interval, --sync-timeout "
+            "and --audit-restart-after not negative"
         )
     _check_limits(args)
     if bool(args.audit_log) != bool(args.audit_key):
@@ -176,6 +185,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         audit_key=args.audit_key,
         audit_origin=args.audit_origin,
         audit_failure=args.audit_failure,
+        audit_restart_after=args.audit_restart_after,
         host=args.host,
         port=args.port,
         tls_cert=args.tls_cert,
