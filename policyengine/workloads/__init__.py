@@ -185,14 +185,14 @@ def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: lis
     for i, env in enumerate(as_list(c.get("env"))):
         value = env.get("value") if type(env) is dict else as_dict(env).get("value")
         if type(value) is str and "://" in value:
+            path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
             for uri in storage_uris_in(value):
-                path = f"{site.path}.env[{i}].value"
                 data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
-            if isinstance(arg, str):
+            if isinstance(arg, str) and "://" in arg:
+                path = f"{site.path}.{key}[{i}]"
                 for uri in storage_uris_in(arg):
-                    path = f"{site.path}.{key}[{i}]"
                     data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
 
 
@@ -208,11 +208,12 @@ def _annotation_refs(
     metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
 ) -> None:
     annotations = as_dict(metadata.get("annotations"))
+    path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
     for uri in split_csv(annotations.get(DATASETS_ANNOTATION)):
-        path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
         data.append({"uri": uri, "path": path, "source": "annotation", "kind": "data"})
+    path = f"metadata.annotations[{MODELS_ANNOTATION}]"
     for uri in split_csv(annotations.get(MODELS_ANNOTATION)):
-        _add_model(uri, f"metadata.annotations[{MODELS_ANNOTATION}]", "annotation", data, models)
+        _add_model(uri, path, "annotation", data, models)
 
 
 def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]) -> None:
