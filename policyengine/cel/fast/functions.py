@@ -16,7 +16,7 @@ from typing import Any
 
 from celpy.evaluation import CELEvalError, base_functions
 
-from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, current, enter, leave
+from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, current, enter, leave, sized_cost
 from policyengine.cel.fast.values import CelError, Uint, from_ref, no_overload, to_ref, type_of
 from policyengine.cel.lib.dispatch import Function, LibError
 from policyengine.cel.lib.regex import compile_pattern
@@ -39,6 +39,8 @@ class Library:
         fn = self.table.get(name)
         if fn is None:
             raise CelError(f"undeclared reference to '{name}'")
+        # Converting copies every string and list of the arguments: charge that before making it.
+        meter.charge(sized_cost(args, meter.max_cost - meter.cost + 1))
         converted = [to_ref(a) for a in args]
         # Library functions charge what they allocate to the current meter (a context variable).
         token = enter(meter) if current() is not meter else None
