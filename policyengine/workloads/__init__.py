@@ -1,7 +1,9 @@
 """The workload model: where pods, containers, GPUs, regions, data and models live in each workload kind.
 
 ``describe(obj, config)`` turns any Kubernetes object into the JSON view that CEL sees as ``workload``.
-It never raises on odd input: what cannot be read is listed under ``problems`` with its field path.
+It never raises on odd input: what cannot be read is listed under ``problems`` with its field path. Its
+size is a constant factor of the object's: numbers are read within Kubernetes' ranges (counts int32,
+GPU quantities int64, totals saturating there), and map keys are cut in field paths (``path_key``).
 
 Shape (every key is always present; lists keep manifest order)::
 
