@@ -78,6 +78,9 @@ def _scale(suffix: str) -> tuple[int, int]:
 
 def _rounded(whole: str, fraction: str, decimal: int, binary: int) -> Fraction:
     """|value| rounded up to a whole number of nanos, reading only the fraction digits that matter."""
+    if not fraction and decimal >= -9:  # the usual "2", "500m", "4Gi": exact, no rounding to do
+        digits = int(whole) if whole else 0
+        return Fraction(digits << binary) * 10**decimal if decimal >= 0 else Fraction(digits, 10**-decimal)
     keep = max(0, 9 + decimal + (_BINARY_GUARD_DIGITS if binary else 0))
     kept, below = fraction[:keep], fraction[keep:]
     digits = int(whole + kept) if whole or kept else 0

@@ -40,7 +40,9 @@ class Library:
         if fn is None:
             raise CelError(f"undeclared reference to '{name}'")
         # Converting copies every string and list of the arguments: charge that before making it.
-        meter.charge(sized_cost(args, meter.max_cost - meter.cost + 1))
+        cost = _conversion_cost(args, meter)
+        if cost:
+            meter.charge(cost)
         converted = [to_ref(a) for a in args]
         # Library functions charge what they allocate to the current meter (a context variable).
         token = enter(meter) if current() is not meter else None
@@ -57,6 +59,18 @@ class Library:
         if type(value) is list or type(value) is str:
             meter.charge(len(value) // ELEMENT_COST_DIVISOR)
         return value
+
+
+def _conversion_cost(args: list[Any], meter: Meter) -> int:
+    """What converting ``args`` costs; scalar arguments (the usual case) without walking anything."""
+    chars = 0
+    for arg in args:
+        kind = type(arg)
+        if kind is str or kind is bytes:
+            chars += len(arg)
+        elif kind is list or kind is tuple or kind is dict:
+            return sized_cost(args, meter.max_cost - meter.cost + 1)
+    return chars // ELEMENT_COST_DIVISOR
 
 
 def _str_method(name: str, op: Callable[[str, str], bool], library: Library) -> Native:
