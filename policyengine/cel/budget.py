@@ -1,8 +1,8 @@
 """The meter that bounds one evaluation: abstract cost and a wall-clock deadline.
 
 A meter lives in a context variable for the duration of one top-level evaluation, so library functions
-that allocate in proportion to their input (``lists.range``, ``replace``, ``join``) can charge before
-they build, and lazy variables evaluated on demand share the budget of the expression that used them.
+that allocate in proportion to their input (``lists.range``, ``replace``, ``join``, ``+`` on strings and
+lists) can charge before they build, and lazy variables evaluated on demand share the budget of the expression that used them.
 Nothing here is shared between evaluations: each has its own Meter.
 """
 
@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import Any
 
 from policyengine.cel import Budget
 
@@ -80,6 +81,41 @@ def enter(meter: Meter) -> Token[Meter | None]:
 
 def leave(token: Token[Meter | None]) -> None:
     _CURRENT.reset(token)
+
+
+_SIZED = (str, bytes, list, tuple)
+_END: Any = object()
+
+
+def concat_cost(left: Any, right: Any) -> int:
+    """What building ``left + right`` costs when both are strings, bytes or lists (0 otherwise). Both
+    backends charge it before concatenating, so a concatenation over budget never allocates: without
+    it, ``lists.range(100000).map(i, s + s)`` or variables that each double the previous one build
+    gigabytes inside a budget meant for a few milliseconds."""
+    if isinstance(left, _SIZED) and isinstance(right, _SIZED):
+        return (len(left) + len(right)) // ELEMENT_COST_DIVISOR
+    return 0
+
+
+def sized_cost(value: Any, limit: int) -> int:
+    """The cost of copying ``value`` (its list/map elements and string characters, nested), counted
+    without allocating and no further than ``limit`` units: the price of converting a value between
+    backends, charged before the copy is made."""
+    total, most = 0, limit * ELEMENT_COST_DIVISOR
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack and total <= most:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, list | tuple):
+            total += len(item)
+            stack.append(iter(item))
+        elif isinstance(item, dict):
+            total += len(item)
+            stack.extend((iter(item.keys()), iter(item.values())))
+    return total // ELEMENT_COST_DIVISOR
 
 
 def charge_elements(count: int) -> None:

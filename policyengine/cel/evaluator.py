@@ -17,13 +17,14 @@ The subclass is the one place cel-python's evaluation is changed, for four reaso
 from __future__ import annotations
 
 import datetime
+import operator
 from typing import Any, cast
 
 import lark
 from celpy import celtypes
 from celpy.evaluation import Activation, CELEvalError, Evaluator
 
-from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter
+from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, concat_cost, current
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.lists import sort_by_keys
 from policyengine.cel.lib.optional import Optional
@@ -75,7 +76,8 @@ class MeteredEvaluator(Evaluator):
         return self._charge_size(super().method_eval(obj, method_ident, exprlist))
 
     def addition(self, tree: Node) -> Any:
-        return self._charge_size(_as_cel(super().addition(tree)))
+        # ``+`` itself charges a concatenation by its size, before building it (metered_add).
+        return _as_cel(super().addition(tree))
 
     def multiplication(self, tree: Node) -> Any:
         return _as_cel(super().multiplication(tree))
@@ -232,6 +234,16 @@ def _not_bool(value: Any) -> CELEvalError:
     if isinstance(value, CELEvalError):
         return value
     return CELEvalError("no such overload: a macro predicate must be a bool")
+
+
+def metered_add(left: Any, right: Any) -> Any:
+    """cel-python's ``_+_``, charging a string or list concatenation to the evaluation's meter before
+    building it (the reference backend's evaluation holds its meter in the context variable)."""
+    cost = concat_cost(left, right)
+    meter = current()
+    if cost and meter is not None:
+        meter.charge(cost)
+    return operator.add(left, right)
 
 
 def evaluate(ast: Node, base: Activation, values: dict[str, Any], meter: Meter) -> Any:

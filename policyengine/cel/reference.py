@@ -20,7 +20,7 @@ from celpy.evaluation import CELEvalError
 from policyengine.cel import DEFAULT_BUDGET, Budget, CelCompileError, CelEvalError, CompiledExpr
 from policyengine.cel.budget import BudgetExceeded, metered
 from policyengine.cel.checker import check
-from policyengine.cel.evaluator import evaluate
+from policyengine.cel.evaluator import evaluate, metered_add
 from policyengine.cel.library import build_functions, known_names, type_identifiers
 from policyengine.cel.syntax import Node, drop_trailing_commas
 from policyengine.cel.values import from_cel, to_cel
@@ -162,6 +162,7 @@ class ReferenceBackend:
     def __init__(self) -> None:
         self._env = celpy.Environment()
         functions = build_functions()
+        functions["_+_"] = metered_add
         self._known = known_names(functions)
         self._base = CelpyActivation(
             annotations=dict(self._env.annotations),

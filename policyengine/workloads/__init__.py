@@ -1,7 +1,9 @@
 """The workload model: where pods, containers, GPUs, regions, data and models live in each workload kind.
 
 ``describe(obj, config)`` turns any Kubernetes object into the JSON view that CEL sees as ``workload``.
-It never raises on odd input: what cannot be read is listed under ``problems`` with its field path.
+It never raises on odd input: what cannot be read is listed under ``problems`` with its field path. Its
+size is a constant factor of the object's: numbers are read within Kubernetes' ranges (counts int32,
+GPU quantities int64, totals saturating there), and map keys are cut in field paths (``path_key``).
 
 Shape (every key is always present; lists keep manifest order)::
 
@@ -72,10 +74,13 @@ from policyengine.workloads.values import (
     Problems,
     as_dict,
     as_list,
+    clamp,
     is_storage_uri,
+    path_key,
     sha256_of,
     split_csv,
     storage_uris_in,
+    text,
 )
 
 __all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "GpuRules", "describe"]
@@ -111,16 +116,17 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
         for name, n in v["gpus"]["byResource"].items():
             total_by[name] = total_by.get(name, 0) + n * t.replicas
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
-    kind = str(obj.get("kind", ""))
-    gpu_total = sum(total_by.values())
+    kind = text(obj.get("kind", ""))
+    total_by = {name: clamp(n) for name, n in total_by.items()}
+    gpu_total = clamp(sum(total_by.values()))
     return {
         "kind": kind,
-        "apiVersion": str(obj.get("apiVersion", "")),
-        "name": str(metadata.get("name") or metadata.get("generateName") or ""),
-        "namespace": str(metadata.get("namespace") or ""),
+        "apiVersion": text(obj.get("apiVersion", "")),
+        "name": text(metadata.get("name") or metadata.get("generateName") or ""),
+        "namespace": text(metadata.get("namespace") or ""),
         "isAiWorkload": kind in AI_KINDS or gpu_total > 0 or bool(models),
         "perNode": any(t.per_node for t in templates),
-        "pods": sum(t.replicas for t in templates),
+        "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
         "containers": containers,
         "gpus": {
@@ -149,7 +155,7 @@ def _template_view(
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))
         containers.append(
             {
-                "name": str(site.container.get("name", "")),
+                "name": text(site.container.get("name", "")),
                 "path": site.path,
                 "template": t.path,
                 "init": site.init,
@@ -157,7 +163,7 @@ def _template_view(
                 "image": image if isinstance(image, str) else "",
                 "resourcesPath": resources_path,
                 "gpus": gpus,
-                "claims": [str(as_dict(c).get("name", "")) for c in claims],
+                "claims": [text(as_dict(c).get("name", "")) for c in claims],
             }
         )
     by_resource = pod_gpus(counted)
@@ -167,7 +173,7 @@ def _template_view(
         "replicas": t.replicas,
         "perNode": t.per_node,
         "containers": [s.path for s in t.containers],
-        "gpus": {"perPod": sum(by_resource.values()), "byResource": by_resource},
+        "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
         "regions": label_constraint(t, REGION_LABEL),
         "gpuProducts": label_constraint(t, GPU_PRODUCT_LABEL),
         "resourceClaims": resource_claims(t.spec, t.path),
@@ -181,14 +187,14 @@ def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: lis
     for i, env in enumerate(as_list(c.get("env"))):
         value = env.get("value") if type(env) is dict else as_dict(env).get("value")
         if type(value) is str and "://" in value:
+            path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
             for uri in storage_uris_in(value):
-                path = f"{site.path}.env[{i}].value"
                 data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
-            if isinstance(arg, str):
+            if isinstance(arg, str) and "://" in arg:
+                path = f"{site.path}.{key}[{i}]"
                 for uri in storage_uris_in(arg):
-                    path = f"{site.path}.{key}[{i}]"
                     data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
 
 
@@ -204,11 +210,12 @@ def _annotation_refs(
     metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
 ) -> None:
     annotations = as_dict(metadata.get("annotations"))
+    path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
     for uri in split_csv(annotations.get(DATASETS_ANNOTATION)):
-        path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
         data.append({"uri": uri, "path": path, "source": "annotation", "kind": "data"})
+    path = f"metadata.annotations[{MODELS_ANNOTATION}]"
     for uri in split_csv(annotations.get(MODELS_ANNOTATION)):
-        _add_model(uri, f"metadata.annotations[{MODELS_ANNOTATION}]", "annotation", data, models)
+        _add_model(uri, path, "annotation", data, models)
 
 
 def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]) -> None:
@@ -220,7 +227,7 @@ def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: li
             for fw, block in as_dict(spec.get(comp)).items():
                 uri = as_dict(block).get("storageUri")
                 if isinstance(uri, str) and uri:
-                    _add_model(uri, f"spec.{comp}.{fw}.storageUri", "storageUri", data, models)
+                    _add_model(uri, f"spec.{comp}.{path_key(fw)}.storageUri", "storageUri", data, models)
     elif kind == "LLMInferenceService":
         uri = as_dict(spec.get("model")).get("uri")
         if isinstance(uri, str) and uri:

@@ -30,7 +30,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policyengine.workloads.values import Problems, as_dict, as_list, count, opt_count, problem
+from policyengine.workloads.values import (
+    Problems,
+    as_dict,
+    as_list,
+    count,
+    opt_count,
+    path_key,
+    problem,
+    text,
+)
 
 
 @dataclass(frozen=True)
@@ -143,17 +152,19 @@ def _kubeflow(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     )
     out: list[PodTemplate] = []
     for key, roles in spec.items():
-        if not key.endswith("ReplicaSpecs") or not isinstance(roles, Mapping):
+        if not isinstance(key, str) or not key.endswith("ReplicaSpecs") or not isinstance(roles, Mapping):
             continue
         for role, rs in roles.items():
-            base = f"spec.{key}.{role}"
+            # Role names are the manifest's map keys: a long one is cut in the path every container
+            # and field of the role repeats (the template's name keeps it whole, once).
+            base = f"spec.{path_key(key)}.{path_key(role)}"
             rs = as_dict(rs)
             n = count(rs.get("replicas"), f"{base}.replicas", 1, problems)
             # Elastic training scales workers up to maxReplicas; quotas must hold at the top of that range.
             if elastic_max is not None and role == "Worker":
                 n = max(n, elastic_max)
             pod = as_dict(rs.get("template")).get("spec")
-            out.append(_template(str(role), pod, f"{base}.template.spec", n))
+            out.append(_template(text(role), pod, f"{base}.template.spec", n))
     return out
 
 
@@ -169,7 +180,7 @@ def _replicated_jobs(
         job = as_dict(as_dict(rj.get("template")).get("spec"))
         replicas = count(rj.get("replicas"), f"{path}.replicas", 1, problems)
         parallelism = _job_pods(job, f"{path}.template.spec", problems)
-        name = str(rj.get("name", i))
+        name = text(rj.get("name", i))
         n = node_count if node_count is not None and name == "node" else replicas * parallelism
         pod = as_dict(job.get("template")).get("spec")
         out.append(_template(name, pod, f"{path}.template.spec.template.spec", n))
@@ -217,7 +228,7 @@ def _trainjob(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
 def _ray(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     spec = as_dict(obj.get("spec"))
     # A RayJob may run on an existing cluster (clusterSelector): then it brings no cluster pods.
-    key = {"RayJob": "rayClusterSpec", "RayService": "rayClusterConfig"}.get(str(obj.get("kind")))
+    key = {"RayJob": "rayClusterSpec", "RayService": "rayClusterConfig"}.get(text(obj.get("kind")))
     base = f"spec.{key}" if key else "spec"
     cluster = as_dict(spec.get(key)) if key else spec
     out: list[PodTemplate] = []
@@ -233,7 +244,7 @@ def _ray(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
         replicas = max(known) if known else 1
         hosts = count(group.get("numOfHosts"), f"{path}.numOfHosts", 1, problems)
         pod = as_dict(group.get("template")).get("spec")
-        name = str(group.get("groupName", f"worker-{i}"))
+        name = text(group.get("groupName", f"worker-{i}"))
         out.append(_template(name, pod, f"{path}.template.spec", replicas * hosts))
     submitter = as_dict(spec.get("submitterPodTemplate"))
     if isinstance(submitter.get("spec"), Mapping):
@@ -318,7 +329,7 @@ def _volcano(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
         task = as_dict(task)
         n = count(task.get("replicas"), f"spec.tasks[{i}].replicas", 1, problems)
         pod = as_dict(task.get("template")).get("spec")
-        out.append(_template(str(task.get("name", i)), pod, f"spec.tasks[{i}].template.spec", n))
+        out.append(_template(text(task.get("name", i)), pod, f"spec.tasks[{i}].template.spec", n))
     return out
 
 
@@ -344,7 +355,7 @@ _BY_KIND: dict[str, Finder] = {
 
 def find_templates(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     """The pod templates of any object; kinds this module does not know use `spec.template.spec`."""
-    kind = str(obj.get("kind", ""))
+    kind = text(obj.get("kind", ""))
     api_version = obj.get("apiVersion")
     group = api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
     finder = _BY_GROUP_KIND.get((group, kind)) or _BY_KIND.get(kind) or _standard

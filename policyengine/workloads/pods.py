@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
-from policyengine.workloads.values import Problems, as_dict, as_list, gpu_quantity
+from policyengine.workloads.values import Problems, as_dict, as_list, clamp, gpu_quantity, path_key, text
 
 REGION_LABEL = "topology.kubernetes.io/region"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -48,14 +48,17 @@ def container_gpus(
     resources = as_dict(container.get("resources"))
     side: dict[str, dict[str, int]] = {}
     for part in ("requests", "limits"):
+        # Only string names are sorted: a YAML manifest may also have int keys, which str cannot order.
+        entries = as_dict(resources.get(part)).items()
+        gpus = sorted(((n, v) for n, v in entries if isinstance(n, str)), key=lambda item: item[0])
         side[part] = {
-            name: gpu_quantity(value, f"{resources_path}.{part}[{name}]", problems)
-            for name, value in sorted(as_dict(resources.get(part)).items())
-            if isinstance(name, str) and rules.is_gpu(name)
+            name: gpu_quantity(value, f"{resources_path}.{part}[{path_key(name)}]", problems)
+            for name, value in gpus
+            if rules.is_gpu(name)
         }
     names = sorted(set(side["requests"]) | set(side["limits"]))
     by_resource = {n: max(side["requests"].get(n, 0), side["limits"].get(n, 0)) for n in names}
-    return {**side, "byResource": by_resource, "count": sum(by_resource.values())}
+    return {**side, "byResource": by_resource, "count": clamp(sum(by_resource.values()))}
 
 
 def pod_gpus(containers: Iterable[tuple[ContainerSite, dict[str, int]]]) -> dict[str, int]:
@@ -74,7 +77,7 @@ def pod_gpus(containers: Iterable[tuple[ContainerSite, dict[str, int]]]) -> dict
                 init_peak[name] = max(init_peak.get(name, 0), n + sidecars.get(name, 0))
     names = set(app) | set(sidecars) | set(init_peak)
     return {
-        n: max(app.get(n, 0) + sidecars.get(n, 0), init_peak.get(n, 0))
+        n: clamp(max(app.get(n, 0) + sidecars.get(n, 0), init_peak.get(n, 0)))
         for n in sorted(names)
         if max(app.get(n, 0) + sidecars.get(n, 0), init_peak.get(n, 0)) > 0
     }
@@ -107,7 +110,7 @@ def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
     """
     path, selector, node_affinity = _placement(template)
     ns_value = selector.get(label)
-    ns_set = {str(ns_value)} if ns_value is not None else None
+    ns_set = {text(ns_value)} if ns_value is not None else None
     required = as_dict(as_dict(node_affinity).get("requiredDuringSchedulingIgnoredDuringExecution"))
     terms = [as_dict(t) for t in as_list(required.get("nodeSelectorTerms"))]
     pinned_sets: list[set[str]] = []
@@ -119,7 +122,7 @@ def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
             expr = as_dict(expr)
             if expr.get("key") != label:
                 continue
-            values = {str(v) for v in as_list(expr.get("values"))}
+            values = {text(v) for v in as_list(expr.get("values"))}
             if expr.get("operator") == "In":
                 allowed = values if allowed is None else allowed & values
             elif expr.get("operator") == "NotIn":
@@ -146,7 +149,7 @@ def resource_claims(spec: Mapping[str, Any], path: str) -> list[dict[str, str]]:
     claims = []
     for i, claim in enumerate(as_list(spec.get("resourceClaims"))):
         claim = as_dict(claim)
-        entry = {"name": str(claim.get("name", "")), "path": f"{path}.resourceClaims[{i}]"}
+        entry = {"name": text(claim.get("name", "")), "path": f"{path}.resourceClaims[{i}]"}
         for key in ("resourceClaimName", "resourceClaimTemplateName"):
             if isinstance(claim.get(key), str):
                 entry[key] = claim[key]

@@ -7,37 +7,80 @@ of the view.
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
+from policyengine.quantity import QuantityError, QuantityRangeError, parse_quantity
+
 Problems = list[dict[str, str]]
 
-# Kubernetes resource.Quantity: a signed decimal, an optional exponent, an optional suffix.
-_QUANTITY = re.compile(
-    r"^(?P<sign>[+-]?)(?P<num>\d+(?:\.\d*)?|\.\d+)(?:[eE](?P<exp>[+-]?\d+))?"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
-)
-_SUFFIX: dict[str, Fraction] = {
-    "": Fraction(1),
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 1000),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-    "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30),
-    "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
-}
+INT64_MAX = 2**63 - 1
+# Kubernetes' replica-like counts (replicas, parallelism, numNodes, ...) are int32.
+INT32_MAX = 2**31 - 1
+_COUNT = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²" and "٣"
+_DIGITS = re.compile(r"[0-9]+")
+# Attacker-chosen text copied into field paths and messages is cut to this many characters, so a
+# 100 KB map key costs its own size once, not once per path that passes through it.
+MAX_KEY_IN_PATH = 128
+_KEY_SHOWN = 60
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` for messages: bounded in length and nesting, and safe on any int (Python refuses to
+    convert one of more than 4,300 digits to text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 80
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict = 3, 4, 4, 4
+
+    def repr_int(self, x: int, level: int) -> str:
+        return repr(x) if x.bit_length() <= 128 else "<a very large integer>"
+
+
+_REPR = _BoundedRepr()
+
+
+def shown(value: Any) -> str:
+    """A value for a message: its repr, no longer than ~80 characters whatever the value."""
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__}>"
+
+
+def text(value: Any) -> str:
+    """A value copied into the view as text: a string as it is (not copied), a scalar as ``str`` does,
+    anything else as a bounded repr, so a nested list or a huge integer cannot make it large."""
+    if isinstance(value, str):
+        return value
+    if (
+        value is None
+        or isinstance(value, bool | float)
+        or (isinstance(value, int) and value.bit_length() <= 128)
+    ):
+        return str(value)
+    return shown(value)
+
+
+def clamp(n: int) -> int:
+    """A count for the view, saturated at int64 (CEL's int): a total that large exceeds any limit
+    anyway, and a larger one could not be bound as a CEL value."""
+    return min(n, INT64_MAX)
+
+
+def path_key(key: Any) -> str:
+    """A map key as a field path shows it: itself, or quoted and cut when longer than MAX_KEY_IN_PATH."""
+    name = text(key)
+    if len(name) <= MAX_KEY_IN_PATH:
+        return name
+    return json.dumps(name[:_KEY_SHOWN])[:-1] + f'…" ({len(name)} characters)'
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -60,41 +103,56 @@ def problem(problems: Problems, path: str, message: str) -> None:
 
 def gpu_quantity(value: Any, path: str, problems: Problems) -> int:
     """A GPU count from a resource quantity (``1``, ``"2"``, ``"4"``, ``"1e1"``); 0 and a problem if it is
-    not a whole non-negative number, because devices cannot be split."""
-    if isinstance(value, bool):
-        problem(problems, path, f"GPU quantity {value!r} is not a number")
+    not a whole non-negative number (devices cannot be split) or is beyond Kubernetes' int64 range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problem(problems, path, f"GPU quantity {shown(value)} is not a number")
         return 0
-    if isinstance(value, int | float):
-        amount = Fraction(value)
-    elif isinstance(value, str):
-        match = _QUANTITY.match(value.strip())
-        if match is None:
-            problem(problems, path, f"GPU quantity {value!r} is not a Kubernetes quantity")
-            return 0
-        amount = Fraction(match["num"]) * _SUFFIX[match["suffix"] or ""]
-        if match["exp"]:
-            amount *= Fraction(10) ** int(match["exp"])
-        if match["sign"] == "-":
-            amount = -amount
-    else:
-        problem(problems, path, f"GPU quantity {value!r} is not a number")
+    try:
+        amount = quantity_value(value)
+    except QuantityRangeError as err:
+        problem(problems, path, f"GPU quantity {shown(value)} is out of range: {err}")
+        return 0
+    except QuantityError:
+        problem(problems, path, f"GPU quantity {shown(value)} is not a Kubernetes quantity")
         return 0
     if amount < 0 or amount.denominator != 1:
-        problem(problems, path, f"GPU quantity {value!r} is not a whole non-negative number")
+        problem(problems, path, f"GPU quantity {shown(value)} is not a whole non-negative number")
+        return 0
+    if amount > INT64_MAX:
+        problem(problems, path, f"GPU quantity {shown(value)} is out of range: more than 2^63-1")
         return 0
     return int(amount)
 
 
+def quantity_value(value: int | float | str) -> Fraction:
+    """The exact value of a quantity written as a JSON number or a string; raises QuantityError."""
+    if isinstance(value, str):
+        return parse_quantity(value.strip())
+    if isinstance(value, float) and not math.isfinite(value):
+        raise QuantityError(f"{value} is not a finite number")
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise QuantityRangeError("more than 2^63-1")
+    return Fraction(value)
+
+
 def count(value: Any, path: str, default: int, problems: Problems) -> int:
-    """A replica-like count; ``default`` when absent, ``default`` and a problem when malformed."""
+    """A replica-like count; ``default`` when absent, ``default`` and a problem when malformed or beyond
+    Kubernetes' int32 range."""
     if value is None:
         return default
+    number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        if value >= 0:
-            return value
-    elif isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    problem(problems, path, f"count {value!r} is not a non-negative integer")
+        number = value if value >= 0 else None
+    elif isinstance(value, str) and _COUNT.fullmatch(value.strip()):
+        number = int(value.strip())
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        number = INT32_MAX + 1  # more than ten digits: out of range, and never given to int()
+    if number is None:
+        problem(problems, path, f"count {shown(value)} is not a non-negative integer")
+    elif number > INT32_MAX:
+        problem(problems, path, f"count {shown(value)} is out of range: more than {INT32_MAX}")
+    else:
+        return number
     return default
 
 

@@ -15,6 +15,8 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import celbytes, celstr
 
+from policyengine.cel import Budget
+from policyengine.cel.budget import Meter, concat_cost
 from policyengine.cel.evaluator import is_macro_call
 from policyengine.cel.fast import macros, ops
 from policyengine.cel.fast.functions import Library, Native
@@ -25,6 +27,7 @@ from policyengine.cel.syntax import Node, call_args, simple_ident, unwrap
 
 Ctx = list[Any]
 Fn = Callable[[Ctx], Any]
+_FOLDING = Budget(max_cost=2**62, max_seconds=3600.0)
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "relation_lt": ops.lt, "relation_le": ops.le, "relation_gt": ops.gt, "relation_ge": ops.ge,
     "relation_eq": ops.eq, "relation_in": ops.in_, "addition_add": ops.add, "addition_sub": ops.sub,
@@ -127,6 +130,8 @@ class Compiler:
             return _equals_text(left, right.value)
         if kind == "relation_in" and isinstance(right, _Const) and _all_strings(right.value):
             return _in_texts(left, right.value)
+        if kind == "addition_add":
+            return self._fold(_concatenation(left, right), left, right)
         op = _BINARY[kind]
         fn: Fn = _int_fast_path(kind, left, right) or (lambda ctx: op(left(ctx), right(ctx)))
         return self._fold(fn, left, right)
@@ -152,7 +157,8 @@ class Compiler:
     def _fold(self, fn: Fn, *parts: Fn) -> Fn:
         if all(isinstance(p, _Const) for p in parts):
             try:
-                return _Const(fn([]))
+                # Constants come from the source text: what folding them costs is not the request's.
+                return _Const(fn([{}, Meter(_FOLDING)]))
             except CelError:
                 return fn
         return fn
@@ -412,6 +418,21 @@ _INT_COMPARISONS: dict[str, Callable[[int, int], bool]] = {
     "relation_lt": int.__lt__, "relation_le": int.__le__, "relation_gt": int.__gt__,
     "relation_ge": int.__ge__, "relation_eq": int.__eq__,
 }  # fmt: skip
+
+
+def _concatenation(left: Fn, right: Fn) -> Fn:
+    """``+``, charging a string or list concatenation by its size before building it."""
+
+    def add(ctx: Ctx) -> Any:
+        a, b = left(ctx), right(ctx)
+        if type(a) is int and type(b) is int:
+            return ops.add(a, b)
+        cost = concat_cost(a, b)
+        if cost:
+            ctx[1].charge(cost)
+        return ops.add(a, b)
+
+    return add
 
 
 def _int_fast_path(kind: str, left: Fn, right: Fn) -> Fn | None:

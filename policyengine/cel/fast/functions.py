@@ -16,7 +16,7 @@ from typing import Any
 
 from celpy.evaluation import CELEvalError, base_functions
 
-from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, current, enter, leave
+from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, current, enter, leave, sized_cost
 from policyengine.cel.fast.values import CelError, Uint, from_ref, no_overload, to_ref, type_of
 from policyengine.cel.lib.dispatch import Function, LibError
 from policyengine.cel.lib.regex import compile_pattern
@@ -39,6 +39,10 @@ class Library:
         fn = self.table.get(name)
         if fn is None:
             raise CelError(f"undeclared reference to '{name}'")
+        # Converting copies every string and list of the arguments: charge that before making it.
+        cost = _conversion_cost(args, meter)
+        if cost:
+            meter.charge(cost)
         converted = [to_ref(a) for a in args]
         # Library functions charge what they allocate to the current meter (a context variable).
         token = enter(meter) if current() is not meter else None
@@ -55,6 +59,18 @@ class Library:
         if type(value) is list or type(value) is str:
             meter.charge(len(value) // ELEMENT_COST_DIVISOR)
         return value
+
+
+def _conversion_cost(args: list[Any], meter: Meter) -> int:
+    """What converting ``args`` costs; scalar arguments (the usual case) without walking anything."""
+    chars = 0
+    for arg in args:
+        kind = type(arg)
+        if kind is str or kind is bytes:
+            chars += len(arg)
+        elif kind is list or kind is tuple or kind is dict:
+            return sized_cost(args, meter.max_cost - meter.cost + 1)
+    return chars // ELEMENT_COST_DIVISOR
 
 
 def _str_method(name: str, op: Callable[[str, str], bool], library: Library) -> Native:

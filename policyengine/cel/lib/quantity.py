@@ -1,26 +1,22 @@
 """The Kubernetes quantity library: ``quantity()``, ``isQuantity()`` and the Quantity methods.
 
-Parsing follows ``k8s.io/apimachinery`` ``resource.ParseQuantity``; values are exact fractions (a
-quantity may be ``9999999999999999999999999999999999999G``), rounded up to nano units as Kubernetes does.
+Parsing is ``policyengine.quantity`` (``k8s.io/apimachinery`` ``resource.ParseQuantity``, within bounds);
+values are exact fractions (a quantity may be ``9999999999999999999999999999999999999G``), rounded to
+nano units as Kubernetes does.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from fractions import Fraction
 from typing import Any
 
 from celpy import celtypes
 
 from policyengine.cel.lib.dispatch import INT, STRING, Function, LibError, overload, table
+from policyengine.quantity import QuantityError, QuantityRangeError
+from policyengine.quantity import parse_quantity as parse
 
-_SHAPE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
-_DECIMAL_SI = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_BINARY_SI = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
-_EXPONENT = re.compile(r"^[eE][-+]?[0-9]+$")
-_MAX_EXPONENT = 1000  # far beyond any real quantity; keeps Fraction arithmetic bounded
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NANO = Fraction(1, 10**9)
 
@@ -55,28 +51,13 @@ def _format(value: Fraction) -> str:
 
 
 def parse_quantity(text: str) -> Quantity:
-    """Raises LibError with Kubernetes' message."""
-    shape = _SHAPE.match(text)
-    if not shape:
-        raise LibError(
-            r"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-        )
-    number, suffix = shape.group(1), shape.group(2)
-    if not _NUMBER.match(number):
-        raise LibError("quantities must match the regular expression")
-    if suffix in _DECIMAL_SI:
-        scale = Fraction(10) ** _DECIMAL_SI[suffix]
-    elif suffix in _BINARY_SI:
-        scale = Fraction(2) ** _BINARY_SI[suffix]
-    elif _EXPONENT.match(suffix) and abs(int(suffix[1:])) <= _MAX_EXPONENT:
-        scale = Fraction(10) ** int(suffix[1:])
-    else:
-        raise LibError("unable to parse quantity's suffix")
-    value = Fraction(number) * scale
-    if (value / _NANO).denominator != 1:  # Kubernetes rounds sub-nano precision up (away from zero)
-        nanos = value / _NANO
-        value = Fraction(math.ceil(nanos) if nanos > 0 else math.floor(nanos)) * _NANO
-    return Quantity(value, text)
+    """Raises LibError with Kubernetes' message (or the shared parser's, for a value out of range)."""
+    try:
+        return Quantity(parse(text), text)
+    except QuantityRangeError as err:
+        raise LibError(f"quantity is out of range: {err}") from None
+    except QuantityError as err:
+        raise LibError(str(err)) from None
 
 
 @overload(STRING)

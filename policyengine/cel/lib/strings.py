@@ -137,12 +137,6 @@ def _trim(text: str) -> celtypes.StringType:
     return _s(str(text).strip(_GO_SPACE))
 
 
-def _strings_of(items: list[Any]) -> list[str]:
-    if not all(isinstance(item, str) for item in items):
-        raise LibError("join: list must contain only strings")
-    return [str(item) for item in items]
-
-
 @overload(LIST)
 def _join(items: list[Any]) -> celtypes.StringType:
     return _join_sep(items, celtypes.StringType(""))
@@ -150,9 +144,11 @@ def _join(items: list[Any]) -> celtypes.StringType:
 
 @overload(LIST, STRING)
 def _join_sep(items: list[Any], sep: str) -> celtypes.StringType:
-    parts = _strings_of(items)
-    charge_elements(sum(map(len, parts)) + len(sep) * len(parts))
-    return _s(str(sep).join(parts))
+    if not all(isinstance(item, str) for item in items):
+        raise LibError("join: list must contain only strings")
+    # Charged from the lengths alone, before anything is copied; str.join takes the items as they are.
+    charge_elements(sum(map(len, items)) + len(sep) * len(items))
+    return _s(str(sep).join(items))
 
 
 _QUOTE_ESCAPES = {
