@@ -19,7 +19,6 @@ from policyengine import errors
 from policyengine.discovery import MANIFEST_SUFFIXES, STDIN, discover
 from policyengine.errors import LoadError, Problem
 from policyengine.yamlnodes import (
-    BoundedLoader,
     Expansion,
     PathKey,
     check_expansion,
@@ -27,6 +26,7 @@ from policyengine.yamlnodes import (
     record_positions,
     render_path,
 )
+from policyengine.yamlreader import BoundedLoader
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 MiB = 1024 * 1024
+BYTES_PER_NODE = 16
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class InputLimits:
 
     max_bytes: int = 32 * MiB
     max_documents: int = 10_000
+
+    @property
+    def max_nodes(self) -> int:
+        """YAML nodes one file may hold: one per 16 bytes of the size limit. Real manifests spend 10
+        to 50 bytes a node, and each node costs some 700 bytes of memory while it is read."""
+        return max(self.max_bytes // BYTES_PER_NODE, 1000)
 
 
 DEFAULT_LIMITS = InputLimits()
@@ -102,33 +109,20 @@ class Document:
 
 def parse_text(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> list[Document]:
     """Every document in ``text`` (YAML, or JSON, which YAML reads too). Raises LoadError."""
-    docs: list[Document] = []
-    duplicated: list[Problem] = []
-    expansion = Expansion()  # counted over the whole file: many small bombs are one big one
-    loader = BoundedLoader(text)
     try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            if index >= limits.max_documents:
-                raise LoadError([_too_many_documents(file, node.start_mark.line + 1, limits)])
-            bounded = check_expansion(file, node, expansion)
-            if bounded is not None:
-                raise LoadError([bounded])
-            duplicated.extend(duplicate_keys(file, node))
-            data = loader.construct_document(node)
-            if data is not None:
-                positions = record_positions(node)
-                docs.append(Document(data, file, node.start_mark.line + 1, index, positions))
-            index += 1
+        loader = BoundedLoader(text, limits.max_nodes)
+    except ValueError as err:  # lone surrogates: a str that is no text libyaml can read
+        raise LoadError([Problem(file, 1, errors.READ_ERROR, _first_line(err))]) from None
+    try:
+        docs, duplicated = _documents(loader, file, limits)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = err.problem or err.context or "invalid YAML"
-        raise LoadError([Problem(file, line, errors.YAML_SYNTAX, str(what))]) from None
+        raise LoadError([Problem(file, line, errors.YAML_SYNTAX, _short(str(what)))]) from None
     except yaml.YAMLError as err:
         raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
-    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:  # bad timestamps, unhashable keys
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:  # e.g. a text decoding error
         raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
     finally:
         loader.dispose()
@@ -139,8 +133,46 @@ def parse_text(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> li
     return docs
 
 
+def _documents(loader: BoundedLoader, file: str, limits: InputLimits) -> tuple[list[Document], list[Problem]]:
+    docs: list[Document] = []
+    duplicated: list[Problem] = []
+    expansion = Expansion()  # counted over the whole file: many small bombs are one big one
+    index = 0
+    while loader.check_node():
+        node = loader.get_node()
+        if node is None:
+            break
+        if index >= limits.max_documents:
+            raise LoadError([_too_many_documents(file, node.start_mark.line + 1, limits)])
+        bounded = check_expansion(file, node, expansion)
+        if bounded is not None:
+            raise LoadError([bounded])
+        duplicated.extend(duplicate_keys(file, node))
+        data = _construct(loader, node)
+        if data is not None:
+            docs.append(Document(data, file, node.start_mark.line + 1, index, record_positions(node)))
+        index += 1
+    return docs, duplicated
+
+
+def _construct(loader: BoundedLoader, node: yaml.Node) -> Any:
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except (
+        Exception
+    ) as err:  # PyYAML's constructors meet odd tagged scalars with IndexError, AttributeError...
+        raise yaml.constructor.ConstructorError(None, None, _first_line(err), node.start_mark) from None
+
+
 def _first_line(err: Exception) -> str:
-    return (str(err).splitlines() or [type(err).__name__])[0]
+    return _short((str(err).splitlines() or [type(err).__name__])[0])
+
+
+def _short(message: str, limit: int = 200) -> str:
+    # Parser messages may quote the offending scalar, which an attacker makes as long as the file.
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def _too_many_documents(file: str, line: int, limits: InputLimits) -> Problem:

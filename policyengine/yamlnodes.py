@@ -1,6 +1,5 @@
-"""The YAML reader the loader uses, and what it learns from a composed node graph before and after
-construction: whether its anchors and aliases expand within bounds, which mapping keys repeat, and
-where every field sits.
+"""What the loader learns from a composed YAML node graph before and after construction: whether its
+anchors and aliases expand within bounds, which mapping keys repeat, and where every field sits.
 
 PyYAML shares an aliased node instead of copying it, so a few hundred bytes of nested aliases
 ("billion laughs") describe a tree of billions of nodes that every later walker would expand. The
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
@@ -26,30 +24,9 @@ PathKey = tuple[str | int, ...]
 # go-yaml's figures: up to 400,000 visited nodes, 99% may come from aliases; from 4,000,000 on, 10%.
 ALIAS_RATIO_LOW = 400_000
 ALIAS_RATIO_HIGH = 4_000_000
-# Deeper documents are refused: evaluation and reporting walk values recursively, and no Kubernetes
-# object comes near this (the apiserver's own JSON limit is far above what its objects use).
+# Deeper documents are refused, written or reached through aliases: evaluation and reporting walk
+# values recursively, and no Kubernetes object comes near this depth.
 MAX_DEPTH = 100
-
-
-# Python refuses to print an int of more digits; a longer YAML integer (sexagesimal ``1:0:0:...`` above
-# all, which PyYAML builds in quadratic time) is refused before it is built.
-MAX_INT_CHARS = 4300
-
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is several times faster
-
-
-class BoundedLoader(_Base):  # type: ignore[misc]
-    """PyYAML's safe loader (libyaml where built in) with integers bounded in length."""
-
-
-def _construct_int(loader: Any, node: yaml.ScalarNode) -> Any:
-    if len(node.value) > MAX_INT_CHARS:
-        message = f"an integer of {len(node.value)} characters (at most {MAX_INT_CHARS})"
-        raise yaml.constructor.ConstructorError(None, None, message, node.start_mark)
-    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
-
-
-BoundedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def allowed_alias_ratio(visited: int) -> float:

@@ -13,7 +13,8 @@ from policyengine import errors
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import STDIN, InputLimits, parse_text, read_documents, read_text
 from policyengine.policyset import load_policy_set
-from policyengine.yamlnodes import ALIAS_RATIO_LOW, MAX_DEPTH, MAX_INT_CHARS, Expansion, check_expansion
+from policyengine.yamlnodes import ALIAS_RATIO_LOW, MAX_DEPTH, Expansion, check_expansion
+from policyengine.yamlreader import MAX_INT_CHARS
 
 
 def laughs(levels: int, width: int = 9) -> str:
@@ -145,6 +146,19 @@ def test_a_file_of_too_many_documents_is_refused_at_the_first_one_past_the_cap()
     assert (problem.line, problem.code) == (32, errors.READ_ERROR)
     assert "more than 10 documents" in problem.message
     assert len(parse_text(text, "ok.yaml", InputLimits(max_documents=12))) == 12
+
+
+def test_a_file_of_too_many_nodes_stops_while_it_is_read() -> None:
+    # Small lines hold many nodes: 30 MiB of "- a" were five million nodes and 4 GB. A file may hold one
+    # node per 16 bytes of the size limit, counted as the nodes are built.
+    limits = InputLimits(max_bytes=16_000)
+    assert limits.max_nodes == 1000
+    text = "kind: ConfigMap\ndata:\n" + "- a\n" * 1200  # 4,822 bytes: within the size limit
+    problem = problem_of(text, limits=limits)
+    # Five nodes before the list items (mapping, two keys, a value, the list): item 996, on line 998.
+    assert (problem.line, problem.code) == (998, errors.YAML_SYNTAX)
+    assert "more than 1000 YAML nodes in one file" in problem.message
+    assert parse_text(text, "ok.yaml", InputLimits(max_bytes=40_000))
 
 
 def test_policy_and_config_files_share_the_size_limit(tmp_path: Path) -> None:
