@@ -52,13 +52,13 @@ class _Walk:
             self.seen_files.add((st.st_dev, st.st_ino))
             self.files.append(path)
 
-    def path(self, path: str, *, named: bool) -> None:
-        """One path: a file is listed, a directory walked, anything else a problem. ``named`` paths
-        were given by the user, so they are read whatever their suffix."""
+    def named(self, path: str) -> None:
+        """A path the user gave: a file is read whatever its suffix, a directory walked, anything else
+        is a problem."""
         try:
             st = os.stat(path)
         except OSError as err:
-            self.unreachable(path, err, named=named)
+            self.unreachable(path, err, named=True)
             return
         if stat.S_ISDIR(st.st_mode):
             self.directory(path, st)
@@ -73,7 +73,7 @@ class _Walk:
             self.loops.add(cycle)
             self.problem(path, "symbolic link loop: the link resolves back to itself")
         elif err.errno == errno.ENOENT and os.path.islink(path):
-            self.problem(path, f"dangling symbolic link: its target {os.readlink(path)!r} does not exist")
+            self.problem(path, f"dangling symbolic link: its target {_target(path)!r} does not exist")
         elif err.errno == errno.ENOENT and named:
             self.problem(path, "no such file or directory", errors.FILE_NOT_FOUND)
         else:
@@ -125,6 +125,13 @@ class _Walk:
             self.problem(path, f"not a regular file: {kind}; pipe its content to - (stdin) instead")
 
 
+def _target(link: str) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:  # replaced since it was seen
+        return "?"
+
+
 def _link_cycle(path: str) -> frozenset[str]:
     """The links of the cycle ``path`` runs into, so that a cycle met through any of its links is
     reported once."""
@@ -151,5 +158,5 @@ def discover(
         if raw == STDIN and stdin_ok:
             walk.files.append(STDIN)
         else:
-            walk.path(raw, named=True)
+            walk.named(raw)
     return walk.files, walk.problems
