@@ -11,34 +11,61 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import yaml
 
 from policyengine import errors
+from policyengine.discovery import MANIFEST_SUFFIXES, STDIN, discover
 from policyengine.errors import LoadError, Problem
+from policyengine.yamlnodes import (
+    Expansion,
+    PathKey,
+    check_expansion,
+    duplicate_keys,
+    record_positions,
+    render_path,
+)
+from policyengine.yamlreader import BoundedLoader
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-STDIN = "-"
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MANIFEST_SUFFIXES",
+    "STDIN",
+    "Document",
+    "InputLimits",
+    "PathKey",
+    "collect_documents",
+    "discover",
+    "expand_lists",
+    "format_size",
+    "parse_text",
+    "read_documents",
+    "read_text",
+    "render_path",
+]
 
-try:  # libyaml is several times faster; fall back to the pure-Python parser where it is missing
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
-
-PathKey = tuple[str | int, ...]
+MiB = 1024 * 1024
+BYTES_PER_NODE = 16
 
 
-def render_path(path: Iterable[str | int]) -> str:
-    """("spec", "validations", 2, "expression") -> "spec.validations[2].expression"."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+@dataclass(frozen=True)
+class InputLimits:
+    """How much one input (a file, or stdin) may hold. Every byte and document costs memory many times
+    over once parsed, so a file past either bound is refused, named, before it is parsed."""
+
+    max_bytes: int = 32 * MiB
+    max_documents: int = 10_000
+
+    @property
+    def max_nodes(self) -> int:
+        """YAML nodes one file may hold: one per 16 bytes of the size limit. Real manifests spend 10
+        to 50 bytes a node, and each node costs some 700 bytes of memory while it is read."""
+        return max(self.max_bytes // BYTES_PER_NODE, 1000)
+
+
+DEFAULT_LIMITS = InputLimits()
+_Read = TypeVar("_Read", bytes, str)
 
 
 @dataclass(frozen=True)
@@ -80,86 +107,87 @@ class Document:
         return str(meta.get("name", "")) if isinstance(meta, dict) else ""
 
 
-def _record_positions(node: yaml.Node, path: PathKey, out: dict[PathKey, tuple[int, int]]) -> None:
-    # Keys point at the key's own line (where a reader looks for "spec.replicas: 40").
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            sub = (*path, key)
-            out[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _record_positions(value_node, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            sub = (*path, i)
-            out[sub] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            _record_positions(item, sub, out)
-
-
-def _duplicate_keys(file: str, root: yaml.Node) -> list[Problem]:
-    """kubectl and kube-apiserver reject a mapping that repeats a key, while YAML readers silently keep
-    the last one, so a policy would judge an object the cluster never accepts: each repeat is a problem.
-    Run on the composed node, before construction flattens ``<<`` merges (an override is no repeat)."""
-    problems: list[Problem] = []
-    seen: set[int] = set()  # aliased nodes are checked once
-    stack: list[tuple[yaml.Node, PathKey]] = [(root, ())]
-    while stack:
-        node, path = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-                line = key_node.start_mark.line + 1
-                if key in first and key != "<<":
-                    message = f"mapping key {key!r} is already defined at line {first[key]}"
-                    problems.append(
-                        Problem(file, line, errors.YAML_SYNTAX, message, render_path((*path, key)))
-                    )
-                first.setdefault(key, line)
-                stack.append((value_node, (*path, key)))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
-    return sorted(problems, key=lambda p: p.line)
-
-
-def parse_text(text: str, file: str) -> list[Document]:
+def parse_text(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> list[Document]:
     """Every document in ``text`` (YAML, or JSON, which YAML reads too). Raises LoadError."""
-    docs: list[Document] = []
-    duplicated: list[Problem] = []
-    loader = _Loader(text)
     try:
-        index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            duplicated.extend(_duplicate_keys(file, node))
-            data = loader.construct_document(node)
-            positions: dict[PathKey, tuple[int, int]] = {}
-            _record_positions(node, (), positions)
-            if data is not None:
-                docs.append(Document(data, file, node.start_mark.line + 1, index, positions))
-            index += 1
+        loader = BoundedLoader(text, limits.max_nodes)
+    except ValueError as err:  # lone surrogates: a str that is no text libyaml can read
+        raise LoadError([Problem(file, 1, errors.READ_ERROR, _first_line(err))]) from None
+    try:
+        docs, duplicated = _documents(loader, file, limits)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = err.problem or err.context or "invalid YAML"
-        raise LoadError([Problem(file, line, errors.YAML_SYNTAX, str(what))]) from None
+        raise LoadError([Problem(file, line, errors.YAML_SYNTAX, _short(str(what)))]) from None
     except yaml.YAMLError as err:
-        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, str(err).splitlines()[0])]) from None
-    except (ValueError, TypeError, RecursionError) as err:  # e.g. bad timestamps, unhashable keys
-        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, str(err).splitlines()[0])]) from None
+        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:  # e.g. a text decoding error
+        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
     finally:
         loader.dispose()
     if duplicated:
         raise LoadError(duplicated)
     if file.endswith(".json") and not docs:
-        # A JSON file YAML could not see (rare escapes): read it as JSON, located at line 1.
-        try:
-            docs.append(Document(json.loads(text), file, 1))
-        except json.JSONDecodeError as err:
-            raise LoadError([Problem(file, err.lineno, errors.YAML_SYNTAX, err.msg)]) from None
+        docs.append(_json_document(text, file))
     return docs
+
+
+def _documents(loader: BoundedLoader, file: str, limits: InputLimits) -> tuple[list[Document], list[Problem]]:
+    docs: list[Document] = []
+    duplicated: list[Problem] = []
+    expansion = Expansion()  # counted over the whole file: many small bombs are one big one
+    index = 0
+    while loader.check_node():
+        node = loader.get_node()
+        if node is None:
+            break
+        if index >= limits.max_documents:
+            raise LoadError([_too_many_documents(file, node.start_mark.line + 1, limits)])
+        bounded = check_expansion(file, node, expansion)
+        if bounded is not None:
+            raise LoadError([bounded])
+        duplicated.extend(duplicate_keys(file, node))
+        data = _construct(loader, node)
+        if data is not None:
+            docs.append(Document(data, file, node.start_mark.line + 1, index, record_positions(node)))
+        index += 1
+    return docs, duplicated
+
+
+def _construct(loader: BoundedLoader, node: yaml.Node) -> Any:
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except (
+        Exception
+    ) as err:  # PyYAML's constructors meet odd tagged scalars with IndexError, AttributeError...
+        raise yaml.constructor.ConstructorError(None, None, _first_line(err), node.start_mark) from None
+
+
+def _first_line(err: Exception) -> str:
+    return _short((str(err).splitlines() or [type(err).__name__])[0])
+
+
+def _short(message: str, limit: int = 200) -> str:
+    # Parser messages may quote the offending scalar, which an attacker makes as long as the file.
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+def _too_many_documents(file: str, line: int, limits: InputLimits) -> Problem:
+    message = f"more than {limits.max_documents} documents in one file (raise the limit with --max-documents)"
+    return Problem(file, line, errors.READ_ERROR, message)
+
+
+def _json_document(text: str, file: str) -> Document:
+    # A JSON file YAML could not see (rare escapes): read it as JSON, located at line 1.
+    try:
+        return Document(json.loads(text), file, 1)
+    except json.JSONDecodeError as err:
+        raise LoadError([Problem(file, err.lineno, errors.YAML_SYNTAX, err.msg)]) from None
+    except (ValueError, RecursionError) as err:  # integers past Python's digit limit; deep nesting
+        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
 
 
 def expand_lists(docs: Iterable[Document]) -> Iterator[Document]:
@@ -171,70 +199,61 @@ def expand_lists(docs: Iterable[Document]) -> Iterator[Document]:
             and isinstance(data.get("items"), list)
             and str(data.get("kind", "")).endswith("List")
         ):
+            # One pass over the positions, not one per item: a List of many items stays linear.
+            per_item: dict[Any, dict[PathKey, tuple[int, int]]] = {}
+            for key, pos in doc.positions.items():
+                if len(key) > 2 and key[0] == "items":
+                    per_item.setdefault(key[1], {})[key[2:]] = pos
             for i, item in enumerate(data["items"]):
-                base = ("items", i)
-                positions = {
-                    key[2:]: pos for key, pos in doc.positions.items() if key[:2] == base and len(key) > 2
-                }
-                yield Document(item, doc.file, doc.line_of(base), doc.index, positions)
+                yield Document(item, doc.file, doc.line_of(("items", i)), doc.index, per_item.get(i, {}))
         else:
             yield doc
 
 
-def discover(paths: Sequence[str], *, stdin_ok: bool = False) -> tuple[list[str], list[Problem]]:
-    """Expand directories into their YAML/JSON files (sorted, recursively). Missing paths are problems."""
-    files: list[str] = []
-    problems: list[Problem] = []
-    seen: set[Path] = set()  # a file named twice (a pack given again with --policies) is read once
-
-    def add(path: Path) -> None:
-        real = path.resolve()
-        if real not in seen:
-            seen.add(real)
-            files.append(str(path))
-
-    for raw in paths:
-        if raw == STDIN and stdin_ok:
-            files.append(STDIN)
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in MANIFEST_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            for p in found:
-                add(p)
-        elif path.is_file():
-            add(path)
-        else:
-            problems.append(Problem(raw, 1, errors.FILE_NOT_FOUND, "no such file or directory"))
-    return files, problems
-
-
-def read_text(file: str, stdin: IO[str] | None = None) -> str:
+def read_text(file: str, stdin: IO[str] | None = None, limits: InputLimits = DEFAULT_LIMITS) -> str:
+    """The text of ``file`` (or of stdin for ``-``), refused past ``limits.max_bytes``."""
     if file == STDIN:
-        return _read_stdin(stdin or sys.stdin)
+        return _read_stdin(stdin or sys.stdin, limits)
     try:
-        return _decode(file, Path(file).read_bytes())
+        with open(file, "rb") as handle:
+            data = handle.read(limits.max_bytes + 1)
     except OSError as err:
         raise LoadError([Problem(file, 1, errors.READ_ERROR, err.strerror or str(err))]) from None
+    return _decode(file, _within(file, data, limits))
 
 
-def _read_stdin(stream: IO[str]) -> str:
+def _within(file: str, data: _Read, limits: InputLimits) -> _Read:
+    if len(data) > limits.max_bytes:
+        message = (
+            f"larger than the input size limit of {format_size(limits.max_bytes)} "
+            "(raise it with --max-input-size)"
+        )
+        raise LoadError([Problem(file, 1, errors.READ_ERROR, message)])
+    return data
+
+
+def format_size(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+def _read_stdin(stream: IO[str], limits: InputLimits) -> str:
     # Decode stdin's bytes ourselves: the text layer may be lenient (surrogateescape under a C locale)
     # or strict, and either way a bad byte must be an input error with its line, not a crash.
     buffer = getattr(stream, "buffer", None)
     if buffer is not None:
-        return _decode("<stdin>", buffer.read())
-    text = stream.read()
+        return _decode("<stdin>", _within("<stdin>", buffer.read(limits.max_bytes + 1), limits))
+    text = stream.read(limits.max_bytes + 1)
+    _within("<stdin>", text, limits)  # a text stream shows characters: each is at least one byte
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return _decode("<stdin>", text.encode("utf-8", "surrogateescape"))
+        try:
+            return _decode("<stdin>", text.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a surrogate the stream did not escape: still not UTF-8
+            return _decode("<stdin>", text.encode("utf-8", "surrogatepass"))
     return text
 
 
@@ -250,25 +269,33 @@ def _decode(file: str, data: bytes) -> str:
 
 
 def collect_documents(
-    paths: Sequence[str], *, stdin: IO[str] | None = None, stdin_ok: bool = False
+    paths: Sequence[str],
+    *,
+    stdin: IO[str] | None = None,
+    stdin_ok: bool = False,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> tuple[list[Document], list[Problem]]:
     """The documents of every file that reads, and the problems of those that do not."""
     files, problems = discover(paths, stdin_ok=stdin_ok)
     docs: list[Document] = []
     for file in files:
         try:
-            text = read_text(file, stdin)
-            docs.extend(expand_lists(parse_text(text, "<stdin>" if file == STDIN else file)))
+            text = read_text(file, stdin, limits)
+            docs.extend(expand_lists(parse_text(text, "<stdin>" if file == STDIN else file, limits)))
         except LoadError as err:
             problems.extend(err.problems)
     return docs, problems
 
 
 def read_documents(
-    paths: Sequence[str], *, stdin: IO[str] | None = None, stdin_ok: bool = False
+    paths: Sequence[str],
+    *,
+    stdin: IO[str] | None = None,
+    stdin_ok: bool = False,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> list[Document]:
     """All documents under ``paths``, Lists expanded. Collects every problem, then raises LoadError."""
-    docs, problems = collect_documents(paths, stdin=stdin, stdin_ok=stdin_ok)
+    docs, problems = collect_documents(paths, stdin=stdin, stdin_ok=stdin_ok, limits=limits)
     if problems:
         raise LoadError(problems)
     return docs

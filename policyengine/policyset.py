@@ -19,7 +19,7 @@ from policyengine import errors, native
 from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
 from policyengine.cel.checker import variables_read
 from policyengine.errors import LoadError, Problem
-from policyengine.loader import Document, collect_documents, discover
+from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, collect_documents, discover
 from policyengine.model import Expr, Policy, PolicyException
 from policyengine.schema import validate
 
@@ -293,17 +293,10 @@ def _check_names(
                 )
 
 
-def policy_files(paths: Sequence[str]) -> list[str]:
-    """``paths`` with each directory expanded to its files, leaving out its ``tests/`` folders."""
-    files: list[str] = []
-    for raw in paths:
-        root = Path(raw)
-        if not root.is_dir():
-            files.append(raw)  # a missing path is reported when it is read
-            continue
-        found, _ = discover([raw])
-        files.extend(f for f in found if TESTS_DIR not in Path(f).relative_to(root).parts[:-1])
-    return files
+def policy_files(paths: Sequence[str]) -> tuple[list[str], list[Problem]]:
+    """``paths`` with each directory expanded to its files, leaving out its ``tests/`` folders, and a
+    problem for every path the walk cannot read."""
+    return discover(paths, skip_dirs=(TESTS_DIR,))
 
 
 def load_policy_set(
@@ -312,12 +305,15 @@ def load_policy_set(
     config_paths: Sequence[str] = (),
     include_bundled: bool = True,
     compiler: Compiler | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> PolicySet:
     """Read policy directories/files (the bundled packs first, unless excluded) and config files."""
     all_paths = [str(bundled_policies_dir())] if include_bundled else []
     all_paths.extend(paths)
-    docs, problems = collect_documents(policy_files(all_paths))
-    config_docs, config_problems = collect_documents(list(config_paths))
+    files, problems = policy_files(all_paths)
+    docs, read_problems = collect_documents(files, limits=limits)
+    problems.extend(read_problems)
+    config_docs, config_problems = collect_documents(list(config_paths), limits=limits)
     problems.extend(config_problems)
     for doc in config_docs:
         if doc.kind != "GovernanceConfig":

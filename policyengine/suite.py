@@ -85,7 +85,9 @@ class Workspace:
         key = (tuple(policy_paths), tuple(config_paths))
         engine = self._engines.get(key)
         if engine is None:
-            docs, problems = collect_documents(policy_files(policy_paths))
+            files, problems = policy_files(policy_paths)
+            docs, read_problems = collect_documents(files)
+            problems.extend(read_problems)
             config_docs, config_problems = collect_documents(list(config_paths))
             if problems or config_problems:
                 raise LoadError([*problems, *config_problems])

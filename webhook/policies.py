@@ -24,8 +24,8 @@ from typing import Any
 
 from policyengine.engine import Engine
 from policyengine.errors import LoadError
+from policyengine.loader import discover
 
-POLICY_SUFFIXES = (".yaml", ".yml", ".json")
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 MAX_PROBLEMS_SHOWN = 20
 MAX_NAMES_SHOWN = 50  # removed policies named in /readyz and logs (the count is always given)
@@ -74,17 +74,15 @@ class _Shrink:
 
 
 def fingerprint(paths: Sequence[str]) -> Fingerprint:
-    """What changes when any watched policy or config file changes (or appears, or goes)."""
-    entries: list[tuple[str, int, int, int]] = []
-    for root in paths:
-        if os.path.isdir(root):
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    if name.endswith(POLICY_SUFFIXES):
-                        entries.append(_stat(os.path.join(dirpath, name)))
-        else:
-            entries.append(_stat(root))
+    """What changes when any watched policy or config file changes (or appears, or goes).
+
+    The files are found by the loader's own walk, so the poll watches exactly what a reload reads
+    (and a link loop costs it one problem, not an endless walk). Each file is stat'ed through its
+    links: a ConfigMap volume's ``..data`` swap gives every file a new inode. A path the walk cannot
+    read is part of the fingerprint too, so its repair is seen."""
+    files, problems = discover(paths)
+    entries = [_stat(file) for file in files]
+    entries.extend((problem.render(), -1, -1, -1) for problem in problems)
     return tuple(entries)
 
 

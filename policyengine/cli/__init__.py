@@ -2,7 +2,7 @@
 
 Each verb lives in its own module with ``add_parser(subparsers)``; the parser sets ``func(args) -> int``.
 Exit codes: 0 success, 1 a verdict against (violations, failed tests, tampering), 2 usage, input or
-policy errors.
+policy errors -- and any unexpected error, reported on one line: a crash must never read as a verdict.
 """
 
 from __future__ import annotations
@@ -56,6 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # exit 1 means "denied": a crash must never read as a verdict
+        print(f"policyengine: internal error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def run() -> None:

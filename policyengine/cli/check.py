@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from policyengine.cli import auditing, outputs
 from policyengine.errors import LoadError, Problem
 from policyengine.gate import check_documents, is_object, object_meta_problems
 from policyengine.inventory import from_documents
-from policyengine.loader import STDIN, discover, read_documents
+from policyengine.loader import DEFAULT_LIMITS, STDIN, InputLimits, discover, format_size, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import Compiler, load_policy_set
 from policyengine.trust import load_attestation_store
@@ -38,6 +39,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
     p.add_argument("--inventory", metavar="FILE", help="cluster objects: namespaces, pods, params")
+    p.add_argument(
+        "--max-input-size",
+        type=parse_size,
+        default=DEFAULT_LIMITS.max_bytes,
+        metavar="SIZE",
+        help="refuse any one input (manifest, policy, config or inventory file, or stdin) larger than "
+        f"this, e.g. 64MiB (default {format_size(DEFAULT_LIMITS.max_bytes)})",
+    )
+    p.add_argument(
+        "--max-documents",
+        type=positive_int,
+        default=DEFAULT_LIMITS.max_documents,
+        metavar="N",
+        help=f"refuse a file of more YAML documents than this (default {DEFAULT_LIMITS.max_documents})",
+    )
     outputs.add_arguments(p)
     p.add_argument("--strict", action="store_true", help="warnings fail the check too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -53,6 +69,23 @@ def add_parser(sub: Any) -> None:
 
 
 CEL_BACKEND_ENV = "POLICYENGINE_CEL_BACKEND"
+_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1 << 10, "M": 1000**2, "MB": 1000**2, "MIB": 1 << 20}
+_UNITS |= {"G": 1000**3, "GB": 1000**3, "GIB": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """'64MiB', '50MB', '1048576' -> bytes (argparse type: a bad value is a usage error, exit 2)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 64MiB, 50MB or a number of bytes)")
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def cel_compiler(choice: str | None) -> Compiler | None:
@@ -61,13 +94,13 @@ def cel_compiler(choice: str | None) -> Compiler | None:
     return Compiler(get_backend(name)) if name in BACKENDS else None
 
 
-def load_inventory(path: str | None) -> Inventory | None:
+def load_inventory(path: str | None, limits: InputLimits = DEFAULT_LIMITS) -> Inventory | None:
     if path is None:
         return None
-    return from_documents([d.data for d in read_documents([path])])
+    return from_documents([d.data for d in read_documents([path], limits=limits)])
 
 
-def read_manifests(paths: list[str], stdin: IO[str]) -> list[Any]:
+def read_manifests(paths: list[str], stdin: IO[str], limits: InputLimits = DEFAULT_LIMITS) -> list[Any]:
     if paths.count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
     # A directory without manifest files is most likely a wrong path: passing it would turn the gate
@@ -75,10 +108,10 @@ def read_manifests(paths: list[str], stdin: IO[str]) -> list[Any]:
     empty = [
         Problem(raw, 1, errors.FILE_NOT_FOUND, "no .yaml, .yml or .json manifests in this directory")
         for raw in paths
-        if raw != STDIN and Path(raw).is_dir() and not discover([raw])[0]
+        if raw != STDIN and Path(raw).is_dir() and discover([raw]) == ([], [])
     ]
     try:
-        docs = read_documents(paths, stdin=stdin, stdin_ok=True)
+        docs = read_documents(paths, stdin=stdin, stdin_ok=True, limits=limits)
     except LoadError as err:
         raise LoadError([*empty, *err.problems]) from None
     problems = empty + [
@@ -115,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     policy_set = docs = inventory = None
     compiler = cel_compiler(args.cel_backend)
+    limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
     if compiler is None:
         print(f"policyengine check: ${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
@@ -125,15 +159,16 @@ def run(args: argparse.Namespace) -> int:
                 config_paths=args.config,
                 include_bundled=not args.no_default_policies,
                 compiler=compiler,
+                limits=limits,
             )
         except LoadError as err:
             problems.extend(err.problems)
         try:
-            inventory = load_inventory(args.inventory)
+            inventory = load_inventory(args.inventory, limits)
         except LoadError as err:
             problems.extend(err.problems)
         try:
-            docs = read_manifests(args.paths, sys.stdin)
+            docs = read_manifests(args.paths, sys.stdin, limits)
         except LoadError as err:
             problems.extend(err.problems)
         if problems or policy_set is None or docs is None:
