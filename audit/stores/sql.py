@@ -64,14 +64,18 @@ def entry_rows(base: int, records: Sequence[Record]) -> list[tuple[object, ...]]
     ]
 
 
-def where(query: Query, mark: str, contains: str) -> tuple[str, list[object]]:
+def where(query: Query, mark: str, contains: str, before: int | None = None) -> tuple[str, list[object]]:
     """The WHERE/ORDER/LIMIT tail of an entry query with ``mark`` placeholders.
 
-    ``contains`` is the SQL function giving the position of a substring (instr or strpos).
+    ``contains`` is the SQL function giving the position of a substring (instr or strpos); ``before``
+    bounds the indexes from above (exclusive), for reads made in windows.
     """
     clauses = ["idx > " + mark]
     # Indexes start at 0: a row filed below that is no entry of the log (verify never sees it either).
     params: list[object] = [max(query.after, -1)]
+    if before is not None:
+        clauses.append("idx < " + mark)
+        params.append(before)
     equal = {
         "verdict": query.verdict,
         "namespace": query.namespace,

@@ -6,19 +6,28 @@ SIGBUS that kills it without a word. WAL's exclusive locking mode keeps the inde
 it locks every other connection out, the auditors' API and ``audit query``/``verify`` included. A rollback
 journal keeps them all working: a reader locks the file only for the statement it runs, and any file
 trouble is an I/O error, reported as a StoreError, never a signal.
+
+The writer (admission's audit append) waits for the statements readers are running when it commits, so
+every read here runs in windows of at most ``READ_WINDOW`` rows: an auditor listing a thousand entries,
+a filter that matches nothing in a million, or ``audit verify`` of the whole log holds the file for at
+most one short statement at a time, never for the whole read.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from audit.errors import StoreError
-from audit.stores import Record, TreeHead
-from audit.stores.sql import SqlReads, entry_rows, schema
+from audit.stores import Query, Record, StoredEntry, TreeHead
+from audit.stores.sql import ENTRY_COLUMNS, SqlReads, entry_rows, schema, stored_entry, where
+
+READ_WINDOW = 64  # rows one read statement may cover: well under a millisecond of a writer's wait
+T = TypeVar("T")
 
 INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 STATE = (  # one statement, so one snapshot, even while another process appends
@@ -79,6 +88,36 @@ class SQLiteStore(SqlReads):
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite audit log {self.path}: {exc}") from exc
 
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        return _windowed(start, end, super().leaf_hashes)
+
+    def entries(self, start: int, end: int) -> list[StoredEntry]:
+        return _windowed(start, end, super().entries)
+
+    def find(self, query: Query) -> list[StoredEntry]:
+        found: list[StoredEntry] = []
+        last = int(self._rows("SELECT COALESCE(MAX(idx), -1) FROM entries")[0][0])
+        low = max(query.after, -1) + 1
+        while low <= last and (query.limit is None or len(found) < query.limit):
+            limit = None if query.limit is None else query.limit - len(found)
+            window = replace(query, after=low - 1, limit=limit)
+            tail, params = where(window, self.marker, self.position, before=low + READ_WINDOW)
+            rows = self._rows(f"SELECT {ENTRY_COLUMNS} FROM entries" + tail, params)
+            found.extend(stored_entry(row) for row in rows)
+            low += READ_WINDOW
+        return found
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        while True:
+            rows = self._rows(
+                "SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?",
+                (out[-1][0] if out else -1, READ_WINDOW),
+            )
+            out.extend((int(size), str(note)) for size, note in rows)
+            if len(rows) < READ_WINDOW:
+                return out
+
     def append(self, records: Sequence[Record]) -> TreeHead:
         with self._write() as db:
             head = _head(db.execute("SELECT size, root, range_blob FROM heads ORDER BY size DESC LIMIT 1"))
@@ -127,6 +166,13 @@ class SQLiteStore(SqlReads):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _windowed(start: int, end: int, read: Callable[[int, int], list[T]]) -> list[T]:
+    out: list[T] = []
+    for low in range(start, end, READ_WINDOW):
+        out.extend(read(low, min(low + READ_WINDOW, end)))
+    return out
 
 
 def _head(cursor: Iterator[Any] | sqlite3.Cursor) -> TreeHead:
