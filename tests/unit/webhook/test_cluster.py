@@ -89,6 +89,9 @@ def test_a_410_gone_relists(
 def test_a_dropped_watch_relists_and_misses_nothing(
     fake: FakeAPIServer, inventory: ClusterInventory, relists: list[tuple[str, str]]
 ) -> None:
+    # Ready means listed; a watch may not have reached the server yet, and one opened after the drop
+    # would never see it: wait for both watches to be open first.
+    _wait(lambda: all(fake.watches[r] >= 1 for r in ("namespaces", "pods")))
     fake.drop_watches()
     fake.put("namespaces", "late")
     _wait(lambda: ("namespaces", "error") in relists)
