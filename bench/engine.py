@@ -37,7 +37,7 @@ from policyengine.gate import request_for
 from policyengine.loader import Document, parse_text
 from policyengine.model import Inventory
 from policyengine.policyset import Compiler, load_policy_set
-from policyengine.views import engine_for, views_for
+from policyengine.views import views_for
 
 CONTAINERS = "object.spec.template.spec.containers"
 ALL = f"{CONTAINERS} + (has(object.spec.template.spec.initContainers) ? object.spec.template.spec.initContainers : [])"
@@ -167,7 +167,7 @@ def python_rules(obj: dict[str, Any]) -> list[bool]:
 def engine_with_packs(backend: str, pss_path: str) -> Engine:
     """Every shipped pack plus the 20 rules, compiled by ``backend``."""
     compiler = Compiler(get_backend(backend))
-    return engine_for(load_policy_set([pss_path], include_bundled=True, compiler=compiler))
+    return Engine(load_policy_set([pss_path], include_bundled=True, compiler=compiler))
 
 
 def time_engine(engine: Engine, doc: Document, n: int) -> list[float]:

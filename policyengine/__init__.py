@@ -1,13 +1,25 @@
 """policyengine: policy-as-code governance for AI workloads on Kubernetes.
 
-The public surface is small and pinned by tests/unit/test_public_api.py: load a policy set, build an
-Engine, evaluate Requests into Decisions. Nothing is built at import time.
+The public surface is small and pinned by tests/unit/test_public_api.py (``__all__`` is exactly the
+public names defined here). Load a policy set, build an Engine from it, evaluate Requests into
+Decisions::
+
+    import policyengine
+
+    engine = policyengine.Engine(policyengine.load_policy_set(["my-policies/"]))  # + the shipped packs
+    request = policyengine.request_from_manifest(manifest)  # or request_from_admission(review["request"])
+    decision = engine.evaluate(request, inventory=policyengine.Inventory(), now=datetime.now(UTC))
+
+``Engine(policy_set)`` binds the ``workload`` and ``inventory`` views the packs read (and the
+attestation store the GovernanceConfig names), exactly as ``check``, ``test`` and ``serve`` do.
+A request is denied when any result ``denies`` (``Decision.denials``). Nothing is built at import time.
 """
 
 from __future__ import annotations
 
+from policyengine.codec import request_from_admission, request_from_manifest
 from policyengine.engine import Engine
-from policyengine.errors import LoadError, PolicyEngineError, Problem, UsageError
+from policyengine.errors import LoadError, PolicyEngineError, Problem, RequestError, UsageError
 from policyengine.model import (
     Action,
     Decision,
@@ -36,10 +48,13 @@ __all__ = [
     "PolicySet",
     "Problem",
     "Request",
+    "RequestError",
     "Result",
     "SourceRef",
     "UsageError",
     "__version__",
     "build_policy_set",
     "load_policy_set",
+    "request_from_admission",
+    "request_from_manifest",
 ]

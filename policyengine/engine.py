@@ -8,7 +8,7 @@ every policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -16,6 +16,7 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.codec import request_binding
 from policyengine.match import labels_of, matches, selector_matches, wildcard_match
 from policyengine.model import (
     Action,
@@ -31,39 +32,14 @@ from policyengine.model import (
 )
 from policyengine.params import lookup
 from policyengine.policyset import PolicySet
+from policyengine.views import ViewProvider, default_views
 
 _ACTION_RANK = (Action.DENY, Action.WARN, Action.AUDIT)
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
 
-# Extra CEL bindings computed once per request (the workload view, the inventory view, ...).
-ViewProvider = Callable[[Request, Inventory, Mapping[str, Any]], Mapping[str, Any]]
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
-
-
-def request_binding(request: Request) -> dict[str, Any]:
-    """The ``request`` variable: the AdmissionRequest as Kubernetes shows it to CEL."""
-    gvk, gvr = request.kind, request.resource
-    return {
-        "uid": request.uid,
-        "kind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
-        "resource": {"group": gvr.group, "version": gvr.version, "resource": gvr.resource},
-        "subResource": request.sub_resource,
-        "requestKind": {"group": gvk.group, "version": gvk.version, "kind": gvk.kind},
-        "requestResource": {"group": gvr.group, "version": gvr.version, "resource": gvr.resource},
-        "name": request.name,
-        "namespace": request.namespace,
-        "operation": request.operation,
-        "userInfo": {
-            "username": request.user_info.username,
-            "uid": request.user_info.uid,
-            "groups": list(request.user_info.groups),
-            "extra": {k: list(v) for k, v in request.user_info.extra.items()},
-        },
-        "dryRun": request.dry_run,
-        "options": request.options,
-    }
 
 
 def primary_action(actions: Iterable[Action]) -> Action:
@@ -87,6 +63,14 @@ class _Compiled:
 
 
 class Engine:
+    """Decides requests against one policy set, every expression compiled when it is built.
+
+    ``views`` computes the bindings beyond Kubernetes' own once per request; by default the standard
+    ``workload`` and ``inventory`` views (``views.default_views``), which the shipped packs read, so
+    ``Engine(load_policy_set([]))`` runs the packs. Building it raises LoadError when the attestation
+    material its GovernanceConfig names cannot be read.
+    """
+
     def __init__(
         self,
         policy_set: PolicySet,
@@ -96,7 +80,7 @@ class Engine:
     ) -> None:
         self.policy_set = policy_set
         self.budget = budget
-        self._views = views
+        self._views = views if views is not None else default_views(policy_set)
         compile_ = policy_set.compiler.compile
         self._policies = tuple(
             _Compiled(
@@ -162,8 +146,7 @@ class Engine:
         expired: set[str] = set()
         base: Activation | None = None
         try:
-            if self._views is not None:
-                bindings.update(self._views(request, inventory, self.policy_set.config))
+            bindings.update(self._views(request, inventory, self.policy_set.config))
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
@@ -184,7 +167,7 @@ class Engine:
                         _internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}")
                     )
 
-        allowed = not any(_denies(r) for r in results)
+        allowed = not any(r.denies for r in results)
         warnings = tuple(
             f"{r.policy}: {r.message}"
             for r in results
@@ -375,10 +358,6 @@ def _internal_error(compiled: _Compiled, message: str) -> Result:
     policy = compiled.policy
     action = compiled.action if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
     return _result(policy, action, Outcome.ERROR, message[:300], code=errors.EVAL_ERROR)
-
-
-def _denies(result: Result) -> bool:
-    return result.action is Action.DENY and result.outcome in (Outcome.FAIL, Outcome.ERROR)
 
 
 def _kind(value: Any) -> str:

@@ -3,6 +3,7 @@
     PolicyEngineError                 base of everything the core raises on purpose
     ├── LoadError                     a policy, config, inventory or manifest set could not be loaded;
     │                                 carries *every* Problem found (file:line: code: message at path)
+    ├── RequestError                  an AdmissionRequest is not as kube-apiserver sends it (names the field)
     └── UsageError                    the caller asked for something impossible (bad flag value, ...)
 
 Evaluation never raises: a rule that cannot be evaluated becomes an ``error`` Result whose ``code`` is
@@ -84,6 +85,12 @@ class LoadError(PolicyEngineError):
 
     def render(self) -> str:
         return "\n".join(p.render() for p in self.problems)
+
+
+class RequestError(PolicyEngineError):
+    """An AdmissionRequest the codec cannot read; the message names the field (``request.uid ...``)."""
+
+    code = "invalid_request"
 
 
 class UsageError(PolicyEngineError):

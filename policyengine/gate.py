@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from policyengine import errors
+from policyengine.codec import request_from_manifest
 from policyengine.engine import Engine
 from policyengine.errors import Problem
 from policyengine.inventory import as_created
 from policyengine.loader import Document, PathKey
-from policyengine.match import CLUSTER_SCOPED_KINDS, gvk_of, gvr_of
+from policyengine.match import CLUSTER_SCOPED_KINDS
 from policyengine.model import (
     Action,
     Decision,
@@ -32,7 +33,6 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
-from policyengine.workloads.values import as_dict
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 
@@ -180,27 +180,10 @@ def object_meta_problems(doc: Document) -> list[Problem]:
 
 
 def request_for(doc: Document, *, operation: str = "CREATE", user: UserInfo | None = None) -> Request:
-    """The admission request kube-apiserver would send to create this manifest."""
-    obj = doc.data
-    gvk = gvk_of(obj)
-    ns_name = as_dict(obj.get("metadata")).get("name")
-    if gvk.kind == "Namespace" and gvk.group == "" and isinstance(ns_name, str) and ns_name:
-        # kube-apiserver defaults the name label onto a Namespace before admission sees it.
-        obj = as_created(ns_name, obj)
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    name = str(meta.get("name") or meta.get("generateName") or "")
-    namespace = "" if gvk.kind in CLUSTER_SCOPED_KINDS else str(meta.get("namespace") or "default")
+    """The admission request kube-apiserver would send to create this manifest document."""
     uid = hashlib.sha256(f"{doc.file}\0{doc.index}\0{doc.line}".encode()).hexdigest()[:32]
-    return Request(
-        uid=uid,
-        kind=gvk,
-        resource=gvr_of(gvk),
-        operation=operation,
-        name=name,
-        namespace=namespace,
-        object=obj,
-        user_info=user or UserInfo(),
-        source=SourceRef(doc.file, doc.line),
+    return request_from_manifest(
+        doc.data, operation=operation, user=user, uid=uid, source=SourceRef(doc.file, doc.line)
     )
 
 

@@ -260,6 +260,12 @@ class Result:
     remediation: str = ""
     policy_source: SourceRef | None = None
 
+    @property
+    def denies(self) -> bool:
+        """The one deny rule: a deny-action result that failed or could not be evaluated. A request is
+        allowed exactly when none of its results denies."""
+        return self.action is Action.DENY and self.outcome in (Outcome.FAIL, Outcome.ERROR)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -277,6 +283,11 @@ class Decision:
         if not self.allowed:
             return "denied"
         return "warned" if self.warnings else "allowed"
+
+    @property
+    def denials(self) -> tuple[Result, ...]:
+        """The results that deny the request (``Result.denies``), in evaluation order."""
+        return tuple(r for r in self.results if r.denies)
 
     @property
     def violations(self) -> tuple[Result, ...]:

@@ -9,16 +9,18 @@ reason}`` from the attestation store (the provenance verdict for that digest).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from policyengine.engine import Engine, ViewProvider
 from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
 from policyengine.workloads import describe
+
+# Extra CEL bindings computed once per request from the request, the inventory and the config.
+ViewProvider = Callable[[Request, Inventory, Mapping[str, Any]], Mapping[str, Any]]
 
 
 class _InventoryViews:
@@ -63,8 +65,8 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
     return provide
 
 
-def engine_for(policy_set: PolicySet) -> Engine:
-    """The engine every entry point uses: the policy set with the workload and inventory views, and the
-    attestation store its GovernanceConfig names. Raises LoadError for bad trust material."""
+def default_views(policy_set: PolicySet) -> ViewProvider:
+    """The views every engine gets unless told otherwise: ``workload`` and ``inventory``, with the
+    attestation store the policy set's GovernanceConfig names. Raises LoadError for bad trust material."""
     store = load_attestation_store(policy_set.config, policy_set.config_line)
-    return Engine(policy_set, views=views_for(policy_set, store))
+    return views_for(policy_set, store)

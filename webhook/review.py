@@ -1,5 +1,7 @@
 """The AdmissionReview codec: ``admission.k8s.io/v1`` and ``v1beta1`` JSON <-> the core's Request and
-Decision. Pure functions, no I/O, so every rule of the wire format is tested without a server.
+Decision. Pure functions, no I/O, so every rule of the wire format is tested without a server. The
+envelope is read here; the AdmissionRequest inside it by the core's ``policyengine.codec`` (the reading
+``policyengine test`` shares), and which results deny by the core's ``Result.denies``.
 
 Kubernetes rules kept here:
 - the response has the request's ``apiVersion``, ``kind: AdmissionReview`` and ``response.uid`` equal
@@ -19,22 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policyengine.model import (
-    Action,
-    Decision,
-    GroupVersionKind,
-    GroupVersionResource,
-    Outcome,
-    Request,
-    Result,
-    UserInfo,
-)
+from policyengine.codec import request_from_admission
+from policyengine.errors import RequestError
+from policyengine.model import Decision, Outcome, Request
 from webhook.errors import MissingRequest, NotAdmissionReview
 
 V1 = "admission.k8s.io/v1"
 V1BETA1 = "admission.k8s.io/v1beta1"
 VERSIONS = (V1, V1BETA1)
-OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 
 MAX_WARNING = 256
 MAX_WARNINGS_TOTAL = 4096
@@ -70,69 +64,11 @@ def parse_review(data: Any) -> Review:
         raise MissingRequest("AdmissionReview has no request")
     if not isinstance(req, dict):
         raise NotAdmissionReview("request is not an object")
-    return Review(api_version=str(api_version), request=request_from(req))
-
-
-def request_from(req: Mapping[str, Any]) -> Request:
-    uid = req.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise NotAdmissionReview("request.uid must be a non-empty string")
-    operation = req.get("operation")
-    if not isinstance(operation, str) or operation not in OPERATIONS:
-        raise NotAdmissionReview(f"request.operation {_show(operation)} is not one of {sorted(OPERATIONS)}")
-    kind = _mapping(req, "kind")
-    resource = _mapping(req, "resource")
-    if not isinstance(kind.get("kind"), str) or not kind.get("kind"):
-        raise NotAdmissionReview("request.kind.kind must be a non-empty string")
-    obj = req.get("object")
-    if obj is None and operation in ("CREATE", "UPDATE"):
-        raise NotAdmissionReview(f"request.object is required for {operation}")
-    for field in ("object", "oldObject"):
-        if req.get(field) is not None and not isinstance(req.get(field), dict):
-            raise NotAdmissionReview(f"request.{field} must be an object or null")
-    return Request(
-        uid=uid,
-        kind=GroupVersionKind(_str(kind, "group"), _str(kind, "version"), _str(kind, "kind")),
-        resource=GroupVersionResource(
-            _str(resource, "group"), _str(resource, "version"), _str(resource, "resource")
-        ),
-        operation=str(operation),
-        name=_str(req, "name"),
-        namespace=_str(req, "namespace"),
-        object=obj,
-        old_object=req.get("oldObject"),
-        sub_resource=_str(req, "subResource"),
-        user_info=_user(req.get("userInfo")),
-        dry_run=req.get("dryRun") is True,
-        options=req.get("options"),
-    )
-
-
-def _user(raw: Any) -> UserInfo:
-    if not isinstance(raw, dict):
-        return UserInfo()
-    groups = raw.get("groups")
-    extra = raw.get("extra")
-    return UserInfo(
-        username=_str(raw, "username"),
-        uid=_str(raw, "uid"),
-        groups=tuple(str(g) for g in groups) if isinstance(groups, list) else (),
-        extra={str(k): tuple(str(x) for x in v) for k, v in extra.items() if isinstance(v, list)}
-        if isinstance(extra, dict)
-        else {},
-    )
-
-
-def _mapping(req: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = req.get(key)
-    if not isinstance(value, dict):
-        raise NotAdmissionReview(f"request.{key} must be an object")
-    return value
-
-
-def _str(m: Mapping[str, Any], key: str) -> str:
-    value = m.get(key)
-    return value if isinstance(value, str) else ""
+    try:
+        request = request_from_admission(req)
+    except RequestError as err:
+        raise NotAdmissionReview(str(err)) from None
+    return Review(api_version=str(api_version), request=request)
 
 
 def _show(value: Any) -> str:
@@ -166,15 +102,9 @@ def review_response(
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
-def denying(decision: Decision) -> list[Result]:
-    return [
-        r for r in decision.results if r.action is Action.DENY and r.outcome in (Outcome.FAIL, Outcome.ERROR)
-    ]
-
-
 def status_message(decision: Decision) -> str:
     """One line per denying result: ``[policy] message`` (evaluation errors say so)."""
-    failed = denying(decision)
+    failed = decision.denials
     policies = sorted({r.policy for r in failed})
     head = (
         f"policyengine denied the request: {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} failed"

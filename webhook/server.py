@@ -43,7 +43,6 @@ AUDIT_API_NICENESS = 10
 
 def engine_loader(settings: Settings) -> Callable[[], Engine]:
     """Load the whole policy set and build its Engine, as ``check`` does (raises LoadError)."""
-    from policyengine.views import engine_for
 
     def load() -> Engine:
         policy_set = load_policy_set(
@@ -51,7 +50,7 @@ def engine_loader(settings: Settings) -> Callable[[], Engine]:
             config_paths=list(settings.config),
             include_bundled=settings.include_bundled,
         )
-        return engine_for(policy_set)
+        return Engine(policy_set)
 
     return load
 

@@ -13,6 +13,7 @@ from typing import IO, Any
 from policyengine import errors
 from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, outputs
+from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.gate import check_documents, is_object, object_meta_problems
 from policyengine.inventory import from_documents
@@ -20,7 +21,6 @@ from policyengine.loader import DEFAULT_LIMITS, STDIN, InputLimits, discover, fo
 from policyengine.model import Inventory
 from policyengine.policyset import Compiler, load_policy_set
 from policyengine.trust import load_attestation_store
-from policyengine.views import engine_for
 
 
 def add_parser(sub: Any) -> None:
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             problems.extend(err.problems)
         if problems or policy_set is None or docs is None:
             raise LoadError(problems)
-        engine = engine_for(policy_set)
+        engine = Engine(policy_set)
     except LoadError as err:
         # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).
         outputs.write_problem_reports(err.problems, reports)

@@ -8,8 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from policyengine.suite import EXIT_ERROR, run_tests
-from policyengine.views import engine_for
+from policyengine.testing.cases import EXIT_ERROR
+from policyengine.testing.runner import run_tests
 
 
 def add_parser(sub: Any) -> None:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     except re.error as err:
         print(f"policyengine test: --run: bad regular expression: {err}", file=sys.stderr)
         return EXIT_ERROR
-    report, problems = run_tests(args.paths, now=datetime.now(UTC), select=select, engine_factory=engine_for)
+    report, problems = run_tests(args.paths, now=datetime.now(UTC), select=select)
     if not report.results and not problems:
         where = " ".join(args.paths)
         if select is None:

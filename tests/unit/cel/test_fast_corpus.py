@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from policyengine.cel import get_backend
+from policyengine.engine import Engine
 from policyengine.gate import is_object, request_for
 from policyengine.loader import read_documents
 from policyengine.model import Decision
 from policyengine.policyset import Compiler, load_policy_set
-from policyengine.suite import CaseResult, Workspace, cases_of, find_test_files, run_case
-from policyengine.views import engine_for
+from policyengine.testing.cases import CaseResult, Workspace
+from policyengine.testing.runner import cases_of, find_test_files, run_case
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -42,7 +43,7 @@ def _summary(decision: Decision) -> tuple[Any, ...]:
 
 def _decisions(backend: str, docs: list[Any]) -> list[tuple[Any, ...]]:
     policy_set = load_policy_set([], include_bundled=True, compiler=Compiler(get_backend(backend)))
-    engine = engine_for(policy_set)
+    engine = Engine(policy_set)
     return [_summary(engine.evaluate(request_for(d), now=_NOW)) for d in docs]
 
 
@@ -57,7 +58,7 @@ def test_packs_decide_the_upstream_corpus_alike_on_both_backends(shared: Path) -
 
 
 def _suite(backend: str, path: Path) -> list[CaseResult]:
-    workspace = Workspace(now=_NOW, engine_factory=engine_for, compiler=Compiler(get_backend(backend)))
+    workspace = Workspace(now=_NOW, compiler=Compiler(get_backend(backend)))
     docs, problems = find_test_files([str(path)])
     assert not problems
     return [run_case(case) for doc in docs for case in cases_of(doc, workspace)]
@@ -89,7 +90,7 @@ def test_gatekeeper_library_suites_pass_alike_on_both_backends(shared: Path) -> 
 def test_fast_backend_gives_the_same_decisions_from_many_threads(shared: Path) -> None:
     docs = _manifests(shared)
     policy_set = load_policy_set([], include_bundled=True, compiler=Compiler(get_backend("fast")))
-    engine = engine_for(policy_set)
+    engine = Engine(policy_set)
     expected = [_summary(engine.evaluate(request_for(d), now=_NOW)) for d in docs]
     seen: list[list[tuple[Any, ...]]] = []
     failures: list[BaseException] = []

@@ -10,7 +10,7 @@ import pytest
 
 from policyengine.cli import main
 from policyengine.policyset import load_policy_set
-from policyengine.suite import run_tests
+from policyengine.testing.runner import run_tests
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from policyengine.codec import request_from_partial_admission
 from policyengine.gate import request_for, with_manifest_namespaces
 from policyengine.inventory import from_documents
 from policyengine.loader import Document, render_path
@@ -22,7 +23,7 @@ from policyengine.model import Decision, Request, SourceRef
 from policyengine.native import parse_time
 from policyengine.policyset import bundled_policies_dir
 from policyengine.schema import validate
-from policyengine.suite import Case, Workspace, documents, one_document, relative, request_from
+from policyengine.testing.cases import Case, Workspace, documents, one_document, relative
 
 OUTCOMES = ("pass", "fail", "error", "skip", "excepted")
 ACTIONS = ("deny", "warn", "audit")
@@ -101,7 +102,7 @@ class _Run:
         uid = hashlib.sha256(f"{self.doc.file}\0{render_path(self.path)}".encode()).hexdigest()[:32]
         raw_request = self.case.get("request")
         if isinstance(raw_request, Mapping):
-            request = request_from(
+            request = request_from_partial_admission(
                 raw_request, uid=uid, source=SourceRef(self.doc.file, self.doc.line_of(self.path))
             )
             manifests = [

@@ -16,19 +16,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from policyengine.codec import request_from_partial_admission
 from policyengine.errors import LoadError
 from policyengine.inventory import from_documents
 from policyengine.loader import Document, render_path
 from policyengine.model import Outcome, Request, SourceRef
-from policyengine.suite import (
-    Case,
-    Workspace,
-    documents,
-    is_admission_review,
-    one_document,
-    relative,
-    request_from,
-)
+from policyengine.testing.cases import Case, Workspace, documents, one_document, relative
 
 _VIOLATING = (Outcome.FAIL, Outcome.ERROR)
 
@@ -116,8 +109,16 @@ def review_request(obj: Document) -> Request:
     uid = hashlib.sha256(f"{obj.file}\0{obj.index}".encode()).hexdigest()[:32]
     source = SourceRef(obj.file, obj.line)
     if is_admission_review(obj.data) and isinstance(obj.data.get("request"), Mapping):
-        return request_from(obj.data["request"], uid=uid, source=source)
-    return request_from({"object": obj.data}, uid=uid, source=source)
+        return request_from_partial_admission(obj.data["request"], uid=uid, source=source)
+    return request_from_partial_admission({"object": obj.data}, uid=uid, source=source)
+
+
+def is_admission_review(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and obj.get("kind") == "AdmissionReview"
+        and str(obj.get("apiVersion", "")).startswith("admission.k8s.io/")
+    )
 
 
 def expected_count(raw: Any) -> tuple[str, int]:
