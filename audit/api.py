@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from audit import errors
 from audit.entry import VERDICTS, format_time
 from audit.errors import AuditError, ProofError
 from audit.log import AuditLog
@@ -43,7 +44,7 @@ def read_tokens(path: str | os.PathLike[str]) -> tuple[bytes, ...]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     tokens = tuple(line.strip().encode() for line in lines if line.strip() and not line.startswith("#"))
     if not tokens:
-        raise AuditError(f"no tokens in {path}", code="api_no_tokens")
+        raise AuditError(f"no tokens in {path}", code=errors.API_NO_TOKENS)
     return tokens
 
 
@@ -100,7 +101,7 @@ class QueryCap:
             if not self.slots.acquire(blocking=False):
                 self._refuse()
                 return JSONResponse(
-                    {"error": f"{self.limit} queries are being answered; retry shortly", "code": "busy"},
+                    {"error": f"{self.limit} queries are being answered; retry shortly", "code": errors.BUSY},
                     status_code=503,
                     headers={"Retry-After": "1"},
                 )
@@ -211,7 +212,7 @@ def create_app(
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     async def audit_error(request: Request, exc: Exception) -> Response:
-        code = exc.code if isinstance(exc, AuditError) else "audit_error"
+        code = exc.code if isinstance(exc, AuditError) else AuditError.code
         status = 404 if isinstance(exc, ProofError) else 500
         return JSONResponse({"error": str(exc), "code": code}, status_code=status)
 

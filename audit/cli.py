@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit import errors
 from audit.checkpoint import peek_checkpoint
 from audit.entry import VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
@@ -142,7 +143,7 @@ def _guard(handler: Handler) -> Handler:
 def _open(args: argparse.Namespace) -> AuditLog:
     target = str(args.audit_log)
     if "://" not in target and not Path(target).exists():
-        raise KeyFileError(f"no audit log at {target}", code="log_missing")
+        raise KeyFileError(f"no audit log at {target}", code=errors.LOG_MISSING)
     return AuditLog.open(target)
 
 
@@ -160,7 +161,7 @@ def _time(text: str | None) -> str | None:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
     except (ValueError, OverflowError) as exc:  # 9999-12-31T23:59-23:59 is a valid time outside UTC's range
-        raise KeyFileError(f"{text!r} is not an ISO 8601 time", code="usage") from exc
+        raise KeyFileError(f"{text!r} is not an ISO 8601 time", code=errors.USAGE) from exc
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -238,7 +239,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}", code="usage") from exc
+        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}", code=errors.USAGE) from exc
 
 
 def _text(path: Path) -> str:
@@ -293,7 +294,7 @@ def _pinned(path: Path, origin: str | None) -> Verifier:
     try:
         return load_verifier(path)
     except KeyFileError as exc:
-        if exc.code != "key_origin":
+        if exc.code != errors.KEY_ORIGIN:
             raise
     return load_verifier(path, origin)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from audit import errors
 from audit.checkpoint import Checkpoint, open_checkpoint
 from audit.entry import IndexFields, index_fields, parse
 from audit.errors import EntryError, NoteError
@@ -25,7 +26,7 @@ class VerifyReport:
     checkpoints: int
     signed_size: int  # the largest checkpoint size that verified
     first_bad_index: int | None = None
-    code: str = "ok"
+    code: str = errors.OK
     message: str = "intact"
 
     @property
@@ -77,12 +78,14 @@ def verify_log(
             checkpoint = open_checkpoint(note, verifier)
         except NoteError as exc:
             problems.append(
-                _Problem(span_start, "checkpoint_signature", f"checkpoint {filed}: {exc.message}")
+                _Problem(span_start, errors.CHECKPOINT_SIGNATURE, f"checkpoint {filed}: {exc.message}")
             )
             break
         if checkpoint.size != filed:
             problems.append(
-                _Problem(span_start, "checkpoint_misfiled", f"checkpoint {filed} says size {checkpoint.size}")
+                _Problem(
+                    span_start, errors.CHECKPOINT_MISFILED, f"checkpoint {filed} says size {checkpoint.size}"
+                )
             )
             break
         expected[filed] = checkpoint
@@ -91,12 +94,14 @@ def verify_log(
         try:
             checkpoint = open_checkpoint(note, verifier)
         except NoteError as exc:
-            problems.append(_Problem(0, "trusted_checkpoint", f"trusted checkpoint: {exc.message}"))
+            problems.append(_Problem(0, errors.TRUSTED_CHECKPOINT, f"trusted checkpoint: {exc.message}"))
             continue
         known = expected.get(checkpoint.size)
         if known is not None and known.root != checkpoint.root:
             problems.append(
-                _Problem(0, "root_mismatch", f"trusted checkpoint {checkpoint.size} differs from the log's")
+                _Problem(
+                    0, errors.ROOT_MISMATCH, f"trusted checkpoint {checkpoint.size} differs from the log's"
+                )
             )
         expected.setdefault(checkpoint.size, checkpoint)
     sizes = sorted(expected)
@@ -109,18 +114,18 @@ def verify_log(
     columns: _Problem | None = None
     if next_size == 0:
         if expected[0].root != compact.root():
-            problems.append(_Problem(0, "root_mismatch", "checkpoint 0 is not the empty tree"))
+            problems.append(_Problem(0, errors.ROOT_MISMATCH, "checkpoint 0 is not the empty tree"))
         next_size = next(pending, None)
     for item in entries:
         index, data = (item.index, item.data) if isinstance(item, StoredEntry) else item
         if bad_limit is not None and index >= bad_limit:
             break
         if index != compact.size:
-            problems.append(_Problem(compact.size, "entry_missing", f"entry {compact.size} is missing"))
+            problems.append(_Problem(compact.size, errors.ENTRY_MISSING, f"entry {compact.size} is missing"))
             break
         digest = leaf_hash(data)
         if isinstance(item, StoredEntry) and item.leaf_hash != digest:
-            problems.append(_Problem(index, "entry_hash", f"entry {index} does not match its leaf hash"))
+            problems.append(_Problem(index, errors.ENTRY_HASH, f"entry {index} does not match its leaf hash"))
             break
         if (
             columns is None
@@ -129,14 +134,16 @@ def verify_log(
             and _columns(item.fields) != _columns(_fields(data))
         ):
             # Not a break: when the entry itself was edited, the checkpoint's verdict is the one to report.
-            columns = _Problem(index, "index_mismatch", f"the query columns of entry {index} differ from it")
+            columns = _Problem(
+                index, errors.INDEX_MISMATCH, f"the query columns of entry {index} differ from it"
+            )
         compact.append(digest)
         if compact.size == next_size:
             if compact.root() != expected[next_size].root:
                 problems.append(
                     _Problem(
                         previous,
-                        "root_mismatch",
+                        errors.ROOT_MISMATCH,
                         f"entries [{previous}, {next_size}) do not match checkpoint {next_size}",
                     )
                 )
@@ -146,17 +153,19 @@ def verify_log(
     count = compact.size
     if next_size is not None and not problems:
         problems.append(
-            _Problem(count, "truncated", f"checkpoint {sizes[-1]} covers entries beyond the {count} present")
+            _Problem(
+                count, errors.TRUNCATED, f"checkpoint {sizes[-1]} covers entries beyond the {count} present"
+            )
         )
     if head is not None and not problems and (head.size != count or head.root != compact.root()):
         problems.append(
-            _Problem(previous, "head_mismatch", "the stored tree head does not match the entries")
+            _Problem(previous, errors.HEAD_MISMATCH, "the stored tree head does not match the entries")
         )
     if count and not checkpoints and not problems:
         # Every log signs the empty tree when it is created: entries with no checkpoint at all means the
         # checkpoints were removed, not that none were ever made.
         problems.append(
-            _Problem(0, "unsigned_entries", f"{count} entries and no checkpoint covers any of them")
+            _Problem(0, errors.UNSIGNED_ENTRIES, f"{count} entries and no checkpoint covers any of them")
         )
     if columns is not None:
         problems.append(columns)  # after the others, so that they win a tie on the index
