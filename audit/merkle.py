@@ -72,9 +72,6 @@ class CompactRange:
             start += width
         return out
 
-    def copy(self) -> CompactRange:
-        return CompactRange(self.size, list(self.hashes))
-
     def to_bytes(self) -> bytes:
         return b"".join(self.hashes)
 
