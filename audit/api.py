@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from audit import errors
 from audit.entry import VERDICTS, format_time
 from audit.errors import AuditError, ProofError
 from audit.log import AuditLog
@@ -43,7 +44,7 @@ def read_tokens(path: str | os.PathLike[str]) -> tuple[bytes, ...]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     tokens = tuple(line.strip().encode() for line in lines if line.strip() and not line.startswith("#"))
     if not tokens:
-        raise AuditError(f"no tokens in {path}", code="api_no_tokens")
+        raise AuditError(f"no tokens in {path}", code=errors.API_NO_TOKENS)
     return tokens
 
 
@@ -100,7 +101,7 @@ class QueryCap:
             if not self.slots.acquire(blocking=False):
                 self._refuse()
                 return JSONResponse(
-                    {"error": f"{self.limit} queries are being answered; retry shortly", "code": "busy"},
+                    {"error": f"{self.limit} queries are being answered; retry shortly", "code": errors.BUSY},
                     status_code=503,
                     headers={"Retry-After": "1"},
                 )
@@ -159,8 +160,29 @@ def create_app(
     """The API over an open log (the caller owns and closes it)."""
     tokens = read_tokens(tokens_file)
     cap = QueryCap(max_queries)
+    routes = _Routes(log)
+    app = Starlette(
+        routes=[
+            # Sync handlers: Starlette runs them in worker threads, never on the event loop.
+            Route("/v1/entries", cap(routes.entries), methods=["GET"]),
+            Route("/v1/checkpoint", cap(routes.checkpoint), methods=["GET"]),
+            Route("/v1/proof/inclusion", cap(routes.inclusion), methods=["GET"]),
+            Route("/v1/proof/consistency", cap(routes.consistency), methods=["GET"]),
+        ],
+        exception_handlers={BadRequest: _bad_request, AuditError: _audit_error},
+    )
+    app.add_middleware(BearerAuth, tokens=tokens)
+    app.state.query_cap = cap
+    return app
 
-    def entries(request: Request) -> Response:
+
+class _Routes:
+    """The read-only routes over one log."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def entries(self, request: Request) -> Response:
         params = request.query_params
         verdict = params.get("verdict")
         if verdict is not None and verdict not in VERDICTS:
@@ -180,51 +202,39 @@ def create_app(
             after=_int(request, "after", -1),
             limit=limit,
         )
-        rows = log.query(query)
+        rows = self.log.query(query)
         body = {
             "entries": [{"index": row.index, **row.entry} for row in rows],
             "next": rows[-1].index if len(rows) == limit else None,
         }
         return JSONResponse(body)
 
-    def checkpoint(request: Request) -> Response:
-        note = log.checkpoint()
+    def checkpoint(self, request: Request) -> Response:
+        note = self.log.checkpoint()
         if note is None:
             return JSONResponse({"error": "no checkpoint yet"}, status_code=404)
         return PlainTextResponse(note)
 
-    def inclusion(request: Request) -> Response:
+    def inclusion(self, request: Request) -> Response:
         index = _int(request, "index")
         size = request.query_params.get("size")
-        return PlainTextResponse(log.prove(index, _int(request, "size") if size is not None else None))
+        return PlainTextResponse(self.log.prove(index, _int(request, "size") if size is not None else None))
 
-    def consistency(request: Request) -> Response:
+    def consistency(self, request: Request) -> Response:
         size1, size2 = _int(request, "from"), _int(request, "to")
-        if size2 > log.store.head().size:
+        if size2 > self.log.store.head().size:
             raise BadRequest(f"the log is smaller than {size2}")
-        proof = log.consistency(size1, size2)
+        proof = self.log.consistency(size1, size2)
         return JSONResponse(
             {"size1": size1, "size2": size2, "proof": [base64.b64encode(h).decode() for h in proof]}
         )
 
-    async def bad_request(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=400)
 
-    async def audit_error(request: Request, exc: Exception) -> Response:
-        code = exc.code if isinstance(exc, AuditError) else "audit_error"
-        status = 404 if isinstance(exc, ProofError) else 500
-        return JSONResponse({"error": str(exc), "code": code}, status_code=status)
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=400)
 
-    app = Starlette(
-        routes=[
-            # Sync handlers: Starlette runs them in worker threads, never on the event loop.
-            Route("/v1/entries", cap(entries), methods=["GET"]),
-            Route("/v1/checkpoint", cap(checkpoint), methods=["GET"]),
-            Route("/v1/proof/inclusion", cap(inclusion), methods=["GET"]),
-            Route("/v1/proof/consistency", cap(consistency), methods=["GET"]),
-        ],
-        exception_handlers={BadRequest: bad_request, AuditError: audit_error},
-    )
-    app.add_middleware(BearerAuth, tokens=tokens)
-    app.state.query_cap = cap
-    return app
+
+async def _audit_error(request: Request, exc: Exception) -> Response:
+    code = exc.code if isinstance(exc, AuditError) else AuditError.code
+    status = 404 if isinstance(exc, ProofError) else 500
+    return JSONResponse({"error": str(exc), "code": code}, status_code=status)

@@ -6,6 +6,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from audit import errors
 from audit.errors import NoteError
 from audit.merkle import HASH_SIZE
 from audit.note import Signer, Verifier, open_note, sign_note, split_note
@@ -25,24 +26,24 @@ class Checkpoint:
         lines = text.split("\n")
         if len(lines) < 4 or lines[-1] != "" or any(not line for line in lines[:-1]):
             raise NoteError(
-                "a checkpoint is origin, size and root on non-empty lines", code="checkpoint_invalid"
+                "a checkpoint is origin, size and root on non-empty lines", code=errors.CHECKPOINT_INVALID
             )
         origin, size_text, root_text = lines[0], lines[1], lines[2]
         if not size_text.isdigit() or not size_text.isascii() or (size_text != "0" and size_text[0] == "0"):
-            raise NoteError(f"checkpoint size {size_text!r} is not a decimal", code="checkpoint_invalid")
+            raise NoteError(f"checkpoint size {size_text!r} is not a decimal", code=errors.CHECKPOINT_INVALID)
         try:
             root = base64.b64decode(root_text, validate=True)
         except binascii.Error as exc:
-            raise NoteError("checkpoint root is not base64", code="checkpoint_invalid") from exc
+            raise NoteError("checkpoint root is not base64", code=errors.CHECKPOINT_INVALID) from exc
         if len(root) != HASH_SIZE:
-            raise NoteError("checkpoint root is not a SHA-256 hash", code="checkpoint_invalid")
+            raise NoteError("checkpoint root is not a SHA-256 hash", code=errors.CHECKPOINT_INVALID)
         return cls(origin, int(size_text), root)
 
 
 def sign_checkpoint(checkpoint: Checkpoint, signer: Signer) -> str:
     if signer.name != checkpoint.origin:
         raise NoteError(
-            f"key name {signer.name!r} differs from origin {checkpoint.origin!r}", code="key_name"
+            f"key name {signer.name!r} differs from origin {checkpoint.origin!r}", code=errors.KEY_NAME
         )
     return sign_note(checkpoint.text(), signer)
 
@@ -52,7 +53,7 @@ def open_checkpoint(note: str, verifier: Verifier) -> Checkpoint:
     checkpoint = Checkpoint.parse(open_note(note, [verifier]))
     if checkpoint.origin != verifier.name:
         raise NoteError(
-            f"checkpoint origin {checkpoint.origin!r} is not {verifier.name!r}", code="origin_mismatch"
+            f"checkpoint origin {checkpoint.origin!r} is not {verifier.name!r}", code=errors.ORIGIN_MISMATCH
         )
     return checkpoint
 

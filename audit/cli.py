@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit import errors
 from audit.checkpoint import peek_checkpoint
 from audit.entry import VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
@@ -45,37 +46,8 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace existing key files")
     p.set_defaults(func=_guard(_keygen))
 
-    p = verbs.add_parser("query", help="list entries matching filters")
-    _log_arg(p)
-    p.add_argument("--since", help="ISO 8601 time (inclusive)")
-    p.add_argument("--until", help="ISO 8601 time (exclusive)")
-    p.add_argument("--verdict", choices=VERDICTS)
-    p.add_argument("--policy")
-    p.add_argument("--namespace")
-    p.add_argument("--user")
-    p.add_argument("--kind")
-    p.add_argument("--source", choices=("admission", "ci"))
-    p.add_argument("--after", type=_int64, default=-1, help="only entries with a higher index (pagination)")
-    p.add_argument("--limit", type=_count, default=None)
-    p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
-    p.set_defaults(func=_guard(_query))
-
-    p = verbs.add_parser("verify", help="re-hash every entry and check every checkpoint")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--audit-log", help="SQLite path or postgresql:// URL")
-    where.add_argument("--export", type=Path, help="an exported directory")
-    p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
-    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
-    p.add_argument(
-        "--max-unsigned",
-        type=_int64,
-        default=DEFAULT_MAX_UNSIGNED,
-        metavar="N",
-        help="entries after the last checkpoint that still count as in flight (default "
-        f"{DEFAULT_MAX_UNSIGNED}: one group-commit batch); more is reported as tampering. "
-        "0 for a log that is closed",
-    )
-    p.set_defaults(func=_guard(_verify))
+    _query_parser(verbs)
+    _verify_parser(verbs)
 
     p = verbs.add_parser("checkpoint", help="print the latest signed checkpoint")
     _log_arg(p)
@@ -100,6 +72,42 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
     return audit
+
+
+def _query_parser(verbs: Any) -> None:
+    p = verbs.add_parser("query", help="list entries matching filters")
+    _log_arg(p)
+    p.add_argument("--since", help="ISO 8601 time (inclusive)")
+    p.add_argument("--until", help="ISO 8601 time (exclusive)")
+    p.add_argument("--verdict", choices=VERDICTS)
+    p.add_argument("--policy")
+    p.add_argument("--namespace")
+    p.add_argument("--user")
+    p.add_argument("--kind")
+    p.add_argument("--source", choices=("admission", "ci"))
+    p.add_argument("--after", type=_int64, default=-1, help="only entries with a higher index (pagination)")
+    p.add_argument("--limit", type=_count, default=None)
+    p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
+    p.set_defaults(func=_guard(_query))
+
+
+def _verify_parser(verbs: Any) -> None:
+    p = verbs.add_parser("verify", help="re-hash every entry and check every checkpoint")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--audit-log", help="SQLite path or postgresql:// URL")
+    where.add_argument("--export", type=Path, help="an exported directory")
+    p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
+    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
+    p.add_argument(
+        "--max-unsigned",
+        type=_int64,
+        default=DEFAULT_MAX_UNSIGNED,
+        metavar="N",
+        help="entries after the last checkpoint that still count as in flight (default "
+        f"{DEFAULT_MAX_UNSIGNED}: one group-commit batch); more is reported as tampering. "
+        "0 for a log that is closed",
+    )
+    p.set_defaults(func=_guard(_verify))
 
 
 def _int64(text: str) -> int:
@@ -142,7 +150,7 @@ def _guard(handler: Handler) -> Handler:
 def _open(args: argparse.Namespace) -> AuditLog:
     target = str(args.audit_log)
     if "://" not in target and not Path(target).exists():
-        raise KeyFileError(f"no audit log at {target}", code="log_missing")
+        raise KeyFileError(f"no audit log at {target}", code=errors.LOG_MISSING)
     return AuditLog.open(target)
 
 
@@ -160,7 +168,7 @@ def _time(text: str | None) -> str | None:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return format_time(when if when.tzinfo else when.replace(tzinfo=UTC))
     except (ValueError, OverflowError) as exc:  # 9999-12-31T23:59-23:59 is a valid time outside UTC's range
-        raise KeyFileError(f"{text!r} is not an ISO 8601 time", code="usage") from exc
+        raise KeyFileError(f"{text!r} is not an ISO 8601 time", code=errors.USAGE) from exc
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -238,7 +246,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}", code="usage") from exc
+        raise KeyFileError(f"cannot read {path}: {exc.strerror or exc}", code=errors.USAGE) from exc
 
 
 def _text(path: Path) -> str:
@@ -293,7 +301,7 @@ def _pinned(path: Path, origin: str | None) -> Verifier:
     try:
         return load_verifier(path)
     except KeyFileError as exc:
-        if exc.code != "key_origin":
+        if exc.code != errors.KEY_ORIGIN:
             raise
     return load_verifier(path, origin)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import rfc8785
 
+from audit import errors
 from audit.errors import EntryError
 
 ENTRY_VERSION = 1
@@ -39,7 +40,7 @@ class IndexFields:
 
 def format_time(when: datetime) -> str:
     if when.tzinfo is None:
-        raise EntryError("entry time must be timezone-aware", code="entry_naive_time")
+        raise EntryError("entry time must be timezone-aware", code=errors.ENTRY_NAIVE_TIME)
     return when.astimezone(UTC).strftime(TIME_FORMAT)
 
 
@@ -66,9 +67,9 @@ def make_entry(
     ``commit`` is the git commit of a CI run made inside a repository.
     """
     if source not in SOURCES:
-        raise EntryError(f"source must be one of {SOURCES}, not {source!r}", code="entry_source")
+        raise EntryError(f"source must be one of {SOURCES}, not {source!r}", code=errors.ENTRY_SOURCE)
     if verdict not in VERDICTS:
-        raise EntryError(f"verdict must be one of {VERDICTS}, not {verdict!r}", code="entry_verdict")
+        raise EntryError(f"verdict must be one of {VERDICTS}, not {verdict!r}", code=errors.ENTRY_VERDICT)
     entry: dict[str, Any] = {
         "version": ENTRY_VERSION,
         "time": format_time(time),
@@ -108,7 +109,7 @@ def canonical(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise EntryError(
-            f"entry holds a string that is not valid Unicode: {exc}", code="entry_unicode"
+            f"entry holds a string that is not valid Unicode: {exc}", code=errors.ENTRY_UNICODE
         ) from exc
 
 
@@ -122,20 +123,20 @@ def _check(value: Any) -> bool:
             continue
         if isinstance(item, int):
             if abs(item) > MAX_SAFE_INTEGER:
-                raise EntryError(f"integer {item} exceeds the I-JSON safe range", code="entry_integer")
+                raise EntryError(f"integer {item} exceeds the I-JSON safe range", code=errors.ENTRY_INTEGER)
         elif isinstance(item, float):
-            raise EntryError("entries must not hold floats", code="entry_float")
+            raise EntryError("entries must not hold floats", code=errors.ENTRY_FLOAT)
         elif isinstance(item, Mapping):
             for key, sub in item.items():
                 if not isinstance(key, str):
-                    raise EntryError(f"object key {key!r} is not a string", code="entry_key")
+                    raise EntryError(f"object key {key!r} is not a string", code=errors.ENTRY_KEY)
                 if not astral and any(ord(ch) > 0xFFFF for ch in key):
                     astral = True
                 stack.append(sub)
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
         else:
-            raise EntryError(f"{type(item).__name__} is not a JSON type", code="entry_type")
+            raise EntryError(f"{type(item).__name__} is not a JSON type", code=errors.ENTRY_TYPE)
     return astral
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from audit import errors
 from audit.errors import ExportError
 from audit.keys import PUB_FILE, VKEY_FILE, load_verifier, public_pem
 from audit.log import AuditLog
@@ -37,7 +38,9 @@ def export(log: AuditLog, out_dir: str | os.PathLike[str]) -> ExportSummary:
     out.mkdir(parents=True, exist_ok=True)
     vkey = log.store.meta("vkey")
     if vkey is None:
-        raise ExportError("the log has no key recorded yet (nothing was ever signed)", code="export_no_key")
+        raise ExportError(
+            "the log has no key recorded yet (nothing was ever signed)", code=errors.EXPORT_NO_KEY
+        )
     verifier = Verifier.from_vkey(vkey)
     checkpoints = log.store.checkpoints()
     size = checkpoints[-1][0] if checkpoints else 0
@@ -98,7 +101,7 @@ def verify_export(
             report,
             ok=False,
             first_bad_index=report.signed_size,
-            code="unsigned_entries",
+            code=errors.UNSIGNED_ENTRIES,
             message=f"{report.unsigned} entries from index {report.signed_size} on are covered by no checkpoint",
         )
     return report

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from audit import errors
 from audit.errors import KeyFileError, NoteError
 from audit.note import Ed25519Signer, Verifier, check_name
 
@@ -42,7 +43,7 @@ def keygen(origin: str, out_dir: str | os.PathLike[str], *, overwrite: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     files = KeyFiles(out / KEY_FILE, out / PUB_FILE, out / VKEY_FILE)
     if not overwrite and any(p.exists() for p in (files.key, files.pub, files.vkey)):
-        raise KeyFileError(f"key files already exist in {out}", code="key_exists")
+        raise KeyFileError(f"key files already exist in {out}", code=errors.KEY_EXISTS)
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     if overwrite:
@@ -60,7 +61,7 @@ def keygen(origin: str, out_dir: str | os.PathLike[str], *, overwrite: bool = Fa
 def _origin_beside(path: Path) -> str:
     vkey = path.with_name(VKEY_FILE)
     if not vkey.is_file():
-        raise KeyFileError(f"no origin given and no {VKEY_FILE} beside {path}", code="key_origin")
+        raise KeyFileError(f"no origin given and no {VKEY_FILE} beside {path}", code=errors.KEY_ORIGIN)
     return Verifier.from_vkey(vkey.read_text()).name
 
 
@@ -90,14 +91,16 @@ def load_verifier(path: str | os.PathLike[str], origin: str | None = None) -> Ve
         if not isinstance(public, Ed25519PublicKey):
             raise KeyFileError(f"{key_path} is not an Ed25519 public key")
         if origin is None:
-            raise KeyFileError(f"{key_path} is a PEM key: the log origin is needed", code="key_origin")
+            raise KeyFileError(f"{key_path} is a PEM key: the log origin is needed", code=errors.KEY_ORIGIN)
         return Verifier(origin, public)
     try:
         verifier = Verifier.from_vkey(data.decode("utf-8", "replace"))
     except NoteError as exc:
         raise KeyFileError(f"{key_path}: {exc.message}") from exc
     if origin is not None and verifier.name != origin:
-        raise KeyFileError(f"{key_path} is the key of {verifier.name!r}, not {origin!r}", code="key_origin")
+        raise KeyFileError(
+            f"{key_path} is the key of {verifier.name!r}, not {origin!r}", code=errors.KEY_ORIGIN
+        )
     return verifier
 
 

@@ -15,6 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
+from audit import errors
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
 from audit.entry import canonical, index_fields, parse
 from audit.errors import (
@@ -91,16 +92,18 @@ class AuditLog:
             if signer is not None:
                 if origin is not None and origin != signer.name:
                     raise KeyFileError(
-                        f"key name {signer.name!r} is not the origin {origin!r}", code="key_origin"
+                        f"key name {signer.name!r} is not the origin {origin!r}", code=errors.KEY_ORIGIN
                     )
                 origin = signer.name
             stored = store.meta("origin", origin)
             if origin is not None and stored != origin:
-                raise StoreCorrupt(f"this log's origin is {stored!r}, not {origin!r}", code="origin_mismatch")
+                raise StoreCorrupt(
+                    f"this log's origin is {stored!r}, not {origin!r}", code=errors.ORIGIN_MISMATCH
+                )
             if signer is not None:
                 vkey = signer.verifier().vkey()
                 if store.meta("vkey", vkey) != vkey:
-                    raise KeyFileError("this log is signed with another key", code="key_mismatch")
+                    raise KeyFileError("this log is signed with another key", code=errors.KEY_MISMATCH)
                 recover(store)
         except BaseException:
             store.close()
@@ -161,7 +164,7 @@ class AuditLog:
             size, note = latest
             if size > head.size:
                 raise StoreCorrupt(
-                    f"checkpoint {size} is beyond the stored head {head.size}", code="truncated"
+                    f"checkpoint {size} is beyond the stored head {head.size}", code=errors.TRUNCATED
                 )
             if size > 0:
                 proof = consistency_proof(size, head.size, self._oracle(size, head.size))
@@ -208,7 +211,7 @@ class AuditLog:
         """A C2SP tlog-proof of entry ``index`` against the checkpoint of ``size`` (default: latest)."""
         note = self.store.checkpoint_at(size) if size is not None else self.checkpoint()
         if note is None:
-            raise ProofError(f"no checkpoint for size {size}", code="no_checkpoint")
+            raise ProofError(f"no checkpoint for size {size}", code=errors.NO_CHECKPOINT)
         tree_size = peek_checkpoint(note).size
         hashes = inclusion_proof(index, tree_size, self._oracle(tree_size, tree_size))
         entry = self.store.entries(index, index + 1)[0]
@@ -263,7 +266,7 @@ class AuditLog:
                 report,
                 ok=False,
                 first_bad_index=0,
-                code="origin_mismatch",
+                code=errors.ORIGIN_MISMATCH,
                 message=f"the log says its origin is {self.origin!r}, its checkpoints say {verifier.name!r}",
             )
         return report
@@ -279,13 +282,13 @@ def recover(store: Store) -> TreeHead:
     head, count = store.state()
     if count != head.size:
         raise StoreCorrupt(
-            f"the log holds {count} entries but its head says {head.size}", code="head_mismatch"
+            f"the log holds {count} entries but its head says {head.size}", code=errors.HEAD_MISMATCH
         )
     compact = CompactRange()
     for start in range(0, count, PAGE):
         compact.extend(store.leaf_hashes(start, min(start + PAGE, count)))
     if compact.size != head.size or compact.root() != head.root:
-        raise StoreCorrupt("the recomputed root differs from the stored root", code="root_mismatch")
+        raise StoreCorrupt("the recomputed root differs from the stored root", code=errors.ROOT_MISMATCH)
     if compact.to_bytes() != head.range_blob:  # the state the next append would build on
-        raise StoreCorrupt("the stored compact range differs from the leaves", code="range_mismatch")
+        raise StoreCorrupt("the stored compact range differs from the leaves", code=errors.RANGE_MISMATCH)
     return head

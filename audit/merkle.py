@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from audit import errors
 from audit.errors import ProofError
 
 HASH_SIZE = 32
@@ -71,9 +72,6 @@ class CompactRange:
             start += width
         return out
 
-    def copy(self) -> CompactRange:
-        return CompactRange(self.size, list(self.hashes))
-
     def to_bytes(self) -> bytes:
         return b"".join(self.hashes)
 
@@ -81,7 +79,7 @@ class CompactRange:
     def from_bytes(cls, size: int, blob: bytes) -> CompactRange:
         count = size.bit_count()
         if len(blob) != count * HASH_SIZE:
-            raise ProofError(f"compact range of size {size} needs {count} hashes", code="range_invalid")
+            raise ProofError(f"compact range of size {size} needs {count} hashes", code=errors.RANGE_INVALID)
         return cls(size, [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)])
 
 
@@ -95,7 +93,7 @@ def root_of(leaves: Iterable[bytes]) -> bytes:
 def inclusion_proof(index: int, size: int, mth: SubtreeHash) -> list[bytes]:
     """RFC 6962 PATH(index, D[0:size]), leaf's sibling first."""
     if not 0 <= index < size:
-        raise ProofError(f"index {index} is outside a tree of size {size}", code="index_out_of_range")
+        raise ProofError(f"index {index} is outside a tree of size {size}", code=errors.INDEX_OUT_OF_RANGE)
     path: list[bytes] = []
     lo, hi = 0, size
     while hi - lo > 1:
@@ -113,7 +111,7 @@ def inclusion_proof(index: int, size: int, mth: SubtreeHash) -> list[bytes]:
 def consistency_proof(size1: int, size2: int, mth: SubtreeHash) -> list[bytes]:
     """RFC 6962 PROOF(size1, D[0:size2]); empty when the sizes are equal."""
     if not 0 < size1 <= size2:
-        raise ProofError(f"no consistency proof from {size1} to {size2}", code="size_out_of_range")
+        raise ProofError(f"no consistency proof from {size1} to {size2}", code=errors.SIZE_OUT_OF_RANGE)
     path: list[bytes] = []
     lo, hi, whole = 0, size2, True
     while size1 != hi:
@@ -135,20 +133,20 @@ def _check_hashes(proof: Sequence[bytes] | None) -> list[bytes]:
     hashes = list(proof or [])
     for digest in hashes:
         if len(digest) != HASH_SIZE:
-            raise ProofError("every proof hash must be 32 bytes", code="hash_size")
+            raise ProofError("every proof hash must be 32 bytes", code=errors.HASH_SIZE)
     return hashes
 
 
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes] | None) -> bytes:
     """The root an inclusion proof implies (RFC 9162 §2.1.3.2); raises ProofError if malformed."""
     if not 0 <= index < size:
-        raise ProofError(f"index {index} is outside a tree of size {size}", code="index_out_of_range")
+        raise ProofError(f"index {index} is outside a tree of size {size}", code=errors.INDEX_OUT_OF_RANGE)
     if len(leaf) != HASH_SIZE:
-        raise ProofError("a leaf hash must be 32 bytes", code="hash_size")
+        raise ProofError("a leaf hash must be 32 bytes", code=errors.HASH_SIZE)
     fn, sn, r = index, size - 1, leaf
     for p in _check_hashes(proof):
         if sn == 0:
-            raise ProofError("inclusion proof is too long", code="proof_length")
+            raise ProofError("inclusion proof is too long", code=errors.PROOF_LENGTH)
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             while not fn & 1 and fn != 0:
@@ -159,14 +157,14 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise ProofError("inclusion proof is too short", code="proof_length")
+        raise ProofError("inclusion proof is too short", code=errors.PROOF_LENGTH)
     return r
 
 
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes] | None, root: bytes) -> None:
     """Raise ProofError unless ``proof`` shows ``leaf`` at ``index`` in the tree ``root`` of ``size``."""
     if root_from_inclusion(index, size, leaf, proof) != root:
-        raise ProofError("inclusion proof does not lead to the root", code="root_mismatch")
+        raise ProofError("inclusion proof does not lead to the root", code=errors.ROOT_MISMATCH)
 
 
 def verify_consistency(
@@ -175,15 +173,15 @@ def verify_consistency(
     """Raise ProofError unless ``proof`` shows the tree (size1, root1) is a prefix of (size2, root2)."""
     path = _check_hashes(proof)
     if size1 <= 0 or size2 < size1:
-        raise ProofError(f"no consistency proof from {size1} to {size2}", code="size_out_of_range")
+        raise ProofError(f"no consistency proof from {size1} to {size2}", code=errors.SIZE_OUT_OF_RANGE)
     if size1 == size2:
         if path:
-            raise ProofError("equal sizes need an empty proof", code="proof_length")
+            raise ProofError("equal sizes need an empty proof", code=errors.PROOF_LENGTH)
         if root1 != root2:
-            raise ProofError("equal sizes with different roots", code="root_mismatch")
+            raise ProofError("equal sizes with different roots", code=errors.ROOT_MISMATCH)
         return
     if not path:
-        raise ProofError("empty consistency proof", code="proof_length")
+        raise ProofError("empty consistency proof", code=errors.PROOF_LENGTH)
     if size1 & (size1 - 1) == 0:
         path.insert(0, root1)
     fn, sn = size1 - 1, size2 - 1
@@ -193,7 +191,7 @@ def verify_consistency(
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            raise ProofError("consistency proof is too long", code="proof_length")
+            raise ProofError("consistency proof is too long", code=errors.PROOF_LENGTH)
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -205,6 +203,6 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise ProofError("consistency proof is too short", code="proof_length")
+        raise ProofError("consistency proof is too short", code=errors.PROOF_LENGTH)
     if fr != root1 or sr != root2:
-        raise ProofError("consistency proof does not lead to the roots", code="root_mismatch")
+        raise ProofError("consistency proof does not lead to the roots", code=errors.ROOT_MISMATCH)

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from audit import errors
 from audit.errors import NoteError
 
 ALG_ED25519 = 0x01
@@ -31,7 +32,7 @@ def key_id(name: str, public_key: bytes) -> bytes:
 
 def check_name(name: str) -> str:
     if not name or any(ch.isspace() or ch == "+" for ch in name):
-        raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'", code="key_name")
+        raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'", code=errors.KEY_NAME)
     return name
 
 
@@ -63,18 +64,18 @@ class Verifier:
     def from_vkey(cls, text: str) -> Verifier:
         parts = text.strip().split("+", 2)
         if len(parts) != 3:
-            raise NoteError("a verifier key is name+keyid+base64", code="vkey_invalid")
+            raise NoteError("a verifier key is name+keyid+base64", code=errors.VKEY_INVALID)
         name, hexid, blob = parts
         try:
             raw = base64.b64decode(blob, validate=True)
             wanted = bytes.fromhex(hexid)
         except (binascii.Error, ValueError) as exc:
-            raise NoteError(f"verifier key is not encoded properly: {exc}", code="vkey_invalid") from exc
+            raise NoteError(f"verifier key is not encoded properly: {exc}", code=errors.VKEY_INVALID) from exc
         if len(raw) != 33 or raw[0] != ALG_ED25519 or len(wanted) != 4:
-            raise NoteError("verifier key is not an Ed25519 key", code="vkey_invalid")
+            raise NoteError("verifier key is not an Ed25519 key", code=errors.VKEY_INVALID)
         verifier = cls(check_name(name), Ed25519PublicKey.from_public_bytes(raw[1:]))
         if verifier.key_id != wanted:
-            raise NoteError("verifier key id does not match its key", code="vkey_invalid")
+            raise NoteError("verifier key id does not match its key", code=errors.VKEY_INVALID)
         return verifier
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -159,8 +160,8 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> str:
         if verifier is None:
             continue
         if not verifier.verify(text.encode(), signature):
-            raise NoteError(f"signature by {name} does not verify", code="signature_invalid")
+            raise NoteError(f"signature by {name} does not verify", code=errors.SIGNATURE_INVALID)
         verified = True
     if not verified:
-        raise NoteError("no signature from a known key", code="signature_unknown_key")
+        raise NoteError("no signature from a known key", code=errors.SIGNATURE_UNKNOWN_KEY)
     return text

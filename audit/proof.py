@@ -10,6 +10,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from audit import errors
 from audit.checkpoint import Checkpoint, open_checkpoint
 from audit.errors import ProofFormatError
 from audit.merkle import leaf_hash, verify_inclusion
@@ -67,7 +68,7 @@ def verify_proof(text: str, verifier: Verifier, entry: bytes | None = None) -> t
     proof = InclusionProof.parse(text)
     data = entry if entry is not None else proof.extra
     if data is None:
-        raise ProofFormatError("no entry given and no extra line in the proof", code="proof_no_entry")
+        raise ProofFormatError("no entry given and no extra line in the proof", code=errors.PROOF_NO_ENTRY)
     checkpoint = open_checkpoint(proof.checkpoint_note, verifier)
     verify_inclusion(proof.index, checkpoint.size, leaf_hash(data), proof.hashes, checkpoint.root)
     return checkpoint, data

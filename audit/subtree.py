@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from audit import errors
 from audit.errors import ProofError
 from audit.merkle import EMPTY_ROOT, HASH_SIZE, node_hash, verify_inclusion
 
@@ -23,7 +24,7 @@ def verify_subtree_inclusion(
 ) -> None:
     """Raise ProofError unless ``leaf`` is at ``index`` in the subtree [start, end) with hash ``root``."""
     if not is_valid_subtree(start, end) or not start <= index < end:
-        raise ProofError(f"[{start}, {end}) is not a subtree holding {index}", code="subtree_invalid")
+        raise ProofError(f"[{start}, {end}) is not a subtree holding {index}", code=errors.SUBTREE_INVALID)
     verify_inclusion(index - start, end - start, leaf, proof, root)
 
 
@@ -33,21 +34,23 @@ def verify_subtree_consistency(
     """Raise ProofError unless subtree [start, end) with hash ``root1`` is part of the tree (size, root2)."""
     path = list(proof or [])
     if any(len(p) != HASH_SIZE for p in path):
-        raise ProofError("every proof hash must be 32 bytes", code="hash_size")
+        raise ProofError("every proof hash must be 32 bytes", code=errors.HASH_SIZE)
     if start == end:  # the empty subtree is part of every tree
         if path or root1 != EMPTY_ROOT:
-            raise ProofError("an empty subtree needs an empty proof and the empty root", code="proof_length")
+            raise ProofError(
+                "an empty subtree needs an empty proof and the empty root", code=errors.PROOF_LENGTH
+            )
         return
     if not is_valid_subtree(start, end) or end > size:
         raise ProofError(
-            f"[{start}, {end}) is not a subtree of a tree of size {size}", code="subtree_invalid"
+            f"[{start}, {end}) is not a subtree of a tree of size {size}", code=errors.SUBTREE_INVALID
         )
     if start == 0 and end == size:
         if path or root1 != root2:
-            raise ProofError("the whole tree needs an empty proof and equal roots", code="root_mismatch")
+            raise ProofError("the whole tree needs an empty proof and equal roots", code=errors.ROOT_MISMATCH)
         return
     if not path:
-        raise ProofError("empty subtree consistency proof", code="proof_length")
+        raise ProofError("empty subtree consistency proof", code=errors.PROOF_LENGTH)
     fn, sn, st = end - 1, size - 1, start
     while fn != st and (fn & 1 or fn == sn):  # climb inside the subtree (or along the right edge)
         fn, sn, st = fn >> 1, sn >> 1, st >> 1
@@ -56,7 +59,7 @@ def verify_subtree_consistency(
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            raise ProofError("subtree consistency proof is too long", code="proof_length")
+            raise ProofError("subtree consistency proof is too long", code=errors.PROOF_LENGTH)
         if fn & 1 or fn == sn:
             while not fn & 1 and fn != 0:
                 fn, sn, st = fn >> 1, sn >> 1, st >> 1
@@ -67,6 +70,6 @@ def verify_subtree_consistency(
             sr = node_hash(sr, c)
         fn, sn, st = fn >> 1, sn >> 1, st >> 1
     if sn != 0:
-        raise ProofError("subtree consistency proof is too short", code="proof_length")
+        raise ProofError("subtree consistency proof is too short", code=errors.PROOF_LENGTH)
     if fr != root1 or sr != root2:
-        raise ProofError("subtree consistency proof does not lead to the roots", code="root_mismatch")
+        raise ProofError("subtree consistency proof does not lead to the roots", code=errors.ROOT_MISMATCH)

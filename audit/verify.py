@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from audit import errors
 from audit.checkpoint import Checkpoint, open_checkpoint
 from audit.entry import IndexFields, index_fields, parse
 from audit.errors import EntryError, NoteError
@@ -25,7 +26,7 @@ class VerifyReport:
     checkpoints: int
     signed_size: int  # the largest checkpoint size that verified
     first_bad_index: int | None = None
-    code: str = "ok"
+    code: str = errors.OK
     message: str = "intact"
 
     @property
@@ -70,98 +71,127 @@ def verify_log(
     ``trusted`` are checkpoint notes an auditor kept earlier (they catch a log cut back with its checkpoints).
     """
     problems: list[_Problem] = []
+    expected = _stored_checkpoints(checkpoints, verifier, problems)
+    _trusted_checkpoints(trusted, verifier, expected, problems)
+    bad_limit = min((p.index for p in problems), default=None)
+    replay = _Replay(expected)
+    replay.run(entries, bad_limit, problems)
+    count = replay.compact.size
+    if replay.next_size is not None and not problems:
+        last = max(expected)
+        problems.append(
+            _Problem(count, errors.TRUNCATED, f"checkpoint {last} covers entries beyond the {count} present")
+        )
+    if head is not None and not problems and (head.size != count or head.root != replay.compact.root()):
+        problems.append(
+            _Problem(replay.previous, errors.HEAD_MISMATCH, "the stored tree head does not match the entries")
+        )
+    if count and not checkpoints and not problems:
+        # Every log signs the empty tree when it is created: entries with no checkpoint at all means the
+        # checkpoints were removed, not that none were ever made.
+        problems.append(
+            _Problem(0, errors.UNSIGNED_ENTRIES, f"{count} entries and no checkpoint covers any of them")
+        )
+    if replay.columns is not None:
+        problems.append(replay.columns)  # after the others, so that they win a tie on the index
+    signed = replay.previous
+    if not problems:
+        return VerifyReport(True, count, len(checkpoints), signed)
+    first = min(problems, key=lambda p: p.index)
+    return VerifyReport(False, count, len(checkpoints), signed, first.index, first.code, first.message)
+
+
+def _stored_checkpoints(
+    checkpoints: Sequence[tuple[int, str]], verifier: Verifier, problems: list[_Problem]
+) -> dict[int, Checkpoint]:
+    """The store's checkpoints by size, up to the first that does not verify or is filed wrongly."""
     expected: dict[int, Checkpoint] = {}
     span_start = 0
     for filed, note in sorted(checkpoints, key=lambda item: item[0]):
         try:
             checkpoint = open_checkpoint(note, verifier)
         except NoteError as exc:
-            problems.append(
-                _Problem(span_start, "checkpoint_signature", f"checkpoint {filed}: {exc.message}")
-            )
+            message = f"checkpoint {filed}: {exc.message}"
+            problems.append(_Problem(span_start, errors.CHECKPOINT_SIGNATURE, message))
             break
         if checkpoint.size != filed:
-            problems.append(
-                _Problem(span_start, "checkpoint_misfiled", f"checkpoint {filed} says size {checkpoint.size}")
-            )
+            message = f"checkpoint {filed} says size {checkpoint.size}"
+            problems.append(_Problem(span_start, errors.CHECKPOINT_MISFILED, message))
             break
         expected[filed] = checkpoint
         span_start = filed
+    return expected
+
+
+def _trusted_checkpoints(
+    trusted: Sequence[str], verifier: Verifier, expected: dict[int, Checkpoint], problems: list[_Problem]
+) -> None:
+    """Add the auditor's own checkpoints to ``expected``; one that contradicts the store's is a problem."""
     for note in trusted:
         try:
             checkpoint = open_checkpoint(note, verifier)
         except NoteError as exc:
-            problems.append(_Problem(0, "trusted_checkpoint", f"trusted checkpoint: {exc.message}"))
+            problems.append(_Problem(0, errors.TRUSTED_CHECKPOINT, f"trusted checkpoint: {exc.message}"))
             continue
         known = expected.get(checkpoint.size)
         if known is not None and known.root != checkpoint.root:
-            problems.append(
-                _Problem(0, "root_mismatch", f"trusted checkpoint {checkpoint.size} differs from the log's")
-            )
+            message = f"trusted checkpoint {checkpoint.size} differs from the log's"
+            problems.append(_Problem(0, errors.ROOT_MISMATCH, message))
         expected.setdefault(checkpoint.size, checkpoint)
-    sizes = sorted(expected)
-    bad_limit = min((p.index for p in problems), default=None)
 
-    compact = CompactRange()
-    pending = iter(sizes)
-    next_size = next(pending, None)
-    previous = 0
-    columns: _Problem | None = None
-    if next_size == 0:
-        if expected[0].root != compact.root():
-            problems.append(_Problem(0, "root_mismatch", "checkpoint 0 is not the empty tree"))
-        next_size = next(pending, None)
-    for item in entries:
-        index, data = (item.index, item.data) if isinstance(item, StoredEntry) else item
-        if bad_limit is not None and index >= bad_limit:
-            break
-        if index != compact.size:
-            problems.append(_Problem(compact.size, "entry_missing", f"entry {compact.size} is missing"))
-            break
-        digest = leaf_hash(data)
-        if isinstance(item, StoredEntry) and item.leaf_hash != digest:
-            problems.append(_Problem(index, "entry_hash", f"entry {index} does not match its leaf hash"))
-            break
-        if (
-            columns is None
-            and isinstance(item, StoredEntry)
-            and item.fields is not None
-            and _columns(item.fields) != _columns(_fields(data))
-        ):
-            # Not a break: when the entry itself was edited, the checkpoint's verdict is the one to report.
-            columns = _Problem(index, "index_mismatch", f"the query columns of entry {index} differ from it")
-        compact.append(digest)
-        if compact.size == next_size:
-            if compact.root() != expected[next_size].root:
-                problems.append(
-                    _Problem(
-                        previous,
-                        "root_mismatch",
-                        f"entries [{previous}, {next_size}) do not match checkpoint {next_size}",
-                    )
-                )
+
+class _Replay:
+    """The entries hashed again in index order, each checkpoint's root compared as its size is reached."""
+
+    def __init__(self, expected: dict[int, Checkpoint]) -> None:
+        self.expected = expected
+        self.compact = CompactRange()
+        self._pending = iter(sorted(expected))
+        self.next_size = next(self._pending, None)  # the size of the next checkpoint to reach
+        self.previous = 0  # the size of the last checkpoint reached
+        self.columns: _Problem | None = None  # the first entry whose query columns differ from it
+
+    def run(
+        self,
+        entries: Iterable[StoredEntry | tuple[int, bytes]],
+        bad_limit: int | None,
+        problems: list[_Problem],
+    ) -> None:
+        if self.next_size == 0:
+            if self.expected[0].root != self.compact.root():
+                problems.append(_Problem(0, errors.ROOT_MISMATCH, "checkpoint 0 is not the empty tree"))
+            self.next_size = next(self._pending, None)
+        for item in entries:
+            index, data = (item.index, item.data) if isinstance(item, StoredEntry) else item
+            if bad_limit is not None and index >= bad_limit:
                 break
-            previous = next_size
-            next_size = next(pending, None)
-    count = compact.size
-    if next_size is not None and not problems:
-        problems.append(
-            _Problem(count, "truncated", f"checkpoint {sizes[-1]} covers entries beyond the {count} present")
-        )
-    if head is not None and not problems and (head.size != count or head.root != compact.root()):
-        problems.append(
-            _Problem(previous, "head_mismatch", "the stored tree head does not match the entries")
-        )
-    if count and not checkpoints and not problems:
-        # Every log signs the empty tree when it is created: entries with no checkpoint at all means the
-        # checkpoints were removed, not that none were ever made.
-        problems.append(
-            _Problem(0, "unsigned_entries", f"{count} entries and no checkpoint covers any of them")
-        )
-    if columns is not None:
-        problems.append(columns)  # after the others, so that they win a tie on the index
-    signed = previous
-    if not problems:
-        return VerifyReport(True, count, len(checkpoints), signed)
-    first = min(problems, key=lambda p: p.index)
-    return VerifyReport(False, count, len(checkpoints), signed, first.index, first.code, first.message)
+            problem = self._entry(index, data, item)
+            if problem is not None:
+                problems.append(problem)
+                break
+
+    def _entry(self, index: int, data: bytes, item: StoredEntry | tuple[int, bytes]) -> _Problem | None:
+        compact = self.compact
+        if index != compact.size:
+            return _Problem(compact.size, errors.ENTRY_MISSING, f"entry {compact.size} is missing")
+        digest = leaf_hash(data)
+        if isinstance(item, StoredEntry):
+            if item.leaf_hash != digest:
+                return _Problem(index, errors.ENTRY_HASH, f"entry {index} does not match its leaf hash")
+            if (
+                self.columns is None
+                and item.fields is not None
+                and _columns(item.fields) != _columns(_fields(data))
+            ):
+                # Not a stop: when the entry itself was edited, the checkpoint's verdict is the one to report.
+                message = f"the query columns of entry {index} differ from it"
+                self.columns = _Problem(index, errors.INDEX_MISMATCH, message)
+        compact.append(digest)
+        if compact.size != self.next_size:
+            return None
+        if compact.root() != self.expected[self.next_size].root:
+            message = f"entries [{self.previous}, {self.next_size}) do not match checkpoint {self.next_size}"
+            return _Problem(self.previous, errors.ROOT_MISMATCH, message)
+        self.previous = self.next_size
+        self.next_size = next(self._pending, None)
+        return None

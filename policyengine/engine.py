@@ -122,6 +122,15 @@ class Engine:
         ns = inventory.namespaces.get(request.namespace) if request.namespace else None
         return [c.policy for c in self._policies if matches(c.policy.match, request, ns)]
 
+    def unevaluated(
+        self, request: Request, *, inventory: Inventory = EMPTY_INVENTORY, message: str, code: str
+    ) -> Decision:
+        """The decision on a request that could not be evaluated (in time): every policy that matches it
+        has an error Result, so it is denied unless every one of them is failurePolicy Ignore."""
+        results = tuple(error_result(p, message, code=code) for p in self.applicable(request, inventory))
+        allowed = not any(_denies(r) for r in results)
+        return Decision(request=request, results=results, allowed=allowed, policy_set_digest=self.digest)
+
     def evaluate(
         self,
         request: Request,
@@ -193,11 +202,10 @@ class Engine:
         found = lookup(policy.param_ref, self.policy_set.param_objects, inventory, namespace)
         if found.error is None:
             return found.objects
-        # Kubernetes denies a misconfigured binding whatever its validationActions, under failurePolicy
-        # Fail; under Ignore we record it without enforcing, as for any other error.
-        action = Action.DENY if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
+        # Kubernetes denies a misconfigured binding whatever its validationActions (under failurePolicy
+        # Fail; under Ignore it is recorded without enforcing, as for any other error).
         message = f"failed to configure binding: {found.error}"
-        results.append(_result(policy, action, Outcome.ERROR, message, code=errors.PARAM_NOT_FOUND))
+        results.append(error_result(policy, message, code=errors.PARAM_NOT_FOUND, action=Action.DENY))
         return []
 
     def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
@@ -208,7 +216,6 @@ class Engine:
     ) -> list[Result]:
         policy = compiled.policy
         action = compiled.action
-        error_action = action if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
 
         # matchConditions: any false -> skip; otherwise any error -> error under failurePolicy.
         condition_error: str | None = None
@@ -225,7 +232,7 @@ class Engine:
                     condition_error or f"matchCondition {name!r} returned {_kind(value)}, not bool"
                 )
         if condition_error is not None:
-            return [_result(policy, error_action, Outcome.ERROR, condition_error, code=errors.EVAL_ERROR)]
+            return [error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)]
 
         out: list[Result] = []
         for index, (validation, expr, message_expr, path_expr) in enumerate(compiled.validations):
@@ -233,14 +240,13 @@ class Engine:
                 value = self._eval(expr, activation)
             except CelEvalError as err:
                 out.append(
-                    _result(
+                    error_result(
                         policy,
-                        error_action,
-                        Outcome.ERROR,
                         f"expression {validation.expression.source!r}: {err}",
+                        code=err.code,
+                        action=action,
                         index=index,
                         validation=validation,
-                        code=err.code,
                     )
                 )
                 continue
@@ -256,14 +262,13 @@ class Engine:
                 out.append(failed)
             else:
                 out.append(
-                    _result(
+                    error_result(
                         policy,
-                        error_action,
-                        Outcome.ERROR,
                         f"expression {validation.expression.source!r} returned {_kind(value)}, not bool",
+                        code=errors.EVAL_TYPE,
+                        action=action,
                         index=index,
                         validation=validation,
-                        code=errors.EVAL_TYPE,
                     )
                 )
         for key, expr in compiled.annotations:
@@ -353,11 +358,27 @@ def _exception_matches(exc: PolicyException, request: Request) -> bool:
     return selector_matches(m.selector, labels_of(obj))
 
 
+def error_result(
+    policy: Policy,
+    message: str,
+    *,
+    code: str,
+    action: Action | None = None,
+    index: int | None = None,
+    validation: Validation | None = None,
+) -> Result:
+    """The one failurePolicy rule: an error takes ``action`` (by default the policy's primary action)
+    under failurePolicy Fail, and is recorded without being enforced (audit) under Ignore."""
+    if policy.failure_policy is not FailurePolicy.FAIL:
+        action = Action.AUDIT
+    elif action is None:
+        action = primary_action(policy.actions)
+    return _result(policy, action, Outcome.ERROR, message, index=index, validation=validation, code=code)
+
+
 def _internal_error(compiled: _Compiled, message: str) -> Result:
     """An error the expressions did not cause (a request the backend cannot hold, a backend fault)."""
-    policy = compiled.policy
-    action = compiled.action if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
-    return _result(policy, action, Outcome.ERROR, message[:300], code=errors.EVAL_ERROR)
+    return error_result(compiled.policy, message[:300], code=errors.EVAL_ERROR, action=compiled.action)
 
 
 def _kind(value: Any) -> str:

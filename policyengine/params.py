@@ -88,10 +88,3 @@ def lookup(
     if not objects and ref.not_found_action != "Allow":
         return ParamLookup(error=NOT_FOUND)
     return ParamLookup(objects=objects)
-
-
-def resolve_params(
-    ref: ParamRef, param_objects: Sequence[Any], inventory: Inventory, request_namespace: str
-) -> list[Any]:
-    """The objects ``ref`` selects, ignoring configuration errors (an error selects nothing)."""
-    return list(lookup(ref, param_objects, inventory, request_namespace).objects)

@@ -27,8 +27,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from policyengine import errors
-from policyengine.engine import Engine, primary_action
-from policyengine.model import Action, Decision, FailurePolicy, Inventory, Outcome, Policy, Request, Result
+from policyengine.engine import Engine
+from policyengine.model import Decision, Inventory, Policy, Request
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
@@ -68,26 +68,8 @@ def evaluate(engine: Engine, request: Request, inventory: Inventory, timings: Po
 
 def over_budget(engine: Engine, request: Request, inventory: Inventory, timeout: float) -> Decision:
     """failurePolicy applied to every policy that matches, as if each had failed to evaluate."""
-    results: list[Result] = []
-    for policy in engine.applicable(request, inventory):
-        action = (
-            primary_action(policy.actions) if policy.failure_policy is FailurePolicy.FAIL else Action.AUDIT
-        )
-        results.append(
-            Result(
-                policy=policy.name,
-                action=action,
-                outcome=Outcome.ERROR,
-                message=f"evaluation did not finish within the webhook's {timeout:g}s budget",
-                code=errors.EVAL_BUDGET,
-                category=policy.category,
-                severity=policy.severity,
-                remediation=policy.remediation,
-                policy_source=policy.source,
-            )
-        )
-    allowed = not any(r.action is Action.DENY for r in results)
-    return Decision(request=request, results=tuple(results), allowed=allowed, policy_set_digest=engine.digest)
+    message = f"evaluation did not finish within the webhook's {timeout:g}s budget"
+    return engine.unevaluated(request, inventory=inventory, message=message, code=errors.EVAL_BUDGET)
 
 
 class Admitter:

@@ -19,7 +19,6 @@ from policyengine.model import Match, Policy
 WEBHOOK_NAME = "validate.policyengine.io"
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 TIMEOUT_SECONDS = 5
-ALL_OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
 Rule = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...], str]
 

@@ -15,10 +15,13 @@
     ├── BodyTooLarge              body_too_large         (413) the body is over the configured limit
     ├── UnsupportedMediaType      unsupported_media_type (415) a Content-Type other than JSON
     ├── RecordFailed              record_failed          (500) the decision could not be recorded
+    ├── InternalError             internal_error         (500) a fault in answering one request (a bug)
     ├── Overloaded                overloaded             (503) over the in-flight request or byte cap
-    └── DeadlineExceeded          deadline_exceeded      (503) the review was not read in the budget
+    ├── DeadlineExceeded          deadline_exceeded      (503) the review was not read in the budget
+    └── NotReady                  not_ready              (503) no policy set, or the inventory not synced
 
 Errors become ``{"error": {"code": ..., "message": ...}}`` JSON responses; they never carry the body.
+``CODES`` is the catalogue: every code the webhook answers or counts in ``policyengine_bad_requests``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,13 @@ class RecordFailed(WebhookError):
     status = 500
 
 
+class InternalError(WebhookError):
+    """A fault in the webhook's own handling of one request: that request alone is answered 500."""
+
+    code = "internal_error"
+    status = 500
+
+
 class Overloaded(WebhookError):
     """Answered at once, without reading the body: kube-apiserver applies the webhook's failurePolicy."""
 
@@ -104,3 +114,35 @@ class DeadlineExceeded(WebhookError):
 
     code = "deadline_exceeded"
     status = 503
+
+
+class NotReady(WebhookError):
+    """Deciding without policies, or without the cluster state they read, would be a guess: 503 lets
+    kube-apiserver apply the webhook's failurePolicy instead."""
+
+    code = "not_ready"
+    status = 503
+
+
+CODES = frozenset(
+    error.code
+    for error in (
+        WebhookError,
+        BadRequest,
+        InvalidJSON,
+        NestingTooDeep,
+        NotAdmissionReview,
+        MissingRequest,
+        ClientDisconnected,
+        NotFound,
+        MethodNotAllowed,
+        BodyTimeout,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        RecordFailed,
+        InternalError,
+        Overloaded,
+        DeadlineExceeded,
+        NotReady,
+    )
+)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -52,6 +52,84 @@ class Telemetry:
         self.meter_provider.shutdown()
 
 
+# The instruments, in the order they are made: key -> (kind, metric name, description).
+# Histograms are durations in seconds, bucketed by LATENCY_BUCKETS.
+_INSTRUMENTS: dict[str, tuple[str, str, str]] = {
+    "requests": (
+        "counter",
+        "policyengine_admission_requests",
+        "Admission requests answered, by verdict.",
+    ),
+    "decisions": (
+        "counter",
+        "policyengine_decisions",
+        "Policy results of admission decisions (policy, action, outcome).",
+    ),
+    "bad_requests": (
+        "counter",
+        "policyengine_bad_requests",
+        "Requests refused before evaluation, by error code.",
+    ),
+    "timeouts": (
+        "counter",
+        "policyengine_evaluation_timeouts",
+        "Evaluations over the time budget (failurePolicy applied).",
+    ),
+    "reloads": ("counter", "policyengine_reloads", "Policy set reloads, by result."),
+    "reload_failures": (
+        "counter",
+        "policyengine_reload_failures",
+        "Policy set reloads that failed (the last good set is kept).",
+    ),
+    "shrinks": (
+        "counter",
+        "policyengine_policy_set_shrinks",
+        "Reloads whose new set lost policies, by result (held, applied, refused).",
+    ),
+    "relists": (
+        "counter",
+        "policyengine_inventory_relists",
+        "Full relists of a watched resource, by resource and reason.",
+    ),
+    "in_flight": (
+        "up_down_counter",
+        "policyengine_requests_in_flight",
+        "Admission requests being answered.",
+    ),
+    "request_duration": (
+        "histogram",
+        "policyengine_request_duration_seconds",
+        "Time to answer an admission request.",
+    ),
+    "evaluation_duration": (
+        "histogram",
+        "policyengine_evaluation_duration_seconds",
+        "Time to evaluate the policy set on one request.",
+    ),
+    "policy_duration": (
+        "histogram",
+        "policyengine_policy_evaluation_duration_seconds",
+        "Time to evaluate one policy on one request.",
+    ),
+    "audit_duration": (
+        "histogram",
+        "policyengine_audit_append_duration_seconds",
+        "Time to record one decision.",
+    ),
+}
+
+# Observable gauges: metric name -> description. Their values come from Telemetry.gauges at collection.
+_GAUGES: dict[str, str] = {
+    "policyengine_policy_set_info": "The policy set being served (value 1), by digest.",
+    "policyengine_policies_loaded": "Policies in the set being served.",
+    "policyengine_inventory_synced": "1 when the cluster inventory has synced, by resource.",
+    "policyengine_inventory_objects": "Objects in the cluster inventory, by resource.",
+    "policyengine_audit_queue_depth": "Decisions waiting to be made durable in the audit log.",
+    "policyengine_audit_failures": "Decisions the audit log could not record since start.",
+    "policyengine_audit_healthy": "1 while the audit log takes entries.",
+}
+
+
 def build_telemetry(
     env: Mapping[str, str],
     *,
@@ -67,81 +145,15 @@ def build_telemetry(
     readers: list[MetricReader] = [reader]
     endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")
     if endpoint:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        # The base endpoint plus each signal's path, as the OTLP/HTTP specification defines it.
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
-        )
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics")))
+        readers.append(_otlp(tracer_provider, endpoint))
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
     meter = meter_provider.get_meter("policyengine.webhook")
     gauges: dict[str, GaugeSource] = {}
-
-    def histogram(name: str, description: str) -> Any:
-        return meter.create_histogram(
-            name, unit="s", description=description, explicit_bucket_boundaries_advisory=LATENCY_BUCKETS
+    instruments = {key: _instrument(meter, *spec) for key, spec in _INSTRUMENTS.items()}
+    for name, description in _GAUGES.items():
+        meter.create_observable_gauge(
+            name, callbacks=[_gauge_callback(gauges, name)], description=description
         )
-
-    def gauge(name: str, description: str) -> None:
-        def callback(_: CallbackOptions) -> Iterable[Observation]:
-            source = gauges.get(name)
-            return [Observation(v, dict(a)) for v, a in source()] if source is not None else []
-
-        meter.create_observable_gauge(name, callbacks=[callback], description=description)
-
-    instruments: dict[str, Any] = {
-        "requests": meter.create_counter(
-            "policyengine_admission_requests", description="Admission requests answered, by verdict."
-        ),
-        "decisions": meter.create_counter(
-            "policyengine_decisions",
-            description="Policy results of admission decisions (policy, action, outcome).",
-        ),
-        "bad_requests": meter.create_counter(
-            "policyengine_bad_requests", description="Requests refused before evaluation, by error code."
-        ),
-        "timeouts": meter.create_counter(
-            "policyengine_evaluation_timeouts",
-            description="Evaluations over the time budget (failurePolicy applied).",
-        ),
-        "reloads": meter.create_counter("policyengine_reloads", description="Policy set reloads, by result."),
-        "reload_failures": meter.create_counter(
-            "policyengine_reload_failures",
-            description="Policy set reloads that failed (the last good set is kept).",
-        ),
-        "shrinks": meter.create_counter(
-            "policyengine_policy_set_shrinks",
-            description="Reloads whose new set lost policies, by result (held, applied, refused).",
-        ),
-        "relists": meter.create_counter(
-            "policyengine_inventory_relists",
-            description="Full relists of a watched resource, by resource and reason.",
-        ),
-        "in_flight": meter.create_up_down_counter(
-            "policyengine_requests_in_flight", description="Admission requests being answered."
-        ),
-        "request_duration": histogram(
-            "policyengine_request_duration_seconds", "Time to answer an admission request."
-        ),
-        "evaluation_duration": histogram(
-            "policyengine_evaluation_duration_seconds", "Time to evaluate the policy set on one request."
-        ),
-        "policy_duration": histogram(
-            "policyengine_policy_evaluation_duration_seconds", "Time to evaluate one policy on one request."
-        ),
-        "audit_duration": histogram(
-            "policyengine_audit_append_duration_seconds", "Time to record one decision."
-        ),
-    }
-    gauge("policyengine_policy_set_info", "The policy set being served (value 1), by digest.")
-    gauge("policyengine_policies_loaded", "Policies in the set being served.")
-    gauge("policyengine_inventory_synced", "1 when the cluster inventory has synced, by resource.")
-    gauge("policyengine_inventory_objects", "Objects in the cluster inventory, by resource.")
-    gauge("policyengine_audit_queue_depth", "Decisions waiting to be made durable in the audit log.")
-    gauge("policyengine_audit_failures", "Decisions the audit log could not record since start.")
-    gauge("policyengine_audit_healthy", "1 while the audit log takes entries.")
     return Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
@@ -150,3 +162,35 @@ def build_telemetry(
         instruments=instruments,
         gauges=gauges,
     )
+
+
+def _otlp(tracer_provider: TracerProvider, endpoint: str) -> MetricReader:
+    """Export spans and metrics by OTLP over HTTP: the base endpoint plus each signal's path, as the
+    OTLP/HTTP specification defines it. Returns the metric reader to give the meter provider."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    return PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics"))
+
+
+def _instrument(meter: Meter, kind: str, name: str, description: str) -> Any:
+    if kind == "histogram":
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=LATENCY_BUCKETS
+        )
+    if kind == "up_down_counter":
+        return meter.create_up_down_counter(name, description=description)
+    return meter.create_counter(name, description=description)
+
+
+def _gauge_callback(
+    gauges: Mapping[str, GaugeSource], name: str
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """Reads ``gauges[name]`` at collection time (the app fills ``gauges`` after the meter is built)."""
+
+    def callback(_: CallbackOptions) -> Iterable[Observation]:
+        source = gauges.get(name)
+        return [Observation(v, dict(a)) for v, a in source()] if source is not None else []
+
+    return callback

@@ -47,7 +47,6 @@ class Link:
         self._why = ""
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.reconnects = 0
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -125,7 +124,6 @@ class Link:
                     return
                 seconds = self._elapsed()
                 self._conn, self._down_since, self._thread = conn, None, None
-                self.reconnects += 1
                 self._cond.notify_all()
             logger.warning("audit log reconnected", extra={"outage_seconds": round(seconds, 3)})
             return

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from audit import errors
 from audit.errors import StoreError
 from audit.stores import Query, Record, StoredEntry, TreeHead
 from audit.stores.sql import ENTRY_COLUMNS, SqlReads, entry_rows, schema, stored_entry, where
@@ -64,7 +65,7 @@ class SQLiteStore(SqlReads):
             raise StoreError(
                 f"SQLite audit log {self.path} is in {mode} mode and open in another process: "
                 "stop that process once, so that the log can switch to its rollback journal",
-                code="store_busy",
+                code=errors.STORE_BUSY,
             )
 
     @contextmanager
