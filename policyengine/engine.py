@@ -128,7 +128,7 @@ class Engine:
         """The decision on a request that could not be evaluated (in time): every policy that matches it
         has an error Result, so it is denied unless every one of them is failurePolicy Ignore."""
         results = tuple(error_result(p, message, code=code) for p in self.applicable(request, inventory))
-        allowed = not any(_denies(r) for r in results)
+        allowed = not any(r.denies for r in results)
         return Decision(request=request, results=results, allowed=allowed, policy_set_digest=self.digest)
 
     def evaluate(
