@@ -15,15 +15,22 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import celbytes, celstr
 
-from policyengine.cel import Budget
 from policyengine.cel.budget import Meter, concat_cost
-from policyengine.cel.evaluator import is_macro_call
 from policyengine.cel.fast import macros, ops
 from policyengine.cel.fast.functions import Library, Native
 from policyengine.cel.fast.members import LazyVariablesBase, select_other, slot_chain, variable_chain
 from policyengine.cel.fast.values import CelError, Uint, from_ref, no_overload
 from policyengine.cel.lib.optional import Optional
-from policyengine.cel.syntax import Node, call_args, simple_ident, unwrap
+from policyengine.cel.port import Budget
+from policyengine.cel.syntax import (
+    Node,
+    call_args,
+    dotted_name,
+    is_macro_call,
+    macro_variables,
+    simple_ident,
+    unwrap,
+)
 
 Ctx = list[Any]
 Fn = Callable[[Ctx], Any]
@@ -166,7 +173,7 @@ class Compiler:
     # -- members -------------------------------------------------------------------------------------
 
     def _member_dot(self, node: Node) -> Fn:
-        dotted = _dotted(node)
+        dotted = dotted_name(node)
         if dotted is not None:
             if dotted in self.idents:
                 return self._ident_named(dotted.split(".")[0], self.idents[dotted], dotted)
@@ -346,9 +353,7 @@ class Compiler:
 
     def _macro(self, target_tree: Any, name: str, args: list[Any]) -> Fn:
         target = self.compile(target_tree)
-        names = [simple_ident(a) for a in args]
-        two = name in macros.TWO_VARIABLE and len(args) >= 3 and names[1] is not None
-        variables = [str(n) for n in names[: 2 if two else 1]]
+        variables = macro_variables(name, args)
         saved = dict(self.scope)
         slots = []
         for var in variables:
@@ -396,22 +401,6 @@ def _operands(node: Node) -> list[Any]:
         else [left]
     )
     return [*head, node.children[1]]
-
-
-def _dotted(node: Node) -> str | None:
-    """``a.b.c`` when the member chain is made of identifiers only."""
-    parts: list[str] = []
-    current: Any = node
-    while True:
-        current = unwrap(current)
-        if isinstance(current, lark.Tree) and current.data == "member_dot":
-            parts.append(str(current.children[1]))
-            current = current.children[0]
-            continue
-        if isinstance(current, lark.Tree) and current.data == "ident":
-            parts.append(str(current.children[0]))
-            return ".".join(reversed(parts))
-        return None
 
 
 _INT_COMPARISONS: dict[str, Callable[[int, int], bool]] = {
