@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from policyengine import errors, native
-from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
+from policyengine.cel import (
+    ANY,
+    BOOL,
+    STRING,
+    STRING_OR_NULL,
+    CelBackend,
+    CelCompileError,
+    CompiledExpr,
+    Declarations,
+    Returns,
+    get_backend,
+)
 from policyengine.cel.checker import variables_read
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, collect_documents, discover
@@ -41,24 +52,40 @@ def bundled_policies_dir() -> Path:
 
 
 class Compiler:
-    """Compiles CEL once per distinct source text and remembers the result."""
+    """Compiles CEL once per distinct source text and remembers the result. Checking a source against
+    declarations and result types it was not yet checked against compiles it again (rare: the same
+    text in two kinds of document), keeping the first compiled form."""
 
     def __init__(self, backend: CelBackend | None = None) -> None:
         self.backend = backend or get_backend()
         self._cache: dict[str, CompiledExpr] = {}
+        self._checked: set[tuple[str, Declarations | None, Returns]] = set()
 
-    def compile(self, source: str) -> CompiledExpr:
+    def compile(
+        self, source: str, declared: Declarations | None = None, returns: Returns = ANY
+    ) -> CompiledExpr:
         compiled = self._cache.get(source)
-        if compiled is None:
-            compiled = self._cache[source] = self.backend.compile(source)
+        checks = (source, declared, returns)
+        if compiled is None or ((declared, returns) != (None, ANY) and checks not in self._checked):
+            fresh = self.backend.compile(source, declared, returns)
+            self._checked.add(checks)
+            compiled = self._cache.setdefault(source, fresh)
         return compiled
 
-    def check(self, exprs: Iterable[Expr], problems: list[Problem]) -> None:
-        for e in exprs:
+    def check(
+        self,
+        exprs: Iterable[Expr | tuple[Expr, Returns]],
+        problems: list[Problem],
+        declared: Declarations | None = None,
+    ) -> None:
+        """Compile each expression (with the result types it accepts, when given) against
+        ``declared``, adding a Problem for each that fails."""
+        for item in exprs:
+            e, returns = item if isinstance(item, tuple) else (item, ANY)
             try:
-                self.compile(e.source)
+                self.compile(e.source, declared, returns)
             except CelCompileError as err:
-                problems.append(Problem(e.ref.file, e.ref.line, errors.CEL_COMPILE, str(err), e.path))
+                problems.append(Problem(e.ref.file, e.ref.line, err.code, str(err), e.path))
 
 
 @dataclass(frozen=True)
@@ -95,25 +122,40 @@ def _locate_config(doc: Document, sources: dict[tuple[str, str], Document]) -> N
                 sources[(str(section), str(key))] = doc
 
 
-def policy_expressions(policy: Policy) -> Iterator[Expr]:
+def typed_expressions(policy: Policy) -> Iterator[tuple[Expr, Returns]]:
+    """Every expression of ``policy`` with the result types its field accepts, as Kubernetes checks
+    them: conditions and validations yield bool, messages and field paths a string, audit annotations
+    a string or null; variables anything."""
     for c in policy.match_conditions:
-        yield c.expression
+        yield c.expression, BOOL
     for v in policy.variables:
         if v.expression is not None:
-            yield v.expression
+            yield v.expression, ANY
     for val in policy.validations:
-        yield val.expression
+        yield val.expression, BOOL
         if val.message_expression is not None:
-            yield val.message_expression
+            yield val.message_expression, STRING
         if val.field_path_expression is not None:
-            yield val.field_path_expression
+            yield val.field_path_expression, STRING
     for a in policy.audit_annotations:
-        yield a.expression
+        yield a.expression, STRING_OR_NULL
 
 
-def exception_expressions(exc: PolicyException) -> Iterator[Expr]:
+def policy_expressions(policy: Policy) -> Iterator[Expr]:
+    return (e for e, _ in typed_expressions(policy))
+
+
+def declarations(policy: Policy) -> Declarations:
+    """The root names ``policy``'s expressions may read, by the kind of document it came from."""
+    from policyengine.compat import gatekeeper, vap
+
+    by_origin = {vap.POLICY_KIND: vap.DECLARED, gatekeeper.ORIGIN: gatekeeper.DECLARED}
+    return by_origin.get(policy.origin, native.DECLARED)
+
+
+def exception_expressions(exc: PolicyException) -> Iterator[tuple[Expr, Returns]]:
     for c in exc.match_conditions:
-        yield c.expression
+        yield c.expression, BOOL
 
 
 def digest_documents(docs: Sequence[Document]) -> str:
@@ -161,7 +203,7 @@ def build_policy_set(
             )
         if found:
             problems.extend(found)
-            _compile_anyway(doc, compiler, problems)
+            _compile_anyway(doc, compiler, problems, {p.path for p in found})
             continue
         if doc.kind == "Policy":
             policies.append(native.policy(doc, problems))
@@ -190,10 +232,10 @@ def build_policy_set(
 
     _check_names(policies, exceptions, problems)
     for p in policies:
-        compiler.check(policy_expressions(p), problems)
+        compiler.check(typed_expressions(p), problems, declarations(p))
         _check_variable_references(p, problems)
     for e in exceptions:
-        compiler.check(exception_expressions(e), problems)
+        compiler.check(exception_expressions(e), problems, native.EXCEPTION_DECLARED)
     if problems:
         # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
         # policies sharing its expressions: report each problem of theirs once.
@@ -211,19 +253,23 @@ def build_policy_set(
     )
 
 
-def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) -> None:
+def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem], reported: set[str]) -> None:
     """Compile the expressions of a document that failed its schema, when they can still be read, so
-    that one run reports the CEL problems too instead of one kind of problem per run."""
+    that one run reports the CEL problems too instead of one kind of problem per run (but not of a
+    field the schema already rejected: ``expression: 1`` is a schema problem, not a CEL one)."""
     try:
         if doc.kind == "Policy":
-            exprs = list(policy_expressions(native.policy(doc, [])))
+            exprs, declared = list(typed_expressions(native.policy(doc, []))), native.DECLARED
         elif doc.kind == "PolicyException":
-            exprs = list(exception_expressions(native.exception(doc, [])))
+            exprs, declared = (
+                list(exception_expressions(native.exception(doc, []))),
+                native.EXCEPTION_DECLARED,
+            )
         else:
             return
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return  # too malformed to read further: the schema problems say why
-    compiler.check((e for e in exprs if isinstance(e.source, str)), problems)
+    compiler.check(((e, r) for e, r in exprs if e.path not in reported), problems, declared)
 
 
 def _check_variable_references(policy: Policy, problems: list[Problem]) -> None:

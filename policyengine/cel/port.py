@@ -14,10 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
-# Stable codes of compile errors (policyengine.errors draws the whole catalogue).
-CEL_COMPILE = "cel_compile"  # does not parse, or calls a function the environment does not have
-UNDECLARED_REFERENCE = "undeclared_reference"  # reads a name its document does not bind
-CEL_TYPE = "cel_type"  # cannot yield the type its field needs
+from policyengine.errors import CEL_COMPILE, EVAL_ERROR
 
 # The kinds of value a field accepts, in CEL's type names; empty accepts anything.
 Returns: TypeAlias = tuple[str, ...]
@@ -28,7 +25,8 @@ STRING_OR_NULL: Returns = ("string", "null_type")
 
 
 class CelCompileError(Exception):
-    """The expression cannot be compiled. ``code`` is one of the compile codes above."""
+    """The expression cannot be compiled. ``code`` is errors.CEL_COMPILE, UNDECLARED_REFERENCE or
+    CEL_TYPE."""
 
     def __init__(self, message: str, code: str = CEL_COMPILE) -> None:
         super().__init__(message)
@@ -38,7 +36,7 @@ class CelCompileError(Exception):
 class CelEvalError(Exception):
     """Evaluation failed. ``code`` is errors.EVAL_ERROR or errors.EVAL_BUDGET; the message is short."""
 
-    def __init__(self, message: str, code: str = "eval_error") -> None:
+    def __init__(self, message: str, code: str = EVAL_ERROR) -> None:
         super().__init__(message)
         self.code = code
 

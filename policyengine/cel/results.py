@@ -13,8 +13,9 @@ from typing import Any
 
 import lark
 
-from policyengine.cel.port import CEL_TYPE, CelCompileError, Returns
+from policyengine.cel.port import CelCompileError, Returns
 from policyengine.cel.syntax import call_args, is_macro_call, literal_token, unwrap
+from policyengine.errors import CEL_TYPE
 
 Kinds = frozenset[str]
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import lark
 
-from policyengine.cel.port import UNDECLARED_REFERENCE, CelCompileError, Declarations
+from policyengine.cel.port import CelCompileError, Declarations
 from policyengine.cel.syntax import Node, call_args, dotted_name, is_macro_call, macro_variables, simple_ident
+from policyengine.errors import UNDECLARED_REFERENCE
 
 Scope = frozenset[str]
 
