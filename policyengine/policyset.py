@@ -52,9 +52,8 @@ def bundled_policies_dir() -> Path:
 
 
 class Compiler:
-    """Compiles CEL once per distinct source text and remembers the result. Checking a source against
-    declarations and result types it was not yet checked against compiles it again (rare: the same
-    text in two kinds of document), keeping the first compiled form."""
+    """Compiles CEL once per distinct source text and remembers the result (a text met again under
+    other declarations or result types is checked again, and the first compiled form kept)."""
 
     def __init__(self, backend: CelBackend | None = None) -> None:
         self.backend = backend or get_backend()
@@ -78,8 +77,7 @@ class Compiler:
         problems: list[Problem],
         declared: Declarations | None = None,
     ) -> None:
-        """Compile each expression (with the result types it accepts, when given) against
-        ``declared``, adding a Problem for each that fails."""
+        """Compile each expression (and the result types it accepts) against ``declared``."""
         for item in exprs:
             e, returns = item if isinstance(item, tuple) else (item, ANY)
             try:
@@ -196,11 +194,7 @@ def build_policy_set(
         if schema is None:
             foreign.append(doc)
             continue
-        found = validate(doc, schema)
-        if doc.api_version != "policyengine.io/v1" and not found:
-            found.append(
-                doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"])
-            )
+        found = _validate_native(doc, schema)
         if found:
             problems.extend(found)
             _compile_anyway(doc, compiler, problems, {p.path for p in found})
@@ -210,32 +204,13 @@ def build_policy_set(
         elif doc.kind == "PolicyException":
             exceptions.append(native.exception(doc, problems))
         else:
-            spec = doc.data.get("spec") or {}
-            if doc.file != "<stdin>":
-                spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
-            config = native.merge_config(config, spec)
-            _locate_config(doc, config_sources)
+            config = _merge_config(doc, config, config_sources)
 
     converted = compat.convert(foreign, problems)
     policies.extend(converted.policies)
-    for doc in foreign:
-        if id(doc) not in converted.claimed:
-            problems.append(
-                doc.problem(
-                    errors.UNKNOWN_KIND,
-                    f"{doc.api_version} {doc.kind} is not a policy document "
-                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
-                    "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
-                    ["kind"],
-                )
-            )
-
+    _report_unclaimed(foreign, converted.claimed, problems)
     _check_names(policies, exceptions, problems)
-    for p in policies:
-        compiler.check(typed_expressions(p), problems, declarations(p))
-        _check_variable_references(p, problems)
-    for e in exceptions:
-        compiler.check(exception_expressions(e), problems, native.EXCEPTION_DECLARED)
+    _check_expressions(policies, exceptions, compiler, problems)
     if problems:
         # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
         # policies sharing its expressions: report each problem of theirs once.
@@ -251,6 +226,56 @@ def build_policy_set(
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
     )
+
+
+def _validate_native(doc: Document, schema: str) -> list[Problem]:
+    found = validate(doc, schema)
+    if doc.api_version != "policyengine.io/v1" and not found:
+        found.append(
+            doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"])
+        )
+    return found
+
+
+def _merge_config(
+    doc: Document, config: dict[str, Any], sources: dict[tuple[str, str], Document]
+) -> dict[str, Any]:
+    """``config`` with the GovernanceConfig ``doc`` merged in (its relative paths made relative to its
+    folder), recording the document as the source of what it sets."""
+    spec = doc.data.get("spec") or {}
+    if doc.file != "<stdin>":
+        spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
+    _locate_config(doc, sources)
+    return native.merge_config(config, spec)
+
+
+def _report_unclaimed(foreign: Sequence[Document], claimed: set[int], problems: list[Problem]) -> None:
+    for doc in foreign:
+        if id(doc) not in claimed:
+            problems.append(
+                doc.problem(
+                    errors.UNKNOWN_KIND,
+                    f"{doc.api_version} {doc.kind} is not a policy document "
+                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
+                    "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
+                    ["kind"],
+                )
+            )
+
+
+def _check_expressions(
+    policies: Sequence[Policy],
+    exceptions: Sequence[PolicyException],
+    compiler: Compiler,
+    problems: list[Problem],
+) -> None:
+    """Compile every expression against the names its document kind binds and the result its field
+    needs, and check its ``variables.<name>`` references."""
+    for p in policies:
+        compiler.check(typed_expressions(p), problems, declarations(p))
+        _check_variable_references(p, problems)
+    for e in exceptions:
+        compiler.check(exception_expressions(e), problems, native.EXCEPTION_DECLARED)
 
 
 def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem], reported: set[str]) -> None:
