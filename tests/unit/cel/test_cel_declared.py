@@ -160,3 +160,23 @@ def test_a_result_that_may_be_of_the_right_kind_compiles(
     backend: CelBackend, expr: str, returns: Returns
 ) -> None:
     backend.compile(expr, ROOTS, returns)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "(" * 3000 + "objct" + ")" * 3000,
+        "true ? " * 3000 + "1" + " : 2" * 3000,
+        "[" * 3000 + "object" + "]" * 3000,
+    ],
+)
+def test_deeply_nested_input_is_a_compile_error_not_a_crash(backend: CelBackend, expr: str) -> None:
+    with pytest.raises(CelCompileError):
+        backend.compile(expr, ROOTS, BOOL)
+
+
+def test_a_wide_expression_is_checked_without_recursion(backend: CelBackend) -> None:
+    items = ", ".join(f"object.items.exists(i{n}, i{n} == {n})" for n in range(3000))
+    backend.compile(f"[{items}].exists(x, x)", ROOTS, BOOL)
+    with pytest.raises(CelCompileError, match="undeclared reference to 'i2999'"):
+        backend.compile(f"[{items}, i2999].exists(x, x)", ROOTS, BOOL)
