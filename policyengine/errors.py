@@ -23,6 +23,8 @@ NOT_AN_OBJECT = "not_an_object"  # a document is not a mapping with apiVersion a
 UNKNOWN_KIND = "unknown_kind"  # apiVersion/kind is not a document the engine loads
 SCHEMA_INVALID = "schema_invalid"  # the document fails its JSON Schema
 CEL_COMPILE = "cel_compile"  # a CEL expression does not parse or uses an unknown function
+UNDECLARED_REFERENCE = "undeclared_reference"  # a CEL expression reads a name its document does not bind
+CEL_TYPE = "cel_type"  # a CEL expression cannot yield the type its field needs (bool, string)
 DUPLICATE_NAME = "duplicate_name"  # two policies (or exceptions) share a name
 UNKNOWN_POLICY = "unknown_policy"  # an exception names a policy that is not loaded
 INVALID_VALUE = "invalid_value"  # a field is well-formed but its value is wrong (a bad date, ...)
@@ -37,6 +39,8 @@ LOAD_CODES = frozenset(
         UNKNOWN_KIND,
         SCHEMA_INVALID,
         CEL_COMPILE,
+        UNDECLARED_REFERENCE,
+        CEL_TYPE,
         DUPLICATE_NAME,
         UNKNOWN_POLICY,
         INVALID_VALUE,

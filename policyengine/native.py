@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from policyengine import errors
+from policyengine.cel import Declarations
 from policyengine.errors import Problem
 from policyengine.loader import Document, PathKey, render_path
 from policyengine.model import (
@@ -34,6 +35,13 @@ from policyengine.model import (
 )
 
 ANNOTATION = "policyengine.io/"
+# The names every policy's expressions are evaluated with (the engine binds them), as in Kubernetes.
+ADMISSION_ROOTS = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "variables"})
+# The views native policies also read, computed once per request (views.py).
+VIEWS = frozenset({"workload", "inventory"})
+DECLARED = Declarations("Policy", ADMISSION_ROOTS | VIEWS)
+# An exception's matchConditions run with the bindings of the policy they except, views included.
+EXCEPTION_DECLARED = Declarations("PolicyException", ADMISSION_ROOTS | VIEWS)
 _ACTIONS = {"Deny": Action.DENY, "Warn": Action.WARN, "Audit": Action.AUDIT}
 
 

@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from policyengine import errors, native
-from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
+from policyengine.cel import (
+    ANY,
+    BOOL,
+    STRING,
+    STRING_OR_NULL,
+    CelBackend,
+    CelCompileError,
+    CompiledExpr,
+    Declarations,
+    Returns,
+    get_backend,
+)
 from policyengine.cel.checker import variables_read
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, collect_documents, discover
@@ -41,24 +52,38 @@ def bundled_policies_dir() -> Path:
 
 
 class Compiler:
-    """Compiles CEL once per distinct source text and remembers the result."""
+    """Compiles CEL once per distinct source text and remembers the result (a text met again under
+    other declarations or result types is checked again, and the first compiled form kept)."""
 
     def __init__(self, backend: CelBackend | None = None) -> None:
         self.backend = backend or get_backend()
         self._cache: dict[str, CompiledExpr] = {}
+        self._checked: set[tuple[str, Declarations | None, Returns]] = set()
 
-    def compile(self, source: str) -> CompiledExpr:
+    def compile(
+        self, source: str, declared: Declarations | None = None, returns: Returns = ANY
+    ) -> CompiledExpr:
         compiled = self._cache.get(source)
-        if compiled is None:
-            compiled = self._cache[source] = self.backend.compile(source)
+        checks = (source, declared, returns)
+        if compiled is None or ((declared, returns) != (None, ANY) and checks not in self._checked):
+            fresh = self.backend.compile(source, declared, returns)
+            self._checked.add(checks)
+            compiled = self._cache.setdefault(source, fresh)
         return compiled
 
-    def check(self, exprs: Iterable[Expr], problems: list[Problem]) -> None:
-        for e in exprs:
+    def check(
+        self,
+        exprs: Iterable[Expr | tuple[Expr, Returns]],
+        problems: list[Problem],
+        declared: Declarations | None = None,
+    ) -> None:
+        """Compile each expression (and the result types it accepts) against ``declared``."""
+        for item in exprs:
+            e, returns = item if isinstance(item, tuple) else (item, ANY)
             try:
-                self.compile(e.source)
+                self.compile(e.source, declared, returns)
             except CelCompileError as err:
-                problems.append(Problem(e.ref.file, e.ref.line, errors.CEL_COMPILE, str(err), e.path))
+                problems.append(Problem(e.ref.file, e.ref.line, err.code, str(err), e.path))
 
 
 @dataclass(frozen=True)
@@ -95,25 +120,40 @@ def _locate_config(doc: Document, sources: dict[tuple[str, str], Document]) -> N
                 sources[(str(section), str(key))] = doc
 
 
-def policy_expressions(policy: Policy) -> Iterator[Expr]:
+def typed_expressions(policy: Policy) -> Iterator[tuple[Expr, Returns]]:
+    """Every expression of ``policy`` with the result types its field accepts, as Kubernetes checks
+    them: conditions and validations yield bool, messages and field paths a string, audit annotations
+    a string or null; variables anything."""
     for c in policy.match_conditions:
-        yield c.expression
+        yield c.expression, BOOL
     for v in policy.variables:
         if v.expression is not None:
-            yield v.expression
+            yield v.expression, ANY
     for val in policy.validations:
-        yield val.expression
+        yield val.expression, BOOL
         if val.message_expression is not None:
-            yield val.message_expression
+            yield val.message_expression, STRING
         if val.field_path_expression is not None:
-            yield val.field_path_expression
+            yield val.field_path_expression, STRING
     for a in policy.audit_annotations:
-        yield a.expression
+        yield a.expression, STRING_OR_NULL
 
 
-def exception_expressions(exc: PolicyException) -> Iterator[Expr]:
+def policy_expressions(policy: Policy) -> Iterator[Expr]:
+    return (e for e, _ in typed_expressions(policy))
+
+
+def declarations(policy: Policy) -> Declarations:
+    """The root names ``policy``'s expressions may read, by the kind of document it came from."""
+    from policyengine.compat import gatekeeper, vap
+
+    by_origin = {vap.POLICY_KIND: vap.DECLARED, gatekeeper.ORIGIN: gatekeeper.DECLARED}
+    return by_origin.get(policy.origin, native.DECLARED)
+
+
+def exception_expressions(exc: PolicyException) -> Iterator[tuple[Expr, Returns]]:
     for c in exc.match_conditions:
-        yield c.expression
+        yield c.expression, BOOL
 
 
 def digest_documents(docs: Sequence[Document]) -> str:
@@ -154,46 +194,23 @@ def build_policy_set(
         if schema is None:
             foreign.append(doc)
             continue
-        found = validate(doc, schema)
-        if doc.api_version != "policyengine.io/v1" and not found:
-            found.append(
-                doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"])
-            )
+        found = _validate_native(doc, schema)
         if found:
             problems.extend(found)
-            _compile_anyway(doc, compiler, problems)
+            _compile_anyway(doc, compiler, problems, {p.path for p in found})
             continue
         if doc.kind == "Policy":
             policies.append(native.policy(doc, problems))
         elif doc.kind == "PolicyException":
             exceptions.append(native.exception(doc, problems))
         else:
-            spec = doc.data.get("spec") or {}
-            if doc.file != "<stdin>":
-                spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
-            config = native.merge_config(config, spec)
-            _locate_config(doc, config_sources)
+            config = _merge_config(doc, config, config_sources)
 
     converted = compat.convert(foreign, problems)
     policies.extend(converted.policies)
-    for doc in foreign:
-        if id(doc) not in converted.claimed:
-            problems.append(
-                doc.problem(
-                    errors.UNKNOWN_KIND,
-                    f"{doc.api_version} {doc.kind} is not a policy document "
-                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
-                    "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
-                    ["kind"],
-                )
-            )
-
+    _report_unclaimed(foreign, converted.claimed, problems)
     _check_names(policies, exceptions, problems)
-    for p in policies:
-        compiler.check(policy_expressions(p), problems)
-        _check_variable_references(p, problems)
-    for e in exceptions:
-        compiler.check(exception_expressions(e), problems)
+    _check_expressions(policies, exceptions, compiler, problems)
     if problems:
         # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
         # policies sharing its expressions: report each problem of theirs once.
@@ -211,19 +228,73 @@ def build_policy_set(
     )
 
 
-def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) -> None:
+def _validate_native(doc: Document, schema: str) -> list[Problem]:
+    found = validate(doc, schema)
+    if doc.api_version != "policyengine.io/v1" and not found:
+        found.append(
+            doc.problem(errors.UNKNOWN_KIND, f"unsupported apiVersion {doc.api_version}", ["apiVersion"])
+        )
+    return found
+
+
+def _merge_config(
+    doc: Document, config: dict[str, Any], sources: dict[tuple[str, str], Document]
+) -> dict[str, Any]:
+    """``config`` with the GovernanceConfig ``doc`` merged in (its relative paths made relative to its
+    folder), recording the document as the source of what it sets."""
+    spec = doc.data.get("spec") or {}
+    if doc.file != "<stdin>":
+        spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
+    _locate_config(doc, sources)
+    return native.merge_config(config, spec)
+
+
+def _report_unclaimed(foreign: Sequence[Document], claimed: set[int], problems: list[Problem]) -> None:
+    for doc in foreign:
+        if id(doc) not in claimed:
+            problems.append(
+                doc.problem(
+                    errors.UNKNOWN_KIND,
+                    f"{doc.api_version} {doc.kind} is not a policy document "
+                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
+                    "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
+                    ["kind"],
+                )
+            )
+
+
+def _check_expressions(
+    policies: Sequence[Policy],
+    exceptions: Sequence[PolicyException],
+    compiler: Compiler,
+    problems: list[Problem],
+) -> None:
+    """Compile every expression against the names its document kind binds and the result its field
+    needs, and check its ``variables.<name>`` references."""
+    for p in policies:
+        compiler.check(typed_expressions(p), problems, declarations(p))
+        _check_variable_references(p, problems)
+    for e in exceptions:
+        compiler.check(exception_expressions(e), problems, native.EXCEPTION_DECLARED)
+
+
+def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem], reported: set[str]) -> None:
     """Compile the expressions of a document that failed its schema, when they can still be read, so
-    that one run reports the CEL problems too instead of one kind of problem per run."""
+    that one run reports the CEL problems too instead of one kind of problem per run (but not of a
+    field the schema already rejected: ``expression: 1`` is a schema problem, not a CEL one)."""
     try:
         if doc.kind == "Policy":
-            exprs = list(policy_expressions(native.policy(doc, [])))
+            exprs, declared = list(typed_expressions(native.policy(doc, []))), native.DECLARED
         elif doc.kind == "PolicyException":
-            exprs = list(exception_expressions(native.exception(doc, [])))
+            exprs, declared = (
+                list(exception_expressions(native.exception(doc, []))),
+                native.EXCEPTION_DECLARED,
+            )
         else:
             return
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return  # too malformed to read further: the schema problems say why
-    compiler.check((e for e in exprs if isinstance(e.source, str)), problems)
+    compiler.check(((e, r) for e, r in exprs if e.path not in reported), problems, declared)
 
 
 def _check_variable_references(policy: Policy, problems: list[Problem]) -> None:

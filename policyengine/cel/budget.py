@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
-from policyengine.cel import Budget
+from policyengine.cel.port import Budget
 
 # How many units of cost one element (character, byte, list item) of a built value costs.
 ELEMENT_COST_DIVISOR = 16

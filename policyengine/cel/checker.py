@@ -18,15 +18,15 @@ from celpy import celtypes
 from celpy.celparser import CELParseError
 from celpy.evaluation import celstr
 
-from policyengine.cel import CelCompileError
-from policyengine.cel.evaluator import is_macro_call
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.regex import compile_pattern
 from policyengine.cel.lib.string_format import check_literal_format
+from policyengine.cel.port import CelCompileError
 from policyengine.cel.syntax import (
     Node,
     call_args,
     drop_trailing_commas,
+    is_macro_call,
     literal_token,
     nodes,
     simple_ident,

@@ -1,4 +1,5 @@
-"""Reading cel-python's parse trees: the few shapes the checker and the evaluator need to recognise."""
+"""Reading cel-python's parse trees: the few shapes the checkers and both backends need to recognise,
+and the macro table (which calls are comprehensions, and which names they bind)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,27 @@ def simple_ident(tree: Any) -> str | None:
     return None
 
 
+MACROS = frozenset(
+    {"all", "exists", "exists_one", "existsOne", "map", "filter", "sortBy", "transformList", "transformMap",
+     "optMap", "optFlatMap"}
+)  # fmt: skip
+# Macros with a two-variable form (index or key, value): Kubernetes' TwoVarComprehensions.
+TWO_VARIABLE = frozenset({"all", "exists", "exists_one", "existsOne", "transformList", "transformMap"})
+
+
+def is_macro_call(name: str, args: list[Any]) -> bool:
+    """Whether ``target.name(args)`` is a macro: its first argument is a bare variable name."""
+    return name in MACROS and 2 <= len(args) <= 4 and simple_ident(args[0]) is not None
+
+
+def macro_variables(name: str, args: list[Any]) -> list[str]:
+    """The names a macro call binds for its remaining arguments: one, or two for the two-variable form
+    (``all(i, v, p)``, ``transformMap(k, v, f)``). Call only when ``is_macro_call`` holds."""
+    names = [simple_ident(a) for a in args]
+    two = name in TWO_VARIABLE and len(args) >= 3 and names[1] is not None
+    return [str(n) for n in names[: 2 if two else 1]]
+
+
 def call_args(tree: Node, first: int) -> list[Any]:
     """The argument expressions of a call node whose optional ``exprlist`` is at ``children[first]``."""
     if len(tree.children) > first and isinstance(tree.children[first], lark.Tree):
@@ -46,6 +68,22 @@ def literal_token(tree: Any) -> lark.Token | None:
         token = node.children[0]
         return token if isinstance(token, lark.Token) else None
     return None
+
+
+def dotted_name(tree: Any) -> str | None:
+    """``a.b.c`` when the member chain is made of identifiers only, else None."""
+    parts: list[str] = []
+    current: Any = tree
+    while True:
+        current = unwrap(current)
+        if isinstance(current, lark.Tree) and current.data == "member_dot":
+            parts.append(str(current.children[1]))
+            current = current.children[0]
+            continue
+        if isinstance(current, lark.Tree) and current.data == "ident":
+            parts.append(str(current.children[0]))
+            return ".".join(reversed(parts))
+        return None
 
 
 def nodes(tree: Node) -> Iterator[Node]:

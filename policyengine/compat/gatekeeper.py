@@ -20,6 +20,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError
 
 from policyengine import errors, native
+from policyengine.cel import Declarations
 from policyengine.compat import Converted
 from policyengine.errors import Problem
 from policyengine.loader import Document, PathKey
@@ -43,6 +44,9 @@ RESERVED_VARIABLES = ("params", "anyObject")
 RESERVED_PREFIX = "gatekeeper_internal_"
 # Enforcement points whose scoped actions apply here: admission and gator-like CI checks.
 ENFORCEMENT_POINTS = ("validation.gatekeeper.sh", "gator.gatekeeper.sh", "*")
+ORIGIN = "ConstraintTemplate"
+# Gatekeeper's CEL driver binds what a ValidatingAdmissionPolicy gets (params: the constraint).
+DECLARED = Declarations(ORIGIN, native.ADMISSION_ROOTS)
 _ACTIONS = {"deny": Action.DENY, "warn": Action.WARN, "dryrun": Action.AUDIT}
 
 
@@ -307,7 +311,7 @@ def constraint_policy(template: _Template, doc: Document, name: str, problems: l
     return Policy(
         name=name,
         source=SourceRef(doc.file, doc.line),
-        origin="ConstraintTemplate",
+        origin=ORIGIN,
         match=match_of(spec.get("match")),
         match_conditions=native.named_exprs(tdoc, (*base, "matchConditions"), source.get("matchConditions")),
         variables=variables,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from policyengine import errors, native
+from policyengine.cel import Declarations
 from policyengine.compat import Converted
 from policyengine.errors import Problem
 from policyengine.loader import Document
@@ -27,6 +28,8 @@ GROUP = "admissionregistration.k8s.io"
 VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1")
 POLICY_KIND = "ValidatingAdmissionPolicy"
 BINDING_KIND = "ValidatingAdmissionPolicyBinding"
+# Kubernetes' bindings; ``authorizer`` is not among them: no API server authorizer is at hand here.
+DECLARED = Declarations(POLICY_KIND, native.ADMISSION_ROOTS)
 _SCHEMAS = {
     POLICY_KIND: "validating-admission-policy.json",
     BINDING_KIND: "validating-admission-policy-binding.json",

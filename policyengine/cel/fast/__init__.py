@@ -1,7 +1,7 @@
 """The fast CEL backend: expressions compiled to Python closures that work on the request's JSON values.
 
-It parses and checks exactly as the reference backend does (cel-python's parser, ``checker.check``), so
-both accept and reject the same programs, then compiles the tree once (``compiler``). ``bind`` converts
+It parses and checks exactly as the reference backend does (the shared ``frontend``), so both accept
+and reject the same programs, then compiles the tree once (``compiler``). ``bind`` converts
 nothing: the closures read the request's dicts and lists directly. The Kubernetes libraries are the
 shared ones, called through a boundary that converts only a call's arguments (``functions``).
 
@@ -14,19 +14,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import celpy
-from celpy.celparser import CELParseError
-
-from policyengine.cel import DEFAULT_BUDGET, Budget, CelCompileError, CelEvalError, CompiledExpr
 from policyengine.cel.budget import BudgetExceeded, Meter
-from policyengine.cel.checker import check
 from policyengine.cel.fast.compiler import Compiler, Fn
 from policyengine.cel.fast.functions import Library, Native, natives
 from policyengine.cel.fast.members import DOTTED_MARK, LazyVariablesBase
 from policyengine.cel.fast.values import CelError, to_plain
+from policyengine.cel.frontend import Frontend
 from policyengine.cel.library import known_names, type_identifiers
-from policyengine.cel.reference import syntax_error, trim_message
-from policyengine.cel.syntax import drop_trailing_commas
+from policyengine.cel.messages import trim_message
+from policyengine.cel.port import (
+    ANY,
+    DEFAULT_BUDGET,
+    Budget,
+    CelCompileError,
+    CelEvalError,
+    CompiledExpr,
+    Declarations,
+    Returns,
+    VariableDef,
+)
+from policyengine.cel.variables import compute, definitions
 
 __all__ = ["FastActivation", "FastBackend", "FastExpr"]
 
@@ -34,15 +41,11 @@ _PYTHON_FAILURES = (TypeError, ValueError, KeyError, IndexError, AttributeError,
 
 
 class _LazyVariables(LazyVariablesBase):
-    """The ``variables`` map of one activation: each entry computed on first use, then memoised.
+    """The ``variables`` map of one activation: computed on first use (``variables.compute``)."""
 
-    A variable that fails is memoised as its error, so using it fails every time and the other
-    variables are unaffected. A budget overrun is not memoised: it ends the whole evaluation.
-    """
-
-    def __init__(self, values: dict[str, Any], defs: Sequence[tuple[str, Any, Any]]) -> None:
+    def __init__(self, values: dict[str, Any], defs: Sequence[VariableDef]) -> None:
         self._values = values
-        self._defs = {name: (compiled, const) for name, compiled, const in defs}
+        self._defs = definitions(defs)
         self._memo: dict[str, Any] = {}
         self.defined = frozenset(self._defs)
 
@@ -57,16 +60,9 @@ class _LazyVariables(LazyVariablesBase):
 
     def _compute(self, name: str, meter: Meter) -> Any:
         compiled, const = self._defs[name]
-        if compiled is None:
-            return const
-        if not isinstance(compiled, FastExpr):
+        if compiled is not None and not isinstance(compiled, FastExpr):
             raise TypeError("variables must be compiled by FastBackend")
-        try:
-            return compiled.run(self._values, meter)
-        except CelEvalError as err:
-            if err.code == "budget_exceeded":
-                raise BudgetExceeded(str(err)) from None
-            return CelError(f"variables.{name}: {err}")
+        return compute(name, compiled, const, lambda c: c.run(self._values, meter), CelError)
 
 
 class FastActivation:
@@ -80,7 +76,7 @@ class FastActivation:
     def extend(
         self,
         bindings: Mapping[str, Any],
-        variables: Sequence[tuple[str, Any, Any]] = (),
+        variables: Sequence[VariableDef] = (),
     ) -> FastActivation:
         values = {**self.values, **bindings}
         _mark_dotted(values, bindings)
@@ -126,20 +122,15 @@ class FastBackend:
     name = "fast"
 
     def __init__(self) -> None:
-        self._env = celpy.Environment()
         self._library = Library()
         self._natives: dict[str, Native] = natives(self._library)
-        self._known = known_names(self._library.table)
         self._idents = dict(type_identifiers())
+        self._frontend = Frontend(known_names(self._library.table), frozenset(self._idents))
 
-    def compile(self, source: str) -> CompiledExpr:
-        try:
-            tree = self._env.compile(drop_trailing_commas(source))
-        except CELParseError as err:
-            raise CelCompileError(syntax_error(err)) from None
-        except RecursionError:
-            raise CelCompileError("expression nests too deeply") from None
-        check(tree, self._known)
+    def compile(
+        self, source: str, declared: Declarations | None = None, returns: Returns = ANY
+    ) -> CompiledExpr:
+        tree = self._frontend.parse(source, declared, returns)
         compiler = Compiler(self._library, self._natives, self._idents)
         try:
             fn = compiler.compile(tree)

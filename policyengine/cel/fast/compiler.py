@@ -12,27 +12,40 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import lark
-from celpy import celtypes
-from celpy.evaluation import celbytes, celstr
 
-from policyengine.cel import Budget
-from policyengine.cel.budget import Meter, concat_cost
-from policyengine.cel.evaluator import is_macro_call
+from policyengine.cel.budget import Meter
 from policyengine.cel.fast import macros, ops
+from policyengine.cel.fast.binary import (
+    BINARY,
+    all_strings,
+    concatenation,
+    equals_text,
+    in_texts,
+    int_fast_path,
+)
 from policyengine.cel.fast.functions import Library, Native
-from policyengine.cel.fast.members import LazyVariablesBase, select_other, slot_chain, variable_chain
-from policyengine.cel.fast.values import CelError, Uint, from_ref, no_overload
-from policyengine.cel.lib.optional import Optional
-from policyengine.cel.syntax import Node, call_args, simple_ident, unwrap
+from policyengine.cel.fast.members import (
+    LazyVariablesBase,
+    has_other,
+    select_other,
+    slot_chain,
+    variable_chain,
+)
+from policyengine.cel.fast.values import CelError, Uint, literal_value, no_overload
+from policyengine.cel.port import Budget
+from policyengine.cel.syntax import (
+    Node,
+    call_args,
+    dotted_name,
+    is_macro_call,
+    macro_variables,
+    simple_ident,
+    unwrap,
+)
 
 Ctx = list[Any]
 Fn = Callable[[Ctx], Any]
 _FOLDING = Budget(max_cost=2**62, max_seconds=3600.0)
-_BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "relation_lt": ops.lt, "relation_le": ops.le, "relation_gt": ops.gt, "relation_ge": ops.ge,
-    "relation_eq": ops.eq, "relation_in": ops.in_, "addition_add": ops.add, "addition_sub": ops.sub,
-    "multiplication_mul": ops.mul, "multiplication_div": ops.div, "multiplication_mod": ops.mod,
-}  # fmt: skip
 
 
 class _Const:
@@ -127,13 +140,13 @@ class Compiler:
         if kind == "relation_ne":
             return lambda ctx: not ops.eq(left(ctx), right(ctx))
         if kind == "relation_eq" and isinstance(right, _Const) and type(right.value) is str:
-            return _equals_text(left, right.value)
-        if kind == "relation_in" and isinstance(right, _Const) and _all_strings(right.value):
-            return _in_texts(left, right.value)
+            return equals_text(left, right.value)
+        if kind == "relation_in" and isinstance(right, _Const) and all_strings(right.value):
+            return in_texts(left, right.value)
         if kind == "addition_add":
-            return self._fold(_concatenation(left, right), left, right)
-        op = _BINARY[kind]
-        fn: Fn = _int_fast_path(kind, left, right) or (lambda ctx: op(left(ctx), right(ctx)))
+            return self._fold(concatenation(left, right), left, right)
+        op = BINARY[kind]
+        fn: Fn = int_fast_path(kind, left, right) or (lambda ctx: op(left(ctx), right(ctx)))
         return self._fold(fn, left, right)
 
     _relation = _addition = _multiplication = _binary
@@ -166,7 +179,7 @@ class Compiler:
     # -- members -------------------------------------------------------------------------------------
 
     def _member_dot(self, node: Node) -> Fn:
-        dotted = _dotted(node)
+        dotted = dotted_name(node)
         if dotted is not None:
             if dotted in self.idents:
                 return self._ident_named(dotted.split(".")[0], self.idents[dotted], dotted)
@@ -286,7 +299,7 @@ class Compiler:
             value = target(ctx)
             if type(value) is dict:
                 return field in value
-            return _has_other(value, field)
+            return has_other(value, field)
 
         return has
 
@@ -322,7 +335,7 @@ class Compiler:
     def _literal(self, node: Node) -> Fn:
         token = cast(lark.Token, node.children[0])
         try:
-            value = _literal_value(token)
+            value = literal_value(token)
         except ValueError as err:
             return _error(str(err.args[0]) if err.args else "invalid literal")
         return _Const(value)
@@ -346,9 +359,7 @@ class Compiler:
 
     def _macro(self, target_tree: Any, name: str, args: list[Any]) -> Fn:
         target = self.compile(target_tree)
-        names = [simple_ident(a) for a in args]
-        two = name in macros.TWO_VARIABLE and len(args) >= 3 and names[1] is not None
-        variables = [str(n) for n in names[: 2 if two else 1]]
+        variables = macro_variables(name, args)
         saved = dict(self.scope)
         slots = []
         for var in variables:
@@ -375,18 +386,6 @@ class Compiler:
         return macros.collect(target, slot_tuple, predicate, body, cost, name)
 
 
-def _has_other(value: Any, field: str) -> bool:
-    if isinstance(value, LazyVariablesBase):
-        return field in value.defined
-    if isinstance(value, Optional):
-        return value.present and isinstance(value.value, dict) and field in value.value
-    if value is None:
-        # Gatekeeper's ``has(variables.params.x)`` with no parameters: absent, as the reference
-        # backend and the gatekeeper tests have it.
-        return False
-    raise no_overload("has", value)
-
-
 def _operands(node: Node) -> list[Any]:
     """The operands of a chain of one logical operator: ``a || b || c`` parses as ``(a || b) || c``."""
     left = unwrap(node.children[0])
@@ -396,100 +395,3 @@ def _operands(node: Node) -> list[Any]:
         else [left]
     )
     return [*head, node.children[1]]
-
-
-def _dotted(node: Node) -> str | None:
-    """``a.b.c`` when the member chain is made of identifiers only."""
-    parts: list[str] = []
-    current: Any = node
-    while True:
-        current = unwrap(current)
-        if isinstance(current, lark.Tree) and current.data == "member_dot":
-            parts.append(str(current.children[1]))
-            current = current.children[0]
-            continue
-        if isinstance(current, lark.Tree) and current.data == "ident":
-            parts.append(str(current.children[0]))
-            return ".".join(reversed(parts))
-        return None
-
-
-_INT_COMPARISONS: dict[str, Callable[[int, int], bool]] = {
-    "relation_lt": int.__lt__, "relation_le": int.__le__, "relation_gt": int.__gt__,
-    "relation_ge": int.__ge__, "relation_eq": int.__eq__,
-}  # fmt: skip
-
-
-def _concatenation(left: Fn, right: Fn) -> Fn:
-    """``+``, charging a string or list concatenation by its size before building it."""
-
-    def add(ctx: Ctx) -> Any:
-        a, b = left(ctx), right(ctx)
-        if type(a) is int and type(b) is int:
-            return ops.add(a, b)
-        cost = concat_cost(a, b)
-        if cost:
-            ctx[1].charge(cost)
-        return ops.add(a, b)
-
-    return add
-
-
-def _int_fast_path(kind: str, left: Fn, right: Fn) -> Fn | None:
-    """A comparison with both operands CEL ints (``object.spec.replicas <= 50``) without the generic
-    operator's dispatch; anything else takes the generic path."""
-    compare = _INT_COMPARISONS.get(kind)
-    generic = _BINARY[kind]
-    if compare is None:
-        return None
-
-    def compare_ints(ctx: Ctx) -> Any:
-        a, b = left(ctx), right(ctx)
-        if type(a) is int and type(b) is int:
-            return compare(a, b)
-        return generic(a, b)
-
-    return compare_ints
-
-
-def _equals_text(left: Fn, text: str) -> Fn:
-    def equals(ctx: Ctx) -> bool:
-        value = left(ctx)
-        return type(value) is str and value == text
-
-    return equals
-
-
-def _in_texts(left: Fn, texts: list[str]) -> Fn:
-    members = frozenset(texts)
-
-    def contained(ctx: Ctx) -> bool:
-        value = left(ctx)
-        if type(value) is str:
-            return value in members
-        return ops.in_(value, texts)
-
-    return contained
-
-
-def _all_strings(value: Any) -> bool:
-    return type(value) is list and all(type(v) is str for v in value)
-
-
-def _literal_value(token: lark.Token) -> Any:
-    kind = token.type
-    if kind == "INT_LIT":
-        return int(celtypes.IntType(token.value))
-    if kind == "UINT_LIT":
-        return Uint(celtypes.UintType(token.value[:-1]))
-    if kind == "FLOAT_LIT":
-        return float(celtypes.DoubleType(token.value))
-    if kind in ("STRING_LIT", "MLSTRING_LIT"):
-        return str(celstr(token))
-    if kind == "BYTES_LIT":
-        return bytes(celbytes(token))
-    if kind == "BOOL_LIT":
-        return token.value == "true"
-    if kind == "NULL_LIT":
-        return None
-    return from_ref(token.value)

@@ -21,8 +21,6 @@ from policyengine.cel.lib.optional import Optional
 Ctx = list[Any]
 Fn = Callable[[Ctx], Any]
 
-TWO_VARIABLE = frozenset({"all", "exists", "exists_one", "existsOne", "transformList", "transformMap"})
-
 
 def _items(target: Any, name: str) -> Any:
     kind = type(target)

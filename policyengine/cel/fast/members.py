@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from policyengine.cel.fast.values import CelError
+from policyengine.cel.fast.values import CelError, no_overload
 from policyengine.cel.lib.optional import Optional
 
 Ctx = list[Any]
@@ -98,3 +98,16 @@ def select_other(value: Any, field: str, ctx: Ctx) -> Any:
             return Optional(True, value.value[field])
         return Optional(False)
     raise CelError(f"type '{type(value).__name__}' does not support field selection")
+
+
+def has_other(value: Any, field: str) -> bool:
+    """``has(value.field)`` on a value that is not a map."""
+    if isinstance(value, LazyVariablesBase):
+        return field in value.defined
+    if isinstance(value, Optional):
+        return value.present and isinstance(value.value, dict) and field in value.value
+    if value is None:
+        # Gatekeeper's ``has(variables.params.x)`` with no parameters: absent, as the reference
+        # backend and the gatekeeper tests have it.
+        return False
+    raise no_overload("has", value)

@@ -257,14 +257,6 @@ def neg(a: Any) -> Any:
     raise no_overload("-_", a)
 
 
-def not_(a: Any) -> bool:
-    if a is True:
-        return False
-    if a is False:
-        return True
-    raise no_overload("!_", a)
-
-
 def in_(item: Any, container: Any) -> bool:
     kind = type(container)
     if kind is dict:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import lark
 from celpy import celtypes
-from celpy.evaluation import CELEvalError
+from celpy.evaluation import CELEvalError, celbytes, celstr
 
 from policyengine.cel.values import from_cel
 
@@ -134,3 +135,23 @@ def to_plain(value: Any) -> Any:
     if kind is list or kind is tuple:
         return [to_plain(v) for v in value]
     return from_cel(to_ref(value))
+
+
+def literal_value(token: lark.Token) -> Any:
+    """A literal token of the source as a fast-backend value."""
+    kind = token.type
+    if kind == "INT_LIT":
+        return int(celtypes.IntType(token.value))
+    if kind == "UINT_LIT":
+        return Uint(celtypes.UintType(token.value[:-1]))
+    if kind == "FLOAT_LIT":
+        return float(celtypes.DoubleType(token.value))
+    if kind in ("STRING_LIT", "MLSTRING_LIT"):
+        return str(celstr(token))
+    if kind == "BYTES_LIT":
+        return bytes(celbytes(token))
+    if kind == "BOOL_LIT":
+        return token.value == "true"
+    if kind == "NULL_LIT":
+        return None
+    return from_ref(token.value)

@@ -7,23 +7,32 @@ type names), so evaluations on different threads share no mutable state.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import celpy
 from celpy import celtypes
-from celpy.celparser import CELParseError
 from celpy.evaluation import Activation as CelpyActivation
 from celpy.evaluation import CELEvalError
 
-from policyengine.cel import DEFAULT_BUDGET, Budget, CelCompileError, CelEvalError, CompiledExpr
 from policyengine.cel.budget import BudgetExceeded, metered
-from policyengine.cel.checker import check
-from policyengine.cel.evaluator import evaluate, metered_add
+from policyengine.cel.frontend import Frontend
 from policyengine.cel.library import build_functions, known_names, type_identifiers
-from policyengine.cel.syntax import Node, drop_trailing_commas
+from policyengine.cel.messages import syntax_error, trim_message
+from policyengine.cel.port import (
+    ANY,
+    DEFAULT_BUDGET,
+    Budget,
+    CelEvalError,
+    CompiledExpr,
+    Declarations,
+    Returns,
+    VariableDef,
+)
+from policyengine.cel.reference.evaluator import evaluate, metered_add
+from policyengine.cel.syntax import Node
 from policyengine.cel.values import from_cel, to_cel
+from policyengine.cel.variables import compute, definitions
 
 __all__ = [
     "ReferenceActivation",
@@ -35,32 +44,6 @@ __all__ = [
     "trim_message",
 ]
 
-_MAX_MESSAGE = 200
-_ACTIVATION_DUMP = re.compile(r"\s*\((in activation|in container|in bindings) .*", re.DOTALL)
-_BINDINGS_DUMP = re.compile(r" in bindings \[.*", re.DOTALL)
-
-
-_CELPY_CLASS = re.compile(r"<class 'celpy\.celtypes\.(\w+?)(?:Type)?'>")
-_LARK_RULE = re.compile(r"Token\('RULE', '(\w+)'\)")
-
-
-def trim_message(text: str) -> str:
-    """cel-python messages can embed the whole activation (the request): keep the first, short part,
-    with cel-python's class and grammar-rule reprs reduced to CEL names."""
-    text = _ACTIVATION_DUMP.sub("", text)
-    text = _CELPY_CLASS.sub(lambda m: m.group(1).lower(), text)
-    text = _LARK_RULE.sub(r"\1", text)
-    text = _BINDINGS_DUMP.sub("", text).strip()
-    text = text.splitlines()[0] if text else "evaluation error"
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
-
-
-def syntax_error(err: CELParseError) -> str:
-    where = f" at line {err.line}, column {err.column}" if err.line is not None else ""
-    text = str(err.args[0]) if err.args else ""
-    near = text.splitlines()[0].strip() if text.strip() else ""
-    return trim_message(f"syntax error{where}" + (f" near {near!r}" if near else ""))
-
 
 def _eval_error_message(err: BaseException) -> str:
     args = getattr(err, "args", ())
@@ -69,16 +52,12 @@ def _eval_error_message(err: BaseException) -> str:
 
 
 class _LazyVariables(celtypes.MapType):
-    """The ``variables`` map: each entry is computed on first use and memoised for this activation.
+    """The ``variables`` map as cel-python sees it: computed on first use (``variables.compute``)."""
 
-    A variable that fails is memoised as its error, so using it fails every time and the other
-    variables are unaffected. A budget overrun is not memoised: it ends the whole evaluation.
-    """
-
-    def __init__(self, activation: ReferenceActivation, defs: Sequence[tuple[str, Any, Any]]) -> None:
+    def __init__(self, activation: ReferenceActivation, defs: Sequence[VariableDef]) -> None:
         super().__init__({})
         self._activation = activation
-        self._defs = {celtypes.StringType(name): (compiled, const) for name, compiled, const in defs}
+        self._defs = {celtypes.StringType(k): v for k, v in definitions(defs).items()}
         for key in self._defs:
             dict.__setitem__(self, key, None)
 
@@ -87,15 +66,9 @@ class _LazyVariables(celtypes.MapType):
         if key not in self._defs:
             return dict.__getitem__(self, key)
         compiled, const = self._defs[key]
-        if compiled is None:
-            value = to_cel(const)
-        else:
-            try:
-                value = compiled.evaluate_cel(self._activation)
-            except CelEvalError as err:
-                if err.code == "budget_exceeded":
-                    raise BudgetExceeded(str(err)) from None
-                value = CELEvalError(f"variables.{key}: {err}")
+        value = compute(
+            str(key), compiled, const, lambda c: c.evaluate_cel(self._activation), CELEvalError, to_cel
+        )
         del self._defs[key]
         dict.__setitem__(self, key, value)
         return value
@@ -113,7 +86,7 @@ class ReferenceActivation:
     def extend(
         self,
         bindings: Mapping[str, Any],
-        variables: Sequence[tuple[str, Any, Any]] = (),
+        variables: Sequence[VariableDef] = (),
     ) -> ReferenceActivation:
         values = dict(self.values)
         for name, value in bindings.items():
@@ -160,24 +133,19 @@ class ReferenceBackend:
     name = "reference"
 
     def __init__(self) -> None:
-        self._env = celpy.Environment()
         functions = build_functions()
         functions["_+_"] = metered_add
-        self._known = known_names(functions)
+        self._frontend = Frontend(known_names(functions), frozenset(type_identifiers()))
         self._base = CelpyActivation(
-            annotations=dict(self._env.annotations),
+            annotations=dict(celpy.Environment().annotations),
             functions=functions,
             vars=dict(type_identifiers()),
         )
 
-    def compile(self, source: str) -> CompiledExpr:
-        try:
-            tree = self._env.compile(drop_trailing_commas(source))
-        except CELParseError as err:
-            raise CelCompileError(syntax_error(err)) from None
-        except RecursionError:
-            raise CelCompileError("expression nests too deeply") from None
-        check(tree, self._known)
+    def compile(
+        self, source: str, declared: Declarations | None = None, returns: Returns = ANY
+    ) -> CompiledExpr:
+        tree = self._frontend.parse(source, declared, returns)
         return ReferenceExpr(source, tree, self._base)
 
     def bind(self, bindings: Mapping[str, Any]) -> ReferenceActivation:

@@ -28,19 +28,7 @@ from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, concat_cost, cu
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.lists import sort_by_keys
 from policyengine.cel.lib.optional import Optional
-from policyengine.cel.syntax import Node, call_args, simple_ident
-
-MACROS = frozenset(
-    {"all", "exists", "exists_one", "existsOne", "map", "filter", "sortBy", "transformList", "transformMap",
-     "optMap", "optFlatMap"}
-)  # fmt: skip
-# Macros with a two-variable form (index or key, value): Kubernetes' TwoVarComprehensions.
-_TWO_VARIABLE = frozenset({"all", "exists", "exists_one", "existsOne", "transformList", "transformMap"})
-
-
-def is_macro_call(name: str, args: list[Any]) -> bool:
-    """Whether ``target.name(args)`` is a macro: its first argument is a bare variable name."""
-    return name in MACROS and 2 <= len(args) <= 4 and simple_ident(args[0]) is not None
+from policyengine.cel.syntax import Node, call_args, is_macro_call, macro_variables, simple_ident
 
 
 def _size(value: Any) -> int:
@@ -128,17 +116,17 @@ class MeteredEvaluator(Evaluator):
             return self._opt_map(target, name == "optFlatMap", args)
         if not isinstance(target, list | dict):
             return CELEvalError(f"no such overload: {name} on a non-collection")
-        names = [simple_ident(arg) for arg in args]
-        two_vars = name in _TWO_VARIABLE and len(args) >= 3 and names[1] is not None
+        names = macro_variables(name, args)
+        two_vars = len(names) == 2
         if two_vars:
-            first, second = str(names[0]), str(names[1])
+            first, second = names
             if isinstance(target, dict):
                 pairs = [(k, dict.__getitem__(target, k)) for k in target]
             else:
                 pairs = [(celtypes.IntType(i), v) for i, v in enumerate(target)]
             scopes = [{first: a, second: b} for a, b in pairs]
         else:
-            scopes = [{str(names[0]): item} for item in target]
+            scopes = [{names[0]: item} for item in target]
         body = args[-1]
         if name == "sortBy":
             return self._sort_by(target, scopes, body)

@@ -1,0 +1,38 @@
+"""The lazy ``variables`` contract both backends keep: each variable is computed on first use and
+memoised for the activation; a variable that fails is memoised as its error, so using it fails every
+time and the other variables are unaffected; a budget overrun is not memoised, it ends the evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from policyengine.cel.budget import BudgetExceeded
+from policyengine.cel.port import CelEvalError, CompiledExpr, VariableDef
+
+
+def definitions(defs: Sequence[VariableDef]) -> dict[str, tuple[CompiledExpr | None, Any]]:
+    """Variable name -> (compiled expression or None, constant)."""
+    return {name: (compiled, const) for name, compiled, const in defs}
+
+
+def compute(
+    name: str,
+    compiled: Any,
+    const: Any,
+    run: Callable[[Any], Any],
+    as_error: Callable[[str], Any],
+    convert: Callable[[Any], Any] = lambda value: value,
+) -> Any:
+    """The value of one variable, or the backend's error value for it (``as_error``): a constant is
+    ``convert``-ed, an expression is ``run``. A budget overrun propagates as BudgetExceeded, so the
+    expression that used the variable stops with ``budget_exceeded``."""
+    if compiled is None:
+        return convert(const)
+    try:
+        return run(compiled)
+    except CelEvalError as err:
+        if err.code == "budget_exceeded":
+            raise BudgetExceeded(str(err)) from None
+        return as_error(f"variables.{name}: {err}")
