@@ -91,7 +91,7 @@ class _Scanner(ast.NodeVisitor):
             if keyword.arg == "code":
                 self.code(keyword.value, node.lineno)
         callee = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-        position = {"Problem": 2, "_Problem": 1, "CelEvalError": 1}.get(callee)
+        position = {"Problem": 2, "_Problem": 1, "CelEvalError": 1, "CelCompileError": 1}.get(callee)
         if position is not None and len(node.args) > position:
             self.code(node.args[position], node.lineno)
         self.generic_visit(node)

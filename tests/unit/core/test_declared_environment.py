@@ -14,11 +14,11 @@ from policyengine import errors, native
 from policyengine.cel import Declarations
 from policyengine.cli import main
 from policyengine.compat import gatekeeper, vap
+from policyengine.engine import Engine
 from policyengine.errors import LoadError
 from policyengine.loader import parse_text
 from policyengine.model import GroupVersionKind, GroupVersionResource, Outcome, Request
 from policyengine.policyset import build_policy_set, load_policy_set
-from policyengine.views import engine_for
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -190,7 +190,7 @@ def test_every_name_declared_for_native_policies_is_bound_at_evaluation() -> Non
         "  validations:", "  variables: [{name: v, expression: 'true'}]\n  validations:"
     )
     text = text.replace('"true"', f'"{_reads_every_root(native.DECLARED)}"', 1)
-    engine = engine_for(build_policy_set(parse_text(text, "p.yaml")))
+    engine = Engine(build_policy_set(parse_text(text, "p.yaml")))
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "lab"}, "spec": {}}
     request = Request(
         "uid",
