@@ -15,13 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from policyengine import errors, native
+from policyengine import errors, native, policyvars
 from policyengine.cel import CelBackend, CelCompileError, CompiledExpr, get_backend
 from policyengine.cel.checker import variables_read
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, collect_documents, discover
 from policyengine.model import Expr, Policy, PolicyException
-from policyengine.schema import validate
+from policyengine.schema import validate, with_defaults
 
 NATIVE_GROUP = "policyengine.io/"
 # Test cases live beside policies but are never policies (``policyengine test`` reads them); folders of
@@ -32,6 +32,7 @@ _NATIVE_SCHEMAS = {
     "Policy": "policy.json",
     "PolicyException": "policy-exception.json",
     "GovernanceConfig": "governance-config.json",
+    policyvars.KIND: "policy-variables.json",
 }
 
 
@@ -65,10 +66,12 @@ class Compiler:
 class PolicySet:
     policies: tuple[Policy, ...] = ()
     exceptions: tuple[PolicyException, ...] = ()
-    config: Mapping[str, Any] = field(default_factory=dict)  # merged GovernanceConfig spec
+    # The merged GovernanceConfig spec, every key the schema gives a default filled in.
+    config: Mapping[str, Any] = field(default_factory=dict)
     param_objects: tuple[Any, ...] = ()  # objects a binding's paramRef may select
     # The GovernanceConfig document that set each (section, key) of ``config``, to point at its lines.
     config_sources: Mapping[tuple[str, str], Document] = field(default_factory=dict)
+    shared_variables: tuple[policyvars.SharedVariable, ...] = ()  # from PolicyVariables, in load order
     notes: tuple[str, ...] = ()  # what loaded but does nothing (an unbound policy, ...), for --verbose
     digest: str = ""
     compiler: Compiler = field(default_factory=Compiler, compare=False, repr=False)
@@ -140,6 +143,7 @@ def build_policy_set(
     config: dict[str, Any] = {}
     config_sources: dict[tuple[str, str], Document] = {}
     foreign: list[Document] = []
+    declared: list[policyvars.SharedVariable] = []
     for doc in (*docs, *config_docs):
         if not isinstance(doc.data, dict) or not doc.kind or not doc.api_version:
             problems.append(
@@ -167,6 +171,8 @@ def build_policy_set(
             policies.append(native.policy(doc, problems))
         elif doc.kind == "PolicyException":
             exceptions.append(native.exception(doc, problems))
+        elif doc.kind == policyvars.KIND:
+            declared.extend(policyvars.parse(doc))
         else:
             spec = doc.data.get("spec") or {}
             if doc.file != "<stdin>":
@@ -182,16 +188,21 @@ def build_policy_set(
                 doc.problem(
                     errors.UNKNOWN_KIND,
                     f"{doc.api_version} {doc.kind} is not a policy document "
-                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
+                    "(expected policyengine.io/v1 Policy, PolicyException, PolicyVariables or GovernanceConfig, "
                     "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
                     ["kind"],
                 )
             )
 
     _check_names(policies, exceptions, problems)
-    for p in policies:
+    shared = policyvars.SharedVariables(declared, problems)
+    compiler.check((v.expression for v in declared), problems)
+    for i, p in enumerate(policies):
         compiler.check(policy_expressions(p), problems)
-        _check_variable_references(p, problems)
+        native_policy = p.origin == "Policy"  # shared variables are for native policies only
+        _check_variable_references(p, problems, shared.names if native_policy else frozenset())
+        if native_policy:
+            policies[i] = shared.bind(p, list(policy_expressions(p)), problems)
     for e in exceptions:
         compiler.check(exception_expressions(e), problems)
     if problems:
@@ -202,9 +213,10 @@ def build_policy_set(
     return PolicySet(
         policies=tuple(policies),
         exceptions=tuple(exceptions),
-        config=config,
+        config=with_defaults(config, "governance-config.json", ["spec"]),
         param_objects=converted.param_objects,
         config_sources=config_sources,
+        shared_variables=tuple(declared),
         notes=tuple(converted.notes),
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
@@ -219,6 +231,8 @@ def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) 
             exprs = list(policy_expressions(native.policy(doc, [])))
         elif doc.kind == "PolicyException":
             exprs = list(exception_expressions(native.exception(doc, [])))
+        elif doc.kind == policyvars.KIND:
+            exprs = [v.expression for v in policyvars.parse(doc)]
         else:
             return
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
@@ -226,13 +240,18 @@ def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) 
     compiler.check((e for e in exprs if isinstance(e.source, str)), problems)
 
 
-def _check_variable_references(policy: Policy, problems: list[Problem]) -> None:
-    """Every ``variables.<name>`` must be declared, and a variable may read only the ones before it, as
-    Kubernetes' type checker requires: a misspelt name fails at load, not at admission."""
+def _check_variable_references(
+    policy: Policy, problems: list[Problem], shared: frozenset[str] = frozenset()
+) -> None:
+    """Every ``variables.<name>`` must be declared (by the policy, or as a ``shared`` variable), and a
+    variable may read only the ones before it, as Kubernetes' type checker requires: a misspelt name
+    fails at load, not at admission. A shared variable counts as declared before the policy's own,
+    unless the policy declares the name itself (its own wins)."""
     declared: list[str] = []
+    inherited = shared - {v.name for v in policy.variables}
 
     def check(e: Expr) -> None:
-        for name in sorted(variables_read(e.source) - set(declared)):
+        for name in sorted(variables_read(e.source) - set(declared) - inherited):
             if name in {v.name for v in policy.variables}:
                 why = f"is declared after this variable, which may use only {', '.join(declared) or 'none'}"
             else:
