@@ -45,6 +45,11 @@ RESIDENCY_LABEL = "policyengine.io/residency"
 UNKNOWN_REGION = ""
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    """A mapping as CEL values take it (a plain dict); anything else as no entry."""
+    return value if isinstance(value, dict) else dict(value) if isinstance(value, Mapping) else {}
+
+
 def _section(config: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
     cfg = as_dict(config)
     # Accept the whole GovernanceConfig document or its spec, as the workload view does.
@@ -108,7 +113,7 @@ class OrgRules:
             "team": team,
             "quota": {
                 "team": quota_team,
-                "limits": as_dict(self.teams.get(quota_team)),
+                "limits": _plain(self.teams.get(quota_team)),
                 "gpusInUse": pools.get(quota_team, 0),
             },
             "residency": {
