@@ -127,24 +127,39 @@ def digest_documents(docs: Sequence[Document]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def build_policy_set(
-    docs: Sequence[Document],
-    *,
-    config_docs: Sequence[Document] = (),
-    compiler: Compiler | None = None,
-) -> PolicySet:
-    """Documents -> PolicySet. Raises LoadError with every problem found."""
-    from policyengine import compat  # compat converts Kubernetes and Gatekeeper kinds to the same model
+@dataclass
+class _Native:
+    """The native documents of a set as they are read: policies, exceptions, config, shared variables."""
 
-    compiler = compiler or Compiler()
-    problems: list[Problem] = []
-    policies: list[Policy] = []
-    exceptions: list[PolicyException] = []
-    config: dict[str, Any] = {}
-    config_sources: dict[tuple[str, str], Document] = {}
+    policies: list[Policy] = field(default_factory=list)
+    exceptions: list[PolicyException] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    config_sources: dict[tuple[str, str], Document] = field(default_factory=dict)
+    shared: list[policyvars.SharedVariable] = field(default_factory=list)
+
+    def add(self, doc: Document, problems: list[Problem]) -> None:
+        """``doc``, which passed its schema."""
+        if doc.kind == "Policy":
+            self.policies.append(native.policy(doc, problems))
+        elif doc.kind == "PolicyException":
+            self.exceptions.append(native.exception(doc, problems))
+        elif doc.kind == policyvars.KIND:
+            self.shared.extend(policyvars.parse(doc))
+        else:
+            spec = doc.data.get("spec") or {}
+            if doc.file != "<stdin>":
+                spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
+            self.config = native.merge_config(self.config, spec)
+            _locate_config(doc, self.config_sources)
+
+
+def _read_native(
+    docs: Iterable[Document], compiler: Compiler, problems: list[Problem]
+) -> tuple[_Native, list[Document]]:
+    """The native documents read, and the others (Kubernetes and Gatekeeper kinds) for compat."""
+    found_native = _Native()
     foreign: list[Document] = []
-    declared: list[policyvars.SharedVariable] = []
-    for doc in (*docs, *config_docs):
+    for doc in docs:
         if not isinstance(doc.data, dict) or not doc.kind or not doc.api_version:
             problems.append(
                 doc.problem(
@@ -167,21 +182,24 @@ def build_policy_set(
             problems.extend(found)
             _compile_anyway(doc, compiler, problems)
             continue
-        if doc.kind == "Policy":
-            policies.append(native.policy(doc, problems))
-        elif doc.kind == "PolicyException":
-            exceptions.append(native.exception(doc, problems))
-        elif doc.kind == policyvars.KIND:
-            declared.extend(policyvars.parse(doc))
-        else:
-            spec = doc.data.get("spec") or {}
-            if doc.file != "<stdin>":
-                spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
-            config = native.merge_config(config, spec)
-            _locate_config(doc, config_sources)
+        found_native.add(doc, problems)
+    return found_native, foreign
 
+
+def build_policy_set(
+    docs: Sequence[Document],
+    *,
+    config_docs: Sequence[Document] = (),
+    compiler: Compiler | None = None,
+) -> PolicySet:
+    """Documents -> PolicySet. Raises LoadError with every problem found."""
+    from policyengine import compat  # compat converts Kubernetes and Gatekeeper kinds to the same model
+
+    compiler = compiler or Compiler()
+    problems: list[Problem] = []
+    read, foreign = _read_native((*docs, *config_docs), compiler, problems)
     converted = compat.convert(foreign, problems)
-    policies.extend(converted.policies)
+    policies = [*read.policies, *converted.policies]
     for doc in foreign:
         if id(doc) not in converted.claimed:
             problems.append(
@@ -194,17 +212,8 @@ def build_policy_set(
                 )
             )
 
-    _check_names(policies, exceptions, problems)
-    shared = policyvars.SharedVariables(declared, problems)
-    compiler.check((v.expression for v in declared), problems)
-    for i, p in enumerate(policies):
-        compiler.check(policy_expressions(p), problems)
-        native_policy = p.origin == "Policy"  # shared variables are for native policies only
-        _check_variable_references(p, problems, shared.names if native_policy else frozenset())
-        if native_policy:
-            policies[i] = shared.bind(p, list(policy_expressions(p)), problems)
-    for e in exceptions:
-        compiler.check(exception_expressions(e), problems)
+    _check_names(policies, read.exceptions, problems)
+    policies = _check_expressions(policies, read, compiler, problems)
     if problems:
         # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
         # policies sharing its expressions: report each problem of theirs once.
@@ -212,15 +221,32 @@ def build_policy_set(
         raise LoadError(sorted(unique, key=lambda p: (p.file, p.line)))
     return PolicySet(
         policies=tuple(policies),
-        exceptions=tuple(exceptions),
-        config=with_defaults(config, "governance-config.json", ["spec"]),
+        exceptions=tuple(read.exceptions),
+        config=with_defaults(read.config, "governance-config.json", ["spec"]),
         param_objects=converted.param_objects,
-        config_sources=config_sources,
-        shared_variables=tuple(declared),
+        config_sources=read.config_sources,
+        shared_variables=tuple(read.shared),
         notes=tuple(converted.notes),
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
     )
+
+
+def _check_expressions(
+    policies: list[Policy], read: _Native, compiler: Compiler, problems: list[Problem]
+) -> list[Policy]:
+    """Compile every expression and check its variables; the policies with their shared variables bound."""
+    shared = policyvars.SharedVariables(read.shared, problems)
+    compiler.check((v.expression for v in read.shared), problems)
+    bound = []
+    for p in policies:
+        compiler.check(policy_expressions(p), problems)
+        native_policy = p.origin == "Policy"  # shared variables are for native policies only
+        _check_variable_references(p, problems, shared.names if native_policy else frozenset())
+        bound.append(shared.bind(p, list(policy_expressions(p)), problems) if native_policy else p)
+    for e in read.exceptions:
+        compiler.check(exception_expressions(e), problems)
+    return bound
 
 
 def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem]) -> None:
