@@ -10,7 +10,9 @@ the GPUs that pods still hold, and ``inventory_view`` is what CEL sees as ``inve
     }
 
 Every team named in the config's ``spec.gpu.teams`` and the ``default`` team are always present, so a rule
-can read ``inventory.teams[team].gpusInUse`` without guarding it.
+can read ``inventory.teams[team].gpusInUse`` without guarding it. Which pool a team's usage counts against
+(teams without an entry share ``default``'s) is decided in ``policyengine.org``, whose ``org.quota`` view
+rules read.
 """
 
 from __future__ import annotations

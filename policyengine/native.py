@@ -38,7 +38,7 @@ ANNOTATION = "policyengine.io/"
 # The names every policy's expressions are evaluated with (the engine binds them), as in Kubernetes.
 ADMISSION_ROOTS = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "variables"})
 # The views native policies also read, computed once per request (views.py).
-VIEWS = frozenset({"workload", "inventory"})
+VIEWS = frozenset({"workload", "inventory", "org"})
 DECLARED = Declarations("Policy", ADMISSION_ROOTS | VIEWS)
 # An exception's matchConditions run with the bindings of the policy they except, views included.
 EXCEPTION_DECLARED = Declarations("PolicyException", ADMISSION_ROOTS | VIEWS)

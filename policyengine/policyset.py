@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from policyengine import errors, native
+from policyengine import errors, native, policyvars
 from policyengine.cel import (
     ANY,
     BOOL,
@@ -32,7 +32,7 @@ from policyengine.cel.checker import variables_read
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, collect_documents, discover
 from policyengine.model import Expr, Policy, PolicyException
-from policyengine.schema import validate
+from policyengine.schema import validate, with_defaults
 
 NATIVE_GROUP = "policyengine.io/"
 # Test cases live beside policies but are never policies (``policyengine test`` reads them); folders of
@@ -43,6 +43,7 @@ _NATIVE_SCHEMAS = {
     "Policy": "policy.json",
     "PolicyException": "policy-exception.json",
     "GovernanceConfig": "governance-config.json",
+    policyvars.KIND: "policy-variables.json",
 }
 
 
@@ -90,10 +91,12 @@ class Compiler:
 class PolicySet:
     policies: tuple[Policy, ...] = ()
     exceptions: tuple[PolicyException, ...] = ()
-    config: Mapping[str, Any] = field(default_factory=dict)  # merged GovernanceConfig spec
+    # The merged GovernanceConfig spec, every key the schema gives a default filled in.
+    config: Mapping[str, Any] = field(default_factory=dict)
     param_objects: tuple[Any, ...] = ()  # objects a binding's paramRef may select
     # The GovernanceConfig document that set each (section, key) of ``config``, to point at its lines.
     config_sources: Mapping[tuple[str, str], Document] = field(default_factory=dict)
+    shared_variables: tuple[policyvars.SharedVariable, ...] = ()  # from PolicyVariables, in load order
     notes: tuple[str, ...] = ()  # what loaded but does nothing (an unbound policy, ...), for --verbose
     digest: str = ""
     compiler: Compiler = field(default_factory=Compiler, compare=False, repr=False)
@@ -164,23 +167,39 @@ def digest_documents(docs: Sequence[Document]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def build_policy_set(
-    docs: Sequence[Document],
-    *,
-    config_docs: Sequence[Document] = (),
-    compiler: Compiler | None = None,
-) -> PolicySet:
-    """Documents -> PolicySet. Raises LoadError with every problem found."""
-    from policyengine import compat  # compat converts Kubernetes and Gatekeeper kinds to the same model
+@dataclass
+class _Native:
+    """The native documents of a set as they are read: policies, exceptions, config, shared variables."""
 
-    compiler = compiler or Compiler()
-    problems: list[Problem] = []
-    policies: list[Policy] = []
-    exceptions: list[PolicyException] = []
-    config: dict[str, Any] = {}
-    config_sources: dict[tuple[str, str], Document] = {}
+    policies: list[Policy] = field(default_factory=list)
+    exceptions: list[PolicyException] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    config_sources: dict[tuple[str, str], Document] = field(default_factory=dict)
+    shared: list[policyvars.SharedVariable] = field(default_factory=list)
+
+    def add(self, doc: Document, problems: list[Problem]) -> None:
+        """``doc``, which passed its schema."""
+        if doc.kind == "Policy":
+            self.policies.append(native.policy(doc, problems))
+        elif doc.kind == "PolicyException":
+            self.exceptions.append(native.exception(doc, problems))
+        elif doc.kind == policyvars.KIND:
+            self.shared.extend(policyvars.parse(doc))
+        else:
+            spec = doc.data.get("spec") or {}
+            if doc.file != "<stdin>":
+                spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
+            self.config = native.merge_config(self.config, spec)
+            _locate_config(doc, self.config_sources)
+
+
+def _read_native(
+    docs: Iterable[Document], compiler: Compiler, problems: list[Problem]
+) -> tuple[_Native, list[Document]]:
+    """The native documents read, and the others (Kubernetes and Gatekeeper kinds) for compat."""
+    found_native = _Native()
     foreign: list[Document] = []
-    for doc in (*docs, *config_docs):
+    for doc in docs:
         if not isinstance(doc.data, dict) or not doc.kind or not doc.api_version:
             problems.append(
                 doc.problem(
@@ -199,18 +218,27 @@ def build_policy_set(
             problems.extend(found)
             _compile_anyway(doc, compiler, problems, {p.path for p in found})
             continue
-        if doc.kind == "Policy":
-            policies.append(native.policy(doc, problems))
-        elif doc.kind == "PolicyException":
-            exceptions.append(native.exception(doc, problems))
-        else:
-            config = _merge_config(doc, config, config_sources)
+        found_native.add(doc, problems)
+    return found_native, foreign
 
+
+def build_policy_set(
+    docs: Sequence[Document],
+    *,
+    config_docs: Sequence[Document] = (),
+    compiler: Compiler | None = None,
+) -> PolicySet:
+    """Documents -> PolicySet. Raises LoadError with every problem found."""
+    from policyengine import compat  # compat converts Kubernetes and Gatekeeper kinds to the same model
+
+    compiler = compiler or Compiler()
+    problems: list[Problem] = []
+    read, foreign = _read_native((*docs, *config_docs), compiler, problems)
     converted = compat.convert(foreign, problems)
-    policies.extend(converted.policies)
+    policies = [*read.policies, *converted.policies]
     _report_unclaimed(foreign, converted.claimed, problems)
-    _check_names(policies, exceptions, problems)
-    _check_expressions(policies, exceptions, compiler, problems)
+    _check_names(policies, read.exceptions, problems)
+    policies = _check_expressions(policies, read, compiler, problems)
     if problems:
         # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
         # policies sharing its expressions: report each problem of theirs once.
@@ -218,10 +246,11 @@ def build_policy_set(
         raise LoadError(sorted(unique, key=lambda p: (p.file, p.line)))
     return PolicySet(
         policies=tuple(policies),
-        exceptions=tuple(exceptions),
-        config=config,
+        exceptions=tuple(read.exceptions),
+        config=with_defaults(read.config, "governance-config.json", ["spec"]),
         param_objects=converted.param_objects,
-        config_sources=config_sources,
+        config_sources=read.config_sources,
+        shared_variables=tuple(read.shared),
         notes=tuple(converted.notes),
         digest=digest_documents([*docs, *config_docs]),
         compiler=compiler,
@@ -237,18 +266,6 @@ def _validate_native(doc: Document, schema: str) -> list[Problem]:
     return found
 
 
-def _merge_config(
-    doc: Document, config: dict[str, Any], sources: dict[tuple[str, str], Document]
-) -> dict[str, Any]:
-    """``config`` with the GovernanceConfig ``doc`` merged in (its relative paths made relative to its
-    folder), recording the document as the source of what it sets."""
-    spec = doc.data.get("spec") or {}
-    if doc.file != "<stdin>":
-        spec = native.resolve_config_paths(spec, str(Path(doc.file).parent))
-    _locate_config(doc, sources)
-    return native.merge_config(config, spec)
-
-
 def _report_unclaimed(foreign: Sequence[Document], claimed: set[int], problems: list[Problem]) -> None:
     for doc in foreign:
         if id(doc) not in claimed:
@@ -256,7 +273,7 @@ def _report_unclaimed(foreign: Sequence[Document], claimed: set[int], problems: 
                 doc.problem(
                     errors.UNKNOWN_KIND,
                     f"{doc.api_version} {doc.kind} is not a policy document "
-                    "(expected policyengine.io/v1 Policy, PolicyException or GovernanceConfig, "
+                    "(expected policyengine.io/v1 Policy, PolicyException, PolicyVariables or GovernanceConfig, "
                     "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
                     ["kind"],
                 )
@@ -264,18 +281,21 @@ def _report_unclaimed(foreign: Sequence[Document], claimed: set[int], problems: 
 
 
 def _check_expressions(
-    policies: Sequence[Policy],
-    exceptions: Sequence[PolicyException],
-    compiler: Compiler,
-    problems: list[Problem],
-) -> None:
+    policies: list[Policy], read: _Native, compiler: Compiler, problems: list[Problem]
+) -> list[Policy]:
     """Compile every expression against the names its document kind binds and the result its field
-    needs, and check its ``variables.<name>`` references."""
+    needs, and check its ``variables.<name>`` references; the policies with their shared variables bound."""
+    shared = policyvars.SharedVariables(read.shared, problems)
+    compiler.check((v.expression for v in read.shared), problems, native.DECLARED)
+    bound = []
     for p in policies:
         compiler.check(typed_expressions(p), problems, declarations(p))
-        _check_variable_references(p, problems)
-    for e in exceptions:
+        native_policy = p.origin == "Policy"  # shared variables are for native policies only
+        _check_variable_references(p, problems, shared.names if native_policy else frozenset())
+        bound.append(shared.bind(p, list(policy_expressions(p)), problems) if native_policy else p)
+    for e in read.exceptions:
         compiler.check(exception_expressions(e), problems, native.EXCEPTION_DECLARED)
+    return bound
 
 
 def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem], reported: set[str]) -> None:
@@ -290,6 +310,8 @@ def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem], 
                 list(exception_expressions(native.exception(doc, []))),
                 native.EXCEPTION_DECLARED,
             )
+        elif doc.kind == policyvars.KIND:
+            exprs, declared = [(v.expression, ANY) for v in policyvars.parse(doc)], native.DECLARED
         else:
             return
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
@@ -297,13 +319,18 @@ def _compile_anyway(doc: Document, compiler: Compiler, problems: list[Problem], 
     compiler.check(((e, r) for e, r in exprs if e.path not in reported), problems, declared)
 
 
-def _check_variable_references(policy: Policy, problems: list[Problem]) -> None:
-    """Every ``variables.<name>`` must be declared, and a variable may read only the ones before it, as
-    Kubernetes' type checker requires: a misspelt name fails at load, not at admission."""
+def _check_variable_references(
+    policy: Policy, problems: list[Problem], shared: frozenset[str] = frozenset()
+) -> None:
+    """Every ``variables.<name>`` must be declared (by the policy, or as a ``shared`` variable), and a
+    variable may read only the ones before it, as Kubernetes' type checker requires: a misspelt name
+    fails at load, not at admission. A shared variable counts as declared before the policy's own,
+    unless the policy declares the name itself (its own wins)."""
     declared: list[str] = []
+    inherited = shared - {v.name for v in policy.variables}
 
     def check(e: Expr) -> None:
-        for name in sorted(variables_read(e.source) - set(declared)):
+        for name in sorted(variables_read(e.source) - set(declared) - inherited):
             if name in {v.name for v in policy.variables}:
                 why = f"is declared after this variable, which may use only {', '.join(declared) or 'none'}"
             else:

@@ -1,8 +1,11 @@
-"""JSON Schema validation of documents against the schemas shipped in ``policyengine/schemas``."""
+"""JSON Schema validation of documents against the schemas shipped in ``policyengine/schemas``, and the
+defaults those schemas declare."""
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -43,3 +46,26 @@ def validate(doc: Document, schema: str) -> list[Problem]:
             message = message[:299] + "…"
         problems.append(doc.problem(errors.SCHEMA_INVALID, message, path))
     return problems
+
+
+def with_defaults(value: Mapping[str, Any], schema: str, at: Sequence[str] = ()) -> dict[str, Any]:
+    """``value`` (valid at ``at`` in schema file ``schema``) with every absent key whose schema declares
+    a ``default`` filled in, recursively through ``properties``. Keys the schema does not name are kept."""
+    node: Any = _read(schema)
+    for key in at:
+        node = node["properties"][key]
+    filled = _fill(value, node)
+    return dict(filled) if isinstance(filled, Mapping) else {}
+
+
+def _fill(value: Any, node: Mapping[str, Any]) -> Any:
+    properties = node.get("properties")
+    if not isinstance(value, Mapping) or not isinstance(properties, Mapping):
+        return value
+    out = dict(value)
+    for key, sub in properties.items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = _fill(out[key], sub)
+    return out

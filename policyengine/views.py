@@ -1,7 +1,10 @@
-"""The AI-specific CEL bindings: ``workload`` (what the object runs) and ``inventory`` (cluster usage).
+"""The AI-specific CEL bindings: ``workload`` (what the object runs), ``inventory`` (cluster usage) and
+``org`` (the organisation's facts about this request: its team and quota, residency zone and regions,
+the region of each data location; shape in ``policyengine/org.py``).
 
-Both are computed once per request from plain data and shared by every policy. The inventory view
-depends only on the inventory and the config, so it is computed once per inventory, not per request.
+All are computed once per request from plain data and shared by every policy. The inventory view and
+the GPU usage per quota pool depend only on the inventory and the config, so they are computed once per
+inventory, not per request.
 Each model of ``workload.models`` pinned by sha256 also carries ``signature``: ``{verified, signer,
 reason}`` from the attestation store (the provenance verdict for that digest).
 """
@@ -14,6 +17,7 @@ from typing import Any
 
 from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
+from policyengine.org import OrgRules, pool_usage
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
@@ -21,24 +25,28 @@ from policyengine.workloads import describe
 
 # Extra CEL bindings computed once per request from the request, the inventory and the config.
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any]], Mapping[str, Any]]
+# The inventory view and the GPUs in use per quota pool (``org.pool_usage``).
+_InventoryFacts = tuple[dict[str, Any], dict[str, int]]
 
 
 class _InventoryViews:
-    """Remembers the view of the last inventory seen (the webhook swaps inventories as a whole)."""
+    """Remembers the facts of the last inventory seen (the webhook swaps inventories as a whole)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last: tuple[Inventory, Mapping[str, Any], dict[str, Any]] | None = None
+        self._last: tuple[Inventory, Mapping[str, Any], _InventoryFacts] | None = None
 
-    def view(self, inventory: Inventory, config: Mapping[str, Any]) -> dict[str, Any]:
+    def view(self, inventory: Inventory, config: Mapping[str, Any], rules: OrgRules) -> _InventoryFacts:
         with self._lock:
             last = self._last
             if last is not None and last[0] is inventory and last[1] is config:
                 return last[2]
         view = inventory_view(inventory, config)
+        in_use = {team: entry["gpusInUse"] for team, entry in view["teams"].items()}
+        facts = (view, pool_usage(in_use, rules.teams))
         with self._lock:
-            self._last = (inventory, config, view)
-        return view
+            self._last = (inventory, config, facts)
+        return facts
 
 
 NO_STORE = {
@@ -49,18 +57,23 @@ NO_STORE = {
 
 
 def views_for(policy_set: PolicySet, attestations: AttestationStore | None = None) -> ViewProvider:
-    """The provider the engine calls once per request for ``workload`` and ``inventory``."""
+    """The provider the engine calls once per request for ``workload``, ``inventory`` and ``org``."""
     inventories = _InventoryViews()
+    set_rules = OrgRules.from_config(policy_set.config)  # the engine passes this set's config
 
     def signature(digest: str) -> dict[str, Any]:
         return attestations.lookup(digest) if attestations is not None else dict(NO_STORE)
 
     def provide(request: Request, inventory: Inventory, config: Mapping[str, Any]) -> Mapping[str, Any]:
         obj = request.object if request.object is not None else request.old_object
-        workload = describe(obj if isinstance(obj, Mapping) else {}, config)
+        obj = obj if isinstance(obj, Mapping) else {}
+        workload = describe(obj, config)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"]) if model["sha256"] else None
-        return {"workload": workload, "inventory": inventories.view(inventory, config)}
+        rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
+        inventory_facts, pools = inventories.view(inventory, config, rules)
+        org = rules.view(request.namespace, obj, inventory, pools, workload["dataLocations"])
+        return {"workload": workload, "inventory": inventory_facts, "org": org}
 
     return provide
 

@@ -94,7 +94,7 @@ def test_a_misspelt_view_fails_the_load_at_its_line() -> None:
     (problem,) = load(native_policy("workloads.gpus.total <= 8"))
     assert problem.render() == (
         "p.yaml:7: undeclared_reference: undeclared reference to 'workloads' (did you mean 'workload'? "
-        "Policy expressions may read inventory, namespaceObject, object, oldObject, params, request, "
+        "Policy expressions may read inventory, namespaceObject, object, oldObject, org, params, request, "
         "variables, workload) (at spec.validations[0].expression)"
     )
 
