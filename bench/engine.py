@@ -33,10 +33,11 @@ import celpy
 
 from policyengine.cel import get_backend
 from policyengine.engine import Engine
+from policyengine.expressions import Compiler
 from policyengine.gate import request_for
 from policyengine.loader import Document, parse_text
 from policyengine.model import Inventory
-from policyengine.policyset import Compiler, load_policy_set
+from policyengine.policyset import load_policy_set
 from policyengine.views import views_for
 
 CONTAINERS = "object.spec.template.spec.containers"

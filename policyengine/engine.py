@@ -8,7 +8,7 @@ every policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,7 +21,6 @@ from policyengine.match import labels_of, matches, selector_matches, wildcard_ma
 from policyengine.model import (
     Action,
     Decision,
-    FailurePolicy,
     Inventory,
     Outcome,
     Policy,
@@ -32,19 +31,14 @@ from policyengine.model import (
 )
 from policyengine.params import lookup
 from policyengine.policyset import PolicySet
+from policyengine.results import error_result, excepted, kind_of, make_result, primary_action
 from policyengine.views import ViewProvider, default_views
 
-_ACTION_RANK = (Action.DENY, Action.WARN, Action.AUDIT)
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
 
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
-
-
-def primary_action(actions: Iterable[Action]) -> Action:
-    chosen = set(actions)
-    return next((a for a in _ACTION_RANK if a in chosen), Action.AUDIT)
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ class Engine:
                 ),
                 annotations=tuple((a.name, compile_(a.expression.source)) for a in p.audit_annotations),
                 passes=tuple(
-                    _result(p, primary_action(p.actions), Outcome.PASS, "", index=i, validation=v)
+                    make_result(p, primary_action(p.actions), Outcome.PASS, "", index=i, validation=v)
                     for i, v in enumerate(p.validations)
                 ),
             )
@@ -214,10 +208,23 @@ class Engine:
     def _evaluate_policy(
         self, compiled: _Compiled, activation: Activation, annotations: dict[str, str]
     ) -> list[Result]:
-        policy = compiled.policy
-        action = compiled.action
+        held = self._conditions(compiled, activation)
+        if held is not None:
+            return [held]
+        out = [self._validate(compiled, index, activation) for index in range(len(compiled.validations))]
+        for key, expr in compiled.annotations:
+            try:
+                value = self._eval(expr, activation)
+            except CelEvalError:
+                continue
+            if value is not None:
+                annotations[f"{compiled.policy.name}/{key}"] = str(value)
+        return out
 
-        # matchConditions: any false -> skip; otherwise any error -> error under failurePolicy.
+    def _conditions(self, compiled: _Compiled, activation: Activation) -> Result | None:
+        """matchConditions: any false -> a skip; otherwise any error -> an error under failurePolicy;
+        None when they all hold."""
+        policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
         for name, cond in compiled.conditions:
             try:
@@ -226,59 +233,39 @@ class Engine:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
             if value is False:
-                return [_result(policy, action, Outcome.SKIP, f"matchCondition {name!r} is false")]
+                return make_result(policy, action, Outcome.SKIP, f"matchCondition {name!r} is false")
             if value is not True:
                 condition_error = (
-                    condition_error or f"matchCondition {name!r} returned {_kind(value)}, not bool"
+                    condition_error or f"matchCondition {name!r} returned {kind_of(value)}, not bool"
                 )
         if condition_error is not None:
-            return [error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)]
+            return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
+        return None
 
-        out: list[Result] = []
-        for index, (validation, expr, message_expr, path_expr) in enumerate(compiled.validations):
-            try:
-                value = self._eval(expr, activation)
-            except CelEvalError as err:
-                out.append(
-                    error_result(
-                        policy,
-                        f"expression {validation.expression.source!r}: {err}",
-                        code=err.code,
-                        action=action,
-                        index=index,
-                        validation=validation,
-                    )
-                )
-                continue
-            if value is True:
-                out.append(compiled.passes[index])
-            elif value is False:
-                message = self._message(validation, message_expr, activation)
-                failed = _result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
-                if path_expr is not None:
-                    failed = replace(
-                        failed, field_path=self._field_path(path_expr, activation) or failed.field_path
-                    )
-                out.append(failed)
-            else:
-                out.append(
-                    error_result(
-                        policy,
-                        f"expression {validation.expression.source!r} returned {_kind(value)}, not bool",
-                        code=errors.EVAL_TYPE,
-                        action=action,
-                        index=index,
-                        validation=validation,
-                    )
-                )
-        for key, expr in compiled.annotations:
-            try:
-                value = self._eval(expr, activation)
-            except CelEvalError:
-                continue
-            if value is not None:
-                annotations[f"{policy.name}/{key}"] = str(value)
-        return out
+    def _validate(self, compiled: _Compiled, index: int, activation: Activation) -> Result:
+        policy, action = compiled.policy, compiled.action
+        validation, expr, message_expr, path_expr = compiled.validations[index]
+        source = validation.expression.source
+        try:
+            value = self._eval(expr, activation)
+        except CelEvalError as err:
+            message = f"expression {source!r}: {err}"
+            return error_result(
+                policy, message, code=err.code, action=action, index=index, validation=validation
+            )
+        if value is True:
+            return compiled.passes[index]
+        if value is False:
+            message = self._message(validation, message_expr, activation)
+            failed = make_result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
+            if path_expr is not None:
+                field_path = self._field_path(path_expr, activation) or failed.field_path
+                failed = replace(failed, field_path=field_path)
+            return failed
+        message = f"expression {source!r} returned {kind_of(value)}, not bool"
+        return error_result(
+            policy, message, code=errors.EVAL_TYPE, action=action, index=index, validation=validation
+        )
 
     def _field_path(self, path_expr: CompiledExpr, activation: Activation) -> str | None:
         try:
@@ -333,7 +320,7 @@ class Engine:
                 break
         if used is None:
             return results
-        return [_excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results]
+        return [excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results]
 
     def _condition_holds(self, cond: CompiledExpr, activation: Activation) -> bool:
         try:
@@ -358,58 +345,6 @@ def _exception_matches(exc: PolicyException, request: Request) -> bool:
     return selector_matches(m.selector, labels_of(obj))
 
 
-def error_result(
-    policy: Policy,
-    message: str,
-    *,
-    code: str,
-    action: Action | None = None,
-    index: int | None = None,
-    validation: Validation | None = None,
-) -> Result:
-    """The one failurePolicy rule: an error takes ``action`` (by default the policy's primary action)
-    under failurePolicy Fail, and is recorded without being enforced (audit) under Ignore."""
-    if policy.failure_policy is not FailurePolicy.FAIL:
-        action = Action.AUDIT
-    elif action is None:
-        action = primary_action(policy.actions)
-    return _result(policy, action, Outcome.ERROR, message, index=index, validation=validation, code=code)
-
-
 def _internal_error(compiled: _Compiled, message: str) -> Result:
     """An error the expressions did not cause (a request the backend cannot hold, a backend fault)."""
     return error_result(compiled.policy, message[:300], code=errors.EVAL_ERROR, action=compiled.action)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _result(
-    policy: Policy,
-    action: Action,
-    outcome: Outcome,
-    message: str,
-    *,
-    index: int | None = None,
-    validation: Validation | None = None,
-    code: str | None = None,
-) -> Result:
-    return Result(
-        policy=policy.name,
-        action=action,
-        outcome=outcome,
-        message=message,
-        validation=index,
-        reason=validation.reason if validation else None,
-        code=code,
-        field_path=validation.field_path if validation else None,
-        category=policy.category,
-        severity=policy.severity,
-        remediation=policy.remediation,
-        policy_source=policy.source,
-    )
-
-
-def _excepted(result: Result, exc: PolicyException) -> Result:
-    return replace(result, outcome=Outcome.EXCEPTED, exception=exc.name)

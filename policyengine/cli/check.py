@@ -15,11 +15,12 @@ from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
+from policyengine.expressions import Compiler
 from policyengine.gate import check_documents, is_object, object_meta_problems
 from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, STDIN, InputLimits, discover, format_size, read_documents
 from policyengine.model import Inventory
-from policyengine.policyset import Compiler, load_policy_set
+from policyengine.policyset import load_policy_set
 from policyengine.trust import load_attestation_store
 
 

@@ -57,6 +57,12 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="budget of a whole review: read, parse, evaluate, record (default 3); over it, failurePolicy applies",
     )
+    _add_limits(p)
+    _add_operations(p)
+    p.set_defaults(func=run)
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
     limits = p.add_argument_group("limits", "what one process holds at most (see deploy/README.md)")
     limits.add_argument(
         "--max-connections",
@@ -100,6 +106,9 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         help="auditors' queries answered at once; more are answered 503 (default 2)",
     )
+
+
+def _add_operations(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reload-interval",
         type=float,
@@ -136,12 +145,49 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--audit-api-tokens", metavar="FILE", help="bearer tokens for the auditors' API, one per line"
     )
-    p.set_defaults(func=run)
 
 
 def settings_from(args: argparse.Namespace) -> Any:
     from webhook.settings import Settings
 
+    _check_arguments(args)
+    return Settings(
+        audit_api_port=args.audit_api_port,
+        audit_api_tokens=args.audit_api_tokens,
+        audit_log=args.audit_log,
+        audit_key=args.audit_key,
+        audit_origin=args.audit_origin,
+        audit_failure=args.audit_failure,
+        audit_restart_after=args.audit_restart_after,
+        host=args.host,
+        port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure_http=args.insecure_http,
+        policies=tuple(args.policies),
+        include_bundled=not args.no_default_policies,
+        allow_empty_policies=args.allow_empty_policies,
+        config=tuple(args.config),
+        inventory=args.inventory,
+        kube=args.kube,
+        kubeconfig=args.kubeconfig,
+        workers=args.workers,
+        max_body=args.max_body,
+        timeout=args.timeout,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        max_in_flight=args.max_in_flight,
+        max_in_flight_bytes=args.max_in_flight_bytes,
+        audit_api_max_connections=args.audit_api_max_connections,
+        audit_api_max_queries=args.audit_api_max_queries,
+        reload_interval=args.reload_interval or None,
+        startup_wait=args.sync_timeout,
+        log_level=args.log_level,
+    )
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check: files that must exist, flags that go together, ranges."""
     if not args.insecure_http:
         if not args.tls_cert or not args.tls_key:
             raise UsageError(
@@ -178,39 +224,6 @@ def settings_from(args: argparse.Namespace) -> Any:
             raise UsageError(f"no such file: {args.audit_api_tokens}")
         if args.audit_api_port == args.port:
             raise UsageError("--audit-api-port must differ from --port")
-    return Settings(
-        audit_api_port=args.audit_api_port,
-        audit_api_tokens=args.audit_api_tokens,
-        audit_log=args.audit_log,
-        audit_key=args.audit_key,
-        audit_origin=args.audit_origin,
-        audit_failure=args.audit_failure,
-        audit_restart_after=args.audit_restart_after,
-        host=args.host,
-        port=args.port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        insecure_http=args.insecure_http,
-        policies=tuple(args.policies),
-        include_bundled=not args.no_default_policies,
-        allow_empty_policies=args.allow_empty_policies,
-        config=tuple(args.config),
-        inventory=args.inventory,
-        kube=args.kube,
-        kubeconfig=args.kubeconfig,
-        workers=args.workers,
-        max_body=args.max_body,
-        timeout=args.timeout,
-        max_connections=args.max_connections,
-        header_timeout=args.header_timeout,
-        max_in_flight=args.max_in_flight,
-        max_in_flight_bytes=args.max_in_flight_bytes,
-        audit_api_max_connections=args.audit_api_max_connections,
-        audit_api_max_queries=args.audit_api_max_queries,
-        reload_interval=args.reload_interval or None,
-        startup_wait=args.sync_timeout,
-        log_level=args.log_level,
-    )
 
 
 def _load_policies(settings: Any) -> Any:

@@ -16,10 +16,10 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from policyengine.engine import primary_action
 from policyengine.gate import CheckReport, resource_of
 from policyengine.model import Outcome, Policy, Result
 from policyengine.reports.finding import Finding, absolute_path, findings, relative_path, severity_word
+from policyengine.results import primary_action
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"

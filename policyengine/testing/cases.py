@@ -14,9 +14,10 @@ from typing import Any
 from policyengine import errors
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
+from policyengine.expressions import Compiler
 from policyengine.loader import Document, collect_documents
 from policyengine.model import SourceRef
-from policyengine.policyset import Compiler, PolicySet, build_policy_set, policy_files
+from policyengine.policyset import PolicySet, build_policy_set, policy_files
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 EngineFactory = Callable[[PolicySet], Engine]

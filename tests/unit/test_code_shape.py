@@ -1,4 +1,5 @@
-"""The webhook and audit packages stay readable: no module over 400 lines, no function over 60."""
+"""The packages stay readable: no module over 400 lines, no function over 60 (the few known exceptions
+are listed with their size, so they cannot grow unnoticed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-CHECKED = [*sorted((ROOT / "webhook").rglob("*.py")), *sorted((ROOT / "audit").rglob("*.py"))]
+CHECKED = [*(sorted((ROOT / package).rglob("*.py")) for package in ("policyengine", "webhook", "audit"))]
+CHECKED = [path for paths in CHECKED for path in paths]
+# Known and not yet split: model-signing bundle parsing and verification in one module.
+KNOWN_LONG_MODULES = {"policyengine/provenance.py": 464}
 
 
 def test_no_module_is_too_long() -> None:
@@ -17,7 +21,7 @@ def test_no_module_is_too_long() -> None:
         lines = path.read_text(encoding="utf-8").count("\n")
         if lines > MAX_MODULE_LINES:
             long[str(path.relative_to(ROOT))] = lines
-    assert long == {}
+    assert long == KNOWN_LONG_MODULES
 
 
 def test_no_function_is_too_long() -> None:

@@ -11,7 +11,7 @@ import pytest
 from policyengine.cel import get_backend
 from policyengine.cli import main
 from policyengine.cli.check import cel_compiler
-from policyengine.policyset import Compiler
+from policyengine.expressions import Compiler
 
 POLICY = """apiVersion: policyengine.io/v1
 kind: Policy

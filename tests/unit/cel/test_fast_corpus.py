@@ -13,10 +13,11 @@ import pytest
 
 from policyengine.cel import get_backend
 from policyengine.engine import Engine
+from policyengine.expressions import Compiler
 from policyengine.gate import is_object, request_for
 from policyengine.loader import read_documents
 from policyengine.model import Decision
-from policyengine.policyset import Compiler, load_policy_set
+from policyengine.policyset import load_policy_set
 from policyengine.testing.cases import CaseResult, Workspace
 from policyengine.testing.runner import cases_of, find_test_files, run_case
 

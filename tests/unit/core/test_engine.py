@@ -316,7 +316,7 @@ def test_field_path_expression_names_the_offending_field_and_falls_back() -> Non
 
 def test_a_request_the_backend_cannot_hold_is_an_error_result_not_a_crash() -> None:
     from policyengine.cel import get_backend
-    from policyengine.policyset import Compiler
+    from policyengine.expressions import Compiler
 
     text = policy("p", '  validations: [{expression: "true"}]')
     eng = Engine(build_policy_set(parse_text(text, "p.yaml"), compiler=Compiler(get_backend("reference"))))

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from policyengine import errors
-from policyengine.engine import Engine, error_result
+from policyengine.engine import Engine
 from policyengine.gate import request_for
 from policyengine.loader import parse_text
 from policyengine.model import Action, FailurePolicy, Inventory, Outcome, Policy, SourceRef
 from policyengine.policyset import build_policy_set
+from policyengine.results import error_result
 from tests.unit.core.test_engine import NOW, engine, pod, policy
 from webhook.admission import over_budget
 
@@ -42,7 +43,7 @@ def _readers_of_failure_policy() -> list[str]:
 
 
 def test_the_failure_policy_rule_is_written_once() -> None:
-    assert _readers_of_failure_policy() == ["policyengine/engine.py:error_result"]
+    assert _readers_of_failure_policy() == ["policyengine/results.py:error_result"]
 
 
 @pytest.mark.parametrize(
