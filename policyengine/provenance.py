@@ -163,7 +163,7 @@ def examine_bundle(
             True, signer, "", model.subject_digests, model.single_file_digest, model.name, window
         )
     except Unverified as e:
-        return BundleVerdict(False, "", str(e), peek_subjects(payload))
+        return BundleVerdict(False, "", str(e), *peek_subjects(payload))
 
 
 def _verify_signature(
@@ -281,7 +281,9 @@ class AttestationStore:
             why = "; ".join(f"{Path(name).name}: {v.reason}" for name, v in covering)
             return {"verified": False, "signer": "", "reason": f"{len(covering)} bundles refused: {why}"}
         reason = f"no model-signing bundle in the attestation store covers sha256:{digest}"
-        unread = [(name, v) for name, v in judged if not v.verified and not v.subject_digests]
+        unread = [
+            (name, v) for name, v in judged if not (v.verified or v.subject_digests or v.single_file_digest)
+        ]
         if unread:
             why = "; ".join(f"{Path(name).name}: {v.reason}" for name, v in unread)
             reason += f" (refused without a readable model digest: {why})"

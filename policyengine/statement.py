@@ -126,8 +126,9 @@ def signed_model(payload: bytes) -> SignedModel:
     return SignedModel((root.lower(),), single, str(subjects[0].get("name", "")))
 
 
-def peek_subjects(payload: bytes) -> tuple[str, ...]:
-    """Subject digests of a payload that failed verification, only to say which model a failure is for."""
+def peek_subjects(payload: bytes) -> tuple[tuple[str, ...], str]:
+    """Subject digests and single-file digest of a payload that failed verification, only to say which
+    model a failure is for."""
     try:
         statement = json.loads(payload)
         found = [
@@ -135,6 +136,10 @@ def peek_subjects(payload: bytes) -> tuple[str, ...]:
             for s in statement.get("subject", [])
             if isinstance(s.get("digest", {}).get("sha256"), str)
         ]
+        resources = statement.get("predicate", {}).get("resources")
+        single = ""
+        if isinstance(resources, list) and len(resources) == 1 and resources[0].get("algorithm") == "sha256":
+            single = str(resources[0].get("digest", "")).lower()
     except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
-        return ()
-    return tuple(d for d in found if _HEX64.match(d))
+        return (), ""
+    return tuple(d for d in found if _HEX64.match(d)), single if _HEX64.match(single) else ""
