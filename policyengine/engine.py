@@ -149,7 +149,7 @@ class Engine:
         expired: set[str] = set()
         base: Activation | None = None
         try:
-            bindings.update(self._views(request, inventory, self.policy_set.config))
+            bindings.update(self._views(request, inventory, self.policy_set.config, now))
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)

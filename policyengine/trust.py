@@ -85,6 +85,27 @@ def load_attestation_store(config: Mapping[str, Any], locate: Locate = _unknown)
         )
     if problems:
         raise LoadError(problems)
+    require_eku = _require_code_signing(models)
+    warnings = tuple(trust_warnings(config))
     if not directory:
-        return AttestationStore()
-    return AttestationStore.from_directory(Path(directory), keys, cas)
+        return AttestationStore(warnings=warnings)
+    store = AttestationStore.from_directory(Path(directory), keys, cas, require_code_signing=require_eku)
+    return AttestationStore(store.verdicts, store.problems, warnings)
+
+
+EKU_OFF_WARNING = (
+    "spec.models.certificates.requireCodeSigningEKU is false: any certificate the configured CAs issued "
+    "with digitalSignature usage (a TLS server certificate, say) can sign models"
+)
+
+
+def trust_warnings(config: Mapping[str, Any]) -> list[str]:
+    """Trust settings of ``config`` weaker than the default, to be shown as warnings when it loads."""
+    return [] if _require_code_signing(_models(config)) else [EKU_OFF_WARNING]
+
+
+def _require_code_signing(models: Mapping[str, Any]) -> bool:
+    certificates = models.get("certificates")
+    if not isinstance(certificates, Mapping):
+        return True
+    return certificates.get("requireCodeSigningEKU") is not False

@@ -6,13 +6,14 @@ All are computed once per request from plain data and shared by every policy. Th
 the GPU usage per quota pool depend only on the inventory and the config, so they are computed once per
 inventory, not per request.
 Each model of ``workload.models`` pinned by sha256 also carries ``signature``: ``{verified, signer,
-reason}`` from the attestation store (the provenance verdict for that digest).
+reason}`` from the attestation store (the provenance verdict for that digest at the request's ``now``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from policyengine.inventory import inventory_view
@@ -23,8 +24,9 @@ from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
 from policyengine.workloads import describe
 
-# Extra CEL bindings computed once per request from the request, the inventory and the config.
-ViewProvider = Callable[[Request, Inventory, Mapping[str, Any]], Mapping[str, Any]]
+# Extra CEL bindings computed once per request from the request, the inventory, the config and the
+# verification time (the engine's ``now``: signatures are judged at it).
+ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
 # The inventory view and the GPUs in use per quota pool (``org.pool_usage``).
 _InventoryFacts = tuple[dict[str, Any], dict[str, int]]
 
@@ -61,15 +63,17 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
     inventories = _InventoryViews()
     set_rules = OrgRules.from_config(policy_set.config)  # the engine passes this set's config
 
-    def signature(digest: str) -> dict[str, Any]:
-        return attestations.lookup(digest) if attestations is not None else dict(NO_STORE)
+    def signature(digest: str, now: datetime) -> dict[str, Any]:
+        return attestations.lookup(digest, now) if attestations is not None else dict(NO_STORE)
 
-    def provide(request: Request, inventory: Inventory, config: Mapping[str, Any]) -> Mapping[str, Any]:
+    def provide(
+        request: Request, inventory: Inventory, config: Mapping[str, Any], now: datetime
+    ) -> Mapping[str, Any]:
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         workload = describe(obj, config)
         for model in workload["models"]:
-            model["signature"] = signature(model["sha256"]) if model["sha256"] else None
+            model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
         inventory_facts, pools = inventories.view(inventory, config, rules)
         org = rules.view(request.namespace, obj, inventory, pools, workload["dataLocations"])

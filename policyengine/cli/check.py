@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +21,7 @@ from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, STDIN, InputLimits, discover, format_size, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import load_policy_set
-from policyengine.trust import load_attestation_store
+from policyengine.trust import load_attestation_store, trust_warnings
 
 
 def add_parser(sub: Any) -> None:
@@ -70,6 +70,7 @@ def add_parser(sub: Any) -> None:
 
 
 CEL_BACKEND_ENV = "POLICYENGINE_CEL_BACKEND"
+EXPIRY_NOTICE = timedelta(days=30)  # --verbose lists signatures whose certificates expire this soon
 _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1 << 10, "M": 1000**2, "MB": 1000**2, "MIB": 1 << 20}
 _UNITS |= {"G": 1000**3, "GB": 1000**3, "GIB": 1 << 30}
 
@@ -126,14 +127,22 @@ def read_manifests(paths: list[str], stdin: IO[str], limits: InputLimits = DEFAU
     return docs
 
 
-def attestation_notes(config: Any) -> list[str]:
-    """What --verbose says about the attestation store: files it could not read, bundles that do not verify."""
+def attestation_notes(config: Any, now: datetime) -> list[str]:
+    """What --verbose says about the attestation store at ``now``: weakened trust settings, files it
+    could not read, bundles that do not verify, and signatures whose certificates expire within 30 days."""
     store = load_attestation_store(config)  # read again only under --verbose; it loaded once already
     notes = [f"attestation store: {problem}" for problem in store.problems]
+    judged = store.at(now)
     notes += [
         f"attestation store: {name} does not verify: {verdict.reason}"
-        for name, verdict in store.verdicts
+        for name, verdict in judged
         if not verdict.verified
+    ]
+    notes += [
+        f"attestation store: {name} expires soon: {verdict.window.not_after_cert} expires at "
+        f"{verdict.window.not_after.isoformat()}"
+        for name, verdict in store.expiring(now, EXPIRY_NOTICE)
+        if verdict.window is not None
     ]
     return notes
 
@@ -180,11 +189,14 @@ def run(args: argparse.Namespace) -> int:
         outputs.write_problem_reports(err.problems, reports)
         raise
 
+    now = datetime.now(UTC)
+    for warning in trust_warnings(policy_set.config):
+        print(f"policyengine check: warning: {warning}", file=sys.stderr)
     if args.verbose:
-        for note in [*policy_set.notes, *attestation_notes(policy_set.config)]:
+        for note in [*policy_set.notes, *attestation_notes(policy_set.config, now)]:
             print(f"note: {note}", file=sys.stderr)
     audit_log = auditing.open_log(args)
-    report = check_documents(engine, docs, inventory=inventory, now=datetime.now(UTC))
+    report = check_documents(engine, docs, inventory=inventory, now=now)
     if audit_log is not None:
         try:
             auditing.record_ci_run(audit_log, (c.decision for c in report.checked))

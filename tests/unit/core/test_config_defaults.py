@@ -20,6 +20,7 @@ DEFAULTS = {
         "requireDigest": True,
         "trustedKeys": [],
         "caCertificates": [],
+        "certificates": {"requireCodeSigningEKU": True},
         "attestations": "",
     },
 }

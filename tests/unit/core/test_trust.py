@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from policyengine.errors import LoadError
 from policyengine.policyset import load_policy_set
 from policyengine.trust import load_attestation_store
 from tests.helpers import write
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def public_pem() -> bytes:
@@ -37,8 +40,8 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     ps = load_policy_set([], config_paths=[str(cfg)], include_bundled=False)
     assert ps.config["models"]["attestations"] == str(tmp_path / "cfg" / "attestations")
     store = load_attestation_store(ps.config)
-    assert store.lookup("ab" * 32)["verified"] is False
-    assert "no model-signing bundle" in store.lookup("ab" * 32)["reason"]
+    assert store.lookup("ab" * 32, NOW)["verified"] is False
+    assert "no model-signing bundle" in store.lookup("ab" * 32, NOW)["reason"]
 
 
 def test_bad_trust_material_is_reported_at_its_config_file_line_and_field(tmp_path: Path) -> None:
@@ -62,4 +65,4 @@ def test_bad_trust_material_is_reported_at_its_config_file_line_and_field(tmp_pa
 
 
 def test_no_attestations_configured_gives_an_empty_store() -> None:
-    assert load_attestation_store({}).lookup("00" * 32)["verified"] is False
+    assert load_attestation_store({}).lookup("00" * 32, NOW)["verified"] is False

@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from policyengine.provenance import AttestationStore, TrustedKey, verify_bundle
 
+NOW = datetime.now(UTC)
 ms_signing = pytest.importorskip("model_signing.signing", reason="model-signing is a test extra")
 
 
@@ -59,7 +60,7 @@ def test_key_mode_bundles_from_model_signing_verify(
         model, sig
     )
 
-    verdict = verify_bundle(sig.read_bytes(), [public("ml-release", key)])
+    verdict = verify_bundle(sig.read_bytes(), [public("ml-release", key)], at=NOW)
     assert (verdict.verified, verdict.signer, verdict.reason) == (True, "ml-release", "")
     # The model digest is sha256 over the per-file digests in manifest (name) order.
     files = sorted(p for p in model.rglob("*") if p.is_file())
@@ -79,9 +80,11 @@ def test_tampering_with_a_model_signing_bundle_is_caught(model: Path, tmp_path: 
     statement["subject"][0]["digest"]["sha256"] = "00" * 32  # type: ignore[index]
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
 
-    tampered = verify_bundle(json.dumps(bundle).encode(), [public("k", key)])
+    tampered = verify_bundle(json.dumps(bundle).encode(), [public("k", key)], at=NOW)
     assert tampered.reason == "signature does not verify under any trusted key"
-    wrong_key = verify_bundle(sig.read_bytes(), [public("k", ec.generate_private_key(ec.SECP256R1()))])
+    wrong_key = verify_bundle(
+        sig.read_bytes(), [public("k", ec.generate_private_key(ec.SECP256R1()))], at=NOW
+    )
     assert wrong_key.reason == "signature does not verify under any trusted key"
 
 
@@ -96,7 +99,7 @@ def test_a_single_file_model_is_covered_by_its_file_digest(tmp_path: Path) -> No
     )
 
     store = AttestationStore.from_directory(sig.parent, [public("release", key)])
-    assert store.lookup(hashlib.sha256(weights.read_bytes()).hexdigest()) == {
+    assert store.lookup(hashlib.sha256(weights.read_bytes()).hexdigest(), NOW) == {
         "verified": True,
         "signer": "release",
         "reason": "",
@@ -143,8 +146,8 @@ def test_certificate_mode_bundles_from_model_signing_verify(model: Path, tmp_pat
         certificate_chain=[tmp_path / "int.pem"],
     ).sign(model, sig)
 
-    verdict = verify_bundle(sig.read_bytes(), [], [root])
+    verdict = verify_bundle(sig.read_bytes(), [], [root], at=NOW)
     assert (verdict.verified, verdict.signer) == (True, "CN=ml-release")
     other_root = _cert("other", ec.generate_private_key(ec.SECP384R1()), None, ca=True)
-    refused = verify_bundle(sig.read_bytes(), [], [other_root])
+    refused = verify_bundle(sig.read_bytes(), [], [other_root], at=NOW)
     assert refused.reason == "certificate chain does not lead to a configured CA certificate"

@@ -111,7 +111,7 @@ def test_pae_is_the_dsse_v1_encoding() -> None:
 )
 def test_a_bundle_signed_by_a_trusted_key_verifies(key: PrivateKey) -> None:
     stmt = statement(FILES)
-    verdict = verify_bundle(bundle(stmt, sign_with(key)), [trusted("release", key)])
+    verdict = verify_bundle(bundle(stmt, sign_with(key)), [trusted("release", key)], at=NOW)
     assert (verdict.verified, verdict.signer, verdict.reason) == (True, "release", "")
     assert verdict.subject_digests == (stmt["subject"][0]["digest"]["sha256"],)
 
@@ -123,14 +123,14 @@ def test_rsa_pss_signatures_verify() -> None:
         pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
         return key.sign(message, pss, hashes.SHA256())
 
-    assert verify_bundle(bundle(statement(FILES), sign), [trusted("rsa", key)]).verified
+    assert verify_bundle(bundle(statement(FILES), sign), [trusted("rsa", key)], at=NOW).verified
 
 
 def test_the_signer_is_the_key_that_verifies_not_the_hint() -> None:
     good, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     hint = trusted("other", other).hint  # a misleading hint only orders the search
     data = bundle(statement(FILES), sign_with(good), {"publicKey": {"hint": hint}})
-    verdict = verify_bundle(data, [trusted("other", other), trusted("good", good)])
+    verdict = verify_bundle(data, [trusted("other", other), trusted("good", good)], at=NOW)
     assert (verdict.verified, verdict.signer) == (True, "good")
 
 
@@ -139,14 +139,14 @@ def test_a_tampered_payload_is_not_verified() -> None:
     data = json.loads(bundle(statement(FILES), sign_with(key)))
     forged = statement({"weights.safetensors": b"evil"})
     data["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(forged).encode()).decode()
-    verdict = verify_bundle(json.dumps(data).encode(), [trusted("k", key)])
+    verdict = verify_bundle(json.dumps(data).encode(), [trusted("k", key)], at=NOW)
     assert not verdict.verified
     assert verdict.reason == "signature does not verify under any trusted key"
 
 
 def test_a_wrong_key_is_not_verified() -> None:
     signer, trusted_one = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    verdict = verify_bundle(bundle(statement(FILES), sign_with(signer)), [trusted("k", trusted_one)])
+    verdict = verify_bundle(bundle(statement(FILES), sign_with(signer)), [trusted("k", trusted_one)], at=NOW)
     assert not verdict.verified
     assert "does not verify under any trusted key" in verdict.reason
 
@@ -154,7 +154,8 @@ def test_a_wrong_key_is_not_verified() -> None:
 def test_no_trusted_key_means_unverified() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     assert (
-        verify_bundle(bundle(statement(FILES), sign_with(key)), []).reason == "no trusted keys are configured"
+        verify_bundle(bundle(statement(FILES), sign_with(key)), [], at=NOW).reason
+        == "no trusted keys are configured"
     )
 
 
@@ -162,7 +163,7 @@ def test_a_subject_digest_that_is_not_the_files_digest_is_refused_even_when_sign
     key = ec.generate_private_key(ec.SECP256R1())
     stmt = statement(FILES)
     stmt["subject"][0]["digest"]["sha256"] = "ab" * 32
-    verdict = verify_bundle(bundle(stmt, sign_with(key)), [trusted("k", key)])
+    verdict = verify_bundle(bundle(stmt, sign_with(key)), [trusted("k", key)], at=NOW)
     assert not verdict.verified
     assert verdict.reason.startswith("digest mismatch: the subject digest abab")
 
@@ -170,7 +171,7 @@ def test_a_subject_digest_that_is_not_the_files_digest_is_refused_even_when_sign
 def test_a_signed_statement_with_another_predicate_type_is_refused() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     stmt = statement(FILES, predicate_type="https://example.com/wrong-predicate/v1.0")
-    verdict = verify_bundle(bundle(stmt, sign_with(key)), [trusted("k", key)])
+    verdict = verify_bundle(bundle(stmt, sign_with(key)), [trusted("k", key)], at=NOW)
     assert not verdict.verified
     assert "predicate type 'https://example.com/wrong-predicate/v1.0' is not" in verdict.reason
 
@@ -231,14 +232,14 @@ def test_a_signed_statement_with_another_predicate_type_is_refused() -> None:
     ],
 )
 def test_a_malformed_bundle_is_unverified_with_a_reason(data: bytes, reason: str) -> None:
-    verdict = verify_bundle(data, [trusted("k", ec.generate_private_key(ec.SECP256R1()))])
+    verdict = verify_bundle(data, [trusted("k", ec.generate_private_key(ec.SECP256R1()))], at=NOW)
     assert not verdict.verified
     assert verdict.reason.startswith(reason)
 
 
 def test_a_signed_payload_that_is_not_a_statement_is_refused() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    verdict = verify_bundle(bundle(b"not json", sign_with(key)), [trusted("k", key)])
+    verdict = verify_bundle(bundle(b"not json", sign_with(key)), [trusted("k", key)], at=NOW)
     assert verdict.reason == "malformed statement: the DSSE payload is not JSON"
 
 
@@ -298,14 +299,14 @@ class Pki:
 def test_a_certificate_chain_to_a_configured_ca_verifies() -> None:
     pki = Pki()
     data = bundle(statement(FILES), sign_with(pki.leaf_key), pki.material())
-    verdict = verify_bundle(data, [], [pki.root])
+    verdict = verify_bundle(data, [], [pki.root], at=NOW)
     assert (verdict.verified, verdict.signer) == (True, "CN=ml-release")
 
 
 def test_a_certificate_chain_to_another_ca_is_refused() -> None:
     pki, other = Pki(), Pki()
     verdict = verify_bundle(
-        bundle(statement(FILES), sign_with(pki.leaf_key), pki.material()), [], [other.root]
+        bundle(statement(FILES), sign_with(pki.leaf_key), pki.material()), [], [other.root], at=NOW
     )
     assert verdict.reason == "certificate chain does not lead to a configured CA certificate"
 
@@ -314,7 +315,7 @@ def test_a_signature_by_another_key_than_the_leaf_is_refused() -> None:
     pki = Pki()
     data = bundle(statement(FILES), sign_with(ec.generate_private_key(ec.SECP256R1())), pki.material())
     assert (
-        verify_bundle(data, [], [pki.root]).reason
+        verify_bundle(data, [], [pki.root], at=NOW).reason
         == "signature does not verify under the signing certificate's key"
     )
 
@@ -323,7 +324,12 @@ def test_a_leaf_without_signing_usage_is_refused() -> None:
     pki = Pki()
     leaf = make_cert("web", pki.leaf_key, (pki.intermediate, pki.int_key), ca=False, signing=False)
     data = bundle(statement(FILES), sign_with(pki.leaf_key), pki.material(leaf, pki.intermediate))
-    assert "neither digitalSignature nor codeSigning" in verify_bundle(data, [], [pki.root]).reason
+    assert verify_bundle(data, [], [pki.root], at=NOW).reason == (
+        "signing certificate CN=web has no extended key usage; "
+        "model signatures require the codeSigning extended key usage"
+    )
+    lax = verify_bundle(data, [], [pki.root], at=NOW, require_code_signing=False)
+    assert "neither digitalSignature nor codeSigning" in lax.reason
 
 
 def test_certificate_validity_is_checked_at_the_given_time() -> None:
@@ -331,14 +337,16 @@ def test_certificate_validity_is_checked_at_the_given_time() -> None:
     data = bundle(statement(FILES), sign_with(pki.leaf_key), pki.material())
     assert verify_bundle(data, [], [pki.root], at=NOW).verified
     late = verify_bundle(data, [], [pki.root], at=NOW + timedelta(days=400))
-    assert late.reason.startswith("signing certificate is not valid at")
+    assert late.reason.startswith("signing certificate CN=ml-release expired at 2027-01-01")
+    early = verify_bundle(data, [], [pki.root], at=NOW - timedelta(days=2))
+    assert early.reason.startswith("signing certificate CN=ml-release is not yet valid")
 
 
 def test_certificate_mode_without_configured_cas_is_refused() -> None:
     pki = Pki()
     data = bundle(statement(FILES), sign_with(pki.leaf_key), pki.material())
     assert (
-        verify_bundle(data, [], []).reason
+        verify_bundle(data, [], [], at=NOW).reason
         == "certificate-signed bundle but no CA certificates are configured"
     )
 
@@ -375,12 +383,12 @@ def test_lookup_covers_the_model_digest_of_a_verified_bundle(tmp_path: Path) -> 
     (tmp_path / "notes.txt").write_text("ignored")
     store = AttestationStore.from_directory(tmp_path, [trusted("release", key)])
     root = stmt["subject"][0]["digest"]["sha256"]
-    assert store.lookup(root) == {"verified": True, "signer": "release", "reason": ""}
-    assert store.lookup(root.upper())["verified"]  # hex case does not matter
+    assert store.lookup(root, NOW) == {"verified": True, "signer": "release", "reason": ""}
+    assert store.lookup(root.upper(), NOW)["verified"]  # hex case does not matter
     # A per-file digest of a multi-file model vouches for one file only: not covered.
     per_file = stmt["predicate"]["resources"][0]["digest"]
     assert (
-        store.lookup(per_file)["reason"]
+        store.lookup(per_file, NOW)["reason"]
         == f"no model-signing bundle in the attestation store covers sha256:{per_file}"
     )
 
@@ -390,7 +398,7 @@ def test_lookup_covers_the_file_digest_of_a_single_file_model() -> None:
     store = AttestationStore.from_bundles(
         [("m.sig", bundle(statement({"m.gguf": b"w"}), sign_with(key)))], [trusted("k", key)]
     )
-    assert store.lookup(hashlib.sha256(b"w").hexdigest())["verified"]
+    assert store.lookup(hashlib.sha256(b"w").hexdigest(), NOW)["verified"]
 
 
 def test_lookup_prefers_a_verified_bundle_and_otherwise_says_why_not() -> None:
@@ -399,8 +407,10 @@ def test_lookup_prefers_a_verified_bundle_and_otherwise_says_why_not() -> None:
     root = stmt["subject"][0]["digest"]["sha256"]
     forged = ("a.sig", bundle(stmt, sign_with(bad)))
     genuine = ("b.sig", bundle(stmt, sign_with(good)))
-    assert AttestationStore.from_bundles([forged, genuine], [trusted("good", good)]).lookup(root)["verified"]
-    only_forged = AttestationStore.from_bundles([forged], [trusted("good", good)]).lookup(root)
+    assert AttestationStore.from_bundles([forged, genuine], [trusted("good", good)]).lookup(root, NOW)[
+        "verified"
+    ]
+    only_forged = AttestationStore.from_bundles([forged], [trusted("good", good)]).lookup(root, NOW)
     assert only_forged == {
         "verified": False,
         "signer": "",
@@ -412,7 +422,7 @@ def test_a_missing_attestation_directory_is_a_problem_not_an_exception(tmp_path:
     store = AttestationStore.from_directory(tmp_path / "absent", [])
     assert store.verdicts == ()
     assert store.problems == (f"{tmp_path / 'absent'}: attestation directory not found",)
-    assert not store.lookup("00" * 32)["verified"]
+    assert not store.lookup("00" * 32, NOW)["verified"]
 
 
 # --- the upstream model-signing-spec test vectors ---------------------------------------------------------
@@ -445,14 +455,16 @@ def test_upstream_key_vector_verifies_under_its_public_key(shared: Path) -> None
         key.hint
         == json.loads(upstream(shared, "valid__key.bundle.json"))["verificationMaterial"]["publicKey"]["hint"]
     )
-    verdict = verify_bundle(upstream(shared, "valid__key.bundle.json"), [key])
+    verdict = verify_bundle(upstream(shared, "valid__key.bundle.json"), [key], at=NOW)
     assert (verdict.verified, verdict.signer, verdict.subject_digests) == (
         True,
         "oms-test-vectors",
         (UPSTREAM_DIGEST,),
     )
     wrong = verify_bundle(
-        upstream(shared, "valid__key.bundle.json"), [trusted("k", ec.generate_private_key(ec.SECP384R1()))]
+        upstream(shared, "valid__key.bundle.json"),
+        [trusted("k", ec.generate_private_key(ec.SECP384R1()))],
+        at=NOW,
     )
     assert wrong.reason == "signature does not verify under any trusted key"
 
@@ -460,24 +472,24 @@ def test_upstream_key_vector_verifies_under_its_public_key(shared: Path) -> None
 def test_upstream_certificate_vector_verifies_against_its_issuing_ca(shared: Path) -> None:
     # The root CA is not part of the vectors, so the bundle's intermediate is configured as the anchor.
     leaf, intermediate = upstream_chain(shared)
-    verdict = verify_bundle(upstream(shared, "valid__certificate.bundle.json"), [], [intermediate])
+    verdict = verify_bundle(upstream(shared, "valid__certificate.bundle.json"), [], [intermediate], at=NOW)
     assert (verdict.verified, verdict.signer) == (True, leaf.subject.rfc4514_string())
-    assert verify_bundle(upstream(shared, "valid__certificate.bundle.json"), [], [Pki().root]).reason == (
-        "certificate chain does not lead to a configured CA certificate"
-    )
+    assert verify_bundle(
+        upstream(shared, "valid__certificate.bundle.json"), [], [Pki().root], at=NOW
+    ).reason == ("certificate chain does not lead to a configured CA certificate")
 
 
 def test_upstream_wrong_predicate_vector_is_refused(shared: Path) -> None:
     leaf = upstream_chain(shared)[0]
     key = TrustedKey("oms", leaf.public_key())  # type: ignore[arg-type]
-    verdict = verify_bundle(upstream(shared, "invalid-payload__wrong-predicate.bundle.json"), [key])
+    verdict = verify_bundle(upstream(shared, "invalid-payload__wrong-predicate.bundle.json"), [key], at=NOW)
     # The vector swapped the predicate without re-signing, so the signature already fails.
     assert not verdict.verified
     assert verdict.reason == "signature does not verify under any trusted key"
 
 
 def test_upstream_keyless_sigstore_vector_is_out_of_scope(shared: Path) -> None:
-    verdict = verify_bundle(upstream(shared, "valid__sigstore.bundle.json"), [], [Pki().root])
+    verdict = verify_bundle(upstream(shared, "valid__sigstore.bundle.json"), [], [Pki().root], at=NOW)
     assert not verdict.verified
     assert verdict.reason.startswith(
         "keyless Sigstore bundles (Fulcio certificate, Rekor entry) are not supported"
@@ -491,4 +503,4 @@ def test_upstream_directory_loads_as_a_store(shared: Path) -> None:
         shared / "corpus" / "upstream" / "model-signing-spec", [key], [intermediate]
     )
     assert len(store.verdicts) == 4
-    assert store.lookup(UPSTREAM_DIGEST)["verified"]
+    assert store.lookup(UPSTREAM_DIGEST, NOW)["verified"]

@@ -181,10 +181,12 @@ spec:
         "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: train}\nspec: {}\n", "m.yaml"
     )
     request: Request = request_for(doc)
-    views = provide(request, INVENTORY, policy_set.config)
+    views = provide(request, INVENTORY, policy_set.config, datetime.now(UTC))
     assert views["org"]["team"] == "ml"
     assert views["org"]["quota"] == {"team": "ml", "limits": {"quota": 16}, "gpusInUse": 6}
     assert views["org"]["residency"]["zone"] == "eu"
     assert views["org"]["residency"]["regions"] == ["eu-west-1"]
     # The pool usage is computed once per inventory, like the inventory view itself.
-    assert provide(request, INVENTORY, policy_set.config)["inventory"] is views["inventory"]
+    assert (
+        provide(request, INVENTORY, policy_set.config, datetime.now(UTC))["inventory"] is views["inventory"]
+    )
