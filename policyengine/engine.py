@@ -31,8 +31,10 @@ from policyengine.model import (
 )
 from policyengine.params import lookup
 from policyengine.policyset import PolicySet
+from policyengine.provenance import AttestationStore
 from policyengine.results import error_result, excepted, kind_of, make_result, primary_action
-from policyengine.views import ViewProvider, default_views
+from policyengine.trust import load_attestation_store
+from policyengine.views import ViewProvider, views_for
 
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
@@ -74,7 +76,13 @@ class Engine:
     ) -> None:
         self.policy_set = policy_set
         self.budget = budget
-        self._views = views if views is not None else default_views(policy_set)
+        # The attestation store the default views read (None with views of the caller's own), so that
+        # a server can report the signatures about to expire.
+        self.attestations: AttestationStore | None = None
+        if views is None:
+            self.attestations = load_attestation_store(policy_set.config, policy_set.config_line)
+            views = views_for(policy_set, self.attestations)
+        self._views = views
         compile_ = policy_set.compiler.compile
         self._policies = tuple(
             _Compiled(

@@ -61,6 +61,8 @@ BUNDLE_MEDIA_TYPES = frozenset(
     {"application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.dev.sigstore.bundle+json;version=0.3"}
 )
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+# check --verbose and the webhook's metric report verified signatures whose chain expires this soon.
+EXPIRY_NOTICE = timedelta(days=30)
 
 
 def load_ca_certificates(pem: bytes) -> list[x509.Certificate]:

@@ -13,9 +13,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 
+from policyengine.engine import Engine
+from policyengine.provenance import EXPIRY_NOTICE
+from policyengine.trust import trust_warnings
 from webhook.admission import Admitter
 from webhook.logs import get_logger
 from webhook.policies import MAX_NAMES_SHOWN, ReloadOutcome
@@ -135,6 +139,7 @@ def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, tri
                 "seconds": round(outcome.seconds, 3),
             },
         )
+        _warn_weak_trust(services)
     else:
         telemetry.add("reloads", 1, result="failure")
         telemetry.add("reload_failures", 1)
@@ -149,6 +154,24 @@ def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, tri
                 **(shrink if outcome.removed else {}),
             },
         )
+
+
+def _warn_weak_trust(services: WebhookServices) -> None:
+    """Trust settings weaker than the default (a signing certificate without the codeSigning EKU
+    accepted), logged at warning with every load that serves them."""
+    engine = services.policies.engine
+    if engine is None:
+        return
+    for warning in trust_warnings(engine.policy_set.config):
+        get_logger().warning("weak trust setting", extra={"warning": warning, "digest": engine.digest})
+
+
+def signatures_expiring(engine: Engine | None, now: datetime) -> list[tuple[float, dict[str, str]]]:
+    """The gauge of verified model signatures whose certificate chain expires within 30 days."""
+    store = engine.attestations if engine is not None else None
+    if store is None:
+        return []
+    return [(float(len(store.expiring(now, EXPIRY_NOTICE))), {"within": "30d"})]
 
 
 def _register_gauges(services: WebhookServices) -> None:
@@ -195,5 +218,8 @@ def _register_gauges(services: WebhookServices) -> None:
             "policyengine_policies_loaded": loaded,
             "policyengine_inventory_synced": synced,
             "policyengine_inventory_objects": objects,
+            "policyengine_model_signatures_expiring": lambda: signatures_expiring(
+                services.policies.engine, datetime.now(UTC)
+            ),
         }
     )

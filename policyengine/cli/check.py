@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +21,7 @@ from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, STDIN, InputLimits, discover, format_size, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import load_policy_set
+from policyengine.provenance import EXPIRY_NOTICE
 from policyengine.trust import load_attestation_store, trust_warnings
 
 
@@ -70,7 +71,6 @@ def add_parser(sub: Any) -> None:
 
 
 CEL_BACKEND_ENV = "POLICYENGINE_CEL_BACKEND"
-EXPIRY_NOTICE = timedelta(days=30)  # --verbose lists signatures whose certificates expire this soon
 _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1 << 10, "M": 1000**2, "MB": 1000**2, "MIB": 1 << 20}
 _UNITS |= {"G": 1000**3, "GB": 1000**3, "GIB": 1 << 30}
 

@@ -278,3 +278,29 @@ def test_check_warns_when_the_code_signing_eku_is_not_required(
     code, out, err = run_cli(["check", "--config", str(config), str(workload)], capsys, monkeypatch)
     assert code == 0, out
     assert "warning: spec.models.certificates.requireCodeSigningEKU is false" in err
+
+
+def test_the_server_reports_signatures_about_to_expire_and_weak_trust(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from webhook.lifespan import _warn_weak_trust, signatures_expiring
+    from webhook.policies import LivePolicies
+    from webhook.services import WebhookServices
+
+    expiry = NOW + timedelta(days=10)
+    signed = sign_model(tmp_path, leaf=Spec("ml-release", valid=(CURRENT[0], expiry)))
+    config, _ = configure(tmp_path, signed)
+    engine = Engine(load_policy_set([], config_paths=[str(config)]))
+    # The metric counts verified signatures whose chain expires within 30 days, at scrape time.
+    assert signatures_expiring(engine, NOW) == [(1.0, {"within": "30d"})]
+    assert signatures_expiring(engine, NOW - timedelta(days=30)) == [(0.0, {"within": "30d"})]
+    assert signatures_expiring(engine, expiry + timedelta(seconds=1)) == [(0.0, {"within": "30d"})]
+    assert signatures_expiring(None, NOW) == []
+
+    config.write_text(config.read_text() + "    certificates: {requireCodeSigningEKU: false}\n")
+    policies = LivePolicies(lambda: Engine(load_policy_set([], config_paths=[str(config)])))
+    policies.serve(policies._load())
+    with caplog.at_level("WARNING"):
+        _warn_weak_trust(WebhookServices(policies=policies))
+    assert [r.getMessage() for r in caplog.records] == ["weak trust setting"]
+    assert "requireCodeSigningEKU is false" in caplog.records[0].__dict__["warning"]
