@@ -7,6 +7,10 @@ dangling link, a link loop or a manifest name that is not a regular file (a FIFO
 read) is a problem naming the path and the reason. A directory reached again through a link to one
 of its ancestors is a loop, reported once; one reached again by another route is simply not walked
 twice.
+
+A walk may also leave things out on purpose, never silently: paths matching ``--exclude`` patterns
+(relative to the directory named), and, when asked, the ``templates/`` folder of a Helm chart (a folder
+holding ``Chart.yaml``), whose files are Go templates rather than YAML; each chart gets one notice.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 
 from policyengine import errors
 from policyengine.errors import Problem
+from policyengine.globs import Excludes
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
@@ -31,14 +36,51 @@ _KINDS = {
 }
 
 
+HELM_CHART = "Chart.yaml"
+HELM_TEMPLATES = "templates"
+
+
 def _is_manifest(name: str) -> bool:
     return name.lower().endswith(MANIFEST_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path the walk or the reader left out on purpose, and why: a ``file`` that is not a manifest,
+    or a Helm ``chart`` whose templates must be rendered to be checked."""
+
+    path: str
+    reason: str
+    kind: str = "file"
+
+
+def chart_notice(chart: str) -> str:
+    return (
+        f"Helm chart: its {HELM_TEMPLATES}/ are templates, not manifests, and were not read; "
+        f"check the rendered chart with: helm template {chart} | policyengine check -"
+    )
+
+
+@dataclass
+class Found:
+    """What a walk found: the files to read, in order; for each file met inside a named directory, that
+    directory; what it could not read; and what it left out on purpose."""
+
+    files: list[str] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 @dataclass
 class _Walk:
     skip_dirs: Collection[str]
+    excludes: Excludes = field(default_factory=Excludes)
+    charts: bool = False  # leave out Helm charts' templates/, with a notice
+    root: str = ""  # the named directory being walked
     files: list[str] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     seen_files: set[tuple[int, int]] = field(default_factory=set)  # a file named twice is read once
     walked: set[tuple[int, int]] = field(default_factory=set)  # directories already walked
@@ -51,6 +93,13 @@ class _Walk:
         if (st.st_dev, st.st_ino) not in self.seen_files:
             self.seen_files.add((st.st_dev, st.st_ino))
             self.files.append(path)
+            if self.root:
+                self.roots[path] = self.root
+
+    def excluded(self, path: str, *, is_dir: bool) -> bool:
+        if not self.excludes.patterns:
+            return False
+        return self.excludes.matches(os.path.relpath(path, self.root), is_dir=is_dir)
 
     def named(self, path: str) -> None:
         """A path the user gave: a file is read whatever its suffix, a directory walked, anything else
@@ -61,7 +110,9 @@ class _Walk:
             self.unreachable(path, err, named=True)
             return
         if stat.S_ISDIR(st.st_mode):
+            self.root = path
             self.directory(path, st)
+            self.root = ""
         else:
             self.regular(path, st)
 
@@ -102,15 +153,22 @@ class _Walk:
         except OSError as err:
             self.problem(path, f"cannot read directory: {err.strerror or err}")
             return []
+        chart = self.charts and HELM_CHART in names
         subdirs: list[tuple[str, os.stat_result]] = []
         for name in names:
             child = os.path.join(path, name)
             try:
                 st = os.stat(child)
             except OSError as err:
-                self.unreachable(child, err, named=False)
+                if not self.excluded(child, is_dir=False):
+                    self.unreachable(child, err, named=False)
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if self.excluded(child, is_dir=is_dir):
+                continue
+            if is_dir and chart and name == HELM_TEMPLATES:
+                self.skipped.append(Skipped(child, chart_notice(path), "chart"))
+            elif is_dir:
                 if name not in self.skip_dirs:
                     subdirs.append((child, st))
             elif _is_manifest(name):
@@ -147,16 +205,30 @@ def _link_cycle(path: str) -> frozenset[str]:
     return frozenset(chain[chain.index(current) :] if current in chain else chain)
 
 
-def discover(
-    paths: Sequence[str], *, stdin_ok: bool = False, skip_dirs: Collection[str] = ()
-) -> tuple[list[str], list[Problem]]:
+def find(
+    paths: Sequence[str],
+    *,
+    stdin_ok: bool = False,
+    skip_dirs: Collection[str] = (),
+    excludes: Excludes | None = None,
+    charts: bool = False,
+) -> Found:
     """The manifest files under ``paths`` (directories walked recursively, files in sorted order),
-    and a problem for every path the walk cannot read. Directories named in ``skip_dirs`` are not
-    entered below a given path."""
-    walk = _Walk(skip_dirs)
+    a problem for every path the walk cannot read, and what it left out on purpose. Directories named
+    in ``skip_dirs`` are not entered below a given path; ``excludes`` apply below a named directory,
+    never to a path named itself; ``charts`` leaves out Helm charts' templates."""
+    walk = _Walk(skip_dirs, excludes or Excludes(), charts)
     for raw in paths:
         if raw == STDIN and stdin_ok:
             walk.files.append(STDIN)
         else:
             walk.named(raw)
-    return walk.files, walk.problems
+    return Found(walk.files, walk.roots, walk.problems, walk.skipped)
+
+
+def discover(
+    paths: Sequence[str], *, stdin_ok: bool = False, skip_dirs: Collection[str] = ()
+) -> tuple[list[str], list[Problem]]:
+    """``find``'s files and problems, for readers that leave nothing out."""
+    found = find(paths, stdin_ok=stdin_ok, skip_dirs=skip_dirs)
+    return found.files, found.problems

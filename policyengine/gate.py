@@ -17,6 +17,7 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.codec import request_from_manifest
+from policyengine.discovery import Skipped
 from policyengine.engine import Engine
 from policyengine.errors import Problem
 from policyengine.inventory import as_created
@@ -84,6 +85,13 @@ class CheckReport:
     policy_set_digest: str = ""
     skipped: tuple[Document, ...] = field(default=())  # documents that are not Kubernetes objects
     policies: tuple[Policy, ...] = ()  # every loaded policy: reports describe them (SARIF rules)
+    skipped_files: tuple[Skipped, ...] = ()  # files and Helm charts a directory walk left out
+
+    @property
+    def skipped_counts(self) -> tuple[int, int]:
+        """How many files were skipped as not manifests, and how many Helm charts were not rendered."""
+        charts = sum(1 for s in self.skipped_files if s.kind == "chart")
+        return len(self.skipped_files) - charts, charts
 
     def summary(self) -> Summary:
         results = [r for c in self.checked for r in c.decision.results]
@@ -221,6 +229,7 @@ def check_documents(
     inventory: Inventory | None = None,
     now: datetime,
     user: UserInfo | None = None,
+    skipped_files: Sequence[Skipped] = (),
 ) -> CheckReport:
     world = with_manifest_namespaces(inventory, docs)
     checked: list[Checked] = []
@@ -231,7 +240,9 @@ def check_documents(
             continue
         decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now)
         checked.append(Checked(doc, decision))
-    return CheckReport(tuple(checked), engine.digest, tuple(skipped), engine.policy_set.policies)
+    return CheckReport(
+        tuple(checked), engine.digest, tuple(skipped), engine.policy_set.policies, tuple(skipped_files)
+    )
 
 
 def resource_of(obj: Mapping[str, Any], request: Request) -> dict[str, str]:

@@ -39,6 +39,7 @@ __all__ = [
     "discover",
     "expand_lists",
     "format_size",
+    "parse_located",
     "parse_text",
     "read_documents",
     "read_text",
@@ -109,6 +110,17 @@ class Document:
 
 def parse_text(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> list[Document]:
     """Every document in ``text`` (YAML, or JSON, which YAML reads too). Raises LoadError."""
+    docs, duplicated = parse_located(text, file, limits)
+    if duplicated:
+        raise LoadError(duplicated)
+    return docs
+
+
+def parse_located(
+    text: str, file: str, limits: InputLimits = DEFAULT_LIMITS
+) -> tuple[list[Document], list[Problem]]:
+    """``parse_text``'s documents, with its repeated keys as problems instead of raised: a caller may
+    first look at what the file holds. Raises LoadError on anything else."""
     try:
         loader = BoundedLoader(text, limits.max_nodes)
     except ValueError as err:  # lone surrogates: a str that is no text libyaml can read
@@ -126,11 +138,9 @@ def parse_text(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> li
         raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
     finally:
         loader.dispose()
-    if duplicated:
-        raise LoadError(duplicated)
-    if file.endswith(".json") and not docs:
+    if file.endswith(".json") and not docs and not duplicated:
         docs.append(_json_document(text, file))
-    return docs
+    return docs, duplicated
 
 
 def _documents(loader: BoundedLoader, file: str, limits: InputLimits) -> tuple[list[Document], list[Problem]]:

@@ -6,19 +6,21 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
-from policyengine import errors
+from policyengine import intake
 from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import Compiler
-from policyengine.gate import check_documents, is_object, object_meta_problems
+from policyengine.gate import check_documents
+from policyengine.globs import Excludes, PatternError, compile_pattern
+from policyengine.intake import Manifests
 from policyengine.inventory import from_documents
-from policyengine.loader import DEFAULT_LIMITS, STDIN, InputLimits, discover, format_size, read_documents
+from policyengine.loader import DEFAULT_LIMITS, InputLimits, format_size, read_documents
 from policyengine.model import Inventory
 from policyengine.policyset import load_policy_set
 from policyengine.provenance import EXPIRY_NOTICE
@@ -41,6 +43,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
     p.add_argument("--inventory", metavar="FILE", help="cluster objects: namespaces, pods, params")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        type=exclude_pattern,
+        metavar="GLOB",
+        help="leave out paths matching this gitignore-style pattern, relative to each directory walked "
+        "(repeatable; ** spans directories, a trailing / matches directories only)",
+    )
     p.add_argument(
         "--max-input-size",
         type=parse_size,
@@ -102,29 +113,19 @@ def load_inventory(path: str | None, limits: InputLimits = DEFAULT_LIMITS) -> In
     return from_documents([d.data for d in read_documents([path], limits=limits)])
 
 
-def read_manifests(paths: list[str], stdin: IO[str], limits: InputLimits = DEFAULT_LIMITS) -> list[Any]:
-    if paths.count(STDIN) > 1:
-        raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
-    # A directory without manifest files is most likely a wrong path: passing it would turn the gate
-    # green without checking anything.
-    empty = [
-        Problem(raw, 1, errors.FILE_NOT_FOUND, "no .yaml, .yml or .json manifests in this directory")
-        for raw in paths
-        if raw != STDIN and Path(raw).is_dir() and discover([raw]) == ([], [])
-    ]
+def exclude_pattern(text: str) -> str:
+    """argparse type for --exclude: a pattern that does not compile is a usage error (exit 2)."""
     try:
-        docs = read_documents(paths, stdin=stdin, stdin_ok=True, limits=limits)
-    except LoadError as err:
-        raise LoadError([*empty, *err.problems]) from None
-    problems = empty + [
-        d.problem(errors.NOT_AN_OBJECT, "a manifest must be a mapping with apiVersion and kind")
-        for d in docs
-        if not is_object(d.data)
-    ]
-    problems.extend(p for d in docs if is_object(d.data) for p in object_meta_problems(d))
-    if problems:
-        raise LoadError(problems)
-    return docs
+        compile_pattern(text)
+    except PatternError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def read_manifests(
+    paths: list[str], stdin: IO[str], limits: InputLimits = DEFAULT_LIMITS, excludes: Sequence[str] = ()
+) -> Manifests:
+    return intake.read_manifests(paths, stdin, limits, excludes=Excludes.of(excludes))
 
 
 def attestation_notes(config: Any, now: datetime) -> list[str]:
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     reports = outputs.plan(getattr(args, outputs.DEST))
     problems: list[Problem] = []
-    policy_set = docs = inventory = None
+    policy_set = manifests = inventory = None
     compiler = cel_compiler(args.cel_backend)
     limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
     if compiler is None:
@@ -178,10 +179,10 @@ def run(args: argparse.Namespace) -> int:
         except LoadError as err:
             problems.extend(err.problems)
         try:
-            docs = read_manifests(args.paths, sys.stdin, limits)
+            manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude)
         except LoadError as err:
             problems.extend(err.problems)
-        if problems or policy_set is None or docs is None:
+        if problems or policy_set is None or manifests is None:
             raise LoadError(problems)
         engine = Engine(policy_set)
     except LoadError as err:
@@ -193,10 +194,13 @@ def run(args: argparse.Namespace) -> int:
     for warning in trust_warnings(policy_set.config):
         print(f"policyengine check: warning: {warning}", file=sys.stderr)
     if args.verbose:
-        for note in [*policy_set.notes, *attestation_notes(policy_set.config, now)]:
+        skips = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
+        for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *skips]:
             print(f"note: {note}", file=sys.stderr)
     audit_log = auditing.open_log(args)
-    report = check_documents(engine, docs, inventory=inventory, now=now)
+    report = check_documents(
+        engine, manifests.documents, inventory=inventory, now=now, skipped_files=manifests.skipped
+    )
     if audit_log is not None:
         try:
             auditing.record_ci_run(audit_log, (c.decision for c in report.checked))

@@ -40,6 +40,7 @@ def result_dict(checked: Checked, result: Result) -> dict[str, Any]:
 
 def report_dict(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
     expired = sorted({e for c in report.checked for e in c.decision.exceptions_expired})
+    files, charts = report.skipped_counts
     return {
         "version": SCHEMA_VERSION,
         "summary": {
@@ -47,8 +48,11 @@ def report_dict(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
             "exitCode": report.exit_code(strict=strict),
             "policySetDigest": report.policy_set_digest,
             "expiredExceptions": expired,
+            "skippedFiles": files,
+            "skippedCharts": charts,
         },
         "results": [result_dict(c, r) for c in report.checked for r in c.decision.violations],
+        "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in report.skipped_files],
     }
 
 

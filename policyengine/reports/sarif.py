@@ -3,7 +3,8 @@
 One run: ``tool.driver.rules`` are the loaded policies; every failure, evaluation error and excepted
 failure is a result at the line (and column) of the field it concerns, with a fingerprint that does not
 move with line numbers, so alerts stay the same alert across commits. Excepted failures carry a SARIF
-suppression naming the PolicyException.
+suppression naming the PolicyException. Files and Helm charts the directory walk left out are
+``toolExecutionNotifications`` of level note, each saying why.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from policyengine.discovery import Skipped
 from policyengine.gate import CheckReport, resource_of
 from policyengine.model import Outcome, Policy, Result
 from policyengine.reports.finding import Finding, absolute_path, findings, relative_path, severity_word
@@ -157,6 +159,21 @@ def _notification(finding: Finding, base: str) -> dict[str, Any]:
     }
 
 
+def _skip_notification(skipped: Skipped, base: str) -> dict[str, Any]:
+    where = relative_path(skipped.path, base)
+    artifact = (
+        {"uri": quote(where), "uriBaseId": SRCROOT}
+        if where is not None
+        else {"uri": PurePosixPath(absolute_path(skipped.path, base)).as_uri()}
+    )
+    return {
+        "level": "note",
+        "descriptor": {"id": "helm_chart" if skipped.kind == "chart" else "not_a_manifest"},
+        "message": {"text": f"skipped: {skipped.reason}"},
+        "locations": [{"physicalLocation": {"artifactLocation": artifact}}],
+    }
+
+
 def _unique(policies: Iterable[Policy]) -> list[Policy]:
     seen: dict[str, Policy] = {}
     for p in policies:
@@ -178,6 +195,7 @@ def report_dict(report: CheckReport, *, base: str, strict: bool = False) -> dict
         results.append(sarif_result(finding, index[name], base))
         if finding.is_error:
             notifications.append(_notification(finding, base))
+    notifications.extend(_skip_notification(s, base) for s in report.skipped_files)
     base_uri = PurePosixPath(absolute_path(".", base)).as_uri().rstrip("/") + "/"
     invocation: dict[str, Any] = {
         "executionSuccessful": True,

@@ -57,6 +57,13 @@ def render(report: CheckReport, *, color: bool = False, strict: bool = False) ->
     expired = dict.fromkeys(name for c in report.checked for name in c.decision.exceptions_expired)
     for name in expired:
         lines.append(paint("yellow", f"note: policy exception {name!r} has expired and was ignored"))
+    for chart in (s for s in report.skipped_files if s.kind == "chart"):
+        lines.append(paint("yellow", f"note: {chart.path}: {chart.reason}"))
+    files, _ = report.skipped_counts
+    if files:
+        lines.append(
+            paint("dim", f"skipped {files} files that are not Kubernetes manifests (--verbose lists them)")
+        )
     s = report.summary()
     verdict = report.exit_code(strict=strict)
     status = paint("green", "PASS") if verdict == 0 else paint("red", "FAIL")

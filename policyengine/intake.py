@@ -1,0 +1,141 @@
+"""What ``check`` reads: the manifests under the paths it is given, and the files it leaves out and why.
+
+A file named on the command line (or stdin) must be a manifest: every document a mapping with
+apiVersion and kind, else an input error. A file met while walking a directory is judged as a whole:
+
+- if it parses and none of its documents (Lists expanded) is a mapping with apiVersion and kind, it is
+  not a manifest (a CI config, a JSON schema, Helm values) and is skipped, with the reason;
+- if it fails to parse as YAML (or JSON), it is skipped only when no line of it looks like a manifest's
+  top level (``apiVersion:`` or ``kind:`` at column 0, or a ``"apiVersion"``/``"kind"`` key in a .json
+  file); otherwise the syntax error stands;
+- if it holds at least one such object, it is a manifest and held to the rules of a named file: a
+  repeated key, a document that is not an object, metadata of the wrong type are input errors.
+
+Files that cannot be read, are over the size or document limits, or are not UTF-8 are input errors
+wherever they are found. A named directory in which nothing is a manifest is an input error too: a
+gate that checked nothing must not pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from policyengine import errors
+from policyengine.discovery import STDIN, Found, Skipped, find
+from policyengine.errors import LoadError, Problem
+from policyengine.gate import is_object, object_meta_problems
+from policyengine.globs import Excludes
+from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_located, read_text
+
+_YAML_TOP_LEVEL = re.compile(r"""^["']?(?:apiVersion|kind)["']?[ \t]*:""", re.MULTILINE)
+_JSON_KEY = re.compile(r'"(?:apiVersion|kind)"\s*:')
+_NOT_AN_OBJECT = "a manifest must be a mapping with apiVersion and kind"
+
+
+@dataclass
+class Manifests:
+    """The manifest documents to check, and the files left out with the reason (charts included)."""
+
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def looks_like_manifest(text: str, file: str) -> bool:
+    """Whether text that does not parse still shows a manifest's top-level key (the rule above)."""
+    if _YAML_TOP_LEVEL.search(text) is not None:
+        return True
+    return file.lower().endswith(".json") and _JSON_KEY.search(text) is not None
+
+
+def _strict(docs: list[Document]) -> list[Problem]:
+    """The problems of documents held to a manifest's rules."""
+    out = [d.problem(errors.NOT_AN_OBJECT, _NOT_AN_OBJECT) for d in docs if not is_object(d.data)]
+    out.extend(p for d in docs if is_object(d.data) for p in object_meta_problems(d))
+    return out
+
+
+def _read_walked(file: str, limits: InputLimits, into: Manifests) -> list[Problem]:
+    """Read a file found by a walk: its documents when it is a manifest, else a skip with the reason."""
+    text = read_text(file, None, limits)
+    try:
+        parsed, duplicated = parse_located(text, file, limits)
+    except LoadError as err:
+        first = err.problems[0]
+        if first.code != errors.YAML_SYNTAX or looks_like_manifest(text, file):
+            raise
+        reason = f"not YAML or JSON (line {first.line}: {first.message}) and no apiVersion/kind at top level"
+        into.skipped.append(Skipped(file, reason))
+        return []
+    docs = list(expand_lists(parsed))
+    if not any(is_object(d.data) for d in docs):
+        reason = "empty" if not docs else "no document is a mapping with apiVersion and kind"
+        into.skipped.append(Skipped(file, reason))
+        return []
+    into.documents.extend(docs)
+    return [*duplicated, *_strict(docs)]
+
+
+def _read_named(file: str, stdin: IO[str] | None, limits: InputLimits, into: Manifests) -> list[Problem]:
+    text = read_text(file, stdin, limits)
+    parsed, duplicated = parse_located(text, "<stdin>" if file == STDIN else file, limits)
+    if duplicated:
+        raise LoadError(duplicated)
+    docs = list(expand_lists(parsed))
+    into.documents.extend(docs)
+    return _strict(docs)
+
+
+def _empty_roots(paths: Sequence[str], found: Found, manifests: Manifests) -> list[Problem]:
+    """A problem for each named directory under which no manifest was found."""
+    with_manifests = {found.roots.get(d.file) for d in manifests.documents}
+    roots = dict.fromkeys(raw for raw in paths if raw != STDIN and os.path.isdir(raw))
+    out: list[Problem] = []
+    for root in roots:
+        if root in with_manifests or any(_under(d.file, root) for d in manifests.documents):
+            continue
+        skipped = sum(1 for s in manifests.skipped if s.kind == "file" and _under(s.path, root))
+        charts = sum(1 for s in manifests.skipped if s.kind == "chart" and _under(s.path, root))
+        if skipped or charts:
+            message = (
+                f"no Kubernetes manifests in this directory: {skipped} file(s) skipped as not manifests, "
+                f"{charts} Helm chart(s) not rendered"
+            )
+        else:
+            message = "no .yaml, .yml or .json manifests in this directory"
+        out.append(Problem(root, 1, errors.FILE_NOT_FOUND, message))
+    return out
+
+
+def _under(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
+
+
+def read_manifests(
+    paths: Sequence[str],
+    stdin: IO[str] | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
+    *,
+    excludes: Excludes | None = None,
+) -> Manifests:
+    """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError."""
+    if list(paths).count(STDIN) > 1:
+        raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
+    found = find(paths, stdin_ok=True, excludes=excludes, charts=True)
+    manifests = Manifests(skipped=list(found.skipped))
+    problems = list(found.problems)
+    for file in found.files:
+        try:
+            if file in found.roots:
+                problems.extend(_read_walked(file, limits, manifests))
+            else:
+                problems.extend(_read_named(file, stdin, limits, manifests))
+        except LoadError as err:
+            problems.extend(err.problems)
+    problems[:0] = _empty_roots(paths, found, manifests)
+    if problems:
+        raise LoadError(problems)
+    return manifests
