@@ -140,7 +140,8 @@ def render(entries: Iterable[Entry], generated_by: str) -> str:
 
 def parse(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> Baseline:
     """A baseline file's text -> its entries. Raises LoadError naming the file, line and field."""
-    docs = parse_text(text, file, limits)  # bounded: size, nodes, repeated keys
+    _strict_json(text, file)
+    docs = parse_text(text, file, limits)  # bounded: nodes, repeated keys; and it locates every field
     if len(docs) != 1 or not isinstance(docs[0].data, dict):
         line = docs[1].line if len(docs) > 1 else 1
         message = "a baseline is one JSON object with version, generatedBy and findings"
@@ -161,6 +162,17 @@ def parse(text: str, file: str, limits: InputLimits = DEFAULT_LIMITS) -> Baselin
     return Baseline(tuple(e for e in entries if e is not None), root)
 
 
+def _strict_json(text: str, file: str) -> None:
+    """A baseline is written as JSON; YAML's leniencies (``{"file": }`` is a null) are refused here."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LoadError([Problem(file, err.lineno, errors.YAML_SYNTAX, f"not JSON: {err.msg}")]) from None
+    except (ValueError, RecursionError) as err:  # integers past Python's digit limit; deep nesting
+        message = f"not JSON: {type(err).__name__}"
+        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, message)]) from None
+
+
 def _entry(doc: Document, index: int, item: Any, problems: list[Problem]) -> Entry | None:
     here: tuple[str | int, ...] = ("findings", index)
     if not isinstance(item, dict):
@@ -169,7 +181,7 @@ def _entry(doc: Document, index: int, item: Any, problems: list[Problem]) -> Ent
     resource = item.get("resource")
     if not isinstance(resource, dict):
         problems.append(doc.problem(errors.SCHEMA_INVALID, "resource must be an object", (*here, "resource")))
-        return None
+        resource = dict.fromkeys(_IDENTITY, "")  # so the other fields are still checked
     values: dict[tuple[str | int, ...], Any] = {
         (*here, "file"): item.get("file"),
         (*here, "policy"): item.get("policy"),
