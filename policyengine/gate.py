@@ -44,6 +44,27 @@ class Checked:
 
     document: Document
     decision: Decision
+    baselined: tuple[Result, ...] = ()  # findings a baseline file records (check --baseline)
+
+    def is_baselined(self, result: Result) -> bool:
+        return result in self.baselined
+
+    @property
+    def denied(self) -> bool:
+        """Whether this resource fails the gate: it is denied on a finding no baseline records."""
+        if not self.baselined:
+            return not self.decision.allowed
+        return any(r.denies and r not in self.baselined for r in self.decision.results)
+
+    @property
+    def warned(self) -> bool:
+        """Whether it draws a warning no baseline records (what fails the gate under --strict)."""
+        if not self.baselined:
+            return bool(self.decision.warnings)
+        return any(
+            r.action is Action.WARN and r.outcome in (Outcome.FAIL, Outcome.ERROR) and r not in self.baselined
+            for r in self.decision.results
+        )
 
     def line_of(self, result: Result) -> int:
         """The line of the field the result concerns, else of the document."""
@@ -65,6 +86,8 @@ class Summary:
     errors: int
     excepted: int
     denied_resources: int
+    baselined: int = 0
+    fixed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -76,6 +99,8 @@ class Summary:
             "errors": self.errors,
             "excepted": self.excepted,
             "deniedResources": self.denied_resources,
+            "baselined": self.baselined,
+            "fixed": self.fixed,
         }
 
 
@@ -86,6 +111,7 @@ class CheckReport:
     skipped: tuple[Document, ...] = field(default=())  # documents that are not Kubernetes objects
     policies: tuple[Policy, ...] = ()  # every loaded policy: reports describe them (SARIF rules)
     skipped_files: tuple[Skipped, ...] = ()  # files and Helm charts a directory walk left out
+    baseline_fixed: int | None = None  # baseline entries that no longer occur; None: no baseline given
 
     @property
     def skipped_counts(self) -> tuple[int, int]:
@@ -94,7 +120,7 @@ class CheckReport:
         return len(self.skipped_files) - charts, charts
 
     def summary(self) -> Summary:
-        results = [r for c in self.checked for r in c.decision.results]
+        results = [r for c in self.checked for r in c.decision.results if not c.is_baselined(r)]
         return Summary(
             resources=len(self.checked),
             evaluated=sum(1 for r in results if r.outcome is not Outcome.SKIP),
@@ -103,13 +129,15 @@ class CheckReport:
             warned=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.WARN),
             errors=sum(1 for r in results if r.outcome is Outcome.ERROR),
             excepted=sum(1 for r in results if r.outcome is Outcome.EXCEPTED),
-            denied_resources=sum(1 for c in self.checked if not c.decision.allowed),
+            denied_resources=sum(1 for c in self.checked if c.denied),
+            baselined=sum(len(c.baselined) for c in self.checked),
+            fixed=self.baseline_fixed or 0,
         )
 
     def exit_code(self, *, strict: bool = False) -> int:
-        if any(not c.decision.allowed for c in self.checked):
+        if any(c.denied for c in self.checked):
             return EXIT_VIOLATION
-        if strict and any(c.decision.warnings for c in self.checked):
+        if strict and any(c.warned for c in self.checked):
             return EXIT_VIOLATION
         return EXIT_OK
 

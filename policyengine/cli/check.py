@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from policyengine import intake
 from policyengine.cel import BACKENDS, get_backend
-from policyengine.cli import auditing, outputs
+from policyengine.cli import auditing, baselines, outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import Compiler
@@ -22,7 +22,7 @@ from policyengine.intake import Manifests
 from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, InputLimits, format_size, read_documents
 from policyengine.model import Inventory
-from policyengine.policyset import load_policy_set
+from policyengine.policyset import PolicySet, load_policy_set
 from policyengine.provenance import EXPIRY_NOTICE
 from policyengine.trust import load_attestation_store, trust_warnings
 
@@ -68,6 +68,7 @@ def add_parser(sub: Any) -> None:
         help=f"refuse a file of more YAML documents than this (default {DEFAULT_LIMITS.max_documents})",
     )
     outputs.add_arguments(p)
+    baselines.add_arguments(p)
     p.add_argument("--strict", action="store_true", help="warnings fail the check too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
@@ -148,6 +149,13 @@ def attestation_notes(config: Any, now: datetime) -> list[str]:
     return notes
 
 
+def print_notes(policy_set: PolicySet, manifests: Manifests, now: datetime) -> None:
+    """What --verbose adds on stderr: what loaded but does nothing, the attestation store, skipped files."""
+    skips = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
+    for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *skips]:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.paths:
         print(
@@ -178,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
             inventory = load_inventory(args.inventory, limits)
         except LoadError as err:
             problems.extend(err.problems)
+        known = baselines.load(args, limits, problems)
         try:
             manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude)
         except LoadError as err:
@@ -194,9 +203,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in trust_warnings(policy_set.config):
         print(f"policyengine check: warning: {warning}", file=sys.stderr)
     if args.verbose:
-        skips = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
-        for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *skips]:
-            print(f"note: {note}", file=sys.stderr)
+        print_notes(policy_set, manifests, now)
     audit_log = auditing.open_log(args)
     report = check_documents(
         engine, manifests.documents, inventory=inventory, now=now, skipped_files=manifests.skipped
@@ -206,5 +213,6 @@ def run(args: argparse.Namespace) -> int:
             auditing.record_ci_run(audit_log, (c.decision for c in report.checked))
         finally:
             audit_log.close()
+    report = baselines.judge(report, args, known)
     outputs.write_reports(report, reports, strict=args.strict, color=args.color)
     return report.exit_code(strict=args.strict)

@@ -69,6 +69,10 @@ class Finding:
         return self.result.outcome is Outcome.ERROR
 
     @property
+    def is_baselined(self) -> bool:
+        return self.checked.is_baselined(self.result)
+
+    @property
     def is_excepted(self) -> bool:
         return self.result.outcome is Outcome.EXCEPTED
 

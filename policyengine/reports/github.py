@@ -2,7 +2,8 @@
 
 Each deny failure is an ``::error``, each warn failure a ``::warning`` and each audit failure a ``::notice``
 at the file, line and column of the field concerned (evaluation errors take the level of their action;
-excepted failures are not annotated). Values are escaped as the Actions runner expects. ``summary``
+excepted failures are not annotated; findings recorded in the baseline are ``::notice``s titled
+"baselined"). Values are escaped as the Actions runner expects. ``summary``
 renders the Markdown table the CLI appends to ``$GITHUB_STEP_SUMMARY``; this module reads no environment.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from policyengine.gate import CheckReport
 from policyengine.model import Action, Outcome
-from policyengine.reports.finding import Finding, findings
+from policyengine.reports.finding import Finding, findings, relative_path
 
 COMMANDS = {Action.DENY: "error", Action.WARN: "warning", Action.AUDIT: "notice"}
 SUMMARY_ROWS = 500  # a job summary is limited to 1 MiB; past this many rows, say how many are left out
@@ -28,15 +29,18 @@ def escape_property(text: str) -> str:
 
 def annotation(finding: Finding) -> str:
     r = finding.result
+    baselined = finding.is_baselined
     props = [f"file={escape_property(finding.display_path)}", f"line={finding.line}"]
     if finding.column is not None:
         props.append(f"col={finding.column}")
     title = f"{r.policy} (evaluation error)" if finding.is_error else r.policy
+    title += " (baselined)" if baselined else ""
     props.append(f"title={escape_property(title)}")
     message = f"{finding.resource}: {finding.text}"
     if r.remediation:
         message += f"\nFix: {r.remediation}"
-    return f"::{COMMANDS[r.action]} {','.join(props)}::{escape_data(message)}"
+    command = "notice" if baselined else COMMANDS[r.action]
+    return f"::{command} {','.join(props)}::{escape_data(message)}"
 
 
 def render(report: CheckReport, *, base: str) -> str:
@@ -45,6 +49,7 @@ def render(report: CheckReport, *, base: str) -> str:
     lines.append(
         f"policyengine: {s.resources} resources, {s.evaluated} checks: {s.passed} passed, {s.failed} denied, "
         f"{s.warned} warnings, {s.errors} errors, {s.excepted} excepted"
+        + (f", {s.baselined} baselined, {s.fixed} fixed" if report.baseline_fixed is not None else "")
     )
     return "\n".join(lines) + "\n"
 
@@ -62,6 +67,8 @@ def _cell(text: str) -> str:
 
 def _label(finding: Finding) -> str:
     r = finding.result
+    if finding.is_baselined:
+        return f"baselined ({r.action})"
     if r.outcome is Outcome.EXCEPTED:
         return f"excepted ({r.exception})"
     if r.outcome is Outcome.ERROR:
@@ -82,6 +89,9 @@ def summary(report: CheckReport, *, base: str, strict: bool = False) -> str:
         "| " + " | ".join(str(n) for n in counts) + " |",
         "",
     ]
+    if report.baseline_fixed is not None:
+        out += [f"{s.baselined} findings are baselined; {s.fixed} baseline entries are fixed.", ""]
+    out += _skipped_lines(report, base)
     rows = list(findings(report, base))
     if rows:
         out += ["| Result | Policy | Resource | Location | Message |", "|---|---|---|---|---|"]
@@ -94,3 +104,17 @@ def summary(report: CheckReport, *, base: str, strict: bool = False) -> str:
             out.append(f"\n{len(rows) - SUMMARY_ROWS} more findings are not shown.")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _skipped_lines(report: CheckReport, base: str) -> list[str]:
+    """A line counting the files and Helm charts the walk left out, and the list of them, folded."""
+    if not report.skipped_files:
+        return []
+    files, charts = report.skipped_counts
+    out = [f"Skipped {files} files that are not Kubernetes manifests and {charts} Helm charts.", ""]
+    out += ["<details><summary>Skipped files</summary>", ""]
+    for s in report.skipped_files[:SUMMARY_ROWS]:
+        out.append(f"- `{_cell(relative_path(s.path, base) or s.path)}`: {_cell(s.reason)}")
+    if len(report.skipped_files) > SUMMARY_ROWS:
+        out.append(f"- and {len(report.skipped_files) - SUMMARY_ROWS} more")
+    return [*out, "", "</details>", ""]

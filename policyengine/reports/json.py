@@ -16,7 +16,7 @@ def result_dict(checked: Checked, result: Result) -> dict[str, Any]:
     out: dict[str, Any] = {
         "policy": result.policy,
         "action": str(result.action),
-        "outcome": str(result.outcome),
+        "outcome": "baselined" if checked.is_baselined(result) else str(result.outcome),
         "message": result.message,
         "category": result.category,
         "severity": result.severity,

@@ -3,7 +3,9 @@
 ``<testsuites>`` holds one ``<testsuite>`` per manifest file and one ``<testcase>`` per resource and
 policy evaluated on it (classname: the file; name: ``Kind/namespace/name: policy``). A failed validation
 is a ``<failure>`` (type: the action), an evaluation error an ``<error>``, and a policy whose failures
-were all excepted, or whose matchConditions excluded the resource, is ``<skipped>``. Bodies name the
+were all excepted or are recorded in the baseline (``check --baseline``), or whose matchConditions
+excluded the resource, is ``<skipped>``. Files and Helm charts the directory walk left out are
+``<skipped>`` cases of a last suite, ``skipped files``, each with the reason. Bodies name the
 line of each finding and the remediation. Built with ``xml.etree`` so every value is escaped.
 """
 
@@ -18,6 +20,7 @@ from policyengine.model import Outcome, Result
 from policyengine.reports.finding import Finding, locate, relative_path, resource_id
 
 SUITES_NAME = "policyengine check"
+SKIPPED_SUITE = "skipped files"
 # Characters XML 1.0 cannot carry even escaped; a message built from a manifest value may hold them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -36,9 +39,15 @@ class Case:
     findings: tuple[Finding, ...]
 
     @property
+    def baselined(self) -> tuple[Result, ...]:
+        return tuple(r for r in self.results if self.checked.is_baselined(r))
+
+    @property
     def status(self) -> str:
-        """error | failure | skipped | passed."""
-        outcomes = {r.outcome for r in self.results}
+        """error | failure | skipped | passed (baselined findings fail nothing: they read as skipped)."""
+        outcomes = {r.outcome for r in self.results if not self.checked.is_baselined(r)}
+        if self.baselined:
+            outcomes.add(Outcome.SKIP)
         if Outcome.ERROR in outcomes:
             return "error"
         if Outcome.FAIL in outcomes:
@@ -70,7 +79,7 @@ def cases(checked: Checked, base: str) -> list[Case]:
 def _body(case: Case, outcomes: tuple[Outcome, ...]) -> str:
     lines = []
     for f in case.findings:
-        if f.result.outcome not in outcomes:
+        if f.result.outcome not in outcomes or f.is_baselined:
             continue
         col = f":{f.column}" if f.column is not None else ""
         lines.append(f"{f.display_path}:{f.line}{col}: {f.result.action}: {f.text}")
@@ -82,7 +91,7 @@ def _body(case: Case, outcomes: tuple[Outcome, ...]) -> str:
 
 
 def _first(case: Case, outcome: Outcome) -> Finding:
-    return next(f for f in case.findings if f.result.outcome is outcome)
+    return next(f for f in case.findings if f.result.outcome is outcome and not f.is_baselined)
 
 
 def _case_element(case: Case, file: str) -> ET.Element:
@@ -107,7 +116,9 @@ def _case_element(case: Case, file: str) -> ET.Element:
         child.text = _body(case, (Outcome.FAIL,))
     elif status == "skipped":
         excepted = [r for r in case.results if r.outcome is Outcome.EXCEPTED]
-        if excepted:
+        if case.baselined:
+            message = f"baselined: {case.baselined[0].message}"
+        elif excepted:
             message = f"excepted by PolicyException {excepted[0].exception}"
         else:
             message = next(r.message for r in case.results if r.outcome is Outcome.SKIP)
@@ -137,8 +148,25 @@ def report_element(report: CheckReport, *, base: str) -> ET.Element:
         suite = ET.SubElement(root, "testsuite", {"name": shown, **_counts(statuses)})
         for case in file_cases:
             suite.append(_case_element(case, shown))
+    if report.skipped_files:
+        every.extend(_skipped_suite(root, report, base))
     root.attrib.update(_counts(every))
     return root
+
+
+def _skipped_suite(root: ET.Element, report: CheckReport, base: str) -> list[str]:
+    """One skipped testcase per file or Helm chart the walk left out, with the reason: Jenkins and GitLab
+    list skipped cases with their message, so what was not checked stays visible."""
+    statuses = ["skipped"] * len(report.skipped_files)
+    suite = ET.SubElement(root, "testsuite", {"name": SKIPPED_SUITE, **_counts(statuses)})
+    for skipped in report.skipped_files:
+        shown = relative_path(skipped.path, base) or skipped.path
+        what = "Helm chart" if skipped.kind == "chart" else "not a manifest"
+        case = ET.SubElement(
+            suite, "testcase", {"classname": shown, "name": f"{what}: {shown}", "file": shown}
+        )
+        ET.SubElement(case, "skipped", {"message": skipped.reason})
+    return statuses
 
 
 def render(report: CheckReport, *, base: str) -> str:

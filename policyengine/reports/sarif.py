@@ -95,7 +95,7 @@ def _artifact_location(finding: Finding, base: str) -> dict[str, Any]:
     return {"uri": PurePosixPath(absolute_path(finding.file, base)).as_uri()}
 
 
-def sarif_result(finding: Finding, rule_index: int, base: str) -> dict[str, Any]:
+def sarif_result(finding: Finding, rule_index: int, base: str, baseline: bool = False) -> dict[str, Any]:
     r, checked = finding.result, finding.checked
     resource = resource_of(checked.document.data, checked.decision.request)
     region: dict[str, int] = {"startLine": finding.line}
@@ -130,7 +130,7 @@ def sarif_result(finding: Finding, rule_index: int, base: str) -> dict[str, Any]
         },
         "properties": {
             "action": str(r.action),
-            "outcome": str(r.outcome),
+            "outcome": "baselined" if finding.is_baselined else str(r.outcome),
             "resource": resource,
             **({"fieldPath": r.field_path} if r.field_path else {}),
             **({"code": r.code} if r.code else {}),
@@ -138,6 +138,8 @@ def sarif_result(finding: Finding, rule_index: int, base: str) -> dict[str, Any]
             **({"severity": r.severity} if r.severity else {}),
         },
     }
+    if baseline:
+        out["baselineState"] = "unchanged" if finding.is_baselined else "new"
     if r.outcome is Outcome.EXCEPTED:
         out["suppressions"] = [
             {"kind": "external", "status": "accepted", "justification": f"PolicyException {r.exception}"}
@@ -192,7 +194,7 @@ def report_dict(report: CheckReport, *, base: str, strict: bool = False) -> dict
         if name not in index:
             index[name] = len(rules)
             rules.append(_rule_from_result(finding.result))
-        results.append(sarif_result(finding, index[name], base))
+        results.append(sarif_result(finding, index[name], base, report.baseline_fixed is not None))
         if finding.is_error:
             notifications.append(_notification(finding, base))
     notifications.extend(_skip_notification(s, base) for s in report.skipped_files)

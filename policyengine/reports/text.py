@@ -17,7 +17,9 @@ class _Paint:
         return f"\033[{_COLOURS[colour]}m{text}\033[0m" if self.enabled else text
 
 
-def _label(result: Result, paint: _Paint) -> str:
+def _label(result: Result, paint: _Paint, baselined: bool) -> str:
+    if baselined:
+        return paint("dim", f"BASELINED ({result.action})")
     if result.outcome is Outcome.EXCEPTED:
         return paint("dim", f"EXCEPTED ({result.exception})")
     if result.outcome is Outcome.ERROR:
@@ -50,9 +52,9 @@ def render(report: CheckReport, *, color: bool = False, strict: bool = False) ->
         for r in findings:
             line = checked.line_of(r)
             lines.append(
-                f"    {_label(r, paint)} {r.policy}: {r.message} {paint('dim', f'[{doc.file}:{line}]')}"
+                f"    {_label(r, paint, checked.is_baselined(r))} {r.policy}: {r.message} {paint('dim', f'[{doc.file}:{line}]')}"
             )
-            if r.remediation and r.outcome is not Outcome.EXCEPTED:
+            if r.remediation and r.outcome is not Outcome.EXCEPTED and not checked.is_baselined(r):
                 lines.append(f"      {paint('dim', 'fix:')} {r.remediation}")
     expired = dict.fromkeys(name for c in report.checked for name in c.decision.exceptions_expired)
     for name in expired:
@@ -70,5 +72,6 @@ def render(report: CheckReport, *, color: bool = False, strict: bool = False) ->
     lines.append(
         f"{status}: {s.resources} resources, {s.evaluated} checks: {s.passed} passed, {s.failed} denied, "
         f"{s.warned} warnings, {s.errors} errors, {s.excepted} excepted"
+        + (f", {s.baselined} baselined, {s.fixed} fixed" if report.baseline_fixed is not None else "")
     )
     return "\n".join(lines) + "\n"
