@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from policyengine import intake
 from policyengine.cel import BACKENDS, get_backend
-from policyengine.cli import auditing, baselines, outputs
+from policyengine.cli import auditing, baselines, configfile, outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import Compiler
@@ -79,6 +79,7 @@ def add_parser(sub: Any) -> None:
         help=f"CEL evaluator (default: ${CEL_BACKEND_ENV} or fast; reference is cel-python's)",
     )
     auditing.add_arguments(p)
+    configfile.add_arguments(p)  # last: it reads the defaults of the flags above
     p.set_defaults(func=run)
 
 
@@ -157,12 +158,8 @@ def print_notes(policy_set: PolicySet, manifests: Manifests, now: datetime) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.paths:
-        print(
-            "policyengine check: give at least one PATH (a file, a directory, or - for stdin)",
-            file=sys.stderr,
-        )
-        return 2
+    if (early_exit := configfile.apply(args)) is not None:
+        return early_exit  # --print-config, or no PATH from the flags or the file
     reports = outputs.plan(getattr(args, outputs.DEST))
     problems: list[Problem] = []
     policy_set = manifests = inventory = None

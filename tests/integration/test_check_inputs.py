@@ -33,7 +33,9 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
-def run_capped(args: list[str], prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def run_capped(
+    args: list[str], prefix: tuple[str, ...] = (), cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """The installed command in a child process with bounded memory and a hang guard."""
     try:
         return subprocess.run(
@@ -43,6 +45,7 @@ def run_capped(args: list[str], prefix: tuple[str, ...] = ()) -> subprocess.Comp
             check=False,
             timeout=HANG_GUARD,
             preexec_fn=_cap_memory,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"policyengine {' '.join(args)} did not finish within {HANG_GUARD} s")
