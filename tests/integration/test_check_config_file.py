@@ -194,3 +194,22 @@ def test_check_dot_in_this_repository_exits_0_or_1_and_counts_skipped_files() ->
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     skipped = [line for line in proc.stdout.splitlines() if line.startswith("skipped ")]
     assert skipped and int(skipped[0].split()[1]) > 0
+
+
+def test_adoption_in_three_commands_then_only_new_findings_fail(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """docs/ci.md's adoption: a config naming the baseline, --write-baseline, and later runs fail only on
+    findings the baseline does not record."""
+    root = repo(tmp_path / "repo", CONFIG + "baseline: .policyengine-baseline.json\n")
+    monkeypatch.chdir(root)
+    code, _, _ = run_cli(["check", "--write-baseline", ".policyengine-baseline.json"], capsys, monkeypatch)
+    assert code == 0 and (root / ".policyengine-baseline.json").is_file()
+    code, report = run_json(["check"], capsys, monkeypatch)  # the baseline comes from the file
+    assert code == 0 and report["summary"]["baselined"] == 1
+    assert [r["outcome"] for r in report["results"] if r["policy"] != "memory-limit"] == ["baselined"]
+    write(root / "k8s" / "bigger.yaml", deployment("bigger", 12))  # a new violation
+    code, report = run_json(["check"], capsys, monkeypatch)
+    assert code == 1 and report["summary"]["baselined"] == 1
+    # --print-config says the baseline came from the file.
+    code, out, _ = run_cli(["check", "--print-config", "json"], capsys, monkeypatch)
+    settings = json.loads(out)
+    assert code == 0 and str(settings["settings"]["baseline"]["source"]).startswith("file:")
