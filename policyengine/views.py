@@ -5,6 +5,8 @@ the region of each data location; shape in ``policyengine/org.py``).
 All are computed once per request from plain data and shared by every policy. The inventory view and
 the GPU usage per quota pool depend only on the inventory and the config, so they are computed once per
 inventory, not per request.
+On UPDATE, ``workload.gpus.charge`` is what the change adds to the team's usage (new minus old, never
+below 0; ``policyengine/workloads/charge.py``); otherwise it is the whole workload.
 Each model of ``workload.models`` pinned by sha256 also carries ``signature``: ``{verified, signer,
 reason}`` from the attestation store (the provenance verdict for that digest at the request's ``now``).
 """
@@ -23,6 +25,7 @@ from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
 from policyengine.workloads import describe
+from policyengine.workloads.charge import update_charge
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
@@ -72,6 +75,7 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         workload = describe(obj, config)
+        _charge_update(request, workload, config)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
@@ -80,6 +84,21 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         return {"workload": workload, "inventory": inventory_facts, "org": org}
 
     return provide
+
+
+def _charge_update(request: Request, workload: dict[str, Any], config: Mapping[str, Any]) -> None:
+    """On UPDATE the old object's GPUs are already in the team's usage: charge only the growth. The old
+    object is described as the new one is (bounded by its size) and only its GPU figures are kept, so its
+    unreadable values are not findings about the new object (they count 0, which charges more, not less)."""
+    old = request.old_object
+    if (
+        request.operation != "UPDATE"
+        or not isinstance(request.object, Mapping)
+        or not isinstance(old, Mapping)
+    ):
+        return
+    before = describe(old, config)["gpus"]
+    workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
 
 
 def default_views(policy_set: PolicySet) -> ViewProvider:

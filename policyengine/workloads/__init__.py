@@ -32,7 +32,11 @@ Shape (every key is always present; lists keep manifest order)::
                  "byResource": {"nvidia.com/gpu": 1}, "count": 1},
         "claims": ["gpu"]          # resources.claims names (DRA)
       }],
-      "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2}},
+      "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2},
+               # what this request adds to the team's usage: all of it here; on UPDATE (the engine's
+               # view, with oldObject) total = max(0, new total - old total) and each resource
+               # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
+               "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}}},
       "usesDra": false,
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
@@ -60,6 +64,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.pods import (
     GPU_PRODUCT_LABEL,
@@ -133,6 +138,7 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
             "total": gpu_total,
             "maxPerPod": max((v["gpus"]["perPod"] for v in views), default=0),
             "byResource": dict(sorted(total_by.items())),
+            "charge": whole_charge({"total": gpu_total, "byResource": dict(sorted(total_by.items()))}),
         },
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},

@@ -84,6 +84,11 @@ def test_gpu_resources_are_nvidia_amd_mig_and_the_configured_ones() -> None:
         "total": 8,
         "maxPerPod": 4,
         "byResource": {"amd.com/gpu": 2, "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 4},
+        # Described alone (a CREATE), the whole workload is what it adds to its team's usage.
+        "charge": {
+            "total": 8,
+            "byResource": {"amd.com/gpu": 2, "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 4},
+        },
     }
     config = {"spec": {"gpu": {"resources": ["nvidia.com/gpu", "intel.com/gpu"]}}}
     assert describe(obj, config)["gpus"]["total"] == 16
