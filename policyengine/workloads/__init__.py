@@ -61,6 +61,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
+from policyengine.workloads.models import (
+    MAX_MODELS,
+    Ref,
+    container_refs,
+    image_volume_refs,
+    kserve_block_refs,
+    ray_serve_refs,
+)
 from policyengine.workloads.pods import (
     GPU_PRODUCT_LABEL,
     REGION_LABEL,
@@ -104,12 +112,18 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
     data: list[dict[str, str]] = []
     models: list[dict[str, str]] = []
     images: list[dict[str, str]] = []
+    refs: list[Ref] = []
     for t in templates:
         views.append(_template_view(t, rules, problems, containers))
         for site in t.containers:
             _scan_container(site, data, images)
+            refs.extend(container_refs(site.container, site.path, problems))
+        refs.extend(image_volume_refs(t.spec, t.path))
     _annotation_refs(metadata, data, models)
     _storage_refs(obj, data, models)
+    if obj.get("kind") == "RayService":
+        refs.extend(ray_serve_refs(as_dict(obj.get("spec")), problems))
+    _add_refs(refs, data, models, problems)
 
     total_by: dict[str, int] = {}
     for t, v in zip(templates, views, strict=True):
@@ -206,6 +220,24 @@ def _add_model(
         data.append({"uri": uri, "path": path, "source": source, "kind": "model"})
 
 
+def _add_refs(
+    refs: list[Ref], data: list[dict[str, str]], models: list[dict[str, str]], problems: Problems
+) -> None:
+    """Model references found in containers, volumes and serve configs, each (uri, path) once, at most
+    MAX_MODELS in all: past that the view would grow with the manifest, so the rest is a problem."""
+    seen = {(m["uri"], m["path"]) for m in models}
+    for uri, path, source in refs:
+        if (uri, path) in seen:
+            continue
+        if len(models) >= MAX_MODELS:
+            problems.append(
+                {"path": path, "message": f"more than {MAX_MODELS} model references; the rest are not read"}
+            )
+            return
+        seen.add((uri, path))
+        _add_model(uri, path, source, data, models)
+
+
 def _annotation_refs(
     metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
 ) -> None:
@@ -228,6 +260,8 @@ def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: li
                 uri = as_dict(block).get("storageUri")
                 if isinstance(uri, str) and uri:
                     _add_model(uri, f"spec.{comp}.{path_key(fw)}.storageUri", "storageUri", data, models)
+                for ref in kserve_block_refs(as_dict(block), f"spec.{comp}.{path_key(fw)}"):
+                    _add_model(*ref, data, models)
     elif kind == "LLMInferenceService":
         uri = as_dict(spec.get("model")).get("uri")
         if isinstance(uri, str) and uri:
