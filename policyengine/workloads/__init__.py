@@ -39,6 +39,8 @@ Shape (every key is always present; lists keep manifest order)::
                          "kind": "data"}],                   # kind: data | model
       "models": [{"uri": "hf://org/m", "path": "spec.predictor.model.storageUri",
                   "source": "storageUri", "sha256": ""}],     # sha256: hex of a trailing @sha256:
+                  # source: storageUri | storage | annotation | imageVolume | command | args | env
+                  #         | serveConfigV2; uri "" for a model named without a URI (KServe storage)
       "images": [{"image": "...", "path": "...containers[0].image", "sha256": ""}],
       "problems": [{"path": "...", "message": "..."}]
     }
@@ -47,10 +49,15 @@ Sources of data locations: the ``policyengine.io/datasets`` annotation (source `
 ``storageUri`` and LLMInferenceService ``spec.model.uri``, TrainJob initializer ``storageUri``
 (``storageUri``), and storage URIs inside container ``env[].value``, ``args`` and ``command``
 (``env``/``args``/``command``). Model references come from KServe framework ``storageUri``,
-LLMInferenceService ``spec.model.uri``, TrainJob model initializer ``storageUri`` and the
-``policyengine.io/models`` annotation; model references are also data locations (kind ``model``) when
-they are storage URIs, since the weights are data that lives somewhere. A model named only inside a
-command line or a Ray serve config is not detected. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
+``storageUris[].uri`` and ``storage`` (no URI: reported with uri ""), LLMInferenceService
+``spec.model.uri``, TrainJob model initializer ``storageUri``, the ``policyengine.io/models``
+annotation, image volumes (``oci://<reference>``), server flags in command and args, also inside shell
+lines (``vllm serve <model>``, ``--model``, ``--model-id``, ``--model-path``, with ``--revision``), the
+servers' environment variables and RayService ``spec.serveConfigV2`` (see ``workloads.models``); a bare
+``org/name`` is ``hf://org/name``, at a revision ``hf://org/name:<revision>``. At most ``MAX_MODELS``
+references are read from containers, volumes and serve configs; more, an over-long shell line or an
+unreadable serve config is a problem. Model references are also data locations (kind ``model``) when
+they are storage URIs, since the weights are data that lives somewhere. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
 ``nvidia.com/mig-*`` and the config's ``spec.gpu.resources`` (TPUs and DRA devices are not GPUs here;
 DRA shows in ``usesDra``); ``config`` may be the GovernanceConfig document or its spec.
 """
