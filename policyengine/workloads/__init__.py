@@ -43,6 +43,8 @@ Shape (every key is always present; lists keep manifest order)::
                          "kind": "data"}],                   # kind: data | model
       "models": [{"uri": "hf://org/m", "path": "spec.predictor.model.storageUri",
                   "source": "storageUri", "sha256": ""}],     # sha256: hex of a trailing @sha256:
+                  # source: storageUri | storage | annotation | imageVolume | command | args | env
+                  #         | serveConfigV2; uri "" for a model named without a URI (KServe storage)
       "images": [{"image": "...", "path": "...containers[0].image", "sha256": ""}],
       "problems": [{"path": "...", "message": "..."}]
     }
@@ -51,10 +53,15 @@ Sources of data locations: the ``policyengine.io/datasets`` annotation (source `
 ``storageUri`` and LLMInferenceService ``spec.model.uri``, TrainJob initializer ``storageUri``
 (``storageUri``), and storage URIs inside container ``env[].value``, ``args`` and ``command``
 (``env``/``args``/``command``). Model references come from KServe framework ``storageUri``,
-LLMInferenceService ``spec.model.uri``, TrainJob model initializer ``storageUri`` and the
-``policyengine.io/models`` annotation; model references are also data locations (kind ``model``) when
-they are storage URIs, since the weights are data that lives somewhere. A model named only inside a
-command line or a Ray serve config is not detected. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
+``storageUris[].uri`` and ``storage`` (no URI: reported with uri ""), LLMInferenceService
+``spec.model.uri``, TrainJob model initializer ``storageUri``, the ``policyengine.io/models``
+annotation, image volumes (``oci://<reference>``), server flags in command and args, also inside shell
+lines (``vllm serve <model>``, ``--model``, ``--model-id``, ``--model-path``, with ``--revision``), the
+servers' environment variables and RayService ``spec.serveConfigV2`` (see ``workloads.models``); a bare
+``org/name`` is ``hf://org/name``, at a revision ``hf://org/name:<revision>``. At most ``MAX_MODELS``
+references are read from containers, volumes and serve configs; more, an over-long shell line or an
+unreadable serve config is a problem. Model references are also data locations (kind ``model``) when
+they are storage URIs, since the weights are data that lives somewhere. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
 ``nvidia.com/mig-*`` and the config's ``spec.gpu.resources`` (TPUs and DRA devices are not GPUs here;
 DRA shows in ``usesDra``); ``config`` may be the GovernanceConfig document or its spec.
 """
@@ -66,6 +73,14 @@ from typing import Any
 
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
+from policyengine.workloads.models import (
+    MAX_MODELS,
+    Ref,
+    container_refs,
+    image_volume_refs,
+    kserve_block_refs,
+    ray_serve_refs,
+)
 from policyengine.workloads.pods import (
     GPU_PRODUCT_LABEL,
     REGION_LABEL,
@@ -109,12 +124,18 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
     data: list[dict[str, str]] = []
     models: list[dict[str, str]] = []
     images: list[dict[str, str]] = []
+    refs: list[Ref] = []
     for t in templates:
         views.append(_template_view(t, rules, problems, containers))
         for site in t.containers:
             _scan_container(site, data, images)
+            refs.extend(container_refs(site.container, site.path, problems))
+        refs.extend(image_volume_refs(t.spec, t.path))
     _annotation_refs(metadata, data, models)
     _storage_refs(obj, data, models)
+    if obj.get("kind") == "RayService":
+        refs.extend(ray_serve_refs(as_dict(obj.get("spec")), problems))
+    _add_refs(refs, data, models, problems)
 
     total_by: dict[str, int] = {}
     for t, v in zip(templates, views, strict=True):
@@ -212,6 +233,24 @@ def _add_model(
         data.append({"uri": uri, "path": path, "source": source, "kind": "model"})
 
 
+def _add_refs(
+    refs: list[Ref], data: list[dict[str, str]], models: list[dict[str, str]], problems: Problems
+) -> None:
+    """Model references found in containers, volumes and serve configs, each (uri, path) once, at most
+    MAX_MODELS in all: past that the view would grow with the manifest, so the rest is a problem."""
+    seen = {(m["uri"], m["path"]) for m in models}
+    for uri, path, source in refs:
+        if (uri, path) in seen:
+            continue
+        if len(models) >= MAX_MODELS:
+            problems.append(
+                {"path": path, "message": f"more than {MAX_MODELS} model references; the rest are not read"}
+            )
+            return
+        seen.add((uri, path))
+        _add_model(uri, path, source, data, models)
+
+
 def _annotation_refs(
     metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
 ) -> None:
@@ -234,6 +273,8 @@ def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: li
                 uri = as_dict(block).get("storageUri")
                 if isinstance(uri, str) and uri:
                     _add_model(uri, f"spec.{comp}.{path_key(fw)}.storageUri", "storageUri", data, models)
+                for ref in kserve_block_refs(as_dict(block), f"spec.{comp}.{path_key(fw)}"):
+                    _add_model(*ref, data, models)
     elif kind == "LLMInferenceService":
         uri = as_dict(spec.get("model")).get("uri")
         if isinstance(uri, str) and uri:

@@ -90,3 +90,31 @@ def test_verbose_lists_bundles_that_do_not_verify(
     assert code == 0
     assert "rogue-model.sig does not verify: signature does not verify under any trusted key" in err
     assert "signed-model.sig" not in err
+
+
+def test_model_findings_point_at_the_line_that_names_the_model(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = ROOT / "tests" / "fixtures" / "models" / "model-sources.yaml"
+    code, out, _ = run_cli(["check", str(manifest), "--format", "json"], capsys, monkeypatch)
+    assert code == 1
+    lines = {
+        (r["resource"]["name"], r["policy"]): r["source"]["line"]
+        for r in json.loads(out)["results"]
+        if r["policy"].startswith("model-")
+    }
+    text = manifest.read_text().splitlines()
+    expected = {
+        "vllm-args": "args: [",  # --model=... inside the args list
+        "tgi-env": "{name: MODEL_ID",
+        "sglang-shell": "command: [",  # the sh -c line
+        "kserve-multi": '{uri: "hf://microsoft',
+        "kserve-storage-key": "storage: {key",
+        "modelcar": "image: {reference",
+        "ray-llm": "serveConfigV2:",
+        "mlflow-alias": 'storageUri: "models:/',
+    }
+    for name, needle in expected.items():
+        got = {line for (n, _), line in lines.items() if n == name}
+        assert len(got) == 1, (name, got)
+        assert needle in text[got.pop() - 1], name

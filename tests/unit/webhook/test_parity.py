@@ -85,7 +85,9 @@ def _from_check(files: list[Path], capsys: pytest.CaptureFixture[str]) -> dict[K
 def test_check_and_validate_agree_on_every_manifest(
     shared: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = _manifest_files([shared / "corpus" / "upstream", repo_root / "examples" / "manifests"])
+    models = repo_root / "tests" / "fixtures" / "models"  # one workload per place a model is named
+    files = _manifest_files([shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models])
+    assert models / "model-sources.yaml" in files
     assert len(files) >= 20, files
     expected = _from_check(files, capsys)
     docs: list[Document] = read_documents([str(f) for f in files])
@@ -98,6 +100,7 @@ def test_check_and_validate_agree_on_every_manifest(
         policies=policies, inventory=inventory, recorder=recorder, reload_interval=None
     )
     compared = 0
+    sourced: set[str] = set()
     with TestClient(create_app(services)) as client:
         for doc in docs:
             request = request_for(doc)
@@ -118,4 +121,19 @@ def test_check_and_validate_agree_on_every_manifest(
                 == response["allowed"]
             ), where
             compared += 1
+            if doc.file.endswith("model-sources.yaml"):
+                model_rules = ("model-approved-source", "model-pinned-by-digest", "model-signature-verified")
+                if any(policy in model_rules for policy, _ in got):
+                    sourced.add(key[3])
     assert compared == len(docs)
+    # Every model source was seen, and judged alike, by both paths: each fails a model rule.
+    assert sourced == {
+        "vllm-args",
+        "tgi-env",
+        "sglang-shell",
+        "kserve-multi",
+        "kserve-storage-key",
+        "modelcar",
+        "ray-llm",
+        "mlflow-alias",
+    }

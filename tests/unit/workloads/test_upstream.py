@@ -283,7 +283,63 @@ def test_upstream_model_references_and_data_locations(
     spec_only = described[
         ("kserve/storage__storageSpec__sklearn_storagespec.yaml", "InferenceService", "example-sklearn-isvc")
     ]
-    assert spec_only["models"] == []  # storage: {key, path} names no URI
+    # storage: {key, path} names the model through a storage secret key, not a URI: reported without one,
+    # so the approved-source rule sees it.
+    assert spec_only["models"] == [
+        {"uri": "", "path": "spec.predictor.sklearn.storage", "source": "storage", "sha256": ""}
+    ]
+
+
+def test_upstream_models_named_on_command_lines_and_in_serve_configs(
+    described: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    lws = described[("leaderworkerset/vllm__GPU__lws.yaml", "LeaderWorkerSet", "vllm")]
+    # "sh -c '... python3 -m vllm.entrypoints.openai.api_server --model meta-llama/...'": the leader only.
+    assert lws["models"] == [
+        {
+            "uri": "hf://meta-llama/Llama-3.1-405B-Instruct",
+            "path": "spec.leaderWorkerTemplate.leaderTemplate.spec.containers[0].command[2]",
+            "source": "command",
+            "sha256": "",
+        }
+    ]
+    ray = described[("kuberay/ray-service.llm-serve.yaml", "RayService", "ray-serve-llm")]
+    # model_id (qwen2.5-7b-instruct) is the served name; model_source is where the weights come from.
+    assert ray["models"] == [
+        {
+            "uri": "hf://Qwen/Qwen2.5-7B-Instruct",
+            "path": "spec.serveConfigV2.applications[0].args.llm_configs[0].model_loading_config.model_source",
+            "source": "serveConfigV2",
+            "sha256": "",
+        }
+    ]
+    every = {(key[0], m["uri"]) for key, view in described.items() for m in view["models"]}
+    assert every == {
+        ("kserve/accelerators__tensorflow-gpu.yaml", "gs://kfserving-examples/models/tensorflow/flowers"),
+        ("kserve/fluid__kserve-isvc.yaml", "s3://${bucket}/models/meta-llama--Meta-Llama-3.1-8B-Instruct"),
+        (
+            "kserve/llmisvc__managed-dra__llm-inference-service-managed-dra-minimal.yaml",
+            "hf://Qwen/Qwen2.5-7B-Instruct",
+        ),
+        (
+            "kserve/llmisvc__single-node-gpu__llm-inference-service-qwen2-7b-gpu.yaml",
+            "hf://Qwen/Qwen2.5-7B-Instruct",
+        ),
+        ("kserve/storage__hf__hf_isvc.yaml", "hf://meta-llama/Llama-2-7b-chat-hf"),
+        (
+            "kserve/storage__oci-fetch__inference_service.yaml",
+            "oci+fetch://ghcr.io/kliukovkin/kserve-oci-test-fixture:v1",
+        ),
+        (
+            "kserve/storage__oci-image-volume__inference_service.yaml",
+            "oci+native://ghcr.io/my-org/my-sklearn-model:v1",
+        ),
+        ("kserve/storage__s3__tensorflow_s3.yaml", "s3://kfserving-examples/mnist"),
+        ("kserve/storage__storageSpec__sklearn_storagespec.yaml", ""),
+        ("kserve/v1beta1__sklearn__v1__sklearn.yaml", "gs://kfserving-examples/models/sklearn/1.0/model"),
+        ("kuberay/ray-service.llm-serve.yaml", "hf://Qwen/Qwen2.5-7B-Instruct"),
+        ("leaderworkerset/vllm__GPU__lws.yaml", "hf://meta-llama/Llama-3.1-405B-Instruct"),
+    }
 
 
 def test_upstream_gpu_requests_and_limits_are_kept_apart(

@@ -1,0 +1,323 @@
+"""Model references named where serving and training stacks name them: server command lines and
+environment variables, KServe ``storageUris`` and ``storage``, image volumes and Ray Serve configs.
+
+Each reference comes with the field path it was read from. Everything read here is bounded: a shell
+string is tokenised only up to ``MAX_SHELL_CHARS``, a Ray serve config is read by the loader's bounded
+YAML reader, and a workload reports at most ``MAX_MODELS`` references; a bound passed is a problem.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from policyengine.workloads.values import Problems, as_dict, as_list, path_key, problem, storage_uris_in
+from policyengine.yamlnodes import Expansion, check_expansion
+from policyengine.yamlreader import BoundedLoader
+
+# A reference found: (uri, field path, source). uri "" is a model named without a URI.
+Ref = tuple[str, str, str]
+
+MAX_MODELS = 256  # references one workload reports; more is a problem, not a larger view
+MAX_SHELL_CHARS = 64 * 1024  # a longer shell string is not tokenised (a problem says so)
+MAX_SERVE_CONFIG_CHARS = 1024 * 1024
+MAX_SERVE_CONFIG_NODES = 100_000
+
+# Flags naming the model a server loads: vLLM --model, TGI and KServe's huggingface server --model-id,
+# SGLang --model-path. Underscores are read as dashes, as vLLM's and KServe's parsers do.
+MODEL_FLAGS = frozenset({"--model", "--model-id", "--model-path"})
+REVISION_FLAG = "--revision"
+# Environment variables the servers read the model from. MODEL_ID: TGI; HF_MODEL_ID: Hugging Face's
+# SageMaker and inference containers; NIM_MODEL_NAME (NIM 1.x) and NIM_MODEL_PATH (NIM 2.x): NVIDIA NIM.
+MODEL_ENV = frozenset({"MODEL_ID", "HF_MODEL_ID", "NIM_MODEL_NAME", "NIM_MODEL_PATH"})
+# MODEL_NAME is often the name a model is served under: a reference only when it reads as one.
+NAMED_ENV = frozenset({"MODEL_NAME"})
+REVISION_ENV = ("REVISION", "HF_MODEL_REVISION")  # TGI; Hugging Face containers
+_SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
+_SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_VARIABLE = re.compile(
+    r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def classify(value: str, bare_name: bool) -> str | None:
+    """The model reference a server reads from ``value``: a URI as written (``s3://``, ``hf://``,
+    ``oci://``, MLflow ``models:/``), a Hugging Face id ``org/name`` as ``hf://org/name`` (a bare
+    ``name`` too when ``bare_name``), an unresolved ``$VAR`` as written (it cannot be checked, so it
+    must not pass as approved); None for a local path, which another field filled."""
+    value = value.strip()
+    if not value or value[0] in "/.~":
+        return None
+    if "://" in value or value.startswith(("models:/", "runs:/")) or "$" in value:
+        return value
+    if _HUB_ID.fullmatch(value) or (bare_name and _HUB_NAME.fullmatch(value)):
+        return f"hf://{value}"
+    return None
+
+
+def with_revision(uri: str, revision: str) -> str:
+    """``hf://org/name`` at a revision, written ``hf://org/name:<revision>`` (a 40-hex commit is a pin)."""
+    revision = revision.strip()
+    if revision and uri.startswith("hf://") and ":" not in uri[5:] and "@" not in uri[5:]:
+        return f"{uri}:{revision}"
+    return uri
+
+
+def _resolve(value: str, env: Mapping[str, str]) -> str:
+    """``$(VAR)`` (Kubernetes) and ``$VAR`` / ``${VAR}`` (shell) when the whole value is one variable
+    whose literal value the container's env gives."""
+    match = _VARIABLE.fullmatch(value.strip())
+    if match:
+        name = next(g for g in match.groups() if g)
+        return env.get(name, value)
+    return value
+
+
+# --- containers -------------------------------------------------------------------------------------
+
+
+def container_refs(container: Mapping[str, Any], path: str, problems: Problems) -> list[Ref]:
+    """References in a container's env, command and args."""
+    env: dict[str, str] = {}
+    env_paths: dict[str, str] = {}
+    for i, entry in enumerate(as_list(container.get("env"))):
+        entry = as_dict(entry)
+        name, value = entry.get("name"), entry.get("value")
+        if isinstance(name, str) and isinstance(value, str):
+            env[name] = value
+            env_paths[name] = f"{path}.env[{i}].value"
+    refs = _env_refs(env, env_paths)
+    argv: list[tuple[str, str]] = []
+    for key in ("command", "args"):
+        for i, arg in enumerate(as_list(container.get(key))):
+            if isinstance(arg, str):
+                argv.append((arg, f"{path}.{key}[{i}]"))
+    refs.extend(_argv_refs(argv, env, problems))
+    return refs
+
+
+def _env_refs(env: Mapping[str, str], paths: Mapping[str, str]) -> list[Ref]:
+    revision = next((env[n] for n in REVISION_ENV if n in env), "")
+    refs: list[Ref] = []
+    for name, value in env.items():
+        if name in MODEL_ENV:
+            uri = classify(value, bare_name=True)
+        elif name in NAMED_ENV:
+            uri = classify(value, bare_name=False)
+            uri = None if uri is not None and uri.startswith("$") else uri
+        else:
+            continue
+        if uri is not None:
+            refs.append((with_revision(uri, revision), paths[name], "env"))
+    return refs
+
+
+def _argv_refs(argv: list[tuple[str, str]], env: Mapping[str, str], problems: Problems) -> list[Ref]:
+    """The argv as one command, and every element holding a shell line (``sh -c "vllm serve ..."``, or
+    any element with spaces) as the commands of that line."""
+    refs = _segment_refs([(t, p) for t, p in argv if not _is_script(t)], env)
+    for token, path in argv:
+        if _is_script(token):
+            for segment in _shell_segments(token, path, problems):
+                refs.extend(_segment_refs([(t, path) for t in segment], env))
+    return refs
+
+
+def _is_script(token: str) -> bool:
+    return any(c.isspace() for c in token)
+
+
+def _shell_segments(script: str, path: str, problems: Problems) -> list[list[str]]:
+    """The simple commands of a shell line, split at ``;``, ``&&``, ``|``...; odd quoting never fails."""
+    if "model" not in script.lower() and "serve" not in script:
+        return []  # no server invocation to find: not worth tokenising
+    if len(script) > MAX_SHELL_CHARS:
+        message = (
+            f"shell command line of {len(script)} characters is not read for model references "
+            f"(at most {MAX_SHELL_CHARS})"
+        )
+        problem(problems, path, message)
+        return []
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        tokens = list(lexer)
+    except ValueError:  # an unclosed quote: read the words as they stand
+        tokens = re.split(r"(;|&&|\|\||\||&)|\s+", script.replace('"', " ").replace("'", " "))
+        tokens = [t for t in tokens if t]
+    segments: list[list[str]] = [[]]
+    for token in tokens:
+        if token in _SEPARATORS:
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    return [s for s in segments if s]
+
+
+def _segment_refs(tokens: Sequence[tuple[str, str]], env: Mapping[str, str]) -> list[Ref]:
+    """References of one simple command: model flags, ``vllm serve <model>``, and ``--revision``."""
+    found: list[tuple[str, str]] = []
+    revision = ""
+    i = 0
+    while i < len(tokens):
+        token, path = tokens[i]
+        name, eq, value = token.partition("=")
+        flag = name.replace("_", "-") if name.startswith("--") else ""
+        if flag in MODEL_FLAGS or flag == REVISION_FLAG:
+            if not eq:
+                if i + 1 >= len(tokens):
+                    break
+                value, path = tokens[i + 1]
+                i += 1
+            value = _resolve(value, env)
+            if flag == REVISION_FLAG:
+                revision = value
+            else:
+                found.append((value, path))
+        elif _program(token) in ("vllm", "sglang") and i + 2 < len(tokens) and tokens[i + 1][0] == "serve":
+            positional, ppath = tokens[i + 2]
+            if not positional.startswith("-"):
+                found.append((_resolve(positional, env), ppath))
+                i += 2
+        i += 1
+    refs: list[Ref] = []
+    for value, path in found:
+        uri = classify(value, bare_name=True)
+        if uri is not None:
+            source = "command" if ".command[" in path else "args"
+            refs.append((with_revision(uri, revision), path, source))
+    return refs
+
+
+def _program(token: str) -> str:
+    return token.rsplit("/", 1)[-1]
+
+
+# --- KServe, volumes, Ray -------------------------------------------------------------------------
+
+
+def kserve_block_refs(block: Mapping[str, Any], path: str) -> list[Ref]:
+    """``storageUris[].uri`` and ``storage: {key, path}`` of a KServe predictor framework block. The
+    storage spec names a model through a storage secret key, not a URI: it is reported with uri ""."""
+    refs: list[Ref] = []
+    for i, entry in enumerate(as_list(block.get("storageUris"))):
+        uri = as_dict(entry).get("uri")
+        if isinstance(uri, str) and uri:
+            refs.append((uri, f"{path}.storageUris[{i}].uri", "storageUri"))
+    if isinstance(block.get("storage"), Mapping):
+        refs.append(("", f"{path}.storage", "storage"))
+    return refs
+
+
+def image_volume_refs(pod_spec: Mapping[str, Any], path: str) -> list[Ref]:
+    """Image volumes (``volumes[].image.reference``), as KServe modelcars and ModelPack / KitOps
+    artifacts use them: ``oci://<reference>``."""
+    refs: list[Ref] = []
+    for i, volume in enumerate(as_list(pod_spec.get("volumes"))):
+        ref = as_dict(as_dict(volume).get("image")).get("reference")
+        if isinstance(ref, str) and ref.strip():
+            refs.append((f"oci://{ref.strip()}", f"{path}.volumes[{i}].image.reference", "imageVolume"))
+    return refs
+
+
+def ray_serve_refs(spec: Mapping[str, Any], problems: Problems) -> list[Ref]:
+    """Models of a RayService ``spec.serveConfigV2`` (a YAML string): each LLM config's
+    ``model_loading_config`` (``model_source``, or ``model_id`` as a Hugging Face id when no source is
+    given) and every storage URI inside a ``runtime_env``."""
+    text = spec.get("serveConfigV2")
+    base = "spec.serveConfigV2"
+    if not isinstance(text, str) or not text.strip():
+        return []
+    config = _read_serve_config(text, base, problems)
+    refs: list[Ref] = []
+    for node, where in _walk(config, base):
+        loading = node.get("model_loading_config")
+        if isinstance(loading, Mapping):
+            refs.extend(_llm_config_refs(node, loading, f"{where}.model_loading_config"))
+        runtime_env = node.get("runtime_env")
+        if isinstance(runtime_env, Mapping | list):
+            for value, vpath in _walk_strings(runtime_env, f"{where}.runtime_env"):
+                refs.extend((uri, vpath, "serveConfigV2") for uri in storage_uris_in(value))
+    return refs
+
+
+def _read_serve_config(text: str, path: str, problems: Problems) -> Any:
+    if len(text) > MAX_SERVE_CONFIG_CHARS:
+        problem(problems, path, f"serve config of {len(text)} characters (at most {MAX_SERVE_CONFIG_CHARS})")
+        return None
+    try:
+        loader = BoundedLoader(text, MAX_SERVE_CONFIG_NODES)
+    except ValueError:
+        problem(problems, path, "serve config is not text YAML can read")
+        return None
+    try:
+        node = loader.get_node() if loader.check_node() else None  # the first document, as Ray reads it
+        if node is None:
+            return None
+        bounded = check_expansion(path, node, Expansion())
+        if bounded is not None:
+            problem(problems, path, f"serve config cannot be read: {bounded.message}")
+            return None
+        return loader.construct_document(node)
+    except (yaml.YAMLError, ValueError, TypeError, ArithmeticError, RecursionError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        problem(problems, path, f"serve config is not valid YAML: {first}")
+        return None
+    finally:
+        loader.dispose()
+
+
+def _llm_config_refs(config: Mapping[str, Any], loading: Mapping[str, Any], path: str) -> list[Ref]:
+    source = loading.get("model_source")
+    revision = as_dict(config.get("engine_kwargs")).get("revision")
+    revision = revision if isinstance(revision, str) else ""
+    if isinstance(source, Mapping):  # a cloud mirror config
+        bucket = source.get("bucket_uri")
+        if isinstance(bucket, str) and bucket:
+            return [(bucket, f"{path}.model_source.bucket_uri", "serveConfigV2")]
+        return [("", f"{path}.model_source", "serveConfigV2")]
+    value, where = (
+        (source, f"{path}.model_source")
+        if source is not None
+        else (loading.get("model_id"), f"{path}.model_id")
+    )
+    if not isinstance(value, str):
+        return [("", where, "serveConfigV2")]
+    uri = classify(value, bare_name=True)
+    return [] if uri is None else [(with_revision(uri, revision), where, "serveConfigV2")]
+
+
+def _walk(root: Any, base: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """Every mapping under ``root`` with its path; a mapping shared through an alias is visited once."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(root, base)]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Mapping):
+            yield node, path
+            children = [(v, f"{path}.{path_key(k)}") for k, v in node.items()]
+        elif isinstance(node, list):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        else:
+            continue
+        stack.extend(c for c in reversed(children) if isinstance(c[0], Mapping | list))
+
+
+def _walk_strings(root: Any, base: str) -> Iterator[tuple[str, str]]:
+    for node, path in _walk(root, base):
+        for k, v in node.items():
+            if isinstance(v, str):
+                yield v, f"{path}.{path_key(k)}"
+            elif isinstance(v, list):
+                yield from ((s, f"{path}.{path_key(k)}[{i}]") for i, s in enumerate(v) if isinstance(s, str))

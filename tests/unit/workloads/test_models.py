@@ -1,0 +1,252 @@
+"""Models named on server command lines, in the servers' environment variables, in KServe storageUris and
+storage specs, in image volumes and in Ray serve configs are in the view, each with its field path; what
+an attacker controls there is read within bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from policyengine.workloads import describe
+from policyengine.workloads.models import MAX_MODELS, MAX_SHELL_CHARS, classify
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def deployment(**container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "ml"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i", **container}]}}},
+    }
+
+
+def models(obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(m["uri"], m["path"], m["source"]) for m in describe(obj)["models"]]
+
+
+C = "spec.template.spec.containers[0]"
+
+
+@pytest.mark.parametrize(
+    ("args", "uri", "index"),
+    [
+        (["--model", "meta-llama/Llama-3.1-8B"], "hf://meta-llama/Llama-3.1-8B", 1),
+        (["--model=meta-llama/Llama-3.1-8B"], "hf://meta-llama/Llama-3.1-8B", 0),
+        (["--model-id", "bigscience/bloom"], "hf://bigscience/bloom", 1),  # TGI
+        (["--model_id=bigscience/bloom"], "hf://bigscience/bloom", 0),  # KServe huggingface server
+        (["--model-path", "Qwen/Qwen2.5-7B"], "hf://Qwen/Qwen2.5-7B", 1),  # SGLang
+        (["--model", "s3://acme-models/llama"], "s3://acme-models/llama", 1),
+        (["--model", "gpt2"], "hf://gpt2", 1),  # a bare hub name is a Hugging Face id too
+        (["--model", "models:/churn/3"], "models:/churn/3", 1),
+    ],
+)
+def test_model_flags_are_references(args: list[str], uri: str, index: int) -> None:
+    assert models(deployment(args=args)) == [(uri, f"{C}.args[{index}]", "args")]
+
+
+def test_vllm_serve_positional_and_revision() -> None:
+    obj = deployment(command=["vllm", "serve"], args=["org/m", "--revision", SHA, "--port", "8000"])
+    assert models(obj) == [(f"hf://org/m:{SHA}", f"{C}.args[0]", "args")]
+
+
+def test_served_model_name_and_local_paths_are_not_references() -> None:
+    obj = deployment(
+        args=["--served-model-name", "acme/llama", "--model", "/mnt/models", "--tokenizer", "x/y"]
+    )
+    assert models(obj) == []
+
+
+def test_a_kubernetes_variable_is_resolved_from_the_env() -> None:
+    obj = deployment(env=[{"name": "M", "value": "org/m"}], args=["--model", "$(M)"])
+    assert models(obj) == [("hf://org/m", f"{C}.args[1]", "args")]
+
+
+def test_an_unresolved_variable_is_reported_as_written() -> None:
+    obj = deployment(
+        env=[{"name": "M", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}],
+        args=["--model", "$(M)"],
+    )
+    assert models(obj) == [("$(M)", f"{C}.args[1]", "args")]  # it cannot be approved: never a silent pass
+
+
+def test_shell_lines_are_tokenised() -> None:
+    line = "pip list && exec vllm serve 'org/m' --revision main; echo --model"
+    assert models(deployment(command=["sh", "-c", line])) == [
+        ("hf://org/m:main", f"{C}.command[2]", "command")
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['vllm serve "org/m --port 1', "vllm serve org/m 'unclosed", "python -m x --model \\", '"""', "--model"],
+)
+def test_odd_quoting_never_fails(line: str) -> None:
+    view = describe(deployment(command=["bash", "-c", line]))
+    assert view["problems"] == []
+    assert all(m["path"] == f"{C}.command[2]" for m in view["models"])
+
+
+@pytest.mark.parametrize(
+    ("env", "uri"),
+    [
+        ({"MODEL_ID": "tiiuae/falcon-7b", "REVISION": SHA}, f"hf://tiiuae/falcon-7b:{SHA}"),  # TGI
+        ({"HF_MODEL_ID": "org/m", "HF_MODEL_REVISION": "v1"}, "hf://org/m:v1"),
+        (
+            {"NIM_MODEL_PATH": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "hf://meta-llama/Llama-3.1-8B-Instruct",
+        ),
+        ({"NIM_MODEL_NAME": "ngc://nim/meta/llama3-8b-instruct:hf"}, "ngc://nim/meta/llama3-8b-instruct:hf"),
+        ({"MODEL_NAME": "org/m"}, "hf://org/m"),
+    ],
+)
+def test_server_environment_variables(env: dict[str, str], uri: str) -> None:
+    obj = deployment(env=[{"name": k, "value": v} for k, v in env.items()])
+    assert models(obj) == [(uri, f"{C}.env[0].value", "env")]
+
+
+def test_model_name_that_is_a_served_name_is_not_a_reference() -> None:
+    assert models(deployment(env=[{"name": "MODEL_NAME", "value": "llama"}])) == []
+
+
+def test_kserve_storage_uris_and_storage_spec() -> None:
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "i"},
+        "spec": {
+            "predictor": {
+                "model": {"storageUris": [{"uri": "hf://a/b", "mountPath": "/m"}, {"uri": "s3://b/l"}]},
+                "sklearn": {"storage": {"key": "localMinIO", "path": "sklearn"}},
+            }
+        },
+    }
+    assert models(obj) == [
+        ("hf://a/b", "spec.predictor.model.storageUris[0].uri", "storageUri"),
+        ("s3://b/l", "spec.predictor.model.storageUris[1].uri", "storageUri"),
+        ("", "spec.predictor.sklearn.storage", "storage"),
+    ]
+
+
+def test_image_volumes_are_oci_models() -> None:
+    digest = "a" * 64
+    obj = deployment()
+    obj["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "m", "image": {"reference": f"quay.io/acme/granite@sha256:{digest}"}},
+        {"name": "e", "emptyDir": {}},
+    ]
+    (m,) = describe(obj)["models"]
+    assert (m["uri"], m["path"], m["source"], m["sha256"]) == (
+        f"oci://quay.io/acme/granite@sha256:{digest}",
+        "spec.template.spec.volumes[0].image.reference",
+        "imageVolume",
+        digest,
+    )
+
+
+def ray_service(config: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "r"},
+        "spec": {"serveConfigV2": config},
+    }
+
+
+def test_ray_serve_llm_configs_and_runtime_env() -> None:
+    config = """
+applications:
+- name: a
+  runtime_env: {working_dir: "s3://acme-code/app.zip", env_vars: {X: "gs://acme-models/w"}}
+  args:
+    llm_configs:
+    - model_loading_config: {model_id: only-an-id/but-a-hub-id}
+    - model_loading_config: {model_id: served, model_source: {bucket_uri: "s3://acme-models/m"}}
+    - model_loading_config: {model_id: served, model_source: org/m}
+      engine_kwargs: {revision: main}
+"""
+    base = "spec.serveConfigV2.applications[0]"
+    assert models(ray_service(config)) == [
+        ("s3://acme-code/app.zip", f"{base}.runtime_env.working_dir", "serveConfigV2"),
+        ("gs://acme-models/w", f"{base}.runtime_env.env_vars.X", "serveConfigV2"),
+        (
+            "hf://only-an-id/but-a-hub-id",
+            f"{base}.args.llm_configs[0].model_loading_config.model_id",
+            "serveConfigV2",
+        ),
+        (
+            "s3://acme-models/m",
+            f"{base}.args.llm_configs[1].model_loading_config.model_source.bucket_uri",
+            "serveConfigV2",
+        ),
+        ("hf://org/m:main", f"{base}.args.llm_configs[2].model_loading_config.model_source", "serveConfigV2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("applications: [unclosed", "not valid YAML"),
+        (
+            "a: &a [1]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+                for i in range(9)
+            ),
+            "excessive aliasing",
+        ),
+        ("[" * 200 + "]" * 200, "nesting deeper"),
+        ("x: " + "1" * 5000, "integer of 5000 characters"),
+        ("- a\n" * 100_001, "YAML nodes"),
+    ],
+    ids=["broken", "billion-laughs", "deep", "long-int", "too-many-nodes"],
+)
+def test_a_hostile_serve_config_is_a_problem_with_its_path(config: str, message: str) -> None:
+    view = describe(ray_service(config))
+    assert [p["path"] for p in view["problems"]] == ["spec.serveConfigV2"]
+    assert message in view["problems"][0]["message"]
+    assert view["models"] == []
+
+
+def test_a_serve_config_past_its_size_bound_is_a_problem() -> None:
+    view = describe(ray_service("a: b\n" * 300_000))
+    assert view["problems"] == [
+        {"path": "spec.serveConfigV2", "message": "serve config of 1500000 characters (at most 1048576)"}
+    ]
+
+
+def test_a_megabyte_args_list_reports_at_most_max_models() -> None:
+    args = ["--model", "org/m"] * 80_000  # ~1 MB of arguments, each pair a distinct field path
+    view = describe(deployment(args=args))
+    assert len(view["models"]) == MAX_MODELS
+    assert (
+        view["problems"][-1]["message"] == f"more than {MAX_MODELS} model references; the rest are not read"
+    )
+
+
+def test_a_shell_line_past_its_bound_is_a_problem_not_tokenised() -> None:
+    line = "vllm serve org/m " + "x " * MAX_SHELL_CHARS
+    view = describe(deployment(command=["sh", "-c", line]))
+    assert view["models"] == []
+    assert view["problems"] == [
+        {
+            "path": f"{C}.command[2]",
+            "message": f"shell command line of {len(line)} characters is not read for model references "
+            f"(at most {MAX_SHELL_CHARS})",
+        }
+    ]
+
+
+def test_a_huge_env_is_read_once() -> None:
+    env = [{"name": f"V{i}", "value": "x" * 10} for i in range(100_000)]
+    env.append({"name": "MODEL_ID", "value": "org/m"})
+    assert models(deployment(env=env)) == [("hf://org/m", f"{C}.env[100000].value", "env")]
+
+
+def test_classify() -> None:
+    assert classify("./local", bare_name=True) is None
+    assert classify("a/b/c", bare_name=True) is None  # a relative path, not a hub id
+    assert classify("llama", bare_name=False) is None
+    assert classify("hf://a/b", bare_name=False) == "hf://a/b"
