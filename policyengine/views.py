@@ -22,13 +22,14 @@ from policyengine.org import OrgRules, pool_usage
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
-from policyengine.workloads import describe
+from policyengine.workloads import ClaimObjects, describe
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
-# The inventory view and the GPUs in use per quota pool (``org.pool_usage``).
-_InventoryFacts = tuple[dict[str, Any], dict[str, int]]
+# The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and the inventory's DRA claims
+# and claim templates by name (what pod templates' ``resourceClaims`` resolve against).
+_InventoryFacts = tuple[dict[str, Any], dict[str, int], ClaimObjects]
 
 
 class _InventoryViews:
@@ -45,7 +46,7 @@ class _InventoryViews:
                 return last[2]
         view = inventory_view(inventory, config)
         in_use = {team: entry["gpusInUse"] for team, entry in view["teams"].items()}
-        facts = (view, pool_usage(in_use, rules.teams))
+        facts = (view, pool_usage(in_use, rules.teams), ClaimObjects(inventory.objects))
         with self._lock:
             self._last = (inventory, config, facts)
         return facts
@@ -71,11 +72,11 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
     ) -> Mapping[str, Any]:
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
-        workload = describe(obj, config)
+        rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
+        inventory_facts, pools, claims = inventories.view(inventory, config, rules)
+        workload = describe(obj, config, claims, request.namespace)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
-        rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools = inventories.view(inventory, config, rules)
         org = rules.view(request.namespace, obj, inventory, pools, workload["dataLocations"])
         return {"workload": workload, "inventory": inventory_facts, "org": org}
 

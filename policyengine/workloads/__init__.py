@@ -60,6 +60,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policyengine.workloads.dra import NO_CLAIMS, ClaimObjects, DeviceClasses, PodClaims, Resolver, breakdown
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.pods import (
     GPU_PRODUCT_LABEL,
@@ -68,7 +69,6 @@ from policyengine.workloads.pods import (
     container_gpus,
     label_constraint,
     pod_gpus,
-    resource_claims,
 )
 from policyengine.workloads.values import (
     Problems,
@@ -83,14 +83,20 @@ from policyengine.workloads.values import (
     text,
 )
 
-__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "GpuRules", "describe"]
+__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "GpuRules", "describe"]
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
 
 
-def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``workload`` view of one object (see the module docstring for its shape)."""
+def describe(
+    obj: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+    claims: ClaimObjects = NO_CLAIMS,
+    namespace: str = "",
+) -> dict[str, Any]:
+    """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
+    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
     problems: Problems = []
     rules = GpuRules.from_config(config)
     if not isinstance(obj, Mapping):
@@ -98,27 +104,27 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
         problems.append({"path": "", "message": "the object is not a mapping"})
     metadata = as_dict(obj.get("metadata"))
     templates = find_templates(obj, problems)
+    resolver = _resolver(metadata, config, claims, namespace)
 
     containers: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
     data: list[dict[str, str]] = []
     models: list[dict[str, str]] = []
     images: list[dict[str, str]] = []
+    pod_claims: list[PodClaims] = []
     for t in templates:
-        views.append(_template_view(t, rules, problems, containers))
+        view, dra = _template_view(t, rules, problems, containers, resolver)
+        views.append(view)
+        pod_claims.append(dra)
         for site in t.containers:
             _scan_container(site, data, images)
     _annotation_refs(metadata, data, models)
     _storage_refs(obj, data, models)
 
-    total_by: dict[str, int] = {}
-    for t, v in zip(templates, views, strict=True):
-        for name, n in v["gpus"]["byResource"].items():
-            total_by[name] = total_by.get(name, 0) + n * t.replicas
+    gpus = _gpus_view(templates, views, pod_claims)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
-    total_by = {name: clamp(n) for name, n in total_by.items()}
-    gpu_total = clamp(sum(total_by.values()))
+    gpu_total = gpus["total"]
     return {
         "kind": kind,
         "apiVersion": text(obj.get("apiVersion", "")),
@@ -129,11 +135,7 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
         "containers": containers,
-        "gpus": {
-            "total": gpu_total,
-            "maxPerPod": max((v["gpus"]["perPod"] for v in views), default=0),
-            "byResource": dict(sorted(total_by.items())),
-        },
+        "gpus": gpus,
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,
@@ -143,9 +145,56 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
     }
 
 
-def _template_view(
-    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]]
+def _resolver(
+    metadata: Mapping[str, Any], config: Mapping[str, Any] | None, claims: ClaimObjects, namespace: str
+) -> Resolver:
+    """Claims resolve in the request's namespace, else the object's own, else ``default``."""
+    own = metadata.get("namespace")
+    namespace = namespace or (own if isinstance(own, str) and own else "default")
+    return Resolver(claims, DeviceClasses.from_config(config), namespace)
+
+
+def _gpus_view(
+    templates: list[PodTemplate], views: list[dict[str, Any]], pod_claims: list[PodClaims]
 ) -> dict[str, Any]:
+    total_by = {name: clamp(n) for name, n in _total_gpus(templates, views, pod_claims).items()}
+    return {
+        "total": clamp(sum(total_by.values())),
+        "maxPerPod": max((v["gpus"]["perPod"] for v in views), default=0),
+        "byResource": dict(sorted(total_by.items())),
+        "claims": [
+            c
+            for t, v in zip(templates, views, strict=True)
+            for c in breakdown(t.path, t.replicas, v["resourceClaims"])
+        ],
+    }
+
+
+def _total_gpus(
+    templates: list[PodTemplate], views: list[dict[str, Any]], pod_claims: list[PodClaims]
+) -> dict[str, int]:
+    """GPUs of the whole workload by resource: each template's per-pod GPUs times its pods, except that a
+    shared ResourceClaim is one set of devices however many pods (and templates) name it."""
+    total_by: dict[str, int] = {}
+    shared: dict[str, dict[str, int]] = {}
+    for t, v, dra in zip(templates, views, pod_claims, strict=True):
+        own = dict(v["gpus"]["byResource"])
+        for claim, by_resource in dra.shared.items():
+            shared[claim] = by_resource
+            for name, n in by_resource.items():
+                own[name] = own.get(name, 0) - n
+        for name, n in own.items():
+            if n > 0:
+                total_by[name] = total_by.get(name, 0) + n * t.replicas
+    for by_resource in shared.values():
+        for name, n in by_resource.items():
+            total_by[name] = total_by.get(name, 0) + n
+    return total_by
+
+
+def _template_view(
+    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
+) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
@@ -167,7 +216,11 @@ def _template_view(
             }
         )
     by_resource = pod_gpus(counted)
-    return {
+    dra = resolver.pod(t.spec, t.path, problems)
+    for name, n in dra.per_pod.items():
+        by_resource[name] = clamp(by_resource.get(name, 0) + n)
+    by_resource = dict(sorted(by_resource.items()))
+    view = {
         "name": t.name,
         "path": t.path,
         "replicas": t.replicas,
@@ -176,8 +229,9 @@ def _template_view(
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
         "regions": label_constraint(t, REGION_LABEL),
         "gpuProducts": label_constraint(t, GPU_PRODUCT_LABEL),
-        "resourceClaims": resource_claims(t.spec, t.path),
+        "resourceClaims": dra.views,
     }
+    return view, dra
 
 
 def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:
