@@ -34,7 +34,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
-from policyengine.workloads.dra import is_claim_object
+from policyengine.workloads.claims import is_claim_object
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from policyengine.model import Inventory
-from policyengine.workloads.dra import CLAIM, ClaimObjects, DeviceClasses, allocated_gpus
+from policyengine.workloads.claims import CLAIM, ClaimObjects, DeviceClasses, allocated_gpus
 from policyengine.workloads.kinds import find_templates
 from policyengine.workloads.pods import GpuRules, container_gpus, pod_gpus
 from policyengine.workloads.values import as_dict, as_list

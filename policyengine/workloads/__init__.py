@@ -60,7 +60,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policyengine.workloads.dra import NO_CLAIMS, ClaimObjects, DeviceClasses, PodClaims, Resolver, breakdown
+from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
+from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.pods import (
     GPU_PRODUCT_LABEL,

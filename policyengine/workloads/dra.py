@@ -11,107 +11,37 @@ unset); ``All`` gets every matching device of a pool, which no manifest bounds, 
 0; ``firstAvailable`` gets one of its alternatives, counted at the largest. Requests are read in both API
 shapes: ``requests[].exactly`` (v1, v1beta2) and the fields on the request itself (v1beta1, v1alpha3).
 Everything read is bounded by Kubernetes' own limits (requests, alternatives, selectors, expression size).
+Where claims are found and which classes are GPUs is ``policyengine.workloads.claims``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyengine.workloads.claims import (
+    CLAIM,
+    MAX_ALTERNATIVES,
+    MAX_REQUESTS,
+    TEMPLATE,
+    ClaimObjects,
+    DeviceClasses,
+    claim_spec,
+    cut,
+)
 from policyengine.workloads.values import Problems, as_dict, as_list, clamp, problem, shown, text
 
-GROUP = "resource.k8s.io"
-CLAIM = "ResourceClaim"
-TEMPLATE = "ResourceClaimTemplate"
-# Which device classes are GPUs, and the name the view counts each under. A whole NVIDIA or AMD GPU is
-# the same device its device plugin serves as nvidia.com/gpu or amd.com/gpu, so both ways of asking add
-# up under one name (a GPU passed whole to a VM through VFIO too); a MIG slice is not a whole GPU and
-# keeps a name of its own.
-DEFAULT_DEVICE_CLASSES: Mapping[str, str] = {
-    "gpu.nvidia.com": "nvidia.com/gpu",
-    "vfio.gpu.nvidia.com": "nvidia.com/gpu",
-    "mig.nvidia.com": "mig.nvidia.com",
-    "gpu.amd.com": "amd.com/gpu",
-    "gpu.intel.com": "gpu.intel.com",
-}
-# Kubernetes' validation limits (resource.k8s.io): claims per pod, requests per claim, firstAvailable
-# alternatives, selectors per request, bytes of one CEL selector; and a DNS subdomain name.
+# Kubernetes' validation limits (resource.k8s.io): claims per pod, selectors per request, bytes of one CEL
+# selector (requests per claim and alternatives per request are in ``claims``).
 MAX_POD_CLAIMS = 32
-MAX_REQUESTS = 32
-MAX_ALTERNATIVES = 8
 MAX_SELECTORS = 32
 MAX_EXPRESSION = 10 * 1024
-MAX_NAME = 253
-# Claim objects kept in one index: far more than any namespace holds; the rest are not found.
-MAX_CLAIM_OBJECTS = 100_000
-
-
-def cut(value: Any, limit: int = MAX_NAME) -> str:
-    """A string for the view, no longer than ``limit`` characters (a longer one is marked as cut)."""
-    s = text(value)
-    return s if len(s) <= limit else f"{s[:limit]}… ({len(s)} characters)"
-
-
-@dataclass(frozen=True)
-class DeviceClasses:
-    """GPU device classes and the resource name each counts under (``spec.gpu.deviceClasses``)."""
-
-    resources: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_DEVICE_CLASSES))
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> DeviceClasses:
-        cfg = as_dict(config)
-        if "gpu" not in cfg and isinstance(cfg.get("spec"), Mapping):
-            cfg = cfg["spec"]
-        given = as_dict(cfg.get("gpu")).get("deviceClasses")
-        if not isinstance(given, Mapping):
-            return cls()
-        return cls({k: v for k, v in given.items() if isinstance(k, str) and isinstance(v, str) and v})
-
-    def resource(self, device_class: str) -> str:
-        """The resource name of a GPU class; "" for a class that is not a GPU."""
-        return self.resources.get(device_class, "")
-
-
-class ClaimObjects:
-    """ResourceClaims and ResourceClaimTemplates by (kind, namespace, name); later objects win."""
-
-    def __init__(self, objects: Iterable[Any] = ()) -> None:
-        self._by_key: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-        for obj in objects:
-            if is_claim_object(obj):
-                meta = as_dict(obj.get("metadata"))
-                key = (obj["kind"], text(meta.get("namespace") or "default"), text(meta.get("name")))
-                if key in self._by_key or len(self._by_key) < MAX_CLAIM_OBJECTS:
-                    self._by_key[key] = obj
-
-    def __len__(self) -> int:
-        return len(self._by_key)
-
-    def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self._by_key.get((kind, namespace, name))
-
-    def claims(self) -> Iterable[tuple[tuple[str, str, str], Mapping[str, Any]]]:
-        return self._by_key.items()
-
-
-NO_CLAIMS = ClaimObjects()
-
-
-def is_claim_object(obj: Any) -> bool:
-    if not isinstance(obj, Mapping) or obj.get("kind") not in (CLAIM, TEMPLATE):
-        return False
-    api_version = obj.get("apiVersion")
-    return isinstance(api_version, str) and api_version.partition("/")[0] == GROUP
-
-
-def claim_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
-    """The claim spec of a ResourceClaim (``spec``) or of the claims a template makes (``spec.spec``)."""
-    spec = as_dict(obj.get("spec"))
-    if obj.get("kind") == TEMPLATE:
-        return as_dict(spec.get("spec")), "spec.spec"
-    return spec, "spec"
+# What one workload's view shows of its claims' requests (each pod claim repeats its claim's requests, so
+# without a bound a small workload naming a large claim many times would make a large view).
+MAX_VIEW_DEVICES = 1024
+MAX_CLAIM_PROBLEMS = 16  # problems listed for one claim object; the rest are counted
+MAX_VIEW_SELECTOR_TEXT = 256 * 1024
 
 
 @dataclass
@@ -241,30 +171,6 @@ def claim_requests(obj: Mapping[str, Any], classes: DeviceClasses, problems: Pro
     return [_request(as_dict(r), f"{path}[{i}]", classes, problems) for i, r in enumerate(requests)]
 
 
-def allocated_gpus(claim: Mapping[str, Any], classes: DeviceClasses) -> dict[str, int]:
-    """GPU devices an allocated ResourceClaim holds, by resource: each ``status.allocation.devices.results``
-    entry names its request (``<request>`` or ``<request>/<alternative>``), whose class says if it is a GPU."""
-    spec, _ = claim_spec(claim)
-    by_request: dict[str, str] = {}
-    for r in as_list(as_dict(spec.get("devices")).get("requests"))[:MAX_REQUESTS]:
-        r = as_dict(r)
-        name = text(r.get("name", ""))
-        by_request[name] = text(as_dict(r.get("exactly") or r).get("deviceClassName", ""))
-        for sub in as_list(r.get("firstAvailable"))[:MAX_ALTERNATIVES]:
-            by_request[f"{name}/{text(as_dict(sub).get('name', ''))}"] = text(
-                as_dict(sub).get("deviceClassName", "")
-            )
-    out: dict[str, int] = {}
-    results = as_list(
-        as_dict(as_dict(as_dict(claim.get("status")).get("allocation")).get("devices")).get("results")
-    )
-    for result in results:
-        resource = classes.resource(by_request.get(text(as_dict(result).get("request", "")), ""))
-        if resource:
-            out[resource] = out.get(resource, 0) + 1
-    return out
-
-
 @dataclass
 class PodClaims:
     """What one pod template's claims add: GPUs per pod by resource, and the shared claims among them."""
@@ -280,6 +186,8 @@ class Resolver:
     def __init__(self, claims: ClaimObjects, classes: DeviceClasses, namespace: str) -> None:
         self.claims, self.classes, self.namespace = claims, classes, namespace
         self._memo: dict[tuple[str, str], tuple[list[_Request], Problems] | None] = {}
+        self._reported: set[tuple[str, str]] = set()  # claim objects whose own problems were listed
+        self._devices_left, self._text_left, self._cut = MAX_VIEW_DEVICES, MAX_VIEW_SELECTOR_TEXT, False
 
     def _requests(self, kind: str, name: str) -> tuple[list[_Request], Problems] | None:
         key = (kind, name)
@@ -289,7 +197,14 @@ class Resolver:
                 self._memo[key] = None
             else:
                 found: Problems = []
-                self._memo[key] = (claim_requests(obj, self.classes, found), found)
+                requests = claim_requests(obj, self.classes, found)
+                if len(found) > MAX_CLAIM_PROBLEMS:
+                    more = len(found) - MAX_CLAIM_PROBLEMS
+                    found = [
+                        *found[:MAX_CLAIM_PROBLEMS],
+                        {"path": "spec", "message": f"and {more} more problems"},
+                    ]
+                self._memo[key] = (requests, found)
         return self._memo[key]
 
     def pod(self, spec: Mapping[str, Any], path: str, problems: Problems) -> PodClaims:
@@ -328,19 +243,53 @@ class Resolver:
             )
             return view
         requests, found = resolved
-        for p in found:
-            problem(problems, path, f"{kind} {name} {p['path']}: {p['message']}")
+        if (kind, name) not in self._reported:  # once per workload, however many pods name it
+            self._reported.add((kind, name))
+            for p in found:
+                problem(problems, path, f"{kind} {name} {p['path']}: {p['message']}")
         by_resource: dict[str, int] = {}
         for r in requests:
             if r.resource and r.count:
                 by_resource[r.resource] = clamp(by_resource.get(r.resource, 0) + r.count)
-        view["devices"] = [r.view() for r in requests]
+        view["devices"] = self._device_views(requests, path, problems)
         view["gpus"] = clamp(sum(by_resource.values()))
         for res, n in by_resource.items():
             out.per_pod[res] = clamp(out.per_pod.get(res, 0) + n)
         if kind == CLAIM:
             out.shared[name] = by_resource
         return view
+
+    def _device_views(self, requests: list[_Request], path: str, problems: Problems) -> list[dict[str, Any]]:
+        """The requests as the view shows them, within the workload's budget of devices and selector
+        text. Counting never depends on the budget; a request or selector left out is a problem, since a
+        rule reading selectors (the GPU product) must not pass on what it was not shown."""
+        out: list[dict[str, Any]] = []
+        for r in requests:
+            if self._devices_left <= 0:
+                self._over(path, problems)
+                break
+            self._devices_left -= 1
+            view = r.view()
+            kept: list[str] = []
+            for expression in r.selectors:
+                if len(expression) > self._text_left:
+                    self._over(path, problems)
+                    break
+                self._text_left -= len(expression)
+                kept.append(expression)
+            view["selectors"] = kept
+            out.append(view)
+        return out
+
+    def _over(self, path: str, problems: Problems) -> None:
+        if not self._cut:
+            self._cut = True
+            problem(
+                problems,
+                path,
+                f"the pods' claims list more than the view keeps ({MAX_VIEW_DEVICES} requests, "
+                f"{MAX_VIEW_SELECTOR_TEXT} characters of selectors); the rest is not shown to policies",
+            )
 
 
 def breakdown(template_path: str, replicas: int, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -366,17 +315,4 @@ def breakdown(template_path: str, replicas: int, claims: list[dict[str, Any]]) -
     return out
 
 
-__all__ = [
-    "CLAIM",
-    "DEFAULT_DEVICE_CLASSES",
-    "NO_CLAIMS",
-    "TEMPLATE",
-    "ClaimObjects",
-    "DeviceClasses",
-    "PodClaims",
-    "Resolver",
-    "allocated_gpus",
-    "breakdown",
-    "claim_requests",
-    "is_claim_object",
-]
+__all__ = ["MAX_POD_CLAIMS", "PodClaims", "Resolver", "breakdown", "claim_requests"]

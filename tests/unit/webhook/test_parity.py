@@ -16,7 +16,7 @@ from policyengine.errors import LoadError
 from policyengine.gate import is_object, namespaces_from, request_for
 from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
-from policyengine.workloads.dra import is_claim_object
+from policyengine.workloads.claims import is_claim_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
 from webhook.policies import LivePolicies
