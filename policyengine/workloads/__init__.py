@@ -18,11 +18,21 @@ Shape (every key is always present; lists keep manifest order)::
         "replicas": 2,             # pods this template produces (the maximum of any range)
         "perNode": false,
         "containers": ["spec.pytorchReplicaSpecs.Worker.template.spec.containers[0]"],
-        "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},
+        "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},   # containers' and claims' GPUs
         "regions": {"pinned": true, "allowed": ["eu-west-1"], "excluded": [], "path": "..."},
         "gpuProducts": {"pinned": false, "allowed": [], "excluded": [], "path": "..."},
-        "resourceClaims": [{"name": "gpu", "path": "...resourceClaims[0]",
-                            "resourceClaimTemplateName": "..."}]
+        "resourceClaims": [{                                 # spec.resourceClaims (DRA), resolved
+          "name": "gpu", "path": "...resourceClaims[0]",
+          "resourceClaimTemplateName": "t",                  # or "resourceClaimName": "shared-claim"
+          "source": "ResourceClaimTemplate t",               # "" when neither name is set
+          "shared": false,                                   # a ResourceClaim: one set for all pods
+          "gpus": 8,                                         # GPU devices of the claim (per pod if a template)
+          "devices": [{"request": "gpus", "path": "spec.spec.devices.requests[0].exactly",
+                       "deviceClass": "gpu.nvidia.com", "resource": "nvidia.com/gpu", "gpu": true,
+                       "allocationMode": "ExactCount", "count": 8,
+                       "selectors": ["device.attributes['gpu.nvidia.com'].productName == '...'"],
+                       "firstAvailable": 0}]             # alternatives; request is "<req>/<alternative>"
+        }]
       }],
       "containers": [{
         "name": "pytorch", "path": "...containers[0]", "template": "<podTemplates[].path>",
@@ -32,7 +42,10 @@ Shape (every key is always present; lists keep manifest order)::
                  "byResource": {"nvidia.com/gpu": 1}, "count": 1},
         "claims": ["gpu"]          # resources.claims names (DRA)
       }],
-      "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2}},
+      "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2},
+               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",   # DRA claims with GPUs
+                           "source": "ResourceClaimTemplate t", "deviceClasses": ["gpu.nvidia.com"],
+                           "count": 8, "pods": 16, "total": 128, "shared": false}]},
       "usesDra": false,
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
@@ -51,8 +64,15 @@ LLMInferenceService ``spec.model.uri``, TrainJob model initializer ``storageUri`
 ``policyengine.io/models`` annotation; model references are also data locations (kind ``model``) when
 they are storage URIs, since the weights are data that lives somewhere. A model named only inside a
 command line or a Ray serve config is not detected. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
-``nvidia.com/mig-*`` and the config's ``spec.gpu.resources`` (TPUs and DRA devices are not GPUs here;
-DRA shows in ``usesDra``); ``config`` may be the GovernanceConfig document or its spec.
+``nvidia.com/mig-*`` and the config's ``spec.gpu.resources``, plus the devices that the pods' DRA claims
+ask for in a GPU device class of ``spec.gpu.deviceClasses``, under the resource name that maps the class
+to (``gpu.nvidia.com`` counts as ``nvidia.com/gpu``; ``mig.nvidia.com`` MIG slices as
+``mig.nvidia.com``). A claim template's devices count per pod; a shared ResourceClaim's count in
+``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
+largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
+``claims`` in the namespace, and an old ``v1alpha2`` claim are problems. TPUs and
+``deviceclass.resource.kubernetes.io/*`` extended resources are not GPUs here. ``config`` may be the
+GovernanceConfig document or its spec.
 """
 
 from __future__ import annotations
