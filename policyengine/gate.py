@@ -34,6 +34,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.workloads.claims import is_claim_object
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 
@@ -244,9 +245,12 @@ def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Documen
         meta = d.data.get("metadata")
         ns = str(meta.get("namespace") or "default") if isinstance(meta, dict) else "default"
         namespaces.setdefault(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    # The manifests' own ResourceClaims and templates are there for the pods that name them, beside (and
+    # after, so winning over) the inventory's: check sees every document before it evaluates one.
+    claims = tuple(d.data for d in docs if is_claim_object(d.data))
     return Inventory(
         namespaces={name: as_created(name, ns) for name, ns in namespaces.items()},
-        objects=inventory.objects if inventory is not None else (),
+        objects=(inventory.objects if inventory is not None else ()) + claims,
     )
 
 

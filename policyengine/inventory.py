@@ -2,7 +2,9 @@
 
 ``from_documents`` turns ``kubectl get namespaces,pods -A -o yaml`` output (a ``List``, typed lists such as
 ``PodList`` or multi-document YAML already parsed) into the core's ``Inventory``. ``usage_by_team`` counts
-the GPUs that pods still hold, and ``inventory_view`` is what CEL sees as ``inventory``::
+the GPUs that pods still hold: their extended resources (``nvidia.com/gpu``, ...) and the GPU devices
+allocated to the DRA ResourceClaims they use (``status.allocation.devices.results``; a claim that several
+pods share counts once), and ``inventory_view`` is what CEL sees as ``inventory``::
 
     {
       "teams": {"ml-research": {"gpusInUse": 12, "pods": 3,
@@ -25,9 +27,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from policyengine.model import Inventory
+from policyengine.workloads.claims import CLAIM, ClaimObjects, DeviceClasses, allocated_gpus
 from policyengine.workloads.kinds import find_templates
 from policyengine.workloads.pods import GpuRules, container_gpus, pod_gpus
-from policyengine.workloads.values import as_dict
+from policyengine.workloads.values import as_dict, as_list
 
 __all__ = [
     "DEFAULT_TEAM",
@@ -138,13 +141,22 @@ def _empty_team() -> dict[str, Any]:
 
 def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     rules = GpuRules.from_config(config)
+    classes = DeviceClasses.from_config(config)
+    claims = ClaimObjects(inventory.objects)
+    counted: set[tuple[str, str]] = set()  # (namespace, claim): a shared claim's devices count once
     teams: dict[str, dict[str, Any]] = {}
     for pod in _pods(inventory):
         if as_dict(pod.get("status")).get("phase") in _TERMINATED:
             continue
         held = _held_by_resource(pod, rules)
         namespace = as_dict(pod.get("metadata")).get("namespace")
-        team = team_of(inventory, namespace if isinstance(namespace, str) and namespace else "default")
+        namespace = namespace if isinstance(namespace, str) and namespace else "default"
+        for name in _claim_names(pod):
+            if (namespace, name) not in counted and (claim := claims.get(CLAIM, namespace, name)):
+                counted.add((namespace, name))
+                for resource, n in allocated_gpus(claim, classes).items():
+                    held[resource] = held.get(resource, 0) + n
+        team = team_of(inventory, namespace)
         entry = teams.setdefault(team, _empty_team())
         entry["gpusInUse"] += sum(held.values())
         entry["pods"] += 1
@@ -154,6 +166,22 @@ def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, 
     for entry in teams.values():
         entry["gpusInUseByResource"] = dict(sorted(entry["gpusInUseByResource"].items()))
     return teams
+
+
+def _claim_names(pod: Mapping[str, Any]) -> Iterable[str]:
+    """The ResourceClaims a pod uses: named ones, and those made from its templates, which the pod's
+    ``status.resourceClaimStatuses`` names once the claim controller has made them."""
+    made = {
+        as_dict(s).get("name"): as_dict(s).get("resourceClaimName")
+        for s in as_list(as_dict(pod.get("status")).get("resourceClaimStatuses"))
+    }
+    for entry in as_list(as_dict(pod.get("spec")).get("resourceClaims")):
+        entry = as_dict(entry)
+        name = entry.get("resourceClaimName", as_dict(entry.get("source")).get("resourceClaimName"))
+        if not isinstance(name, str):
+            name = made.get(entry.get("name"))
+        if isinstance(name, str) and name:
+            yield name
 
 
 def inventory_view(inventory: Inventory, config: Mapping[str, Any] | None = None) -> dict[str, Any]:

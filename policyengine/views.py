@@ -24,14 +24,16 @@ from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
-from policyengine.workloads import describe
+from policyengine.workloads import ClaimObjects, describe
 from policyengine.workloads.charge import update_charge
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
-# The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource.
-_InventoryFacts = tuple[dict[str, Any], dict[str, int], dict[str, dict[str, int]]]
+# The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource, and
+# the inventory's DRA claims and claim templates by name (what pod templates' ``resourceClaims`` resolve
+# against).
+_InventoryFacts = tuple[dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects]
 
 
 class _InventoryViews:
@@ -49,7 +51,12 @@ class _InventoryViews:
         view = inventory_view(inventory, config)
         in_use = {team: entry["gpusInUse"] for team, entry in view["teams"].items()}
         by_resource = {team: entry["gpusInUseByResource"] for team, entry in view["teams"].items()}
-        facts = (view, pool_usage(in_use, rules.teams), pool_usage_by_resource(by_resource, rules.teams))
+        facts = (
+            view,
+            pool_usage(in_use, rules.teams),
+            pool_usage_by_resource(by_resource, rules.teams),
+            ClaimObjects(inventory.objects),
+        )
         with self._lock:
             self._last = (inventory, config, facts)
         return facts
@@ -75,12 +82,12 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
     ) -> Mapping[str, Any]:
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
-        workload = describe(obj, config)
-        _charge_update(request, workload, config)
+        rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
+        inventory_facts, pools, pools_by_resource, claims = inventories.view(inventory, config, rules)
+        workload = describe(obj, config, claims, request.namespace)
+        _charge_update(request, workload, config, claims)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
-        rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools, pools_by_resource = inventories.view(inventory, config, rules)
         org = rules.view(
             request.namespace, obj, inventory, pools, workload["dataLocations"], pools_by_resource
         )
@@ -89,7 +96,9 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
     return provide
 
 
-def _charge_update(request: Request, workload: dict[str, Any], config: Mapping[str, Any]) -> None:
+def _charge_update(
+    request: Request, workload: dict[str, Any], config: Mapping[str, Any], claims: ClaimObjects
+) -> None:
     """On UPDATE the old object's GPUs are already in the team's usage: charge only the growth. The old
     object is described as the new one is (bounded by its size) and only its GPU figures are kept, so its
     unreadable values are not findings about the new object (they count 0, which charges more, not less)."""
@@ -100,7 +109,7 @@ def _charge_update(request: Request, workload: dict[str, Any], config: Mapping[s
         or not isinstance(old, Mapping)
     ):
         return
-    before = describe(old, config)["gpus"]
+    before = describe(old, config, claims, request.namespace)["gpus"]
     workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
 
 

@@ -1,4 +1,4 @@
-"""In-cluster inventory: list and watch Namespaces and Pods through the Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods and DRA claims through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -6,6 +6,10 @@ resumed from the last version seen (BOOKMARK events included). A ``410 Gone`` (t
 compacted away) or a dropped connection means events may have been missed, so the resource is listed
 again, with capped exponential backoff on repeated failures. The official ``kubernetes`` client does the
 HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts).
+
+ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``) are read at the newest version the API
+server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
+again after each watch period in case it is upgraded.
 
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
 """
@@ -20,7 +24,14 @@ from typing import Any, Protocol
 
 from policyengine.model import Inventory
 
-RESOURCES = {"namespaces": "Namespace", "pods": "Pod"}
+RESOURCES = {
+    "namespaces": "Namespace",
+    "pods": "Pod",
+    "resourceclaims": "ResourceClaim",
+    "resourceclaimtemplates": "ResourceClaimTemplate",
+}
+DRA_GROUP = "resource.k8s.io"
+DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")
 PAGE = 500
 WATCH_SECONDS = 300
 BACKOFF_START, BACKOFF_MAX = 0.2, 10.0
@@ -28,6 +39,10 @@ BACKOFF_START, BACKOFF_MAX = 0.2, 10.0
 
 class Gone(Exception):
     """The resourceVersion asked for is too old (HTTP 410): relist."""
+
+
+class NotServed(Exception):
+    """The API server serves no version of this resource (HTTP 404 for each): nothing to list."""
 
 
 class KubeAPI(Protocol):
@@ -47,29 +62,58 @@ class KubernetesClientAPI:
         from kubernetes import client
 
         self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._versions: dict[str, str] = {}  # DRA resource -> the version found served
         self._watches: list[Any] = []
         self._lock = threading.Lock()
 
-    def _func(self, resource: str) -> Callable[..., Any]:
+    def _func(self, resource: str) -> tuple[Callable[..., Any], tuple[str, ...]]:
         core = self._core
-        return core.list_namespace if resource == "namespaces" else core.list_pod_for_all_namespaces
+        if resource == "namespaces":
+            return core.list_namespace, ()
+        if resource == "pods":
+            return core.list_pod_for_all_namespaces, ()
+        version = self._versions.get(resource, DRA_VERSIONS[0])
+        return self._custom.list_cluster_custom_object, (DRA_GROUP, version, resource)
 
     def list(self, resource: str, *, continue_token: str | None) -> dict[str, Any]:
+        if resource in ("namespaces", "pods") or continue_token:
+            return self._list(resource, continue_token)
+        for version in DRA_VERSIONS:  # a first page finds the newest version served
+            self._versions[resource] = version
+            try:
+                page = self._list(resource, None)
+            except NotServed:
+                continue
+            for item in page.get("items") or []:
+                if isinstance(item, dict):  # list items carry no apiVersion: say which they are
+                    item.setdefault("apiVersion", f"{DRA_GROUP}/{version}")
+            return page
+        raise NotServed(f"{DRA_GROUP} {resource} ({', '.join(DRA_VERSIONS)})")
+
+    def _list(self, resource: str, continue_token: str | None) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         kwargs: dict[str, Any] = {"limit": PAGE, "_preload_content": False}
         if continue_token:
             kwargs["_continue"] = continue_token
+        func, args = self._func(resource)
         try:
-            response = self._func(resource)(**kwargs)
+            response = func(*args, **kwargs)
         except ApiException as err:
             if err.status == 410:
                 raise Gone(str(err.reason)) from err
+            if err.status == 404 and args:
+                raise NotServed(resource) from err
             raise
         try:
             data: dict[str, Any] = json.loads(response.data)
         finally:
             response.release_conn()
+        if args and continue_token:
+            for item in data.get("items") or []:
+                if isinstance(item, dict):
+                    item.setdefault("apiVersion", f"{DRA_GROUP}/{args[1]}")
         return data
 
     def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]:
@@ -79,15 +123,20 @@ class KubernetesClientAPI:
         w = watch.Watch(return_type=object)  # type: ignore[no-untyped-call]
         with self._lock:
             self._watches.append(w)
+        func, args = self._func(resource)
         try:
             stream = w.stream(  # type: ignore[no-untyped-call]
-                self._func(resource),
+                func,
+                *args,
                 resource_version=resource_version,
                 timeout_seconds=timeout,  # also turns off the client's own 410 retry: we relist instead
                 allow_watch_bookmarks=True,
             )
             for event in stream:
-                yield {"type": event["type"], "object": event["raw_object"]}
+                obj = event["raw_object"]
+                if args and isinstance(obj, dict):
+                    obj.setdefault("apiVersion", f"{DRA_GROUP}/{args[1]}")
+                yield {"type": event["type"], "object": obj}
         except ApiException as err:
             if err.status == 410:
                 raise Gone(str(err.reason)) from err
@@ -155,9 +204,10 @@ class ClusterInventory:
         with self._lock:
             if self._snapshot is None:
                 namespaces = {name: obj for (_, name), obj in self._stores["namespaces"].objects.items()}
-                self._snapshot = Inventory(
-                    namespaces=namespaces, objects=tuple(self._stores["pods"].objects.values())
-                )
+                objects = [
+                    o for r, s in self._stores.items() if r != "namespaces" for o in s.objects.values()
+                ]
+                self._snapshot = Inventory(namespaces=namespaces, objects=tuple(objects))
             return self._snapshot
 
     def status(self) -> dict[str, Any]:
@@ -210,6 +260,11 @@ class ClusterInventory:
                 while not self._stopping.is_set():
                     # Returns when the server ends the watch: resume from the last version seen.
                     self._watch(resource)
+            except NotServed:
+                # No DRA in this cluster: no claims, and ready; ask again after a watch period.
+                self._not_served(resource)
+                if self._stopping.wait(self.watch_seconds):
+                    return
             except Gone as err:
                 reason = "gone"
                 self._error(resource, f"410 Gone: {err}")
@@ -268,6 +323,14 @@ class ClusterInventory:
                 if version:
                     store.resource_version = version  # BOOKMARK events only move the version
 
+    def _not_served(self, resource: str) -> None:
+        with self._lock:
+            store = self._stores[resource]
+            if store.objects:
+                self._snapshot = None
+            store.objects, store.synced, store.resource_version = {}, True, ""
+            store.last_error = "not served by the API server"
+
     def _error(self, resource: str, message: str) -> None:
         with self._lock:
             self._stores[resource].last_error = message
@@ -285,5 +348,5 @@ def _normalise(obj: dict[str, Any], kind: str) -> dict[str, Any]:
         meta = {k: v for k, v in meta.items() if k != "managedFields"}
         obj = {**obj, "metadata": meta}
     if "kind" not in obj or "apiVersion" not in obj:
-        obj = {"apiVersion": "v1", "kind": kind, **obj}
+        obj = {"apiVersion": "v1", "kind": kind, **obj}  # a DRA object's apiVersion is set by the adapter
     return obj

@@ -18,11 +18,21 @@ Shape (every key is always present; lists keep manifest order)::
         "replicas": 2,             # pods this template produces (the maximum of any range)
         "perNode": false,
         "containers": ["spec.pytorchReplicaSpecs.Worker.template.spec.containers[0]"],
-        "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},
+        "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},   # containers' and claims' GPUs
         "regions": {"pinned": true, "allowed": ["eu-west-1"], "excluded": [], "path": "..."},
         "gpuProducts": {"pinned": false, "allowed": [], "excluded": [], "path": "..."},
-        "resourceClaims": [{"name": "gpu", "path": "...resourceClaims[0]",
-                            "resourceClaimTemplateName": "..."}]
+        "resourceClaims": [{                                 # spec.resourceClaims (DRA), resolved
+          "name": "gpu", "path": "...resourceClaims[0]",
+          "resourceClaimTemplateName": "t",                  # or "resourceClaimName": "shared-claim"
+          "source": "ResourceClaimTemplate t",               # "" when neither name is set
+          "shared": false,                                   # a ResourceClaim: one set for all pods
+          "gpus": 8,                                         # GPU devices of the claim (per pod if a template)
+          "devices": [{"request": "gpus", "path": "spec.spec.devices.requests[0].exactly",
+                       "deviceClass": "gpu.nvidia.com", "resource": "nvidia.com/gpu", "gpu": true,
+                       "allocationMode": "ExactCount", "count": 8,
+                       "selectors": ["device.attributes['gpu.nvidia.com'].productName == '...'"],
+                       "firstAvailable": 0}]             # alternatives; request is "<req>/<alternative>"
+        }]
       }],
       "containers": [{
         "name": "pytorch", "path": "...containers[0]", "template": "<podTemplates[].path>",
@@ -33,6 +43,9 @@ Shape (every key is always present; lists keep manifest order)::
         "claims": ["gpu"]          # resources.claims names (DRA)
       }],
       "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2},
+               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",   # DRA claims with GPUs
+                           "source": "ResourceClaimTemplate t", "deviceClasses": ["gpu.nvidia.com"],
+                           "count": 8, "pods": 16, "total": 128, "shared": false}],
                # what this request adds to the team's usage: all of it here; on UPDATE (the engine's
                # view, with oldObject) total = max(0, new total - old total) and each resource
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
@@ -62,8 +75,15 @@ servers' environment variables and RayService ``spec.serveConfigV2`` (see ``work
 references are read from containers, volumes and serve configs; more, an over-long shell line or an
 unreadable serve config is a problem. Model references are also data locations (kind ``model``) when
 they are storage URIs, since the weights are data that lives somewhere. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
-``nvidia.com/mig-*`` and the config's ``spec.gpu.resources`` (TPUs and DRA devices are not GPUs here;
-DRA shows in ``usesDra``); ``config`` may be the GovernanceConfig document or its spec.
+``nvidia.com/mig-*`` and the config's ``spec.gpu.resources``, plus the devices that the pods' DRA claims
+ask for in a GPU device class of ``spec.gpu.deviceClasses``, under the resource name that maps the class
+to (``gpu.nvidia.com`` counts as ``nvidia.com/gpu``; ``mig.nvidia.com`` MIG slices as
+``mig.nvidia.com``). A claim template's devices count per pod; a shared ResourceClaim's count in
+``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
+largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
+``claims`` in the namespace, and an old ``v1alpha2`` claim are problems. TPUs and
+``deviceclass.resource.kubernetes.io/*`` extended resources are not GPUs here. ``config`` may be the
+GovernanceConfig document or its spec.
 """
 
 from __future__ import annotations
@@ -72,6 +92,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from policyengine.workloads.charge import whole_charge
+from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
+from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.models import (
     MAX_MODELS,
@@ -88,7 +110,6 @@ from policyengine.workloads.pods import (
     container_gpus,
     label_constraint,
     pod_gpus,
-    resource_claims,
 )
 from policyengine.workloads.values import (
     Problems,
@@ -103,14 +124,20 @@ from policyengine.workloads.values import (
     text,
 )
 
-__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "GpuRules", "describe"]
+__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "GpuRules", "describe"]
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
 
 
-def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``workload`` view of one object (see the module docstring for its shape)."""
+def describe(
+    obj: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+    claims: ClaimObjects = NO_CLAIMS,
+    namespace: str = "",
+) -> dict[str, Any]:
+    """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
+    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
     problems: Problems = []
     rules = GpuRules.from_config(config)
     if not isinstance(obj, Mapping):
@@ -118,6 +145,7 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
         problems.append({"path": "", "message": "the object is not a mapping"})
     metadata = as_dict(obj.get("metadata"))
     templates = find_templates(obj, problems)
+    resolver = _resolver(metadata, config, claims, namespace)
 
     containers: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
@@ -125,8 +153,11 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
     models: list[dict[str, str]] = []
     images: list[dict[str, str]] = []
     refs: list[Ref] = []
+    pod_claims: list[PodClaims] = []
     for t in templates:
-        views.append(_template_view(t, rules, problems, containers))
+        view, dra = _template_view(t, rules, problems, containers, resolver)
+        views.append(view)
+        pod_claims.append(dra)
         for site in t.containers:
             _scan_container(site, data, images)
             refs.extend(container_refs(site.container, site.path, problems))
@@ -137,14 +168,10 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
         refs.extend(ray_serve_refs(as_dict(obj.get("spec")), problems))
     _add_refs(refs, data, models, problems)
 
-    total_by: dict[str, int] = {}
-    for t, v in zip(templates, views, strict=True):
-        for name, n in v["gpus"]["byResource"].items():
-            total_by[name] = total_by.get(name, 0) + n * t.replicas
+    gpus = _gpus_view(templates, views, pod_claims)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
-    total_by = {name: clamp(n) for name, n in total_by.items()}
-    gpu_total = clamp(sum(total_by.values()))
+    gpu_total = gpus["total"]
     return {
         "kind": kind,
         "apiVersion": text(obj.get("apiVersion", "")),
@@ -155,12 +182,7 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
         "containers": containers,
-        "gpus": {
-            "total": gpu_total,
-            "maxPerPod": max((v["gpus"]["perPod"] for v in views), default=0),
-            "byResource": dict(sorted(total_by.items())),
-            "charge": whole_charge({"total": gpu_total, "byResource": dict(sorted(total_by.items()))}),
-        },
+        "gpus": {**gpus, "charge": whole_charge(gpus)},
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,
@@ -170,9 +192,56 @@ def describe(obj: Mapping[str, Any], config: Mapping[str, Any] | None = None) ->
     }
 
 
-def _template_view(
-    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]]
+def _resolver(
+    metadata: Mapping[str, Any], config: Mapping[str, Any] | None, claims: ClaimObjects, namespace: str
+) -> Resolver:
+    """Claims resolve in the request's namespace, else the object's own, else ``default``."""
+    own = metadata.get("namespace")
+    namespace = namespace or (own if isinstance(own, str) and own else "default")
+    return Resolver(claims, DeviceClasses.from_config(config), namespace)
+
+
+def _gpus_view(
+    templates: list[PodTemplate], views: list[dict[str, Any]], pod_claims: list[PodClaims]
 ) -> dict[str, Any]:
+    total_by = {name: clamp(n) for name, n in _total_gpus(templates, views, pod_claims).items()}
+    return {
+        "total": clamp(sum(total_by.values())),
+        "maxPerPod": max((v["gpus"]["perPod"] for v in views), default=0),
+        "byResource": dict(sorted(total_by.items())),
+        "claims": [
+            c
+            for t, v in zip(templates, views, strict=True)
+            for c in breakdown(t.path, t.replicas, v["resourceClaims"])
+        ],
+    }
+
+
+def _total_gpus(
+    templates: list[PodTemplate], views: list[dict[str, Any]], pod_claims: list[PodClaims]
+) -> dict[str, int]:
+    """GPUs of the whole workload by resource: each template's per-pod GPUs times its pods, except that a
+    shared ResourceClaim is one set of devices however many pods (and templates) name it."""
+    total_by: dict[str, int] = {}
+    shared: dict[str, dict[str, int]] = {}
+    for t, v, dra in zip(templates, views, pod_claims, strict=True):
+        own = dict(v["gpus"]["byResource"])
+        for claim, by_resource in dra.shared.items():
+            shared[claim] = by_resource
+            for name, n in by_resource.items():
+                own[name] = own.get(name, 0) - n
+        for name, n in own.items():
+            if n > 0:
+                total_by[name] = total_by.get(name, 0) + n * t.replicas
+    for by_resource in shared.values():
+        for name, n in by_resource.items():
+            total_by[name] = total_by.get(name, 0) + n
+    return total_by
+
+
+def _template_view(
+    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
+) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
@@ -194,7 +263,11 @@ def _template_view(
             }
         )
     by_resource = pod_gpus(counted)
-    return {
+    dra = resolver.pod(t.spec, t.path, problems)
+    for name, n in dra.per_pod.items():
+        by_resource[name] = clamp(by_resource.get(name, 0) + n)
+    by_resource = dict(sorted(by_resource.items()))
+    view = {
         "name": t.name,
         "path": t.path,
         "replicas": t.replicas,
@@ -203,8 +276,9 @@ def _template_view(
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
         "regions": label_constraint(t, REGION_LABEL),
         "gpuProducts": label_constraint(t, GPU_PRODUCT_LABEL),
-        "resourceClaims": resource_claims(t.spec, t.path),
+        "resourceClaims": dra.views,
     }
+    return view, dra
 
 
 def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:

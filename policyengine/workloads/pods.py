@@ -142,16 +142,3 @@ def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
         return {"pinned": False, "allowed": [], "excluded": sorted(excluded), "path": path}
     allowed_all = set.intersection(*constraints)
     return {"pinned": True, "allowed": sorted(allowed_all - excluded), "excluded": [], "path": path}
-
-
-def resource_claims(spec: Mapping[str, Any], path: str) -> list[dict[str, str]]:
-    """Dynamic Resource Allocation claims of the pod, for policies that must see DRA devices."""
-    claims = []
-    for i, claim in enumerate(as_list(spec.get("resourceClaims"))):
-        claim = as_dict(claim)
-        entry = {"name": text(claim.get("name", "")), "path": f"{path}.resourceClaims[{i}]"}
-        for key in ("resourceClaimName", "resourceClaimTemplateName"):
-            if isinstance(claim.get(key), str):
-                entry[key] = claim[key]
-        claims.append(entry)
-    return claims

@@ -296,3 +296,61 @@ def test_kube_inventory_not_synced_is_not_ready(tmp_path: Path, certs: Path) -> 
         assert "waiting for the first list" in ready.json()["inventory"]["reason"]
     finally:
         _stop(running)
+
+
+DRA_POLICY = """
+apiVersion: policyengine.io/v1
+kind: Policy
+metadata: {name: at-most-four-gpus}
+spec:
+  match: {kinds: [{apiGroups: [""], kinds: [Pod]}]}
+  validations:
+    - expression: "size(workload.problems) == 0"
+      messageExpression: "workload.problems[0].message"
+    - expression: "workload.gpus.total <= 4"
+      messageExpression: "'asks for ' + string(workload.gpus.total) + ' GPUs'"
+"""
+
+
+def _claim_template(count: int) -> dict[str, Any]:
+    request = {"name": "g", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": count}}
+    return {"spec": {"devices": {"requests": [request]}}}
+
+
+def test_kube_inventory_resolves_dra_claim_templates_at_admission(tmp_path: Path, certs: Path) -> None:
+    fake = FakeAPIServer()
+    url = fake.start()
+    fake.put("namespaces", "apps")
+    write_policies(tmp_path / "policies" / "dra", DRA_POLICY)
+    kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url)
+    running = _start(tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig))
+    obj = pod()
+    obj["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": "eight"}]
+    body = review(obj)
+
+    def message_becomes(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            response = client.post("/validate", json=body).json()["response"]
+            if text in json.dumps(response):
+                return
+            assert time.monotonic() < deadline, f"never saw {text!r}: {response}"
+            time.sleep(0.05)
+
+    try:
+        with running.client() as client:
+            detail = client.get("/readyz").json()["inventory"]["resources"]
+            assert detail["resourceclaimtemplates"]["synced"] is True
+            # Not in the cluster (yet): its GPUs cannot be counted, so the pod is denied, not let through.
+            response = client.post("/validate", json=body).json()["response"]
+            assert (
+                response["allowed"] is False
+                and "is not found in namespace apps" in response["status"]["message"]
+            )
+            fake.put("resourceclaimtemplates", "eight", "apps", spec=_claim_template(8))
+            message_becomes("asks for 8 GPUs")
+            fake.put("resourceclaimtemplates", "eight", "apps", spec=_claim_template(2))
+            message_becomes('"allowed": true')
+    finally:
+        _stop(running)
+        fake.stop()

@@ -14,7 +14,17 @@ from tests.helpers import write
 
 DEFAULTS = {
     "residency": {"zones": {}, "dataLocations": [], "unknownLocation": "deny"},
-    "gpu": {"resources": ["nvidia.com/gpu", "amd.com/gpu"], "teams": {}},
+    "gpu": {
+        "resources": ["nvidia.com/gpu", "amd.com/gpu"],
+        "deviceClasses": {
+            "gpu.nvidia.com": "nvidia.com/gpu",
+            "vfio.gpu.nvidia.com": "nvidia.com/gpu",
+            "mig.nvidia.com": "mig.nvidia.com",
+            "gpu.amd.com": "amd.com/gpu",
+            "gpu.intel.com": "gpu.intel.com",
+        },
+        "teams": {},
+    },
     "models": {
         "approvedSources": [],
         "requireDigest": True,

@@ -1,4 +1,4 @@
-"""A small fake Kubernetes API server for namespaces and pods: list and watch with resourceVersion.
+"""A small fake Kubernetes API server for namespaces, pods and DRA claims: list and watch with resourceVersion.
 
 It keeps an event history; ``compact()`` forgets it, so a watch from an older resourceVersion gets a
 ``410 Gone`` ERROR event (what etcd compaction does); ``drop_watches()`` cuts every open watch mid-stream
@@ -21,7 +21,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-KINDS = {"namespaces": "Namespace", "pods": "Pod"}
+KINDS = {
+    "namespaces": "Namespace",
+    "pods": "Pod",
+    "resourceclaims": "ResourceClaim",
+    "resourceclaimtemplates": "ResourceClaimTemplate",
+}
+DRA = {"resourceclaims", "resourceclaimtemplates"}
 
 
 class Dropped(Exception):
@@ -29,7 +35,8 @@ class Dropped(Exception):
 
 
 class FakeAPIServer:
-    def __init__(self) -> None:
+    def __init__(self, dra_versions: tuple[str, ...] = ("v1",)) -> None:
+        self.dra_versions = dra_versions  # resource.k8s.io versions served; the first is the storage one
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
         self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
@@ -59,7 +66,8 @@ class FakeAPIServer:
             if namespace:
                 meta["namespace"] = namespace
             meta.update(fields.pop("metadata", {}))
-            obj = {"apiVersion": "v1", "kind": kind, "metadata": meta, **fields}
+            api_version = f"resource.k8s.io/{self.dra_versions[0]}" if resource in DRA else "v1"
+            obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
             return obj
@@ -93,7 +101,10 @@ class FakeAPIServer:
     def app(self) -> Starlette:
         async def handle(request: Request) -> Response:
             resource = request.path_params["resource"]
-            if resource not in KINDS:
+            version = request.path_params.get("version")
+            if resource not in KINDS or (version is not None) != (resource in DRA):
+                return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
+            if version is not None and version not in self.dra_versions:
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
             if request.query_params.get("watch") in ("true", "1"):
                 return self._watch(resource, request)
@@ -111,7 +122,12 @@ class FakeAPIServer:
                 }
             return JSONResponse(body)
 
-        return Starlette(routes=[Route("/api/v1/{resource}", handle)])
+        return Starlette(
+            routes=[
+                Route("/api/v1/{resource}", handle),
+                Route("/apis/resource.k8s.io/{version}/{resource}", handle),
+            ]
+        )
 
     def _watch(self, resource: str, request: Request) -> Response:
         since = int(request.query_params.get("resourceVersion") or 0)

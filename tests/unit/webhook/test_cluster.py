@@ -108,3 +108,56 @@ def test_an_unreachable_api_server_is_not_ready_with_the_reason() -> None:
         assert status["ready"] is False and "waiting for the first list" in status["reason"]
     finally:
         inv.stop()
+
+
+TEMPLATE_SPEC = {
+    "spec": {"devices": {"requests": [{"name": "g", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}
+}
+
+
+def test_dra_claims_and_templates_are_listed_and_watched(
+    fake: FakeAPIServer, inventory: ClusterInventory
+) -> None:
+    fake.put("resourceclaimtemplates", "eight", "train", spec=TEMPLATE_SPEC)
+    fake.put("resourceclaims", "shared", "train", spec=TEMPLATE_SPEC["spec"])
+    _wait(lambda: len(inventory.current().objects) == 3)
+    by_kind = {o["kind"]: o for o in inventory.current().objects}
+    assert by_kind["ResourceClaimTemplate"]["apiVersion"] == "resource.k8s.io/v1"
+    assert by_kind["ResourceClaim"]["metadata"]["name"] == "shared"
+    fake.delete("resourceclaimtemplates", "eight", "train")
+    _wait(lambda: len(inventory.current().objects) == 2)
+    status = inventory.status()["resources"]
+    assert status["resourceclaims"]["synced"] and status["resourceclaimtemplates"]["objects"] == 0
+
+
+def test_dra_claims_are_read_at_the_version_the_cluster_serves() -> None:
+    fake = FakeAPIServer(dra_versions=("v1beta1",))
+    fake.put("resourceclaimtemplates", "one", "train", spec=TEMPLATE_SPEC)
+    fake.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{fake.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"])
+        (template,) = inv.current().objects
+        # Listed items carry no apiVersion: the version found served is put on them.
+        assert (template["kind"], template["apiVersion"]) == (
+            "ResourceClaimTemplate",
+            "resource.k8s.io/v1beta1",
+        )
+    finally:
+        inv.stop()
+        fake.stop()
+
+
+def test_a_cluster_without_dra_is_ready_with_no_claims() -> None:
+    fake = FakeAPIServer(dra_versions=())
+    fake.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{fake.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"])
+        assert inv.current().objects == ()
+        assert inv.status()["resources"]["resourceclaims"]["lastError"] == "not served by the API server"
+    finally:
+        inv.stop()
+        fake.stop()

@@ -16,6 +16,7 @@ from policyengine.errors import LoadError
 from policyengine.gate import is_object, namespaces_from, request_for
 from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
+from policyengine.workloads.claims import is_claim_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
 from webhook.policies import LivePolicies
@@ -95,7 +96,10 @@ def test_check_and_validate_agree_on_every_manifest(
     engine = engine_loader(Settings())()
     policies = LivePolicies(lambda: engine)
     policies.serve(engine)
-    inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs)))
+    # The cluster holds the DRA claims and claim templates the corpus' pods name, as check sees them.
+    claims = tuple(d.data for d in docs if is_claim_object(d.data))
+    inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs), objects=claims))
+    dra_quota: set[str] = set()
     services = WebhookServices(
         policies=policies, inventory=inventory, recorder=recorder, reload_interval=None
     )
@@ -125,6 +129,8 @@ def test_check_and_validate_agree_on_every_manifest(
                 model_rules = ("model-approved-source", "model-pinned-by-digest", "model-signature-verified")
                 if any(policy in model_rules for policy, _ in got):
                     sourced.add(key[3])
+            if any(r.policy == "gpu-team-quota" and r.outcome is Outcome.FAIL for r in decision.results):
+                dra_quota.add(f"{Path(doc.file).name}:{request.name}")
     assert compared == len(docs)
     # Every model source was seen, and judged alike, by both paths: each fails a model rule.
     assert sourced == {
@@ -137,3 +143,5 @@ def test_check_and_validate_agree_on_every_manifest(
         "ray-llm",
         "mlflow-alias",
     }
+    # GPUs asked for only through DRA claim templates and shared claims reach the quota at admission too.
+    assert {"quickstart__v1__gpu-test4.yaml:pod", "quickstart__v1beta1__gpu-test3.yaml:pod1"} <= dra_quota

@@ -142,3 +142,83 @@ def test_empty_inventory_view() -> None:
         "teams": {"default": {"gpusInUse": 0, "pods": 0, "gpusInUseByResource": {}}},
         "namespaces": {},
     }
+
+
+def allocated_claim(ns: str, name: str, results: list[str]) -> dict[str, Any]:
+    """A v1 ResourceClaim allocated one device per entry of ``results`` (request names)."""
+    requests = [
+        {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 4}},
+        {"name": "mig", "exactly": {"deviceClassName": "mig.nvidia.com"}},
+        {"name": "nic", "exactly": {"deviceClassName": "rdma.example.com"}},
+        {
+            "name": "any",
+            "firstAvailable": [
+                {"name": "big", "deviceClassName": "gpu.nvidia.com"},
+                {"name": "small", "deviceClassName": "mig.nvidia.com"},
+            ],
+        },
+    ]
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"devices": {"requests": requests}},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {"request": r, "driver": "gpu.nvidia.com", "pool": "node-a", "device": f"gpu-{i}"}
+                        for i, r in enumerate(results)
+                    ]
+                }
+            }
+        },
+    }
+
+
+def claim_pod(ns: str, name: str, phase: str, **claim: str) -> dict[str, Any]:
+    p = pod(ns, 0, phase)
+    p["metadata"]["name"] = name
+    p["spec"]["resourceClaims"] = [{"name": "gpus", **claim}]
+    return p
+
+
+def test_gpus_allocated_to_dra_claims_count_as_in_use() -> None:
+    made = claim_pod("train", "made", "Running", resourceClaimTemplateName="t")
+    # The claim controller names the claim it made from the template in the pod's status.
+    made["status"]["resourceClaimStatuses"] = [{"name": "gpus", "resourceClaimName": "made-gpus-x7k2"}]
+    inventory = from_documents(
+        [
+            namespace("train", "ml"),
+            made,
+            claim_pod("train", "a", "Running", resourceClaimName="shared"),
+            claim_pod("train", "b", "Pending", resourceClaimName="shared"),
+            claim_pod("train", "done", "Succeeded", resourceClaimName="finished"),
+            claim_pod("train", "unmade", "Pending", resourceClaimTemplateName="t"),
+            # 4 whole GPUs, 1 MIG slice, 1 NIC (not a GPU), the firstAvailable alternative taken: 5 GPUs
+            allocated_claim("train", "made-gpus-x7k2", ["gpu", "gpu", "gpu", "gpu", "mig", "nic"]),
+            allocated_claim("train", "shared", ["gpu", "gpu", "any/big"]),
+            allocated_claim("train", "finished", ["gpu"] * 4),
+            allocated_claim("train", "nobody-uses-it", ["gpu"] * 4),
+        ]
+    )
+    # 5 (made) + 3 (shared, once for both pods); the terminated pod's and the unused claim's do not count.
+    assert usage_by_team(inventory) == {"ml": 8}
+    assert inventory_view(inventory)["teams"]["ml"] == {
+        "gpusInUse": 8,
+        "pods": 4,
+        "gpusInUseByResource": {"mig.nvidia.com": 1, "nvidia.com/gpu": 7},
+    }
+
+
+def test_dra_usage_follows_the_configured_device_classes() -> None:
+    inventory = from_documents(
+        [
+            namespace("train", "ml"),
+            claim_pod("train", "a", "Running", resourceClaimName="c"),
+            allocated_claim("train", "c", ["gpu", "nic", "any/small"]),
+        ]
+    )
+    assert usage_by_team(inventory) == {"ml": 2}
+    config = {"spec": {"gpu": {"deviceClasses": {"rdma.example.com": "example.com/nic"}}}}
+    assert usage_by_team(inventory, config) == {"ml": 1}

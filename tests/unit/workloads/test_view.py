@@ -84,6 +84,7 @@ def test_gpu_resources_are_nvidia_amd_mig_and_the_configured_ones() -> None:
         "total": 8,
         "maxPerPod": 4,
         "byResource": {"amd.com/gpu": 2, "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 4},
+        "claims": [],
         # Described alone (a CREATE), the whole workload is what it adds to its team's usage.
         "charge": {
             "total": 8,
@@ -330,9 +331,19 @@ def test_dra_claims_are_noted() -> None:
     view = describe(deployment(spec))
     assert view["usesDra"]
     assert view["podTemplates"][0]["resourceClaims"] == [
-        {"name": "gpu", "path": "spec.template.spec.resourceClaims[0]", "resourceClaimName": "shared"}
+        {
+            "name": "gpu",
+            "path": "spec.template.spec.resourceClaims[0]",
+            "resourceClaimName": "shared",
+            "source": "ResourceClaim shared",
+            "shared": True,
+            "devices": [],
+            "gpus": 0,
+        }
     ]
     assert view["containers"][0]["claims"] == ["gpu"]
+    # Nothing says what the claim holds: that is a problem, not 0 GPUs.
+    assert [p["path"] for p in view["problems"]] == ["spec.template.spec.resourceClaims[0]"]
 
 
 # --- robustness ---------------------------------------------------------------------------------------------
