@@ -53,6 +53,12 @@ def add_parser(sub: Any) -> None:
         "(repeatable; ** spans directories, a trailing / matches directories only)",
     )
     p.add_argument(
+        "--kustomize",
+        action="store_true",
+        help="render every kustomization a directory walk meets with kubectl kustomize, instead of reading "
+        "its files raw (a directory named that holds a kustomization file is always rendered)",
+    )
+    p.add_argument(
         "--max-input-size",
         type=parse_size,
         default=DEFAULT_LIMITS.max_bytes,
@@ -123,9 +129,13 @@ def exclude_pattern(text: str) -> str:
 
 
 def read_manifests(
-    paths: list[str], stdin: IO[str], limits: InputLimits = DEFAULT_LIMITS, excludes: Sequence[str] = ()
+    paths: list[str],
+    stdin: IO[str],
+    limits: InputLimits = DEFAULT_LIMITS,
+    excludes: Sequence[str] = (),
+    kustomize: bool = False,
 ) -> Manifests:
-    return intake.read_manifests(paths, stdin, limits, excludes=Excludes.of(excludes))
+    return intake.read_manifests(paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize)
 
 
 def attestation_notes(config: Any, now: datetime) -> list[str]:
@@ -179,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         except LoadError as err:
             problems.extend(err.problems)
         try:
-            manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude)
+            manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize)
         except LoadError as err:
             problems.extend(err.problems)
         if problems or policy_set is None or manifests is None:
@@ -195,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"policyengine check: warning: {warning}", file=sys.stderr)
     if args.verbose:
         skips = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
+        skips += [f"rendered {k} with kubectl kustomize" for k in manifests.kustomizations]
         for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *skips]:
             print(f"note: {note}", file=sys.stderr)
     audit_log = auditing.open_log(args)
