@@ -296,7 +296,7 @@ def _run_kubectl(tree: Tree, limits: InputLimits, timeout: float) -> str:
     if exe is None:
         message = (
             f"{tree.directory} is a kustomization and kubectl is not on PATH: install kubectl to render it, "
-            f"or render it yourself: kubectl kustomize {tree.directory} | policyengine check -"
+            f"or render it yourself: kustomize build {tree.directory} | policyengine check -"
         )
         raise LoadError([Problem(tree.file, 1, errors.READ_ERROR, message)])
     # An absolute path: a folder named like an option ("-x") stays a path.

@@ -158,6 +158,12 @@ def attestation_notes(config: Any, now: datetime) -> list[str]:
     return notes
 
 
+def input_notes(manifests: Manifests) -> list[str]:
+    """What --verbose says about the inputs: each file skipped, with why, and each kustomization rendered."""
+    notes = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
+    return notes + [f"rendered {k} with kubectl kustomize" for k in manifests.kustomizations]
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.paths:
         print(
@@ -204,9 +210,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in trust_warnings(policy_set.config):
         print(f"policyengine check: warning: {warning}", file=sys.stderr)
     if args.verbose:
-        skips = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
-        skips += [f"rendered {k} with kubectl kustomize" for k in manifests.kustomizations]
-        for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *skips]:
+        for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *input_notes(manifests)]:
             print(f"note: {note}", file=sys.stderr)
     audit_log = auditing.open_log(args)
     report = check_documents(

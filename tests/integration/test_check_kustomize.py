@@ -151,6 +151,9 @@ def test_a_walk_reads_kustomization_folders_raw_unless_asked_to_render_them(
     assert "prod-trainer" in names and "trainer" not in names  # the base only through its overlay
     # Rendered: overlay's ConfigMap and Deployment; read: plain/job.yaml. Neither the base nor the patch raw.
     assert report["summary"]["resources"] == 3 and report["summary"]["skippedFiles"] == 0
+    code, _, err = run_cli(["check", str(root), "--kustomize", "--verbose"], capsys, monkeypatch)
+    assert f"note: rendered {root / 'overlay'} with kubectl kustomize" in err
+    assert f"rendered {root / 'base'} " not in err
 
 
 def test_a_kustomization_reaching_outside_the_repository_is_refused(
