@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from policyengine import errors
 from policyengine.discovery import KUSTOMIZATION_FILES
@@ -322,9 +322,17 @@ def _run_kubectl(tree: Tree, limits: InputLimits, timeout: float) -> str:
             if proc.stdout is not None:
                 proc.stdout.close()
             code = proc.wait()
-        stderr.seek(0)
-        tail = stderr.read()[-STDERR_TAIL:].decode("utf-8", "replace").strip()
+        tail = _tail(stderr)
     return _rendered(tree, data, code, tail, expired.is_set(), limits, timeout)
+
+
+def _tail(stream: IO[bytes]) -> str:
+    """The end of kubectl's stderr on one line, control characters left out: the message of a problem."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - STDERR_TAIL))
+    text = stream.read().decode("utf-8", "replace")
+    lines = ("".join(c for c in line if c.isprintable()).strip() for line in text.splitlines())
+    return "; ".join(line for line in lines if line)[-STDERR_TAIL:]
 
 
 def _rendered(
