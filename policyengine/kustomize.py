@@ -332,7 +332,7 @@ def _tail(stream: IO[bytes]) -> str:
     stream.seek(max(0, size - STDERR_TAIL))
     text = stream.read().decode("utf-8", "replace")
     lines = ("".join(c for c in line if c.isprintable()).strip() for line in text.splitlines())
-    return "; ".join(line for line in lines if line)[-STDERR_TAIL:]
+    return "; ".join(line for line in lines if line)[-STDERR_TAIL:].lstrip("; ")
 
 
 def _rendered(
