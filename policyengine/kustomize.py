@@ -25,7 +25,8 @@ from policyengine.errors import LoadError, Problem
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_located, read_text
 
 MAX_DEPTH = 16  # kustomizations nested through resources; real overlays go three or four deep
-MAX_VISITS = 500  # kustomization folders read for one tree, repeats counted: a diamond ladder stays bounded
+MAX_FILES = 1000  # files (kustomizations and resources) read for one tree, repeats counted: a diamond
+# ladder of kustomizations, or one listing the same file many times, stays bounded
 RENDER_TIMEOUT = 120.0  # seconds for one ``kubectl kustomize``
 STDERR_TAIL = 2000  # characters of kubectl's stderr shown in an error
 
@@ -103,7 +104,13 @@ class _Trace:
     root: str
     limits: InputLimits
     tree: Tree
-    visits: int = 0
+    reads: int = 0
+
+    def count(self, kustomization: str) -> None:
+        self.reads += 1
+        if self.reads > MAX_FILES:
+            message = f"more than {MAX_FILES} files read for one kustomization tree"
+            raise LoadError([Problem(kustomization, 1, errors.INVALID_VALUE, message)])
 
 
 def trace(directory: str, limits: InputLimits = DEFAULT_LIMITS) -> Tree:
@@ -127,9 +134,7 @@ def _level(directory: str, chain: tuple[str, ...], state: _Trace) -> list[_Origi
     file = kustomization_file(directory)
     if file is None:  # a folder named as a resource without a kustomization: kubectl says so
         return []
-    state.visits += 1
-    if state.visits > MAX_VISITS:
-        raise LoadError([Problem(file, 1, errors.INVALID_VALUE, f"more than {MAX_VISITS} kustomizations")])
+    state.count(file)
     state.tree.folders.add(os.path.realpath(directory))
     state.tree.files.add(os.path.realpath(file))
     doc = _read(file, state.limits)
@@ -142,6 +147,7 @@ def _level(directory: str, chain: tuple[str, ...], state: _Trace) -> list[_Origi
         if os.path.isdir(target):
             origins.extend(_nested(target, chain, doc, (key, index), state))
         elif os.path.isfile(target):
+            state.count(file)
             state.tree.files.add(os.path.realpath(target))
             origins.extend(_declared(target, state.limits))
     for key, index, entry in _input_files(doc):

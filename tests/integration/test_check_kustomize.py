@@ -213,12 +213,17 @@ def test_a_deep_or_large_kustomization_tree_is_refused(tmp_path: Path, capsys, m
     assert code == 2 and "kustomizations nested more than 16 deep" in err
 
     # A diamond ladder, shallow enough for the depth bound: each level uses the next one twice, 2**12
-    # kustomizations read if nothing counted them.
+    # kustomizations read if nothing counted them; and one file listed 2000 times.
     for level in range(12):
         write(root / f"d{level}" / "kustomization.yaml", f"bases:\n- ../d{level + 1}\n- ../d{level + 1}/\n")
     write(root / "d12" / "kustomization.yaml", "resources: []\n")
     code, _, err = run_cli(["check", str(root / "d0")], capsys, monkeypatch)
-    assert code == 2 and "more than 500 kustomizations" in err
+    assert code == 2 and "more than 1000 files read for one kustomization tree" in err
+
+    write(root / "many" / "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    many = write(root / "many" / "kustomization.yaml", "resources:\n" + "- cm.yaml\n" * 2000)
+    code, _, err = run_cli(["check", str(root / "many")], capsys, monkeypatch)
+    assert code == 2 and f"{many}:1: invalid_value: more than 1000 files read" in err
 
 
 def test_rendered_output_is_held_to_max_input_size(tmp_path: Path, kubectl: str, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
