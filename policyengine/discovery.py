@@ -10,7 +10,8 @@ twice.
 
 A walk may also leave things out on purpose, never silently: paths matching ``--exclude`` patterns
 (relative to the directory named), and, when asked, the ``templates/`` folder of a Helm chart (a folder
-holding ``Chart.yaml``), whose files are Go templates rather than YAML; each chart gets one notice.
+holding ``Chart.yaml``), whose files are Go templates rather than YAML; each chart gets one notice. The
+folders holding a kustomization file are listed, for a reader that renders them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _KINDS = {
 
 
 HELM_CHART = "Chart.yaml"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 HELM_TEMPLATES = "templates"
 
 
@@ -70,6 +72,7 @@ class Found:
     roots: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    kustomizations: list[str] = field(default_factory=list)  # folders holding a kustomization file
 
 
 @dataclass
@@ -77,6 +80,7 @@ class _Walk:
     skip_dirs: Collection[str]
     excludes: Excludes = field(default_factory=Excludes)
     charts: bool = False  # leave out Helm charts' templates/, with a notice
+    kustomizations: list[str] = field(default_factory=list)  # folders met holding a kustomization file
     root: str = ""  # the named directory being walked
     files: list[str] = field(default_factory=list)
     roots: dict[str, str] = field(default_factory=dict)
@@ -154,6 +158,8 @@ class _Walk:
             self.problem(path, f"cannot read directory: {err.strerror or err}")
             return []
         chart = self.charts and HELM_CHART in names
+        if any(name in KUSTOMIZATION_FILES for name in names):
+            self.kustomizations.append(path)
         subdirs: list[tuple[str, os.stat_result]] = []
         for name in names:
             child = os.path.join(path, name)
@@ -223,7 +229,7 @@ def find(
             walk.files.append(STDIN)
         else:
             walk.named(raw)
-    return Found(walk.files, walk.roots, walk.problems, walk.skipped)
+    return Found(walk.files, walk.roots, walk.problems, walk.skipped, walk.kustomizations)
 
 
 def discover(

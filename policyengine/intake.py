@@ -11,6 +11,14 @@ apiVersion and kind, else an input error. A file met while walking a directory i
 - if it holds at least one such object, it is a manifest and held to the rules of a named file: a
   repeated key, a document that is not an object, metadata of the wrong type are input errors.
 
+A walked file whose objects are all kustomizations (``kustomize.config.k8s.io`` Kustomization or
+Component) is a build input, not a manifest, and is skipped with that reason.
+
+A named directory holding a kustomization file is rendered (see ``policyengine.kustomize``), not walked;
+with ``kustomize`` set, so is every kustomization a walk meets, except those another one consumes (a
+base is checked through its overlays), and the files a rendered tree consumes (every file in its
+kustomization folders, and the files they name) are not read again on their own.
+
 Files that cannot be read, are over the size or document limits, or are not UTF-8 are input errors
 wherever they are found. A named directory in which nothing is a manifest is an input error too: a
 gate that checked nothing must not pass.
@@ -29,11 +37,16 @@ from policyengine.discovery import STDIN, Found, Skipped, find
 from policyengine.errors import LoadError, Problem
 from policyengine.gate import is_object, object_meta_problems
 from policyengine.globs import Excludes
+from policyengine.kustomize import Tree, kustomization_file, render, trace
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_located, read_text
 
 _YAML_TOP_LEVEL = re.compile(r"""^["']?(?:apiVersion|kind)["']?[ \t]*:""", re.MULTILINE)
 _JSON_KEY = re.compile(r'"(?:apiVersion|kind)"\s*:')
 _NOT_AN_OBJECT = "a manifest must be a mapping with apiVersion and kind"
+_KUSTOMIZE_GROUP = "kustomize.config.k8s.io/"
+_KUSTOMIZATION_SKIP = (
+    "a kustomization (build input, not a manifest; check its folder, or walk with --kustomize)"
+)
 
 
 @dataclass
@@ -42,6 +55,7 @@ class Manifests:
 
     documents: list[Document] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    kustomizations: list[str] = field(default_factory=list)  # the kustomization folders rendered
 
 
 def looks_like_manifest(text: str, file: str) -> bool:
@@ -75,8 +89,15 @@ def _read_walked(file: str, limits: InputLimits, into: Manifests) -> list[Proble
         reason = "empty" if not docs else "no document is a mapping with apiVersion and kind"
         into.skipped.append(Skipped(file, reason))
         return []
+    if all(_is_kustomization(d) for d in docs if is_object(d.data)):
+        into.skipped.append(Skipped(file, _KUSTOMIZATION_SKIP))
+        return []
     into.documents.extend(docs)
     return [*duplicated, *_strict(docs)]
+
+
+def _is_kustomization(doc: Document) -> bool:
+    return doc.api_version.startswith(_KUSTOMIZE_GROUP) and doc.kind in ("Kustomization", "Component")
 
 
 def _read_named(file: str, stdin: IO[str] | None, limits: InputLimits, into: Manifests) -> list[Problem]:
@@ -89,9 +110,11 @@ def _read_named(file: str, stdin: IO[str] | None, limits: InputLimits, into: Man
     return _strict(docs)
 
 
-def _empty_roots(paths: Sequence[str], found: Found, manifests: Manifests) -> list[Problem]:
-    """A problem for each named directory under which no manifest was found."""
-    with_manifests = {found.roots.get(d.file) for d in manifests.documents}
+def _empty_roots(
+    paths: Sequence[str], found: Found, manifests: Manifests, rendered: set[str]
+) -> list[Problem]:
+    """A problem for each named directory under which no manifest was found (or rendered)."""
+    with_manifests = {found.roots.get(d.file) for d in manifests.documents} | rendered
     roots = dict.fromkeys(raw for raw in paths if raw != STDIN and os.path.isdir(raw))
     out: list[Problem] = []
     for root in roots:
@@ -120,14 +143,21 @@ def read_manifests(
     limits: InputLimits = DEFAULT_LIMITS,
     *,
     excludes: Excludes | None = None,
+    kustomize: bool = False,
 ) -> Manifests:
     """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError."""
     if list(paths).count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
-    found = find(paths, stdin_ok=True, excludes=excludes, charts=True)
+    named = [p for p in paths if p != STDIN and os.path.isdir(p) and kustomization_file(p) is not None]
+    found = find([p for p in paths if p not in named], stdin_ok=True, excludes=excludes, charts=True)
     manifests = Manifests(skipped=list(found.skipped))
     problems = list(found.problems)
+    walked = found.kustomizations if kustomize else []
+    trees, consumed = _trace_all([*named, *walked], limits, problems)
+    rendered = _render_all(trees, set(named), limits, manifests, problems)
     for file in found.files:
+        if file != STDIN and _consumed(file, consumed):
+            continue  # read through the kustomization that renders it
         try:
             if file in found.roots:
                 problems.extend(_read_walked(file, limits, manifests))
@@ -135,7 +165,62 @@ def read_manifests(
                 problems.extend(_read_named(file, stdin, limits, manifests))
         except LoadError as err:
             problems.extend(err.problems)
-    problems[:0] = _empty_roots(paths, found, manifests)
+    problems[:0] = _empty_roots(paths, found, manifests, {r for r in paths if _holds(r, rendered)})
     if problems:
-        raise LoadError(problems)
+        raise LoadError(list(dict.fromkeys(problems)))  # one loop met from two kustomizations is one problem
     return manifests
+
+
+def _trace_all(
+    folders: list[str], limits: InputLimits, problems: list[Problem]
+) -> tuple[list[Tree], tuple[set[str], set[str]]]:
+    """The kustomization trees of ``folders``; and the real paths of the files and folders they consume
+    (a folder that failed to trace included, so that its inputs are not read raw)."""
+    trees: list[Tree] = []
+    files: set[str] = set()
+    folders_used: set[str] = set()
+    for folder in dict.fromkeys(folders):
+        try:
+            tree = trace(folder, limits)
+        except LoadError as err:
+            problems.extend(err.problems)
+            folders_used.add(os.path.realpath(folder))
+            continue
+        trees.append(tree)
+        files |= tree.files
+        folders_used |= tree.folders
+    return trees, (files, folders_used)
+
+
+def _render_all(
+    trees: list[Tree], named: set[str], limits: InputLimits, into: Manifests, problems: list[Problem]
+) -> list[str]:
+    """Render each named tree, and each walked one no other tree consumes; the folders rendered."""
+    out: list[str] = []
+    for tree in trees:
+        real = os.path.realpath(tree.directory)
+        if tree.directory not in named and any(real in t.folders for t in trees if t is not tree):
+            continue  # a base: checked through the overlays that use it
+        try:
+            docs = render(tree, limits)
+        except LoadError as err:
+            problems.extend(err.problems)
+            continue
+        if not docs:
+            problems.append(
+                Problem(tree.file, 1, errors.FILE_NOT_FOUND, "the kustomization renders no objects")
+            )
+        into.documents.extend(docs)
+        problems.extend(_strict(docs))
+        into.kustomizations.append(tree.directory)
+        out.append(tree.directory)
+    return out
+
+
+def _consumed(file: str, consumed: tuple[set[str], set[str]]) -> bool:
+    real = os.path.realpath(file)
+    return real in consumed[0] or os.path.dirname(real) in consumed[1]
+
+
+def _holds(root: str, rendered: list[str]) -> bool:
+    return any(r == root or _under(r, root) for r in rendered)

@@ -53,6 +53,12 @@ def add_parser(sub: Any) -> None:
         "(repeatable; ** spans directories, a trailing / matches directories only)",
     )
     p.add_argument(
+        "--kustomize",
+        action="store_true",
+        help="render every kustomization a directory walk meets with kubectl kustomize, instead of reading "
+        "its files raw (a directory named that holds a kustomization file is always rendered)",
+    )
+    p.add_argument(
         "--max-input-size",
         type=parse_size,
         default=DEFAULT_LIMITS.max_bytes,
@@ -125,9 +131,13 @@ def exclude_pattern(text: str) -> str:
 
 
 def read_manifests(
-    paths: list[str], stdin: IO[str], limits: InputLimits = DEFAULT_LIMITS, excludes: Sequence[str] = ()
+    paths: list[str],
+    stdin: IO[str],
+    limits: InputLimits = DEFAULT_LIMITS,
+    excludes: Sequence[str] = (),
+    kustomize: bool = False,
 ) -> Manifests:
-    return intake.read_manifests(paths, stdin, limits, excludes=Excludes.of(excludes))
+    return intake.read_manifests(paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize)
 
 
 def attestation_notes(config: Any, now: datetime) -> list[str]:
@@ -150,10 +160,15 @@ def attestation_notes(config: Any, now: datetime) -> list[str]:
     return notes
 
 
+def input_notes(manifests: Manifests) -> list[str]:
+    """What --verbose says about the inputs: each file skipped, with why, and each kustomization rendered."""
+    notes = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
+    return notes + [f"rendered {k} with kubectl kustomize" for k in manifests.kustomizations]
+
+
 def print_notes(policy_set: PolicySet, manifests: Manifests, now: datetime) -> None:
-    """What --verbose adds on stderr: what loaded but does nothing, the attestation store, skipped files."""
-    skips = [f"skipped {s.path}: {s.reason}" for s in manifests.skipped if s.kind == "file"]
-    for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *skips]:
+    """What --verbose adds on stderr: what loaded but does nothing, the attestation store, the inputs."""
+    for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *input_notes(manifests)]:
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -185,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             problems.extend(err.problems)
         known = baselines.load(args, limits, problems)
         try:
-            manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude)
+            manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize)
         except LoadError as err:
             problems.extend(err.problems)
         if problems or policy_set is None or manifests is None:
