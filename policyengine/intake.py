@@ -8,7 +8,8 @@ apiVersion and kind, else an input error. A file met while walking a directory i
 - if it fails to parse as YAML (or JSON), it is skipped only when no line of it looks like a manifest's
   top level (``apiVersion:`` or ``kind:`` at column 0, or a ``"apiVersion"``/``"kind"`` key in a .json
   file); otherwise the syntax error stands;
-- if it holds at least one such object, it is a manifest and held to the rules of a named file: a
+- if it holds at least one such object, or an object with metadata (a ``name``) and only one of apiVersion
+  and kind (which kube-apiserver refuses), it is a manifest and held to the rules of a named file: a
   repeated key, a document that is not an object, metadata of the wrong type are input errors.
 
 A walked file whose objects are all kustomizations (``kustomize.config.k8s.io`` Kustomization or
@@ -65,9 +66,26 @@ def looks_like_manifest(text: str, file: str) -> bool:
     return file.lower().endswith(".json") and _JSON_KEY.search(text) is not None
 
 
+def missing_half(data: object) -> str:
+    """For a mapping with Kubernetes object metadata (a name) and only one of apiVersion and kind, the one
+    it lacks: an object the API server would refuse, never a CI config or Helm's Chart.yaml (apiVersion
+    and no metadata). "" for anything else."""
+    if not isinstance(data, dict) or bool(data.get("apiVersion")) == bool(data.get("kind")):
+        return ""
+    meta = data.get("metadata")
+    if not isinstance(meta, dict) or not (meta.get("name") or meta.get("generateName")):
+        return ""
+    return "kind" if data.get("apiVersion") else "apiVersion"
+
+
+def _not_an_object(data: object) -> str:
+    missing = missing_half(data)
+    return f"{_NOT_AN_OBJECT}: this object has metadata but no {missing}" if missing else _NOT_AN_OBJECT
+
+
 def _strict(docs: list[Document]) -> list[Problem]:
     """The problems of documents held to a manifest's rules."""
-    out = [d.problem(errors.NOT_AN_OBJECT, _NOT_AN_OBJECT) for d in docs if not is_object(d.data)]
+    out = [d.problem(errors.NOT_AN_OBJECT, _not_an_object(d.data)) for d in docs if not is_object(d.data)]
     out.extend(p for d in docs if is_object(d.data) for p in object_meta_problems(d))
     return out
 
@@ -85,11 +103,12 @@ def _read_walked(file: str, limits: InputLimits, into: Manifests) -> list[Proble
         into.skipped.append(Skipped(file, reason))
         return []
     docs = list(expand_lists(parsed))
-    if not any(is_object(d.data) for d in docs):
+    if not any(is_object(d.data) or missing_half(d.data) for d in docs):
         reason = "empty" if not docs else "no document is a mapping with apiVersion and kind"
         into.skipped.append(Skipped(file, reason))
         return []
-    if all(_is_kustomization(d) for d in docs if is_object(d.data)):
+    objects = [d for d in docs if is_object(d.data)]
+    if objects and all(_is_kustomization(d) for d in objects):
         into.skipped.append(Skipped(file, _KUSTOMIZATION_SKIP))
         return []
     into.documents.extend(docs)

@@ -213,3 +213,11 @@ def test_adoption_in_three_commands_then_only_new_findings_fail(tmp_path: Path, 
     code, out, _ = run_cli(["check", "--print-config", "json"], capsys, monkeypatch)
     settings = json.loads(out)
     assert code == 0 and str(settings["settings"]["baseline"]["source"]).startswith("file:")
+
+
+def test_the_kustomize_key_turns_on_rendering_in_walks(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    root = repo(tmp_path / "repo", CONFIG + "kustomize: true\n")
+    monkeypatch.chdir(root)
+    code, out, _ = run_cli(["check", "--print-config", "json"], capsys, monkeypatch)
+    setting = json.loads(out)["settings"]["kustomize"]
+    assert code == 0 and setting["value"] is True and str(setting["source"]).startswith("file:")

@@ -106,6 +106,9 @@ def test_a_walked_folder_of_only_non_manifests_exits_2(
         ("stray.yaml", deployment("x", 1) + "---\njust: a mapping\n", ": not_an_object"),
         ("repeated.yaml", deployment("x", 1).replace("  name: x\n", "  name: x\n  name: y\n"), "repeated"),
         ("typed.yaml", deployment("x", 1, labels="{version: 1.0}"), "label 'version' must be a string"),
+        # An object kube-apiserver refuses: metadata and kind, but no apiVersion (and the reverse).
+        ("noversion.yaml", "kind: Deployment\nmetadata: {name: x}\n", "has metadata but no apiVersion"),
+        ("nokind.yaml", "apiVersion: v1\nmetadata: {generateName: x-}\n", "has metadata but no kind"),
     ],
 )
 def test_a_broken_manifest_found_by_a_walk_still_exits_2(  # type: ignore[no-untyped-def]
