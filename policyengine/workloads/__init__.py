@@ -59,7 +59,9 @@ Shape (every key is always present; lists keep manifest order)::
                   # source: storageUri | storage | annotation | imageVolume | command | args | env
                   #         | serveConfigV2; uri "" for a model named without a URI (KServe storage)
       "images": [{"image": "...", "path": "...containers[0].image", "sha256": ""}],
-      "problems": [{"path": "...", "message": "..."}]
+      "problems": [{"path": "...", "message": "..."}],     # GPU quantities and pod counts not read
+      "modelProblems": [{"path": "...", "message": "..."}]  # model references not read (serve config,
+                                                            # over-long shell line, too many references)
     }
 
 Sources of data locations: the ``policyengine.io/datasets`` annotation (source ``annotation``), KServe
@@ -73,7 +75,7 @@ lines (``vllm serve <model>``, ``--model``, ``--model-id``, ``--model-path``, wi
 servers' environment variables and RayService ``spec.serveConfigV2`` (see ``workloads.models``); a bare
 ``org/name`` is ``hf://org/name``, at a revision ``hf://org/name:<revision>``. At most ``MAX_MODELS``
 references are read from containers, volumes and serve configs; more, an over-long shell line or an
-unreadable serve config is a problem. Model references are also data locations (kind ``model``) when
+unreadable serve config is a ``modelProblems`` entry (denied by model-references-readable). Model references are also data locations (kind ``model``) when
 they are storage URIs, since the weights are data that lives somewhere. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
 ``nvidia.com/mig-*`` and the config's ``spec.gpu.resources``, plus the devices that the pods' DRA claims
 ask for in a GPU device class of ``spec.gpu.deviceClasses``, under the resource name that maps the class
@@ -139,6 +141,7 @@ def describe(
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
     problems: Problems = []
+    model_problems: Problems = []  # model references that cannot be read: a provenance matter, not a count
     rules = GpuRules.from_config(config)
     if not isinstance(obj, Mapping):
         obj = {}
@@ -160,13 +163,13 @@ def describe(
         pod_claims.append(dra)
         for site in t.containers:
             _scan_container(site, data, images)
-            refs.extend(container_refs(site.container, site.path, problems))
+            refs.extend(container_refs(site.container, site.path, model_problems))
         refs.extend(image_volume_refs(t.spec, t.path))
     _annotation_refs(metadata, data, models)
     _storage_refs(obj, data, models)
     if obj.get("kind") == "RayService":
-        refs.extend(ray_serve_refs(as_dict(obj.get("spec")), problems))
-    _add_refs(refs, data, models, problems)
+        refs.extend(ray_serve_refs(as_dict(obj.get("spec")), model_problems))
+    _add_refs(refs, data, models, model_problems)
 
     gpus = _gpus_view(templates, views, pod_claims)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
@@ -189,6 +192,7 @@ def describe(
         "models": models,
         "images": images,
         "problems": problems,
+        "modelProblems": model_problems,
     }
 
 

@@ -85,7 +85,7 @@ def test_shell_lines_are_tokenised() -> None:
 )
 def test_odd_quoting_never_fails(line: str) -> None:
     view = describe(deployment(command=["bash", "-c", line]))
-    assert view["problems"] == []
+    assert view["modelProblems"] == []
     assert all(m["path"] == f"{C}.command[2]" for m in view["models"])
 
 
@@ -205,14 +205,15 @@ applications:
 )
 def test_a_hostile_serve_config_is_a_problem_with_its_path(config: str, message: str) -> None:
     view = describe(ray_service(config))
-    assert [p["path"] for p in view["problems"]] == ["spec.serveConfigV2"]
-    assert message in view["problems"][0]["message"]
+    assert view["problems"] == []  # not a GPU count: the provenance pack's model-references-readable
+    assert [p["path"] for p in view["modelProblems"]] == ["spec.serveConfigV2"]
+    assert message in view["modelProblems"][0]["message"]
     assert view["models"] == []
 
 
 def test_a_serve_config_past_its_size_bound_is_a_problem() -> None:
     view = describe(ray_service("a: b\n" * 300_000))
-    assert view["problems"] == [
+    assert view["modelProblems"] == [
         {"path": "spec.serveConfigV2", "message": "serve config of 1500000 characters (at most 1048576)"}
     ]
 
@@ -222,7 +223,8 @@ def test_a_megabyte_args_list_reports_at_most_max_models() -> None:
     view = describe(deployment(args=args))
     assert len(view["models"]) == MAX_MODELS
     assert (
-        view["problems"][-1]["message"] == f"more than {MAX_MODELS} model references; the rest are not read"
+        view["modelProblems"][-1]["message"]
+        == f"more than {MAX_MODELS} model references; the rest are not read"
     )
 
 
@@ -230,7 +232,7 @@ def test_a_shell_line_past_its_bound_is_a_problem_not_tokenised() -> None:
     line = "vllm serve org/m " + "x " * MAX_SHELL_CHARS
     view = describe(deployment(command=["sh", "-c", line]))
     assert view["models"] == []
-    assert view["problems"] == [
+    assert view["modelProblems"] == [
         {
             "path": f"{C}.command[2]",
             "message": f"shell command line of {len(line)} characters is not read for model references "
