@@ -121,10 +121,12 @@ class CheckReport:
         return len(self.skipped_files) - charts, charts
 
     def summary(self) -> Summary:
+        every = [r for c in self.checked for r in c.decision.results]
         results = [r for c in self.checked for r in c.decision.results if not c.is_baselined(r)]
         return Summary(
             resources=len(self.checked),
-            evaluated=sum(1 for r in results if r.outcome is not Outcome.SKIP),
+            # Every check made, baselined ones included: a baseline changes the verdict, not the work.
+            evaluated=sum(1 for r in every if r.outcome is not Outcome.SKIP),
             passed=sum(1 for r in results if r.outcome is Outcome.PASS),
             failed=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.DENY),
             warned=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.WARN),

@@ -32,9 +32,11 @@ def outcomes(report: Any) -> dict[tuple[str, str], str]:
 
 
 def test_a_baseline_written_then_read_makes_the_exit_0(workspace: Workspace) -> None:
-    as_json(workspace, expect=1)
+    before = as_json(workspace, expect=1)
     written = as_json(workspace, "--write-baseline", "baseline.json", expect=0)
     assert written["summary"]["baselined"] == 4 and written["summary"]["failed"] == 0
+    # A baseline changes the verdict, not the count of checks made.
+    assert written["summary"]["evaluated"] == before["summary"]["evaluated"]
     text = (workspace.root / "baseline.json").read_text()
     body = json.loads(text)
     assert body["version"] == 1 and body["generatedBy"].startswith("policyengine ")
