@@ -111,6 +111,7 @@ from policyengine.workloads.pods import (
     label_constraint,
     pod_gpus,
 )
+from policyengine.workloads.products import gpu_products
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -263,6 +264,7 @@ def _template_view(
             }
         )
     by_resource = pod_gpus(counted)
+    device_plugin_gpus = bool(by_resource)
     dra = resolver.pod(t.spec, t.path, problems)
     for name, n in dra.per_pod.items():
         by_resource[name] = clamp(by_resource.get(name, 0) + n)
@@ -275,7 +277,9 @@ def _template_view(
         "containers": [s.path for s in t.containers],
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
         "regions": label_constraint(t, REGION_LABEL),
-        "gpuProducts": label_constraint(t, GPU_PRODUCT_LABEL),
+        "gpuProducts": gpu_products(
+            label_constraint(t, GPU_PRODUCT_LABEL), device_plugin_gpus, dra.views, resolver.budget
+        ),
         "resourceClaims": dra.views,
     }
     return view, dra
