@@ -25,7 +25,7 @@ TEMPLATE = "ResourceClaimTemplate"
 # Which device classes are GPUs, and the name the view counts each under. A whole NVIDIA or AMD GPU is
 # the same device its device plugin serves as nvidia.com/gpu or amd.com/gpu, so both ways of asking add
 # up under one name (a GPU passed whole to a VM through VFIO too); a MIG slice is not a whole GPU and
-# keeps a name of its own.
+# keeps a name of its own (its profile's, nvidia.com/mig-<profile>, when the request pins one).
 DEFAULT_DEVICE_CLASSES: Mapping[str, str] = {
     "gpu.nvidia.com": "nvidia.com/gpu",
     "vfio.gpu.nvidia.com": "nvidia.com/gpu",
