@@ -20,7 +20,11 @@ Shape (every key is always present; lists keep manifest order)::
         "containers": ["spec.pytorchReplicaSpecs.Worker.template.spec.containers[0]"],
         "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},   # containers' and claims' GPUs
         "regions": {"pinned": true, "allowed": ["eu-west-1"], "excluded": [], "path": "..."},
-        "gpuProducts": {"pinned": false, "allowed": [], "excluded": [], "path": "..."},
+        "gpuProducts": {"pinned": false, "allowed": [], "excluded": [], "path": "...",
+                        # the first DRA GPU request nothing pins, why, and the selector not read ("" if none)
+                        "request": "ResourceClaimTemplate t request gpu (spec.spec.devices.requests[0].exactly)",
+                        "reason": "no term compares the product attribute with == or in",
+                        "unread": "device.attributes['gpu.nvidia.com'].productName.matches('H100')"},
         "resourceClaims": [{                                 # spec.resourceClaims (DRA), resolved
           "name": "gpu", "path": "...resourceClaims[0]",
           "resourceClaimTemplateName": "t",                  # or "resourceClaimName": "shared-claim"
@@ -80,12 +84,23 @@ they are storage URIs, since the weights are data that lives somewhere. GPUs cou
 ``nvidia.com/mig-*`` and the config's ``spec.gpu.resources``, plus the devices that the pods' DRA claims
 ask for in a GPU device class of ``spec.gpu.deviceClasses``, under the resource name that maps the class
 to (``gpu.nvidia.com`` counts as ``nvidia.com/gpu``; ``mig.nvidia.com`` MIG slices as
-``mig.nvidia.com``). A claim template's devices count per pod; a shared ResourceClaim's count in
+``mig.nvidia.com``, except that a request in a class mapped to ``mig.nvidia.com`` whose CEL selectors pin
+exactly one profile, ``device.attributes['gpu.nvidia.com'].profile == '1g.5gb'``, counts as the device
+plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com``). A claim template's devices count per pod; a shared ResourceClaim's count in
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems. TPUs and
 ``deviceclass.resource.kubernetes.io/*`` extended resources are not GPUs here. ``config`` may be the
 GovernanceConfig document or its spec.
+
+``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin
+GPUs are pinned by the node label ``nvidia.com/gpu.product`` (nodeSelector, required node affinity); a DRA
+GPU request by that label or by its own selectors, read from the CEL parse tree (``productName ==
+'<name>'`` on either side, ``productName in [...]``, through ``&&``, ``||`` of such terms and several
+selectors; names take the node-label form, "NVIDIA H100 80GB HBM3" is ``NVIDIA-H100-80GB-HBM3``). The
+template is pinned when every GPU is; ``allowed`` is, per GPU, what both routes allow, unioned over its
+GPUs; ``path`` is the node selector's when it pins, else the first claim's. At most
+``selectors.MAX_PARSED`` characters of selectors are parsed per workload; selectors past it select nothing.
 """
 
 from __future__ import annotations
@@ -113,6 +128,7 @@ from policyengine.workloads.pods import (
     label_constraint,
     pod_gpus,
 )
+from policyengine.workloads.products import gpu_products
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -267,6 +283,7 @@ def _template_view(
             }
         )
     by_resource = pod_gpus(counted)
+    device_plugin_gpus = bool(by_resource)
     dra = resolver.pod(t.spec, t.path, problems)
     for name, n in dra.per_pod.items():
         by_resource[name] = clamp(by_resource.get(name, 0) + n)
@@ -279,7 +296,9 @@ def _template_view(
         "containers": [s.path for s in t.containers],
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
         "regions": label_constraint(t, REGION_LABEL),
-        "gpuProducts": label_constraint(t, GPU_PRODUCT_LABEL),
+        "gpuProducts": gpu_products(
+            label_constraint(t, GPU_PRODUCT_LABEL), device_plugin_gpus, dra.views, resolver.budget
+        ),
         "resourceClaims": dra.views,
     }
     return view, dra

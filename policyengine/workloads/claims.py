@@ -4,15 +4,19 @@ the GPU devices allocated to a claim.
 ``ClaimObjects`` indexes the ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``, any version)
 a workload's pods may name: the checked manifests, the inventory, or the cluster. ``DeviceClasses`` is
 the config's ``spec.gpu.deviceClasses``: which device classes are GPUs and the resource name each counts
-under. ``allocated_gpus`` reads ``status.allocation.devices.results`` of an allocated claim.
+under; a request in a MIG class (one mapped to ``mig.nvidia.com``) whose selectors pin one MIG profile
+counts under the device plugin's name for that slice, ``nvidia.com/mig-<profile>``. ``allocated_gpus``
+reads ``status.allocation.devices.results`` of an allocated claim, under the same names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyengine.workloads.selectors import MAX_SELECTORS, SelectorBudget, selected_profiles
 from policyengine.workloads.values import as_dict, as_list, text
 
 GROUP = "resource.k8s.io"
@@ -21,7 +25,7 @@ TEMPLATE = "ResourceClaimTemplate"
 # Which device classes are GPUs, and the name the view counts each under. A whole NVIDIA or AMD GPU is
 # the same device its device plugin serves as nvidia.com/gpu or amd.com/gpu, so both ways of asking add
 # up under one name (a GPU passed whole to a VM through VFIO too); a MIG slice is not a whole GPU and
-# keeps a name of its own.
+# keeps a name of its own (its profile's, nvidia.com/mig-<profile>, when the request pins one).
 DEFAULT_DEVICE_CLASSES: Mapping[str, str] = {
     "gpu.nvidia.com": "nvidia.com/gpu",
     "vfio.gpu.nvidia.com": "nvidia.com/gpu",
@@ -29,6 +33,11 @@ DEFAULT_DEVICE_CLASSES: Mapping[str, str] = {
     "gpu.amd.com": "amd.com/gpu",
     "gpu.intel.com": "gpu.intel.com",
 }
+# The resource of MIG classes, and the device plugin's prefix for one profile's slices (nvidia.com/mig-1g.5gb).
+MIG_RESOURCE = "mig.nvidia.com"
+MIG_PROFILE_PREFIX = "nvidia.com/mig-"
+# What a profile may look like to become part of a resource name (1g.5gb, 1g.10gb+me, 1c.3g.20gb).
+_PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,62}")
 # Claim objects kept in one index: far more than any namespace holds; the rest are not found.
 MAX_CLAIM_OBJECTS = 100_000
 MAX_NAME = 253  # a DNS subdomain name
@@ -62,6 +71,18 @@ class DeviceClasses:
     def resource(self, device_class: str) -> str:
         """The resource name of a GPU class; "" for a class that is not a GPU."""
         return self.resources.get(device_class, "")
+
+    def request_resource(self, device_class: str, selectors: Sequence[str], budget: SelectorBudget) -> str:
+        """The resource a request's devices count under: its class's, except that a MIG request whose
+        selectors pin exactly one profile counts as that profile's slices, as the device plugin names them,
+        so a per-profile quota holds however the slice is asked for."""
+        resource = self.resource(device_class)
+        if resource != MIG_RESOURCE or not selectors:
+            return resource
+        profiles = selected_profiles(selectors, budget)
+        if profiles.pinned and len(profiles.allowed) == 1 and _PROFILE.fullmatch(profiles.allowed[0]):
+            return MIG_PROFILE_PREFIX + profiles.allowed[0]
+        return resource
 
 
 class ClaimObjects:
@@ -108,21 +129,36 @@ def allocated_gpus(claim: Mapping[str, Any], classes: DeviceClasses) -> dict[str
     """GPU devices an allocated ResourceClaim holds, by resource: each ``status.allocation.devices.results``
     entry names its request (``<request>`` or ``<request>/<alternative>``), whose class says if it is a GPU."""
     spec, _ = claim_spec(claim)
-    by_request: dict[str, str] = {}
+    budget = SelectorBudget()
+    by_request: dict[str, str] = {}  # request (or request/alternative) -> resource
     for r in as_list(as_dict(spec.get("devices")).get("requests"))[:MAX_REQUESTS]:
         r = as_dict(r)
         name = text(r.get("name", ""))
-        by_request[name] = text(as_dict(r.get("exactly") or r).get("deviceClassName", ""))
+        by_request[name] = _resource_of(as_dict(r.get("exactly") or r), classes, budget)
         for sub in as_list(r.get("firstAvailable"))[:MAX_ALTERNATIVES]:
-            by_request[f"{name}/{text(as_dict(sub).get('name', ''))}"] = text(
-                as_dict(sub).get("deviceClassName", "")
-            )
+            alternative = f"{name}/{text(as_dict(sub).get('name', ''))}"
+            by_request[alternative] = _resource_of(as_dict(sub), classes, budget)
     out: dict[str, int] = {}
     results = as_list(
         as_dict(as_dict(as_dict(claim.get("status")).get("allocation")).get("devices")).get("results")
     )
     for result in results:
-        resource = classes.resource(by_request.get(text(as_dict(result).get("request", "")), ""))
+        resource = by_request.get(text(as_dict(result).get("request", "")), "")
         if resource:
             out[resource] = out.get(resource, 0) + 1
     return out
+
+
+def selector_expressions(request: Mapping[str, Any]) -> list[str]:
+    """The CEL expressions of a request's ``selectors`` (Kubernetes allows 32; the rest are not read)."""
+    found = []
+    for sel in as_list(request.get("selectors"))[:MAX_SELECTORS]:
+        expression = as_dict(as_dict(sel).get("cel")).get("expression")
+        if isinstance(expression, str):
+            found.append(expression)
+    return found
+
+
+def _resource_of(request: Mapping[str, Any], classes: DeviceClasses, budget: SelectorBudget) -> str:
+    device_class = text(request.get("deviceClassName", ""))
+    return classes.request_resource(device_class, selector_expressions(request), budget)

@@ -4,7 +4,8 @@ A pod names claims in ``spec.resourceClaims``: a ResourceClaimTemplate (one clai
 ResourceClaim (one claim shared by every pod naming it). Both are looked up by name in the workload's
 namespace among the claim objects the caller knows (``ClaimObjects``: the checked manifests, the
 inventory, or the cluster). Each request of a claim asks for devices of a device class; the config's
-``spec.gpu.deviceClasses`` says which classes are GPUs and the resource name they count under.
+``spec.gpu.deviceClasses`` says which classes are GPUs and the resource name they count under (a MIG
+request whose selectors pin one profile counts as ``nvidia.com/mig-<profile>``, see ``claims``).
 
 Counting follows the API: ``allocationMode: ExactCount`` (the default) gets ``count`` devices (1 when
 unset); ``All`` gets every matching device of a pool, which no manifest bounds, so it is a problem, never
@@ -24,12 +25,14 @@ from policyengine.workloads.claims import (
     CLAIM,
     MAX_ALTERNATIVES,
     MAX_REQUESTS,
+    MIG_RESOURCE,
     TEMPLATE,
     ClaimObjects,
     DeviceClasses,
     claim_spec,
     cut,
 )
+from policyengine.workloads.selectors import MAX_PARSED, SelectorBudget
 from policyengine.workloads.values import Problems, as_dict, as_list, clamp, problem, shown, text
 
 # Kubernetes' validation limits (resource.k8s.io): claims per pod, selectors per request, bytes of one CEL
@@ -83,7 +86,12 @@ def _bounded(items: Any, limit: int, path: str, what: str, problems: Problems) -
 
 
 def _exact(
-    req: Mapping[str, Any], name: str, path: str, classes: DeviceClasses, problems: Problems
+    req: Mapping[str, Any],
+    name: str,
+    path: str,
+    classes: DeviceClasses,
+    problems: Problems,
+    budget: SelectorBudget,
 ) -> _Request:
     """One exact request (v1 ``exactly``, a v1beta1 request, or a firstAvailable alternative)."""
     device_class = cut(req.get("deviceClassName", ""))
@@ -118,15 +126,25 @@ def _exact(
                     f"selector longer than {MAX_EXPRESSION} bytes",
                 )
             out.selectors.append(cut(expression, MAX_EXPRESSION))
+    out.resource = classes.request_resource(device_class, out.selectors, budget)
+    if out.resource == MIG_RESOURCE and out.selectors and budget.exceeded:
+        problem(
+            problems,
+            f"{path}.selectors",
+            f"the selectors are past the {MAX_PARSED} characters read for the workload, so the MIG profile "
+            "they ask for is not read and a per-profile quota cannot be checked",
+        )
     return out
 
 
-def _request(req: Mapping[str, Any], path: str, classes: DeviceClasses, problems: Problems) -> _Request:
+def _request(
+    req: Mapping[str, Any], path: str, classes: DeviceClasses, problems: Problems, budget: SelectorBudget
+) -> _Request:
     name = cut(req.get("name", ""))
     if isinstance(req.get("exactly"), Mapping):
-        return _exact(req["exactly"], name, f"{path}.exactly", classes, problems)
+        return _exact(req["exactly"], name, f"{path}.exactly", classes, problems, budget)
     if "firstAvailable" not in req:
-        return _exact(req, name, path, classes, problems)
+        return _exact(req, name, path, classes, problems, budget)
     subs = _bounded(
         req.get("firstAvailable"), MAX_ALTERNATIVES, f"{path}.firstAvailable", "alternatives", problems
     )
@@ -137,6 +155,7 @@ def _request(req: Mapping[str, Any], path: str, classes: DeviceClasses, problems
             f"{path}.firstAvailable[{i}]",
             classes,
             problems,
+            budget,
         )
         for i, sub in enumerate(subs)
     ]
@@ -149,8 +168,12 @@ def _request(req: Mapping[str, Any], path: str, classes: DeviceClasses, problems
     return best
 
 
-def claim_requests(obj: Mapping[str, Any], classes: DeviceClasses, problems: Problems) -> list[_Request]:
-    """The requests of a claim object, counted; problems carry paths inside the claim object."""
+def claim_requests(
+    obj: Mapping[str, Any], classes: DeviceClasses, problems: Problems, budget: SelectorBudget | None = None
+) -> list[_Request]:
+    """The requests of a claim object, counted; problems carry paths inside the claim object. ``budget``
+    bounds the selector text parsed for MIG profiles (shared by a workload's claims; one per call if None)."""
+    budget = budget if budget is not None else SelectorBudget()
     spec, base = claim_spec(obj)
     legacy = spec.get("resourceClassName")
     if isinstance(legacy, str):
@@ -168,7 +191,7 @@ def claim_requests(obj: Mapping[str, Any], classes: DeviceClasses, problems: Pro
     requests = _bounded(
         as_dict(spec.get("devices")).get("requests"), MAX_REQUESTS, path, "requests", problems
     )
-    return [_request(as_dict(r), f"{path}[{i}]", classes, problems) for i, r in enumerate(requests)]
+    return [_request(as_dict(r), f"{path}[{i}]", classes, problems, budget) for i, r in enumerate(requests)]
 
 
 @dataclass
@@ -188,6 +211,7 @@ class Resolver:
         self._memo: dict[tuple[str, str], tuple[list[_Request], Problems] | None] = {}
         self._reported: set[tuple[str, str]] = set()  # claim objects whose own problems were listed
         self._devices_left, self._text_left, self._cut = MAX_VIEW_DEVICES, MAX_VIEW_SELECTOR_TEXT, False
+        self.budget = SelectorBudget()  # selector text parsed for this workload (MIG profiles, products)
 
     def _requests(self, kind: str, name: str) -> tuple[list[_Request], Problems] | None:
         key = (kind, name)
@@ -197,7 +221,7 @@ class Resolver:
                 self._memo[key] = None
             else:
                 found: Problems = []
-                requests = claim_requests(obj, self.classes, found)
+                requests = claim_requests(obj, self.classes, found, self.budget)
                 if len(found) > MAX_CLAIM_PROBLEMS:
                     more = len(found) - MAX_CLAIM_PROBLEMS
                     found = [

@@ -16,6 +16,7 @@ from policyengine.workloads.selectors import (
     MAX_LIST,
     product_label,
     selected_products,
+    selected_profiles,
 )
 
 P = "device.attributes['gpu.nvidia.com'].productName"
@@ -128,3 +129,22 @@ def test_every_selector_of_the_dra_corpus_is_read_without_error() -> None:
         assert not selection.pinned, expression
         assert selection.reason in ("no term compares the product attribute with == or in",), expression
         assert expression.startswith(selection.unread.rstrip("…"))
+
+
+def test_the_mig_profiles_of_the_dra_corpus_are_read() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"DRA corpus not found at {CORPUS} (set POLICYENGINE_SHARED)")
+    read = {}
+    for path in sorted(CORPUS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text("utf-8")):
+            for expression in _selectors(doc):
+                selection = selected_profiles([expression])
+                if selection.pinned:
+                    read[expression] = list(selection.allowed)
+    # gpu-test4's four MIG requests and the extended-resource DeviceClass each pin one profile.
+    assert sorted(p for profiles in read.values() for p in profiles) == [
+        "1g.12gb",
+        "1g.5gb",
+        "2g.10gb",
+        "3g.20gb",
+    ]

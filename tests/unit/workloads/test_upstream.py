@@ -162,7 +162,9 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, int, list[tuple[str, int, int]]]
     # NVIDIA DRA examples. The two extended-resources pods ask for nvidia.com/gpu in limits (the scheduler maps
     # it to a DRA device class). The others get their GPUs through resource claims, resolved by name in the
     # pod's namespace among the corpus' claim objects: a template's devices per pod, a shared claim's once.
-    # - gpu-test4: 4 MIG requests (mig.nvidia.com, count 1 each) per pod x 4 replicas = 16 MIG slices.
+    # - gpu-test4: 4 MIG requests (mig.nvidia.com, count 1 each) per pod x 4 replicas = 16 MIG slices; each
+    #   request's selector pins one profile, so the slices count as the device plugin names them: per pod
+    #   2 nvidia.com/mig-1g.5gb, 1 nvidia.com/mig-2g.10gb, 1 nvidia.com/mig-3g.20gb.
     # - gpu-test5: two gpu.nvidia.com requests (time-sliced and MPS) in one template -> 2 per pod.
     # - gpu-test3: two pods share ResourceClaim single-gpu: 1 GPU each sees, 1 per workload.
     # - imex-test1: node-gpus (1 gpu.nvidia.com) per pod x 2; the imex.nvidia.com channel is no GPU.
@@ -212,6 +214,8 @@ UNCOUNTABLE = {
     ("dra/quickstart__v1__gpu-test-vfio-config.yaml", "Pod", "pod1-full-vfioconfig"),
     ("dra/quickstart__v1beta1__gpu-test-vfiopci.yaml", "Pod", "pod1"),
 }
+# gpu-test4's MIG slices per pod, under the resource names of their profiles.
+MIG_PER_POD = {"nvidia.com/mig-1g.5gb": 2, "nvidia.com/mig-2g.10gb": 1, "nvidia.com/mig-3g.20gb": 1}
 # GPUs by resource of the DRA workloads, per pod template (per pod) and for the workload.
 BY_RESOURCE: dict[tuple[str, str, str], tuple[dict[str, int], dict[str, int]]] = {
     **{
@@ -222,7 +226,7 @@ BY_RESOURCE: dict[tuple[str, str, str], tuple[dict[str, int], dict[str, int]]] =
             ("gpu-test1", "Pod", "pod1", {"nvidia.com/gpu": 1}, {"nvidia.com/gpu": 1}),
             ("gpu-test2", "Pod", "pod", {"nvidia.com/gpu": 1}, {"nvidia.com/gpu": 1}),
             ("gpu-test3", "Pod", "pod1", {"nvidia.com/gpu": 1}, {"nvidia.com/gpu": 1}),
-            ("gpu-test4", "Deployment", "pod", {"mig.nvidia.com": 4}, {"mig.nvidia.com": 16}),
+            ("gpu-test4", "Deployment", "pod", MIG_PER_POD, {r: n * 4 for r, n in MIG_PER_POD.items()}),
             ("gpu-test5", "Pod", "pod0", {"nvidia.com/gpu": 2}, {"nvidia.com/gpu": 2}),
             ("gpu-test6", "Deployment", "pod", {"nvidia.com/gpu": 1}, {"nvidia.com/gpu": 4}),
             ("imex-test1", "Deployment", "deployment0", {"nvidia.com/gpu": 1}, {"nvidia.com/gpu": 2}),
@@ -316,7 +320,7 @@ def test_upstream_dra_claims_are_resolved(described: dict[tuple[str, str, str], 
     assert (first["request"], first["deviceClass"], first["resource"], first["count"]) == (
         "mig-1g-5gb-0",
         "mig.nvidia.com",
-        "mig.nvidia.com",
+        "nvidia.com/mig-1g.5gb",
         1,
     )
     assert first["selectors"] == ["device.attributes['gpu.nvidia.com'].profile == '1g.5gb'"]
