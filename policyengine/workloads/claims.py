@@ -28,6 +28,10 @@ DEFAULT_DEVICE_CLASSES: Mapping[str, str] = {
     "mig.nvidia.com": "mig.nvidia.com",
     "gpu.amd.com": "amd.com/gpu",
     "gpu.intel.com": "gpu.intel.com",
+    # Other accelerators' DRA drivers: a device is the unit their device plugins count.
+    "gaudi.intel.com": "habana.ai/gaudi",
+    "tpu.google.com": "google.com/tpu",
+    "neuron.aws.com": "aws.amazon.com/neuron",
 }
 # Claim objects kept in one index: far more than any namespace holds; the rest are not found.
 MAX_CLAIM_OBJECTS = 100_000
