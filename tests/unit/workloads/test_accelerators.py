@@ -10,10 +10,12 @@ from typing import Any
 
 import yaml
 
+from policyengine.inventory import from_documents, inventory_view
 from policyengine.workloads import describe
 from policyengine.workloads.accelerators import DEFAULT_ACCELERATORS, list_in_force
 
 ROOT = Path(__file__).resolve().parents[3]
+TEAM = "policyengine.io/team"
 
 
 def _pod(limits: dict[str, Any], node_selector: dict[str, str] | None = None) -> dict[str, Any]:
@@ -71,3 +73,20 @@ def test_the_list_note_shortens_a_long_configured_list() -> None:
     note = list_in_force({"gpu": {"resources": [f"example.com/r{i:05}" for i in range(10_000)]}})
     assert "and 9982 more" in note and len(note) < 1_000  # 20 shown of 10 002 (nvidia, amd always count)
     assert list_in_force(None).startswith("accelerators counted: the default list (")
+
+
+def test_team_usage_counts_every_default_accelerator_under_its_own_name() -> None:
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"p{i}", "namespace": "ml-ns"},
+            "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {name: i + 1}}}]},
+            "status": {"phase": "Running"},
+        }
+        for i, name in enumerate(DEFAULT_ACCELERATORS)
+    ]
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-ns", "labels": {TEAM: "ml"}}}
+    team = inventory_view(from_documents([ns, *pods]))["teams"]["ml"]
+    assert team["gpusInUseByResource"] == {name: i + 1 for i, name in enumerate(DEFAULT_ACCELERATORS)}
+    assert team["gpusInUse"] == sum(range(1, len(DEFAULT_ACCELERATORS) + 1))
