@@ -25,6 +25,7 @@ from policyengine.model import Inventory
 from policyengine.policyset import PolicySet, load_policy_set
 from policyengine.provenance import EXPIRY_NOTICE
 from policyengine.trust import load_attestation_store, trust_warnings
+from policyengine.workloads import accelerators
 
 
 def add_parser(sub: Any) -> None:
@@ -167,8 +168,10 @@ def input_notes(manifests: Manifests) -> list[str]:
 
 
 def print_notes(policy_set: PolicySet, manifests: Manifests, now: datetime) -> None:
-    """What --verbose adds on stderr: what loaded but does nothing, the attestation store, the inputs."""
-    for note in [*policy_set.notes, *attestation_notes(policy_set.config, now), *input_notes(manifests)]:
+    """What --verbose adds on stderr: what loaded but does nothing, the accelerator list in force, the
+    attestation store, the inputs."""
+    notes = [*policy_set.notes, accelerators.list_in_force(policy_set.config)]
+    for note in [*notes, *attestation_notes(policy_set.config, now), *input_notes(manifests)]:
         print(f"note: {note}", file=sys.stderr)
 
 

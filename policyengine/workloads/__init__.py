@@ -9,7 +9,8 @@ Shape (every key is always present; lists keep manifest order)::
 
     {
       "kind": "PyTorchJob", "apiVersion": "kubeflow.org/v1", "name": "...", "namespace": "...",
-      "isAiWorkload": true,        # an AI kind (Kubeflow, TrainJob, Ray, KServe), or GPUs, or a model
+      "isAiWorkload": true,        # an AI kind (Kubeflow, TrainJob, Ray, KServe), or accelerators (any
+                                   # well-known name, counted or not), or a model
       "perNode": false,            # DaemonSet: pods are per node, counted as 1
       "pods": 3,                   # sum of podTemplates[].replicas
       "podTemplates": [{
@@ -21,6 +22,8 @@ Shape (every key is always present; lists keep manifest order)::
         "gpus": {"perPod": 1, "byResource": {"nvidia.com/gpu": 1}},   # containers' and claims' GPUs
         "regions": {"pinned": true, "allowed": ["eu-west-1"], "excluded": [], "path": "..."},
         "gpuProducts": {"pinned": false, "allowed": [], "excluded": [], "path": "...",
+                        "byLabel": {},   # each pinned product label (nvidia.com/gpu.product, GKE TPU,
+                                         # instance type) and its own constraint
                         # the first DRA GPU request nothing pins, why, and the selector not read ("" if none)
                         "request": "ResourceClaimTemplate t request gpu (spec.spec.devices.requests[0].exactly)",
                         "reason": "no term compares the product attribute with == or in",
@@ -80,8 +83,10 @@ servers' environment variables and RayService ``spec.serveConfigV2`` (see ``work
 ``org/name`` is ``hf://org/name``, at a revision ``hf://org/name:<revision>``. At most ``MAX_MODELS``
 references are read from containers, volumes and serve configs; more, an over-long shell line or an
 unreadable serve config is a ``modelProblems`` entry (denied by model-references-readable). Model references are also data locations (kind ``model``) when
-they are storage URIs, since the weights are data that lives somewhere. GPUs count ``nvidia.com/gpu``, ``amd.com/gpu``, every
-``nvidia.com/mig-*`` and the config's ``spec.gpu.resources``, plus the devices that the pods' DRA claims
+they are storage URIs, since the weights are data that lives somewhere. GPUs ("accelerators": whatever their kind) count the
+config's ``spec.gpu.resources`` when it gives one, else the default list of ``workloads.accelerators``
+(NVIDIA, AMD, TPU, Neuron, Gaudi, Intel device-plugin names), and every ``nvidia.com/mig-*``, plus the
+devices that the pods' DRA claims
 ask for in a GPU device class of ``spec.gpu.deviceClasses``, under the resource name that maps the class
 to (``gpu.nvidia.com`` counts as ``nvidia.com/gpu``; ``mig.nvidia.com`` MIG slices as
 ``mig.nvidia.com``, except that a request in a class mapped to ``mig.nvidia.com`` whose CEL selectors pin
@@ -89,8 +94,8 @@ exactly one profile, ``device.attributes['gpu.nvidia.com'].profile == '1g.5gb'``
 plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com``). A claim template's devices count per pod; a shared ResourceClaim's count in
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
-``claims`` in the namespace, and an old ``v1alpha2`` claim are problems. TPUs and
-``deviceclass.resource.kubernetes.io/*`` extended resources are not GPUs here. ``config`` may be the
+``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
+``deviceclass.resource.kubernetes.io/*`` extended resources are not counted. ``config`` may be the
 GovernanceConfig document or its spec.
 
 ``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin
@@ -108,6 +113,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
@@ -121,12 +127,12 @@ from policyengine.workloads.models import (
     ray_serve_refs,
 )
 from policyengine.workloads.pods import (
-    GPU_PRODUCT_LABEL,
     REGION_LABEL,
     GpuRules,
     container_gpus,
     label_constraint,
     pod_gpus,
+    product_constraint,
 )
 from policyengine.workloads.products import gpu_products
 from policyengine.workloads.values import (
@@ -196,7 +202,7 @@ def describe(
         "apiVersion": text(obj.get("apiVersion", "")),
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
-        "isAiWorkload": kind in AI_KINDS or gpu_total > 0 or bool(models),
+        "isAiWorkload": _is_ai(kind, gpu_total, models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
@@ -210,6 +216,14 @@ def describe(
         "problems": problems,
         "modelProblems": model_problems,
     }
+
+
+def _is_ai(kind: str, gpu_total: int, models: list[dict[str, str]], templates: list[PodTemplate]) -> bool:
+    """An AI kind, accelerators counted, a model, or a container asking for a well-known accelerator
+    even when the config's list does not count it."""
+    if kind in AI_KINDS or gpu_total > 0 or models:
+        return True
+    return asks_for_accelerator(site.container for t in templates for site in t.containers)
 
 
 def _resolver(
@@ -296,9 +310,7 @@ def _template_view(
         "containers": [s.path for s in t.containers],
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
         "regions": label_constraint(t, REGION_LABEL),
-        "gpuProducts": gpu_products(
-            label_constraint(t, GPU_PRODUCT_LABEL), device_plugin_gpus, dra.views, resolver.budget
-        ),
+        "gpuProducts": gpu_products(product_constraint(t), device_plugin_gpus, dra.views, resolver.budget),
         "resourceClaims": dra.views,
     }
     return view, dra

@@ -32,6 +32,10 @@ DEFAULT_DEVICE_CLASSES: Mapping[str, str] = {
     "mig.nvidia.com": "mig.nvidia.com",
     "gpu.amd.com": "amd.com/gpu",
     "gpu.intel.com": "gpu.intel.com",
+    # Other accelerators' DRA drivers: a device is the unit their device plugins count.
+    "gaudi.intel.com": "habana.ai/gaudi",
+    "tpu.google.com": "google.com/tpu",
+    "neuron.aws.com": "aws.amazon.com/neuron",
 }
 # The resource of MIG classes, and the device plugin's prefix for one profile's slices (nvidia.com/mig-1g.5gb).
 MIG_RESOURCE = "mig.nvidia.com"

@@ -11,20 +11,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from policyengine.workloads.accelerators import (
+    ALWAYS_COUNTED,
+    DEFAULT_ACCELERATORS,
+    GPU_PRODUCT_LABEL,
+    MIG_PREFIX,
+    PRODUCT_LABELS,
+)
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
 from policyengine.workloads.values import Problems, as_dict, as_list, clamp, gpu_quantity, path_key, text
 
 REGION_LABEL = "topology.kubernetes.io/region"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
-MIG_PREFIX = "nvidia.com/mig-"
 
 
 @dataclass(frozen=True)
 class GpuRules:
-    """Which extended resources are GPUs: the defaults, `spec.gpu.resources` of the config, and MIG."""
+    """Which extended resources count as accelerators: `spec.gpu.resources` of the config when it gives
+    one (it replaces the default list), else the default list; nvidia.com/gpu, amd.com/gpu and MIG slices
+    (nvidia.com/mig-*) always."""
 
-    names: frozenset[str] = frozenset(DEFAULT_GPU_RESOURCES)
+    names: frozenset[str] = frozenset(DEFAULT_ACCELERATORS)
+    configured: bool = False  # the config's list is in force, not the default one
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> GpuRules:
@@ -32,8 +39,11 @@ class GpuRules:
         # Accept the whole GovernanceConfig document or its spec: callers hold either.
         if "gpu" not in cfg and isinstance(cfg.get("spec"), Mapping):
             cfg = cfg["spec"]
-        extra = [r for r in as_list(as_dict(cfg.get("gpu")).get("resources")) if isinstance(r, str)]
-        return cls(frozenset(DEFAULT_GPU_RESOURCES) | frozenset(extra))
+        given = as_dict(cfg.get("gpu")).get("resources")
+        if not isinstance(given, list):
+            return cls()
+        names = frozenset(r for r in given if isinstance(r, str)) | frozenset(ALWAYS_COUNTED)
+        return cls(names, configured=True)
 
     def is_gpu(self, resource: str) -> bool:
         return resource in self.names or resource.startswith(MIG_PREFIX)
@@ -142,3 +152,21 @@ def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
         return {"pinned": False, "allowed": [], "excluded": sorted(excluded), "path": path}
     allowed_all = set.intersection(*constraints)
     return {"pinned": True, "allowed": sorted(allowed_all - excluded), "excluded": [], "path": path}
+
+
+def product_constraint(template: PodTemplate) -> dict[str, Any]:
+    """The template's product selection over every product label.
+
+    Same shape as ``label_constraint`` plus ``byLabel`` (each pinned label's own constraint). ``pinned``
+    when any product label pins; ``allowed`` is the union of the pinned labels' values (what messages
+    name); ``path`` is the first pinned label's. Unpinned: ``excluded`` joins every label's exclusions.
+    """
+    by_label = {label: label_constraint(template, label) for label in PRODUCT_LABELS}
+    pinned = {label: c for label, c in by_label.items() if c["pinned"]}
+    if not pinned:
+        excluded = sorted({v for c in by_label.values() for v in c["excluded"]})
+        first = by_label[GPU_PRODUCT_LABEL]
+        return {"pinned": False, "allowed": [], "excluded": excluded, "path": first["path"], "byLabel": {}}
+    allowed = sorted({v for c in pinned.values() for v in c["allowed"]})
+    path = next(iter(pinned.values()))["path"]
+    return {"pinned": True, "allowed": allowed, "excluded": [], "path": path, "byLabel": pinned}

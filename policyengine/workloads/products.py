@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from policyengine.workloads.accelerators import GPU_PRODUCT_LABEL
 from policyengine.workloads.selectors import SelectorBudget, selected_products
 
 
@@ -23,10 +24,14 @@ def gpu_products(
     claims: Sequence[Mapping[str, Any]],
     budget: SelectorBudget,
 ) -> dict[str, Any]:
-    """``label`` (the node-label constraint) extended with the template's DRA GPU requests: ``pinned``,
-    ``allowed``, ``excluded``, ``path`` as before, plus ``request``, ``reason`` and ``unread`` for the
-    first DRA request left unpinned ("" when none is)."""
+    """``label`` (the node labels' constraint, ``pods.product_constraint``) extended with the template's
+    DRA GPU requests: ``pinned``, ``allowed``, ``excluded``, ``path``, ``byLabel`` as before, plus
+    ``request``, ``reason`` and ``unread`` for the first DRA request left unpinned ("" when none is). A
+    DRA selector names NVIDIA products, so it is intersected with the ``nvidia.com/gpu.product`` label
+    only; a node pinned by another product label (a TPU type, an instance type) still pins the request."""
     label_set = set(label["allowed"]) if label["pinned"] else None
+    product_label = label.get("byLabel", {}).get(GPU_PRODUCT_LABEL)
+    product_set = set(product_label["allowed"]) if product_label else None
     may_get: list[set[str] | None] = [label_set] if device_plugin_gpus else []
     unpinned = {"request": "", "reason": "", "unread": ""}
     claim_path = ""  # the first claim that pins a product itself
@@ -37,7 +42,7 @@ def gpu_products(
             selection = selected_products(device["selectors"], budget)
             if selection.pinned:
                 chosen = set(selection.allowed)
-                may_get.append(chosen if label_set is None else chosen & label_set)
+                may_get.append(chosen if product_set is None else chosen & product_set)
                 claim_path = claim_path or claim["path"]
             elif label_set is not None:
                 may_get.append(label_set)
@@ -56,7 +61,15 @@ def gpu_products(
     allowed = set().union(*[s for s in may_get if s is not None])
     # A wrong product is pointed at where it is chosen: the node label if it pins, else the claim.
     path = label["path"] if label_set is not None else claim_path
-    return {"pinned": True, "allowed": sorted(allowed), "excluded": [], "path": path, **unpinned}
+    by_label = label.get("byLabel", {})
+    return {
+        "pinned": True,
+        "allowed": sorted(allowed),
+        "excluded": [],
+        "path": path,
+        "byLabel": by_label,
+        **unpinned,
+    }
 
 
 __all__ = ["gpu_products"]

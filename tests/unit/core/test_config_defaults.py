@@ -10,18 +10,22 @@ from policyengine.engine import Engine
 from policyengine.gate import request_for
 from policyengine.loader import parse_text
 from policyengine.policyset import load_policy_set
+from policyengine.workloads.accelerators import DEFAULT_ACCELERATORS
 from tests.helpers import write
 
 DEFAULTS = {
     "residency": {"zones": {}, "dataLocations": [], "unknownLocation": "deny"},
     "gpu": {
-        "resources": ["nvidia.com/gpu", "amd.com/gpu"],
+        "resources": list(DEFAULT_ACCELERATORS),
         "deviceClasses": {
             "gpu.nvidia.com": "nvidia.com/gpu",
             "vfio.gpu.nvidia.com": "nvidia.com/gpu",
             "mig.nvidia.com": "mig.nvidia.com",
             "gpu.amd.com": "amd.com/gpu",
             "gpu.intel.com": "gpu.intel.com",
+            "gaudi.intel.com": "habana.ai/gaudi",
+            "tpu.google.com": "google.com/tpu",
+            "neuron.aws.com": "aws.amazon.com/neuron",
         },
         "teams": {},
     },

@@ -212,3 +212,16 @@ def test_the_largest_template_parses_a_bounded_amount_of_selector_text(
     assert any(f"past the {MAX_PARSED} characters" in p["message"] for p in view["problems"])
     got = view["podTemplates"][0]["gpuProducts"]
     assert not got["pinned"] and len(got["unread"]) <= 200
+
+
+def test_an_instance_type_label_pins_the_node_but_does_not_narrow_a_dra_product_selector() -> None:
+    """A DRA selector names NVIDIA products; a node pinned by its instance type keeps the request pinned,
+    and the selector's product is what the GPU may be (the two vocabularies are not intersected)."""
+    obj = pod(["h"])
+    obj["spec"]["nodeSelector"] = {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+    got = products(obj, H100_ONLY)
+    assert got["pinned"] and got["allowed"] == [H100]
+    assert set(got["byLabel"]) == {"node.kubernetes.io/instance-type"}
+    # An unpinned DRA request on such a node is pinned by the node label.
+    got = products(obj, template("h", [request("g", "gpu.nvidia.com")]))
+    assert got["pinned"] and got["allowed"] == ["p5.48xlarge"] and got["reason"] == ""

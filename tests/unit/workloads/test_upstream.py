@@ -19,7 +19,8 @@ from policyengine.workloads import ClaimObjects, describe
 # - TrainJobs: numNodes pods of the trainer; the runtime is another object, so GPUs come only from
 #   resourcesPerNode (none of these ask for GPUs).
 # - TrainingRuntime torch-with-dataset-init: dataset-initializer 1 + node (mlPolicy.numNodes 1).
-# - Ray: head 1 + per group max(replicas, minReplicas, maxReplicas) x numOfHosts; google.com/tpu is no GPU.
+# - Ray: head 1 + per group max(replicas, minReplicas, maxReplicas) x numOfHosts; google.com/tpu is an
+#   accelerator (ray-job.tpu-v6e-singlehost: 4 TPU chips in the tpu-group pod).
 # - LWS vllm: replicas 2 x size 2 = 2 leaders + 2 workers, 8 GPUs each -> 32.
 # - LLMInferenceService managed-dra: KServe makes the claims; the manifest names none -> 0.
 # - JobSet dra: its template asks for class gpu.example.com (the example driver's), not a GPU class -> 0.
@@ -141,8 +142,8 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, int, list[tuple[str, int, int]]]
     ),
     ("kuberay/ray-job.tpu-v6e-singlehost.yaml", "RayJob", "v6e-4-job"): (
         2,
-        0,
-        [("head", 1, 0), ("tpu-group", 1, 0)],
+        4,
+        [("head", 1, 0), ("tpu-group", 1, 4)],
     ),
     ("kuberay/ray-service.llm-serve.yaml", "RayService", "ray-serve-llm"): (
         2,

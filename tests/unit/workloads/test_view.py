@@ -71,7 +71,7 @@ def test_requests_and_limits_are_both_kept() -> None:
     }
 
 
-def test_gpu_resources_are_nvidia_amd_mig_and_the_configured_ones() -> None:
+def test_gpu_resources_are_the_default_accelerators_mig_and_the_configured_ones() -> None:
     limits = {
         "nvidia.com/gpu": 1,
         "amd.com/gpu": 1,
@@ -80,19 +80,20 @@ def test_gpu_resources_are_nvidia_amd_mig_and_the_configured_ones() -> None:
         "google.com/tpu": 4,
     }
     obj = deployment({"containers": [container(limits=limits)]}, replicas=2)
+    by_resource = {"amd.com/gpu": 2, "google.com/tpu": 8, "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 4}
     assert describe(obj)["gpus"] == {
-        "total": 8,
-        "maxPerPod": 4,
-        "byResource": {"amd.com/gpu": 2, "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 4},
+        "total": 16,
+        "maxPerPod": 8,
+        "byResource": by_resource,
         "claims": [],
         # Described alone (a CREATE), the whole workload is what it adds to its team's usage.
-        "charge": {
-            "total": 8,
-            "byResource": {"amd.com/gpu": 2, "nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 4},
-        },
+        "charge": {"total": 16, "byResource": by_resource},
     }
+    # A configured list replaces the default one (google.com/tpu is no longer counted); nvidia.com/gpu,
+    # amd.com/gpu and MIG slices count whatever the list.
     config = {"spec": {"gpu": {"resources": ["nvidia.com/gpu", "intel.com/gpu"]}}}
     assert describe(obj, config)["gpus"]["total"] == 16
+    assert "google.com/tpu" not in describe(obj, config)["gpus"]["byResource"]
     assert describe(obj, config["spec"])["gpus"]["total"] == 16  # the spec alone works too
 
 
