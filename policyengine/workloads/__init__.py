@@ -118,14 +118,7 @@ from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
-from policyengine.workloads.models import (
-    MAX_MODELS,
-    Ref,
-    container_refs,
-    image_volume_refs,
-    kserve_block_refs,
-    ray_serve_refs,
-)
+from policyengine.workloads.models import Ref, container_refs, image_volume_refs, ray_serve_refs
 from policyengine.workloads.pods import (
     REGION_LABEL,
     GpuRules,
@@ -135,23 +128,23 @@ from policyengine.workloads.pods import (
     product_constraint,
 )
 from policyengine.workloads.products import gpu_products
+from policyengine.workloads.references import (
+    DATASETS_ANNOTATION,
+    MODELS_ANNOTATION,
+    add_refs,
+    annotation_refs,
+    scan_container,
+    storage_refs,
+)
 from policyengine.workloads.values import (
     Problems,
     as_dict,
     as_list,
     clamp,
-    is_storage_uri,
-    path_key,
-    sha256_of,
-    split_csv,
-    storage_uris_in,
     text,
 )
 
 __all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "GpuRules", "describe"]
-
-DATASETS_ANNOTATION = "policyengine.io/datasets"
-MODELS_ANNOTATION = "policyengine.io/models"
 
 
 def describe(
@@ -184,14 +177,14 @@ def describe(
         views.append(view)
         pod_claims.append(dra)
         for site in t.containers:
-            _scan_container(site, data, images)
+            scan_container(site, data, images)
             refs.extend(container_refs(site.container, site.path, model_problems))
         refs.extend(image_volume_refs(t.spec, t.path))
-    _annotation_refs(metadata, data, models)
-    _storage_refs(obj, data, models)
+    annotation_refs(metadata, data, models)
+    storage_refs(obj, data, models)
     if obj.get("kind") == "RayService":
         refs.extend(ray_serve_refs(as_dict(obj.get("spec")), model_problems))
-    _add_refs(refs, data, models, model_problems)
+    add_refs(refs, data, models, model_problems)
 
     gpus = _gpus_view(templates, views, pod_claims)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
@@ -314,94 +307,3 @@ def _template_view(
         "resourceClaims": dra.views,
     }
     return view, dra
-
-
-def _scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:
-    c = site.container
-    if isinstance(c.get("image"), str):
-        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
-    for i, env in enumerate(as_list(c.get("env"))):
-        value = env.get("value") if type(env) is dict else as_dict(env).get("value")
-        if type(value) is str and "://" in value:
-            path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
-            for uri in storage_uris_in(value):
-                data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
-    for key in ("command", "args"):
-        for i, arg in enumerate(as_list(c.get(key))):
-            if isinstance(arg, str) and "://" in arg:
-                path = f"{site.path}.{key}[{i}]"
-                for uri in storage_uris_in(arg):
-                    data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
-
-
-def _add_model(
-    uri: str, path: str, source: str, data: list[dict[str, str]], models: list[dict[str, str]]
-) -> None:
-    models.append({"uri": uri, "path": path, "source": source, "sha256": sha256_of(uri)})
-    if is_storage_uri(uri):
-        data.append({"uri": uri, "path": path, "source": source, "kind": "model"})
-
-
-def _add_refs(
-    refs: list[Ref], data: list[dict[str, str]], models: list[dict[str, str]], problems: Problems
-) -> None:
-    """Model references found in containers, volumes and serve configs, each (uri, path) once, at most
-    MAX_MODELS in all: past that the view would grow with the manifest, so the rest is a problem."""
-    seen = {(m["uri"], m["path"]) for m in models}
-    for uri, path, source in refs:
-        if (uri, path) in seen:
-            continue
-        if len(models) >= MAX_MODELS:
-            problems.append(
-                {"path": path, "message": f"more than {MAX_MODELS} model references; the rest are not read"}
-            )
-            return
-        seen.add((uri, path))
-        _add_model(uri, path, source, data, models)
-
-
-def _annotation_refs(
-    metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
-) -> None:
-    annotations = as_dict(metadata.get("annotations"))
-    path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
-    for uri in split_csv(annotations.get(DATASETS_ANNOTATION)):
-        data.append({"uri": uri, "path": path, "source": "annotation", "kind": "data"})
-    path = f"metadata.annotations[{MODELS_ANNOTATION}]"
-    for uri in split_csv(annotations.get(MODELS_ANNOTATION)):
-        _add_model(uri, path, "annotation", data, models)
-
-
-def _storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]) -> None:
-    """Storage URIs that the serving and training CRDs declare outside any container."""
-    kind = obj.get("kind")
-    spec = as_dict(obj.get("spec"))
-    if kind == "InferenceService":
-        for comp in ("predictor", "transformer", "explainer"):
-            for fw, block in as_dict(spec.get(comp)).items():
-                uri = as_dict(block).get("storageUri")
-                if isinstance(uri, str) and uri:
-                    _add_model(uri, f"spec.{comp}.{path_key(fw)}.storageUri", "storageUri", data, models)
-                for ref in kserve_block_refs(as_dict(block), f"spec.{comp}.{path_key(fw)}"):
-                    _add_model(*ref, data, models)
-    elif kind == "LLMInferenceService":
-        uri = as_dict(spec.get("model")).get("uri")
-        if isinstance(uri, str) and uri:
-            _add_model(uri, "spec.model.uri", "storageUri", data, models)
-    elif kind == "TrainJob":
-        init = as_dict(spec.get("initializer"))
-        # v1alpha1 before the initializer block used datasetConfig / modelConfig.input.
-        datasets = [
-            ("spec.initializer.dataset.storageUri", as_dict(init.get("dataset")).get("storageUri")),
-            ("spec.datasetConfig.storageUri", as_dict(spec.get("datasetConfig")).get("storageUri")),
-        ]
-        for path, uri in datasets:
-            if isinstance(uri, str) and uri:
-                data.append({"uri": uri, "path": path, "source": "storageUri", "kind": "data"})
-        model_input = as_dict(as_dict(spec.get("modelConfig")).get("input")).get("storageUri")
-        for path, uri in (
-            ("spec.initializer.model.storageUri", as_dict(init.get("model")).get("storageUri")),
-            ("spec.modelConfig.input.storageUri", model_input),
-        ):
-            if isinstance(uri, str) and uri:
-                _add_model(uri, path, "storageUri", data, models)

@@ -1,0 +1,116 @@
+"""Where a workload's data locations, images and model references are collected: containers (images, storage
+URIs in env, command and args), the ``policyengine.io/datasets`` and ``policyengine.io/models`` annotations,
+the storage URIs the serving and training CRDs declare outside any container, and the references
+``workloads.models`` finds (bounded by ``MAX_MODELS``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from policyengine.workloads.kinds import ContainerSite
+from policyengine.workloads.models import MAX_MODELS, Ref, kserve_block_refs
+from policyengine.workloads.values import (
+    Problems,
+    as_dict,
+    as_list,
+    is_storage_uri,
+    path_key,
+    sha256_of,
+    split_csv,
+    storage_uris_in,
+)
+
+DATASETS_ANNOTATION = "policyengine.io/datasets"
+MODELS_ANNOTATION = "policyengine.io/models"
+
+
+def scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:
+    c = site.container
+    if isinstance(c.get("image"), str):
+        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
+    for i, env in enumerate(as_list(c.get("env"))):
+        value = env.get("value") if type(env) is dict else as_dict(env).get("value")
+        if type(value) is str and "://" in value:
+            path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
+            for uri in storage_uris_in(value):
+                data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+    for key in ("command", "args"):
+        for i, arg in enumerate(as_list(c.get(key))):
+            if isinstance(arg, str) and "://" in arg:
+                path = f"{site.path}.{key}[{i}]"
+                for uri in storage_uris_in(arg):
+                    data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
+
+
+def _add_model(
+    uri: str, path: str, source: str, data: list[dict[str, str]], models: list[dict[str, str]]
+) -> None:
+    models.append({"uri": uri, "path": path, "source": source, "sha256": sha256_of(uri)})
+    if is_storage_uri(uri):
+        data.append({"uri": uri, "path": path, "source": source, "kind": "model"})
+
+
+def add_refs(
+    refs: list[Ref], data: list[dict[str, str]], models: list[dict[str, str]], problems: Problems
+) -> None:
+    """Model references found in containers, volumes and serve configs, each (uri, path) once, at most
+    MAX_MODELS in all: past that the view would grow with the manifest, so the rest is a problem."""
+    seen = {(m["uri"], m["path"]) for m in models}
+    for uri, path, source in refs:
+        if (uri, path) in seen:
+            continue
+        if len(models) >= MAX_MODELS:
+            problems.append(
+                {"path": path, "message": f"more than {MAX_MODELS} model references; the rest are not read"}
+            )
+            return
+        seen.add((uri, path))
+        _add_model(uri, path, source, data, models)
+
+
+def annotation_refs(
+    metadata: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]
+) -> None:
+    annotations = as_dict(metadata.get("annotations"))
+    path = f"metadata.annotations[{DATASETS_ANNOTATION}]"
+    for uri in split_csv(annotations.get(DATASETS_ANNOTATION)):
+        data.append({"uri": uri, "path": path, "source": "annotation", "kind": "data"})
+    path = f"metadata.annotations[{MODELS_ANNOTATION}]"
+    for uri in split_csv(annotations.get(MODELS_ANNOTATION)):
+        _add_model(uri, path, "annotation", data, models)
+
+
+def storage_refs(obj: Mapping[str, Any], data: list[dict[str, str]], models: list[dict[str, str]]) -> None:
+    """Storage URIs that the serving and training CRDs declare outside any container."""
+    kind = obj.get("kind")
+    spec = as_dict(obj.get("spec"))
+    if kind == "InferenceService":
+        for comp in ("predictor", "transformer", "explainer"):
+            for fw, block in as_dict(spec.get(comp)).items():
+                uri = as_dict(block).get("storageUri")
+                if isinstance(uri, str) and uri:
+                    _add_model(uri, f"spec.{comp}.{path_key(fw)}.storageUri", "storageUri", data, models)
+                for ref in kserve_block_refs(as_dict(block), f"spec.{comp}.{path_key(fw)}"):
+                    _add_model(*ref, data, models)
+    elif kind == "LLMInferenceService":
+        uri = as_dict(spec.get("model")).get("uri")
+        if isinstance(uri, str) and uri:
+            _add_model(uri, "spec.model.uri", "storageUri", data, models)
+    elif kind == "TrainJob":
+        init = as_dict(spec.get("initializer"))
+        # v1alpha1 before the initializer block used datasetConfig / modelConfig.input.
+        datasets = [
+            ("spec.initializer.dataset.storageUri", as_dict(init.get("dataset")).get("storageUri")),
+            ("spec.datasetConfig.storageUri", as_dict(spec.get("datasetConfig")).get("storageUri")),
+        ]
+        for path, uri in datasets:
+            if isinstance(uri, str) and uri:
+                data.append({"uri": uri, "path": path, "source": "storageUri", "kind": "data"})
+        model_input = as_dict(as_dict(spec.get("modelConfig")).get("input")).get("storageUri")
+        for path, uri in (
+            ("spec.initializer.model.storageUri", as_dict(init.get("model")).get("storageUri")),
+            ("spec.modelConfig.input.storageUri", model_input),
+        ):
+            if isinstance(uri, str) and uri:
+                _add_model(uri, path, "storageUri", data, models)
