@@ -118,7 +118,6 @@ from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
-from policyengine.workloads.models import Ref, container_refs, image_volume_refs, ray_serve_refs
 from policyengine.workloads.pods import (
     REGION_LABEL,
     GpuRules,
@@ -128,14 +127,7 @@ from policyengine.workloads.pods import (
     product_constraint,
 )
 from policyengine.workloads.products import gpu_products
-from policyengine.workloads.references import (
-    DATASETS_ANNOTATION,
-    MODELS_ANNOTATION,
-    add_refs,
-    annotation_refs,
-    scan_container,
-    storage_refs,
-)
+from policyengine.workloads.references import DATASETS_ANNOTATION, MODELS_ANNOTATION, collect_references
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -156,7 +148,6 @@ def describe(
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
     problems: Problems = []
-    model_problems: Problems = []  # model references that cannot be read: a provenance matter, not a count
     rules = GpuRules.from_config(config)
     if not isinstance(obj, Mapping):
         obj = {}
@@ -167,24 +158,13 @@ def describe(
 
     containers: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
-    data: list[dict[str, str]] = []
-    models: list[dict[str, str]] = []
-    images: list[dict[str, str]] = []
-    refs: list[Ref] = []
     pod_claims: list[PodClaims] = []
     for t in templates:
         view, dra = _template_view(t, rules, problems, containers, resolver)
         views.append(view)
         pod_claims.append(dra)
-        for site in t.containers:
-            scan_container(site, data, images)
-            refs.extend(container_refs(site.container, site.path, model_problems))
-        refs.extend(image_volume_refs(t.spec, t.path))
-    annotation_refs(metadata, data, models)
-    storage_refs(obj, data, models)
-    if obj.get("kind") == "RayService":
-        refs.extend(ray_serve_refs(as_dict(obj.get("spec")), model_problems))
-    add_refs(refs, data, models, model_problems)
+    found = collect_references(obj, metadata, templates)
+    data, models = found.data, found.models
 
     gpus = _gpus_view(templates, views, pod_claims)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
@@ -205,9 +185,9 @@ def describe(
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,
         "models": models,
-        "images": images,
+        "images": found.images,
         "problems": problems,
-        "modelProblems": model_problems,
+        "modelProblems": found.problems,  # model references not read: a provenance matter, not a count
     }
 
 

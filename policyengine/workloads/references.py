@@ -5,11 +5,19 @@ the storage URIs the serving and training CRDs declare outside any container, an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from policyengine.workloads.kinds import ContainerSite
-from policyengine.workloads.models import MAX_MODELS, Ref, kserve_block_refs
+from policyengine.workloads.kinds import ContainerSite, PodTemplate
+from policyengine.workloads.models import (
+    MAX_MODELS,
+    Ref,
+    container_refs,
+    image_volume_refs,
+    kserve_block_refs,
+    ray_serve_refs,
+)
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -23,6 +31,35 @@ from policyengine.workloads.values import (
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
+
+
+@dataclass
+class References:
+    """What a workload names: data locations, model references, images, and the model references that
+    could not be read (``modelProblems``)."""
+
+    data: list[dict[str, str]] = field(default_factory=list)
+    models: list[dict[str, str]] = field(default_factory=list)
+    images: list[dict[str, str]] = field(default_factory=list)
+    problems: Problems = field(default_factory=list)
+
+
+def collect_references(
+    obj: Mapping[str, Any], metadata: Mapping[str, Any], templates: Sequence[PodTemplate]
+) -> References:
+    out = References()
+    refs: list[Ref] = []
+    for t in templates:
+        for site in t.containers:
+            scan_container(site, out.data, out.images)
+            refs.extend(container_refs(site.container, site.path, out.problems))
+        refs.extend(image_volume_refs(t.spec, t.path))
+    annotation_refs(metadata, out.data, out.models)
+    storage_refs(obj, out.data, out.models)
+    if obj.get("kind") == "RayService":
+        refs.extend(ray_serve_refs(as_dict(obj.get("spec")), out.problems))
+    add_refs(refs, out.data, out.models, out.problems)
+    return out
 
 
 def scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:
