@@ -5,7 +5,6 @@ error result, never a pass."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
