@@ -232,3 +232,18 @@ def test_the_budget_fallback_of_a_scale_covers_the_parents_policies(
     decision = engine.unevaluated(request, inventory=inventory, message="late", code=errors.EVAL_BUDGET)
     assert decision.allowed is False
     assert {r.policy for r in decision.results} >= {"gpu-team-quota", "gpu-per-workload-limit"}
+
+
+def test_the_audit_entry_is_the_scale_request_and_says_it_was_judged_through_the_parent(
+    engine: Engine, inventory: Inventory
+) -> None:
+    from audit.decisions import entry_for
+
+    parents = Parents({("deployments", "ml-train", "gpu-train"): deployment(1)})
+    decision = decide(engine, inventory, scale_request(8), parents)
+    entry = entry_for(decision, source="admission", time=NOW)
+    assert entry["uid"] == "u-scale" and entry["verdict"] == "denied"
+    assert entry["resource"]["kind"] == "Scale" and entry["resource"]["apiVersion"] == "autoscaling/v1"
+    assert entry["results"] and all(
+        r["message"].startswith("judged as the UPDATE of Deployment gpu-train") for r in entry["results"]
+    )
