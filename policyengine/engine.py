@@ -33,6 +33,7 @@ from policyengine.params import lookup
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.results import error_result, excepted, kind_of, make_result, primary_action
+from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
 
@@ -128,8 +129,11 @@ class Engine:
         self, request: Request, *, inventory: Inventory = EMPTY_INVENTORY, message: str, code: str
     ) -> Decision:
         """The decision on a request that could not be evaluated (in time): every policy that matches it
-        has an error Result, so it is denied unless every one of them is failurePolicy Ignore."""
-        results = tuple(error_result(p, message, code=code) for p in self.applicable(request, inventory))
+        has an error Result, so it is denied unless every one of them is failurePolicy Ignore. A scale
+        request counts the policies on its parent workload too."""
+        subjects = [request, stand_in(request)] if is_scale(request) else [request]
+        chosen = {p.name: p for s in subjects for p in self.applicable(s, inventory)}
+        results = tuple(error_result(p, message, code=code) for p in chosen.values())
         allowed = not any(r.denies for r in results)
         return Decision(request=request, results=results, allowed=allowed, policy_set_digest=self.digest)
 
@@ -140,6 +144,25 @@ class Engine:
         inventory: Inventory = EMPTY_INVENTORY,
         now: datetime,
         observe: PolicyObserver | None = None,
+        parents: ParentLookup | None = None,
+    ) -> Decision:
+        """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
+        a scale request of a workload some policy governs is an error result."""
+        if not is_scale(request):
+            return self._evaluate(request, inventory, now, observe)
+        own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
+        judged = judge(
+            request,
+            parents,
+            lambda update: self._evaluate(update, inventory, now, observe),
+            lambda update, why: self.unevaluated(
+                update, inventory=inventory, message=why, code=errors.EVAL_PARENT
+            ),
+        )
+        return merged(judged, own)
+
+    def _evaluate(
+        self, request: Request, inventory: Inventory, now: datetime, observe: PolicyObserver | None
     ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
         chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]

@@ -6,7 +6,8 @@ All are computed once per request from plain data and shared by every policy. Th
 the GPU usage per quota pool depend only on the inventory and the config, so they are computed once per
 inventory, not per request.
 On UPDATE, ``workload.gpus.charge`` is what the change adds to the team's usage (new minus old, never
-below 0; ``policyengine/workloads/charge.py``); otherwise it is the whole workload.
+below 0; ``policyengine/workloads/charge.py``); otherwise it is the whole workload. A scale-subresource
+UPDATE reaches the views as its parent workload's UPDATE (``policyengine/scale.py``), charged the same way.
 Each model of ``workload.models`` pinned by sha256 also carries ``signature``: ``{verified, signer,
 reason}`` from the attestation store (the provenance verdict for that digest at the request's ``now``).
 """

@@ -29,6 +29,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from policyengine import errors
 from policyengine.engine import Engine
 from policyengine.model import Decision, Inventory, Policy, Request
+from policyengine.scale import ParentLookup
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
@@ -62,8 +63,16 @@ class PolicyTimings:
             self.spans.append((policy, start, time.time_ns()))
 
 
-def evaluate(engine: Engine, request: Request, inventory: Inventory, timings: PolicyTimings) -> Decision:
-    return engine.evaluate(request, inventory=inventory, now=datetime.now(UTC), observe=timings)
+def evaluate(
+    engine: Engine,
+    request: Request,
+    inventory: Inventory,
+    timings: PolicyTimings,
+    parents: ParentLookup | None = None,
+) -> Decision:
+    return engine.evaluate(
+        request, inventory=inventory, now=datetime.now(UTC), observe=timings, parents=parents
+    )
 
 
 def over_budget(engine: Engine, request: Request, inventory: Inventory, timeout: float) -> Decision:
@@ -81,8 +90,10 @@ class Admitter:
         telemetry: Telemetry,
         executor: Executor,
         timeout: float = DEFAULT_TIMEOUT,
+        parents: ParentLookup | None = None,
     ) -> None:
         self.inventory = inventory
+        self.parents = parents  # scale requests are judged through the workload (None: an error result)
         self.recorder = recorder
         self.telemetry = telemetry
         self.executor = executor
@@ -111,7 +122,9 @@ class Admitter:
             inventory = with_namespace(self.inventory.current(), request.namespace)
             timings = PolicyTimings()
             started = time.perf_counter()
-            job = loop.run_in_executor(self.executor, partial(evaluate, engine, request, inventory, timings))
+            job = loop.run_in_executor(
+                self.executor, partial(evaluate, engine, request, inventory, timings, self.parents)
+            )
             _forget_late_errors(job)
             if hold is not None:
                 hold(job)

@@ -153,10 +153,15 @@ class KubernetesClientAPI:
 
 def api_from_config(kubeconfig: str | None = None, *, host: str | None = None) -> KubernetesClientAPI:
     """In-cluster config when running in a pod, else the kubeconfig (``host``: a bare URL, for tests)."""
+    return KubernetesClientAPI(api_client_from_config(kubeconfig, host=host))
+
+
+def api_client_from_config(kubeconfig: str | None = None, *, host: str | None = None) -> Any:
+    """The official client's ApiClient, configured as ``api_from_config`` says."""
     from kubernetes import client, config
 
     if host is not None:
-        return KubernetesClientAPI(client.ApiClient(client.Configuration(host=host)))
+        return client.ApiClient(client.Configuration(host=host))
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -164,7 +169,7 @@ def api_from_config(kubeconfig: str | None = None, *, host: str | None = None) -
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, client_configuration=configuration
         )
-    return KubernetesClientAPI(client.ApiClient(configuration))
+    return client.ApiClient(configuration)
 
 
 @dataclass

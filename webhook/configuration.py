@@ -3,7 +3,10 @@
 Rules are derived from what the loaded policies match, so the API server only calls the webhook for
 requests some policy may decide: resource rules as written (with their operations), ``match.kinds``
 turned into plural resources (``match.plural``) with the policy's operations (default CREATE, UPDATE).
-A policy without match rules matches everything and so asks for every resource. System namespaces and
+A policy without match rules matches everything and so asks for every resource. A policy whose kinds
+cover a workload with a ``scale`` subresource (Deployment, StatefulSet, ReplicaSet, ReplicationController,
+LeaderWorkerSet) on UPDATE also asks for ``<plural>/scale`` UPDATEs: ``kubectl scale`` and autoscalers
+change replicas there, and the webhook judges them as the workload's UPDATE. System namespaces and
 the webhook's own namespace are excluded, so the webhook can never block its own recovery.
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 
 from policyengine.match import DEFAULT_OPERATIONS, plural
 from policyengine.model import Match, Policy
+from policyengine.scale import REPLICAS_AT, SUBRESOURCE
 
 WEBHOOK_NAME = "validate.policyengine.io"
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
@@ -39,8 +43,23 @@ def rules_for(match: Match) -> set[Rule]:
         resources = ("*",) if "*" in k.kinds else tuple(sorted({plural(kind) for kind in k.kinds}))
         ops = _ops(match.operations or DEFAULT_OPERATIONS)
         rules.add((ops, tuple(k.api_groups), ("*",), resources, "*"))
+        if "*" in ops or "UPDATE" in ops:
+            rules |= _scale_rules(k.api_groups, k.kinds)
     if not match.resource_rules and not match.kinds:
-        rules.add((_ops(match.operations or ("*",)), ("*",), ("*",), ("*",), "*"))
+        ops = _ops(match.operations or ("*",))
+        rules.add((ops, ("*",), ("*",), ("*",), "*"))
+        if "*" in ops or "UPDATE" in ops:
+            rules |= _scale_rules(("*",), ("*",))
+    return rules
+
+
+def _scale_rules(groups: Iterable[str], kinds: Iterable[str]) -> set[Rule]:
+    """UPDATE rules for the scale subresource of the workload kinds covered by ``groups`` x ``kinds``."""
+    groups, kinds = set(groups), set(kinds)
+    rules: set[Rule] = set()
+    for (group, resource), (kind, _) in REPLICAS_AT.items():
+        if ("*" in groups or group in groups) and ("*" in kinds or kind in kinds):
+            rules.add((("UPDATE",), (group,), ("*",), (f"{resource}/{SUBRESOURCE}",), "*"))
     return rules
 
 

@@ -42,6 +42,7 @@ def lifespan(services: WebhookServices) -> Callable[[Starlette], AbstractAsyncCo
             telemetry=services.telemetry,
             executor=executor,
             timeout=services.timeout,
+            parents=services.parents,
         )
         _register_gauges(services)
         services.inventory.start()

@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from policyengine.engine import Engine
 from policyengine.errors import UsageError
 from policyengine.policyset import load_policy_set
+from policyengine.scale import ParentLookup
 from webhook.app import WebhookServices, create_app
 from webhook.connections import ConnectionLimits, GuardedConfig, listen, log_started, run_server
 from webhook.inventories import InventorySource, StaticInventory
@@ -73,6 +74,15 @@ def inventory_source(settings: Settings, telemetry: Telemetry | None = None) -> 
     return StaticInventory()
 
 
+def parent_lookup(settings: Settings) -> ParentLookup | None:
+    """With --kube, scale requests are judged through the workload they scale, read from the API."""
+    if not settings.kube:
+        return None
+    from webhook.parents import parents_from_config
+
+    return parents_from_config(settings.kubeconfig, max_bytes=settings.max_body)
+
+
 def recorder_from(settings: Settings) -> DecisionRecorder:
     """The audit log the settings name (each worker process opens its own connection), else none."""
     if not settings.audit_log or not settings.audit_key:
@@ -114,6 +124,7 @@ def services_from(
         reload_interval=settings.reload_interval,
         startup_wait=settings.startup_wait,
         handle_sighup=handle_sighup,
+        parents=parent_lookup(settings),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyengine.scale import ParentLookup
 from webhook.admission import DEFAULT_TIMEOUT
 from webhook.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY
 from webhook.inflight import DEFAULT_MAX_IN_FLIGHT
@@ -34,6 +35,7 @@ class WebhookServices:
     handle_sighup: bool = False  # only the process's real server installs the signal handler
     eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
     startup_wait: float = 30.0  # seconds to wait for the inventory's first sync before accepting requests
+    parents: ParentLookup | None = None  # reads the workload a scale request scales (with --kube)
 
 
 def audit_status(recorder: object) -> dict[str, Any] | None:

@@ -2,7 +2,9 @@
 
 It keeps an event history; ``compact()`` forgets it, so a watch from an older resourceVersion gets a
 ``410 Gone`` ERROR event (what etcd compaction does); ``drop_watches()`` cuts every open watch mid-stream
-without the final chunk (a dropped connection); ``end_watches()`` ends them cleanly. Runs under uvicorn on 127.0.0.1 in a thread.
+without the final chunk (a dropped connection); ``end_watches()`` ends them cleanly. Workloads
+(``put_workload``) are served to GET by name, as the webhook reads the parent of a scale request.
+Runs under uvicorn on 127.0.0.1 in a thread.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class FakeAPIServer:
         self._drop_epoch = 0
         self._end_epoch = 0
         self._lock = threading.Lock()
+        # (group, version, plural, namespace, name) -> object, served to GET only; the GETs seen
+        self.workloads: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        self.gets: list[str] = []
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -71,6 +76,18 @@ class FakeAPIServer:
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
             return obj
+
+    def put_workload(self, plural: str, obj: dict[str, Any]) -> None:
+        group, _, version = str(obj["apiVersion"]).rpartition("/")
+        meta = obj["metadata"]
+        with self._lock:
+            self.workloads[(group, version, plural, meta["namespace"], meta["name"])] = obj
+
+    def delete_workload(self, plural: str, obj: dict[str, Any]) -> None:
+        group, _, version = str(obj["apiVersion"]).rpartition("/")
+        meta = obj["metadata"]
+        with self._lock:
+            self.workloads.pop((group, version, plural, meta["namespace"], meta["name"]), None)
 
     def delete(self, resource: str, name: str, namespace: str = "") -> None:
         with self._lock:
@@ -122,8 +139,20 @@ class FakeAPIServer:
                 }
             return JSONResponse(body)
 
+        async def get_one(request: Request) -> Response:
+            p = request.path_params
+            key = (p.get("group", ""), p["version"], p["resource"], p["namespace"], p["name"])
+            with self._lock:
+                self.gets.append(request.url.path)
+                obj = self.workloads.get(key)
+            if obj is None:
+                return JSONResponse({"kind": "Status", "code": 404, "reason": "NotFound"}, status_code=404)
+            return JSONResponse(obj)
+
         return Starlette(
             routes=[
+                Route("/api/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
+                Route("/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
                 Route("/api/v1/{resource}", handle),
                 Route("/apis/resource.k8s.io/{version}/{resource}", handle),
             ]

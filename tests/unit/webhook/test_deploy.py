@@ -13,6 +13,7 @@ import yaml
 
 from policyengine.cli import main
 from policyengine.policyset import load_policy_set
+from policyengine.scale import REPLICAS_AT
 from webhook.configuration import webhook_configuration
 
 
@@ -50,11 +51,15 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     assert {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]["secretName"] == "policyengine-tls"
     assert docs["PodDisruptionBudget/policyengine"]["spec"]["minAvailable"] == 2
     assert docs["Service/policyengine"]["spec"]["ports"][0]["port"] == 443
-    core, dra = docs["ClusterRole/policyengine-inventory"]["rules"]
+    core, dra, *parents = docs["ClusterRole/policyengine-inventory"]["rules"]
     assert set(core["resources"]) == {"namespaces", "pods"} and set(core["verbs"]) == {"get", "list", "watch"}
     assert dra["apiGroups"] == ["resource.k8s.io"]
     assert set(dra["resources"]) == {"resourceclaims", "resourceclaimtemplates"}
     assert set(dra["verbs"]) == {"get", "list", "watch"}
+    # Read-only `get` on every workload whose scale subresource the webhook judges through its parent.
+    readable = {(g, r) for rule in parents for g in rule["apiGroups"] for r in rule["resources"]}
+    assert readable == set(REPLICAS_AT)
+    assert all(rule["verbs"] == ["get"] for rule in parents)
 
 
 def test_the_webhook_configuration_matches_what_webhook_config_prints(repo_root: Path) -> None:

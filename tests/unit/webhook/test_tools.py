@@ -110,9 +110,51 @@ def test_rules_are_merged_and_a_broader_rule_absorbs_narrower_ones() -> None:
             "resources": ["pods/status"],
             "scope": "*",
         },
+        {
+            "operations": ["UPDATE"],
+            "apiGroups": ["apps"],
+            "apiVersions": ["*"],
+            "resources": ["deployments/scale", "statefulsets/scale"],
+            "scope": "*",
+        },
     ]
     everything = Match(kinds=(KindRule(("*",), ("*",)),))
-    (rule,) = merged_rules([policy(apps), policy(everything)])
+    rule, *scales = merged_rules([policy(apps), policy(everything)])
     assert rule["apiGroups"] == ["*"] and rule["resources"] == ["*"]
+    assert all(s["operations"] == ["UPDATE"] and s["resources"][0].endswith("/scale") for s in scales)
     # "*" does not cover subresources: the pods/status rule stays.
-    assert len(merged_rules([policy(everything), policy(status)])) == 2
+    assert len(merged_rules([policy(everything), policy(status)])) == 2 + len(scales)
+
+
+def test_scale_subresources_of_the_workloads_are_sent_on_update() -> None:
+    """``kubectl scale`` and autoscalers change replicas through ``<workload>/scale``: the bundled packs'
+    configuration asks for those UPDATEs, so a scale-up cannot walk past the GPU quotas."""
+    from policyengine.policyset import load_policy_set
+    from webhook.configuration import merged_rules
+
+    sent = {
+        (group, resource)
+        for rule in merged_rules(load_policy_set([]).policies)
+        if "UPDATE" in rule["operations"] or "*" in rule["operations"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert {
+        ("apps", "deployments/scale"),
+        ("apps", "statefulsets/scale"),
+        ("apps", "replicasets/scale"),
+        ("leaderworkerset.x-k8s.io", "leaderworkersets/scale"),
+    } <= sent
+
+
+def test_a_create_only_or_non_workload_policy_asks_for_no_scale() -> None:
+    from policyengine.model import KindRule, Match, Policy, SourceRef
+    from webhook.configuration import merged_rules
+
+    def policy(match: Match) -> Policy:
+        return Policy(name="p", source=SourceRef("f"), match=match)
+
+    creates = Match(kinds=(KindRule(("*",), ("*",)),), operations=("CREATE",))
+    pods = Match(kinds=(KindRule(("",), ("Pod",)),))
+    rules = merged_rules([policy(creates), policy(pods)])
+    assert not [r for r in rules if any(x.endswith("/scale") for x in r["resources"])]
