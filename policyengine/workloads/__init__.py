@@ -117,6 +117,12 @@ from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
+from policyengine.workloads.extended import (
+    ExtendedResources,
+    add_extended,
+    container_extended,
+    extended_resources,
+)
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.models import (
     MAX_MODELS,
@@ -171,6 +177,7 @@ def describe(
     metadata = as_dict(obj.get("metadata"))
     templates = find_templates(obj, problems)
     resolver = _resolver(metadata, config, claims, namespace)
+    extended = extended_resources(claims, resolver.classes)
 
     containers: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
@@ -180,7 +187,7 @@ def describe(
     refs: list[Ref] = []
     pod_claims: list[PodClaims] = []
     for t in templates:
-        view, dra = _template_view(t, rules, problems, containers, resolver)
+        view, dra = _template_view(t, rules, problems, containers, resolver, extended)
         views.append(view)
         pod_claims.append(dra)
         for site in t.containers:
@@ -274,12 +281,20 @@ def _total_gpus(
 
 
 def _template_view(
-    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
+    t: PodTemplate,
+    rules: GpuRules,
+    problems: Problems,
+    containers: list[dict[str, Any]],
+    resolver: Resolver,
+    extended: ExtendedResources,
 ) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
         gpus = container_gpus(site.container, resources_path, rules, problems)
+        gpus = add_extended(
+            gpus, container_extended(site.container, resources_path, rules, extended, problems)
+        )
         counted.append((site, gpus["byResource"]))
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))
