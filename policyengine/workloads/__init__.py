@@ -95,7 +95,10 @@ plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
-``deviceclass.resource.kubernetes.io/*`` extended resources are not counted. ``config`` may be the
+Extended resources served by DRA (``deviceclass.resource.kubernetes.io/<class>``, or a DeviceClass's
+``spec.extendedResourceName`` among ``claims``) count under the class's GPU name, once
+(``workloads.extended``); each container lists them in ``gpus.draExtendedResources``. Each claim view and
+device request carries ``resourceQuotaCharge``, what the API server's ResourceQuota charges (``All``: 32). ``config`` may be the
 GovernanceConfig document or its spec.
 
 ``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin

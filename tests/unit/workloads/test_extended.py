@@ -230,3 +230,41 @@ spec: {extendedResourceName: example.com/gpu}
     assert code == 1
     denied = {r["policy"]: r["message"] for r in report["results"] if r["outcome"] == "fail"}
     assert "asks for 128 GPUs" in denied["gpu-team-quota"]
+
+
+def _claim_pod(requests: list[dict[str, Any]]) -> tuple[dict[str, Any], ClaimObjects]:
+    template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "t", "namespace": "ml"},
+        "spec": {"spec": {"devices": {"requests": requests}}},
+    }
+    pod = _pod({}, {})
+    pod["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": "t"}]
+    return pod, ClaimObjects([template])
+
+
+def test_resource_quota_charge_is_the_api_servers() -> None:
+    pod, claims = _claim_pod(
+        [
+            {"name": "exact", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 3}},
+            {"name": "all", "exactly": {"deviceClassName": "gpu.nvidia.com", "allocationMode": "All"}},
+            {
+                "name": "either",
+                "firstAvailable": [
+                    {"name": "big", "deviceClassName": "gpu.nvidia.com", "count": 4},
+                    {"name": "small", "deviceClassName": "gpu.nvidia.com", "count": 1},
+                ],
+            },
+        ]
+    )
+    view = describe(pod, None, claims)
+    (claim,) = view["podTemplates"][0]["resourceClaims"]
+    charges = {d["request"]: d["resourceQuotaCharge"] for d in claim["devices"]}
+    assert charges == {"exact": 3, "all": 32, "either/big": 4}
+    assert claim["resourceQuotaCharge"] == 39 and claim["gpus"] == 7  # All is a finding, never 0
+    (finding,) = [p for p in view["problems"] if "allocationMode" in p["message"]]
+    assert (
+        "ResourceQuota charges it as 32 devices of gpu.nvidia.com.deviceclass.resource.k8s.io/devices"
+        in (finding["message"])
+    )
