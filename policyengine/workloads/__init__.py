@@ -95,10 +95,8 @@ plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
-Extended resources served by DRA (``deviceclass.resource.kubernetes.io/<class>``, or a DeviceClass's
-``spec.extendedResourceName`` among ``claims``) count under the class's GPU name, once
-(``workloads.extended``); each container lists them in ``gpus.draExtendedResources``. Each claim view and
-device request carries ``resourceQuotaCharge``, what the API server's ResourceQuota charges (``All``: 32). ``config`` may be the
+DRA extended resources count under their class's GPU name, once (``workloads.extended``, listed in
+``containers[].gpus.draExtendedResources``); claims and requests carry ``resourceQuotaCharge`` (``All``: 32). ``config`` may be the
 GovernanceConfig document or its spec.
 
 ``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin
@@ -284,13 +282,9 @@ def _total_gpus(
 
 
 def _template_view(
-    t: PodTemplate,
-    rules: GpuRules,
-    problems: Problems,
-    containers: list[dict[str, Any]],
-    resolver: Resolver,
+    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver,
     extended: ExtendedResources,
-) -> tuple[dict[str, Any], PodClaims]:
+) -> tuple[dict[str, Any], PodClaims]:  # fmt: skip
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
