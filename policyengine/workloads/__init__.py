@@ -96,8 +96,8 @@ plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
 DRA extended resources count under their class's GPU name, once (``workloads.extended``, listed in
-``containers[].gpus.draExtendedResources``); claims and requests carry ``resourceQuotaCharge`` (``All``: 32). ``config`` may be the
-GovernanceConfig document or its spec.
+``containers[].gpus.draExtendedResources``); claims and requests carry ``resourceQuotaCharge`` (``All``: 32).
+``config`` may be the GovernanceConfig document or its spec.
 
 ``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin
 GPUs are pinned by the node label ``nvidia.com/gpu.product`` (nodeSelector, required node affinity); a DRA
@@ -118,12 +118,7 @@ from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
-from policyengine.workloads.extended import (
-    ExtendedResources,
-    add_extended,
-    container_extended,
-    extended_resources,
-)
+from policyengine.workloads.extended import with_extended
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.models import (
     MAX_MODELS,
@@ -178,7 +173,6 @@ def describe(
     metadata = as_dict(obj.get("metadata"))
     templates = find_templates(obj, problems)
     resolver = _resolver(metadata, config, claims, namespace)
-    extended = extended_resources(claims, resolver.classes)
 
     containers: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
@@ -188,7 +182,7 @@ def describe(
     refs: list[Ref] = []
     pod_claims: list[PodClaims] = []
     for t in templates:
-        view, dra = _template_view(t, rules, problems, containers, resolver, extended)
+        view, dra = _template_view(t, rules, problems, containers, resolver)
         views.append(view)
         pod_claims.append(dra)
         for site in t.containers:
@@ -282,16 +276,13 @@ def _total_gpus(
 
 
 def _template_view(
-    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver,
-    extended: ExtendedResources,
-) -> tuple[dict[str, Any], PodClaims]:  # fmt: skip
+    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
+) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
         gpus = container_gpus(site.container, resources_path, rules, problems)
-        gpus = add_extended(
-            gpus, container_extended(site.container, resources_path, rules, extended, problems)
-        )
+        gpus = with_extended(gpus, site, resources_path, rules, resolver, problems)
         counted.append((site, gpus["byResource"]))
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))
