@@ -28,6 +28,14 @@ from typing import Any
 
 from policyengine.model import Inventory
 from policyengine.workloads.claims import CLAIM, ClaimObjects, DeviceClasses, allocated_gpus
+from policyengine.workloads.extended import (
+    NO_EXTENDED,
+    ExtendedResources,
+    add_extended,
+    container_extended,
+    extended_resources,
+    is_generated_claim,
+)
 from policyengine.workloads.kinds import find_templates
 from policyengine.workloads.pods import GpuRules, container_gpus, pod_gpus
 from policyengine.workloads.values import as_dict, as_list
@@ -102,26 +110,36 @@ def team_of(inventory: Inventory, namespace: str) -> str:
 def pod_gpus_held(pod: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> int:
     """GPUs a pod holds: the same effective per-pod count as admission uses; 0 once it has terminated.
     Malformed quantities count as 0 here; admission is where they are reported."""
-    return _held(pod, GpuRules.from_config(config))
+    extended = ExtendedResources(DeviceClasses.from_config(config))  # implicit deviceclass.* names
+    return sum(_held_by_resource(pod, GpuRules.from_config(config), extended).values())
 
 
-def _held(pod: Mapping[str, Any], rules: GpuRules) -> int:
-    return sum(_held_by_resource(pod, rules).values())
-
-
-def _held_by_resource(pod: Mapping[str, Any], rules: GpuRules) -> dict[str, int]:
-    """The devices a pod holds per resource name; {} once it has terminated."""
+def _held_by_resource(
+    pod: Mapping[str, Any], rules: GpuRules, extended: ExtendedResources = NO_EXTENDED
+) -> dict[str, int]:
+    """The devices a pod holds per resource name, DRA extended resources included; {} once it has
+    terminated."""
     if as_dict(pod.get("status")).get("phase") in _TERMINATED:
         return {}
     held: dict[str, int] = {}
     for template in find_templates({**pod, "kind": "Pod"}, []):
         counted = [
-            (site, container_gpus(site.container, site.path, rules, [])["byResource"])
+            (site, _container_held(site.container, site.path, rules, extended))
             for site in template.containers
         ]
         for name, n in pod_gpus(counted).items():
             held[name] = held.get(name, 0) + n
     return held
+
+
+def _container_held(
+    container: Mapping[str, Any], path: str, rules: GpuRules, extended: ExtendedResources
+) -> dict[str, int]:
+    gpus = container_gpus(container, path, rules, [])
+    by_resource: dict[str, int] = add_extended(
+        gpus, container_extended(container, path, rules, extended, [])
+    )["byResource"]
+    return by_resource
 
 
 def _pods(inventory: Inventory) -> Iterable[Mapping[str, Any]]:
@@ -143,16 +161,19 @@ def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, 
     rules = GpuRules.from_config(config)
     classes = DeviceClasses.from_config(config)
     claims = ClaimObjects(inventory.objects)
+    extended = extended_resources(claims, classes)
     counted: set[tuple[str, str]] = set()  # (namespace, claim): a shared claim's devices count once
     teams: dict[str, dict[str, Any]] = {}
     for pod in _pods(inventory):
         if as_dict(pod.get("status")).get("phase") in _TERMINATED:
             continue
-        held = _held_by_resource(pod, rules)
+        held = _held_by_resource(pod, rules, extended)
         namespace = as_dict(pod.get("metadata")).get("namespace")
         namespace = namespace if isinstance(namespace, str) and namespace else "default"
         for name in _claim_names(pod):
-            if (namespace, name) not in counted and (claim := claims.get(CLAIM, namespace, name)):
+            claim = claims.get(CLAIM, namespace, name)
+            # The scheduler's claim for DRA extended resources holds what the pod's limits already count.
+            if (namespace, name) not in counted and claim and not is_generated_claim(claim):
                 counted.add((namespace, name))
                 for resource, n in allocated_gpus(claim, classes).items():
                     held[resource] = held.get(resource, 0) + n

@@ -29,6 +29,8 @@ RESOURCES = {
     "pods": "Pod",
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
+    # DeviceClasses: the extended resource names (spec.extendedResourceName) that ask for DRA devices.
+    "deviceclasses": "DeviceClass",
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")

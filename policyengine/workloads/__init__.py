@@ -95,8 +95,9 @@ plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
-``deviceclass.resource.kubernetes.io/*`` extended resources are not counted. ``config`` may be the
-GovernanceConfig document or its spec.
+DRA extended resources count under their class's GPU name, once (``workloads.extended``, listed in
+``containers[].gpus.draExtendedResources``); claims and requests carry ``resourceQuotaCharge`` (``All``: 32).
+``config`` may be the GovernanceConfig document or its spec.
 
 ``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin
 GPUs are pinned by the node label ``nvidia.com/gpu.product`` (nodeSelector, required node affinity); a DRA
@@ -117,6 +118,7 @@ from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
+from policyengine.workloads.extended import with_extended
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.pods import (
     REGION_LABEL,
@@ -253,6 +255,7 @@ def _template_view(
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
         gpus = container_gpus(site.container, resources_path, rules, problems)
+        gpus = with_extended(gpus, site, resources_path, rules, resolver, problems)
         counted.append((site, gpus["byResource"]))
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))

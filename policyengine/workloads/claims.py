@@ -22,6 +22,7 @@ from policyengine.workloads.values import as_dict, as_list, text
 GROUP = "resource.k8s.io"
 CLAIM = "ResourceClaim"
 TEMPLATE = "ResourceClaimTemplate"
+DEVICE_CLASS = "DeviceClass"  # kept for the extended resources it serves (``workloads.extended``)
 # Which device classes are GPUs, and the name the view counts each under. A whole NVIDIA or AMD GPU is
 # the same device its device plugin serves as nvidia.com/gpu or amd.com/gpu, so both ways of asking add
 # up under one name (a GPU passed whole to a VM through VFIO too); a MIG slice is not a whole GPU and
@@ -90,12 +91,19 @@ class DeviceClasses:
 
 
 class ClaimObjects:
-    """ResourceClaims and ResourceClaimTemplates by (kind, namespace, name); later objects win."""
+    """ResourceClaims and ResourceClaimTemplates by (kind, namespace, name); later objects win. The
+    DeviceClasses among the objects are kept in order beside them (cluster-scoped, read by name)."""
 
     def __init__(self, objects: Iterable[Any] = ()) -> None:
         self._by_key: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+        self.device_classes: list[Mapping[str, Any]] = []
         for obj in objects:
-            if is_claim_object(obj):
+            if not is_claim_object(obj):
+                continue
+            if obj["kind"] == DEVICE_CLASS:
+                if len(self.device_classes) < MAX_CLAIM_OBJECTS:
+                    self.device_classes.append(obj)
+            else:
                 meta = as_dict(obj.get("metadata"))
                 key = (obj["kind"], text(meta.get("namespace") or "default"), text(meta.get("name")))
                 if key in self._by_key or len(self._by_key) < MAX_CLAIM_OBJECTS:
@@ -115,7 +123,8 @@ NO_CLAIMS = ClaimObjects()
 
 
 def is_claim_object(obj: Any) -> bool:
-    if not isinstance(obj, Mapping) or obj.get("kind") not in (CLAIM, TEMPLATE):
+    """A ResourceClaim, ResourceClaimTemplate or DeviceClass of ``resource.k8s.io`` (any version)."""
+    if not isinstance(obj, Mapping) or obj.get("kind") not in (CLAIM, TEMPLATE, DEVICE_CLASS):
         return False
     api_version = obj.get("apiVersion")
     return isinstance(api_version, str) and api_version.partition("/")[0] == GROUP

@@ -45,6 +45,9 @@ MAX_EXPRESSION = 10 * 1024
 MAX_VIEW_DEVICES = 1024
 MAX_CLAIM_PROBLEMS = 16  # problems listed for one claim object; the rest are counted
 MAX_VIEW_SELECTOR_TEXT = 256 * 1024
+# What the API server's ResourceQuota charges an ``All`` request (<class>.deviceclass.resource.k8s.io/devices):
+# the most devices one claim's allocation may hold (resource.k8s.io AllocationResultsMaxSize).
+ALL_QUOTA_CHARGE = 32
 
 
 @dataclass
@@ -71,7 +74,13 @@ class _Request:
             "count": self.count,
             "selectors": self.selectors,
             "firstAvailable": self.alternatives,
+            "resourceQuotaCharge": self.quota_charge(),
         }
+
+    def quota_charge(self) -> int:
+        """Devices the API server's ResourceQuota charges this request: ``count``, or for ``All`` the
+        most one claim may be allocated (for firstAvailable, the alternative counted here)."""
+        return ALL_QUOTA_CHARGE if self.mode == "All" else self.count
 
 
 def _bounded(items: Any, limit: int, path: str, what: str, problems: Problems) -> list[Any]:
@@ -112,7 +121,8 @@ def _exact(
             problems,
             f"{path}.allocationMode",
             f"allocationMode {shown(mode)} asks for all matching {device_class} devices, a number the "
-            "manifest does not bound; use allocationMode ExactCount with a count",
+            f"manifest does not bound (ResourceQuota charges it as {ALL_QUOTA_CHARGE} devices of "
+            f"{device_class}.deviceclass.resource.k8s.io/devices); use allocationMode ExactCount with a count",
         )
     for i, sel in enumerate(
         _bounded(req.get("selectors"), MAX_SELECTORS, f"{path}.selectors", "selectors", problems)
@@ -277,6 +287,7 @@ class Resolver:
                 by_resource[r.resource] = clamp(by_resource.get(r.resource, 0) + r.count)
         view["devices"] = self._device_views(requests, path, problems)
         view["gpus"] = clamp(sum(by_resource.values()))
+        view["resourceQuotaCharge"] = clamp(sum(r.quota_charge() for r in requests if r.resource))
         for res, n in by_resource.items():
             out.per_pod[res] = clamp(out.per_pod.get(res, 0) + n)
         if kind == CLAIM:

@@ -28,8 +28,9 @@ KINDS = {
     "pods": "Pod",
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
+    "deviceclasses": "DeviceClass",
 }
-DRA = {"resourceclaims", "resourceclaimtemplates"}
+DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses"}
 
 
 class Dropped(Exception):

@@ -130,6 +130,15 @@ def test_dra_claims_and_templates_are_listed_and_watched(
     assert status["resourceclaims"]["synced"] and status["resourceclaimtemplates"]["objects"] == 0
 
 
+def test_device_classes_are_listed_and_watched(fake: FakeAPIServer, inventory: ClusterInventory) -> None:
+    fake.put("deviceclasses", "gpu.nvidia.com", spec={"extendedResourceName": "example.com/gpu"})
+    _wait(lambda: any(o["kind"] == "DeviceClass" for o in inventory.current().objects))
+    (found,) = [o for o in inventory.current().objects if o["kind"] == "DeviceClass"]
+    assert found["apiVersion"] == "resource.k8s.io/v1"
+    assert found["spec"]["extendedResourceName"] == "example.com/gpu"
+    assert inventory.status()["resources"]["deviceclasses"]["synced"]
+
+
 def test_dra_claims_are_read_at_the_version_the_cluster_serves() -> None:
     fake = FakeAPIServer(dra_versions=("v1beta1",))
     fake.put("resourceclaimtemplates", "one", "train", spec=TEMPLATE_SPEC)

@@ -87,7 +87,9 @@ def test_check_and_validate_agree_on_every_manifest(
     shared: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = repo_root / "tests" / "fixtures" / "models"  # one workload per place a model is named
-    files = _manifest_files([shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models])
+    extended = repo_root / "tests" / "fixtures" / "dra-extended"  # GPUs asked for as DRA extended resources
+    roots = [shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models, extended]
+    files = _manifest_files(roots)
     assert models / "model-sources.yaml" in files
     assert len(files) >= 20, files
     expected = _from_check(files, capsys)
@@ -145,3 +147,5 @@ def test_check_and_validate_agree_on_every_manifest(
     }
     # GPUs asked for only through DRA claim templates and shared claims reach the quota at admission too.
     assert {"quickstart__v1__gpu-test4.yaml:pod", "quickstart__v1beta1__gpu-test3.yaml:pod1"} <= dra_quota
+    # And GPUs asked for as DRA extended resources (deviceclass.resource.kubernetes.io/<class>).
+    assert "job-128-gpus.yaml:extended-128" in dra_quota

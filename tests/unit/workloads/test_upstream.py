@@ -472,3 +472,17 @@ def test_upstream_dra_and_placement(described: dict[tuple[str, str, str], dict[s
         "spec.runtimePatches[0].trainingRuntimeSpec.template.spec.replicatedJobs[0].template.spec.template.spec"
     )
     assert patched["regions"]["allPinned"] is False
+
+
+def test_upstream_dra_extended_resources_count_once(
+    described: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    # The corpus' DeviceClass mig-1g-12gb.gpu.nvidia.com serves nvidia.com/mig-1g.12gb (KEP-5004): the pod's
+    # limit is one MIG slice, counted once under the device plugin's name, not again as a DRA request.
+    for key, resource in (
+        (("dra/extended-resources__gpu-full.yaml", "Pod", "gpu-full-pod"), "nvidia.com/gpu"),
+        (("dra/extended-resources__mig-1g-12gb.yaml", "Pod", "mig-1g12gb-pod"), "nvidia.com/mig-1g.12gb"),
+    ):
+        view = described[key]
+        assert view["gpus"]["byResource"] == {resource: 1}
+        assert "draExtendedResources" not in view["containers"][0]["gpus"]
