@@ -39,12 +39,18 @@ def job(gpus: int, parallelism: int = 2, suspend: bool = True) -> dict[str, Any]
 
 
 def jobset(gpus: int) -> dict[str, Any]:
-    inner = {"parallelism": 2, "template": {"spec": {"restartPolicy": "Never", "containers": [container(gpus)]}}}
+    inner = {
+        "parallelism": 2,
+        "template": {"spec": {"restartPolicy": "Never", "containers": [container(gpus)]}},
+    }
     return {
         "apiVersion": "jobset.x-k8s.io/v1alpha2",
         "kind": "JobSet",
         "metadata": {"name": "train", "namespace": "train"},
-        "spec": {"suspend": True, "replicatedJobs": [{"name": "w", "replicas": 1, "template": {"spec": inner}}]},
+        "spec": {
+            "suspend": True,
+            "replicatedJobs": [{"name": "w", "replicas": 1, "template": {"spec": inner}}],
+        },
     }
 
 
@@ -79,7 +85,10 @@ def charge(engine: Engine, request: Request) -> dict[str, Any]:  # noqa: F811
 def test_a_suspended_job_whose_gpus_grow_is_charged_the_growth(engine: Engine) -> None:  # noqa: F811
     # 2 pods x 2 -> 2 pods x 4 GPUs: 4 -> 8, charged 4. Team ml holds 8 of 16: 8 + 4 = 12 fits.
     request = update(job(4), job(2))
-    assert charge(engine, request) == {"total": 8, "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}}}
+    assert charge(engine, request) == {
+        "total": 8,
+        "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}},
+    }
     assert engine.evaluate(request, inventory=INVENTORY, now=NOW).allowed
     # 2 x 1 -> 2 x 5 while suspended: 2 -> 10 adds 8, 8 + 8 = 16 = quota; 2 x 6 adds 10: 18 > 16.
     assert engine.evaluate(update(job(5), job(1)), inventory=INVENTORY, now=NOW).allowed
@@ -110,7 +119,10 @@ def test_a_suspended_job_scaled_out_is_charged_the_new_pods(engine: Engine) -> N
 def test_every_workload_kind_is_charged_its_template_growth(engine: Engine, build: Any) -> None:  # noqa: F811
     # 2 pods x 1 -> 2 pods x 3 GPUs: 2 -> 6, charged 4.
     request = update(build(3), build(1))
-    assert charge(engine, request) == {"total": 6, "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}}}
+    assert charge(engine, request) == {
+        "total": 6,
+        "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}},
+    }
     # 2 x 1 -> 2 x 6: adds 10, 8 + 10 = 18 > 16, named as the growth.
     outcome, message = quota_result(engine, update(build(6), build(1)))
     assert outcome == "fail"
