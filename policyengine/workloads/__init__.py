@@ -58,8 +58,7 @@ Shape (every key is always present; lists keep manifest order)::
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
                "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}}},
       "usesDra": false,
-      # a ResourceClaim/ResourceClaimTemplate's requests that set adminAccess: true (workloads.adminaccess)
-      "draAdminAccess": [{"request": "mon", "path": "spec.devices.requests[0].exactly.adminAccess"}],
+      "draAdminAccess": [{"request": "mon", "path": "...exactly.adminAccess"}],  # engine view: adminaccess.py
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
                          "kind": "data"}],                   # kind: data | model
@@ -116,7 +115,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from policyengine.workloads.accelerators import asks_for_accelerator
-from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
@@ -212,7 +210,6 @@ def describe(
         "containers": containers,
         "gpus": {**gpus, "charge": whole_charge(gpus)},
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
-        "draAdminAccess": admin_access_requests(obj, config),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,
         "models": models,

@@ -1,4 +1,4 @@
-"""``workload.draAdminAccess`` and gpu-dra-admin-access: every served shape of a claim's admin access is
+"""``workload.draAdminAccess`` (the engine's view) and gpu-dra-admin-access: every served shape of a claim's admin access is
 found by the request walk that counts devices, what is read is bounded, and hostile claims and namespaces
 get a decision (never a crash, never a pass for a request that asks admin access)."""
 
@@ -14,7 +14,7 @@ from policyengine import Engine
 from policyengine.codec import request_from_manifest
 from policyengine.model import Request, UserInfo
 from policyengine.policyset import bundled_policies_dir, load_policy_set
-from policyengine.workloads import describe
+from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.claims import MAX_REQUESTS, DeviceClasses
 from policyengine.workloads.dra import claim_requests
 
@@ -47,16 +47,16 @@ def test_every_served_shape_is_read() -> None:
     alternative = claim(
         [{"name": "a", "firstAvailable": [{"name": "s"}, {"name": "t", "adminAccess": True}]}]
     )
-    assert describe(v1)["draAdminAccess"] == [
+    assert admin_access_requests(v1, None) == [
         {"request": "a", "path": "spec.devices.requests[0].exactly.adminAccess"}
     ]
-    assert describe(v1beta1)["draAdminAccess"] == [
+    assert admin_access_requests(v1beta1, None) == [
         {"request": "a", "path": "spec.devices.requests[0].adminAccess"}
     ]
-    assert describe(v1beta2)["draAdminAccess"] == [
+    assert admin_access_requests(v1beta2, None) == [
         {"request": "a", "path": "spec.spec.devices.requests[0].exactly.adminAccess"}
     ]
-    assert describe(alternative)["draAdminAccess"] == [
+    assert admin_access_requests(alternative, None) == [
         {"request": "a/t", "path": "spec.devices.requests[0].firstAvailable[1].adminAccess"}
     ]
 
@@ -73,12 +73,12 @@ def test_every_served_shape_is_read() -> None:
     ],
 )
 def test_what_is_not_admin_access_is_not_reported(obj: Any) -> None:
-    assert describe(obj)["draAdminAccess"] == []
+    assert admin_access_requests(obj, None) == []
 
 
 def test_the_walk_is_bounded_by_the_apis_request_limit() -> None:
     many = claim([{"name": f"r{i}", "exactly": {"adminAccess": True}} for i in range(10_000)])
-    assert len(describe(many)["draAdminAccess"]) == MAX_REQUESTS
+    assert len(admin_access_requests(many, None)) == MAX_REQUESTS
     problems: list[dict[str, str]] = []
     claim_requests(many, DeviceClasses.from_config(None), problems)
     assert any("more than Kubernetes allows" in p["message"] for p in problems)
