@@ -26,6 +26,7 @@ from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
 from policyengine.workloads import ClaimObjects, describe
+from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.charge import update_charge
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
@@ -86,6 +87,7 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
         inventory_facts, pools, pools_by_resource, claims = inventories.view(inventory, config, rules)
         workload = describe(obj, config, claims, request.namespace)
+        workload["draAdminAccess"] = admin_access_requests(obj, config)
         _charge_update(request, workload, config, claims)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None

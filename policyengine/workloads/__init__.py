@@ -58,6 +58,7 @@ Shape (every key is always present; lists keep manifest order)::
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
                "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}}},
       "usesDra": false,
+      "draAdminAccess": [{"request": "mon", "path": "...exactly.adminAccess"}],  # engine view: adminaccess.py
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
                          "kind": "data"}],                   # kind: data | model

@@ -62,6 +62,10 @@ class _Request:
     count: int = 0
     selectors: list[str] = field(default_factory=list)
     alternatives: int = 0  # firstAvailable entries; 0 for a plain request
+    # Where the request (or the alternative named admin_request) sets adminAccess: true: a privilege,
+    # not a count.
+    admin_path: str = ""
+    admin_request: str = ""
 
     def view(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,8 @@ def _exact(
     out = _Request(name, path, device_class, classes.resource(device_class))
     mode = req.get("allocationMode", "ExactCount")
     out.mode = cut(mode, 32)
+    if req.get("adminAccess") is True:
+        out.admin_path, out.admin_request = f"{path}.adminAccess", name
     raw = req.get("count")
     if mode == "ExactCount":
         if raw is None:
@@ -175,6 +181,11 @@ def _request(
     # The scheduler may take any alternative: quotas must hold for the one with the most GPUs.
     best = max(options, key=lambda r: r.count if r.resource else -1)
     best.alternatives = len(options)
+    # Admin access on the request (v1beta1) or on any alternative is asked whichever one is taken.
+    admin = [(f"{path}.adminAccess", name)] if req.get("adminAccess") is True else []
+    admin += [(o.admin_path, o.admin_request) for o in options if o.admin_path]
+    if admin:
+        best.admin_path, best.admin_request = admin[0]
     return best
 
 

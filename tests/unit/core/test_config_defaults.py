@@ -17,6 +17,7 @@ DEFAULTS = {
     "residency": {"zones": {}, "dataLocations": [], "unknownLocation": "deny"},
     "gpu": {
         "resources": list(DEFAULT_ACCELERATORS),
+        "adminAccess": {"allowedUsers": [], "allowedGroups": []},
         "deviceClasses": {
             "gpu.nvidia.com": "nvidia.com/gpu",
             "vfio.gpu.nvidia.com": "nvidia.com/gpu",

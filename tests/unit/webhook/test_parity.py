@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from policyengine import Engine
 from policyengine.cli import main
+from policyengine.codec import request_from_manifest
 from policyengine.errors import LoadError
 from policyengine.gate import is_object, namespaces_from, request_for
+from policyengine.inventory import from_documents
 from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
+from policyengine.policyset import bundled_policies_dir, load_policy_set
 from policyengine.workloads.claims import is_claim_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
@@ -55,9 +61,10 @@ def _review(request: Request) -> dict[str, Any]:
             "resource": {"group": gvr.group, "version": gvr.version, "resource": gvr.resource},
             "name": request.name,
             "namespace": request.namespace,
-            "operation": "CREATE",
+            "operation": request.operation,
             "userInfo": {},
             "object": request.object,
+            "oldObject": request.old_object,
             "dryRun": False,
         },
     }
@@ -149,3 +156,47 @@ def test_check_and_validate_agree_on_every_manifest(
     assert {"quickstart__v1__gpu-test4.yaml:pod", "quickstart__v1beta1__gpu-test3.yaml:pod1"} <= dra_quota
     # And GPUs asked for as DRA extended resources (deviceclass.resource.kubernetes.io/<class>).
     assert "job-128-gpus.yaml:extended-128" in dra_quota
+
+
+@pytest.mark.shared
+def test_the_engine_and_validate_agree_on_updates_of_suspended_jobs(repo_root: Path) -> None:
+    """UPDATEs with their oldObject (``check`` has none; ``policyengine test`` evaluates them with the
+    engine): a suspended Job whose GPUs grow, one unsuspended in the same UPDATE, one shrunk, and the
+    other workload kinds of the pack's suspended-Job cases get the same decision from both paths."""
+    tests = repo_root / "policies" / "gpu-quotas" / "tests"
+    policy_set = load_policy_set(
+        [str(bundled_policies_dir() / "gpu-quotas")],
+        config_paths=[str(tests / "config.yaml")],
+        include_bundled=False,
+    )
+    engine = Engine(policy_set)
+    world = from_documents(
+        d.data for d in read_documents([str(tests / "cluster.yaml"), str(tests / "updates" / "crowded.yaml")])
+    )
+    (suite,) = read_documents([str(tests / "suspended.yaml")])
+    recorder = MemoryRecorder()
+    policies = LivePolicies(lambda: engine)
+    policies.serve(engine)
+    services = WebhookServices(
+        policies=policies, inventory=StaticInventory(world), recorder=recorder, reload_interval=None
+    )
+    verdicts: dict[str, bool] = {}
+    with TestClient(create_app(services)) as client:
+        for case in suite.data["spec"]["cases"]:
+            new, old = case["object"], case["oldObject"]
+            request = replace(request_from_manifest(new, operation="UPDATE"), object=new, old_object=old)
+            want = engine.evaluate(request, inventory=world, now=datetime.now(UTC))
+            response = client.post("/validate", json=_review(request)).json()["response"]
+            got = recorder.decisions[-1]
+            assert got.request.old_object == old, case["name"]
+            assert response["allowed"] == want.allowed, case["name"]
+            assert {(r.policy, str(r.outcome), r.message) for r in got.violations} == {
+                (r.policy, str(r.outcome), r.message) for r in want.violations
+            }, case["name"]
+            verdicts[case["name"]] = response["allowed"]
+    # The pack's cases as the webhook decides them: growth denied (also when unsuspended in the same
+    # UPDATE), a shrink allowed, growth within the quota allowed.
+    assert verdicts["unsuspending-in-the-same-update-is-charged-the-same"] is False
+    assert verdicts["a-suspended-trainjob-whose-resources-per-node-grow-is-charged-the-growth"] is False
+    assert verdicts["shrinking-a-suspended-job-is-allowed-over-the-quota"] is True
+    assert verdicts["a-suspended-job-whose-gpus-grow-is-charged-the-growth"] is True
