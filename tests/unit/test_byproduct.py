@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from policyengine.errors import LoadError
+from policyengine.loader import parse_text
 from policyengine.model import GroupVersionKind, GroupVersionResource, Inventory, Request
-from policyengine.policyset import PolicySet
+from policyengine.policyset import PolicySet, build_policy_set
 from policyengine.productusage import pool_product_usage
 from policyengine.views import views_for
 from policyengine.workloads import describe
@@ -116,3 +120,25 @@ def test_hostile_unpinned_entries_are_read_defensively() -> None:
         A100: 2,
         H100: 1,
     }
+
+
+def _config_problems(entries: str) -> list[str]:
+    text = (
+        "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: c}\nspec:\n"
+        "  gpu:\n    teams:\n      ml:\n        quotaByProduct:\n" + entries
+    )
+    with pytest.raises(LoadError) as err:
+        build_policy_set(parse_text(text, "config.yaml"))
+    return [str(p) for p in err.value.problems]
+
+
+def test_a_hundred_thousand_product_budgets_are_refused_with_one_clear_error() -> None:
+    (problem,) = _config_problems("".join(f"          p-{i}: 1\n" for i in range(100_000)))
+    assert "has 100000 entries, more than the 64 allowed" in problem
+    assert "spec.gpu.teams.ml.quotaByProduct" in problem
+
+
+def test_a_huge_product_name_is_refused_without_echoing_it() -> None:
+    (problem,) = _config_problems(f"          ? {'H' * 200_000}\n          : 1\n")
+    assert "more than the 63 allowed" in problem
+    assert len(problem) < 1_000
