@@ -23,7 +23,7 @@ rules read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from policyengine.model import Inventory
@@ -48,6 +48,7 @@ __all__ = [
     "from_documents",
     "inventory_view",
     "pod_gpus_held",
+    "pods_held",
     "usage_by_team",
 ]
 
@@ -187,6 +188,29 @@ def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, 
     for entry in teams.values():
         entry["gpusInUseByResource"] = dict(sorted(entry["gpusInUseByResource"].items()))
     return teams
+
+
+def pods_held(
+    inventory: Inventory, config: Mapping[str, Any] | None = None
+) -> Iterator[tuple[str, Mapping[str, Any], dict[str, int]]]:
+    """(namespace, pod, devices held per resource) of each non-terminated pod, as ``usage_by_team``
+    counts them: a ResourceClaim that several pods share is held by the first of them only."""
+    rules = GpuRules.from_config(config)
+    classes = DeviceClasses.from_config(config)
+    claims = ClaimObjects(inventory.objects)
+    counted: set[tuple[str, str]] = set()
+    for pod in _pods(inventory):
+        if as_dict(pod.get("status")).get("phase") in _TERMINATED:
+            continue
+        held = _held_by_resource(pod, rules)
+        namespace = as_dict(pod.get("metadata")).get("namespace")
+        namespace = namespace if isinstance(namespace, str) and namespace else "default"
+        for name in _claim_names(pod):
+            if (namespace, name) not in counted and (claim := claims.get(CLAIM, namespace, name)):
+                counted.add((namespace, name))
+                for resource, n in allocated_gpus(claim, classes).items():
+                    held[resource] = held.get(resource, 0) + n
+        yield namespace, pod, held
 
 
 def _claim_names(pod: Mapping[str, Any]) -> Iterable[str]:

@@ -9,13 +9,19 @@ Shape (every key is always present)::
         "team": "ml-research",       # the team whose quota applies: "team" when spec.gpu.teams has it,
                                      # else "default" (every team without an entry shares its one pool)
         "limits": {"quota": 32, "maxPerPod": 8, "maxPerWorkload": 16, "products": [...],
-                   "quotaByResource": {"nvidia.com/mig-1g.5gb": 14}},
+                   "quotaByResource": {"nvidia.com/mig-1g.5gb": 14},
+                   "quotaByProduct": {"NVIDIA-H100-80GB-HBM3": 16}},
                                      # spec.gpu.teams[quota.team] as written; {} when there is none
         "gpusInUse": 12,             # devices held by the pool's non-terminated pods (the inventory),
                                      # each counted once whatever its kind: a MIG slice is one device
         "gpusInUseByResource": {"nvidia.com/gpu": 8, "nvidia.com/mig-1g.5gb": 4}
                                      # the same devices per resource name; every resource named in
                                      # limits.quotaByResource is present (0 when none is held)
+        "gpusInUseByProduct": {"NVIDIA-H100-80GB-HBM3": 12}
+                                     # devices per product (policyengine/productusage.py): a bound
+                                     # pod's node label wins over its spec; devices no product pins
+                                     # count against every product of limits.quotaByProduct they could
+                                     # be; every product of limits.quotaByProduct is present
       },
       "residency": {
         "zone": "eu",                # label policyengine.io/residency: the namespace's wins over the
@@ -35,12 +41,13 @@ inventory module; how teams pool their quota, which label names a zone and where
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.model import Inventory
+from policyengine.workloads.byproduct import budget_products
 from policyengine.workloads.values import as_dict, as_list
 
 __all__ = ["RESIDENCY_LABEL", "UNKNOWN_REGION", "OrgRules", "pool_usage", "pool_usage_by_resource"]
@@ -89,6 +96,15 @@ def pool_usage_by_resource(
     return pools
 
 
+# The devices a pool holds per product, given the products its team budgets (``productusage``).
+ProductInUse = Callable[[str, list[str]], dict[str, int]]
+
+
+def _by_product(pool: str, limits: Mapping[str, Any], usage: ProductInUse | None) -> dict[str, int]:
+    budgeted = budget_products(limits)
+    return usage(pool, budgeted) if usage is not None else {p: 0 for p in budgeted}
+
+
 @dataclass(frozen=True)
 class OrgRules:
     """The parts of a GovernanceConfig the ``org`` view applies, read once per policy set."""
@@ -125,9 +141,11 @@ class OrgRules:
         pools: Mapping[str, int],
         data_locations: Sequence[Mapping[str, Any]],
         pools_by_resource: Mapping[str, Mapping[str, int]] | None = None,
+        product_usage: ProductInUse | None = None,
     ) -> dict[str, Any]:
         """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage`` and
-        ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource)."""
+        ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource);
+        ``product_usage(pool, budgeted products)`` the devices in use per product (none: nothing)."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
         limits = _plain(self.teams.get(quota_team))
@@ -144,6 +162,7 @@ class OrgRules:
                 "limits": limits,
                 "gpusInUse": pools.get(quota_team, 0),
                 "gpusInUseByResource": dict(sorted(by_resource.items())),
+                "gpusInUseByProduct": _by_product(quota_team, limits, product_usage),
             },
             "residency": {
                 "zone": zone,

@@ -5,6 +5,8 @@ the region of each data location; shape in ``policyengine/org.py``).
 All are computed once per request from plain data and shared by every policy. The inventory view and
 the GPU usage per quota pool depend only on the inventory and the config, so they are computed once per
 inventory, not per request.
+Once the team is known, ``workload.gpus.byProduct`` also counts unpinned GPUs against every product the
+team budgets (``workloads/byproduct.py``), and ``charge.byProduct`` follows it.
 On UPDATE, ``workload.gpus.charge`` is what the change adds to the team's usage (new minus old, never
 below 0; ``policyengine/workloads/charge.py``); otherwise it is the whole workload. A scale-subresource
 UPDATE reaches the views as its parent workload's UPDATE (``policyengine/scale.py``), charged the same way.
@@ -23,10 +25,12 @@ from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
+from policyengine.productusage import ProductUsage, pool_product_usage
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
 from policyengine.workloads import ClaimObjects, describe
 from policyengine.workloads.adminaccess import admin_access_requests
+from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import update_charge
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
@@ -35,7 +39,9 @@ ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mappi
 # The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource, and
 # the inventory's DRA claims and claim templates by name (what pod templates' ``resourceClaims`` resolve
 # against).
-_InventoryFacts = tuple[dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects]
+_InventoryFacts = tuple[
+    dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects, dict[str, ProductUsage]
+]
 
 
 class _InventoryViews:
@@ -58,6 +64,7 @@ class _InventoryViews:
             pool_usage(in_use, rules.teams),
             pool_usage_by_resource(by_resource, rules.teams),
             ClaimObjects(inventory.objects),
+            pool_product_usage(inventory, config, rules.teams),
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -85,15 +92,24 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools, pools_by_resource, claims = inventories.view(inventory, config, rules)
+        inventory_facts, pools, pools_by_resource, claims, products = inventories.view(
+            inventory, config, rules
+        )
         workload = describe(obj, config, claims, request.namespace)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
-        _charge_update(request, workload, config, claims)
+        before = _charge_update(request, workload, config, claims)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         org = rules.view(
-            request.namespace, obj, inventory, pools, workload["dataLocations"], pools_by_resource
+            request.namespace,
+            obj,
+            inventory,
+            pools,
+            workload["dataLocations"],
+            pools_by_resource,
+            lambda pool, budgeted: products.get(pool, ProductUsage()).in_use(budgeted),
         )
+        charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
         return {"workload": workload, "inventory": inventory_facts, "org": org}
 
     return provide
@@ -101,7 +117,7 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
 
 def _charge_update(
     request: Request, workload: dict[str, Any], config: Mapping[str, Any], claims: ClaimObjects
-) -> None:
+) -> dict[str, Any] | None:
     """On UPDATE the old object's GPUs are already in the team's usage: charge only the growth. The old
     object is described as the new one is (bounded by its size) and only its GPU figures are kept, so its
     unreadable values are not findings about the new object (they count 0, which charges more, not less)."""
@@ -111,9 +127,10 @@ def _charge_update(
         or not isinstance(request.object, Mapping)
         or not isinstance(old, Mapping)
     ):
-        return
-    before = describe(old, config, claims, request.namespace)["gpus"]
+        return None
+    before: dict[str, Any] = describe(old, config, claims, request.namespace)["gpus"]
     workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
+    return before
 
 
 def default_views(policy_set: PolicySet) -> ViewProvider:

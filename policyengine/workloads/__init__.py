@@ -56,7 +56,8 @@ Shape (every key is always present; lists keep manifest order)::
                # what this request adds to the team's usage: all of it here; on UPDATE (the engine's
                # view, with oldObject) total = max(0, new total - old total) and each resource
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
-               "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}}},
+               "byProduct": {"NVIDIA-H100-80GB-HBM3": 2}, "unpinned": [{"template", "gpus", "excluded"}], # byproduct.py
+               "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}, "byProduct": {...}}},
       "usesDra": false,
       "draAdminAccess": [{"request": "mon", "path": "...exactly.adminAccess"}],  # engine view: adminaccess.py
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
@@ -116,6 +117,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policyengine.workloads.accelerators import asks_for_accelerator
+from policyengine.workloads.byproduct import product_gpus
 from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
@@ -224,6 +226,7 @@ def _gpus_view(
             for t, v in zip(templates, views, strict=True)
             for c in breakdown(t.path, t.replicas, v["resourceClaims"])
         ],
+        **product_gpus(templates, views, pod_claims),
     }
 
 

@@ -17,7 +17,11 @@ from policyengine.workloads.values import as_dict
 
 def whole_charge(gpus: Mapping[str, Any]) -> dict[str, Any]:
     """The charge of a workload that is not running yet: all its GPUs."""
-    return {"total": gpus["total"], "byResource": dict(gpus["byResource"])}
+    return {
+        "total": gpus["total"],
+        "byResource": dict(gpus["byResource"]),
+        "byProduct": dict(gpus["byProduct"]),
+    }
 
 
 def update_charge(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
