@@ -98,7 +98,11 @@ def test_a_scale_up_is_charged_once(engine: Engine) -> None:
     # 2 -> 10 replicas: 8 in use (the old 2 among them) + 8 added = 16 = quota. Charging the whole
     # 10 on top of the 8 in use (18) denied it.
     request = update(deployment(10, 1), deployment(2, 1))
-    assert workload(engine, request)["gpus"]["charge"] == {"total": 8, "byResource": {"nvidia.com/gpu": 8}}
+    assert workload(engine, request)["gpus"]["charge"] == {
+        "total": 8,
+        "byResource": {"nvidia.com/gpu": 8},
+        "byProduct": {},
+    }
     decision = engine.evaluate(request, inventory=INVENTORY, now=NOW)
     assert decision.allowed, [r.message for r in decision.results if r.denies]
     # One more replica is over: 8 + 9 = 17.
@@ -121,7 +125,11 @@ def test_a_scale_down_is_never_denied_even_over_quota(engine: Engine) -> None:
     }
     crowded = replace(INVENTORY, objects=(*INVENTORY.objects, big))  # 20 in use, quota 16
     request = update(deployment(1, 1), deployment(2, 1))
-    assert workload(engine, request)["gpus"]["charge"] == {"total": 0, "byResource": {"nvidia.com/gpu": 0}}
+    assert workload(engine, request)["gpus"]["charge"] == {
+        "total": 0,
+        "byResource": {"nvidia.com/gpu": 0},
+        "byProduct": {},
+    }
     decision = engine.evaluate(request, inventory=crowded, now=NOW)
     assert decision.allowed
     (quota,) = [r for r in decision.results if r.policy == "gpu-team-quota"]
@@ -138,6 +146,7 @@ def test_an_update_without_the_old_object_and_a_create_charge_the_whole_workload
         assert workload(engine, request)["gpus"]["charge"] == {
             "total": 10,
             "byResource": {"nvidia.com/gpu": 10},
+            "byProduct": {},
         }
         assert quota_result(engine, request) == (
             "fail",
@@ -155,11 +164,13 @@ def test_the_per_resource_charge_is_the_growth_of_each_resource(engine: Engine) 
     assert workload(engine, update(new, old))["gpus"]["charge"] == {
         "total": 4,
         "byResource": {"nvidia.com/gpu": 0, "nvidia.com/mig-1g.5gb": 4},
+        "byProduct": {},
     }
     swapped = deployment(4, 1, resource="amd.com/gpu")
     assert workload(engine, update(swapped, old))["gpus"]["charge"] == {
         "total": 0,
         "byResource": {"amd.com/gpu": 4},
+        "byProduct": {},
     }
 
 
@@ -181,7 +192,7 @@ def test_the_old_objects_problems_stay_out_of_the_view(engine: Engine) -> None:
     request = update(deployment(3, 1), deployment("many", "lots"))
     view = workload(engine, request)
     assert view["problems"] == []
-    assert view["gpus"]["charge"] == {"total": 3, "byResource": {"nvidia.com/gpu": 3}}
+    assert view["gpus"]["charge"] == {"total": 3, "byResource": {"nvidia.com/gpu": 3}, "byProduct": {}}
     decision = engine.evaluate(request, inventory=INVENTORY, now=NOW)
     assert [r.outcome.value for r in decision.results if r.policy == "gpu-counts-readable"] == ["skip"]
 

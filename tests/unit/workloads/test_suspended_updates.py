@@ -87,7 +87,7 @@ def test_a_suspended_job_whose_gpus_grow_is_charged_the_growth(engine: Engine) -
     request = update(job(4), job(2))
     assert charge(engine, request) == {
         "total": 8,
-        "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}},
+        "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}, "byProduct": {}},
     }
     assert engine.evaluate(request, inventory=INVENTORY, now=NOW).allowed
     # 2 x 1 -> 2 x 5 while suspended: 2 -> 10 adds 8, 8 + 8 = 16 = quota; 2 x 6 adds 10: 18 > 16.
@@ -99,7 +99,11 @@ def test_a_suspended_job_whose_gpus_grow_is_charged_the_growth(engine: Engine) -
 
 def test_unsuspending_in_the_same_update_is_charged_the_same(engine: Engine) -> None:  # noqa: F811
     request = update(job(4, suspend=False), job(2, suspend=True))
-    assert charge(engine, request)["charge"] == {"total": 4, "byResource": {"nvidia.com/gpu": 4}}
+    assert charge(engine, request)["charge"] == {
+        "total": 4,
+        "byResource": {"nvidia.com/gpu": 4},
+        "byProduct": {},
+    }
     outcome, message = quota_result(engine, update(job(6, suspend=False), job(1)))
     assert (outcome, message) == (
         "fail",
@@ -121,7 +125,7 @@ def test_every_workload_kind_is_charged_its_template_growth(engine: Engine, buil
     request = update(build(3), build(1))
     assert charge(engine, request) == {
         "total": 6,
-        "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}},
+        "charge": {"total": 4, "byResource": {"nvidia.com/gpu": 4}, "byProduct": {}},
     }
     # 2 x 1 -> 2 x 6: adds 10, 8 + 10 = 18 > 16, named as the growth.
     outcome, message = quota_result(engine, update(build(6), build(1)))

@@ -86,8 +86,11 @@ def test_gpu_resources_are_the_default_accelerators_mig_and_the_configured_ones(
         "maxPerPod": 8,
         "byResource": by_resource,
         "claims": [],
+        # No product is pinned: all 16 may land on any product a team budgets.
+        "byProduct": {},
+        "unpinned": [{"template": "spec.template.spec", "gpus": 16, "excluded": []}],
         # Described alone (a CREATE), the whole workload is what it adds to its team's usage.
-        "charge": {"total": 16, "byResource": by_resource},
+        "charge": {"total": 16, "byResource": by_resource, "byProduct": {}},
     }
     # A configured list replaces the default one (google.com/tpu is no longer counted); nvidia.com/gpu,
     # amd.com/gpu and MIG slices count whatever the list.
