@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from policyengine.inventory import inventory_view
+from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
@@ -32,8 +33,10 @@ from policyengine.workloads.charge import update_charge
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
 # The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource, and
 # the inventory's DRA claims and claim templates by name (what pod templates' ``resourceClaims`` resolve
-# against).
-_InventoryFacts = tuple[dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects]
+# against), and the Kueue budgets when spec.gpu.teamsFrom is kueue.
+_InventoryFacts = tuple[
+    dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects, KueueBudgets | None
+]
 
 
 class _InventoryViews:
@@ -56,6 +59,7 @@ class _InventoryViews:
             pool_usage(in_use, rules.teams),
             pool_usage_by_resource(by_resource, rules.teams),
             ClaimObjects(inventory.objects),
+            KueueBudgets.build(inventory, config) if teams_from_kueue(config) else None,
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -83,13 +87,20 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools, pools_by_resource, claims = inventories.view(inventory, config, rules)
+        inventory_facts, pools, pools_by_resource, claims, kueue = inventories.view(inventory, config, rules)
         workload = describe(obj, config, claims, request.namespace)
         _charge_update(request, workload, config, claims)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         org = rules.view(
-            request.namespace, obj, inventory, pools, workload["dataLocations"], pools_by_resource
+            request.namespace,
+            obj,
+            inventory,
+            pools,
+            workload["dataLocations"],
+            pools_by_resource,
+            kueue,
+            sorted(workload["gpus"]["byResource"]),
         )
         return {"workload": workload, "inventory": inventory_facts, "org": org}
 
