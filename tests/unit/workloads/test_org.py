@@ -32,6 +32,8 @@ CONFIG: dict[str, Any] = {
         ],
     },
 }
+# The org.quota keys that say the budgets come from spec.gpu.teams, not Kueue.
+CONFIG_SOURCE = {"source": "config", "localQueue": "", "clusterQueue": "", "problems": []}
 
 
 def namespace(name: str, **labels: Any) -> dict[str, Any]:
@@ -87,12 +89,14 @@ def test_a_configured_team_is_its_own_quota_pool() -> None:
         "limits": {"quota": 16, "maxPerPod": 4},
         "gpusInUse": 6,
         "gpusInUseByResource": {"nvidia.com/gpu": 6},
+        **CONFIG_SOURCE,
     }
     assert org(pod("lab", 1))["quota"] == {
         "team": "research",
         "limits": {"quota": 8},
         "gpusInUse": 3,
         "gpusInUseByResource": {"nvidia.com/gpu": 3},
+        **CONFIG_SOURCE,
     }
 
 
@@ -106,6 +110,7 @@ def test_teams_without_an_entry_share_the_default_pool(ns: str, team: str) -> No
         "limits": {"quota": 4},
         "gpusInUse": 8,
         "gpusInUseByResource": {"nvidia.com/gpu": 8},
+        **CONFIG_SOURCE,
     }
 
 
@@ -117,6 +122,7 @@ def test_no_default_entry_means_no_limits_for_the_pool() -> None:
         "limits": {},
         "gpusInUse": 11,
         "gpusInUseByResource": {"nvidia.com/gpu": 11},
+        **CONFIG_SOURCE,
     }
 
 
@@ -210,6 +216,7 @@ spec:
         "limits": {"quota": 16},
         "gpusInUse": 6,
         "gpusInUseByResource": {"nvidia.com/gpu": 6},
+        **CONFIG_SOURCE,
     }
     assert views["org"]["residency"]["zone"] == "eu"
     assert views["org"]["residency"]["regions"] == ["eu-west-1"]
