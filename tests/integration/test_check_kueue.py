@@ -196,3 +196,24 @@ def _docs(text: str) -> list[Any]:
     import yaml
 
     return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_upstream_kueue_samples_give_their_nominal_gpu_quota(shared: Path) -> None:
+    upstream = shared / "corpus" / "upstream" / "kueue"
+    tas = from_documents(_docs((upstream / "tas__sample-gpu-queues.yaml").read_text()))
+    label = {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "tas-user-queue"}}}
+    quota = KueueBudgets.build(tas, {}).quota("default", label, {}, ["nvidia.com/gpu"])
+    assert (quota["clusterQueue"], quota["limits"]["quota"], quota["problems"]) == (
+        "tas-cluster-queue",
+        16,
+        [],
+    )
+    # The DRA sample's example.com/gpu is a GPU only through a deviceClassMappings entry naming a GPU class.
+    dra = _docs((upstream / "dra__sample-dra-queues.yaml").read_text())
+    unmapped = KueueBudgets.build(from_documents(dra), {}).quota("default", label, {}, [])
+    assert unmapped["problems"] == [
+        "LocalQueue tas-user-queue is not in namespace default (--inventory or the cluster)"
+    ]
+    mapped = KueueBudgets.build(from_documents([*dra, *_docs(MAPPING)]), {})
+    assert mapped.pools["cluster-queue"].by_resource == {"nvidia.com/gpu": 8}
+    assert KueueBudgets.build(from_documents(dra), {}).pools["cluster-queue"].quota == 0
