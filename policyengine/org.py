@@ -22,6 +22,10 @@ Shape (every key is always present)::
                                      # pod's node label wins over its spec; devices no product pins
                                      # count against every product of limits.quotaByProduct they could
                                      # be; every product of limits.quotaByProduct is present
+        "source": "config",          # where the budgets come from: "config" (spec.gpu.teams) or "kueue"
+        "localQueue": "",            # kueue: "<namespace>/<LocalQueue>" the workload goes to; else ""
+        "clusterQueue": "",          # kueue: the ClusterQueue whose quota is the pool (also quota.team)
+        "problems": []               # kueue: why no ClusterQueue budget applies (no LocalQueue, ...)
       },
       "residency": {
         "zone": "eu",                # label policyengine.io/residency: the namespace's wins over the
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyengine.inventory import DEFAULT_TEAM, team_of
+from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory
 from policyengine.workloads.byproduct import budget_products
 from policyengine.workloads.values import as_dict, as_list
@@ -113,6 +118,8 @@ class OrgRules:
     zones: Mapping[str, Any]
     # (prefix, region) by descending prefix length; ties keep config order (the first written wins).
     prefixes: tuple[tuple[str, str], ...]
+    # spec.gpu.teamsFrom: kueue -- the budgets are the ClusterQueues' (policyengine.kueue)
+    kueue: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> OrgRules:
@@ -127,6 +134,7 @@ class OrgRules:
             teams=as_dict(_section(config, "gpu").get("teams")),
             zones=as_dict(residency.get("zones")),
             prefixes=tuple(sorted(pairs, key=lambda p: -len(p[0]))),
+            kueue=teams_from_kueue(config),
         )
 
     def region_of(self, uri: str) -> str:
@@ -142,10 +150,13 @@ class OrgRules:
         data_locations: Sequence[Mapping[str, Any]],
         pools_by_resource: Mapping[str, Mapping[str, int]] | None = None,
         product_usage: ProductInUse | None = None,
+        kueue: KueueBudgets | None = None,
+        asked: Sequence[str] = (),
     ) -> dict[str, Any]:
         """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage`` and
         ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource);
-        ``product_usage(pool, budgeted products)`` the devices in use per product (none: nothing)."""
+        ``product_usage(pool, budgeted products)`` the devices in use per product (none: nothing);
+        ``kueue`` and ``asked`` (the resources the workload asks for) when the budgets are Kueue's."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
         limits = _plain(self.teams.get(quota_team))
@@ -153,17 +164,24 @@ class OrgRules:
         # Every resource with a per-resource quota is present, so a rule indexes it without a guard.
         by_resource = {n: 0 for n in as_dict(limits.get("quotaByResource")) if isinstance(n, str)}
         by_resource.update(in_use)
+        quota = {
+            "team": quota_team,
+            "limits": limits,
+            "gpusInUse": pools.get(quota_team, 0),
+            "gpusInUseByResource": dict(sorted(by_resource.items())),
+            "gpusInUseByProduct": _by_product(quota_team, limits, product_usage),
+            "source": "config",
+            "localQueue": "",
+            "clusterQueue": "",
+            "problems": [],
+        }
+        if self.kueue and kueue is not None:
+            quota = kueue.quota(namespace, obj, limits, asked)
         zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
         return {
             "team": team,
-            "quota": {
-                "team": quota_team,
-                "limits": limits,
-                "gpusInUse": pools.get(quota_team, 0),
-                "gpusInUseByResource": dict(sorted(by_resource.items())),
-                "gpusInUseByProduct": _by_product(quota_team, limits, product_usage),
-            },
+            "quota": quota,
             "residency": {
                 "zone": zone,
                 "regions": [r for r in as_list(zone_entry.get("regions")) if isinstance(r, str)],

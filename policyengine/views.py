@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from policyengine.inventory import inventory_view
+from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
@@ -38,9 +39,15 @@ from policyengine.workloads.charge import update_charge
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
 # The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource, and
 # the inventory's DRA claims and claim templates by name (what pod templates' ``resourceClaims`` resolve
-# against).
+# against), the devices in use per pool and product, and the Kueue budgets when spec.gpu.teamsFrom is
+# kueue.
 _InventoryFacts = tuple[
-    dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects, dict[str, ProductUsage]
+    dict[str, Any],
+    dict[str, int],
+    dict[str, dict[str, int]],
+    ClaimObjects,
+    dict[str, ProductUsage],
+    KueueBudgets | None,
 ]
 
 
@@ -65,6 +72,7 @@ class _InventoryViews:
             pool_usage_by_resource(by_resource, rules.teams),
             ClaimObjects(inventory.objects),
             pool_product_usage(inventory, config, rules.teams),
+            KueueBudgets.build(inventory, config) if teams_from_kueue(config) else None,
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -92,7 +100,7 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools, pools_by_resource, claims, products = inventories.view(
+        inventory_facts, pools, pools_by_resource, claims, products, kueue = inventories.view(
             inventory, config, rules
         )
         workload = describe(obj, config, claims, request.namespace)
@@ -108,6 +116,8 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
             workload["dataLocations"],
             pools_by_resource,
             lambda pool, budgeted: products.get(pool, ProductUsage()).in_use(budgeted),
+            kueue,
+            sorted(workload["gpus"]["byResource"]),
         )
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
         return {"workload": workload, "inventory": inventory_facts, "org": org}

@@ -1,4 +1,4 @@
-"""In-cluster inventory: list and watch Namespaces, Pods and DRA claims through the Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims and Kueue queues through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -9,7 +9,9 @@ HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps obje
 
 ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``) are read at the newest version the API
 server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
-again after each watch period in case it is upgraded.
+again after each watch period in case it is upgraded. Kueue's ClusterQueues, LocalQueues and
+ResourceFlavors (``kueue.x-k8s.io``, v1beta2 else v1beta1; the GPU budgets under spec.gpu.teamsFrom
+kueue) are read the same way: a cluster without Kueue has none.
 
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
 """
@@ -31,9 +33,21 @@ RESOURCES = {
     "resourceclaimtemplates": "ResourceClaimTemplate",
     # DeviceClasses: the extended resource names (spec.extendedResourceName) that ask for DRA devices.
     "deviceclasses": "DeviceClass",
+    "clusterqueues": "ClusterQueue",
+    "localqueues": "LocalQueue",
+    "resourceflavors": "ResourceFlavor",
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_VERSIONS = ("v1beta2", "v1beta1")
+# Resources outside the core group: their API group and the versions tried, newest first.
+GROUPS = {
+    "resourceclaims": (DRA_GROUP, DRA_VERSIONS),
+    "resourceclaimtemplates": (DRA_GROUP, DRA_VERSIONS),
+    "deviceclasses": (DRA_GROUP, DRA_VERSIONS),
+    **{r: (KUEUE_GROUP, KUEUE_VERSIONS) for r in ("clusterqueues", "localqueues", "resourceflavors")},
+}
 PAGE = 500
 WATCH_SECONDS = 300
 BACKOFF_START, BACKOFF_MAX = 0.2, 10.0
@@ -65,7 +79,7 @@ class KubernetesClientAPI:
 
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
-        self._versions: dict[str, str] = {}  # DRA resource -> the version found served
+        self._versions: dict[str, str] = {}  # grouped resource -> the version found served
         self._watches: list[Any] = []
         self._lock = threading.Lock()
 
@@ -75,13 +89,15 @@ class KubernetesClientAPI:
             return core.list_namespace, ()
         if resource == "pods":
             return core.list_pod_for_all_namespaces, ()
-        version = self._versions.get(resource, DRA_VERSIONS[0])
-        return self._custom.list_cluster_custom_object, (DRA_GROUP, version, resource)
+        group, versions = GROUPS[resource]
+        version = self._versions.get(resource, versions[0])
+        return self._custom.list_cluster_custom_object, (group, version, resource)
 
     def list(self, resource: str, *, continue_token: str | None) -> dict[str, Any]:
         if resource in ("namespaces", "pods") or continue_token:
             return self._list(resource, continue_token)
-        for version in DRA_VERSIONS:  # a first page finds the newest version served
+        group, versions = GROUPS[resource]
+        for version in versions:  # a first page finds the newest version served
             self._versions[resource] = version
             try:
                 page = self._list(resource, None)
@@ -89,9 +105,9 @@ class KubernetesClientAPI:
                 continue
             for item in page.get("items") or []:
                 if isinstance(item, dict):  # list items carry no apiVersion: say which they are
-                    item.setdefault("apiVersion", f"{DRA_GROUP}/{version}")
+                    item.setdefault("apiVersion", f"{group}/{version}")
             return page
-        raise NotServed(f"{DRA_GROUP} {resource} ({', '.join(DRA_VERSIONS)})")
+        raise NotServed(f"{group} {resource} ({', '.join(versions)})")
 
     def _list(self, resource: str, continue_token: str | None) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -115,7 +131,7 @@ class KubernetesClientAPI:
         if args and continue_token:
             for item in data.get("items") or []:
                 if isinstance(item, dict):
-                    item.setdefault("apiVersion", f"{DRA_GROUP}/{args[1]}")
+                    item.setdefault("apiVersion", f"{args[0]}/{args[1]}")
         return data
 
     def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]:
@@ -137,7 +153,7 @@ class KubernetesClientAPI:
             for event in stream:
                 obj = event["raw_object"]
                 if args and isinstance(obj, dict):
-                    obj.setdefault("apiVersion", f"{DRA_GROUP}/{args[1]}")
+                    obj.setdefault("apiVersion", f"{args[0]}/{args[1]}")
                 yield {"type": event["type"], "object": obj}
         except ApiException as err:
             if err.status == 410:

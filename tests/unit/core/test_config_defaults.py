@@ -28,6 +28,8 @@ DEFAULTS = {
             "tpu.google.com": "google.com/tpu",
             "neuron.aws.com": "aws.amazon.com/neuron",
         },
+        "teamsFrom": "config",
+        "kueue": {},
         "teams": {},
     },
     "models": {

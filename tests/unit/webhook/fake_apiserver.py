@@ -29,8 +29,12 @@ KINDS = {
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
     "deviceclasses": "DeviceClass",
+    "clusterqueues": "ClusterQueue",
+    "localqueues": "LocalQueue",
+    "resourceflavors": "ResourceFlavor",
 }
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses"}
+KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
 
 
 class Dropped(Exception):
@@ -38,8 +42,9 @@ class Dropped(Exception):
 
 
 class FakeAPIServer:
-    def __init__(self, dra_versions: tuple[str, ...] = ("v1",)) -> None:
+    def __init__(self, dra_versions: tuple[str, ...] = ("v1",), kueue_versions: tuple[str, ...] = ()) -> None:
         self.dra_versions = dra_versions  # resource.k8s.io versions served; the first is the storage one
+        self.kueue_versions = kueue_versions  # kueue.x-k8s.io versions served (none: Kueue not installed)
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
         self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
@@ -73,6 +78,8 @@ class FakeAPIServer:
                 meta["namespace"] = namespace
             meta.update(fields.pop("metadata", {}))
             api_version = f"resource.k8s.io/{self.dra_versions[0]}" if resource in DRA else "v1"
+            if resource in KUEUE:
+                api_version = f"kueue.x-k8s.io/{self.kueue_versions[0]}"
             obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
@@ -120,9 +127,15 @@ class FakeAPIServer:
         async def handle(request: Request) -> Response:
             resource = request.path_params["resource"]
             version = request.path_params.get("version")
-            if resource not in KINDS or (version is not None) != (resource in DRA):
+            group = request.path_params.get("group")
+            served = {
+                "resource.k8s.io": (DRA, self.dra_versions),
+                "kueue.x-k8s.io": (KUEUE, self.kueue_versions),
+            }
+            resources, versions = served.get(str(group), (set(), ()))
+            if resource not in KINDS or (version is not None) != (resource in resources):
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
-            if version is not None and version not in self.dra_versions:
+            if version is not None and version not in versions:
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
             if request.query_params.get("watch") in ("true", "1"):
                 return self._watch(resource, request)
@@ -155,7 +168,7 @@ class FakeAPIServer:
                 Route("/api/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
                 Route("/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
                 Route("/api/v1/{resource}", handle),
-                Route("/apis/resource.k8s.io/{version}/{resource}", handle),
+                Route("/apis/{group}/{version}/{resource}", handle),
             ]
         )
 

@@ -170,3 +170,30 @@ def test_a_cluster_without_dra_is_ready_with_no_claims() -> None:
     finally:
         inv.stop()
         fake.stop()
+
+
+def test_kueue_queues_and_flavors_are_listed_and_watched() -> None:
+    fake = FakeAPIServer(kueue_versions=("v1beta2",))
+    fake.put("clusterqueues", "cq", spec={"resourceGroups": []})
+    fake.put("localqueues", "q", "train", spec={"clusterQueue": "cq"})
+    fake.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{fake.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"] and len(inv.current().objects) == 2)
+        by_kind = {o["kind"]: o for o in inv.current().objects}
+        assert by_kind["LocalQueue"]["apiVersion"] == "kueue.x-k8s.io/v1beta2"
+        assert by_kind["LocalQueue"]["spec"]["clusterQueue"] == "cq"
+        fake.put("resourceflavors", "h100", spec={"nodeLabels": {"nvidia.com/gpu.product": "H100"}})
+        _wait(lambda: len(inv.current().objects) == 3)
+        assert inv.status()["resources"]["resourceflavors"]["synced"]
+    finally:
+        inv.stop()
+        fake.stop()
+
+
+def test_a_cluster_without_kueue_is_ready_with_no_queues(
+    fake: FakeAPIServer, inventory: ClusterInventory
+) -> None:
+    _wait(lambda: inventory.status()["ready"])
+    assert inventory.status()["resources"]["clusterqueues"]["lastError"] == "not served by the API server"

@@ -32,6 +32,8 @@ CONFIG: dict[str, Any] = {
         ],
     },
 }
+# The org.quota keys that say the budgets come from spec.gpu.teams, not Kueue.
+CONFIG_SOURCE = {"source": "config", "localQueue": "", "clusterQueue": "", "problems": []}
 
 
 def namespace(name: str, **labels: Any) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def test_a_configured_team_is_its_own_quota_pool() -> None:
         "gpusInUse": 6,
         "gpusInUseByResource": {"nvidia.com/gpu": 6},
         "gpusInUseByProduct": {},
+        **CONFIG_SOURCE,
     }
     assert org(pod("lab", 1))["quota"] == {
         "team": "research",
@@ -95,6 +98,7 @@ def test_a_configured_team_is_its_own_quota_pool() -> None:
         "gpusInUse": 3,
         "gpusInUseByResource": {"nvidia.com/gpu": 3},
         "gpusInUseByProduct": {},
+        **CONFIG_SOURCE,
     }
 
 
@@ -109,6 +113,7 @@ def test_teams_without_an_entry_share_the_default_pool(ns: str, team: str) -> No
         "gpusInUse": 8,
         "gpusInUseByResource": {"nvidia.com/gpu": 8},
         "gpusInUseByProduct": {},
+        **CONFIG_SOURCE,
     }
 
 
@@ -121,6 +126,7 @@ def test_no_default_entry_means_no_limits_for_the_pool() -> None:
         "gpusInUse": 11,
         "gpusInUseByResource": {"nvidia.com/gpu": 11},
         "gpusInUseByProduct": {},
+        **CONFIG_SOURCE,
     }
 
 
@@ -215,6 +221,7 @@ spec:
         "gpusInUse": 6,
         "gpusInUseByResource": {"nvidia.com/gpu": 6},
         "gpusInUseByProduct": {},
+        **CONFIG_SOURCE,
     }
     assert views["org"]["residency"]["zone"] == "eu"
     assert views["org"]["residency"]["regions"] == ["eu-west-1"]
