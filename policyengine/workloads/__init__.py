@@ -33,6 +33,8 @@ Shape (every key is always present; lists keep manifest order)::
           "resourceClaimTemplateName": "t",                  # or "resourceClaimName": "shared-claim"
           "source": "ResourceClaimTemplate t",               # "" when neither name is set
           "shared": false,                                   # a ResourceClaim: one set for all pods
+          "group": "",                                       # "PodGroup <name>" or "spec.scheduling": the
+                                                             # group's claim, charged there (scheduling)
           "gpus": 8,                                         # GPU devices of the claim (per pod if a template)
           "devices": [{"request": "gpus", "path": "spec.spec.devices.requests[0].exactly",
                        "deviceClass": "gpu.nvidia.com", "resource": "nvidia.com/gpu", "gpu": true,
@@ -50,7 +52,9 @@ Shape (every key is always present; lists keep manifest order)::
         "claims": ["gpu"]          # resources.claims names (DRA)
       }],
       "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2},
-               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",   # DRA claims with GPUs
+               # DRA claims with GPUs charged here; a group's own claims (PodGroup spec.resourceClaims, a
+               # Job's spec.scheduling.resourceClaims) once, with template "spec" / "spec.scheduling"
+               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",
                            "source": "ResourceClaimTemplate t", "deviceClasses": ["gpu.nvidia.com"],
                            "count": 8, "pods": 16, "total": 128, "shared": false}],
                # what this request adds to the team's usage: all of it here; on UPDATE (the engine's
@@ -135,6 +139,7 @@ from policyengine.workloads.pods import (
     product_constraint,
 )
 from policyengine.workloads.products import gpu_products
+from policyengine.workloads.scheduling import PodGroupOf, add_group_claims, group_of, mark_group_claims
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -180,7 +185,8 @@ def describe(
     refs: list[Ref] = []
     pod_claims: list[PodClaims] = []
     for t in templates:
-        view, dra = _template_view(t, rules, problems, containers, resolver)
+        group = group_of(obj, t.spec, t.path, claims, resolver.namespace, problems)
+        view, dra = _template_view(t, rules, problems, containers, resolver, group)
         views.append(view)
         pod_claims.append(dra)
         for site in t.containers:
@@ -193,16 +199,17 @@ def describe(
         refs.extend(ray_serve_refs(as_dict(obj.get("spec")), model_problems))
     _add_refs(refs, data, models, model_problems)
 
-    gpus = _gpus_view(templates, views, pod_claims)
+    gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
     gpu_total = gpus["total"]
+    pod_gpus_seen = gpu_total or gpus["maxPerPod"]  # a group's GPUs are charged elsewhere but used here
     return {
         "kind": kind,
         "apiVersion": text(obj.get("apiVersion", "")),
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
-        "isAiWorkload": _is_ai(kind, gpu_total, models, templates),
+        "isAiWorkload": _is_ai(kind, pod_gpus_seen, models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
@@ -264,6 +271,9 @@ def _total_gpus(
             shared[claim] = by_resource
             for name, n in by_resource.items():
                 own[name] = own.get(name, 0) - n
+        for by_resource in dra.elsewhere.values():  # a group's claims: charged on the group
+            for name, n in by_resource.items():
+                own[name] = own.get(name, 0) - n
         for name, n in own.items():
             if n > 0:
                 total_by[name] = total_by.get(name, 0) + n * t.replicas
@@ -274,7 +284,12 @@ def _total_gpus(
 
 
 def _template_view(
-    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
+    t: PodTemplate,
+    rules: GpuRules,
+    problems: Problems,
+    containers: list[dict[str, Any]],
+    resolver: Resolver,
+    group: PodGroupOf,
 ) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
@@ -299,6 +314,7 @@ def _template_view(
     by_resource = pod_gpus(counted)
     device_plugin_gpus = bool(by_resource)
     dra = resolver.pod(t.spec, t.path, problems)
+    mark_group_claims(group, t.spec, dra)
     for name, n in dra.per_pod.items():
         by_resource[name] = clamp(by_resource.get(name, 0) + n)
     by_resource = dict(sorted(by_resource.items()))

@@ -90,12 +90,13 @@ class DeviceClasses:
 
 
 class ClaimObjects:
-    """ResourceClaims and ResourceClaimTemplates by (kind, namespace, name); later objects win."""
+    """ResourceClaims, ResourceClaimTemplates and PodGroups (whose claims pods share, see
+    ``workloads.scheduling``) by (kind, namespace, name); later objects win."""
 
     def __init__(self, objects: Iterable[Any] = ()) -> None:
         self._by_key: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         for obj in objects:
-            if is_claim_object(obj):
+            if is_claim_object(obj) or _is_pod_group(obj):
                 meta = as_dict(obj.get("metadata"))
                 key = (obj["kind"], text(meta.get("namespace") or "default"), text(meta.get("name")))
                 if key in self._by_key or len(self._by_key) < MAX_CLAIM_OBJECTS:
@@ -119,6 +120,13 @@ def is_claim_object(obj: Any) -> bool:
         return False
     api_version = obj.get("apiVersion")
     return isinstance(api_version, str) and api_version.partition("/")[0] == GROUP
+
+
+def _is_pod_group(obj: Any) -> bool:
+    if not isinstance(obj, Mapping) or obj.get("kind") != "PodGroup":
+        return False
+    api_version = obj.get("apiVersion")
+    return isinstance(api_version, str) and api_version.partition("/")[0] == "scheduling.k8s.io"
 
 
 def claim_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
