@@ -17,6 +17,7 @@ from policyengine.gate import is_object, namespaces_from, request_for
 from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
 from policyengine.workloads.claims import is_claim_object
+from policyengine.workloads.scheduling import is_group_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
 from webhook.policies import LivePolicies
@@ -87,7 +88,9 @@ def test_check_and_validate_agree_on_every_manifest(
     shared: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = repo_root / "tests" / "fixtures" / "models"  # one workload per place a model is named
-    files = _manifest_files([shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models])
+    groups = repo_root / "tests" / "fixtures" / "scheduling"  # claims made for a group of pods
+    roots = [shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models, groups]
+    files = _manifest_files(roots)
     assert models / "model-sources.yaml" in files
     assert len(files) >= 20, files
     expected = _from_check(files, capsys)
@@ -96,8 +99,9 @@ def test_check_and_validate_agree_on_every_manifest(
     engine = engine_loader(Settings())()
     policies = LivePolicies(lambda: engine)
     policies.serve(engine)
-    # The cluster holds the DRA claims and claim templates the corpus' pods name, as check sees them.
-    claims = tuple(d.data for d in docs if is_claim_object(d.data))
+    # The cluster holds the DRA claims and claim templates the corpus' pods name, and their PodGroups and
+    # Workloads, as check sees them.
+    claims = tuple(d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data))
     inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs), objects=claims))
     dra_quota: set[str] = set()
     services = WebhookServices(
@@ -145,3 +149,7 @@ def test_check_and_validate_agree_on_every_manifest(
     }
     # GPUs asked for only through DRA claim templates and shared claims reach the quota at admission too.
     assert {"quickstart__v1__gpu-test4.yaml:pod", "quickstart__v1beta1__gpu-test3.yaml:pod1"} <= dra_quota
+    # A group's claim reaches the quota once, on the PodGroup or on the Job whose spec.scheduling makes it;
+    # the pods sharing the PodGroup's claim are not charged it again.
+    assert {"pod-group-claims.yaml:trainer-group-0", "pod-group-claims.yaml:scheduled"} <= dra_quota
+    assert "pod-group-claims.yaml:group-members" not in dra_quota
