@@ -1,4 +1,4 @@
-"""In-cluster inventory: list and watch Namespaces, Pods and DRA claims through the Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims and PodGroups through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -9,7 +9,8 @@ HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps obje
 
 ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``) are read at the newest version the API
 server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
-again after each watch period in case it is upgraded.
+again after each watch period in case it is upgraded. PodGroups (``scheduling.k8s.io``: the claims their
+pods share) are read the same way at v1beta1, else v1alpha3, else v1alpha2.
 
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
 """
@@ -29,9 +30,18 @@ RESOURCES = {
     "pods": "Pod",
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
+    "podgroups": "PodGroup",
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")
+SCHEDULING_GROUP = "scheduling.k8s.io"
+SCHEDULING_VERSIONS = ("v1beta1", "v1alpha3", "v1alpha2")
+# The API group of each resource outside the core group, and its versions, newest first.
+SERVED = {
+    "resourceclaims": (DRA_GROUP, DRA_VERSIONS),
+    "resourceclaimtemplates": (DRA_GROUP, DRA_VERSIONS),
+    "podgroups": (SCHEDULING_GROUP, SCHEDULING_VERSIONS),
+}
 PAGE = 500
 WATCH_SECONDS = 300
 BACKOFF_START, BACKOFF_MAX = 0.2, 10.0
@@ -73,13 +83,15 @@ class KubernetesClientAPI:
             return core.list_namespace, ()
         if resource == "pods":
             return core.list_pod_for_all_namespaces, ()
-        version = self._versions.get(resource, DRA_VERSIONS[0])
-        return self._custom.list_cluster_custom_object, (DRA_GROUP, version, resource)
+        group, versions = SERVED[resource]
+        version = self._versions.get(resource, versions[0])
+        return self._custom.list_cluster_custom_object, (group, version, resource)
 
     def list(self, resource: str, *, continue_token: str | None) -> dict[str, Any]:
         if resource in ("namespaces", "pods") or continue_token:
             return self._list(resource, continue_token)
-        for version in DRA_VERSIONS:  # a first page finds the newest version served
+        group, versions = SERVED[resource]
+        for version in versions:  # a first page finds the newest version served
             self._versions[resource] = version
             try:
                 page = self._list(resource, None)
@@ -87,9 +99,9 @@ class KubernetesClientAPI:
                 continue
             for item in page.get("items") or []:
                 if isinstance(item, dict):  # list items carry no apiVersion: say which they are
-                    item.setdefault("apiVersion", f"{DRA_GROUP}/{version}")
+                    item.setdefault("apiVersion", f"{group}/{version}")
             return page
-        raise NotServed(f"{DRA_GROUP} {resource} ({', '.join(DRA_VERSIONS)})")
+        raise NotServed(f"{group} {resource} ({', '.join(versions)})")
 
     def _list(self, resource: str, continue_token: str | None) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -113,7 +125,7 @@ class KubernetesClientAPI:
         if args and continue_token:
             for item in data.get("items") or []:
                 if isinstance(item, dict):
-                    item.setdefault("apiVersion", f"{DRA_GROUP}/{args[1]}")
+                    item.setdefault("apiVersion", f"{args[0]}/{args[1]}")
         return data
 
     def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]:
@@ -135,7 +147,7 @@ class KubernetesClientAPI:
             for event in stream:
                 obj = event["raw_object"]
                 if args and isinstance(obj, dict):
-                    obj.setdefault("apiVersion", f"{DRA_GROUP}/{args[1]}")
+                    obj.setdefault("apiVersion", f"{args[0]}/{args[1]}")
                 yield {"type": event["type"], "object": obj}
         except ApiException as err:
             if err.status == 410:

@@ -26,8 +26,10 @@ KINDS = {
     "pods": "Pod",
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
+    "podgroups": "PodGroup",
 }
 DRA = {"resourceclaims", "resourceclaimtemplates"}
+SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 
 
 class Dropped(Exception):
@@ -35,8 +37,11 @@ class Dropped(Exception):
 
 
 class FakeAPIServer:
-    def __init__(self, dra_versions: tuple[str, ...] = ("v1",)) -> None:
+    def __init__(
+        self, dra_versions: tuple[str, ...] = ("v1",), scheduling_versions: tuple[str, ...] = ("v1beta1",)
+    ) -> None:
         self.dra_versions = dra_versions  # resource.k8s.io versions served; the first is the storage one
+        self.scheduling_versions = scheduling_versions  # scheduling.k8s.io, likewise
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
         self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
@@ -67,6 +72,8 @@ class FakeAPIServer:
                 meta["namespace"] = namespace
             meta.update(fields.pop("metadata", {}))
             api_version = f"resource.k8s.io/{self.dra_versions[0]}" if resource in DRA else "v1"
+            if resource in SCHEDULING:
+                api_version = f"scheduling.k8s.io/{self.scheduling_versions[0]}"
             obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
@@ -102,9 +109,15 @@ class FakeAPIServer:
         async def handle(request: Request) -> Response:
             resource = request.path_params["resource"]
             version = request.path_params.get("version")
-            if resource not in KINDS or (version is not None) != (resource in DRA):
+            group = request.path_params.get("group")
+            served = {
+                "resource.k8s.io": (DRA, self.dra_versions),
+                "scheduling.k8s.io": (SCHEDULING, self.scheduling_versions),
+            }
+            resources, versions = served.get(group, (set(), ())) if group else (set(), ())
+            if resource not in KINDS or (version is not None) != (resource in DRA | SCHEDULING):
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
-            if version is not None and version not in self.dra_versions:
+            if version is not None and (resource not in resources or version not in versions):
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
             if request.query_params.get("watch") in ("true", "1"):
                 return self._watch(resource, request)
@@ -125,7 +138,7 @@ class FakeAPIServer:
         return Starlette(
             routes=[
                 Route("/api/v1/{resource}", handle),
-                Route("/apis/resource.k8s.io/{version}/{resource}", handle),
+                Route("/apis/{group}/{version}/{resource}", handle),
             ]
         )
 
