@@ -99,6 +99,9 @@ plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
+Claims made for a group of pods (a PodGroup's ``spec.resourceClaims``, a Job's
+``spec.scheduling.resourceClaims``) count once, on the object that makes them, and a pod entry matching its
+group's claim counts per pod but not in ``total`` (``workloads.scheduling``).
 ``deviceclass.resource.kubernetes.io/*`` extended resources are not counted. ``config`` may be the
 GovernanceConfig document or its spec.
 
