@@ -33,8 +33,7 @@ Shape (every key is always present; lists keep manifest order)::
           "resourceClaimTemplateName": "t",                  # or "resourceClaimName": "shared-claim"
           "source": "ResourceClaimTemplate t",               # "" when neither name is set
           "shared": false,                                   # a ResourceClaim: one set for all pods
-          "group": "",                                       # "PodGroup <name>" or "spec.scheduling": the
-                                                             # group's claim, charged there (scheduling)
+          "group": "",                                       # "PodGroup <n>"/"spec.scheduling": charged there
           "gpus": 8,                                         # GPU devices of the claim (per pod if a template)
           "devices": [{"request": "gpus", "path": "spec.spec.devices.requests[0].exactly",
                        "deviceClass": "gpu.nvidia.com", "resource": "nvidia.com/gpu", "gpu": true,
@@ -52,9 +51,7 @@ Shape (every key is always present; lists keep manifest order)::
         "claims": ["gpu"]          # resources.claims names (DRA)
       }],
       "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2},
-               # DRA claims with GPUs charged here; a group's own claims (PodGroup spec.resourceClaims, a
-               # Job's spec.scheduling.resourceClaims) once, with template "spec" / "spec.scheduling"
-               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",
+               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",   # or a group's: "spec"
                            "source": "ResourceClaimTemplate t", "deviceClasses": ["gpu.nvidia.com"],
                            "count": 8, "pods": 16, "total": 128, "shared": false}],
                # what this request adds to the team's usage: all of it here; on UPDATE (the engine's
@@ -99,9 +96,7 @@ plugin's ``nvidia.com/mig-1g.5gb``; several or no profiles stay ``mig.nvidia.com
 ``perPod`` of each template naming it but once in the workload's ``total``; ``firstAvailable`` at its
 largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or template not among
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
-Claims made for a group of pods (a PodGroup's ``spec.resourceClaims``, a Job's
-``spec.scheduling.resourceClaims``) count once, on the object that makes them, and a pod entry matching its
-group's claim counts per pod but not in ``total`` (``workloads.scheduling``).
+A group's claims (PodGroup, Job ``spec.scheduling``) count once where made (``workloads.scheduling``).
 ``deviceclass.resource.kubernetes.io/*`` extended resources are not counted. ``config`` may be the
 GovernanceConfig document or its spec.
 
@@ -142,7 +137,7 @@ from policyengine.workloads.pods import (
     product_constraint,
 )
 from policyengine.workloads.products import gpu_products
-from policyengine.workloads.scheduling import PodGroupOf, add_group_claims, group_of, mark_group_claims
+from policyengine.workloads.scheduling import add_group_claims, group_of, mark_group_claims
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -188,8 +183,8 @@ def describe(
     refs: list[Ref] = []
     pod_claims: list[PodClaims] = []
     for t in templates:
-        group = group_of(obj, t.spec, t.path, claims, resolver.namespace, problems)
-        view, dra = _template_view(t, rules, problems, containers, resolver, group)
+        view, dra = _template_view(t, rules, problems, containers, resolver)
+        mark_group_claims(group_of(obj, t.spec, t.path, claims, resolver.namespace, problems), t.spec, dra)
         views.append(view)
         pod_claims.append(dra)
         for site in t.containers:
@@ -206,13 +201,12 @@ def describe(
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
     gpu_total = gpus["total"]
-    pod_gpus_seen = gpu_total or gpus["maxPerPod"]  # a group's GPUs are charged elsewhere but used here
     return {
         "kind": kind,
         "apiVersion": text(obj.get("apiVersion", "")),
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
-        "isAiWorkload": _is_ai(kind, pod_gpus_seen, models, templates),
+        "isAiWorkload": _is_ai(kind, gpu_total or gpus["maxPerPod"], models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
@@ -287,12 +281,7 @@ def _total_gpus(
 
 
 def _template_view(
-    t: PodTemplate,
-    rules: GpuRules,
-    problems: Problems,
-    containers: list[dict[str, Any]],
-    resolver: Resolver,
-    group: PodGroupOf,
+    t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
 ) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
     for site in t.containers:
@@ -317,7 +306,6 @@ def _template_view(
     by_resource = pod_gpus(counted)
     device_plugin_gpus = bool(by_resource)
     dra = resolver.pod(t.spec, t.path, problems)
-    mark_group_claims(group, t.spec, dra)
     for name, n in dra.per_pod.items():
         by_resource[name] = clamp(by_resource.get(name, 0) + n)
     by_resource = dict(sorted(by_resource.items()))
