@@ -137,7 +137,7 @@ from policyengine.workloads.pods import (
     product_constraint,
 )
 from policyengine.workloads.products import gpu_products
-from policyengine.workloads.scheduling import add_group_claims, group_of, mark_group_claims
+from policyengine.workloads.scheduling import add_group_claims, mark_group_claims
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -184,7 +184,7 @@ def describe(
     pod_claims: list[PodClaims] = []
     for t in templates:
         view, dra = _template_view(t, rules, problems, containers, resolver)
-        mark_group_claims(group_of(obj, t.spec, t.path, claims, resolver.namespace, problems), t.spec, dra)
+        mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra)
         views.append(view)
         pod_claims.append(dra)
         for site in t.containers:

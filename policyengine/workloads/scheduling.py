@@ -182,13 +182,14 @@ def group_of(
     objects: ClaimObjects,
     namespace: str,
     problems: Problems,
+    dra: PodClaims,
 ) -> PodGroupOf:
     """The group a pod template's claims may belong to: the PodGroup it names (looked up among the known
-    objects), else the Job's own ``spec.scheduling`` claims."""
+    objects), else the Job's own ``spec.scheduling`` claims. ``dra`` is the template's claims, counted."""
     group_name = as_dict(pod_spec.get("schedulingGroup")).get("podGroupName")
     if isinstance(group_name, str) and group_name:
         name = cut(group_name)
-        if not as_list(pod_spec.get("resourceClaims")):
+        if not any(dra.by_claim):  # no claim holds GPUs: whose claims they are changes no count
             return PodGroupOf()
         pod_group = objects.get(POD_GROUP, namespace, group_name)
         where = f"{path}.schedulingGroup.podGroupName"
@@ -220,9 +221,18 @@ def matches(group: PodGroupOf, entry: Any) -> bool:
     return bool(group.charged_on) and _key(entry) in group.keys
 
 
-def mark_group_claims(group: PodGroupOf, pod_spec: Mapping[str, Any], dra: PodClaims) -> None:
-    """Pod claim entries that are their group's: shown as shared and the group's, their devices in each
-    pod's count but charged on the group, not in the workload's total."""
+def mark_group_claims(
+    obj: Mapping[str, Any],
+    pod_spec: Mapping[str, Any],
+    path: str,
+    objects: ClaimObjects,
+    namespace: str,
+    problems: Problems,
+    dra: PodClaims,
+) -> None:
+    """Pod claim entries that are their group's (``group_of``): shown as shared and the group's, their
+    devices in each pod's count but charged on the group, not in the workload's total."""
+    group = group_of(obj, pod_spec, path, objects, namespace, problems, dra)
     if not group.charged_on:
         return
     entries = as_list(pod_spec.get("resourceClaims"))[:MAX_POD_CLAIMS]
