@@ -184,9 +184,8 @@ def describe(
     pod_claims: list[PodClaims] = []
     for t in templates:
         view, dra = _template_view(t, rules, problems, containers, resolver)
-        mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra)
         views.append(view)
-        pod_claims.append(dra)
+        pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
         for site in t.containers:
             _scan_container(site, data, images)
             refs.extend(container_refs(site.container, site.path, model_problems))

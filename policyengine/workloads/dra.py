@@ -272,7 +272,7 @@ class Resolver:
             problem(
                 problems,
                 path,
-                f"{kind} {name} is not found in namespace {self.namespace} (not among the checked manifests "
+                f"{kind} {name} is not found in namespace {cut(self.namespace, 63)} (not among the checked manifests "
                 "or the inventory), so the GPUs it asks for cannot be counted",
             )
             return view

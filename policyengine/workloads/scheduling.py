@@ -197,7 +197,7 @@ def group_of(
             problem(
                 problems,
                 where,
-                f"PodGroup {name} is not found in namespace {namespace} (not among the checked manifests or "
+                f"PodGroup {name} is not found in namespace {cut(namespace, 63)} (not among the checked manifests or "
                 "the inventory), so which of the pods' claims are the group's (one set for all) and which "
                 "each pod's cannot be told",
             )
@@ -229,12 +229,12 @@ def mark_group_claims(
     namespace: str,
     problems: Problems,
     dra: PodClaims,
-) -> None:
+) -> PodClaims:
     """Pod claim entries that are their group's (``group_of``): shown as shared and the group's, their
-    devices in each pod's count but charged on the group, not in the workload's total."""
+    devices in each pod's count but charged on the group, not in the workload's total. Returns ``dra``."""
     group = group_of(obj, pod_spec, path, objects, namespace, problems, dra)
     if not group.charged_on:
-        return
+        return dra
     entries = as_list(pod_spec.get("resourceClaims"))[:MAX_POD_CLAIMS]
     for i, (entry, view) in enumerate(zip(entries, dra.views, strict=False)):
         if not matches(group, entry):
@@ -243,6 +243,7 @@ def mark_group_claims(
         if isinstance(view.get("resourceClaimName"), str):
             dra.shared.pop(view["resourceClaimName"], None)
         dra.elsewhere[str(i)] = dra.by_claim[i]
+    return dra
 
 
 def add_group_claims(
