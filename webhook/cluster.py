@@ -1,4 +1,5 @@
-"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims and Kueue queues through the Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims, PodGroups and Kueue queues through the
+Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -9,9 +10,10 @@ HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps obje
 
 ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``) are read at the newest version the API
 server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
-again after each watch period in case it is upgraded. Kueue's ClusterQueues, LocalQueues and
-ResourceFlavors (``kueue.x-k8s.io``, v1beta2 else v1beta1; the GPU budgets under spec.gpu.teamsFrom
-kueue) are read the same way: a cluster without Kueue has none.
+again after each watch period in case it is upgraded. PodGroups (``scheduling.k8s.io``: the claims their
+pods share) are read the same way at v1beta1, else v1alpha3, else v1alpha2, and Kueue's ClusterQueues,
+LocalQueues and ResourceFlavors (``kueue.x-k8s.io``, v1beta2 else v1beta1; the GPU budgets under
+spec.gpu.teamsFrom kueue) too: a cluster without them has none.
 
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
 """
@@ -33,12 +35,15 @@ RESOURCES = {
     "resourceclaimtemplates": "ResourceClaimTemplate",
     # DeviceClasses: the extended resource names (spec.extendedResourceName) that ask for DRA devices.
     "deviceclasses": "DeviceClass",
+    "podgroups": "PodGroup",
     "clusterqueues": "ClusterQueue",
     "localqueues": "LocalQueue",
     "resourceflavors": "ResourceFlavor",
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")
+SCHEDULING_GROUP = "scheduling.k8s.io"
+SCHEDULING_VERSIONS = ("v1beta1", "v1alpha3", "v1alpha2")
 KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_VERSIONS = ("v1beta2", "v1beta1")
 # Resources outside the core group: their API group and the versions tried, newest first.
@@ -46,6 +51,7 @@ GROUPS = {
     "resourceclaims": (DRA_GROUP, DRA_VERSIONS),
     "resourceclaimtemplates": (DRA_GROUP, DRA_VERSIONS),
     "deviceclasses": (DRA_GROUP, DRA_VERSIONS),
+    "podgroups": (SCHEDULING_GROUP, SCHEDULING_VERSIONS),
     **{r: (KUEUE_GROUP, KUEUE_VERSIONS) for r in ("clusterqueues", "localqueues", "resourceflavors")},
 }
 PAGE = 500

@@ -33,6 +33,7 @@ Shape (every key is always present; lists keep manifest order)::
           "resourceClaimTemplateName": "t",                  # or "resourceClaimName": "shared-claim"
           "source": "ResourceClaimTemplate t",               # "" when neither name is set
           "shared": false,                                   # a ResourceClaim: one set for all pods
+          "group": "",                                       # "PodGroup <n>"/"spec.scheduling": charged there
           "gpus": 8,                                         # GPU devices of the claim (per pod if a template)
           "devices": [{"request": "gpus", "path": "spec.spec.devices.requests[0].exactly",
                        "deviceClass": "gpu.nvidia.com", "resource": "nvidia.com/gpu", "gpu": true,
@@ -50,7 +51,7 @@ Shape (every key is always present; lists keep manifest order)::
         "claims": ["gpu"]          # resources.claims names (DRA)
       }],
       "gpus": {"total": 2, "maxPerPod": 1, "byResource": {"nvidia.com/gpu": 2},
-               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",   # DRA claims with GPUs
+               "claims": [{"template": "<podTemplates[].path>", "claim": "gpu",   # or a group's: "spec"
                            "source": "ResourceClaimTemplate t", "deviceClasses": ["gpu.nvidia.com"],
                            "count": 8, "pods": 16, "total": 128, "shared": false}],
                # what this request adds to the team's usage: all of it here; on UPDATE (the engine's
@@ -99,6 +100,7 @@ largest GPU alternative. ``allocationMode: All`` on a GPU class, a claim or temp
 ``claims`` in the namespace, and an old ``v1alpha2`` claim are problems.
 DRA extended resources count under their class's GPU name, once (``workloads.extended``, listed in
 ``containers[].gpus.draExtendedResources``); claims and requests carry ``resourceQuotaCharge`` (``All``: 32).
+A group's claims (PodGroup, Job ``spec.scheduling``) count once where made (``workloads.scheduling``).
 ``config`` may be the GovernanceConfig document or its spec.
 
 ``gpuProducts`` says which GPU products a template's GPUs may be (``workloads.products``): device-plugin
@@ -133,6 +135,7 @@ from policyengine.workloads.pods import (
 )
 from policyengine.workloads.products import gpu_products
 from policyengine.workloads.references import DATASETS_ANNOTATION, MODELS_ANNOTATION, collect_references
+from policyengine.workloads.scheduling import add_group_claims, mark_group_claims
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -167,11 +170,11 @@ def describe(
     for t in templates:
         view, dra = _template_view(t, rules, problems, containers, resolver)
         views.append(view)
-        pod_claims.append(dra)
+        pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
     found = collect_references(obj, metadata, templates)
     data, models = found.data, found.models
 
-    gpus = _gpus_view(templates, views, pod_claims)
+    gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
     gpu_total = gpus["total"]
@@ -180,7 +183,7 @@ def describe(
         "apiVersion": text(obj.get("apiVersion", "")),
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
-        "isAiWorkload": _is_ai(kind, gpu_total, models, templates),
+        "isAiWorkload": _is_ai(kind, gpu_total or gpus["maxPerPod"], models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
@@ -241,6 +244,9 @@ def _total_gpus(
         own = dict(v["gpus"]["byResource"])
         for claim, by_resource in dra.shared.items():
             shared[claim] = by_resource
+            for name, n in by_resource.items():
+                own[name] = own.get(name, 0) - n
+        for by_resource in dra.elsewhere.values():  # a group's claims: charged on the group
             for name, n in by_resource.items():
                 own[name] = own.get(name, 0) - n
         for name, n in own.items():

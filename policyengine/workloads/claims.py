@@ -91,14 +91,15 @@ class DeviceClasses:
 
 
 class ClaimObjects:
-    """ResourceClaims and ResourceClaimTemplates by (kind, namespace, name); later objects win. The
-    DeviceClasses among the objects are kept in order beside them (cluster-scoped, read by name)."""
+    """ResourceClaims, ResourceClaimTemplates and PodGroups (whose claims pods share, see
+    ``workloads.scheduling``) by (kind, namespace, name); later objects win. The DeviceClasses among the
+    objects are kept in order beside them (cluster-scoped, read by name)."""
 
     def __init__(self, objects: Iterable[Any] = ()) -> None:
         self._by_key: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         self.device_classes: list[Mapping[str, Any]] = []
         for obj in objects:
-            if not is_claim_object(obj):
+            if not (is_claim_object(obj) or _is_pod_group(obj)):
                 continue
             if obj["kind"] == DEVICE_CLASS:
                 if len(self.device_classes) < MAX_CLAIM_OBJECTS:
@@ -128,6 +129,13 @@ def is_claim_object(obj: Any) -> bool:
         return False
     api_version = obj.get("apiVersion")
     return isinstance(api_version, str) and api_version.partition("/")[0] == GROUP
+
+
+def _is_pod_group(obj: Any) -> bool:
+    if not isinstance(obj, Mapping) or obj.get("kind") != "PodGroup":
+        return False
+    api_version = obj.get("apiVersion")
+    return isinstance(api_version, str) and api_version.partition("/")[0] == "scheduling.k8s.io"
 
 
 def claim_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:

@@ -222,6 +222,9 @@ class PodClaims:
     per_pod: dict[str, int] = field(default_factory=dict)  # every claim a pod sees, shared ones included
     shared: dict[str, dict[str, int]] = field(default_factory=dict)  # claim name -> by resource
     views: list[dict[str, Any]] = field(default_factory=list)
+    by_claim: list[dict[str, int]] = field(default_factory=list)  # per entry of views, by resource
+    # entries whose devices are a group's, charged on the group (workloads.scheduling), by resource
+    elsewhere: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Resolver:
@@ -258,6 +261,7 @@ class Resolver:
         for i, entry in enumerate(
             _bounded(spec.get("resourceClaims"), MAX_POD_CLAIMS, base, "claims", problems)
         ):
+            out.by_claim.append({})
             out.views.append(self._claim(as_dict(entry), f"{base}[{i}]", out, problems))
         return out
 
@@ -274,7 +278,13 @@ class Resolver:
                 kind, name = k, cut(given)
                 view[key] = name
         view.update(
-            {"source": f"{kind} {name}" if kind else "", "shared": kind == CLAIM, "devices": [], "gpus": 0}
+            {
+                "source": f"{kind} {name}" if kind else "",
+                "shared": kind == CLAIM,
+                "group": "",
+                "devices": [],
+                "gpus": 0,
+            }
         )
         if not kind:
             return view  # neither name set: the API server rejects the pod; nothing to count
@@ -283,7 +293,7 @@ class Resolver:
             problem(
                 problems,
                 path,
-                f"{kind} {name} is not found in namespace {self.namespace} (not among the checked manifests "
+                f"{kind} {name} is not found in namespace {cut(self.namespace, 63)} (not among the checked manifests "
                 "or the inventory), so the GPUs it asks for cannot be counted",
             )
             return view
@@ -299,6 +309,7 @@ class Resolver:
         view["devices"] = self._device_views(requests, path, problems)
         view["gpus"] = clamp(sum(by_resource.values()))
         view["resourceQuotaCharge"] = clamp(sum(r.quota_charge() for r in requests if r.resource))
+        out.by_claim[-1] = by_resource
         for res, n in by_resource.items():
             out.per_pod[res] = clamp(out.per_pod.get(res, 0) + n)
         if kind == CLAIM:
@@ -342,7 +353,7 @@ def breakdown(template_path: str, replicas: int, claims: list[dict[str, Any]]) -
     """Per claim that holds GPUs: where, which object, class and count per pod, and the GPUs it adds."""
     out = []
     for c in claims:
-        if not c["gpus"]:
+        if not c["gpus"] or c.get("group"):  # a group's claim is charged on the group
             continue
         classes = sorted({d["deviceClass"] for d in c["devices"] if d["gpu"] and d["count"]})
         pods = 1 if c["shared"] else replicas

@@ -29,11 +29,13 @@ KINDS = {
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
     "deviceclasses": "DeviceClass",
+    "podgroups": "PodGroup",
     "clusterqueues": "ClusterQueue",
     "localqueues": "LocalQueue",
     "resourceflavors": "ResourceFlavor",
 }
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses"}
+SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
 
 
@@ -42,9 +44,15 @@ class Dropped(Exception):
 
 
 class FakeAPIServer:
-    def __init__(self, dra_versions: tuple[str, ...] = ("v1",), kueue_versions: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        dra_versions: tuple[str, ...] = ("v1",),
+        kueue_versions: tuple[str, ...] = (),
+        scheduling_versions: tuple[str, ...] = ("v1beta1",),
+    ) -> None:
         self.dra_versions = dra_versions  # resource.k8s.io versions served; the first is the storage one
         self.kueue_versions = kueue_versions  # kueue.x-k8s.io versions served (none: Kueue not installed)
+        self.scheduling_versions = scheduling_versions  # scheduling.k8s.io, likewise
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
         self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
@@ -80,6 +88,8 @@ class FakeAPIServer:
             api_version = f"resource.k8s.io/{self.dra_versions[0]}" if resource in DRA else "v1"
             if resource in KUEUE:
                 api_version = f"kueue.x-k8s.io/{self.kueue_versions[0]}"
+            if resource in SCHEDULING:
+                api_version = f"scheduling.k8s.io/{self.scheduling_versions[0]}"
             obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
@@ -131,6 +141,7 @@ class FakeAPIServer:
             served = {
                 "resource.k8s.io": (DRA, self.dra_versions),
                 "kueue.x-k8s.io": (KUEUE, self.kueue_versions),
+                "scheduling.k8s.io": (SCHEDULING, self.scheduling_versions),
             }
             resources, versions = served.get(str(group), (set(), ()))
             if resource not in KINDS or (version is not None) != (resource in resources):

@@ -197,3 +197,35 @@ def test_a_cluster_without_kueue_is_ready_with_no_queues(
 ) -> None:
     _wait(lambda: inventory.status()["ready"])
     assert inventory.status()["resources"]["clusterqueues"]["lastError"] == "not served by the API server"
+
+
+def test_pod_groups_are_listed_and_watched_at_the_version_served() -> None:
+    fake = FakeAPIServer(scheduling_versions=("v1alpha3",))
+    fake.put(
+        "podgroups", "group-0", "train", spec={"resourceClaims": [{"name": "g", "resourceClaimName": "c"}]}
+    )
+    fake.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{fake.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"])
+        (group,) = inv.current().objects
+        assert (group["kind"], group["apiVersion"]) == ("PodGroup", "scheduling.k8s.io/v1alpha3")
+        fake.put("podgroups", "group-1", "train", spec={})
+        _wait(lambda: len(inv.current().objects) == 2)
+        fake.delete("podgroups", "group-0", "train")
+        _wait(lambda: [o["metadata"]["name"] for o in inv.current().objects] == ["group-1"])
+    finally:
+        inv.stop()
+        fake.stop()
+    # A cluster without the scheduling API has no PodGroups, and is ready.
+    bare = FakeAPIServer(scheduling_versions=())
+    bare.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{bare.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"])
+        assert inv.status()["resources"]["podgroups"]["lastError"] == "not served by the API server"
+    finally:
+        inv.stop()
+        bare.stop()

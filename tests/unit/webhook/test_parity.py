@@ -23,6 +23,7 @@ from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
 from policyengine.policyset import bundled_policies_dir, load_policy_set
 from policyengine.workloads.claims import is_claim_object
+from policyengine.workloads.scheduling import is_group_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
 from webhook.policies import LivePolicies
@@ -95,7 +96,8 @@ def test_check_and_validate_agree_on_every_manifest(
 ) -> None:
     models = repo_root / "tests" / "fixtures" / "models"  # one workload per place a model is named
     extended = repo_root / "tests" / "fixtures" / "dra-extended"  # GPUs asked for as DRA extended resources
-    roots = [shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models, extended]
+    groups = repo_root / "tests" / "fixtures" / "scheduling"  # claims made for a group of pods
+    roots = [shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models, extended, groups]
     files = _manifest_files(roots)
     assert models / "model-sources.yaml" in files
     assert len(files) >= 20, files
@@ -105,8 +107,9 @@ def test_check_and_validate_agree_on_every_manifest(
     engine = engine_loader(Settings())()
     policies = LivePolicies(lambda: engine)
     policies.serve(engine)
-    # The cluster holds the DRA claims and claim templates the corpus' pods name, as check sees them.
-    claims = tuple(d.data for d in docs if is_claim_object(d.data))
+    # The cluster holds the DRA claims and claim templates the corpus' pods name, and their PodGroups and
+    # Workloads, as check sees them.
+    claims = tuple(d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data))
     inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs), objects=claims))
     dra_quota: set[str] = set()
     services = WebhookServices(
@@ -156,6 +159,10 @@ def test_check_and_validate_agree_on_every_manifest(
     assert {"quickstart__v1__gpu-test4.yaml:pod", "quickstart__v1beta1__gpu-test3.yaml:pod1"} <= dra_quota
     # And GPUs asked for as DRA extended resources (deviceclass.resource.kubernetes.io/<class>).
     assert "job-128-gpus.yaml:extended-128" in dra_quota
+    # A group's claim reaches the quota once, on the PodGroup or on the Job whose spec.scheduling makes it;
+    # the pods sharing the PodGroup's claim are not charged it again.
+    assert {"pod-group-claims.yaml:trainer-group-0", "pod-group-claims.yaml:scheduled"} <= dra_quota
+    assert "pod-group-claims.yaml:group-members" not in dra_quota
 
 
 @pytest.mark.shared

@@ -341,6 +341,7 @@ def test_dra_claims_are_noted() -> None:
             "resourceClaimName": "shared",
             "source": "ResourceClaim shared",
             "shared": True,
+            "group": "",
             "devices": [],
             "gpus": 0,
         }
