@@ -16,6 +16,9 @@ Shape (every key is always present)::
         "gpusInUseByResource": {"nvidia.com/gpu": 8, "nvidia.com/mig-1g.5gb": 4}
                                      # the same devices per resource name; every resource named in
                                      # limits.quotaByResource is present (0 when none is held)
+        "gpuMemoryInUse": 687194767360,   # bytes of GPU memory the pool's devices hold, where known
+        "gpuMemoryUnknownInUse": 0,  # devices held whose memory no ResourceSlice or profile name says
+        "gpuMemoryBudget": 687194767360   # limits.gpuMemory in bytes (a quantity, 640Gi); only when set
       },
       "residency": {
         "zone": "eu",                # label policyengine.io/residency: the namespace's wins over the
@@ -41,9 +44,17 @@ from typing import Any
 
 from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.model import Inventory
+from policyengine.workloads.slices import memory_bytes
 from policyengine.workloads.values import as_dict, as_list
 
-__all__ = ["RESIDENCY_LABEL", "UNKNOWN_REGION", "OrgRules", "pool_usage", "pool_usage_by_resource"]
+__all__ = [
+    "RESIDENCY_LABEL",
+    "UNKNOWN_REGION",
+    "OrgRules",
+    "pool_memory",
+    "pool_usage",
+    "pool_usage_by_resource",
+]
 
 RESIDENCY_LABEL = "policyengine.io/residency"
 # The one spelling of "no region is known for this data location".
@@ -89,6 +100,18 @@ def pool_usage_by_resource(
     return pools
 
 
+def pool_memory(
+    teams: Mapping[str, Mapping[str, Any]], configured: Mapping[str, Any]
+) -> dict[str, list[int]]:
+    """[bytes known, devices of unknown memory] in use per quota pool, from the inventory view's teams."""
+    pools: dict[str, list[int]] = {}
+    for team, entry in teams.items():
+        pool = pools.setdefault(_pool_of(team, configured), [0, 0])
+        pool[0] = min(2**63 - 1, pool[0] + int(entry.get("gpuMemoryInUse", 0)))
+        pool[1] += int(entry.get("gpuMemoryUnknownInUse", 0))
+    return pools
+
+
 @dataclass(frozen=True)
 class OrgRules:
     """The parts of a GovernanceConfig the ``org`` view applies, read once per policy set."""
@@ -125,9 +148,11 @@ class OrgRules:
         pools: Mapping[str, int],
         data_locations: Sequence[Mapping[str, Any]],
         pools_by_resource: Mapping[str, Mapping[str, int]] | None = None,
+        pools_memory: Mapping[str, list[int]] | None = None,
     ) -> dict[str, Any]:
         """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage`` and
-        ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource)."""
+        ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource),
+        ``pools_memory`` from ``pool_memory``."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
         limits = _plain(self.teams.get(quota_team))
@@ -137,14 +162,21 @@ class OrgRules:
         by_resource.update(in_use)
         zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
+        memory = as_dict(pools_memory).get(quota_team) or [0, 0]
+        quota: dict[str, Any] = {
+            "team": quota_team,
+            "limits": limits,
+            "gpusInUse": pools.get(quota_team, 0),
+            "gpusInUseByResource": dict(sorted(by_resource.items())),
+            "gpuMemoryInUse": memory[0],
+            "gpuMemoryUnknownInUse": memory[1],
+        }
+        if "gpuMemory" in limits:
+            # The schema admits only quantities; anything else reads as no memory at all (fail closed).
+            quota["gpuMemoryBudget"] = memory_bytes(limits["gpuMemory"]) or 0
         return {
             "team": team,
-            "quota": {
-                "team": quota_team,
-                "limits": limits,
-                "gpusInUse": pools.get(quota_team, 0),
-                "gpusInUseByResource": dict(sorted(by_resource.items())),
-            },
+            "quota": quota,
             "residency": {
                 "zone": zone,
                 "regions": [r for r in as_list(zone_entry.get("regions")) if isinstance(r, str)],

@@ -20,20 +20,28 @@ from typing import Any
 
 from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
-from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
+from policyengine.org import OrgRules, pool_memory, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
-from policyengine.workloads import ClaimObjects, describe
+from policyengine.workloads import ClaimObjects, DeviceMemory, describe
 from policyengine.workloads.charge import update_charge
+from policyengine.workloads.memory import memory_charge
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
 # The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource, and
 # the inventory's DRA claims and claim templates by name (what pod templates' ``resourceClaims`` resolve
-# against).
-_InventoryFacts = tuple[dict[str, Any], dict[str, int], dict[str, dict[str, int]], ClaimObjects]
+# against), the GPU memory in use per pool (``org.pool_memory``) and the ResourceSlices' device memory.
+_InventoryFacts = tuple[
+    dict[str, Any],
+    dict[str, int],
+    dict[str, dict[str, int]],
+    ClaimObjects,
+    dict[str, list[int]],
+    DeviceMemory,
+]
 
 
 class _InventoryViews:
@@ -56,6 +64,8 @@ class _InventoryViews:
             pool_usage(in_use, rules.teams),
             pool_usage_by_resource(by_resource, rules.teams),
             ClaimObjects(inventory.objects),
+            pool_memory(view["teams"], rules.teams),
+            DeviceMemory(inventory.objects),
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -83,13 +93,15 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools, pools_by_resource, claims = inventories.view(inventory, config, rules)
-        workload = describe(obj, config, claims, request.namespace)
-        _charge_update(request, workload, config, claims)
+        inventory_facts, pools, pools_by_resource, claims, memory, slices = inventories.view(
+            inventory, config, rules
+        )
+        workload = describe(obj, config, claims, request.namespace, slices)
+        _charge_update(request, workload, config, claims, slices)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         org = rules.view(
-            request.namespace, obj, inventory, pools, workload["dataLocations"], pools_by_resource
+            request.namespace, obj, inventory, pools, workload["dataLocations"], pools_by_resource, memory
         )
         return {"workload": workload, "inventory": inventory_facts, "org": org}
 
@@ -97,7 +109,11 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
 
 
 def _charge_update(
-    request: Request, workload: dict[str, Any], config: Mapping[str, Any], claims: ClaimObjects
+    request: Request,
+    workload: dict[str, Any],
+    config: Mapping[str, Any],
+    claims: ClaimObjects,
+    slices: DeviceMemory,
 ) -> None:
     """On UPDATE the old object's GPUs are already in the team's usage: charge only the growth. The old
     object is described as the new one is (bounded by its size) and only its GPU figures are kept, so its
@@ -109,8 +125,9 @@ def _charge_update(
         or not isinstance(old, Mapping)
     ):
         return
-    before = describe(old, config, claims, request.namespace)["gpus"]
-    workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
+    before = describe(old, config, claims, request.namespace, slices)
+    workload["gpus"]["charge"] = update_charge(workload["gpus"], before["gpus"])
+    workload["gpuMemory"]["charge"] = memory_charge(workload["gpuMemory"], before["gpuMemory"])
 
 
 def default_views(policy_set: PolicySet) -> ViewProvider:

@@ -118,6 +118,7 @@ from policyengine.workloads.charge import whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
+from policyengine.workloads.memory import workload_memory
 from policyengine.workloads.models import (
     MAX_MODELS,
     Ref,
@@ -135,6 +136,7 @@ from policyengine.workloads.pods import (
     product_constraint,
 )
 from policyengine.workloads.products import gpu_products
+from policyengine.workloads.slices import NO_SLICES, DeviceMemory
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -148,7 +150,7 @@ from policyengine.workloads.values import (
     text,
 )
 
-__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "GpuRules", "describe"]
+__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "DeviceMemory", "GpuRules", "describe"]
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
@@ -159,9 +161,11 @@ def describe(
     config: Mapping[str, Any] | None = None,
     claims: ClaimObjects = NO_CLAIMS,
     namespace: str = "",
+    slices: DeviceMemory = NO_SLICES,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
-    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
+    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
+    ``slices`` the ResourceSlices' device memory (``workloads.slices``)."""
     problems: Problems = []
     model_problems: Problems = []  # model references that cannot be read: a provenance matter, not a count
     rules = GpuRules.from_config(config)
@@ -194,6 +198,7 @@ def describe(
     _add_refs(refs, data, models, model_problems)
 
     gpus = _gpus_view(templates, views, pod_claims)
+    memory = workload_memory(templates, views, claims, resolver.namespace, slices)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
     gpu_total = gpus["total"]
@@ -208,6 +213,7 @@ def describe(
         "podTemplates": views,
         "containers": containers,
         "gpus": {**gpus, "charge": whole_charge(gpus)},
+        "gpuMemory": memory,
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,
