@@ -1,4 +1,4 @@
-"""In-cluster inventory: list and watch Namespaces, Pods and DRA claims through the Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims and ResourceSlices through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -7,7 +7,7 @@ compacted away) or a dropped connection means events may have been missed, so th
 again, with capped exponential backoff on repeated failures. The official ``kubernetes`` client does the
 HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts).
 
-ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``) are read at the newest version the API
+ResourceClaims, ResourceClaimTemplates and ResourceSlices (``resource.k8s.io``) are read at the newest version the API
 server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
 again after each watch period in case it is upgraded.
 
@@ -29,6 +29,7 @@ RESOURCES = {
     "pods": "Pod",
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
+    "resourceslices": "ResourceSlice",  # the GPU memory of DRA devices (policyengine.workloads.slices)
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")

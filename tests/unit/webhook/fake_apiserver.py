@@ -26,8 +26,9 @@ KINDS = {
     "pods": "Pod",
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
+    "resourceslices": "ResourceSlice",
 }
-DRA = {"resourceclaims", "resourceclaimtemplates"}
+DRA = {"resourceclaims", "resourceclaimtemplates", "resourceslices"}
 
 
 class Dropped(Exception):

@@ -53,7 +53,7 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     core, dra = docs["ClusterRole/policyengine-inventory"]["rules"]
     assert set(core["resources"]) == {"namespaces", "pods"} and set(core["verbs"]) == {"get", "list", "watch"}
     assert dra["apiGroups"] == ["resource.k8s.io"]
-    assert set(dra["resources"]) == {"resourceclaims", "resourceclaimtemplates"}
+    assert set(dra["resources"]) == {"resourceclaims", "resourceclaimtemplates", "resourceslices"}
     assert set(dra["verbs"]) == {"get", "list", "watch"}
 
 
