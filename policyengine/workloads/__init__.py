@@ -57,6 +57,15 @@ Shape (every key is always present; lists keep manifest order)::
                # view, with oldObject) total = max(0, new total - old total) and each resource
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
                "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}}},
+      # GPU memory in bytes where the manifest or the ResourceSlices say it (workloads.memory); each
+      # template has "gpuMemory": {"perPod": ..., "byResource": {...}} and each DRA device view
+      # "memory": {"perDevice": bytes, "known": bool, "source": "capacity.requests" | "ResourceSlice" |
+      # "profile name" | why unknown}
+      "gpuMemory": {"total": 85899345920, "maxPerPod": 42949672960, "byResource": {...},
+                    "known": true,   # false when some device's memory is unknown (listed, never 0)
+                    "unknown": [{"template": "<path>", "resource": "nvidia.com/gpu", "devices": 1,
+                                 "reason": "..."}],
+                    "charge": 85899345920},   # what the request adds (new - old on UPDATE)
       "usesDra": false,
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
