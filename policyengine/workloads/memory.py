@@ -108,6 +108,50 @@ def _dra_device(
     return {"perDevice": 0, "known": False, "source": "no ResourceSlice describes these devices"}
 
 
+class _Tally:
+    """What the templates add up to: memory by resource, shared claims apart, and the unknown devices."""
+
+    def __init__(self, claims: ClaimObjects, namespace: str, slices: DeviceMemory) -> None:
+        self.reader, self.slices, self.budget = _Claims(claims, namespace), slices, SelectorBudget()
+        self.unknown: list[dict[str, Any]] = []
+        self.shared: dict[str, dict[str, int]] = {}  # a shared claim's memory, once per workload
+
+    def template(self, v: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+        """(memory per pod, the part of it that is the pod's own) by resource, for one template view."""
+        per_pod: dict[str, int] = {}
+        own: dict[str, int] = {}
+        dra_devices: dict[str, int] = {}
+        for claim in v["resourceClaims"]:
+            claim_by: dict[str, int] = {}
+            for d in claim["devices"]:
+                if d["gpu"] and d["count"]:
+                    dra_devices[d["resource"]] = dra_devices.get(d["resource"], 0) + d["count"]
+                    self._device(v["path"], claim["source"], d, claim_by)
+            _add(per_pod, claim_by)
+            if claim["shared"]:
+                self.shared[claim["source"]] = claim_by
+            else:
+                _add(own, claim_by)
+        for resource, n in v["gpus"]["byResource"].items():
+            plugin = n - dra_devices.get(resource, 0)  # the devices the containers ask for
+            each = device_plugin_memory(resource) if plugin > 0 else 0
+            if each is None:
+                reason = "a device-plugin resource does not say its memory"
+                _unknown(self.unknown, v["path"], resource, plugin, reason)
+            elif each:
+                _add(per_pod, {resource: _mul(each, plugin)})
+                _add(own, {resource: _mul(each, plugin)})
+        return per_pod, own
+
+    def _device(self, template: str, source: str, d: dict[str, Any], into: dict[str, int]) -> None:
+        d["memory"] = m = _dra_device(d, source, self.reader, self.slices, self.budget)
+        if m["known"]:
+            _add(into, {d["resource"]: _mul(m["perDevice"], d["count"])})
+        else:
+            reason = f"{source} request {d['request']}: {m['source']}"
+            _unknown(self.unknown, template, d["resource"], d["count"], reason)
+
+
 def workload_memory(
     templates: list[Any],
     views: list[dict[str, Any]],
@@ -117,63 +161,23 @@ def workload_memory(
 ) -> dict[str, Any]:
     """Sets each template's ``gpuMemory`` and each DRA device view's ``memory``; returns the
     workload's ``gpuMemory``. A shared ResourceClaim's memory counts once in ``total``."""
-    reader, budget = _Claims(claims, namespace), SelectorBudget()
+    tally = _Tally(claims, namespace, slices)
     max_per_pod, total_by = 0, dict[str, int]()
-    unknown: list[dict[str, Any]] = []
-    shared: dict[str, dict[str, int]] = {}
     for t, v in zip(templates, views, strict=True):
-        per_pod: dict[str, int] = {}
-        own: dict[str, int] = {}
-        dra_devices: dict[str, int] = {}
-        for claim in v["resourceClaims"]:
-            claim_by: dict[str, int] = {}
-            for d in claim["devices"]:
-                if not d["gpu"] or not d["count"]:
-                    continue
-                d["memory"] = m = _dra_device(d, claim["source"], reader, slices, budget)
-                dra_devices[d["resource"]] = dra_devices.get(d["resource"], 0) + d["count"]
-                if m["known"]:
-                    claim_by[d["resource"]] = min(
-                        INT64_MAX, claim_by.get(d["resource"], 0) + _mul(m["perDevice"], d["count"])
-                    )
-                else:
-                    _unknown(
-                        unknown,
-                        v["path"],
-                        d["resource"],
-                        d["count"],
-                        f"{claim['source']} request {d['request']}: {m['source']}",
-                    )
-            _add(per_pod, claim_by)
-            if claim["shared"]:
-                shared[claim["source"]] = claim_by
-            else:
-                _add(own, claim_by)
-        for resource, n in v["gpus"]["byResource"].items():
-            plugin = n - dra_devices.get(resource, 0)  # devices the containers ask for
-            if plugin <= 0:
-                continue
-            each = device_plugin_memory(resource)
-            if each is None:
-                _unknown(
-                    unknown, v["path"], resource, plugin, "a device-plugin resource does not say its memory"
-                )
-            else:
-                _add(per_pod, {resource: _mul(each, plugin)})
-                _add(own, {resource: _mul(each, plugin)})
+        per_pod, own = tally.template(v)
         pod_total = clamp(sum(per_pod.values()))
         v["gpuMemory"] = {"perPod": pod_total, "byResource": dict(sorted(per_pod.items()))}
         max_per_pod = max(max_per_pod, pod_total)
         _add(total_by, {r: _mul(b, t.replicas) for r, b in own.items()})
-    for claim_by in shared.values():
+    for claim_by in tally.shared.values():
         _add(total_by, claim_by)
     total = clamp(sum(total_by.values()))
     return {
         "total": total,
         "maxPerPod": max_per_pod,
         "byResource": dict(sorted(total_by.items())),
-        "known": not unknown,
-        "unknown": unknown,
+        "known": not tally.unknown,
+        "unknown": tally.unknown,
         "charge": total,
     }
 
