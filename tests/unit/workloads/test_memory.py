@@ -150,16 +150,16 @@ def test_an_update_is_charged_the_memory_it_adds(engine: Engine) -> None:
     assert "adds 480Gi" in result.message
 
 
-def test_a_memory_budget_must_be_a_quantity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("budget", ["lots", "-1Gi", "1e99999", "9" * 100, "1Gb"])
+def test_a_memory_budget_must_be_a_bounded_quantity(tmp_path: Path, budget: str) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: c}\n"
-        "spec: {gpu: {teams: {a: {gpuMemory: lots}}}}\n"
+        f"spec: {{gpu: {{teams: {{a: {{gpuMemory: '{budget}'}}}}}}}}\n"
     )
+    policies = [str(bundled_policies_dir() / "gpu-quotas")]
     with pytest.raises(LoadError, match="gpuMemory"):
-        load_policy_set(
-            [str(bundled_policies_dir() / "gpu-quotas")], config_paths=[str(config)], include_bundled=False
-        )
+        load_policy_set(policies, config_paths=[str(config)], include_bundled=False)
 
 
 def test_hostile_quantities_are_bounded() -> None:
