@@ -15,8 +15,6 @@ pods share counts once), and ``inventory_view`` is what CEL sees as ``inventory`
 
 ``gpusInUse`` counts every device once whatever its kind (a MIG slice is one device, like a whole GPU);
 ``gpusInUseByResource`` splits the same devices by resource name, for per-resource quotas.
-``gpuMemoryInUse`` is the GPU memory (bytes) of those devices whose memory is known and
-``gpuMemoryUnknownInUse`` the number of devices whose memory is not (``workloads.memory.held_memory``).
 Every team named in the config's ``spec.gpu.teams`` and the ``default`` team are always present, so a rule
 can read ``inventory.teams[team].gpusInUse`` without guarding it. Which pool a team's usage counts against
 (teams without an entry share ``default``'s) is decided in ``policyengine.org``, whose ``org.quota`` view
@@ -31,9 +29,7 @@ from typing import Any
 from policyengine.model import Inventory
 from policyengine.workloads.claims import CLAIM, ClaimObjects, DeviceClasses, allocated_gpus
 from policyengine.workloads.kinds import find_templates
-from policyengine.workloads.memory import held_memory
 from policyengine.workloads.pods import GpuRules, container_gpus, pod_gpus
-from policyengine.workloads.slices import DeviceMemory
 from policyengine.workloads.values import as_dict, as_list
 
 __all__ = [
@@ -140,20 +136,13 @@ def usage_by_team(inventory: Inventory, config: Mapping[str, Any] | None = None)
 
 
 def _empty_team() -> dict[str, Any]:
-    return {
-        "gpusInUse": 0,
-        "pods": 0,
-        "gpusInUseByResource": {},
-        "gpuMemoryInUse": 0,
-        "gpuMemoryUnknownInUse": 0,
-    }
+    return {"gpusInUse": 0, "pods": 0, "gpusInUseByResource": {}}
 
 
 def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     rules = GpuRules.from_config(config)
     classes = DeviceClasses.from_config(config)
     claims = ClaimObjects(inventory.objects)
-    slices = DeviceMemory(inventory.objects)
     counted: set[tuple[str, str]] = set()  # (namespace, claim): a shared claim's devices count once
     teams: dict[str, dict[str, Any]] = {}
     for pod in _pods(inventory):
@@ -162,19 +151,13 @@ def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, 
         held = _held_by_resource(pod, rules)
         namespace = as_dict(pod.get("metadata")).get("namespace")
         namespace = namespace if isinstance(namespace, str) and namespace else "default"
-        plugin_held = dict(held)  # before the claims' devices join it
-        own_claims = []
         for name in _claim_names(pod):
             if (namespace, name) not in counted and (claim := claims.get(CLAIM, namespace, name)):
                 counted.add((namespace, name))
-                own_claims.append(claim)
                 for resource, n in allocated_gpus(claim, classes).items():
                     held[resource] = held.get(resource, 0) + n
-        memory, unknown = held_memory(plugin_held, own_claims, classes, slices)
         team = team_of(inventory, namespace)
         entry = teams.setdefault(team, _empty_team())
-        entry["gpuMemoryInUse"] = min(2**63 - 1, entry["gpuMemoryInUse"] + memory)
-        entry["gpuMemoryUnknownInUse"] += unknown
         entry["gpusInUse"] += sum(held.values())
         entry["pods"] += 1
         by_resource = entry["gpusInUseByResource"]

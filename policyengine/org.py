@@ -16,9 +16,10 @@ Shape (every key is always present)::
         "gpusInUseByResource": {"nvidia.com/gpu": 8, "nvidia.com/mig-1g.5gb": 4}
                                      # the same devices per resource name; every resource named in
                                      # limits.quotaByResource is present (0 when none is held)
-        "gpuMemoryInUse": 687194767360,   # bytes of GPU memory the pool's devices hold, where known
+        # Only when limits.gpuMemory is set (policyengine/memory_usage.py):
+        "gpuMemoryInUse": 182536110080,   # bytes of GPU memory the pool's devices hold, where known
         "gpuMemoryUnknownInUse": 0,  # devices held whose memory no ResourceSlice or profile name says
-        "gpuMemoryBudget": 687194767360   # limits.gpuMemory in bytes (a quantity, 640Gi); only when set
+        "gpuMemoryBudget": 687194767360   # limits.gpuMemory in bytes (a quantity, 640Gi)
       },
       "residency": {
         "zone": "eu",                # label policyengine.io/residency: the namespace's wins over the
@@ -100,15 +101,13 @@ def pool_usage_by_resource(
     return pools
 
 
-def pool_memory(
-    teams: Mapping[str, Mapping[str, Any]], configured: Mapping[str, Any]
-) -> dict[str, list[int]]:
-    """[bytes known, devices of unknown memory] in use per quota pool, from the inventory view's teams."""
+def pool_memory(teams: Mapping[str, tuple[int, int]], configured: Mapping[str, Any]) -> dict[str, list[int]]:
+    """[bytes known, devices of unknown memory] in use per quota pool (``memory_usage.memory_by_team``)."""
     pools: dict[str, list[int]] = {}
-    for team, entry in teams.items():
+    for team, (known, unknown) in teams.items():
         pool = pools.setdefault(_pool_of(team, configured), [0, 0])
-        pool[0] = min(2**63 - 1, pool[0] + int(entry.get("gpuMemoryInUse", 0)))
-        pool[1] += int(entry.get("gpuMemoryUnknownInUse", 0))
+        pool[0] = min(2**63 - 1, pool[0] + known)
+        pool[1] += unknown
     return pools
 
 
@@ -162,16 +161,15 @@ class OrgRules:
         by_resource.update(in_use)
         zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
-        memory = as_dict(pools_memory).get(quota_team) or [0, 0]
         quota: dict[str, Any] = {
             "team": quota_team,
             "limits": limits,
             "gpusInUse": pools.get(quota_team, 0),
             "gpusInUseByResource": dict(sorted(by_resource.items())),
-            "gpuMemoryInUse": memory[0],
-            "gpuMemoryUnknownInUse": memory[1],
         }
         if "gpuMemory" in limits:
+            memory = as_dict(pools_memory).get(quota_team) or [0, 0]
+            quota["gpuMemoryInUse"], quota["gpuMemoryUnknownInUse"] = memory
             # The schema admits only quantities; anything else reads as no memory at all (fail closed).
             quota["gpuMemoryBudget"] = memory_bytes(limits["gpuMemory"]) or 0
         return {

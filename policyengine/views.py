@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from policyengine.inventory import inventory_view
+from policyengine.memory_usage import memory_by_team
 from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_memory, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
@@ -59,13 +60,14 @@ class _InventoryViews:
         view = inventory_view(inventory, config)
         in_use = {team: entry["gpusInUse"] for team, entry in view["teams"].items()}
         by_resource = {team: entry["gpusInUseByResource"] for team, entry in view["teams"].items()}
+        claims, slices = ClaimObjects(inventory.objects), DeviceMemory(inventory.objects)
         facts = (
             view,
             pool_usage(in_use, rules.teams),
             pool_usage_by_resource(by_resource, rules.teams),
-            ClaimObjects(inventory.objects),
-            pool_memory(view["teams"], rules.teams),
-            DeviceMemory(inventory.objects),
+            claims,
+            pool_memory(memory_by_team(inventory, config, slices, claims), rules.teams),
+            slices,
         )
         with self._lock:
             self._last = (inventory, config, facts)

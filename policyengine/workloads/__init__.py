@@ -57,15 +57,7 @@ Shape (every key is always present; lists keep manifest order)::
                # view, with oldObject) total = max(0, new total - old total) and each resource
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
                "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}}},
-      # GPU memory in bytes where the manifest or the ResourceSlices say it (workloads.memory); each
-      # template has "gpuMemory": {"perPod": ..., "byResource": {...}} and each DRA device view
-      # "memory": {"perDevice": bytes, "known": bool, "source": "capacity.requests" | "ResourceSlice" |
-      # "profile name" | why unknown}
-      "gpuMemory": {"total": 85899345920, "maxPerPod": 42949672960, "byResource": {...},
-                    "known": true,   # false when some device's memory is unknown (listed, never 0)
-                    "unknown": [{"template": "<path>", "resource": "nvidia.com/gpu", "devices": 1,
-                                 "reason": "..."}],
-                    "charge": 85899345920},   # what the request adds (new - old on UPDATE)
+      "gpuMemory": {"total": 85899345920, ...},  # GPU memory (bytes), per template too: workloads.memory
       "usesDra": false,
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
@@ -173,8 +165,7 @@ def describe(
     slices: DeviceMemory = NO_SLICES,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
-    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
-    ``slices`` the ResourceSlices' device memory (``workloads.slices``)."""
+    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
     problems: Problems = []
     model_problems: Problems = []  # model references that cannot be read: a provenance matter, not a count
     rules = GpuRules.from_config(config)
@@ -207,7 +198,6 @@ def describe(
     _add_refs(refs, data, models, model_problems)
 
     gpus = _gpus_view(templates, views, pod_claims)
-    memory = workload_memory(templates, views, claims, resolver.namespace, slices)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
     gpu_total = gpus["total"]
@@ -222,7 +212,7 @@ def describe(
         "podTemplates": views,
         "containers": containers,
         "gpus": {**gpus, "charge": whole_charge(gpus)},
-        "gpuMemory": memory,
+        "gpuMemory": workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget),
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,

@@ -6,7 +6,16 @@ rounded up by the matching devices' ``requestPolicy`` when the ResourceSlices gi
 any device the request may get has in the ResourceSlices (``slices.DeviceMemory``: capacity, or counters
 consumed from a shared counter set); a MIG slice's profile name (``nvidia.com/mig-1g.5gb`` is 5 GiB, an
 upper bound of what NVIDIA's ``<n>gb`` labels). Anything else (a device-plugin ``nvidia.com/gpu``, a DRA
-request no slice describes) is unknown and listed, never counted as 0.
+request no slice describes) is unknown and listed, never counted as 0. Shape (bytes)::
+
+    "gpuMemory": {"total": 85899345920, "maxPerPod": 42949672960, "byResource": {"nvidia.com/gpu": ...},
+                  "known": false,    # some device's memory is unknown: listed here, never counted as 0
+                  "unknown": [{"template": "<podTemplates[].path>", "resource": "nvidia.com/gpu",
+                               "devices": 1, "reason": "..."}],     # devices per pod; at most MAX_UNKNOWN
+                  "charge": 85899345920}    # what the request adds: total, or new - old on UPDATE
+    podTemplates[].gpuMemory: {"perPod": bytes, "byResource": {resource: bytes}}
+    podTemplates[].resourceClaims[].devices[].memory: {"perDevice": bytes, "known": bool,
+        "source": "capacity.requests" | "ResourceSlice" | "profile name" | why it is unknown}
 """
 
 from __future__ import annotations
@@ -84,9 +93,8 @@ def _dra_device(
     resource = text(device.get("resource", ""))
     profile_match = _MIG_PROFILE.fullmatch(resource)
     profile = profile_match.group(1) if profile_match else ""
-    selection = (
-        selected_products(as_list(device.get("selectors")), budget) if device.get("selectors") else None
-    )
+    selectors = as_list(device.get("selectors")) if slices.kinds else []  # nothing to narrow without slices
+    selection = selected_products(selectors, budget) if selectors else None
     products = selection.allowed if selection is not None and selection.pinned else ()
     kinds = slices.candidates(text(device.get("deviceClass", "")), profile, products)
     asked = claims.capacity(source, text(device.get("request", "")))
@@ -111,8 +119,10 @@ def _dra_device(
 class _Tally:
     """What the templates add up to: memory by resource, shared claims apart, and the unknown devices."""
 
-    def __init__(self, claims: ClaimObjects, namespace: str, slices: DeviceMemory) -> None:
-        self.reader, self.slices, self.budget = _Claims(claims, namespace), slices, SelectorBudget()
+    def __init__(
+        self, claims: ClaimObjects, namespace: str, slices: DeviceMemory, budget: SelectorBudget
+    ) -> None:
+        self.reader, self.slices, self.budget = _Claims(claims, namespace), slices, budget
         self.unknown: list[dict[str, Any]] = []
         self.shared: dict[str, dict[str, int]] = {}  # a shared claim's memory, once per workload
 
@@ -158,10 +168,13 @@ def workload_memory(
     claims: ClaimObjects,
     namespace: str,
     slices: DeviceMemory,
+    budget: SelectorBudget,
 ) -> dict[str, Any]:
     """Sets each template's ``gpuMemory`` and each DRA device view's ``memory``; returns the
-    workload's ``gpuMemory``. A shared ResourceClaim's memory counts once in ``total``."""
-    tally = _Tally(claims, namespace, slices)
+    workload's ``gpuMemory``. A shared ResourceClaim's memory counts once in ``total``. ``budget`` is
+    the workload's selector budget (what the products left of it): selectors past it pin no product,
+    which only widens the devices a request may get (their largest memory is charged)."""
+    tally = _Tally(claims, namespace, slices, budget)
     max_per_pod, total_by = 0, dict[str, int]()
     for t, v in zip(templates, views, strict=True):
         per_pod, own = tally.template(v)

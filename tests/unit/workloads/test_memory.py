@@ -15,7 +15,9 @@ import yaml
 from policyengine import Engine
 from policyengine.codec import request_from_manifest
 from policyengine.errors import LoadError
-from policyengine.inventory import from_documents, inventory_view
+from policyengine.inventory import from_documents
+from policyengine.memory_usage import memory_by_team
+from policyengine.org import OrgRules
 from policyengine.policyset import bundled_policies_dir, load_policy_set
 from policyengine.views import views_for
 from policyengine.workloads import ClaimObjects, DeviceMemory, describe
@@ -116,15 +118,27 @@ def test_unknown_memory_is_listed_never_counted_as_zero() -> None:
 
 
 def test_team_usage_in_memory_comes_from_allocated_devices_and_profile_names() -> None:
-    view = inventory_view(from_documents(_cluster()))
-    assert view["teams"]["llm"]["gpuMemoryInUse"] == 170 * GI
-    assert view["teams"]["llm"]["gpuMemoryUnknownInUse"] == 0
+    items = _cluster()
+    inventory = from_documents(items)
+    usage = memory_by_team(inventory, None, DeviceMemory(items), ClaimObjects(items))
+    assert usage["llm"] == (170 * GI, 0)
     # Without the ResourceSlices the allocated partitions' memory is unknown, and counted as such.
-    bare = inventory_view(from_documents([o for o in _cluster() if o["kind"] != "ResourceSlice"]))
-    assert (bare["teams"]["llm"]["gpuMemoryInUse"], bare["teams"]["llm"]["gpuMemoryUnknownInUse"]) == (
-        10 * GI,
-        4,
+    assert memory_by_team(inventory, None, DeviceMemory(), ClaimObjects(items))["llm"] == (10 * GI, 4)
+    # The pool's usage and budget in org.quota: only for a team with a memory budget.
+    org = OrgRules.from_config(_config()).view("llm", {}, inventory, {}, [], None, {"llm": [170 * GI, 0]})
+    assert {k: v for k, v in org["quota"].items() if k.startswith("gpuMemory")} == {
+        "gpuMemoryInUse": 170 * GI,
+        "gpuMemoryUnknownInUse": 0,
+        "gpuMemoryBudget": 640 * GI,
+    }
+    assert (
+        "gpuMemoryInUse" not in OrgRules.from_config(_config()).view("open", {}, inventory, {}, [])["quota"]
     )
+
+
+def _config() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((PACK_TESTS / "config.yaml").read_text())
+    return loaded
 
 
 @pytest.fixture(scope="module")
