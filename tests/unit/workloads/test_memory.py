@@ -1,5 +1,5 @@
 """GPU memory beside the device count: ``workload.gpuMemory``, ``podTemplates[].gpuMemory``, each DRA
-device's ``memory``, team usage in memory (``inventory.teams[t].gpuMemoryInUse``) and the UPDATE charge;
+device's ``memory``, team usage in memory (``org.quota.gpuMemoryInUse``) and the UPDATE charge;
 ResourceSlices read within bounds."""
 
 from __future__ import annotations
