@@ -15,6 +15,7 @@ entries and capacity keys per device, the length of a quantity.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ def memory_bytes(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     s = str(value)
-    if len(s) > MAX_QUANTITY:
-        return None
+    return None if len(s) > MAX_QUANTITY else _parsed(s)
+
+
+@functools.lru_cache(maxsize=1024)  # a cluster's slices repeat a few quantities many times
+def _parsed(s: str) -> int | None:
     try:
         q = parse_quantity(s)
     except QuantityError:
