@@ -54,8 +54,9 @@ def memory_bytes(value: Any) -> int | None:
     """A memory quantity in whole bytes (rounded up, at most int64); None when it is not a quantity."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    s = str(value)
-    return None if len(s) > MAX_QUANTITY else _parsed(s)
+    if isinstance(value, int):  # bytes as a YAML number: never turned into text (a huge one cannot be)
+        return None if value < 0 else min(value, INT64_MAX)
+    return None if len(value) > MAX_QUANTITY else _parsed(value)
 
 
 @functools.lru_cache(maxsize=1024)  # a cluster's slices repeat a few quantities many times

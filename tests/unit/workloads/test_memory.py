@@ -181,6 +181,7 @@ def test_hostile_quantities_are_bounded() -> None:
     assert memory_bytes("1e1000") == 2**63 - 1  # saturates at int64
     assert memory_bytes("1e99999") is None  # refused on its exponent, never materialised
     assert memory_bytes("9" * 100_000) is None  # refused on its length
+    assert memory_bytes(10**100_000) == 2**63 - 1  # a YAML number of bytes saturates, never becomes text
     assert memory_bytes("-1Gi") is None and memory_bytes(True) is None and memory_bytes({"a": 1}) is None
 
 
