@@ -27,7 +27,7 @@ from typing import Any
 from policyengine.workloads.claims import CLAIM, TEMPLATE, ClaimObjects, DeviceClasses, claim_spec
 from policyengine.workloads.selectors import SelectorBudget, selected_products
 from policyengine.workloads.slices import DeviceMemory, memory_bytes
-from policyengine.workloads.values import INT64_MAX, as_dict, as_list, clamp, text
+from policyengine.workloads.values import INT64_MAX, as_dict, as_list, clamp, shown, text
 
 __all__ = ["MAX_UNKNOWN", "device_plugin_memory", "held_memory", "memory_charge", "workload_memory"]
 
@@ -104,7 +104,7 @@ def _dra_device(
             return {
                 "perDevice": 0,
                 "known": False,
-                "source": f"capacity.requests memory {asked!r:.64} is not a quantity",
+                "source": f"capacity.requests memory {shown(asked)} is not a quantity",
             }
         rounded = [r for k in kinds for p in k.policies if (r := p.rounded(amount)) is not None]
         return {"perDevice": max([amount, *rounded]), "known": True, "source": "capacity.requests"}

@@ -115,6 +115,15 @@ def test_unknown_memory_is_listed_never_counted_as_zero() -> None:
         ("nvidia.com/gpu", 1),
     ]
     assert view["gpuMemory"]["total"] == 0
+    # A capacity request that is not a quantity (here a map holding a huge number) is unknown, shown cut.
+    odd = _template(
+        "odd", {"deviceClassName": "gpu.nvidia.com", "capacity": {"requests": {"memory": {"a": 10**5000}}}}
+    )
+    view = describe(
+        _job(1, [{"name": "g", "resourceClaimTemplateName": "odd"}]), None, ClaimObjects([odd]), "llm"
+    )
+    (entry,) = view["gpuMemory"]["unknown"]
+    assert "is not a quantity" in entry["reason"] and len(entry["reason"]) < 300
 
 
 def test_team_usage_in_memory_comes_from_allocated_devices_and_profile_names() -> None:
