@@ -173,7 +173,10 @@ class KueueBudgets:
         queue = as_dict(meta.get("labels")).get(
             QUEUE_LABEL, as_dict(meta.get("annotations")).get(QUEUE_LABEL)
         )
-        kept = {k: v for k, v in limits.items() if k not in ("quota", "quotaByResource", "quotaByProduct")}
+        # Kueue's pools replace the team's budgets; a team's gpuMemory has no ClusterQueue counterpart
+        # (its usage is per team pool), so it does not apply under teamsFrom kueue.
+        replaced = ("quota", "quotaByResource", "quotaByProduct", "gpuMemory")
+        kept = {k: v for k, v in limits.items() if k not in replaced}
         out: dict[str, Any] = {"source": "kueue", "localQueue": "", "clusterQueue": "", "problems": []}
         out.update(team="", limits=kept, gpusInUse=0, gpusInUseByResource={}, gpusInUseByProduct={})
         if not isinstance(queue, str) or not queue:

@@ -26,6 +26,10 @@ Shape (every key is always present)::
         "localQueue": "",            # kueue: "<namespace>/<LocalQueue>" the workload goes to; else ""
         "clusterQueue": "",          # kueue: the ClusterQueue whose quota is the pool (also quota.team)
         "problems": []               # kueue: why no ClusterQueue budget applies (no LocalQueue, ...)
+        # Only when limits.gpuMemory is set (policyengine/memory_usage.py):
+        "gpuMemoryInUse": 182536110080,   # bytes of GPU memory the pool's devices hold, where known
+        "gpuMemoryUnknownInUse": 0,  # devices held whose memory no ResourceSlice or profile name says
+        "gpuMemoryBudget": 687194767360   # limits.gpuMemory in bytes (a quantity, 640Gi)
       },
       "residency": {
         "zone": "eu",                # label policyengine.io/residency: the namespace's wins over the
@@ -53,9 +57,17 @@ from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory
 from policyengine.workloads.byproduct import budget_products
+from policyengine.workloads.slices import memory_bytes
 from policyengine.workloads.values import as_dict, as_list
 
-__all__ = ["RESIDENCY_LABEL", "UNKNOWN_REGION", "OrgRules", "pool_usage", "pool_usage_by_resource"]
+__all__ = [
+    "RESIDENCY_LABEL",
+    "UNKNOWN_REGION",
+    "OrgRules",
+    "pool_memory",
+    "pool_usage",
+    "pool_usage_by_resource",
+]
 
 RESIDENCY_LABEL = "policyengine.io/residency"
 # The one spelling of "no region is known for this data location".
@@ -110,6 +122,16 @@ def _by_product(pool: str, limits: Mapping[str, Any], usage: ProductInUse | None
     return usage(pool, budgeted) if usage is not None else {p: 0 for p in budgeted}
 
 
+def pool_memory(teams: Mapping[str, tuple[int, int]], configured: Mapping[str, Any]) -> dict[str, list[int]]:
+    """[bytes known, devices of unknown memory] in use per quota pool (``memory_usage.memory_by_team``)."""
+    pools: dict[str, list[int]] = {}
+    for team, (known, unknown) in teams.items():
+        pool = pools.setdefault(_pool_of(team, configured), [0, 0])
+        pool[0] = min(2**63 - 1, pool[0] + known)
+        pool[1] += unknown
+    return pools
+
+
 @dataclass(frozen=True)
 class OrgRules:
     """The parts of a GovernanceConfig the ``org`` view applies, read once per policy set."""
@@ -152,11 +174,13 @@ class OrgRules:
         product_usage: ProductInUse | None = None,
         kueue: KueueBudgets | None = None,
         asked: Sequence[str] = (),
+        pools_memory: Mapping[str, list[int]] | None = None,
     ) -> dict[str, Any]:
         """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage`` and
         ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource);
         ``product_usage(pool, budgeted products)`` the devices in use per product (none: nothing);
-        ``kueue`` and ``asked`` (the resources the workload asks for) when the budgets are Kueue's."""
+        ``kueue`` and ``asked`` (the resources the workload asks for) when the budgets are Kueue's;
+        ``pools_memory`` from ``pool_memory``."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
         limits = _plain(self.teams.get(quota_team))
@@ -164,7 +188,7 @@ class OrgRules:
         # Every resource with a per-resource quota is present, so a rule indexes it without a guard.
         by_resource = {n: 0 for n in as_dict(limits.get("quotaByResource")) if isinstance(n, str)}
         by_resource.update(in_use)
-        quota = {
+        quota: dict[str, Any] = {
             "team": quota_team,
             "limits": limits,
             "gpusInUse": pools.get(quota_team, 0),
@@ -179,6 +203,11 @@ class OrgRules:
             quota = kueue.quota(namespace, obj, limits, asked)
         zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
+        if "gpuMemory" in limits and quota["source"] == "config":
+            memory = as_dict(pools_memory).get(quota_team) or [0, 0]
+            quota["gpuMemoryInUse"], quota["gpuMemoryUnknownInUse"] = memory
+            # The schema admits only quantities; anything else reads as no memory at all (fail closed).
+            quota["gpuMemoryBudget"] = memory_bytes(limits["gpuMemory"]) or 0
         return {
             "team": team,
             "quota": quota,

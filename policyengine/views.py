@@ -5,6 +5,7 @@ the region of each data location; shape in ``policyengine/org.py``).
 All are computed once per request from plain data and shared by every policy. The inventory view and
 the GPU usage per quota pool depend only on the inventory and the config, so they are computed once per
 inventory, not per request.
+GPU memory (``workload.gpuMemory``, ``policyengine/workloads/memory.py``) is charged the same way.
 Once the team is known, ``workload.gpus.byProduct`` also counts unpinned GPUs against every product the
 team budgets (``workloads/byproduct.py``), and ``charge.byProduct`` follows it.
 On UPDATE, ``workload.gpus.charge`` is what the change adds to the team's usage (new minus old, never
@@ -18,37 +19,42 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from policyengine.inventory import inventory_view
 from policyengine.kueue import KueueBudgets, teams_from_kueue
+from policyengine.memory_usage import memory_by_team
 from policyengine.model import Inventory, Request
-from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
+from policyengine.org import OrgRules, pool_memory, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
 from policyengine.productusage import ProductUsage, pool_product_usage
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
-from policyengine.workloads import ClaimObjects, describe
+from policyengine.workloads import ClaimObjects, DeviceMemory, describe
 from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import update_charge
+from policyengine.workloads.memory import memory_charge
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
-# The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource, and
-# the inventory's DRA claims and claim templates by name (what pod templates' ``resourceClaims`` resolve
-# against), the devices in use per pool and product, and the Kueue budgets when spec.gpu.teamsFrom is
-# kueue.
-_InventoryFacts = tuple[
-    dict[str, Any],
-    dict[str, int],
-    dict[str, dict[str, int]],
-    ClaimObjects,
-    dict[str, ProductUsage],
-    KueueBudgets | None,
-]
+
+
+@dataclass(frozen=True)
+class _InventoryFacts:
+    """What depends only on the inventory and the config, computed once per inventory."""
+
+    view: dict[str, Any]  # the ``inventory`` CEL variable
+    pools: dict[str, int]  # GPUs in use per quota pool (``org.pool_usage``)
+    pools_by_resource: dict[str, dict[str, int]]  # ... and per resource
+    claims: ClaimObjects  # DRA claims, templates, DeviceClasses and PodGroups by name
+    products: dict[str, ProductUsage]  # devices in use per pool and product
+    kueue: KueueBudgets | None  # the Kueue budgets when spec.gpu.teamsFrom is kueue
+    memory: dict[str, list[int]]  # GPU memory in use per pool (``org.pool_memory``)
+    slices: DeviceMemory  # the ResourceSlices' device memory
 
 
 class _InventoryViews:
@@ -66,13 +72,16 @@ class _InventoryViews:
         view = inventory_view(inventory, config)
         in_use = {team: entry["gpusInUse"] for team, entry in view["teams"].items()}
         by_resource = {team: entry["gpusInUseByResource"] for team, entry in view["teams"].items()}
-        facts = (
-            view,
-            pool_usage(in_use, rules.teams),
-            pool_usage_by_resource(by_resource, rules.teams),
-            ClaimObjects(inventory.objects),
-            pool_product_usage(inventory, config, rules.teams),
-            KueueBudgets.build(inventory, config) if teams_from_kueue(config) else None,
+        claims, slices = ClaimObjects(inventory.objects), DeviceMemory(inventory.objects)
+        facts = _InventoryFacts(
+            view=view,
+            pools=pool_usage(in_use, rules.teams),
+            pools_by_resource=pool_usage_by_resource(by_resource, rules.teams),
+            claims=claims,
+            products=pool_product_usage(inventory, config, rules.teams),
+            kueue=KueueBudgets.build(inventory, config) if teams_from_kueue(config) else None,
+            memory=pool_memory(memory_by_team(inventory, config, slices, claims), rules.teams),
+            slices=slices,
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -100,33 +109,32 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools, pools_by_resource, claims, products, kueue = inventories.view(
-            inventory, config, rules
-        )
-        workload = describe(obj, config, claims, request.namespace)
+        facts = inventories.view(inventory, config, rules)
+        workload = describe(obj, config, facts.claims, request.namespace, facts.slices)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
-        before = _charge_update(request, workload, config, claims)
+        before = _charge_update(request, workload, config, facts)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         org = rules.view(
             request.namespace,
             obj,
             inventory,
-            pools,
+            facts.pools,
             workload["dataLocations"],
-            pools_by_resource,
-            lambda pool, budgeted: products.get(pool, ProductUsage()).in_use(budgeted),
-            kueue,
+            facts.pools_by_resource,
+            lambda pool, budgeted: facts.products.get(pool, ProductUsage()).in_use(budgeted),
+            facts.kueue,
             sorted(workload["gpus"]["byResource"]),
+            facts.memory,
         )
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
-        return {"workload": workload, "inventory": inventory_facts, "org": org}
+        return {"workload": workload, "inventory": facts.view, "org": org}
 
     return provide
 
 
 def _charge_update(
-    request: Request, workload: dict[str, Any], config: Mapping[str, Any], claims: ClaimObjects
+    request: Request, workload: dict[str, Any], config: Mapping[str, Any], facts: _InventoryFacts
 ) -> dict[str, Any] | None:
     """On UPDATE the old object's GPUs are already in the team's usage: charge only the growth. The old
     object is described as the new one is (bounded by its size) and only its GPU figures are kept, so its
@@ -138,8 +146,10 @@ def _charge_update(
         or not isinstance(old, Mapping)
     ):
         return None
-    before: dict[str, Any] = describe(old, config, claims, request.namespace)["gpus"]
+    described = describe(old, config, facts.claims, request.namespace, facts.slices)
+    before: dict[str, Any] = described["gpus"]
     workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
+    workload["gpuMemory"]["charge"] = memory_charge(workload["gpuMemory"], described["gpuMemory"])
     return before
 
 

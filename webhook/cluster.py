@@ -1,5 +1,5 @@
-"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims, PodGroups and Kueue queues through the
-Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims, ResourceSlices, PodGroups and Kueue
+queues through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -8,7 +8,7 @@ compacted away) or a dropped connection means events may have been missed, so th
 again, with capped exponential backoff on repeated failures. The official ``kubernetes`` client does the
 HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts).
 
-ResourceClaims and ResourceClaimTemplates (``resource.k8s.io``) are read at the newest version the API
+ResourceClaims, ResourceClaimTemplates and ResourceSlices (``resource.k8s.io``) are read at the newest version the API
 server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
 again after each watch period in case it is upgraded. PodGroups (``scheduling.k8s.io``: the claims their
 pods share) are read the same way at v1beta1, else v1alpha3, else v1alpha2, and Kueue's ClusterQueues,
@@ -35,6 +35,7 @@ RESOURCES = {
     "resourceclaimtemplates": "ResourceClaimTemplate",
     # DeviceClasses: the extended resource names (spec.extendedResourceName) that ask for DRA devices.
     "deviceclasses": "DeviceClass",
+    "resourceslices": "ResourceSlice",  # the GPU memory of DRA devices (policyengine.workloads.slices)
     "podgroups": "PodGroup",
     "clusterqueues": "ClusterQueue",
     "localqueues": "LocalQueue",
@@ -51,6 +52,7 @@ GROUPS = {
     "resourceclaims": (DRA_GROUP, DRA_VERSIONS),
     "resourceclaimtemplates": (DRA_GROUP, DRA_VERSIONS),
     "deviceclasses": (DRA_GROUP, DRA_VERSIONS),
+    "resourceslices": (DRA_GROUP, DRA_VERSIONS),
     "podgroups": (SCHEDULING_GROUP, SCHEDULING_VERSIONS),
     **{r: (KUEUE_GROUP, KUEUE_VERSIONS) for r in ("clusterqueues", "localqueues", "resourceflavors")},
 }

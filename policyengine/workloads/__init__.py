@@ -59,6 +59,7 @@ Shape (every key is always present; lists keep manifest order)::
                # max(0, new - old) of it (keys: those of byResource), policyengine/workloads/charge.py
                "byProduct": {"NVIDIA-H100-80GB-HBM3": 2}, "unpinned": [{"template", "gpus", "excluded"}], # byproduct.py
                "charge": {"total": 2, "byResource": {"nvidia.com/gpu": 2}, "byProduct": {...}}},
+      "gpuMemory": {"total": 85899345920, ...},  # GPU memory (bytes), per template too: workloads.memory
       "usesDra": false,
       "draAdminAccess": [{"request": "mon", "path": "...exactly.adminAccess"}],  # engine view: adminaccess.py
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
@@ -125,6 +126,7 @@ from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.extended import with_extended
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
+from policyengine.workloads.memory import workload_memory
 from policyengine.workloads.pods import (
     REGION_LABEL,
     GpuRules,
@@ -136,6 +138,7 @@ from policyengine.workloads.pods import (
 from policyengine.workloads.products import gpu_products
 from policyengine.workloads.references import DATASETS_ANNOTATION, MODELS_ANNOTATION, collect_references
 from policyengine.workloads.scheduling import add_group_claims, mark_group_claims
+from policyengine.workloads.slices import NO_SLICES, DeviceMemory
 from policyengine.workloads.values import (
     Problems,
     as_dict,
@@ -144,7 +147,7 @@ from policyengine.workloads.values import (
     text,
 )
 
-__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "GpuRules", "describe"]
+__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "DeviceMemory", "GpuRules", "describe"]
 
 
 def describe(
@@ -152,6 +155,7 @@ def describe(
     config: Mapping[str, Any] | None = None,
     claims: ClaimObjects = NO_CLAIMS,
     namespace: str = "",
+    slices: DeviceMemory = NO_SLICES,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
@@ -189,6 +193,7 @@ def describe(
         "podTemplates": views,
         "containers": containers,
         "gpus": {**gpus, "charge": whole_charge(gpus)},
+        "gpuMemory": workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget),
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,

@@ -29,12 +29,13 @@ KINDS = {
     "resourceclaims": "ResourceClaim",
     "resourceclaimtemplates": "ResourceClaimTemplate",
     "deviceclasses": "DeviceClass",
+    "resourceslices": "ResourceSlice",
     "podgroups": "PodGroup",
     "clusterqueues": "ClusterQueue",
     "localqueues": "LocalQueue",
     "resourceflavors": "ResourceFlavor",
 }
-DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses"}
+DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses", "resourceslices"}
 SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from policyengine.workloads import DeviceMemory
 from tests.unit.webhook.fake_apiserver import FakeAPIServer
 from webhook.cluster import ClusterInventory, api_from_config
 
@@ -229,3 +230,18 @@ def test_pod_groups_are_listed_and_watched_at_the_version_served() -> None:
     finally:
         inv.stop()
         bare.stop()
+
+
+def test_resource_slices_are_listed_and_watched(fake: FakeAPIServer, inventory: ClusterInventory) -> None:
+    device = {"name": "gpu-0", "capacity": {"memory": {"value": "80Gi"}}}
+    fake.put(
+        "resourceslices",
+        "node-a",
+        spec={"driver": "gpu.nvidia.com", "pool": {"name": "a"}, "devices": [device]},
+    )
+    _wait(lambda: any(o["kind"] == "ResourceSlice" for o in inventory.current().objects))
+    (found,) = [o for o in inventory.current().objects if o["kind"] == "ResourceSlice"]
+    assert found["apiVersion"] == "resource.k8s.io/v1"
+    assert DeviceMemory(inventory.current().objects).allocated("gpu.nvidia.com", "a", "gpu-0") == 80 * 2**30
+    fake.delete("resourceslices", "node-a")
+    _wait(lambda: not any(o["kind"] == "ResourceSlice" for o in inventory.current().objects))

@@ -54,7 +54,12 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     core, dra, *parents, kueue, scheduling = docs["ClusterRole/policyengine-inventory"]["rules"]
     assert set(core["resources"]) == {"namespaces", "pods"} and set(core["verbs"]) == {"get", "list", "watch"}
     assert dra["apiGroups"] == ["resource.k8s.io"]
-    assert set(dra["resources"]) == {"resourceclaims", "resourceclaimtemplates", "deviceclasses"}
+    assert set(dra["resources"]) == {
+        "resourceclaims",
+        "resourceclaimtemplates",
+        "deviceclasses",
+        "resourceslices",
+    }
     assert set(dra["verbs"]) == {"get", "list", "watch"}
     # Read-only `get` on every workload whose scale subresource the webhook judges through its parent.
     readable = {(g, r) for rule in parents for g in rule["apiGroups"] for r in rule["resources"]}
