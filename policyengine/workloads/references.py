@@ -1,5 +1,5 @@
 """Where a workload's data locations, images and model references are collected: containers (images, storage
-URIs in env, command and args), the ``policyengine.io/datasets`` and ``policyengine.io/models`` annotations,
+URIs in env, command and args), bucket CSI volumes (``workloads.volumes``), the ``policyengine.io/datasets`` and ``policyengine.io/models`` annotations,
 the storage URIs the serving and training CRDs declare outside any container, and the references
 ``workloads.models`` finds (bounded by ``MAX_MODELS``)."""
 
@@ -28,6 +28,7 @@ from policyengine.workloads.values import (
     split_csv,
     storage_uris_in,
 )
+from policyengine.workloads.volumes import csi_volume_refs
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
@@ -54,6 +55,7 @@ def collect_references(
             scan_container(site, out.data, out.images)
             refs.extend(container_refs(site.container, site.path, out.problems))
         refs.extend(image_volume_refs(t.spec, t.path))
+    csi_volume_refs(obj, templates, out.data)
     annotation_refs(metadata, out.data, out.models)
     storage_refs(obj, out.data, out.models)
     if obj.get("kind") == "RayService":
