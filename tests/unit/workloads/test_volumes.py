@@ -3,6 +3,7 @@ buckets a manifest does not name (unknown, never skipped) and hostile volume lis
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from policyengine.model import Inventory
 from policyengine.org import UNKNOWN_REGION, OrgRules
 from policyengine.workloads import describe
 from policyengine.workloads.volumes import BUCKET_DRIVERS, MAX_BUCKET_VOLUMES, bucket_location
+from tests.helpers import run_json
 
 IMAGE = "registry.acme.internal/train@sha256:" + "a" * 64
 
@@ -239,3 +241,29 @@ def test_huge_attributes_are_unknown_and_not_copied() -> None:
     assert gcs["uri"] == "gs://g/"  # an over-long only-dir is not read: the whole bucket
     assert many["uri"] == "gs://h/"
     assert max(len(v) for d in (s3, gcs, many) for v in d.values()) < 200
+
+
+# --- through check ---------------------------------------------------------------------------------------
+
+
+def test_eu_jobs_mounting_us_buckets_are_denied_by_check(
+    repo_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An EU namespace; a Job mounting the S3 bucket acme-us-raw-data (no prefix places it) and one
+    # mounting a gcsfuse bucket the bundled config places in us-central1; one reading an EU bucket.
+    example = repo_root / "examples" / "manifests" / "mounted-buckets.yaml"
+    code, report = run_json(["check", str(example)], capsys, monkeypatch)
+    assert code == 1
+    residency = {
+        (r["resource"]["name"], r["outcome"]): r["message"]
+        for r in report["results"]
+        if r["policy"] == "residency-data-locations"
+    }
+    # The job reading the EU bucket has no finding (the report lists findings only).
+    assert set(residency) == {("raw-ingest", "fail"), ("feature-build", "fail")}
+    assert residency[("raw-ingest", "fail")].startswith(
+        "the region of s3://acme-us-raw-data/ (at spec.template.spec.volumes[0].csi) is unknown"
+    )
+    assert residency[("feature-build", "fail")].startswith(
+        "gs://acme-us-data/features/ (at spec.template.spec.volumes[0].csi) is stored in us-central1"
+    )
