@@ -150,6 +150,7 @@ from policyengine.workloads.values import (
     clamp,
     text,
 )
+from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses
 
 __all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "DeviceMemory", "GpuRules", "describe"]
 
@@ -160,9 +161,11 @@ def describe(
     claims: ClaimObjects = NO_CLAIMS,
     namespace: str = "",
     slices: DeviceMemory = NO_SLICES,
+    storage_classes: StorageClasses = NO_STORAGE_CLASSES,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
-    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
+    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
+    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers."""
     problems: Problems = []
     rules = GpuRules.from_config(config)
     if not isinstance(obj, Mapping):
@@ -179,7 +182,7 @@ def describe(
         view, dra = _template_view(t, rules, problems, containers, resolver)
         views.append(view)
         pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
-    found = collect_references(obj, metadata, templates)
+    found = collect_references(obj, metadata, templates, storage_classes)
     data, models = found.data, found.models
 
     gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)

@@ -28,7 +28,7 @@ from policyengine.workloads.values import (
     split_csv,
     storage_uris_in,
 )
-from policyengine.workloads.volumes import csi_volume_refs
+from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses, csi_volume_refs
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
@@ -46,7 +46,10 @@ class References:
 
 
 def collect_references(
-    obj: Mapping[str, Any], metadata: Mapping[str, Any], templates: Sequence[PodTemplate]
+    obj: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    templates: Sequence[PodTemplate],
+    storage_classes: StorageClasses = NO_STORAGE_CLASSES,
 ) -> References:
     out = References()
     refs: list[Ref] = []
@@ -55,7 +58,7 @@ def collect_references(
             scan_container(site, out.data, out.images)
             refs.extend(container_refs(site.container, site.path, out.problems))
         refs.extend(image_volume_refs(t.spec, t.path))
-    csi_volume_refs(obj, templates, out.data)
+    csi_volume_refs(obj, templates, out.data, storage_classes)
     annotation_refs(metadata, out.data, out.models)
     storage_refs(obj, out.data, out.models)
     if obj.get("kind") == "RayService":

@@ -1,11 +1,17 @@
 """Bucket volumes as data locations: the one table of CSI drivers that mount an object-store bucket, and
 the location a volume of one of them reads (``s3://bucket/prefix/``, ``gs://bucket/dir/``,
-``az://account/container/``). A driver not in the table is not a data location."""
+``az://account/container/``). A driver not in the table is not a data location.
+
+Inline CSI volumes (``volumes[].csi``) are read from the manifest. A generic ephemeral volume
+(``volumes[].ephemeral.volumeClaimTemplate``) names a StorageClass, not a driver: it is read when that
+class (or, without a name, the default class) is in the inventory, its provisioner is a bucket driver and
+its parameters name an existing bucket or container; a class of a bucket driver that names none makes
+new storage, which holds no dataset, and a class the inventory does not hold is not read."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +21,9 @@ from policyengine.workloads.values import as_dict, as_list, shown
 __all__ = [
     "BUCKET_DRIVERS",
     "MAX_BUCKET_VOLUMES",
+    "NO_STORAGE_CLASSES",
     "BucketDriver",
+    "StorageClasses",
     "bucket_location",
     "csi_volume_refs",
 ]
@@ -131,6 +139,47 @@ def bucket_location(
     return {"uri": f"{bucket}/{subpath}/" if subpath else f"{bucket}/", **location}
 
 
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+# The parameter of a StorageClass of each bucket driver that names an existing bucket (lower case).
+_BUCKET_PARAMETER = {"s3.csi.aws.com": "bucketname", "gcsfuse.csi.storage.gke.io": "bucketname",
+                     "blob.csi.azure.com": "containername"}  # fmt: skip
+
+
+class StorageClasses:
+    """The inventory's StorageClasses of bucket drivers by name, and the default class (the cluster's
+    ``is-default-class`` one; with several, the last listed, as a tie never resolves to a bucket)."""
+
+    def __init__(self, objects: Iterable[Any] = ()) -> None:
+        self._classes: dict[str, Mapping[str, Any]] = {}
+        self._default: str | None = None
+        for obj in objects:
+            if not isinstance(obj, Mapping) or obj.get("kind") != "StorageClass":
+                continue
+            meta = as_dict(obj.get("metadata"))
+            name = meta.get("name")
+            if not isinstance(name, str):
+                continue
+            self._classes[name] = obj
+            if as_dict(meta.get("annotations")).get(DEFAULT_CLASS_ANNOTATION) == "true":
+                self._default = name
+
+    def location(self, template: Mapping[str, Any], path: str) -> dict[str, str] | None:
+        """The bucket a generic ephemeral volume's claim template provisions from, or None."""
+        name = as_dict(template.get("spec")).get("storageClassName")
+        sc = self._classes.get(name if isinstance(name, str) else self._default or "")
+        driver = as_dict(sc).get("provisioner")
+        if not isinstance(driver, str) or driver not in BUCKET_DRIVERS:
+            return None
+        parameters = as_dict(as_dict(sc).get("parameters"))
+        if not any(isinstance(k, str) and k.lower() == _BUCKET_PARAMETER[driver] for k in parameters):
+            return None  # the driver creates the bucket or container: new storage, not a dataset
+        options = [o for o in as_list(as_dict(sc).get("mountOptions")) if isinstance(o, str)]
+        return bucket_location(driver, parameters, options, path)
+
+
+NO_STORAGE_CLASSES = StorageClasses()
+
+
 def _trainjob_pod_specs(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """A TrainJob's pod specs that may carry volumes: every ``podSpecOverrides`` entry and every pod of
     its ``runtimePatches`` (the initializers' pods read datasets too, not only the trainer's)."""
@@ -155,28 +204,44 @@ def _trainjob_pod_specs(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, 
     return specs
 
 
+def _volume_location(
+    volume: Mapping[str, Any], path: str, classes: StorageClasses
+) -> tuple[str, dict[str, str] | None] | None:
+    """(driver, location) of a bucket volume, inline CSI or generic ephemeral; None for any other."""
+    csi = as_dict(volume.get("csi"))
+    driver = csi.get("driver")
+    if isinstance(driver, str) and driver in BUCKET_DRIVERS:
+        return driver, bucket_location(driver, as_dict(csi.get("volumeAttributes")), (), f"{path}.csi")
+    template = as_dict(volume.get("ephemeral")).get("volumeClaimTemplate")
+    if isinstance(template, Mapping):
+        found = classes.location(template, f"{path}.ephemeral.volumeClaimTemplate")
+        return (found["driver"], found) if found else None
+    return None
+
+
 def csi_volume_refs(
-    obj: Mapping[str, Any], templates: Sequence[PodTemplate], data: list[dict[str, str]]
+    obj: Mapping[str, Any],
+    templates: Sequence[PodTemplate],
+    data: list[dict[str, str]],
+    classes: StorageClasses = NO_STORAGE_CLASSES,
 ) -> None:
-    """Inline CSI volumes (``volumes[].csi``) of bucket drivers in every pod spec of the workload, at
-    most MAX_BUCKET_VOLUMES; one unknown location stands for those past it."""
+    """Bucket volumes of every pod spec of the workload, at most MAX_BUCKET_VOLUMES; one unknown location
+    stands for those past it."""
     specs = [(t.path, t.spec) for t in templates]
     if obj.get("kind") == "TrainJob":
         specs.extend(_trainjob_pod_specs(obj))
     found = 0
     for base, pod_spec in specs:
         for i, volume in enumerate(as_list(pod_spec.get("volumes"))):
-            csi = as_dict(as_dict(volume).get("csi"))
-            driver = csi.get("driver")
-            if not isinstance(driver, str) or driver not in BUCKET_DRIVERS:
+            path = f"{base}.volumes[{i}]"
+            bucket = _volume_location(as_dict(volume), path, classes)
+            if bucket is None:
                 continue
-            path = f"{base}.volumes[{i}].csi"
             if found == MAX_BUCKET_VOLUMES:
                 why = f"more than {MAX_BUCKET_VOLUMES} bucket volumes; the rest are not read"
                 data.append({"uri": "csi://?", "path": path, "source": "csiVolume", "kind": "data",
-                             "driver": driver, "unknown": why})  # fmt: skip
+                             "driver": bucket[0], "unknown": why})  # fmt: skip
                 return
             found += 1
-            location = bucket_location(driver, as_dict(csi.get("volumeAttributes")), (), path)
-            if location is not None:
-                data.append(location)
+            if bucket[1] is not None:
+                data.append(bucket[1])

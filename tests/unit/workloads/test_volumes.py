@@ -3,6 +3,7 @@ buckets a manifest does not name (unknown, never skipped) and hostile volume lis
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from policyengine.model import Inventory
 from policyengine.org import UNKNOWN_REGION, OrgRules
 from policyengine.workloads import describe
-from policyengine.workloads.volumes import BUCKET_DRIVERS, MAX_BUCKET_VOLUMES, bucket_location
+from policyengine.workloads.volumes import BUCKET_DRIVERS, MAX_BUCKET_VOLUMES, StorageClasses, bucket_location
 from tests.helpers import run_json
 
 IMAGE = "registry.acme.internal/train@sha256:" + "a" * 64
@@ -204,6 +205,100 @@ def test_bucket_volumes_are_read_in_every_kind(obj: dict[str, Any], path: str) -
     assert [(d["uri"], d["path"]) for d in csi_locations(obj)] == [("s3://acme-us-raw-data/", path)]
 
 
+# --- generic ephemeral volumes: the StorageClass of the inventory names the driver ------------------------
+
+
+def storage_class(name: str, provisioner: str, default: bool = False, **parameters: str) -> dict[str, Any]:
+    annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": annotations},
+        "provisioner": provisioner,
+        "parameters": parameters,
+        "mountOptions": ["-o allow_other"],
+    }
+
+
+def ephemeral(storage_class_name: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}
+    if storage_class_name is not None:
+        spec["storageClassName"] = storage_class_name
+    return {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": spec}}}
+
+
+CLASSES = StorageClasses(
+    [
+        storage_class("blob-raw", "blob.csi.azure.com", storageAccount="acmeus", containerName="raw"),
+        storage_class(
+            "blob-secret",
+            "blob.csi.azure.com",
+            containerName="raw",
+            **{"csi.storage.k8s.io/node-stage-secret-name": "azure-secret"},
+        ),
+        storage_class("blob-new", "blob.csi.azure.com", skuName="Standard_LRS"),
+        storage_class("gp3", "ebs.csi.aws.com", default=True),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "blob-raw"}},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("class_name", "uri"),
+    [
+        ("blob-raw", "az://acmeus/raw/"),  # a class naming an existing container: that container
+        ("blob-secret", "az://?"),  # ... whose account is in a Secret: unknown
+        ("blob-new", None),  # the driver creates a container: new storage, no dataset
+        ("gp3", None),  # not a bucket driver
+        (None, None),  # the default class (gp3)
+        ("absent", None),  # not in the inventory: not read
+    ],
+)
+def test_a_generic_ephemeral_volume_is_read_through_its_storage_class(
+    class_name: str | None, uri: str | None
+) -> None:
+    found = [
+        d
+        for d in describe(job(ephemeral(class_name)), storage_classes=CLASSES)["dataLocations"]
+        if d["source"] == "csiVolume"
+    ]
+    assert [d["uri"] for d in found] == ([uri] if uri else [])
+    for d in found:
+        assert d["path"] == "spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate"
+
+
+def test_the_default_storage_class_of_a_bucket_driver_is_read() -> None:
+    classes = StorageClasses(
+        [storage_class("blob", "blob.csi.azure.com", True, storageAccount="a1", containerName="c1")]
+    )
+    (found,) = describe(job(ephemeral(None)), storage_classes=classes)["dataLocations"]
+    assert found["uri"] == "az://a1/c1/"
+
+
+def test_generic_ephemeral_bucket_volumes_are_read_by_check_with_an_inventory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory = tmp_path / "cluster.yaml"
+    inventory.write_text(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: blob-raw}\n"
+        "provisioner: blob.csi.azure.com\nparameters: {storageAccount: acmeus, containerName: raw}\n"
+    )
+    manifest = tmp_path / "job.yaml"
+    job_doc = job(ephemeral("blob-raw"))
+    job_doc["metadata"]["labels"] = {"policyengine.io/residency": "eu"}
+    job_doc["spec"]["template"]["spec"]["nodeSelector"] = {"topology.kubernetes.io/region": "eu-west-1"}
+    manifest.write_text(json.dumps(job_doc))
+    code, report = run_json(["check", str(manifest), "--inventory", str(inventory)], capsys, monkeypatch)
+    assert code == 1
+    (denied,) = [r for r in report["results"] if r["policy"] == "residency-data-locations"]
+    assert denied["message"].startswith(
+        "the region of az://acmeus/raw/ (at spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate) is unknown"
+    )
+    # Without the inventory the StorageClass is not known: the volume is not read.
+    code, report = run_json(["check", str(manifest)], capsys, monkeypatch)
+    assert not [r for r in report["results"] if r["policy"] == "residency-data-locations"]
+
+
 # --- hostile input ---------------------------------------------------------------------------------------
 
 
@@ -213,7 +308,7 @@ def test_ten_thousand_bucket_volumes_report_a_bounded_list_ending_in_an_unknown_
     assert len(found) == MAX_BUCKET_VOLUMES + 1
     last = found[-1]
     assert last["uri"] == "csi://?" and "the rest are not read" in last["unknown"]
-    assert last["path"] == f"spec.template.spec.volumes[{MAX_BUCKET_VOLUMES}].csi"
+    assert last["path"] == f"spec.template.spec.volumes[{MAX_BUCKET_VOLUMES}]"
 
 
 def test_ten_thousand_other_volumes_add_nothing() -> None:
