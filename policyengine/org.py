@@ -39,6 +39,8 @@ Shape (every key is always present)::
                            "region": "eu-west-1"}]
                                      # workload.dataLocations, each with the region of its longest
                                      # matching spec.residency.dataLocations prefix; "" means unknown
+                                     # (always for one marked "unknown": a bucket volume whose
+                                     # bucket the manifest does not name)
       }
     }
 
@@ -163,6 +165,11 @@ class OrgRules:
         """The region of the longest registered prefix of ``uri``; UNKNOWN_REGION when none matches."""
         return next((region for prefix, region in self.prefixes if uri.startswith(prefix)), UNKNOWN_REGION)
 
+    def _located(self, location: Mapping[str, Any]) -> str:
+        # A location the manifest does not let us read (a bucket volume's templated or Secret-held
+        # name) is unknown whatever prefixes are registered, a catch-all "s3://" included.
+        return UNKNOWN_REGION if location.get("unknown") else self.region_of(str(location.get("uri", "")))
+
     def view(
         self,
         namespace: str,
@@ -214,9 +221,7 @@ class OrgRules:
             "residency": {
                 "zone": zone,
                 "regions": [r for r in as_list(zone_entry.get("regions")) if isinstance(r, str)],
-                "dataLocations": [
-                    {**d, "region": self.region_of(str(d.get("uri", "")))} for d in data_locations
-                ],
+                "dataLocations": [{**d, "region": self._located(d)} for d in data_locations],
             },
         }
 

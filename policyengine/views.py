@@ -37,6 +37,7 @@ from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import update_charge
 from policyengine.workloads.memory import memory_charge
+from policyengine.workloads.volumes import StorageClasses
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
@@ -55,6 +56,7 @@ class _InventoryFacts:
     kueue: KueueBudgets | None  # the Kueue budgets when spec.gpu.teamsFrom is kueue
     memory: dict[str, list[int]]  # GPU memory in use per pool (``org.pool_memory``)
     slices: DeviceMemory  # the ResourceSlices' device memory
+    storage_classes: StorageClasses  # generic ephemeral volumes of bucket drivers (workloads.volumes)
 
 
 class _InventoryViews:
@@ -82,6 +84,7 @@ class _InventoryViews:
             kueue=KueueBudgets.build(inventory, config) if teams_from_kueue(config) else None,
             memory=pool_memory(memory_by_team(inventory, config, slices, claims), rules.teams),
             slices=slices,
+            storage_classes=StorageClasses(inventory.objects),
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -110,7 +113,7 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         obj = obj if isinstance(obj, Mapping) else {}
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
         facts = inventories.view(inventory, config, rules)
-        workload = describe(obj, config, facts.claims, request.namespace, facts.slices)
+        workload = describe(obj, config, facts.claims, request.namespace, facts.slices, facts.storage_classes)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
         before = _charge_update(request, workload, config, facts)
         for model in workload["models"]:

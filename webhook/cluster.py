@@ -1,5 +1,5 @@
-"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims, ResourceSlices, PodGroups and Kueue
-queues through the Kubernetes API.
+"""In-cluster inventory: list and watch Namespaces, Pods, DRA claims, ResourceSlices, PodGroups, Kueue
+queues and StorageClasses through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -40,6 +40,8 @@ RESOURCES = {
     "clusterqueues": "ClusterQueue",
     "localqueues": "LocalQueue",
     "resourceflavors": "ResourceFlavor",
+    # StorageClasses: the driver behind a generic ephemeral volume (policyengine.workloads.volumes).
+    "storageclasses": "StorageClass",
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")
@@ -55,6 +57,7 @@ GROUPS = {
     "resourceslices": (DRA_GROUP, DRA_VERSIONS),
     "podgroups": (SCHEDULING_GROUP, SCHEDULING_VERSIONS),
     **{r: (KUEUE_GROUP, KUEUE_VERSIONS) for r in ("clusterqueues", "localqueues", "resourceflavors")},
+    "storageclasses": ("storage.k8s.io", ("v1",)),
 }
 PAGE = 500
 WATCH_SECONDS = 300

@@ -64,7 +64,8 @@ Shape (every key is always present; lists keep manifest order)::
       "draAdminAccess": [{"request": "mon", "path": "...exactly.adminAccess"}],  # engine view: adminaccess.py
       "regions": {"allPinned": true, "allowed": ["eu-west-1"]},   # union over templates
       "dataLocations": [{"uri": "s3://b/x", "path": "...env[0].value", "source": "env",
-                         "kind": "data"}],                   # kind: data | model
+                         "kind": "data"}],                   # kind: data | model; csiVolume
+                                                             # entries add driver (and unknown)
       "models": [{"uri": "hf://org/m", "path": "spec.predictor.model.storageUri",
                   "source": "storageUri", "sha256": ""}],     # sha256: hex of a trailing @sha256:
                   # source: storageUri | storage | annotation | imageVolume | command | args | env
@@ -78,7 +79,10 @@ Shape (every key is always present; lists keep manifest order)::
 Sources of data locations: the ``policyengine.io/datasets`` annotation (source ``annotation``), KServe
 ``storageUri`` and LLMInferenceService ``spec.model.uri``, TrainJob initializer ``storageUri``
 (``storageUri``), and storage URIs inside container ``env[].value``, ``args`` and ``command``
-(``env``/``args``/``command``). Model references come from KServe framework ``storageUri``,
+(``env``/``args``/``command``), and inline CSI volumes of the bucket drivers of
+``workloads.volumes.BUCKET_DRIVERS`` (``csiVolume``: ``s3://bucket/prefix/``, ``gs://bucket/dir/``,
+``az://account/container/``, with ``driver``; a bucket the manifest does not name is ``<scheme>://?``
+with ``unknown`` saying why, and its region is always unknown). Model references come from KServe framework ``storageUri``,
 ``storageUris[].uri`` and ``storage`` (no URI: reported with uri ""), LLMInferenceService
 ``spec.model.uri``, TrainJob model initializer ``storageUri``, the ``policyengine.io/models``
 annotation, image volumes (``oci://<reference>``), server flags in command and args, also inside shell
@@ -146,6 +150,7 @@ from policyengine.workloads.values import (
     clamp,
     text,
 )
+from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses
 
 __all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "DeviceMemory", "GpuRules", "describe"]
 
@@ -156,9 +161,11 @@ def describe(
     claims: ClaimObjects = NO_CLAIMS,
     namespace: str = "",
     slices: DeviceMemory = NO_SLICES,
+    storage_classes: StorageClasses = NO_STORAGE_CLASSES,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
-    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's)."""
+    ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
+    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers."""
     problems: Problems = []
     rules = GpuRules.from_config(config)
     if not isinstance(obj, Mapping):
@@ -175,7 +182,7 @@ def describe(
         view, dra = _template_view(t, rules, problems, containers, resolver)
         views.append(view)
         pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
-    found = collect_references(obj, metadata, templates)
+    found = collect_references(obj, metadata, templates, storage_classes)
     data, models = found.data, found.models
 
     gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)

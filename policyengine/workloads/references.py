@@ -1,5 +1,5 @@
 """Where a workload's data locations, images and model references are collected: containers (images, storage
-URIs in env, command and args), the ``policyengine.io/datasets`` and ``policyengine.io/models`` annotations,
+URIs in env, command and args), bucket CSI volumes (``workloads.volumes``), the ``policyengine.io/datasets`` and ``policyengine.io/models`` annotations,
 the storage URIs the serving and training CRDs declare outside any container, and the references
 ``workloads.models`` finds (bounded by ``MAX_MODELS``)."""
 
@@ -28,6 +28,7 @@ from policyengine.workloads.values import (
     split_csv,
     storage_uris_in,
 )
+from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses, csi_volume_refs
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
 MODELS_ANNOTATION = "policyengine.io/models"
@@ -45,7 +46,10 @@ class References:
 
 
 def collect_references(
-    obj: Mapping[str, Any], metadata: Mapping[str, Any], templates: Sequence[PodTemplate]
+    obj: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    templates: Sequence[PodTemplate],
+    storage_classes: StorageClasses = NO_STORAGE_CLASSES,
 ) -> References:
     out = References()
     refs: list[Ref] = []
@@ -54,6 +58,7 @@ def collect_references(
             scan_container(site, out.data, out.images)
             refs.extend(container_refs(site.container, site.path, out.problems))
         refs.extend(image_volume_refs(t.spec, t.path))
+    csi_volume_refs(obj, templates, out.data, storage_classes)
     annotation_refs(metadata, out.data, out.models)
     storage_refs(obj, out.data, out.models)
     if obj.get("kind") == "RayService":

@@ -34,10 +34,12 @@ KINDS = {
     "clusterqueues": "ClusterQueue",
     "localqueues": "LocalQueue",
     "resourceflavors": "ResourceFlavor",
+    "storageclasses": "StorageClass",
 }
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses", "resourceslices"}
 SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
+STORAGE = {"storageclasses"}  # storage.k8s.io, served at v1
 
 
 class Dropped(Exception):
@@ -91,6 +93,8 @@ class FakeAPIServer:
                 api_version = f"kueue.x-k8s.io/{self.kueue_versions[0]}"
             if resource in SCHEDULING:
                 api_version = f"scheduling.k8s.io/{self.scheduling_versions[0]}"
+            if resource in STORAGE:
+                api_version = "storage.k8s.io/v1"
             obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
@@ -143,6 +147,7 @@ class FakeAPIServer:
                 "resource.k8s.io": (DRA, self.dra_versions),
                 "kueue.x-k8s.io": (KUEUE, self.kueue_versions),
                 "scheduling.k8s.io": (SCHEDULING, self.scheduling_versions),
+                "storage.k8s.io": (STORAGE, ("v1",)),
             }
             resources, versions = served.get(str(group), (set(), ()))
             if resource not in KINDS or (version is not None) != (resource in resources):

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from policyengine.workloads import DeviceMemory
+from policyengine.workloads import DeviceMemory, describe
+from policyengine.workloads.volumes import StorageClasses
 from tests.unit.webhook.fake_apiserver import FakeAPIServer
 from webhook.cluster import ClusterInventory, api_from_config
 
@@ -245,3 +246,29 @@ def test_resource_slices_are_listed_and_watched(fake: FakeAPIServer, inventory: 
     assert DeviceMemory(inventory.current().objects).allocated("gpu.nvidia.com", "a", "gpu-0") == 80 * 2**30
     fake.delete("resourceslices", "node-a")
     _wait(lambda: not any(o["kind"] == "ResourceSlice" for o in inventory.current().objects))
+
+
+def test_storage_classes_are_listed_and_watched(fake: FakeAPIServer, inventory: ClusterInventory) -> None:
+    # A generic ephemeral volume of a StorageClass naming an existing blob container reads that container.
+    fake.put(
+        "storageclasses",
+        "blob-raw",
+        provisioner="blob.csi.azure.com",
+        parameters={"storageAccount": "acmeus", "containerName": "raw"},
+    )
+    _wait(lambda: any(o["kind"] == "StorageClass" for o in inventory.current().objects))
+    template = {"spec": {"storageClassName": "blob-raw"}}
+    pod = {
+        "containers": [{"name": "c", "image": "x"}],
+        "volumes": [{"name": "v", "ephemeral": {"volumeClaimTemplate": template}}],
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {"template": {"spec": pod}},
+    }
+    classes = StorageClasses(inventory.current().objects)
+    assert [d["uri"] for d in describe(job, storage_classes=classes)["dataLocations"]] == ["az://acmeus/raw/"]
+    fake.delete("storageclasses", "blob-raw")
+    _wait(lambda: not any(o["kind"] == "StorageClass" for o in inventory.current().objects))

@@ -117,6 +117,7 @@ def test_check_and_validate_agree_on_every_manifest(
     )
     compared = 0
     sourced: set[str] = set()
+    mounted: set[str] = set()
     with TestClient(create_app(services)) as client:
         for doc in docs:
             request = request_for(doc)
@@ -141,6 +142,10 @@ def test_check_and_validate_agree_on_every_manifest(
                 model_rules = ("model-approved-source", "model-pinned-by-digest", "model-signature-verified")
                 if any(policy in model_rules for policy, _ in got):
                     sourced.add(key[3])
+            if doc.file.endswith("mounted-buckets.yaml") and any(
+                policy == "residency-data-locations" for policy, _ in got
+            ):
+                mounted.add(request.name)
             if any(r.policy == "gpu-team-quota" and r.outcome is Outcome.FAIL for r in decision.results):
                 dra_quota.add(f"{Path(doc.file).name}:{request.name}")
     assert compared == len(docs)
@@ -155,6 +160,8 @@ def test_check_and_validate_agree_on_every_manifest(
         "ray-llm",
         "mlflow-alias",
     }
+    # Bucket CSI volumes are data locations at admission too: the EU jobs mounting US buckets are denied.
+    assert mounted == {"raw-ingest", "feature-build"}
     # GPUs asked for only through DRA claim templates and shared claims reach the quota at admission too.
     assert {"quickstart__v1__gpu-test4.yaml:pod", "quickstart__v1beta1__gpu-test3.yaml:pod1"} <= dra_quota
     # And GPUs asked for as DRA extended resources (deviceclass.resource.kubernetes.io/<class>).
