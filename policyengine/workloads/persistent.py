@@ -60,7 +60,7 @@ def bucket_uri(
 ) -> str | None:
     """The URI a PersistentVolume's CSI source mounts: ``s3://bucket/prefix``, ``gs://bucket/dir`` or
     ``az://account/container``; None for a driver that mounts no bucket (a disk, a file share);
-    ``unreadable(driver)`` when the bucket is not written in the object (a Secret-held account)."""
+    an ``unreadable`` location when the bucket is not written in the object (a Secret-held account)."""
     options = _options(mount_options)
     if driver == "s3.csi.aws.com":  # Mountpoint for Amazon S3: bucket attribute, --prefix mount option
         return _uri("s3", driver, attributes.get("bucketName"), options.get("prefix"))
