@@ -35,6 +35,7 @@ from policyengine.model import (
     UserInfo,
 )
 from policyengine.workloads.claims import is_claim_object
+from policyengine.workloads.persistent import is_volume_object
 from policyengine.workloads.scheduling import is_group_object
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
@@ -250,8 +251,11 @@ def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Documen
         namespaces.setdefault(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     # The manifests' own ResourceClaims and templates are there for the pods that name them, beside (and
     # after, so winning over) the inventory's: check sees every document before it evaluates one. So are
-    # their PodGroups and Workloads (scheduling.k8s.io), whose claims the pods of a group share.
-    claims = tuple(d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data))
+    # their PodGroups and Workloads (scheduling.k8s.io), whose claims the pods of a group share, and their
+    # PersistentVolumeClaims, PersistentVolumes and Fluid Datasets, the data behind claim volumes.
+    claims = tuple(
+        d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data) or is_volume_object(d.data)
+    )
     return Inventory(
         namespaces={name: as_created(name, ns) for name, ns in namespaces.items()},
         objects=(inventory.objects if inventory is not None else ()) + claims,

@@ -1,5 +1,6 @@
 """In-cluster inventory: list and watch Namespaces, Pods, DRA claims, ResourceSlices, PodGroups, Kueue
-queues and StorageClasses through the Kubernetes API.
+queues, StorageClasses, PersistentVolumeClaims, PersistentVolumes and Fluid Datasets through the
+Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
@@ -13,7 +14,8 @@ server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has n
 again after each watch period in case it is upgraded. PodGroups (``scheduling.k8s.io``: the claims their
 pods share) are read the same way at v1beta1, else v1alpha3, else v1alpha2, and Kueue's ClusterQueues,
 LocalQueues and ResourceFlavors (``kueue.x-k8s.io``, v1beta2 else v1beta1; the GPU budgets under
-spec.gpu.teamsFrom kueue) too: a cluster without them has none.
+spec.gpu.teamsFrom kueue) too: a cluster without them has none. PersistentVolumeClaims and
+PersistentVolumes (core) and Fluid Datasets (``data.fluid.io`` v1alpha1) are the data behind claim volumes.
 
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
 """
@@ -42,6 +44,17 @@ RESOURCES = {
     "resourceflavors": "ResourceFlavor",
     # StorageClasses: the driver behind a generic ephemeral volume (policyengine.workloads.volumes).
     "storageclasses": "StorageClass",
+    # The data behind pods' claim volumes (policyengine.workloads.persistent).
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+    "persistentvolumes": "PersistentVolume",
+    "datasets": "Dataset",
+}
+# Core resources, read through CoreV1Api: their list function for all namespaces.
+CORE = {
+    "namespaces": "list_namespace",
+    "pods": "list_pod_for_all_namespaces",
+    "persistentvolumeclaims": "list_persistent_volume_claim_for_all_namespaces",
+    "persistentvolumes": "list_persistent_volume",
 }
 DRA_GROUP = "resource.k8s.io"
 DRA_VERSIONS = ("v1", "v1beta2", "v1beta1")
@@ -49,6 +62,8 @@ SCHEDULING_GROUP = "scheduling.k8s.io"
 SCHEDULING_VERSIONS = ("v1beta1", "v1alpha3", "v1alpha2")
 KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_VERSIONS = ("v1beta2", "v1beta1")
+FLUID_GROUP = "data.fluid.io"
+FLUID_VERSIONS = ("v1alpha1",)
 # Resources outside the core group: their API group and the versions tried, newest first.
 GROUPS = {
     "resourceclaims": (DRA_GROUP, DRA_VERSIONS),
@@ -58,6 +73,7 @@ GROUPS = {
     "podgroups": (SCHEDULING_GROUP, SCHEDULING_VERSIONS),
     **{r: (KUEUE_GROUP, KUEUE_VERSIONS) for r in ("clusterqueues", "localqueues", "resourceflavors")},
     "storageclasses": ("storage.k8s.io", ("v1",)),
+    "datasets": (FLUID_GROUP, FLUID_VERSIONS),
 }
 PAGE = 500
 WATCH_SECONDS = 300
@@ -95,17 +111,14 @@ class KubernetesClientAPI:
         self._lock = threading.Lock()
 
     def _func(self, resource: str) -> tuple[Callable[..., Any], tuple[str, ...]]:
-        core = self._core
-        if resource == "namespaces":
-            return core.list_namespace, ()
-        if resource == "pods":
-            return core.list_pod_for_all_namespaces, ()
+        if resource in CORE:
+            return getattr(self._core, CORE[resource]), ()
         group, versions = GROUPS[resource]
         version = self._versions.get(resource, versions[0])
         return self._custom.list_cluster_custom_object, (group, version, resource)
 
     def list(self, resource: str, *, continue_token: str | None) -> dict[str, Any]:
-        if resource in ("namespaces", "pods") or continue_token:
+        if resource in CORE or continue_token:
             return self._list(resource, continue_token)
         group, versions = GROUPS[resource]
         for version in versions:  # a first page finds the newest version served

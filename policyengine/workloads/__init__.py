@@ -72,17 +72,22 @@ Shape (every key is always present; lists keep manifest order)::
                   #         | serveConfigV2; uri "" for a model named without a URI (KServe storage)
       "images": [{"image": "...", "path": "...containers[0].image", "sha256": ""}],
       "problems": [{"path": "...", "message": "..."}],     # GPU quantities and pod counts not read
-      "modelProblems": [{"path": "...", "message": "..."}]  # model references not read (serve config,
-                                                            # over-long shell line, too many references)
+      "modelProblems": [{"path": "...", "message": "..."}],  # model references not read (serve config,
+                                                             # over-long shell line, too many references)
+      "dataProblems": [{"path": "...volumes[0]", "message": "..."}]  # claim volumes not located
+                                                             # (workloads.persistent)
     }
 
 Sources of data locations: the ``policyengine.io/datasets`` annotation (source ``annotation``), KServe
 ``storageUri`` and LLMInferenceService ``spec.model.uri``, TrainJob initializer ``storageUri``
 (``storageUri``), and storage URIs inside container ``env[].value``, ``args`` and ``command``
-(``env``/``args``/``command``), and inline CSI volumes of the bucket drivers of
+(``env``/``args``/``command``), inline CSI volumes of the bucket drivers of
 ``workloads.volumes.BUCKET_DRIVERS`` (``csiVolume``: ``s3://bucket/prefix/``, ``gs://bucket/dir/``,
 ``az://account/container/``, with ``driver``; a bucket the manifest does not name is ``<scheme>://?``
-with ``unknown`` saying why, and its region is always unknown). Model references come from KServe framework ``storageUri``,
+with ``unknown`` saying why, and its region is always unknown), and ``persistentVolumeClaim`` volumes: the
+bucket of the PersistentVolume the claim is bound to (``claim``) and the mounts of the Fluid Dataset of
+the same name (``dataset``); a claim or volume not found is a ``dataProblems`` entry, a claim provisioned
+from a StorageClass a new disk (see ``workloads.persistent``). Model references come from KServe framework ``storageUri``,
 ``storageUris[].uri`` and ``storage`` (no URI: reported with uri ""), LLMInferenceService
 ``spec.model.uri``, TrainJob model initializer ``storageUri``, the ``policyengine.io/models``
 annotation, image volumes (``oci://<reference>``), server flags in command and args, also inside shell
@@ -131,6 +136,7 @@ from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.extended import with_extended
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.memory import workload_memory
+from policyengine.workloads.persistent import claim_locations
 from policyengine.workloads.pods import (
     REGION_LABEL,
     GpuRules,
@@ -184,6 +190,8 @@ def describe(
         pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
     found = collect_references(obj, metadata, templates, storage_classes)
     data, models = found.data, found.models
+    data_problems: Problems = []
+    claim_locations(templates, claims, resolver.namespace, data, data_problems)
 
     gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
@@ -208,6 +216,7 @@ def describe(
         "images": found.images,
         "problems": problems,
         "modelProblems": found.problems,  # model references not read: a provenance matter, not a count
+        "dataProblems": data_problems,  # claim volumes whose data cannot be located: a residency matter
     }
 
 

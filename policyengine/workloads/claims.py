@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyengine.workloads.persistent import PV, is_volume_object
 from policyengine.workloads.selectors import MAX_SELECTORS, SelectorBudget, selected_profiles
 from policyengine.workloads.values import as_dict, as_list, text
 
@@ -93,20 +94,22 @@ class DeviceClasses:
 class ClaimObjects:
     """ResourceClaims, ResourceClaimTemplates and PodGroups (whose claims pods share, see
     ``workloads.scheduling``) by (kind, namespace, name); later objects win. The DeviceClasses among the
-    objects are kept in order beside them (cluster-scoped, read by name)."""
+    objects are kept in order beside them (cluster-scoped, read by name). PersistentVolumeClaims, Fluid
+    Datasets and PersistentVolumes (cluster-scoped: namespace "") are indexed too (``workloads.persistent``)."""
 
     def __init__(self, objects: Iterable[Any] = ()) -> None:
         self._by_key: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         self.device_classes: list[Mapping[str, Any]] = []
         for obj in objects:
-            if not (is_claim_object(obj) or _is_pod_group(obj)):
+            if not (is_claim_object(obj) or _is_pod_group(obj) or is_volume_object(obj)):
                 continue
             if obj["kind"] == DEVICE_CLASS:
                 if len(self.device_classes) < MAX_CLAIM_OBJECTS:
                     self.device_classes.append(obj)
             else:
                 meta = as_dict(obj.get("metadata"))
-                key = (obj["kind"], text(meta.get("namespace") or "default"), text(meta.get("name")))
+                namespace = "" if obj["kind"] == PV else text(meta.get("namespace") or "default")
+                key = (obj["kind"], namespace, text(meta.get("name")))
                 if key in self._by_key or len(self._by_key) < MAX_CLAIM_OBJECTS:
                     self._by_key[key] = obj
 

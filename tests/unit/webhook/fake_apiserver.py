@@ -1,4 +1,5 @@
-"""A small fake Kubernetes API server for namespaces, pods and DRA claims: list and watch with resourceVersion.
+"""A small fake Kubernetes API server for namespaces, pods, DRA claims, volumes and the other watched
+resources: list and watch with resourceVersion.
 
 It keeps an event history; ``compact()`` forgets it, so a watch from an older resourceVersion gets a
 ``410 Gone`` ERROR event (what etcd compaction does); ``drop_watches()`` cuts every open watch mid-stream
@@ -35,11 +36,15 @@ KINDS = {
     "localqueues": "LocalQueue",
     "resourceflavors": "ResourceFlavor",
     "storageclasses": "StorageClass",
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+    "persistentvolumes": "PersistentVolume",
+    "datasets": "Dataset",
 }
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses", "resourceslices"}
 SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
 STORAGE = {"storageclasses"}  # storage.k8s.io, served at v1
+FLUID = {"datasets"}  # data.fluid.io
 
 
 class Dropped(Exception):
@@ -52,10 +57,12 @@ class FakeAPIServer:
         dra_versions: tuple[str, ...] = ("v1",),
         kueue_versions: tuple[str, ...] = (),
         scheduling_versions: tuple[str, ...] = ("v1beta1",),
+        fluid_versions: tuple[str, ...] = ("v1alpha1",),
     ) -> None:
         self.dra_versions = dra_versions  # resource.k8s.io versions served; the first is the storage one
         self.kueue_versions = kueue_versions  # kueue.x-k8s.io versions served (none: Kueue not installed)
         self.scheduling_versions = scheduling_versions  # scheduling.k8s.io, likewise
+        self.fluid_versions = fluid_versions  # data.fluid.io, likewise
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
         self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
@@ -95,6 +102,8 @@ class FakeAPIServer:
                 api_version = f"scheduling.k8s.io/{self.scheduling_versions[0]}"
             if resource in STORAGE:
                 api_version = "storage.k8s.io/v1"
+            if resource in FLUID:
+                api_version = f"data.fluid.io/{self.fluid_versions[0]}"
             obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
@@ -148,6 +157,7 @@ class FakeAPIServer:
                 "kueue.x-k8s.io": (KUEUE, self.kueue_versions),
                 "scheduling.k8s.io": (SCHEDULING, self.scheduling_versions),
                 "storage.k8s.io": (STORAGE, ("v1",)),
+                "data.fluid.io": (FLUID, self.fluid_versions),
             }
             resources, versions = served.get(str(group), (set(), ()))
             if resource not in KINDS or (version is not None) != (resource in resources):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from policyengine.workloads import DeviceMemory, describe
+from policyengine.workloads import ClaimObjects, DeviceMemory, describe
 from policyengine.workloads.volumes import StorageClasses
 from tests.unit.webhook.fake_apiserver import FakeAPIServer
 from webhook.cluster import ClusterInventory, api_from_config
@@ -272,3 +272,73 @@ def test_storage_classes_are_listed_and_watched(fake: FakeAPIServer, inventory: 
     assert [d["uri"] for d in describe(job, storage_classes=classes)["dataLocations"]] == ["az://acmeus/raw/"]
     fake.delete("storageclasses", "blob-raw")
     _wait(lambda: not any(o["kind"] == "StorageClass" for o in inventory.current().objects))
+
+
+JOB_WITH_CLAIMS = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"name": "train", "namespace": "eu-ml"},
+    "spec": {
+        "template": {
+            "spec": {
+                "containers": [{"name": "c", "image": "x"}],
+                "volumes": [
+                    {"name": "raw", "persistentVolumeClaim": {"claimName": "raw"}},
+                    {"name": "cache", "persistentVolumeClaim": {"claimName": "cache"}},
+                ],
+            }
+        }
+    },
+}
+
+
+def _claim_view(inventory: ClusterInventory) -> dict[str, object]:
+    return describe(JOB_WITH_CLAIMS, claims=ClaimObjects(inventory.current().objects))
+
+
+def test_claims_volumes_and_datasets_are_listed_and_watched(
+    fake: FakeAPIServer, inventory: ClusterInventory
+) -> None:
+    csi = {"driver": "s3.csi.aws.com", "volumeHandle": "h", "volumeAttributes": {"bucketName": "acme-us-raw"}}
+    fake.put("persistentvolumes", "raw-pv", spec={"csi": csi, "mountOptions": ["prefix train/"]})
+    fake.put("persistentvolumeclaims", "raw", "eu-ml", spec={"storageClassName": "", "volumeName": "raw-pv"})
+    fake.put("datasets", "cache", "eu-ml", spec={"mounts": [{"mountPoint": "oss://acme-cn/imagenet/"}]})
+    _wait(lambda: len(_claim_view(inventory)["dataLocations"]) == 2)  # type: ignore[arg-type]
+    view = _claim_view(inventory)
+    assert view["dataLocations"] == [
+        {
+            "uri": "s3://acme-us-raw/train",
+            "path": "spec.template.spec.volumes[0]",
+            "source": "claim",
+            "kind": "data",
+        },
+        {
+            "uri": "oss://acme-cn/imagenet/",
+            "path": "spec.template.spec.volumes[1]",
+            "source": "dataset",
+            "kind": "data",
+        },
+    ]
+    assert view["dataProblems"] == []
+    kinds = {o["kind"]: o["apiVersion"] for o in inventory.current().objects}
+    assert kinds["Dataset"] == "data.fluid.io/v1alpha1" and kinds["PersistentVolume"] == "v1"
+    fake.delete("persistentvolumes", "raw-pv")  # the claim's volume is gone: its data cannot be located
+    _wait(lambda: bool(_claim_view(inventory)["dataProblems"]))
+    assert _claim_view(inventory)["dataProblems"] == [
+        {"path": "spec.template.spec.volumes[0]", "message": "PersistentVolume raw-pv of claim raw not found"}
+    ]
+    status = inventory.status()["resources"]
+    assert all(status[r]["synced"] for r in ("persistentvolumeclaims", "persistentvolumes", "datasets"))
+
+
+def test_a_cluster_without_fluid_is_ready_with_no_datasets() -> None:
+    bare = FakeAPIServer(fluid_versions=())
+    bare.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{bare.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"])
+        assert inv.status()["resources"]["datasets"]["lastError"] == "not served by the API server"
+    finally:
+        inv.stop()
+        bare.stop()

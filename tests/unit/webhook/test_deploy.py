@@ -51,8 +51,11 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     assert {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]["secretName"] == "policyengine-tls"
     assert docs["PodDisruptionBudget/policyengine"]["spec"]["minAvailable"] == 2
     assert docs["Service/policyengine"]["spec"]["ports"][0]["port"] == 443
-    core, dra, *parents, kueue, scheduling, storage = docs["ClusterRole/policyengine-inventory"]["rules"]
-    assert set(core["resources"]) == {"namespaces", "pods"} and set(core["verbs"]) == {"get", "list", "watch"}
+    core, dra, *parents, kueue, scheduling, storage, fluid = docs["ClusterRole/policyengine-inventory"][
+        "rules"
+    ]
+    assert set(core["resources"]) == {"namespaces", "pods", "persistentvolumeclaims", "persistentvolumes"}
+    assert set(core["verbs"]) == {"get", "list", "watch"}
     assert dra["apiGroups"] == ["resource.k8s.io"]
     assert set(dra["resources"]) == {
         "resourceclaims",
@@ -72,6 +75,8 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     assert set(scheduling["verbs"]) == {"get", "list", "watch"}
     assert storage["apiGroups"] == ["storage.k8s.io"] and storage["resources"] == ["storageclasses"]
     assert set(storage["verbs"]) == {"get", "list", "watch"}
+    assert fluid["apiGroups"] == ["data.fluid.io"] and fluid["resources"] == ["datasets"]
+    assert set(fluid["verbs"]) == {"get", "list", "watch"}
 
 
 def test_the_webhook_configuration_matches_what_webhook_config_prints(repo_root: Path) -> None:

@@ -23,6 +23,7 @@ from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
 from policyengine.policyset import bundled_policies_dir, load_policy_set
 from policyengine.workloads.claims import is_claim_object
+from policyengine.workloads.persistent import is_volume_object
 from policyengine.workloads.scheduling import is_group_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
@@ -97,7 +98,9 @@ def test_check_and_validate_agree_on_every_manifest(
     models = repo_root / "tests" / "fixtures" / "models"  # one workload per place a model is named
     extended = repo_root / "tests" / "fixtures" / "dra-extended"  # GPUs asked for as DRA extended resources
     groups = repo_root / "tests" / "fixtures" / "scheduling"  # claims made for a group of pods
+    volumes = repo_root / "tests" / "fixtures" / "claims"  # data behind persistentVolumeClaim volumes
     roots = [shared / "corpus" / "upstream", repo_root / "examples" / "manifests", models, extended, groups]
+    roots.append(volumes)
     files = _manifest_files(roots)
     assert models / "model-sources.yaml" in files
     assert len(files) >= 20, files
@@ -108,10 +111,14 @@ def test_check_and_validate_agree_on_every_manifest(
     policies = LivePolicies(lambda: engine)
     policies.serve(engine)
     # The cluster holds the DRA claims and claim templates the corpus' pods name, and their PodGroups and
-    # Workloads, as check sees them.
-    claims = tuple(d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data))
+    # Workloads, and the PersistentVolumeClaims, PersistentVolumes and Fluid Datasets of claim volumes, as
+    # check sees them.
+    claims = tuple(
+        d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data) or is_volume_object(d.data)
+    )
     inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs), objects=claims))
     dra_quota: set[str] = set()
+    residency: dict[str, set[str]] = defaultdict(set)  # claim fixtures' workloads -> residency rules failed
     services = WebhookServices(
         policies=policies, inventory=inventory, recorder=recorder, reload_interval=None
     )
@@ -146,6 +153,8 @@ def test_check_and_validate_agree_on_every_manifest(
                 policy == "residency-data-locations" for policy, _ in got
             ):
                 mounted.add(request.name)
+            if Path(doc.file).name == "claims.yaml" and request.kind.kind == "Job":
+                residency[request.name] |= {p for p, _ in got if p.startswith("residency-")}
             if any(r.policy == "gpu-team-quota" and r.outcome is Outcome.FAIL for r in decision.results):
                 dra_quota.add(f"{Path(doc.file).name}:{request.name}")
     assert compared == len(docs)
@@ -170,6 +179,14 @@ def test_check_and_validate_agree_on_every_manifest(
     # the pods sharing the PodGroup's claim are not charged it again.
     assert {"pod-group-claims.yaml:trainer-group-0", "pod-group-claims.yaml:scheduled"} <= dra_quota
     assert "pod-group-claims.yaml:group-members" not in dra_quota
+    # A claim bound to a US bucket volume, and a claim found nowhere, are denied at admission as in CI;
+    # a disk provisioned from a StorageClass and a Fluid Dataset of EU data are not.
+    assert residency == {
+        "bound-to-us-bucket": {"residency-data-locations"},
+        "missing-claim": {"residency-claims-located"},
+        "scratch-disk": set(),
+        "fluid-cache": set(),
+    }
 
 
 @pytest.mark.shared
