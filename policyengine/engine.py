@@ -16,6 +16,7 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.charging import Charge, Ledger, explain
 from policyengine.codec import request_binding
 from policyengine.match import labels_of, matches, selector_matches, wildcard_match
 from policyengine.model import (
@@ -145,16 +146,19 @@ class Engine:
         now: datetime,
         observe: PolicyObserver | None = None,
         parents: ParentLookup | None = None,
+        ledger: Ledger | None = None,
     ) -> Decision:
         """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
-        a scale request of a workload some policy governs is an error result."""
+        a scale request of a workload some policy governs is an error result. ``ledger`` charges GPU
+        reservations (``policyengine.charging``): counted in ``org.quota``, made when a request that
+        adds GPUs is allowed, released on DELETE."""
         if not is_scale(request):
-            return self._evaluate(request, inventory, now, observe)
+            return self._evaluate(request, inventory, now, observe, ledger)
         own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
         judged = judge(
             request,
             parents,
-            lambda update: self._evaluate(update, inventory, now, observe),
+            lambda update: self._evaluate(update, inventory, now, observe, ledger),
             lambda update, why: self.unevaluated(
                 update, inventory=inventory, message=why, code=errors.EVAL_PARENT
             ),
@@ -162,11 +166,18 @@ class Engine:
         return merged(judged, own)
 
     def _evaluate(
-        self, request: Request, inventory: Inventory, now: datetime, observe: PolicyObserver | None
+        self,
+        request: Request,
+        inventory: Inventory,
+        now: datetime,
+        observe: PolicyObserver | None,
+        ledger: Ledger | None = None,
     ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
         chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
         if not chosen:
+            if ledger is not None and request.operation == "DELETE" and not request.dry_run:
+                self._release(request, inventory, now, ledger)
             return Decision(request=request, results=(), allowed=True, policy_set_digest=self.digest)
 
         bindings: dict[str, Any] = {
@@ -179,8 +190,11 @@ class Engine:
         annotations: dict[str, str] = {}
         expired: set[str] = set()
         base: Activation | None = None
+        charge: Charge | None = None
         try:
             bindings.update(self._views(request, inventory, self.policy_set.config, now))
+            if ledger is not None:
+                charge = ledger.open(request, bindings, inventory, self.policy_set.config, now)
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
@@ -201,6 +215,10 @@ class Engine:
                         _internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}")
                     )
 
+        if ledger is not None and charge is not None:
+            results = explain(
+                charge, ledger.settle(charge, results, {c.policy.name: c.policy for c in chosen}, now)
+            )
         allowed = not any(r.denies for r in results)
         warnings = tuple(
             f"{r.policy}: {r.message}"
@@ -216,6 +234,16 @@ class Engine:
             policy_set_digest=self.digest,
             exceptions_expired=tuple(sorted(expired)),
         )
+
+    def _release(self, request: Request, inventory: Inventory, now: datetime, ledger: Ledger) -> None:
+        """A DELETE no policy judges still ends the workload's reservation."""
+        try:
+            bindings = dict(self._views(request, inventory, self.policy_set.config, now))
+        except Exception:  # the TTL ends the reservation of an object the views cannot read
+            return
+        charge = ledger.open(request, bindings, inventory, self.policy_set.config, now)
+        if charge is not None:
+            ledger.settle(charge, [], {}, now)
 
     # -- one policy ---------------------------------------------------------------------------------------
 
