@@ -218,15 +218,20 @@ class Ledger:
             return results
         if any(r.outcome is not Outcome.PASS for r in own):
             return results  # denied, excepted or errored by the policy itself: nothing to reserve
-        others = [r for r in results if r.policy != QUOTA_POLICY]
-        return [*others, self._reserve(charge, policy, now)]
+        refused = self._reserve(charge, policy, now)
+        if refused is None:
+            return results
+        # The refusal takes the place of the quota comparison's pass (the policy's last validation).
+        last = results.index(own[-1])
+        return [*results[:last], replace(refused, validation=own[-1].validation), *results[last + 1 :]]
 
     def _release(self, charge: Charge) -> None:
         # The TTL ends it if the store cannot: a deletion is never refused for the ledger's sake.
         with contextlib.suppress(StoreError):
             self.store.release(charge.pool, charge.key)
 
-    def _reserve(self, charge: Charge, policy: Policy, now: datetime) -> Result:
+    def _reserve(self, charge: Charge, policy: Policy, now: datetime) -> Result | None:
+        """None when reserved; else the quota policy's failure or error."""
         action = primary_action(policy.actions)
         if charge.failure is not None:
             return self._error(policy, charge.failure)
@@ -239,7 +244,7 @@ class Ledger:
         )
         try:
             if self.store.reserve(reservation, charge.limit or 0, max(0, charge.observed), now):
-                return make_result(policy, action, Outcome.PASS, "")
+                return None
             held = self.store.held(charge.pool, now)
         except PoolFull as err:
             return make_result(policy, action, Outcome.FAIL, f"{err}; retry once some of them are running")
