@@ -180,8 +180,8 @@ class Ledger:
             observed=quota["gpusInUse"],
         )
         quota["gpusReserved"] = 0
-        if request.operation not in ("CREATE", "UPDATE"):
-            return charge
+        if request.operation not in ("CREATE", "UPDATE") or charge.adds <= 0 or charge.limit is None:
+            return charge  # nothing to reserve: the store is not asked (one read per GPU admission)
         try:
             held = self.store.held(charge.pool, now)
         except StoreError as err:
