@@ -48,7 +48,8 @@ class PoolFull(Exception):
 
 
 # The optional hook a store reports its contention through: event ("conflict", "retry", "error") and
-# pool. The webhook counts them as metrics; the default does nothing.
+# pool. A store that has one keeps it in its ``events`` attribute, which the webhook sets to count them
+# as metrics; the default does nothing.
 StoreEvents = Callable[[str, str], None]
 
 
@@ -100,7 +101,7 @@ class MemoryReservations:
     def __init__(self, events: StoreEvents = _ignore) -> None:
         self._lock = threading.Lock()
         self._pools: dict[str, list[Reservation]] = {}
-        self._events = events
+        self.events = events  # the store's optional hook (StoreEvents); a memory store never contends
 
     def held(self, pool: str, now: datetime) -> list[Reservation]:
         with self._lock:

@@ -17,4 +17,5 @@ def open_store(spec: str, kube_api: Any) -> ReservationStore:
     """The store ``spec`` names; raises ValueError for one this build cannot open."""
     if spec == "memory":
         return MemoryReservations()
-    raise ValueError(f"reservation store {spec!r} is not available in this build (use memory)")
+    scheme = spec.split("://")[0]
+    raise ValueError(f"reservation store {scheme!r} is not available in this build (use memory)")

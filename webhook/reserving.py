@@ -119,6 +119,7 @@ def ledger_from(settings: Settings, telemetry: Telemetry, kube_api: Any = None) 
     try:
         store = open_store(spec, kube_api)
     except (ValueError, StoreError, OSError) as err:
-        store = UnavailableStore(f"the reservation store {shown!r} cannot be opened: {err}")
+        why = str(err).replace(spec, shown)  # a DSN's password never reaches /readyz or a result
+        store = UnavailableStore(f"the reservation store {shown!r} cannot be opened: {why}")
     metered = MeteredStore(store, telemetry, shown)
     return Ledger(metered, ttl=timedelta(seconds=settings.reservation_ttl))
