@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -224,6 +224,31 @@ class Ledger:
         # The refusal takes the place of the quota comparison's pass (the policy's last validation).
         last = results.index(own[-1])
         return [*results[:last], replace(refused, validation=own[-1].validation), *results[last + 1 :]]
+
+    def settled(
+        self, charge: Charge, results: list[Result], policies: Sequence[Policy], now: datetime
+    ) -> list[Result]:
+        """``settle``, then the quota policy's failures name the reservations they counted."""
+        return explain(charge, self.settle(charge, results, {p.name: p for p in policies}, now))
+
+    def unjudged(
+        self,
+        request: Request,
+        inventory: Inventory,
+        views: Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]],
+        config: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """A DELETE no policy judges still ends the workload's reservation (``views`` finds its pool)."""
+        if request.operation != "DELETE" or request.dry_run:
+            return
+        try:
+            bindings = dict(views(request, inventory, config, now))
+        except Exception:  # the TTL ends the reservation of an object the views cannot read
+            return
+        charge = self.open(request, bindings, inventory, config, now)
+        if charge is not None:
+            self.settle(charge, [], {}, now)
 
     def _release(self, charge: Charge) -> None:
         # The TTL ends it if the store cannot: a deletion is never refused for the ledger's sake.

@@ -16,7 +16,7 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
-from policyengine.charging import Charge, Ledger, explain
+from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.match import labels_of, matches, selector_matches, wildcard_match
 from policyengine.model import (
@@ -149,9 +149,7 @@ class Engine:
         ledger: Ledger | None = None,
     ) -> Decision:
         """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
-        a scale request of a workload some policy governs is an error result. ``ledger`` charges GPU
-        reservations (``policyengine.charging``): counted in ``org.quota``, made when a request that
-        adds GPUs is allowed, released on DELETE."""
+        a scale request of a workload some policy governs is an error result. ``ledger``: charging.py."""
         if not is_scale(request):
             return self._evaluate(request, inventory, now, observe, ledger)
         own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
@@ -176,8 +174,8 @@ class Engine:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
         chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
         if not chosen:
-            if ledger is not None and request.operation == "DELETE" and not request.dry_run:
-                self._release(request, inventory, now, ledger)
+            if ledger is not None:  # a DELETE no policy judges still ends the workload's reservation
+                ledger.unjudged(request, inventory, self._views, self.policy_set.config, now)
             return Decision(request=request, results=(), allowed=True, policy_set_digest=self.digest)
 
         bindings: dict[str, Any] = {
@@ -193,8 +191,9 @@ class Engine:
         charge: Charge | None = None
         try:
             bindings.update(self._views(request, inventory, self.policy_set.config, now))
-            if ledger is not None:
-                charge = ledger.open(request, bindings, inventory, self.policy_set.config, now)
+            charge = (
+                ledger.open(request, bindings, inventory, self.policy_set.config, now) if ledger else None
+            )
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
@@ -216,10 +215,12 @@ class Engine:
                     )
 
         if ledger is not None and charge is not None:
-            results = explain(
-                charge, ledger.settle(charge, results, {c.policy.name: c.policy for c in chosen}, now)
-            )
-        allowed = not any(r.denies for r in results)
+            results = ledger.settled(charge, results, [c.policy for c in chosen], now)
+        return self._decided(request, results, annotations, expired)
+
+    def _decided(
+        self, request: Request, results: list[Result], annotations: dict[str, str], expired: set[str]
+    ) -> Decision:
         warnings = tuple(
             f"{r.policy}: {r.message}"
             for r in results
@@ -228,22 +229,12 @@ class Engine:
         return Decision(
             request=request,
             results=tuple(results),
-            allowed=allowed,
+            allowed=not any(r.denies for r in results),
             warnings=warnings,
             audit_annotations=annotations,
             policy_set_digest=self.digest,
             exceptions_expired=tuple(sorted(expired)),
         )
-
-    def _release(self, request: Request, inventory: Inventory, now: datetime, ledger: Ledger) -> None:
-        """A DELETE no policy judges still ends the workload's reservation."""
-        try:
-            bindings = dict(self._views(request, inventory, self.policy_set.config, now))
-        except Exception:  # the TTL ends the reservation of an object the views cannot read
-            return
-        charge = ledger.open(request, bindings, inventory, self.policy_set.config, now)
-        if charge is not None:
-            ledger.settle(charge, [], {}, now)
 
     # -- one policy ---------------------------------------------------------------------------------------
 
