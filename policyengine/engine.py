@@ -16,6 +16,7 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.match import labels_of, matches, selector_matches, wildcard_match
 from policyengine.model import (
@@ -145,16 +146,17 @@ class Engine:
         now: datetime,
         observe: PolicyObserver | None = None,
         parents: ParentLookup | None = None,
+        ledger: Ledger | None = None,
     ) -> Decision:
         """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
-        a scale request of a workload some policy governs is an error result."""
+        a scale request of a workload some policy governs is an error result. ``ledger``: charging.py."""
         if not is_scale(request):
-            return self._evaluate(request, inventory, now, observe)
+            return self._evaluate(request, inventory, now, observe, ledger)
         own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
         judged = judge(
             request,
             parents,
-            lambda update: self._evaluate(update, inventory, now, observe),
+            lambda update: self._evaluate(update, inventory, now, observe, ledger),
             lambda update, why: self.unevaluated(
                 update, inventory=inventory, message=why, code=errors.EVAL_PARENT
             ),
@@ -162,11 +164,18 @@ class Engine:
         return merged(judged, own)
 
     def _evaluate(
-        self, request: Request, inventory: Inventory, now: datetime, observe: PolicyObserver | None
+        self,
+        request: Request,
+        inventory: Inventory,
+        now: datetime,
+        observe: PolicyObserver | None,
+        ledger: Ledger | None = None,
     ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
         chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
         if not chosen:
+            if ledger is not None:  # a DELETE no policy judges still ends the workload's reservation
+                ledger.unjudged(request, inventory, self._views, self.policy_set.config, now)
             return Decision(request=request, results=(), allowed=True, policy_set_digest=self.digest)
 
         bindings: dict[str, Any] = {
@@ -179,8 +188,12 @@ class Engine:
         annotations: dict[str, str] = {}
         expired: set[str] = set()
         base: Activation | None = None
+        charge: Charge | None = None
         try:
             bindings.update(self._views(request, inventory, self.policy_set.config, now))
+            charge = (
+                ledger.open(request, bindings, inventory, self.policy_set.config, now) if ledger else None
+            )
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
@@ -201,7 +214,13 @@ class Engine:
                         _internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}")
                     )
 
-        allowed = not any(r.denies for r in results)
+        if ledger is not None and charge is not None:
+            results = ledger.settled(charge, results, [c.policy for c in chosen], now)
+        return self._decided(request, results, annotations, expired)
+
+    def _decided(
+        self, request: Request, results: list[Result], annotations: dict[str, str], expired: set[str]
+    ) -> Decision:
         warnings = tuple(
             f"{r.policy}: {r.message}"
             for r in results
@@ -210,7 +229,7 @@ class Engine:
         return Decision(
             request=request,
             results=tuple(results),
-            allowed=allowed,
+            allowed=not any(r.denies for r in results),
             warnings=warnings,
             audit_annotations=annotations,
             policy_set_digest=self.digest,

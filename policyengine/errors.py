@@ -54,8 +54,9 @@ EVAL_BUDGET = "budget_exceeded"  # the expression ran over its cost or time budg
 EVAL_TYPE = "type_error"  # a validation or match condition returned a non-boolean
 PARAM_NOT_FOUND = "param_not_found"  # a binding's params could not be found
 EVAL_PARENT = "parent_unavailable"  # a scale request's parent workload could not be read or scaled
+EVAL_RESERVATION = "reservation_unavailable"  # the GPU reservation store could not decide (quota policy)
 
-EVAL_CODES = frozenset({EVAL_ERROR, EVAL_BUDGET, EVAL_TYPE, PARAM_NOT_FOUND, EVAL_PARENT})
+EVAL_CODES = frozenset({EVAL_ERROR, EVAL_BUDGET, EVAL_TYPE, PARAM_NOT_FOUND, EVAL_PARENT, EVAL_RESERVATION})
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ webhook run the same decision function on the same input. Namespaces come from `
 given, else from Namespace documents among the manifests; a namespace named by a manifest but defined
 nowhere is taken as existing with no labels (what ``kubectl create namespace`` makes). Every namespace,
 and a Namespace under review, carries the ``kubernetes.io/metadata.name`` label the API server sets.
+The checked set's workloads are charged to their teams' GPU quotas together (``policyengine.charging``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from policyengine import errors
+from policyengine.charging import Ledger
 from policyengine.codec import request_from_manifest
 from policyengine.discovery import Skipped
 from policyengine.engine import Engine
@@ -34,6 +36,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.reservations import MemoryReservations
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
 from policyengine.workloads.scheduling import is_group_object
@@ -272,13 +275,16 @@ def check_documents(
     skipped_files: Sequence[Skipped] = (),
 ) -> CheckReport:
     world = with_manifest_namespaces(inventory, docs)
+    # Every workload of the set is charged to its team in order (file, then document), as if they were
+    # admitted one after another: together they cannot take more than the quota.
+    ledger = Ledger(MemoryReservations())
     checked: list[Checked] = []
     skipped: list[Document] = []
     for doc in docs:
         if not is_object(doc.data):
             skipped.append(doc)
             continue
-        decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now)
+        decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now, ledger=ledger)
         checked.append(Checked(doc, decision))
     return CheckReport(
         tuple(checked), engine.digest, tuple(skipped), engine.policy_set.policies, tuple(skipped_files)

@@ -13,7 +13,10 @@ Shape (every key is always present)::
                    "quotaByProduct": {"NVIDIA-H100-80GB-HBM3": 16}},
                                      # spec.gpu.teams[quota.team] as written; {} when there is none
         "gpusInUse": 12,             # devices held by the pool's non-terminated pods (the inventory),
-                                     # each counted once whatever its kind: a MIG slice is one device
+                                     # each counted once whatever its kind: a MIG slice is one device,
+                                     # plus the pool's pending reservations (gpusReserved)
+        "gpusReserved": 0,           # of gpusInUse, the GPUs reserved by admitted workloads whose pods
+                                     # are not observed yet (policyengine/charging.py); 0 without a ledger
         "gpusInUseByResource": {"nvidia.com/gpu": 8, "nvidia.com/mig-1g.5gb": 4}
                                      # the same devices per resource name; every resource named in
                                      # limits.quotaByResource is present (0 when none is held)
@@ -208,6 +211,7 @@ class OrgRules:
         }
         if self.kueue and kueue is not None:
             quota = kueue.quota(namespace, obj, limits, asked)
+        quota.setdefault("gpusReserved", 0)
         zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
         if "gpuMemory" in limits and quota["source"] == "config":

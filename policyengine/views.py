@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from policyengine.charging import suspended_charge
 from policyengine.inventory import inventory_view
 from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.memory_usage import memory_by_team
@@ -115,7 +116,7 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         facts = inventories.view(inventory, config, rules)
         workload = describe(obj, config, facts.claims, request.namespace, facts.slices, facts.storage_classes)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
-        before = _charge_update(request, workload, config, facts)
+        before = suspended_charge(request, workload, _charge_update(request, workload, config, facts), config)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         org = rules.view(

@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from policyengine import errors
+from policyengine.charging import Ledger
 from policyengine.engine import Engine
 from policyengine.model import Decision, Inventory, Policy, Request
 from policyengine.scale import ParentLookup
@@ -69,9 +70,11 @@ def evaluate(
     inventory: Inventory,
     timings: PolicyTimings,
     parents: ParentLookup | None = None,
+    ledger: Ledger | None = None,
 ) -> Decision:
+    now = datetime.now(UTC)
     return engine.evaluate(
-        request, inventory=inventory, now=datetime.now(UTC), observe=timings, parents=parents
+        request, inventory=inventory, now=now, observe=timings, parents=parents, ledger=ledger
     )
 
 
@@ -91,8 +94,10 @@ class Admitter:
         executor: Executor,
         timeout: float = DEFAULT_TIMEOUT,
         parents: ParentLookup | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.inventory = inventory
+        self.ledger = ledger  # GPU reservations made as requests are allowed (None: none)
         self.parents = parents  # scale requests are judged through the workload (None: an error result)
         self.recorder = recorder
         self.telemetry = telemetry
@@ -123,7 +128,8 @@ class Admitter:
             timings = PolicyTimings()
             started = time.perf_counter()
             job = loop.run_in_executor(
-                self.executor, partial(evaluate, engine, request, inventory, timings, self.parents)
+                self.executor,
+                partial(evaluate, engine, request, inventory, timings, self.parents, self.ledger),
             )
             _forget_late_errors(job)
             if hold is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -238,6 +239,10 @@ class Probes:
         inventory = self.services.inventory.status()
         ready = bool(policies["ready"] and inventory["ready"])
         body: dict[str, Any] = {"ready": ready, "policies": policies, "inventory": inventory}
+        # The reservation store is reported, not a gate: only GPU admissions need it (webhook.reserving).
+        status = getattr(self.services.ledger.store if self.services.ledger else None, "status", None)
+        if callable(status):
+            body["reservations"] = await run_in_threadpool(status)  # a shared store's probe is I/O
         audit = audit_status(self.services.recorder)
         if audit is not None:
             body["audit"] = audit

@@ -43,6 +43,7 @@ def lifespan(services: WebhookServices) -> Callable[[Starlette], AbstractAsyncCo
             executor=executor,
             timeout=services.timeout,
             parents=services.parents,
+            ledger=services.ledger,
         )
         _register_gauges(services)
         services.inventory.start()

@@ -34,6 +34,7 @@ from webhook.inventories import InventorySource, StaticInventory
 from webhook.logs import configure, get_logger, log_config
 from webhook.policies import LivePolicies
 from webhook.recorder import DecisionRecorder, NullRecorder
+from webhook.reserving import ledger_from, store_spec
 from webhook.settings import ENV_VAR, Settings
 from webhook.telemetry import Telemetry, build_telemetry
 
@@ -125,7 +126,17 @@ def services_from(
         startup_wait=settings.startup_wait,
         handle_sighup=handle_sighup,
         parents=parent_lookup(settings),
+        ledger=ledger_from(settings, telemetry, _kube_api(settings)),
     )
+
+
+def _kube_api(settings: Settings) -> Any:
+    """The API client the ``kube`` reservation store writes through (None for the other stores)."""
+    if store_spec(settings) != "kube":
+        return None
+    from webhook.cluster import api_from_config
+
+    return api_from_config(settings.kubeconfig)
 
 
 def worker_app() -> Starlette:

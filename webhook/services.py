@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyengine.charging import Ledger
 from policyengine.scale import ParentLookup
 from webhook.admission import DEFAULT_TIMEOUT
 from webhook.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY
@@ -36,6 +37,7 @@ class WebhookServices:
     eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
     startup_wait: float = 30.0  # seconds to wait for the inventory's first sync before accepting requests
     parents: ParentLookup | None = None  # reads the workload a scale request scales (with --kube)
+    ledger: Ledger | None = None  # GPU reservations (webhook.reserving); None: none are made
 
 
 def audit_status(recorder: object) -> dict[str, Any] | None:

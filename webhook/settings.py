@@ -52,6 +52,8 @@ class Settings:
     audit_api_tokens: str | None = None  # bearer tokens file, one per line
     audit_api_max_connections: int = 16
     audit_api_max_queries: int = 2  # queries answered at once; more are refused with 503
+    reservations: str | None = None  # memory | kube | postgresql://…; None: kube with --kube, else memory
+    reservation_ttl: float = 120.0  # seconds a reservation lasts when its workload's pods never appear
 
     @property
     def watched(self) -> tuple[str, ...]:

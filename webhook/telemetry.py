@@ -91,6 +91,16 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "policyengine_inventory_relists",
         "Full relists of a watched resource, by resource and reason.",
     ),
+    "reservations": (
+        "counter",
+        "policyengine_gpu_reservations",
+        "GPU reservations by result: made, refused (the pool had no room), full (the pool's cap), released.",
+    ),
+    "reservation_store_events": (
+        "counter",
+        "policyengine_gpu_reservation_store_events",
+        "Reservation store contention and failures, by event: conflict, retry, error.",
+    ),
     "in_flight": (
         "up_down_counter",
         "policyengine_requests_in_flight",

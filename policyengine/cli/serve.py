@@ -48,6 +48,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--kubeconfig", metavar="FILE", help="with --kube outside a cluster (default: ~/.kube/config)"
     )
+    p.add_argument(
+        "--reservations",
+        metavar="STORE",
+        help="where GPU reservations of admitted workloads are kept until their pods run: memory (this "
+        "process; default with --inventory), kube (the API server, shared by replicas; default with "
+        "--kube) or a postgresql:// DSN",
+    )
+    p.add_argument(
+        "--reservation-ttl",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long a reservation lasts when its workload's pods never appear (default 120)",
+    )
     p.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default 1)")
     p.add_argument("--max-body", type=int, default=3 * 1024 * 1024, metavar="BYTES", help="default 3 MiB")
     p.add_argument(
@@ -183,6 +197,8 @@ def settings_from(args: argparse.Namespace) -> Any:
         reload_interval=args.reload_interval or None,
         startup_wait=args.sync_timeout,
         log_level=args.log_level,
+        reservations=args.reservations,
+        reservation_ttl=args.reservation_ttl,
     )
 
 
@@ -207,6 +223,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
             "and --audit-restart-after not negative"
         )
     _check_limits(args)
+    _check_reservations(args)
     if bool(args.audit_log) != bool(args.audit_key):
         raise UsageError(
             "--audit-log and --audit-key go together (create a key with `policyengine audit keygen`)"
@@ -242,6 +259,20 @@ def _load_policies(settings: Any) -> Any:
     if not engine.policy_set.policies and not settings.allow_empty_policies:
         raise UsageError(empty_set_problem(settings.policies))
     return engine
+
+
+def _check_reservations(args: argparse.Namespace) -> None:
+    store = args.reservations
+    if args.reservation_ttl <= 0:
+        raise UsageError("--reservation-ttl must be positive")
+    if store is None:
+        return
+    if store not in ("memory", "kube") and not store.startswith(("postgresql://", "postgres://")):
+        raise UsageError(f"--reservations must be memory, kube or a postgresql:// DSN, not {store!r}")
+    if store == "kube" and not args.kube:
+        raise UsageError("--reservations kube needs --kube (the reservations live in the cluster)")
+    if store == "memory" and args.workers > 1:
+        raise UsageError("--workers > 1 shares no memory: use --reservations kube or postgresql://")
 
 
 def _check_limits(args: argparse.Namespace) -> None:

@@ -75,6 +75,7 @@ def test_a_scale_is_judged_as_the_update_of_its_deployment(tmp_path: Path, certs
         "--kube", "--kubeconfig", str(_kubeconfig(tmp_path / "kubeconfig", url)),
         "--policies", str(bundled_policies_dir() / "gpu-quotas"),
         "--config", str(PACK_TESTS / "config.yaml"),
+        "--reservations", "memory",  # one replica; the scale is the subject here, not the store
     )  # fmt: skip
     try:
         with running.client() as client:

@@ -65,8 +65,11 @@ def _decide(server: Server, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_an_update_is_charged_what_it_adds(server: Server) -> None:
-    # 2 -> 8 replicas adds 6: 10 + 6 = 16 = quota. The whole 8 again would make 18.
-    assert _decide(server, deployment_review(8, 2))["allowed"] is True
+    # 2 -> 8 replicas adds 6: 10 + 6 = 16 = quota. The whole 8 again would make 18. A dry run: judged,
+    # never reserved, so the requests below see the same usage.
+    dry = deployment_review(8, 2)
+    dry["request"]["dryRun"] = True
+    assert _decide(server, dry)["allowed"] is True
     # 1 -> 8 adds 7: 17 > 16, and the message names the growth.
     denied = _decide(server, deployment_review(8, 1))
     assert denied["allowed"] is False

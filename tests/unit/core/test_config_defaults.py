@@ -28,6 +28,7 @@ DEFAULTS = {
             "tpu.google.com": "google.com/tpu",
             "neuron.aws.com": "aws.amazon.com/neuron",
         },
+        "countSuspended": True,
         "teamsFrom": "config",
         "kueue": {},
         "teams": {},
