@@ -112,10 +112,12 @@ class KubeReservations:
             if observed + others + reservation.gpus > limit:
                 return None, False  # store nothing: a denial writes no version
             if reservation.key not in live and len(live) >= self.max_entries:
-                raise StoreError(
+                message = (
                     f"quota pool {reservation.pool!r} already holds {len(live)} reservations, "
                     f"the most one pool keeps; its workloads' pods have not been observed"
                 )
+                self._failed(message)
+                raise StoreError(message)
             live[reservation.key] = reservation
             return live, True
 
@@ -177,7 +179,10 @@ class KubeReservations:
 
         try:
             return call()
-        except (Conflict, StoreError):
+        except Conflict:
+            raise
+        except StoreError as err:  # the object read is not what this store writes
+            self._failed(str(err))
             raise
         except ApiException as err:
             message = f"ConfigMap reservations in {self.namespace}: HTTP {err.status} {err.reason}"
@@ -210,11 +215,12 @@ class KubeReservations:
             obj = json.loads(body)
         except ValueError:
             raise StoreError(f"{where}: the answer is not JSON") from None
-        version = str(
-            ((obj.get("metadata") if isinstance(obj, dict) else None) or {}).get("resourceVersion") or ""
-        )
-        data = obj.get("data") or {}
-        if not isinstance(data, dict) or data.get("pool") != pool or not version:
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        version = str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+        data = obj.get("data") if isinstance(obj, dict) else None
+        if not version:
+            raise StoreError(f"{where}: the answer has no metadata.resourceVersion")
+        if not isinstance(data, dict) or data.get("pool") != pool:
             raise StoreError(f"{where}: data.pool is not {pool!r} (the object is not this pool's)")
         return decode(data.get("reservations") or "[]", pool, where, self.max_entries), version
 

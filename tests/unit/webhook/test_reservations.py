@@ -276,3 +276,22 @@ def test_open_store(fake: FakeAPIServer, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr("webhook.reservations.SA_NAMESPACE", Path("/nonexistent/namespace"))
     with pytest.raises(ValueError, match="POD_NAMESPACE"):
         open_store("kube", api_from_config(host=f"http://127.0.0.1:{fake.port}"))
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"metadata": {}, "data": {"pool": "vision"}}, "no metadata.resourceVersion"),
+        ({"metadata": {"resourceVersion": "5"}, "data": ["pool"]}, r"data\.pool is not"),
+        (
+            {"metadata": {"resourceVersion": "5"}, "data": {"pool": "v" * (2 << 20)}},
+            "larger than a ConfigMap",
+        ),
+    ],
+)
+def test_hostile_objects_are_store_errors(fake: FakeAPIServer, obj: dict[str, Any], message: str) -> None:
+    fake.configmaps[(NS, configmap_name("vision"))] = obj
+    s = store(fake)
+    with pytest.raises(StoreError, match=message):
+        s.held("vision", NOW)
+    assert s.status()["errors"] == 1
