@@ -104,6 +104,7 @@ class KubernetesClientAPI:
     def __init__(self, api_client: Any) -> None:
         from kubernetes import client
 
+        self.api_client = api_client  # shared with the reservation store (webhook.reservations)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._versions: dict[str, str] = {}  # grouped resource -> the version found served

@@ -5,6 +5,11 @@ It keeps an event history; ``compact()`` forgets it, so a watch from an older re
 ``410 Gone`` ERROR event (what etcd compaction does); ``drop_watches()`` cuts every open watch mid-stream
 without the final chunk (a dropped connection); ``end_watches()`` ends them cleanly. Workloads
 (``put_workload``) are served to GET by name, as the webhook reads the parent of a scale request.
+ConfigMaps are served to GET, create (POST) and replace (PUT) as the API server does: a name that is not
+a DNS-1123 subdomain or data over 1 MiB is 422 Invalid, a create of an existing name 409 AlreadyExists,
+a replace whose metadata.resourceVersion is not the current one 409 Conflict; ``conflicts`` answers the
+next N replaces with 409 Conflict anyway, ``race_create`` stores an object just before a create is
+answered (another replica won the race), ``configmap_failure`` answers every ConfigMap request with it.
 Runs under uvicorn on 127.0.0.1 in a thread.
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -75,6 +81,13 @@ class FakeAPIServer:
         # (group, version, plural, namespace, name) -> object, served to GET only; the GETs seen
         self.workloads: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         self.gets: list[str] = []
+        # ConfigMaps: (namespace, name) -> object; the requests seen ("GET name", "PUT name", ...)
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.configmap_requests: list[str] = []
+        self.conflicts = 0  # answer the next N replaces with 409 Conflict
+        self.conflicts_sent = 0
+        self.race_create: dict[str, Any] | None = None  # stored just before the next create is answered
+        self.configmap_failure: int | None = None  # an HTTP status every ConfigMap request gets
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -192,12 +205,66 @@ class FakeAPIServer:
 
         return Starlette(
             routes=[
+                Route(
+                    "/api/v1/namespaces/{namespace}/configmaps/{name}",
+                    self._configmap,
+                    methods=["GET", "PUT"],
+                ),
+                Route("/api/v1/namespaces/{namespace}/configmaps", self._configmap, methods=["POST"]),
                 Route("/api/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
                 Route("/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
                 Route("/api/v1/{resource}", handle),
                 Route("/apis/{group}/{version}/{resource}", handle),
             ]
         )
+
+    async def _configmap(self, request: Request) -> Response:
+        namespace = request.path_params["namespace"]
+        body = json.loads(await request.body()) if request.method in ("POST", "PUT") else {}
+        name = request.path_params.get("name") or str((body.get("metadata") or {}).get("name") or "")
+        with self._lock:
+            self.configmap_requests.append(f"{request.method} {name}")
+            if self.configmap_failure is not None:
+                return _status(self.configmap_failure, "InternalError", "the fake API server fails")
+            key = (namespace, name)
+            current = self.configmaps.get(key)
+            if request.method == "GET":
+                if current is None:
+                    return _status(404, "NotFound", f'configmaps "{name}" not found')
+                return JSONResponse(current)
+            invalid = _invalid_configmap(name, body)
+            if invalid:
+                return _status(422, "Invalid", f'ConfigMap "{name}" is invalid: {invalid}')
+            if request.method == "POST":
+                if self.race_create is not None:
+                    raced, self.race_create = self.race_create, None
+                    self._store_configmap(key, raced)
+                    current = self.configmaps[key]
+                if current is not None:
+                    return _status(409, "AlreadyExists", f'configmaps "{name}" already exists')
+                return JSONResponse(self._store_configmap(key, body), status_code=201)
+            if current is None:
+                return _status(404, "NotFound", f'configmaps "{name}" not found')
+            given = str((body.get("metadata") or {}).get("resourceVersion") or "")
+            if self.conflicts > 0 or (given and given != current["metadata"]["resourceVersion"]):
+                if self.conflicts > 0:
+                    self.conflicts -= 1
+                self.conflicts_sent += 1
+                return _status(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on configmaps "{name}": the object has been modified; '
+                    "please apply your changes to the latest version and try again",
+                )
+            return JSONResponse(self._store_configmap(key, body, uid=current["metadata"]["uid"]))
+
+    def _store_configmap(self, key: tuple[str, str], body: dict[str, Any], uid: str = "") -> dict[str, Any]:
+        self.rv += 1
+        meta = {**(body.get("metadata") or {}), "namespace": key[0], "name": key[1]}
+        meta.update(resourceVersion=str(self.rv), uid=uid or f"configmap-{key[1]}-{self.rv}")
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", **body, "metadata": meta}
+        self.configmaps[key] = obj
+        return obj
 
     def _watch(self, resource: str, request: Request) -> Response:
         since = int(request.query_params.get("resourceVersion") or 0)
@@ -258,3 +325,30 @@ class FakeAPIServer:
             self.drop_watches()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+CONFIGMAP_MAX_BYTES = 1024 * 1024
+
+
+def _invalid_configmap(name: str, body: dict[str, Any]) -> str:
+    """What the API server's validation would refuse, or ''."""
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        return f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain"
+    data = body.get("data") or {}
+    if sum(len(k) + len(str(v).encode()) for k, v in data.items()) > CONFIGMAP_MAX_BYTES:
+        return "[]: Too long: must have at most 1048576 bytes"
+    return ""
+
+
+def _status(code: int, reason: str, message: str) -> JSONResponse:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return JSONResponse(body, status_code=code)

@@ -79,6 +79,31 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     assert set(fluid["verbs"]) == {"get", "list", "watch"}
 
 
+def test_the_reservations_can_be_written_in_the_webhooks_namespace_only(repo_root: Path) -> None:
+    docs = _docs(repo_root)
+    deployment = docs["Deployment/policyengine"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    role = docs["Role/policyengine-reservations"]
+    namespace = deployment["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == namespace
+    (rule,) = role["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]}
+    binding = docs["RoleBinding/policyengine-reservations"]
+    assert binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    account = docs["ServiceAccount/policyengine"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}
+    ]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
 def test_the_webhook_configuration_matches_what_webhook_config_prints(repo_root: Path) -> None:
     shipped = _docs(repo_root)["ValidatingWebhookConfiguration/policyengine"]
     printed = webhook_configuration(
