@@ -14,7 +14,7 @@ from typing import Any, cast
 import lark
 
 from policyengine.cel.budget import Meter
-from policyengine.cel.fast import macros, ops
+from policyengine.cel.fast import macros, ops, optionals
 from policyengine.cel.fast.binary import (
     BINARY,
     all_strings,
@@ -32,6 +32,7 @@ from policyengine.cel.fast.members import (
     variable_chain,
 )
 from policyengine.cel.fast.values import CelError, Uint, literal_value, no_overload
+from policyengine.cel.lib.optional import Optional
 from policyengine.cel.port import Budget
 from policyengine.cel.syntax import (
     Node,
@@ -211,9 +212,23 @@ class Compiler:
                 if type(name) is not str:
                     raise no_overload("_[_]", value, name)
                 return value.get(name, ctx[1])
+            if type(value) is Optional:
+                # cel-go: indexing an optional gives an optional (absent if the element is).
+                return optionals.index(value, key(ctx))
             return ops.index(value, key(ctx))
 
         return self._fold(index, target, key)
+
+    def _member_dot_opt(self, node: Node) -> Fn:
+        target, field = self.compile(node.children[0]), str(node.children[1])
+        return lambda ctx: optionals.select(target(ctx), field, ctx)
+
+    def _member_index_opt(self, node: Node) -> Fn:
+        target, key = self.compile(node.children[0]), self.compile(node.children[1])
+        return self._fold(lambda ctx: optionals.index(target(ctx), key(ctx)), target, key)
+
+    def _opt_entry(self, node: Node) -> Fn:
+        return _error("an optional entry ('?') is allowed only in list and map literals")
 
     def _member_object(self, node: Node) -> Fn:
         return _error("message construction is not supported")
@@ -230,6 +245,8 @@ class Compiler:
             return lambda ctx: method(ctx) if namespace in ctx[0] else function(ctx)
         if is_macro_call(name, args):
             return self._macro(target_tree, name, args)
+        if name in ("or", "orValue") and len(args) == 1:
+            return optionals.or_else(self.compile(target_tree), self.compile(args[0]), name == "orValue")
         return self._call(name, [self.compile(target_tree), *(self.compile(a) for a in args)])
 
     # -- primaries -----------------------------------------------------------------------------------
@@ -307,7 +324,11 @@ class Compiler:
         return self.compile(node.children[0])
 
     def _list_lit(self, node: Node) -> Fn:
-        items = [self.compile(c) for c in call_args(node, 0)]
+        children = call_args(node, 0)
+        if any(_is_opt_entry(c) for c in children):
+            entries = [(self.compile(_entry_expr(c)), _is_opt_entry(c)) for c in children]
+            return optionals.list_entries(entries)
+        items = [self.compile(c) for c in children]
         if all(isinstance(i, _Const) for i in items):
             values = [cast(_Const, i).value for i in items]
             return _Const(values)
@@ -315,9 +336,13 @@ class Compiler:
 
     def _map_lit(self, node: Node) -> Fn:
         children = call_args(node, 0)
+        keys = children[0::2]
+        optional_keys = tuple(_is_opt_entry(k) for k in keys)
         pairs = [
-            (self.compile(k), self.compile(v)) for k, v in zip(children[0::2], children[1::2], strict=True)
+            (self.compile(_entry_expr(k)), self.compile(v)) for k, v in zip(keys, children[1::2], strict=True)
         ]
+        if any(optional_keys):
+            return _optional_map(pairs, optional_keys)
 
         def build(ctx: Ctx) -> dict[Any, Any]:
             out: dict[Any, Any] = {}
@@ -395,3 +420,35 @@ def _operands(node: Node) -> list[Any]:
         else [left]
     )
     return [*head, node.children[1]]
+
+
+def _is_opt_entry(tree: Any) -> bool:
+    return isinstance(tree, lark.Tree) and tree.data == "opt_entry"
+
+
+def _entry_expr(tree: Any) -> Any:
+    """The expression of a list element or map key, without its optional marker."""
+    return tree.children[0] if _is_opt_entry(tree) else tree
+
+
+def _optional_map(pairs: list[tuple[Fn, Fn]], optional_keys: tuple[bool, ...]) -> Fn:
+    """A map literal with optional entries (``{?'k': v}``): an absent value leaves the entry out."""
+    entries = tuple(zip(pairs, optional_keys, strict=True))
+
+    def build(ctx: Ctx) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for (key_fn, value_fn), optional in entries:
+            key = key_fn(ctx)
+            if type(key) not in (str, int, Uint, bool):
+                raise CelError(f"unsupported key type: {type(key).__name__}")
+            value = value_fn(ctx)
+            if optional:
+                keep, value = optionals.unwrap_entry(key, value)
+                if not keep:
+                    continue
+            if ops.lookup(out, key) is not ops.MISSING:
+                raise CelError(f"Failed with repeated key: {key}")
+            out[key] = value
+        return out
+
+    return build
