@@ -36,6 +36,7 @@ from policyengine.cel.syntax import (
     is_macro_call,
     macro_variables,
     simple_ident,
+    unwrap,
 )
 
 
@@ -129,6 +130,15 @@ class MeteredEvaluator(Evaluator):
     def member_index(self, tree: Node) -> Any:
         target, key = self.visit(tree.children[0]), self.visit(tree.children[1])
         return optionals.index_member(target, key, self.activation.resolve_function("_[_]"))
+
+    def macro_has_eval(self, exprlist: Node) -> Any:
+        arg = unwrap(exprlist.children[0]) if exprlist.children else None
+        if isinstance(arg, lark.Tree) and arg.data == "member_dot" and dotted_name(arg) is None:
+            target = self.visit(arg.children[0])
+            if isinstance(target, Optional):
+                # cel-go: has() through an optional tests presence (an absent optional has nothing).
+                return optionals.has(target, str(arg.children[1]))
+        return super().macro_has_eval(exprlist)
 
     def opt_entry(self, tree: Node) -> Any:
         return optionals.Entry(self.visit(tree.children[0]))

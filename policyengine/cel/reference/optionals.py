@@ -149,3 +149,11 @@ def or_else(target: Any, other: Callable[[], Any], name: str) -> Any:
     if name == "or" and not isinstance(alternative, Optional | CELEvalError):
         return CELEvalError("no such overload: or")
     return alternative
+
+
+def has(target: Optional, field: str) -> celtypes.BoolType:
+    """``has(opt.field)``: the optional is present, a map, and has the key."""
+    inner = target.value
+    return celtypes.BoolType(
+        target.present and isinstance(inner, dict) and celtypes.StringType(field) in inner
+    )
