@@ -91,19 +91,17 @@ def unwrap_entry(key: Any, value: Any) -> tuple[bool, Any]:
 
 
 def or_else(target: Fn, other: Fn, or_value: bool) -> Fn:
-    """``a.or(b)`` and ``a.orValue(b)``: ``b`` is evaluated only when ``a`` is absent (as cel-go does)."""
-    name = "orValue" if or_value else "or"
+    """``a.or(b)`` and ``a.orValue(b)``: ``b`` is evaluated only when ``a`` is absent. A value of ``a``
+    that is not an optional is the result, as cel-go's evalOptionalOr/evalOptionalOrValue have it up
+    to v0.27 (the versions Kubernetes runs; v0.28 makes it 'no such overload')."""
 
     def choose(ctx: Ctx) -> Any:
         value = target(ctx)
         if type(value) is not Optional:
-            raise no_overload(name, value)
+            return value
         if value.present:
             return value.value if or_value else value
-        alternative = other(ctx)
-        if not or_value and type(alternative) is not Optional:
-            raise no_overload(name, value, alternative)
-        return alternative
+        return other(ctx)
 
     return choose
 

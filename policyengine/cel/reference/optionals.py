@@ -138,17 +138,13 @@ def map_of(values: list[Any]) -> Any:
 
 
 def or_else(target: Any, other: Callable[[], Any], name: str) -> Any:
-    """``target.or(other)`` / ``target.orValue(other)``: ``other`` evaluated only when needed."""
-    if isinstance(target, CELEvalError):
-        return target
+    """``target.or(other)`` / ``target.orValue(other)``: ``other`` evaluated only when needed; a target
+    that is not an optional (or an error) is the result, as in cel-go up to v0.27."""
     if not isinstance(target, Optional):
-        return CELEvalError(f"no such overload: {name}")
+        return target
     if target.present:
         return target.value if name == "orValue" else target
-    alternative = other()
-    if name == "or" and not isinstance(alternative, Optional | CELEvalError):
-        return CELEvalError("no such overload: or")
-    return alternative
+    return other()
 
 
 def has(target: Optional, field: str) -> celtypes.BoolType:

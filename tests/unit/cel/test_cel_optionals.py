@@ -69,13 +69,19 @@ def test_or_value_does_not_evaluate_its_default_when_present(backend: CelBackend
         _eval(backend, "object.?missing.orValue(1 / 0 == 1)", POD)
 
 
+def test_or_value_on_a_value_that_is_not_optional_returns_it(backend: CelBackend) -> None:
+    # cel-go up to v0.27 (what Kubernetes runs): evalOptionalOrValue returns a non-optional receiver.
+    assert _eval(backend, "object.kind.orValue('x')", POD) == "Pod"
+    assert _eval(backend, "object.kind.or(optional.of('x'))", POD) == "Pod"
+
+
 @pytest.mark.parametrize(
     "expr",
     [
         "[?object.kind]",  # an optional element must be an optional
         "{?'k': object.kind}",
         "object.?metadata.?name.invalid",  # a present non-map optional has no fields
-        "object.kind.orValue('x')",  # orValue needs an optional (cel-go: no such overload)
+        "object.missing.orValue('x')",  # not an optional: the error of the receiver is the result
         "optional.none().value()",
     ],
 )
