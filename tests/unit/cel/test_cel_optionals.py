@@ -128,3 +128,17 @@ def test_huge_optional_list_literal_is_charged_by_the_budget(backend: CelBackend
     with pytest.raises(CelEvalError) as caught:
         _eval(backend, expr, POD, Budget(max_cost=200_000, max_seconds=60.0))
     assert caught.value.code == "budget_exceeded"
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["object.?spec", "object.metadata.?labels[?'team']", "optional.of(true)", "object.?spec.optMap(s, true)",
+     "object.?a.or(object.?b)"],
+)  # fmt: skip
+def test_a_validation_yielding_an_optional_is_refused_at_load(backend: CelBackend, expr: str) -> None:
+    with pytest.raises(CelCompileError) as caught:
+        backend.compile(expr, declared=OBJECT_ONLY, returns=("bool",))
+    assert "must evaluate to bool" in str(caught.value)
+    # What the optional yields is fine: the checks know hasValue() and orValue() are not optionals.
+    backend.compile(f"({expr}).hasValue()", declared=OBJECT_ONLY, returns=("bool",))
+    backend.compile(f"({expr}).orValue(false)", declared=OBJECT_ONLY, returns=("bool",))
