@@ -25,14 +25,12 @@ from policyengine.cel.fast.binary import (
 )
 from policyengine.cel.fast.functions import Library, Native
 from policyengine.cel.fast.members import (
-    LazyVariablesBase,
     has_other,
     select_other,
     slot_chain,
     variable_chain,
 )
 from policyengine.cel.fast.values import CelError, Uint, literal_value, no_overload
-from policyengine.cel.lib.optional import Optional
 from policyengine.cel.port import Budget
 from policyengine.cel.syntax import (
     Node,
@@ -66,7 +64,7 @@ def _error(message: str) -> Fn:
     return fail
 
 
-class Compiler:
+class Compiler(optionals.OptionalSyntax):
     """Compiles one expression tree; ``slots`` is how many comprehension variables it needs."""
 
     def __init__(self, library: Library, natives: dict[str, Native], idents: dict[str, Any]) -> None:
@@ -202,34 +200,6 @@ class Compiler:
 
         return select
 
-    def _member_index(self, node: Node) -> Fn:
-        target, key = self.compile(node.children[0]), self.compile(node.children[1])
-
-        def index(ctx: Ctx) -> Any:
-            value = target(ctx)
-            if isinstance(value, LazyVariablesBase):
-                name = key(ctx)
-                if type(name) is not str:
-                    raise no_overload("_[_]", value, name)
-                return value.get(name, ctx[1])
-            if type(value) is Optional:
-                # cel-go: indexing an optional gives an optional (absent if the element is).
-                return optionals.index(value, key(ctx))
-            return ops.index(value, key(ctx))
-
-        return self._fold(index, target, key)
-
-    def _member_dot_opt(self, node: Node) -> Fn:
-        target, field = self.compile(node.children[0]), str(node.children[1])
-        return lambda ctx: optionals.select(target(ctx), field, ctx)
-
-    def _member_index_opt(self, node: Node) -> Fn:
-        target, key = self.compile(node.children[0]), self.compile(node.children[1])
-        return self._fold(lambda ctx: optionals.index(target(ctx), key(ctx)), target, key)
-
-    def _opt_entry(self, node: Node) -> Fn:
-        return _error("an optional entry ('?') is allowed only in list and map literals")
-
     def _member_object(self, node: Node) -> Fn:
         return _error("message construction is not supported")
 
@@ -325,9 +295,8 @@ class Compiler:
 
     def _list_lit(self, node: Node) -> Fn:
         children = call_args(node, 0)
-        if any(_is_opt_entry(c) for c in children):
-            entries = [(self.compile(_entry_expr(c)), _is_opt_entry(c)) for c in children]
-            return optionals.list_entries(entries)
+        if optionals.has_entries(children):
+            return self._optional_list(children)
         items = [self.compile(c) for c in children]
         if all(isinstance(i, _Const) for i in items):
             values = [cast(_Const, i).value for i in items]
@@ -336,13 +305,11 @@ class Compiler:
 
     def _map_lit(self, node: Node) -> Fn:
         children = call_args(node, 0)
-        keys = children[0::2]
-        optional_keys = tuple(_is_opt_entry(k) for k in keys)
+        if optionals.has_entries(children[0::2]):
+            return self._optional_map(children)
         pairs = [
-            (self.compile(_entry_expr(k)), self.compile(v)) for k, v in zip(keys, children[1::2], strict=True)
+            (self.compile(k), self.compile(v)) for k, v in zip(children[0::2], children[1::2], strict=True)
         ]
-        if any(optional_keys):
-            return _optional_map(pairs, optional_keys)
 
         def build(ctx: Ctx) -> dict[Any, Any]:
             out: dict[Any, Any] = {}
@@ -420,35 +387,3 @@ def _operands(node: Node) -> list[Any]:
         else [left]
     )
     return [*head, node.children[1]]
-
-
-def _is_opt_entry(tree: Any) -> bool:
-    return isinstance(tree, lark.Tree) and tree.data == "opt_entry"
-
-
-def _entry_expr(tree: Any) -> Any:
-    """The expression of a list element or map key, without its optional marker."""
-    return tree.children[0] if _is_opt_entry(tree) else tree
-
-
-def _optional_map(pairs: list[tuple[Fn, Fn]], optional_keys: tuple[bool, ...]) -> Fn:
-    """A map literal with optional entries (``{?'k': v}``): an absent value leaves the entry out."""
-    entries = tuple(zip(pairs, optional_keys, strict=True))
-
-    def build(ctx: Ctx) -> dict[Any, Any]:
-        out: dict[Any, Any] = {}
-        for (key_fn, value_fn), optional in entries:
-            key = key_fn(ctx)
-            if type(key) not in (str, int, Uint, bool):
-                raise CelError(f"unsupported key type: {type(key).__name__}")
-            value = value_fn(ctx)
-            if optional:
-                keep, value = optionals.unwrap_entry(key, value)
-                if not keep:
-                    continue
-            if ops.lookup(out, key) is not ops.MISSING:
-                raise CelError(f"Failed with repeated key: {key}")
-            out[key] = value
-        return out
-
-    return build

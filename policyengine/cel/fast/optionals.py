@@ -12,6 +12,8 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
+import lark
+
 from policyengine.cel.budget import Meter
 from policyengine.cel.fast import ops
 from policyengine.cel.fast.members import LazyVariablesBase
@@ -157,3 +159,87 @@ NATIVES: dict[str, Callable[[list[Any], Meter], Any]] = {
     "hasValue": _has_value,
     "value": _value,
 }
+
+
+def _is_entry(tree: Any) -> bool:
+    return isinstance(tree, lark.Tree) and tree.data == "opt_entry"
+
+
+def has_entries(trees: list[Any]) -> bool:
+    """Whether a literal's elements (or map keys) include an optional entry (``?x``)."""
+    return any(_is_entry(t) for t in trees)
+
+
+def _expr(tree: Any) -> Any:
+    """An element's or key's expression, without its optional marker."""
+    return tree.children[0] if _is_entry(tree) else tree
+
+
+class OptionalSyntax:
+    """The compiler's rules for the optional syntax (mixed into the fast backend's Compiler)."""
+
+    def compile(self, tree: Any) -> Fn:
+        raise NotImplementedError
+
+    def _fold(self, fn: Fn, *parts: Fn) -> Fn:
+        raise NotImplementedError
+
+    def _member_dot_opt(self, node: lark.Tree[Any]) -> Fn:
+        target, field = self.compile(node.children[0]), str(node.children[1])
+        return lambda ctx: select(target(ctx), field, ctx)
+
+    def _member_index_opt(self, node: lark.Tree[Any]) -> Fn:
+        target, key = self.compile(node.children[0]), self.compile(node.children[1])
+        return self._fold(lambda ctx: index(target(ctx), key(ctx)), target, key)
+
+    def _member_index(self, node: lark.Tree[Any]) -> Fn:
+        target, key = self.compile(node.children[0]), self.compile(node.children[1])
+
+        def subscript(ctx: Ctx) -> Any:
+            value = target(ctx)
+            if isinstance(value, LazyVariablesBase):
+                name = key(ctx)
+                if type(name) is not str:
+                    raise no_overload("_[_]", value, name)
+                return value.get(name, ctx[1])
+            if type(value) is Optional:
+                # cel-go: indexing an optional gives an optional (absent if the element is).
+                return index(value, key(ctx))
+            return ops.index(value, key(ctx))
+
+        return self._fold(subscript, target, key)
+
+    def _opt_entry(self, node: lark.Tree[Any]) -> Fn:
+        def refuse(ctx: Ctx) -> Any:
+            raise CelError("an optional entry ('?') is allowed only in list and map literals")
+
+        return refuse
+
+    def _optional_list(self, children: list[Any]) -> Fn:
+        return list_entries([(self.compile(_expr(c)), _is_entry(c)) for c in children])
+
+    def _optional_map(self, children: list[Any]) -> Fn:
+        """A map literal with optional entries (``{?'k': v}``): an absent value leaves the entry out."""
+        keys = children[0::2]
+        entries = tuple(
+            (self.compile(_expr(k)), self.compile(v), _is_entry(k))
+            for k, v in zip(keys, children[1::2], strict=True)
+        )
+
+        def build(ctx: Ctx) -> dict[Any, Any]:
+            out: dict[Any, Any] = {}
+            for key_fn, value_fn, optional in entries:
+                key = key_fn(ctx)
+                if type(key) not in (str, int, Uint, bool):
+                    raise CelError(f"unsupported key type: {type(key).__name__}")
+                value = value_fn(ctx)
+                if optional:
+                    keep, value = unwrap_entry(key, value)
+                    if not keep:
+                        continue
+                if ops.lookup(out, key) is not ops.MISSING:
+                    raise CelError(f"Failed with repeated key: {key}")
+                out[key] = value
+            return out
+
+        return build
