@@ -69,9 +69,12 @@ def variables_read(source: str) -> frozenset[str]:
         return frozenset()
     names: set[str] = set()
     for node in nodes(tree):
-        if node.data == "member_dot" and simple_ident(node.children[0]) == "variables":
+        if node.data in ("member_dot", "member_dot_opt") and simple_ident(node.children[0]) == "variables":
             names.add(str(node.children[1]))
-        elif node.data == "member_index" and simple_ident(node.children[0]) == "variables":
+        elif (
+            node.data in ("member_index", "member_index_opt")
+            and simple_ident(node.children[0]) == "variables"
+        ):
             token = literal_token(node.children[1])
             if token is not None and token.type in ("STRING_LIT", "MLSTRING_LIT"):
                 names.add(_string_value(token))

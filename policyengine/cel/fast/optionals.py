@@ -37,12 +37,16 @@ def select(value: Any, field: str, ctx: Ctx) -> Optional:
     raise CelError(f"type '{type(value).__name__}' does not support field selection")
 
 
-def index(value: Any, key: Any) -> Optional:
+def index(value: Any, key: Any, ctx: Ctx) -> Optional:
     """``value[?key]``: the element or entry when present, else ``optional.none()``."""
     if type(value) is Optional:
         if not value.present:
             return value
         value = value.value
+    if isinstance(value, LazyVariablesBase):
+        if type(key) is not str:
+            raise no_overload("_[?_]", value, key)
+        return Optional(True, value.get(key, ctx[1])) if key in value.defined else NONE
     if type(value) is dict:
         found = ops.lookup(value, key)
         return NONE if found is ops.MISSING else Optional(True, found)
@@ -190,7 +194,7 @@ class OptionalSyntax:
 
     def _member_index_opt(self, node: lark.Tree[Any]) -> Fn:
         target, key = self.compile(node.children[0]), self.compile(node.children[1])
-        return self._fold(lambda ctx: index(target(ctx), key(ctx)), target, key)
+        return self._fold(lambda ctx: index(target(ctx), key(ctx), ctx), target, key)
 
     def _member_index(self, node: lark.Tree[Any]) -> Fn:
         target, key = self.compile(node.children[0]), self.compile(node.children[1])
@@ -204,7 +208,7 @@ class OptionalSyntax:
                 return value.get(name, ctx[1])
             if type(value) is Optional:
                 # cel-go: indexing an optional gives an optional (absent if the element is).
-                return index(value, key(ctx))
+                return index(value, key(ctx), ctx)
             return ops.index(value, key(ctx))
 
         return self._fold(subscript, target, key)

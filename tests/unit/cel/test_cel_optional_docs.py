@@ -14,6 +14,8 @@ import yaml
 from policyengine.cel import BACKENDS, CelBackend, CelEvalError, get_backend
 from policyengine.cel.lib.optional import NONE, Optional
 from policyengine.engine import Engine
+from policyengine.errors import LoadError
+from policyengine.expressions import Compiler
 from policyengine.gate import request_for
 from policyengine.loader import parse_text
 from policyengine.model import Inventory, Outcome
@@ -77,3 +79,38 @@ def test_policy_with_optional_syntax_loads_and_decides(manifest: str, messages: 
     decision = Engine(policy_set).evaluate(request_for(doc), inventory=Inventory(), now=NOW)
     found = sorted(r.message for r in decision.results if r.outcome is not Outcome.PASS)
     assert found == messages
+
+
+def test_variables_read_through_optional_syntax_are_checked_at_load() -> None:
+    text = (FIXTURES / "policy.yaml").read_text(encoding="utf-8")
+    bad = text.replace("object.metadata.?labels[?'team'].orValue('')", "variables.?teem.orValue('')")
+    with pytest.raises(LoadError) as caught:
+        build_policy_set(parse_text(bad, "policy.yaml"))
+    assert "variables.teem is not declared" in caught.value.problems[0].message
+    indexed = text.replace("object.metadata.?labels[?'team'].orValue('')", "variables[?'teem'].orValue('')")
+    with pytest.raises(LoadError) as caught:
+        build_policy_set(parse_text(indexed, "policy.yaml"))
+    assert "variables.teem is not declared" in caught.value.problems[0].message
+
+
+@pytest.mark.parametrize("engine_backend", BACKENDS)
+@pytest.mark.parametrize(("pod", "denied"), [("{team: ml}", False), ("{}", True)])
+def test_a_variable_read_through_optional_syntax(engine_backend: str, pod: str, denied: bool) -> None:
+    text = (
+        (FIXTURES / "policy.yaml")
+        .read_text(encoding="utf-8")
+        .replace(
+            "object.metadata.?labels[?'team'].orValue('') != ''",
+            "variables.?team.orValue('') != '' && variables[?'containers'].hasValue()",
+        )
+    )
+    text = text.replace(
+        "  variables:\n",
+        "  variables:\n    - {name: team, expression: \"object.metadata.?labels[?'team'].orValue('')\"}\n",
+    )
+    compiler = Compiler(get_backend(engine_backend))
+    policy_set = build_policy_set(parse_text(text, "policy.yaml"), compiler=compiler)
+    (doc,) = parse_text(_pod(pod, "{runAsNonRoot: true}", "{}"), "pod.yaml")
+    decision = Engine(policy_set).evaluate(request_for(doc), inventory=Inventory(), now=NOW)
+    messages = [r.message for r in decision.results if r.outcome is not Outcome.PASS]
+    assert messages == (["pods need a team label"] if denied else [])
