@@ -142,3 +142,15 @@ def test_a_validation_yielding_an_optional_is_refused_at_load(backend: CelBacken
     # What the optional yields is fine: the checks know hasValue() and orValue() are not optionals.
     backend.compile(f"({expr}).hasValue()", declared=OBJECT_ONLY, returns=("bool",))
     backend.compile(f"({expr}).orValue(false)", declared=OBJECT_ONLY, returns=("bool",))
+
+
+def test_a_very_deep_optional_chain_is_refused_not_a_crash(backend: CelBackend) -> None:
+    expr = "object" + ".?a" * 5000 + ".orValue(0)"
+    try:
+        compiled = backend.compile(expr)
+    except CelCompileError as err:
+        assert "nests too deeply" in str(err)
+        return
+    with pytest.raises(CelEvalError) as caught:
+        compiled.evaluate(backend.bind({"object": {}}))
+    assert caught.value.code == "budget_exceeded"
