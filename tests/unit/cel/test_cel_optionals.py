@@ -154,3 +154,24 @@ def test_a_very_deep_optional_chain_is_refused_not_a_crash(backend: CelBackend) 
     with pytest.raises(CelEvalError) as caught:
         compiled.evaluate(backend.bind({"object": {}}))
     assert caught.value.code == "budget_exceeded"
+
+
+def test_optional_chains_on_the_workload_tests_objects(backend: CelBackend) -> None:
+    from tests.unit.workloads.test_kinds import obj, templ
+
+    job = obj(
+        "kubeflow.org/v1",
+        "PyTorchJob",
+        {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": templ(2)}}},
+    )
+    master = "object.spec.?pytorchReplicaSpecs[?'Master']"
+    cases = {
+        f"{master}.?template.?spec.?securityContext.?runAsNonRoot.orValue(false)": False,
+        "object.spec.?pytorchReplicaSpecs[?'Worker'].?replicas.orValue(0)": 0,
+        f"{master}.?template.?spec.?containers.orValue([]).map(c, c.?resources.?limits[?'nvidia.com/gpu']"
+        ".orValue(0))": [2],
+        "object.metadata.?labels[?'team'].orValue('none')": "none",
+    }
+    activation = backend.bind({"object": job})
+    for expr, expected in cases.items():
+        assert backend.compile(expr).evaluate(activation) == expected, expr
