@@ -8,11 +8,9 @@ mixing literal types (``[1, 'a']``, Kubernetes' HomogeneousAggregateLiterals).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import Any
 
-import celpy
 import lark
 from celpy import celtypes
 from celpy.celparser import CELParseError
@@ -21,6 +19,7 @@ from celpy.evaluation import celstr
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.regex import compile_pattern
 from policyengine.cel.lib.string_format import check_literal_format
+from policyengine.cel.parser import parse
 from policyengine.cel.port import CelCompileError
 from policyengine.cel.syntax import (
     Node,
@@ -44,6 +43,8 @@ def check(tree: Node, known: frozenset[str]) -> None:
     """Raise CelCompileError for the first problem found in ``tree``."""
     exempt: set[int] = set()
     for node in nodes(tree):
+        if node.data in ("ident_arg", "dot_ident_arg", "member_dot_arg"):
+            _check_no_optional_argument(node)
         if node.data == "ident_arg":
             _check_function(str(node.children[0]), known)
             _check_literal_conversion(str(node.children[0]), call_args(node, 1))
@@ -59,27 +60,32 @@ def check(tree: Node, known: frozenset[str]) -> None:
             _check_homogeneous(node)
 
 
-@functools.cache
-def _parser() -> celpy.Environment:
-    return celpy.Environment()
-
-
 def variables_read(source: str) -> frozenset[str]:
     """The names an expression reads as ``variables.<name>`` (or ``variables['<name>']``); empty when it
     does not parse, which the compile step reports."""
     try:
-        tree = _parser().compile(drop_trailing_commas(source))
+        tree = parse(drop_trailing_commas(source))
     except (CELParseError, RecursionError):
         return frozenset()
     names: set[str] = set()
     for node in nodes(tree):
-        if node.data == "member_dot" and simple_ident(node.children[0]) == "variables":
+        if node.data in ("member_dot", "member_dot_opt") and simple_ident(node.children[0]) == "variables":
             names.add(str(node.children[1]))
-        elif node.data == "member_index" and simple_ident(node.children[0]) == "variables":
+        elif (
+            node.data in ("member_index", "member_index_opt")
+            and simple_ident(node.children[0]) == "variables"
+        ):
             token = literal_token(node.children[1])
             if token is not None and token.type in ("STRING_LIT", "MLSTRING_LIT"):
                 names.add(_string_value(token))
     return frozenset(names)
+
+
+def _check_no_optional_argument(node: Node) -> None:
+    first = 1 if node.data in ("ident_arg", "dot_ident_arg") else 2
+    for arg in call_args(node, first):
+        if isinstance(arg, lark.Tree) and arg.data == "opt_entry":
+            raise CelCompileError("an optional entry ('?') is allowed only in list and map literals")
 
 
 def _check_function(name: str, known: frozenset[str]) -> None:

@@ -8,11 +8,11 @@ be of a kind the field accepts (``results``).
 
 from __future__ import annotations
 
-import celpy
 from celpy.celparser import CELParseError
 
 from policyengine.cel.checker import check
 from policyengine.cel.messages import syntax_error
+from policyengine.cel.parser import parse
 from policyengine.cel.port import ANY, CelCompileError, Declarations, Returns
 from policyengine.cel.results import check_result
 from policyengine.cel.scope import check_declared
@@ -20,17 +20,16 @@ from policyengine.cel.syntax import Node, drop_trailing_commas
 
 
 class Frontend:
-    """cel-python's parser with the environment's callable names (``known``) and type names (``types``)."""
+    """The CEL parser (cel-python's grammar with optional syntax) with the environment's callable names (``known``) and type names (``types``)."""
 
     def __init__(self, known: frozenset[str], types: frozenset[str]) -> None:
-        self._parser = celpy.Environment()
         self._known = known
         self._types = types
 
     def parse(self, source: str, declared: Declarations | None = None, returns: Returns = ANY) -> Node:
         """The checked parse tree of ``source``; raises CelCompileError with the first problem."""
         try:
-            tree: Node = self._parser.compile(drop_trailing_commas(source))
+            tree: Node = parse(drop_trailing_commas(source))
         except CELParseError as err:
             raise CelCompileError(syntax_error(err)) from None
         except RecursionError:

@@ -14,7 +14,7 @@ from typing import Any
 import lark
 
 from policyengine.cel.port import CelCompileError, Returns
-from policyengine.cel.syntax import call_args, is_macro_call, literal_token, unwrap
+from policyengine.cel.syntax import call_args, is_macro_call, literal_token, simple_ident, unwrap
 from policyengine.errors import CEL_TYPE
 
 Kinds = frozenset[str]
@@ -41,6 +41,13 @@ _MACROS: dict[str, Kinds] = {
     "all": _BOOL, "exists": _BOOL, "exists_one": _BOOL, "existsOne": _BOOL,
     "map": frozenset({"list"}), "filter": frozenset({"list"}), "sortBy": frozenset({"list"}),
     "transformList": frozenset({"list"}), "transformMap": frozenset({"map"}),
+    "optMap": frozenset({"optional_type"}), "optFlatMap": frozenset({"optional_type"}),
+}  # fmt: skip
+_OPTIONAL: Kinds = frozenset({"optional_type"})
+# Methods and ``optional.*`` functions of the optional library whose result kind is fixed.
+_OPTIONAL_CALLS: dict[str, Kinds] = {
+    "optional.of": _OPTIONAL, "optional.none": _OPTIONAL, "optional.ofNonZeroValue": _OPTIONAL,
+    "hasValue": _BOOL, "or": _OPTIONAL,
 }  # fmt: skip
 
 
@@ -85,8 +92,22 @@ def kinds(tree: Any) -> Kinds | None:
         return _ARITHMETIC[operator.data]
     if data == "ident_arg":
         return _FUNCTIONS.get(str(children[0]))
-    if data == "member_dot_arg" and is_macro_call(str(children[1]), call_args(node, 2)):
-        return _MACROS.get(str(children[1]))
+    if data in ("member_dot_opt", "member_index_opt"):
+        return _OPTIONAL
+    if data == "member_dot_arg":
+        return _member_call(node)
+    return None
+
+
+def _member_call(node: Any) -> Kinds | None:
+    """``x.name(args)``: a macro, an optional method, or an ``optional.*`` function."""
+    name, args = str(node.children[1]), call_args(node, 2)
+    if is_macro_call(name, args):
+        return _MACROS.get(name)
+    if simple_ident(node.children[0]) == "optional":
+        return _OPTIONAL_CALLS.get(f"optional.{name}")
+    if name in ("hasValue", "or"):
+        return _OPTIONAL_CALLS[name]
     return None
 
 

@@ -9,10 +9,13 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 
 from policyengine.cel.budget import current
+from policyengine.cel.lib.optional import Optional
 
 
 def to_cel(value: Any) -> Any:
-    """A plain JSON-like value as cel-python values."""
+    """A plain JSON-like value (or an optional of one) as cel-python values."""
+    if isinstance(value, Optional):
+        return Optional(True, json_to_cel(value.value)) if value.present else value
     return json_to_cel(value)
 
 

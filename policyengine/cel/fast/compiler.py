@@ -14,7 +14,7 @@ from typing import Any, cast
 import lark
 
 from policyengine.cel.budget import Meter
-from policyengine.cel.fast import macros, ops
+from policyengine.cel.fast import macros, ops, optionals
 from policyengine.cel.fast.binary import (
     BINARY,
     all_strings,
@@ -25,7 +25,6 @@ from policyengine.cel.fast.binary import (
 )
 from policyengine.cel.fast.functions import Library, Native
 from policyengine.cel.fast.members import (
-    LazyVariablesBase,
     has_other,
     select_other,
     slot_chain,
@@ -65,7 +64,7 @@ def _error(message: str) -> Fn:
     return fail
 
 
-class Compiler:
+class Compiler(optionals.OptionalSyntax):
     """Compiles one expression tree; ``slots`` is how many comprehension variables it needs."""
 
     def __init__(self, library: Library, natives: dict[str, Native], idents: dict[str, Any]) -> None:
@@ -201,20 +200,6 @@ class Compiler:
 
         return select
 
-    def _member_index(self, node: Node) -> Fn:
-        target, key = self.compile(node.children[0]), self.compile(node.children[1])
-
-        def index(ctx: Ctx) -> Any:
-            value = target(ctx)
-            if isinstance(value, LazyVariablesBase):
-                name = key(ctx)
-                if type(name) is not str:
-                    raise no_overload("_[_]", value, name)
-                return value.get(name, ctx[1])
-            return ops.index(value, key(ctx))
-
-        return self._fold(index, target, key)
-
     def _member_object(self, node: Node) -> Fn:
         return _error("message construction is not supported")
 
@@ -230,6 +215,8 @@ class Compiler:
             return lambda ctx: method(ctx) if namespace in ctx[0] else function(ctx)
         if is_macro_call(name, args):
             return self._macro(target_tree, name, args)
+        if name in ("or", "orValue") and len(args) == 1:
+            return optionals.or_else(self.compile(target_tree), self.compile(args[0]), name == "orValue")
         return self._call(name, [self.compile(target_tree), *(self.compile(a) for a in args)])
 
     # -- primaries -----------------------------------------------------------------------------------
@@ -307,7 +294,10 @@ class Compiler:
         return self.compile(node.children[0])
 
     def _list_lit(self, node: Node) -> Fn:
-        items = [self.compile(c) for c in call_args(node, 0)]
+        children = call_args(node, 0)
+        if optionals.has_entries(children):
+            return self._optional_list(children)
+        items = [self.compile(c) for c in children]
         if all(isinstance(i, _Const) for i in items):
             values = [cast(_Const, i).value for i in items]
             return _Const(values)
@@ -315,6 +305,8 @@ class Compiler:
 
     def _map_lit(self, node: Node) -> Fn:
         children = call_args(node, 0)
+        if optionals.has_entries(children[0::2]):
+            return self._optional_map(children)
         pairs = [
             (self.compile(k), self.compile(v)) for k, v in zip(children[0::2], children[1::2], strict=True)
         ]

@@ -17,6 +17,7 @@ from typing import Any
 from celpy.evaluation import CELEvalError, base_functions
 
 from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, current, enter, leave, sized_cost
+from policyengine.cel.fast import optionals
 from policyengine.cel.fast.values import CelError, Uint, from_ref, no_overload, to_ref, type_of
 from policyengine.cel.lib.dispatch import Function, LibError
 from policyengine.cel.lib.regex import compile_pattern
@@ -161,4 +162,5 @@ def natives(library: Library) -> dict[str, Native]:
         "bool": _bool(library),
         "type": _type,
         "dyn": _dyn,
+        **optionals.NATIVES,
     }

@@ -178,8 +178,10 @@ def opt_map(target: Fn, slot: int, body: Fn, flat: bool) -> Fn:
             raise CelError("no such overload: optMap needs an optional value")
         if not value.present:
             return value
-        ctx[slot] = from_ref(value.value)
+        ctx[slot] = value.value
         result = body(ctx)
-        return result if flat else Optional(True, to_ref(result))
+        if flat and type(result) is not Optional:
+            raise CelError("no such overload: optFlatMap needs an optional result")
+        return result if flat else Optional(True, result)
 
     return run

@@ -93,10 +93,13 @@ def select_other(value: Any, field: str, ctx: Ctx) -> Any:
             raise CelError(f"no such member in mapping: {field!r}")
         return value.get(field, ctx[1])
     if isinstance(value, Optional):
-        # cel-go: selecting a field of an optional map gives an optional (absent if the key is).
-        if value.present and isinstance(value.value, dict) and field in value.value:
-            return Optional(True, value.value[field])
-        return Optional(False)
+        # cel-go: selecting a field of an optional map gives an optional (absent if the key is); a
+        # present value that is not a map has no fields.
+        if not value.present:
+            return value
+        if isinstance(value.value, dict):
+            return Optional(True, value.value[field]) if field in value.value else Optional(False)
+        raise CelError("no such key")
     raise CelError(f"type '{type(value).__name__}' does not support field selection")
 
 

@@ -21,6 +21,7 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError, celbytes, celstr
 
+from policyengine.cel.lib.optional import Optional
 from policyengine.cel.values import from_cel
 
 INT64_MIN = -(2**63)
@@ -97,6 +98,8 @@ def to_ref(value: Any) -> Any:
         return celtypes.TimestampType(value)
     if kind is datetime.timedelta:
         return celtypes.DurationType(value)
+    if kind is Optional:
+        return Optional(True, to_ref(value.value)) if value.present else value
     return value
 
 
@@ -122,6 +125,9 @@ def from_ref(value: Any) -> Any:
         return {from_ref(k): from_ref(v) for k, v in value.items()}
     if type(value) is datetime.timedelta:
         return celtypes.DurationType(value)
+    if type(value) is Optional and value.present:
+        # An optional holds a fast-backend value inside the fast backend.
+        return Optional(True, from_ref(value.value))
     return value
 
 

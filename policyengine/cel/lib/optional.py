@@ -1,7 +1,9 @@
-"""CEL optional values (cel-go ``OptionalTypes``): ``optional.of``, ``optional.none``,
-``optional.ofNonZeroValue``, ``hasValue()``, ``value()``, ``orValue()``.
+"""CEL optional values (cel-go ``OptionalTypes``): the value type and ``optional.of``, ``optional.none``,
+``optional.ofNonZeroValue``, ``hasValue()``, ``value()``, ``orValue()``, ``or()`` on cel-python values.
 
-cel-python's parser has no ``.?`` / ``[?`` syntax, so only the function forms are available.
+The syntax (``a.?f``, ``a[?k]``, ``[?x]``, ``{?k: v}``) is in the project's grammar (``cel/cel.lark``);
+each backend evaluates it (``fast/optionals.py``, ``reference/optionals.py``), and both evaluate
+``or``/``orValue`` lazily there, so the functions here serve only calls made through the library.
 """
 
 from __future__ import annotations

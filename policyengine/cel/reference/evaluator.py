@@ -28,7 +28,16 @@ from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, concat_cost, cu
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.lists import sort_by_keys
 from policyengine.cel.lib.optional import Optional
-from policyengine.cel.syntax import Node, call_args, is_macro_call, macro_variables, simple_ident
+from policyengine.cel.reference import optionals
+from policyengine.cel.syntax import (
+    Node,
+    call_args,
+    dotted_name,
+    is_macro_call,
+    macro_variables,
+    simple_ident,
+    unwrap,
+)
 
 
 def _size(value: Any) -> int:
@@ -92,12 +101,53 @@ class MeteredEvaluator(Evaluator):
                 return self.function_eval(lark.Token("IDENT", qualified), values)
         if is_macro_call(name, args):
             return self._comprehension(member_tree, name, args)
+        if name in ("or", "orValue") and len(args) == 1:
+            return optionals.or_else(self.visit(member_tree), lambda: self.visit(args[0]), name)
         target = self.visit(member_tree)
         values = [self.visit(arg) for arg in args]
         for value in values:
             if isinstance(value, CELEvalError):
                 return value
         return self.method_eval(target, name_token, celtypes.ListType(values))
+
+    # -- optional syntax (cel-go OptionalTypes) --------------------------------------------------
+
+    def member_dot_opt(self, tree: Node) -> Any:
+        target = self.visit(tree.children[0])
+        return optionals.select(target, str(tree.children[1]))
+
+    def member_index_opt(self, tree: Node) -> Any:
+        target, key = self.visit(tree.children[0]), self.visit(tree.children[1])
+        return optionals.index(target, key, self.activation.resolve_function("_[_]"))
+
+    def member_dot(self, tree: Node) -> Any:
+        if dotted_name(tree) is not None:
+            # A name chain: cel-python's qualified-name resolution.
+            return super().member_dot(tree)
+        target = self.visit(tree.children[0])
+        return optionals.select_member(target, str(tree.children[1]))
+
+    def member_index(self, tree: Node) -> Any:
+        target, key = self.visit(tree.children[0]), self.visit(tree.children[1])
+        return optionals.index_member(target, key, self.activation.resolve_function("_[_]"))
+
+    def macro_has_eval(self, exprlist: Node) -> Any:
+        arg = unwrap(exprlist.children[0]) if exprlist.children else None
+        if isinstance(arg, lark.Tree) and arg.data == "member_dot" and dotted_name(arg) is None:
+            target = self.visit(arg.children[0])
+            if isinstance(target, Optional):
+                # cel-go: has() through an optional tests presence (an absent optional has nothing).
+                return optionals.has(target, str(arg.children[1]))
+        return super().macro_has_eval(exprlist)
+
+    def opt_entry(self, tree: Node) -> Any:
+        return optionals.Entry(self.visit(tree.children[0]))
+
+    def exprlist(self, tree: Node) -> Any:
+        return optionals.list_of(self.visit_children(tree))
+
+    def mapinits(self, tree: Node) -> Any:
+        return optionals.map_of(self.visit_children(tree))
 
     def _run(self, body: Node, bindings: dict[str, Any]) -> Any:
         self.meter.charge()

@@ -28,9 +28,6 @@ import cel_textproto
 import test_cel_spec as spec
 
 _LOSSY = "cel-go orders an int against a double by converting the int to double; cel-python compares exactly"
-_OPTIONAL_SELECT = (
-    "cel-go: selecting a field of an optional gives an optional; cel-python cannot select on one"
-)
 # (file, test name) -> why the fast backend differs from the reference (which is wrong here).
 DELIBERATE: dict[tuple[str, str], str] = {
     ("comparisons", "not_lt_dyn_int_big_lossy_double"): _LOSSY,
@@ -38,8 +35,6 @@ DELIBERATE: dict[tuple[str, str], str] = {
     ("comparisons", "lte_dyn_big_double_int"): _LOSSY,
     ("comparisons", "gte_dyn_int_big_lossy_double"): _LOSSY,
     ("lists", "zero_based_double"): "cel-go indexes a list with an integral double; cel-python refuses",
-    ("optionals", "optional_chaining_4"): _OPTIONAL_SELECT,
-    ("optionals", "optional_chaining_9"): _OPTIONAL_SELECT,
 }
 
 _LENIENT = (
