@@ -74,6 +74,7 @@ class Engine:
         *,
         budget: Budget = DEFAULT_BUDGET,
         views: ViewProvider | None = None,
+        background: bool = False,
     ) -> None:
         self.policy_set = policy_set
         self.budget = budget
@@ -110,6 +111,9 @@ class Engine:
                 ),
             )
             for p in policy_set.policies
+            # Kyverno's evaluation switches: a policy runs at admission or in a background scan only
+            # when it is enabled for it.
+            if (p.background if background else p.admission)
         )
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:

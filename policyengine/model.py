@@ -171,6 +171,10 @@ class Policy:
     severity: str = ""
     description: str = ""
     remediation: str = ""
+    # Kyverno's evaluation switches: a policy with ``admission`` off never runs at admission; a background
+    # scan reads ``background``.
+    admission: bool = True
+    background: bool = True
 
 
 @dataclass(frozen=True)
