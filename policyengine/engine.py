@@ -178,6 +178,9 @@ class Engine:
             "oldObject": request.old_object,
             "request": request_binding(request),
             "namespaceObject": ns_object,
+            # Kyverno's library objects: ``json.unmarshal(s)`` and ``yaml.parse(s)`` are calls on them.
+            "json": {},
+            "yaml": {},
         }
         results: list[Result] = []
         annotations: dict[str, str] = {}

@@ -18,6 +18,7 @@ from policyengine.cel.lib import (
 )
 from policyengine.cel.lib import (
     ip,
+    kyverno,
     lists,
     numeric,
     optional,
@@ -33,7 +34,7 @@ from policyengine.cel.lib.dispatch import Function, LibError, combine
 
 # Libraries in dispatch order: a name's overloads are tried in this order, the core's last.
 _LIBRARIES = (
-    quantity, semver, ip, url, format_lib, optional, lists, sets, regex, strings, string_format, numeric,
+    quantity, semver, ip, url, format_lib, optional, kyverno, lists, sets, regex, strings, string_format, numeric,
 )  # fmt: skip
 
 

@@ -1,0 +1,102 @@
+"""Kyverno's pure CEL libraries, on both backends, and their bounds on hostile input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from policyengine.cel import get_backend
+from policyengine.cel.lib.kyverno import MAX_DEPTH, MAX_INPUT, MAX_NODES
+from policyengine.codec import request_from_manifest
+from policyengine.engine import Engine
+from policyengine.expressions import Compiler
+from policyengine.loader import parse_text
+from policyengine.model import Outcome
+from policyengine.policyset import build_policy_set
+
+POLICY = """
+apiVersion: policies.kyverno.io/v1
+kind: ValidatingPolicy
+metadata: {name: t}
+spec:
+  matchConstraints:
+    resourceRules: [{apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+  validations:
+    - expression: %s
+"""
+
+
+def run(expression: str, backend: str, data: dict[str, str] | None = None) -> tuple[str, str]:
+    text = POLICY % ("'" + expression.replace("'", "''") + "'")
+    policy_set = build_policy_set(parse_text(text, "p.yaml"), compiler=Compiler(get_backend(backend)))
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c"},
+        "data": data or {},
+    }
+    result = Engine(policy_set).evaluate(request_from_manifest(obj), now=datetime.now(UTC)).results[0]
+    return result.outcome.value, result.message
+
+
+BACKENDS = ["fast", "reference"]
+TRUE = [
+    "json.unmarshal(object.data.a).x[1] == 2",
+    'json.marshal({"b": [1, 2]}) == "{\\"b\\":[1,2]}"',
+    'yaml.parse(object.data.y).k == "v" && yaml.parse(object.data.y).n == 3',
+    'sha256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"',
+    'hash.sha256("abc") == sha256("abc")',
+    'sha1("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d" && hash.sha1("abc") == sha1("abc")',
+    'md5("") == "d41d8cd98f00b204e9800998ecf8427e" && hash.md5("") == md5("")',
+    "math.round(1.256, 2) == 1.26 && math.round(1.255, 2) == 1.25 && math.round(-2.5, 0) == -3.0",
+    'listObjToMap([{"n": "a"}, {"n": "b"}], [{"v": 1}, {"v": 2}], "n", "v") == {"a": 1, "b": 2}',
+    'transform.listObjToMap([{"n": "a"}], [{"v": true}], "n", "v") == {"a": true}',
+    'time.toCron(timestamp("2024-03-05T10:20:00Z")) == "20 10 5 3 2"',
+    'time.truncate(timestamp("2024-03-05T10:20:33Z"), duration("1h")) == timestamp("2024-03-05T10:00:00Z")',
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("expression", TRUE)
+def test_each_function(expression: str, backend: str) -> None:
+    data = {"a": '{"x": [1, 2]}', "y": "k: v\nn: 3\n"}
+    assert run(expression, backend, data) == ("pass", "")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("data", "expression", "said"),
+    [
+        ({"a": "x" * (MAX_INPUT + 1)}, "json.unmarshal(object.data.a) == 1", "over the limit"),
+        (
+            {"a": "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5)},
+            "json.unmarshal(object.data.a) == 1",
+            "deeper",
+        ),
+        ({"a": "[" * 100_000}, "json.unmarshal(object.data.a) == 1", "json.unmarshal"),
+        ({"a": "[" + "0," * MAX_NODES + "0]"}, "json.unmarshal(object.data.a) == 1", "more than"),
+        (
+            {
+                "a": "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                + "".join(
+                    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+                )
+            },
+            "yaml.parse(object.data.a) == 1",
+            "aliases counted",
+        ),
+        ({"a": "{"}, "yaml.parse(object.data.a) == 1", "yaml.parse"),
+        ({}, 'listObjToMap([{"n": "a"}], [], "n", "v") == {}', "equal length"),
+        ({}, 'listObjToMap([{"n": 1}], [{"v": 1}], "n", "v") == {}', "cannot be handled as a string"),
+        ({}, "math.round(1.5, 100000) == 1.0", "out of range"),
+    ],
+)
+def test_hostile_input_is_an_error_not_a_crash(
+    data: dict[str, str], expression: str, said: str, backend: str
+) -> None:
+    outcome, message = run(expression, backend, data)
+    assert outcome == Outcome.ERROR.value
+    assert said in message
