@@ -36,6 +36,7 @@ from policyengine.results import error_result, excepted, kind_of, make_result, p
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
+from policyengine.workloads.podobjects import at_template, merge_templates, template_pods
 
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
@@ -198,6 +199,11 @@ class Engine:
             with observe(policy) if observe is not None else nullcontext():
                 try:
                     for params in self._params_for(policy, inventory, request.namespace, results):
+                        if policy.pod_templates:
+                            results.extend(
+                                self._on_templates(compiled, base, params, request, annotations, now, expired)
+                            )
+                            continue
                         activation = base.extend({"params": params}, compiled.variables)
                         policy_results = self._evaluate_policy(compiled, activation, annotations)
                         results.extend(
@@ -242,6 +248,28 @@ class Engine:
 
     def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
         return expr.evaluate(activation, self.budget)
+
+    def _on_templates(
+        self,
+        compiled: _Compiled,
+        base: Activation,
+        params: Any,
+        request: Request,
+        annotations: dict[str, str],
+        now: datetime,
+        expired: set[str],
+    ) -> list[Result]:
+        """A pod rule on each pod template of the workload, ``object`` being that template's Pod."""
+        per_template = []
+        # Exceptions are about the workload, as Kyverno's are about the Deployment of an autogen rule.
+        whole = base.extend({"params": params}, compiled.variables)
+        for t in template_pods(request.object, request.old_object):
+            bindings = {"params": params, "object": t.pod, "oldObject": t.old_pod}
+            activation = base.extend(bindings, compiled.variables)
+            found = self._evaluate_policy(compiled, activation, annotations)
+            found = self._apply_exceptions(compiled.policy, found, request, whole, now, expired)
+            per_template.append(at_template(found, t.path))
+        return merge_templates(per_template)
 
     def _evaluate_policy(
         self, compiled: _Compiled, activation: Activation, annotations: dict[str, str]

@@ -175,6 +175,9 @@ class Policy:
     # scan reads ``background``.
     admission: bool = True
     background: bool = True
+    # Run once per pod template of the workload, ``object`` being a Pod of the template (a pod rule on
+    # workload kinds whose template paths vary by object: ``workloads/podobjects.py``).
+    pod_templates: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ variables, validations, auditAnnotations and validationActions load as a VAP's d
 * autogen, as Kyverno does it (``pkg/cel/policies/vpol/autogen``): a policy matching only ``v1 pods``
   also yields one policy for Deployments, StatefulSets, DaemonSets, Jobs and ReplicaSets and one for
   CronJobs, whose expressions have ``object.spec``/``object.metadata`` rewritten to the pod template's
-  (``autogen.py``);
+  (``kyverno_autogen.py``), and one for the AI workload kinds (PyTorchJob, RayCluster, ...) that runs the
+  pod rule on each pod template the workload view finds, with the template's field paths;
 * the functions that read the network or the clock (``http.*``, ``image.GetMetadata``, ``time.now``, ...)
   are refused at load: a verdict must not depend on where or when it is computed.
 """
@@ -24,18 +25,21 @@ from typing import Any
 from policyengine import errors, native
 from policyengine.cel import Declarations
 from policyengine.compat import Converted
-from policyengine.compat.kyverno_autogen import SUFFIX, autogen_specs
+from policyengine.compat.kyverno_autogen import SUFFIX, WORKLOADS_SUFFIX, autogen_specs, can_autogen
 from policyengine.errors import Problem
 from policyengine.loader import Document, PathKey
 from policyengine.model import (
     ExceptionMatch,
     FailurePolicy,
+    KindRule,
+    Match,
     NamedExpr,
     Policy,
     PolicyException,
     SourceRef,
     Variable,
 )
+from policyengine.workloads.kinds import AI_KINDS
 
 GROUP = "policies.kyverno.io"
 VERSIONS = frozenset(f"{GROUP}/{v}" for v in ("v1alpha1", "v1beta1", "v1"))
@@ -96,7 +100,7 @@ def _widen_exceptions(out: Converted) -> None:
         widened = [
             f"{name}/{suffix}"
             for name in exc.policies
-            for suffix in SUFFIX.values()
+            for suffix in (*SUFFIX.values(), WORKLOADS_SUFFIX)
             if f"{name}/{suffix}" in names
         ]
         if widened:
@@ -199,6 +203,16 @@ def _policies(doc: Document, spec: Mapping[str, Any], problems: list[Problem]) -
     out = [_policy(doc, spec, name, namespace, problems)]
     for suffix, generated in autogen_specs(spec):
         out.append(_policy(doc, generated, f"{name}/{suffix}", namespace, problems))
+    if can_autogen(spec.get("matchConstraints")):
+        # The AI workload kinds: the pod rule itself, run on each pod template the workload view finds.
+        pod = _policy(doc, spec, f"{name}/{WORKLOADS_SUFFIX}", namespace, problems)
+        rule = spec["matchConstraints"]["resourceRules"][0]
+        match = Match(
+            kinds=(KindRule(("*",), tuple(sorted(AI_KINDS))),),
+            operations=tuple(str(o) for o in rule.get("operations") or ()),
+            namespace_selector=pod.match.namespace_selector,
+        )
+        out.append(replace(pod, match=match, pod_templates=True))
     return out
 
 

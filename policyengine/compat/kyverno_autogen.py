@@ -34,6 +34,8 @@ REPLACEMENTS = {
 }
 # The name each generated policy gets after its source's: Kyverno's autogen rule prefixes.
 SUFFIX = {"defaults": "autogen", "cronjobs": "autogen-cronjobs"}
+# The policy that runs the pod rule on each pod template of the AI workload kinds (workloads/podobjects.py).
+WORKLOADS_SUFFIX = "autogen-workloads"
 
 
 def can_autogen(match: Any) -> bool:

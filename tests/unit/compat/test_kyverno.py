@@ -92,7 +92,12 @@ def deployment(host: bool) -> dict[str, Any]:
 def test_autogen_pod_rule_denies_a_deployment_on_its_template(version: str) -> None:
     policy_set = load(POD_RULE.format(version=version, extra=""))
     names = {p.name for p in policy_set.policies}
-    assert names == {"no-host-network", "no-host-network/autogen", "no-host-network/autogen-cronjobs"}
+    assert names == {
+        "no-host-network",
+        "no-host-network/autogen",
+        "no-host-network/autogen-cronjobs",
+        "no-host-network/autogen-workloads",
+    }
     generated = policy_set.by_name()["no-host-network/autogen"]
     assert generated.validations[0].expression.source == (
         "!has(object.spec.template.spec.hostNetwork) || object.spec.template.spec.hostNetwork == false"
@@ -115,7 +120,11 @@ def test_autogen_keeps_the_workloads_namespace_and_honours_the_controllers_list(
         "!has(object.spec.hostNetwork)", "object.metadata.namespace == 'ns' && !has(object.spec.hostNetwork)"
     )
     policy_set = load(text)
-    assert {p.name for p in policy_set.policies} == {"no-host-network", "no-host-network/autogen"}
+    assert {p.name for p in policy_set.policies} == {
+        "no-host-network",
+        "no-host-network/autogen",
+        "no-host-network/autogen-workloads",
+    }
     source = policy_set.by_name()["no-host-network/autogen"].validations[0].expression.source
     assert source.startswith("object.metadata.namespace == 'ns' && !has(object.spec.template.spec.")
     rules = policy_set.by_name()["no-host-network/autogen"].match.resource_rules
@@ -207,3 +216,47 @@ def test_a_refused_name_inside_a_string_is_only_text() -> None:
         "message: host networking is not allowed", "messageExpression: \"'see time.now() and http.Get(x)'\""
     )
     assert load(text).policies
+
+
+def pytorchjob(worker_host: bool) -> dict[str, Any]:
+    def role(host: bool) -> dict[str, Any]:
+        return {"replicas": 1, "template": {"metadata": {"labels": {"r": "x"}}, "spec": pod_spec(host)}}
+
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "train", "namespace": "ml"},
+        "spec": {"pytorchReplicaSpecs": {"Master": role(False), "Worker": role(worker_host)}},
+    }
+
+
+def test_pod_rule_runs_on_each_template_of_an_ai_workload_with_the_templates_field_path() -> None:
+    policy_set = load(POD_RULE.format(version="v1", extra=""))
+    decision = decide(policy_set, pytorchjob(True))
+    assert not decision.allowed
+    failed = [r for r in decision.results if r.outcome is Outcome.FAIL]
+    assert [(r.policy, r.field_path) for r in failed] == [
+        ("no-host-network/autogen-workloads", "spec.pytorchReplicaSpecs.Worker.template.spec.hostNetwork")
+    ]
+    assert failed[0].message == "host networking is not allowed"
+    assert verdict(decide(policy_set, pytorchjob(False)), "no-host-network") == "pass"
+
+
+def test_pod_rule_on_a_deployment_names_the_templates_field_path() -> None:
+    decision = decide(load(POD_RULE.format(version="v1", extra="")), deployment(True))
+    failed = [r for r in decision.results if r.outcome is Outcome.FAIL]
+    assert [(r.policy, r.field_path) for r in failed] == [("no-host-network/autogen", "spec.hostNetwork")]
+
+
+def test_template_pods_see_the_templates_metadata_and_the_workloads_namespace() -> None:
+    text = POD_RULE.format(version="v1", extra="").replace(
+        '"!has(object.spec.hostNetwork) || object.spec.hostNetwork == false"',
+        "\"object.metadata.labels.r == 'x' && object.metadata.namespace == 'ml'\"",
+    )
+    decision = decide(load(text), pytorchjob(True))
+    assert [r.outcome for r in decision.results] == [Outcome.PASS]
+
+
+def test_kyverno_exception_covers_the_workload_variant() -> None:
+    text = POD_RULE.format(version="v1", extra="") + EXCEPTION.replace("'d'", "'train'")
+    assert decide(load(text), pytorchjob(True)).allowed
