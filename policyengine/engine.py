@@ -16,6 +16,7 @@ from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.codec import request_binding
 from policyengine.match import labels_of, matches, selector_matches, wildcard_match
 from policyengine.model import (
@@ -32,6 +33,7 @@ from policyengine.model import (
 from policyengine.params import lookup
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
+from policyengine.resources import inventory_finder
 from policyengine.results import error_result, excepted, kind_of, make_result, primary_action
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
@@ -153,6 +155,17 @@ class Engine:
     ) -> Decision:
         """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
         a scale request of a workload some policy governs is an error result."""
+        with reading(inventory_finder(inventory)):  # Kyverno's resource.Get/List read the inventory
+            return self._evaluate_any(request, inventory, now, observe, parents)
+
+    def _evaluate_any(
+        self,
+        request: Request,
+        inventory: Inventory,
+        now: datetime,
+        observe: PolicyObserver | None,
+        parents: ParentLookup | None,
+    ) -> Decision:
         if not is_scale(request):
             return self._evaluate(request, inventory, now, observe)
         own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
@@ -182,6 +195,7 @@ class Engine:
             # Kyverno's library objects: ``json.unmarshal(s)`` and ``yaml.parse(s)`` are calls on them.
             "json": {},
             "yaml": {},
+            "resource": {},
         }
         results: list[Result] = []
         annotations: dict[str, str] = {}

@@ -9,11 +9,12 @@ import pytest
 
 from policyengine.cel import get_backend
 from policyengine.cel.lib.kyverno import MAX_DEPTH, MAX_INPUT, MAX_NODES
+from policyengine.cel.lib.kyverno_resource import MAX_ITEMS
 from policyengine.codec import request_from_manifest
 from policyengine.engine import Engine
 from policyengine.expressions import Compiler
 from policyengine.loader import parse_text
-from policyengine.model import Outcome
+from policyengine.model import Inventory, Outcome
 from policyengine.policyset import build_policy_set
 
 POLICY = """
@@ -100,3 +101,52 @@ def test_hostile_input_is_an_error_not_a_crash(
     outcome, message = run(expression, backend, data)
     assert outcome == Outcome.ERROR.value
     assert said in message
+
+
+def run_with(expression: str, backend: str, inventory: Inventory) -> tuple[str, str]:
+    text = POLICY % ("'" + expression.replace("'", "''") + "'")
+    policy_set = build_policy_set(parse_text(text, "p.yaml"), compiler=Compiler(get_backend(backend)))
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "team"}}
+    decision = Engine(policy_set).evaluate(
+        request_from_manifest(obj), inventory=inventory, now=datetime.now(UTC)
+    )
+    return decision.results[0].outcome.value, decision.results[0].message
+
+
+def configmap(name: str, ns: str, labels: dict[str, str]) -> dict[str, Any]:
+    meta = {"name": name, "namespace": ns, "labels": labels}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": name}}
+
+
+INVENTORY = Inventory(
+    namespaces={"team": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}},
+    objects=(configmap("a", "team", {"app": "x"}), configmap("b", "team", {}), configmap("c", "other", {})),
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'resource.Get("v1", "configmaps", "team", "a").data.k == "a"',
+        'size(resource.List("v1", "configmaps", "team").items) == 2',
+        'size(resource.List("v1", "configmaps", "").items) == 3',
+        'resource.List("v1", "configmaps", "team", {"app": "x"}).items.map(o, o.metadata.name) == ["a"]',
+        'resource.Get("v1", "namespaces", "", "team").metadata.name == "team"',
+    ],
+)
+def test_resource_reads_the_inventory(expression: str, backend: str) -> None:
+    assert run_with(expression, backend, INVENTORY) == ("pass", "")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resource_get_of_a_missing_object_is_an_error(backend: str) -> None:
+    outcome, message = run_with('resource.Get("v1", "configmaps", "team", "zz") == {}', backend, INVENTORY)
+    assert outcome == "error" and 'configmaps "zz" not found' in message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resource_list_is_bounded(backend: str) -> None:
+    many = Inventory(objects=tuple(configmap(f"m{i}", "team", {}) for i in range(MAX_ITEMS + 1)))
+    outcome, message = run_with('size(resource.List("v1", "configmaps", "team").items) > 0', backend, many)
+    assert outcome == "error" and f"more than {MAX_ITEMS} objects" in message
