@@ -150,3 +150,65 @@ def test_resource_list_is_bounded(backend: str) -> None:
     many = Inventory(objects=tuple(configmap(f"m{i}", "team", {}) for i in range(MAX_ITEMS + 1)))
     outcome, message = run_with('size(resource.List("v1", "configmaps", "team").items) > 0', backend, many)
     assert outcome == "error" and f"more than {MAX_ITEMS} objects" in message
+
+
+def certificate_pem(key: Any) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "ca.example"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ex"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(42)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("ca.example")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_x509_decode_gives_kyvernos_certificate_fields(backend: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = certificate_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    expression = (
+        "x509.decode(object.data.pem).IsCA && x509.decode(object.data.pem).MaxPathLen == -1"
+        " && x509.decode(object.data.pem).Issuer.CommonName == 'ca.example'"
+        " && x509.decode(object.data.pem).Issuer.Organization == ['Ex']"
+        " && x509.decode(object.data.pem).DNSNames == ['ca.example']"
+        " && x509.decode(object.data.pem).NotAfter == '2027-01-01T00:00:00Z'"
+        " && x509.decode(object.data.pem).SerialNumber == 42 && x509.decode(object.data.pem).PublicKey.E == 65537"
+    )
+    assert run(expression, backend, {"pem": pem}) == ("pass", "")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("pem", "said"),
+    [
+        ("not a certificate", "failed to decode PEM block"),
+        ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "x509.decode"),
+        ("-----BEGIN CERTIFICATE-----\n" + "A" * 70_000 + "\n-----END CERTIFICATE-----\n", "over the limit"),
+        ("ec", "certificate should use rsa algorithm"),
+    ],
+)
+def test_x509_decode_refuses_bad_input(pem: str, said: str, backend: str) -> None:
+    if pem == "ec":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        pem = certificate_pem(ec.generate_private_key(ec.SECP256R1()))
+    outcome, message = run("x509.decode(object.data.pem).IsCA", backend, {"pem": pem})
+    assert outcome == "error" and said in message
