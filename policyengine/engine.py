@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.cel.lib.kyverno import KYVERNO_OBJECTS
 from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.codec import request_binding
 from policyengine.match import labels_of, matches, selector_matches, wildcard_match
@@ -38,7 +40,7 @@ from policyengine.results import error_result, excepted, kind_of, make_result, p
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
-from policyengine.workloads.podobjects import at_template, merge_templates, template_pods
+from policyengine.workloads.podobjects import run_policy
 
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
@@ -114,8 +116,7 @@ class Engine:
                 ),
             )
             for p in policy_set.policies
-            # Kyverno's evaluation switches: a policy runs at admission or in a background scan only
-            # when it is enabled for it.
+            # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
             if (p.background if background else p.admission)
         )
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
@@ -156,27 +157,17 @@ class Engine:
         """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
         a scale request of a workload some policy governs is an error result."""
         with reading(inventory_finder(inventory)):  # Kyverno's resource.Get/List read the inventory
-            return self._evaluate_any(request, inventory, now, observe, parents)
-
-    def _evaluate_any(
-        self,
-        request: Request,
-        inventory: Inventory,
-        now: datetime,
-        observe: PolicyObserver | None,
-        parents: ParentLookup | None,
-    ) -> Decision:
-        if not is_scale(request):
-            return self._evaluate(request, inventory, now, observe)
-        own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
-        judged = judge(
-            request,
-            parents,
-            lambda update: self._evaluate(update, inventory, now, observe),
-            lambda update, why: self.unevaluated(
-                update, inventory=inventory, message=why, code=errors.EVAL_PARENT
-            ),
-        )
+            own = self._evaluate(request, inventory, now, observe)  # for a Scale: policies on the Scale
+            if not is_scale(request):
+                return own
+            judged = judge(
+                request,
+                parents,
+                lambda update: self._evaluate(update, inventory, now, observe),
+                lambda update, why: self.unevaluated(
+                    update, inventory=inventory, message=why, code=errors.EVAL_PARENT
+                ),
+            )
         return merged(judged, own)
 
     def _evaluate(
@@ -192,10 +183,7 @@ class Engine:
             "oldObject": request.old_object,
             "request": request_binding(request),
             "namespaceObject": ns_object,
-            # Kyverno's library objects: ``json.unmarshal(s)`` and ``yaml.parse(s)`` are calls on them.
-            "json": {},
-            "yaml": {},
-            "resource": {},
+            **KYVERNO_OBJECTS,  # json.unmarshal(s), yaml.parse(s), resource.Get(...): calls on these
         }
         results: list[Result] = []
         annotations: dict[str, str] = {}
@@ -212,16 +200,13 @@ class Engine:
             policy = compiled.policy
             with observe(policy) if observe is not None else nullcontext():
                 try:
+                    evaluate = partial(self._evaluate_policy, compiled, annotations=annotations)
+                    unless = partial(
+                        self._apply_exceptions, policy, request=request, now=now, expired=expired
+                    )
                     for params in self._params_for(policy, inventory, request.namespace, results):
-                        if policy.pod_templates:
-                            results.extend(
-                                self._on_templates(compiled, base, params, request, annotations, now, expired)
-                            )
-                            continue
-                        activation = base.extend({"params": params}, compiled.variables)
-                        policy_results = self._evaluate_policy(compiled, activation, annotations)
                         results.extend(
-                            self._apply_exceptions(policy, policy_results, request, activation, now, expired)
+                            run_policy(policy, request, base, params, compiled.variables, evaluate, unless)
                         )
                 except Exception as err:  # one broken rule never hides the others' results
                     results.append(
@@ -262,28 +247,6 @@ class Engine:
 
     def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
         return expr.evaluate(activation, self.budget)
-
-    def _on_templates(
-        self,
-        compiled: _Compiled,
-        base: Activation,
-        params: Any,
-        request: Request,
-        annotations: dict[str, str],
-        now: datetime,
-        expired: set[str],
-    ) -> list[Result]:
-        """A pod rule on each pod template of the workload, ``object`` being that template's Pod."""
-        per_template = []
-        # Exceptions are about the workload, as Kyverno's are about the Deployment of an autogen rule.
-        whole = base.extend({"params": params}, compiled.variables)
-        for t in template_pods(request.object, request.old_object):
-            bindings = {"params": params, "object": t.pod, "oldObject": t.old_pod}
-            activation = base.extend(bindings, compiled.variables)
-            found = self._evaluate_policy(compiled, activation, annotations)
-            found = self._apply_exceptions(compiled.policy, found, request, whole, now, expired)
-            per_template.append(at_template(found, t.path))
-        return merge_templates(per_template)
 
     def _evaluate_policy(
         self, compiled: _Compiled, activation: Activation, annotations: dict[str, str]

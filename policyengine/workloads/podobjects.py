@@ -8,11 +8,13 @@ template's metadata and spec; its results then name the template's field paths.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from policyengine.model import Outcome, Result
+from policyengine.cel import Activation
+from policyengine.cel.port import VariableDef
+from policyengine.model import Outcome, Policy, Request, Result
 from policyengine.workloads.kinds import find_templates
 
 MAX_TEMPLATES = 64  # a workload with more roles than this is checked on its first 64
@@ -23,6 +25,29 @@ class TemplatePod:
     path: str  # field path of the template's pod spec (spec.pytorchReplicaSpecs.Worker.template.spec)
     pod: dict[str, Any]
     old_pod: dict[str, Any] | None
+
+
+def run_policy(
+    policy: Policy,
+    request: Request,
+    base: Activation,
+    params: Any,
+    variables: Sequence[VariableDef],
+    evaluate: Callable[[Activation], list[Result]],
+    unless: Callable[..., list[Result]],
+) -> list[Result]:
+    """A policy's results (``evaluate``) after its exceptions (``unless``): on the request's object, or,
+    for a pod rule on workloads, on each pod template's Pod, its exceptions still judged on the workload
+    (as Kyverno's are on the Deployment of an autogen rule)."""
+    whole = base.extend({"params": params}, variables)
+    if not policy.pod_templates:
+        return unless(results=evaluate(whole), activation=whole)
+    per_template = []
+    for t in template_pods(request.object, request.old_object):
+        activation = base.extend({"params": params, "object": t.pod, "oldObject": t.old_pod}, variables)
+        found = unless(results=evaluate(activation), activation=whole)
+        per_template.append(at_template(found, t.path))
+    return merge_templates(per_template)
 
 
 def template_pods(obj: Any, old: Any) -> list[TemplatePod]:

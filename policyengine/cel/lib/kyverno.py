@@ -23,6 +23,8 @@ from celpy.adapter import json_to_cel as to_cel
 from policyengine.cel.budget import charge_elements
 from policyengine.cel.lib.dispatch import ANY, DOUBLE, INT, LIST, STRING, Function, LibError, overload, table
 
+# The objects Kyverno's library calls are made on (``json.unmarshal(s)``): bound for every request.
+KYVERNO_OBJECTS: dict[str, Any] = {"json": {}, "yaml": {}, "resource": {}}
 MAX_INPUT = 1 << 20  # characters of JSON/YAML one call parses
 MAX_DEPTH = 64
 MAX_NODES = 100_000

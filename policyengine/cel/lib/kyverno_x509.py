@@ -34,6 +34,15 @@ _NAME_FIELDS = (
     ("PostalCode", NameOID.POSTAL_CODE),
 )  # fmt: skip
 _RSA = 1  # Go's x509.RSA
+# Name constraints and the AIA URLs, not read here: null, as Go leaves them for most certificates.
+_UNREAD: dict[str, Any] = {
+    "PermittedDNSDomainsCritical": False,
+    **dict.fromkeys(
+        ("PermittedDNSDomains", "ExcludedDNSDomains", "PermittedIPRanges", "ExcludedIPRanges",
+         "PermittedEmailAddresses", "ExcludedEmailAddresses", "PermittedURIDomains", "ExcludedURIDomains",
+         "OCSPServer", "IssuingCertificateURL"),
+    ),
+}  # fmt: skip
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -85,6 +94,14 @@ def _public_key(key: Any) -> dict[str, Any]:
     return {"N": str(numbers.n), "E": numbers.e}
 
 
+def _names(san: Any) -> dict[str, Any]:
+    return {
+        "DNSNames": _nil(san.get_values_for_type(x509.DNSName)) if san else None,
+        "EmailAddresses": _nil(san.get_values_for_type(x509.RFC822Name)) if san else None,
+        "IPAddresses": _nil([str(ip) for ip in san.get_values_for_type(x509.IPAddress)]) if san else None,
+    }
+
+
 def _certificate(cert: x509.Certificate) -> dict[str, Any]:
     public = _public_key(cert.public_key())
     basic = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
@@ -124,25 +141,8 @@ def _certificate(cert: x509.Certificate) -> dict[str, Any]:
         "MaxPathLen": path_len,
         "MaxPathLenZero": path_len == 0,
         "AuthorityKeyId": _b64(aki.key_identifier) if aki is not None else None,
-        "OCSPServer": None,
-        "IssuingCertificateURL": None,
-        "DNSNames": _nil(san.get_values_for_type(x509.DNSName)) if san else None,
-        "EmailAddresses": _nil(san.get_values_for_type(x509.RFC822Name)) if san else None,
-        "IPAddresses": _nil([str(ip) for ip in san.get_values_for_type(x509.IPAddress)]) if san else None,
-        "PermittedDNSDomainsCritical": False,
-        **{
-            k: None
-            for k in (
-                "PermittedDNSDomains",
-                "ExcludedDNSDomains",
-                "PermittedIPRanges",
-                "ExcludedIPRanges",
-                "PermittedEmailAddresses",
-                "ExcludedEmailAddresses",
-                "PermittedURIDomains",
-                "ExcludedURIDomains",
-            )
-        },
+        **_names(san),
+        **_UNREAD,
         "CRLDistributionPoints": _nil(
             [
                 n.value
