@@ -1,7 +1,7 @@
 """Kyverno's CEL libraries that need no cluster, with their Kyverno names and signatures (kyverno/sdk
 ``extensions/cel/libs``): ``json.unmarshal``/``json.marshal``, ``yaml.parse``, ``sha1``/``sha256``/``md5``
 (and ``hash.*``), ``math.round``, ``listObjToMap`` (and ``transform.listObjToMap``), ``time.toCron`` and
-``time.truncate``.
+``time.truncate``, ``parseServiceAccount`` (and ``user.parseServiceAccount``).
 
 Each reads attacker-controlled text, so each is bounded: input of at most ``MAX_INPUT`` characters, JSON
 and YAML at most ``MAX_DEPTH`` levels deep and ``MAX_NODES`` values (a YAML alias counts as the nodes it
@@ -202,6 +202,17 @@ def _truncate(ts: datetime.datetime, duration: datetime.timedelta) -> celtypes.T
     return celtypes.TimestampType(zero + datetime.timedelta(microseconds=since - since % step))
 
 
+@overload(STRING)
+def _parse_service_account(user: str) -> Any:
+    """Kyverno's ``user.ServiceAccount`` (Go field names): ``system:serviceaccount:<ns>:<name>``, else empty."""
+    namespace = name = ""
+    prefix = "system:serviceaccount:"
+    if user.startswith(prefix) and ":" in user[len(prefix) :]:
+        namespace, _, name = user[len(prefix) :].partition(":")
+    return celtypes.MapType({celtypes.StringType("Name"): celtypes.StringType(name),
+                             celtypes.StringType("Namespace"): celtypes.StringType(namespace)})  # fmt: skip
+
+
 def functions() -> dict[str, list[Function]]:
     sha1, sha256, md5 = _digest("sha1", "sha1"), _digest("sha256", "sha256"), _digest("md5", "md5")
     return table(
@@ -219,4 +230,6 @@ def functions() -> dict[str, list[Function]]:
         ("transform.listObjToMap", _list_obj_to_map),
         ("time.toCron", _to_cron),
         ("time.truncate", _truncate),
+        ("parseServiceAccount", _parse_service_account),
+        ("user.parseServiceAccount", _parse_service_account),
     )

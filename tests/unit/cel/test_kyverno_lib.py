@@ -55,6 +55,8 @@ TRUE = [
     'listObjToMap([{"n": "a"}, {"n": "b"}], [{"v": 1}, {"v": 2}], "n", "v") == {"a": 1, "b": 2}',
     'transform.listObjToMap([{"n": "a"}], [{"v": true}], "n", "v") == {"a": true}',
     'time.toCron(timestamp("2024-03-05T10:20:00Z")) == "20 10 5 3 2"',
+    'parseServiceAccount("system:serviceaccount:ns:sa:x") == {"Name": "sa:x", "Namespace": "ns"}',
+    'user.parseServiceAccount("alice") == {"Name": "", "Namespace": ""}',
     'time.truncate(timestamp("2024-03-05T10:20:33Z"), duration("1h")) == timestamp("2024-03-05T10:00:00Z")',
 ]
 
