@@ -79,18 +79,28 @@ def convert(docs: Sequence[Document], problems: list[Problem], out: Converted) -
             continue
         out.claimed.add(id(doc))
         found: list[Problem] = []
-        spec = _spec(doc, found)
-        if spec is not None:
-            if doc.kind == EXCEPTION_KIND:
-                exc = _exception(doc, spec, found)
-                if not found:
-                    out.exceptions.append(exc)
-            else:
-                policies = _policies(doc, spec, found)
-                if not found:
-                    out.policies.extend(policies)
+        try:
+            _convert_one(doc, found, out)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            # A field of the wrong shape the checks above did not name: one problem, never a crash.
+            message = f"not a valid {doc.kind}: {type(err).__name__}: {str(err)[:200]}"
+            found.append(doc.problem(errors.SCHEMA_INVALID, message, ("spec",)))
         problems.extend(found)
     _widen_exceptions(out)
+
+
+def _convert_one(doc: Document, found: list[Problem], out: Converted) -> None:
+    spec = _spec(doc, found)
+    if spec is None:
+        return
+    if doc.kind == EXCEPTION_KIND:
+        exc = _exception(doc, spec, found)
+        if not found:
+            out.exceptions.append(exc)
+        return
+    policies = _policies(doc, spec, found)
+    if not found:
+        out.policies.extend(policies)
 
 
 def _widen_exceptions(out: Converted) -> None:

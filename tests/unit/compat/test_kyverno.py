@@ -260,3 +260,38 @@ def test_template_pods_see_the_templates_metadata_and_the_workloads_namespace() 
 def test_kyverno_exception_covers_the_workload_variant() -> None:
     text = POD_RULE.format(version="v1", extra="") + EXCEPTION.replace("'d'", "'train'")
     assert decide(load(text), pytorchjob(True)).allowed
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "spec: 3",
+        "spec: {validations: 3}",
+        "spec: {validations: [{expression: 1}]}",
+        "spec: {matchConstraints: 3, validations: [{expression: 'true'}]}",
+        "spec: {matchConstraints: {resourceRules: [3]}, validations: [{expression: 'true'}]}",
+        "spec: {validationActions: [Explode], validations: [{expression: 'true'}]}",
+        "spec: {failurePolicy: Sometimes, validations: [{expression: 'true'}]}",
+    ],
+)
+def test_malformed_policies_are_load_problems_not_crashes(spec: str) -> None:
+    text = f"apiVersion: policies.kyverno.io/v1\nkind: ValidatingPolicy\nmetadata: {{name: x, annotations: null}}\n{spec}\n"
+    with pytest.raises(LoadError) as err:
+        load(text)
+    assert all(p.file == "policy.yaml" and p.code == "schema_invalid" for p in err.value.problems)
+
+
+@pytest.mark.parametrize(
+    "spec", ["spec: {}", "spec: {policyRefs: [3]}", "spec: {policyRefs: [{name: x}], matchConditions: 4}"]
+)
+def test_malformed_exceptions_are_load_problems(spec: str) -> None:
+    text = f"apiVersion: policies.kyverno.io/v1\nkind: PolicyException\nmetadata: {{name: e, annotations: null}}\n{spec}\n"
+    with pytest.raises(LoadError) as err:
+        load(text)
+    assert {p.code for p in err.value.problems} == {"schema_invalid"}
+
+
+def test_odd_switch_and_autogen_shapes_fall_back_to_kyvernos_defaults() -> None:
+    text = POD_RULE.format(version="v1", extra="evaluation: 3\n  autogen: {podControllers: 3}")
+    policy = load(text).by_name()["no-host-network"]
+    assert (policy.admission, policy.background) == (True, True)
