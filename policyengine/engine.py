@@ -12,13 +12,16 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from policyengine import errors
 from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.cel.lib.kyverno import KYVERNO_OBJECTS
+from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
-from policyengine.match import labels_of, matches, selector_matches, wildcard_match
+from policyengine.match import exception_matches, matches
 from policyengine.model import (
     Action,
     Decision,
@@ -33,10 +36,12 @@ from policyengine.model import (
 from policyengine.params import lookup
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
+from policyengine.resources import inventory_finder
 from policyengine.results import error_result, excepted, kind_of, make_result, primary_action
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
+from policyengine.workloads.podobjects import run_policy
 
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
@@ -75,6 +80,7 @@ class Engine:
         *,
         budget: Budget = DEFAULT_BUDGET,
         views: ViewProvider | None = None,
+        background: bool = False,
     ) -> None:
         self.policy_set = policy_set
         self.budget = budget
@@ -111,6 +117,8 @@ class Engine:
                 ),
             )
             for p in policy_set.policies
+            # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
+            if (p.background if background else p.admission)
         )
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:
@@ -150,17 +158,18 @@ class Engine:
     ) -> Decision:
         """``parents`` reads the workload a scale request scales (``policyengine.scale``); without it,
         a scale request of a workload some policy governs is an error result. ``ledger``: charging.py."""
-        if not is_scale(request):
-            return self._evaluate(request, inventory, now, observe, ledger)
-        own = self._evaluate(request, inventory, now, observe)  # policies written for the Scale itself
-        judged = judge(
-            request,
-            parents,
-            lambda update: self._evaluate(update, inventory, now, observe, ledger),
-            lambda update, why: self.unevaluated(
-                update, inventory=inventory, message=why, code=errors.EVAL_PARENT
-            ),
-        )
+        with reading(inventory_finder(inventory)):  # Kyverno's resource.Get/List read the inventory
+            if not is_scale(request):
+                return self._evaluate(request, inventory, now, observe, ledger)
+            own = self._evaluate(request, inventory, now, observe)  # for a Scale: policies on the Scale
+            judged = judge(
+                request,
+                parents,
+                lambda update: self._evaluate(update, inventory, now, observe, ledger),
+                lambda update, why: self.unevaluated(
+                    update, inventory=inventory, message=why, code=errors.EVAL_PARENT
+                ),
+            )
         return merged(judged, own)
 
     def _evaluate(
@@ -183,6 +192,7 @@ class Engine:
             "oldObject": request.old_object,
             "request": request_binding(request),
             "namespaceObject": ns_object,
+            **KYVERNO_OBJECTS,  # json.unmarshal(s), yaml.parse(s), resource.Get(...): calls on these
         }
         results: list[Result] = []
         annotations: dict[str, str] = {}
@@ -203,11 +213,13 @@ class Engine:
             policy = compiled.policy
             with observe(policy) if observe is not None else nullcontext():
                 try:
+                    evaluate = partial(self._evaluate_policy, compiled, annotations=annotations)
+                    unless = partial(
+                        self._apply_exceptions, policy, request=request, now=now, expired=expired
+                    )
                     for params in self._params_for(policy, inventory, request.namespace, results):
-                        activation = base.extend({"params": params}, compiled.variables)
-                        policy_results = self._evaluate_policy(compiled, activation, annotations)
                         results.extend(
-                            self._apply_exceptions(policy, policy_results, request, activation, now, expired)
+                            run_policy(policy, request, base, params, compiled.variables, evaluate, unless)
                         )
                 except Exception as err:  # one broken rule never hides the others' results
                     results.append(
@@ -360,7 +372,7 @@ class Engine:
             return results
         used: PolicyException | None = None
         for exc, conditions in candidates:
-            if not _exception_matches(exc, request):
+            if not exception_matches(exc, request):
                 continue
             if exc.expires is not None and exc.expires <= now:
                 expired.add(exc.name)
@@ -377,22 +389,6 @@ class Engine:
             return self._eval(cond, activation) is True
         except CelEvalError:
             return False  # an exception that cannot be evaluated never exempts anything
-
-
-def _exception_matches(exc: PolicyException, request: Request) -> bool:
-    m = exc.match
-    if m.namespaces and not any(wildcard_match(p, request.namespace) for p in m.namespaces):
-        return False
-    if m.names and not any(wildcard_match(p, request.name) for p in m.names):
-        return False
-    if m.kinds and not any(
-        ("*" in k.api_groups or request.kind.group in k.api_groups)
-        and ("*" in k.kinds or request.kind.kind in k.kinds)
-        for k in m.kinds
-    ):
-        return False
-    obj = request.object if request.object is not None else request.old_object
-    return selector_matches(m.selector, labels_of(obj))
 
 
 def _internal_error(compiled: _Compiled, message: str) -> Result:

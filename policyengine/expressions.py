@@ -84,9 +84,13 @@ def policy_expressions(policy: Policy) -> Iterator[Expr]:
 
 def declarations(policy: Policy) -> Declarations:
     """The root names ``policy``'s expressions may read, by the kind of document it came from."""
-    from policyengine.compat import gatekeeper, vap
+    from policyengine.compat import gatekeeper, kyverno, vap
 
-    by_origin = {vap.POLICY_KIND: vap.DECLARED, gatekeeper.ORIGIN: gatekeeper.DECLARED}
+    by_origin = {
+        vap.POLICY_KIND: vap.DECLARED,
+        gatekeeper.ORIGIN: gatekeeper.DECLARED,
+        kyverno.ORIGIN: kyverno.DECLARED,
+    }
     return by_origin.get(policy.origin, native.DECLARED)
 
 

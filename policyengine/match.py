@@ -16,6 +16,7 @@ from policyengine.model import (
     KindRule,
     LabelSelector,
     Match,
+    PolicyException,
     Request,
     ResourceRule,
 )
@@ -232,3 +233,20 @@ def matches(match: Match, request: Request, namespace_object: Any) -> bool:
         if not any(selector_matches(match.object_selector, c) for c in candidates or [{}]):
             return False
     return all(matches(m, request, namespace_object) for m in match.also)
+
+
+def exception_matches(exc: PolicyException, request: Request) -> bool:
+    """Whether a PolicyException's match (namespaces, names, kinds, label selector) covers the request."""
+    m = exc.match
+    if m.namespaces and not any(wildcard_match(p, request.namespace) for p in m.namespaces):
+        return False
+    if m.names and not any(wildcard_match(p, request.name) for p in m.names):
+        return False
+    if m.kinds and not any(
+        ("*" in k.api_groups or request.kind.group in k.api_groups)
+        and ("*" in k.kinds or request.kind.kind in k.kinds)
+        for k in m.kinds
+    ):
+        return False
+    obj = request.object if request.object is not None else request.old_object
+    return selector_matches(m.selector, labels_of(obj))

@@ -171,6 +171,13 @@ class Policy:
     severity: str = ""
     description: str = ""
     remediation: str = ""
+    # Kyverno's evaluation switches: a policy with ``admission`` off never runs at admission; a background
+    # scan reads ``background``.
+    admission: bool = True
+    background: bool = True
+    # Run once per pod template of the workload, ``object`` being a Pod of the template (a pod rule on
+    # workload kinds whose template paths vary by object: ``workloads/podobjects.py``).
+    pod_templates: bool = False
 
 
 @dataclass(frozen=True)

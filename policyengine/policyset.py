@@ -161,6 +161,7 @@ def build_policy_set(
     read, foreign = _read_native((*docs, *config_docs), compiler, problems)
     converted = compat.convert(foreign, problems)
     policies = [*read.policies, *converted.policies]
+    read.exceptions.extend(converted.exceptions)
     _report_unclaimed(foreign, converted.claimed, problems)
     _check_names(policies, read.exceptions, problems)
     policies = _check_expressions(policies, read, compiler, problems)
@@ -199,7 +200,8 @@ def _report_unclaimed(foreign: Sequence[Document], claimed: set[int], problems: 
                     errors.UNKNOWN_KIND,
                     f"{doc.api_version} {doc.kind} is not a policy document "
                     "(expected policyengine.io/v1 Policy, PolicyException, PolicyVariables or GovernanceConfig, "
-                    "a ValidatingAdmissionPolicy or binding, or a Gatekeeper ConstraintTemplate or constraint)",
+                    "a ValidatingAdmissionPolicy or binding, a Gatekeeper ConstraintTemplate or constraint, "
+                    "or a Kyverno ValidatingPolicy or PolicyException)",
                     ["kind"],
                 )
             )

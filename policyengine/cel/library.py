@@ -18,6 +18,9 @@ from policyengine.cel.lib import (
 )
 from policyengine.cel.lib import (
     ip,
+    kyverno,
+    kyverno_resource,
+    kyverno_x509,
     lists,
     numeric,
     optional,
@@ -33,7 +36,7 @@ from policyengine.cel.lib.dispatch import Function, LibError, combine
 
 # Libraries in dispatch order: a name's overloads are tried in this order, the core's last.
 _LIBRARIES = (
-    quantity, semver, ip, url, format_lib, optional, lists, sets, regex, strings, string_format, numeric,
+    quantity, semver, ip, url, format_lib, optional, kyverno, kyverno_resource, kyverno_x509, lists, sets, regex, strings, string_format, numeric,
 )  # fmt: skip
 
 

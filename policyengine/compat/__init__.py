@@ -2,7 +2,8 @@
 
 ``convert`` receives every document that is not a native kind and claims the ones it understands:
 ``vap`` takes ValidatingAdmissionPolicies, their bindings and the param objects of their paramKinds;
-``gatekeeper`` takes ConstraintTemplates and their constraints. What nobody claims is reported by the
+``gatekeeper`` takes ConstraintTemplates and their constraints; ``kyverno`` takes Kyverno's
+ValidatingPolicies and PolicyExceptions. What nobody claims is reported by the
 loader as an unknown kind. ``notes`` say what loaded but does nothing (a policy nobody binds, a template
 without constraints), for ``check --verbose``.
 """
@@ -15,12 +16,13 @@ from typing import Any
 
 from policyengine.errors import Problem
 from policyengine.loader import Document
-from policyengine.model import Policy
+from policyengine.model import Policy, PolicyException
 
 
 @dataclass
 class Converted:
     policies: list[Policy] = field(default_factory=list)
+    exceptions: list[PolicyException] = field(default_factory=list)
     claimed: set[int] = field(default_factory=set)  # id() of every document consumed
     param_objects: tuple[Any, ...] = ()
     notes: list[str] = field(default_factory=list)
@@ -29,11 +31,13 @@ class Converted:
 def convert(docs: Sequence[Document], problems: list[Problem]) -> Converted:
     """Claim and convert the ValidatingAdmissionPolicy and Gatekeeper documents among ``docs``."""
     from policyengine.compat.gatekeeper import convert as convert_gatekeeper
+    from policyengine.compat.kyverno import convert as convert_kyverno
     from policyengine.compat.vap import convert as convert_vap
 
     out = Converted()
     convert_vap(docs, problems, out)
     convert_gatekeeper([d for d in docs if id(d) not in out.claimed], problems, out)
+    convert_kyverno([d for d in docs if id(d) not in out.claimed], problems, out)
     return out
 
 
