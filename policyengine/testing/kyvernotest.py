@@ -137,8 +137,9 @@ def _load(doc: Document, workspace: Workspace) -> _Loaded:
     data = doc.data
     loaded = _Loaded(now=workspace.now)
     extra = documents(relative(doc.file, p) for p in data.get("exceptions") or ())
-    for policy_doc in documents(relative(doc.file, p) for p in data.get("policies") or ()):
-        _add_policy(loaded, policy_doc, extra, workspace)
+    _add_policies(
+        loaded, documents(relative(doc.file, p) for p in data.get("policies") or ()), extra, workspace
+    )
     loaded.resources = documents(relative(doc.file, p) for p in data.get("resources") or ())
     cluster = documents(
         relative(doc.file, p)
@@ -154,30 +155,40 @@ def _load(doc: Document, workspace: Workspace) -> _Loaded:
     return loaded
 
 
-def _add_policy(loaded: _Loaded, policy_doc: Document, extra: list[Document], workspace: Workspace) -> None:
-    name = policy_doc.name
-    docs: list[Document]
-    if (policy_doc.api_version, policy_doc.kind) in KYVERNO_POLICY_KINDS:
+def _add_policies(loaded: _Loaded, policy_docs: list[Document], extra: list[Document], ws: Workspace) -> None:
+    """Kyverno policies get a policy set each (one refusal does not hide the others); every other
+    document (policies with their bindings, exceptions) loads together, as ``check`` would load them."""
+    plain = [d for d in policy_docs if (d.api_version, d.kind) not in KYVERNO_POLICY_KINDS]
+    for policy_doc in policy_docs:
+        if policy_doc in plain:
+            continue
+        name = policy_doc.name
         try:
             rules = convert(policy_doc.data)
         except Refused as err:
             loaded.refused[name] = str(err)
-            return
+            continue
         loaded.rules[name] = rules
         docs = [
             Document(data, policy_doc.file, policy_doc.line, policy_doc.index)
-            for rule in rules
-            for data in rule.documents
+            for r in rules
+            for data in r.documents
         ]
-    else:
-        loaded.plain.add(name)
-        docs = [policy_doc]
+        _build(loaded, [name], [*docs, *extra], ws)
+    names = [d.name for d in plain if not d.kind.endswith("Binding")]
+    loaded.plain.update(names)
+    if plain:
+        _build(loaded, names, [*plain, *extra], ws)
+
+
+def _build(loaded: _Loaded, names: list[str], docs: list[Document], ws: Workspace) -> None:
     try:
-        policy_set = build_policy_set([*docs, *extra], compiler=workspace.compiler)
+        policy_set = build_policy_set(docs, compiler=ws.compiler)
     except LoadError as err:
-        loaded.refused[name] = load_reason(err)
+        loaded.refused.update(dict.fromkeys(names, load_reason(err)))
         return
-    loaded.engines[name] = workspace.engine_factory(policy_set)
+    engine = ws.engine_factory(policy_set)
+    loaded.engines.update(dict.fromkeys(names, engine))
 
 
 def _values(values: Any) -> tuple[list[Any], str]:
