@@ -12,6 +12,7 @@ honour is a failed case whose reason starts with ``refused:``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -40,7 +41,7 @@ _UNSUPPORTED: tuple[str, ...] = ("userinfo", "context", "values", "targetResourc
 _UNSUPPORTED += ("jsonPayloads", "httpPayloads", "envoyPayloads", "apiCallResponses", "globalContextEntries")
 _OUTCOME = {Outcome.FAIL: "fail", Outcome.ERROR: "error", Outcome.SKIP: "skip", Outcome.EXCEPTED: "skip"}
 _OPERATIONS = ("CREATE", "UPDATE", "DELETE")
-MAX_WALK_FILES = 100_000
+MAX_WALK_ENTRIES = 200_000
 
 
 def is_kyverno_test(doc: Document) -> bool:
@@ -59,19 +60,21 @@ def is_kyverno_test(doc: Document) -> bool:
 
 def hidden_test_files(paths: Sequence[str]) -> list[str]:
     """``kyverno-test.yaml`` files inside hidden folders (``.kyverno-test/``), which the manifest walk
-    leaves out, as ``kyverno test DIR`` finds them. Bounded by MAX_WALK_FILES entries seen."""
+    leaves out, as ``kyverno test DIR`` finds them. Links are not followed (no loops) and the walk stops
+    after MAX_WALK_ENTRIES directory entries, so a hostile tree cannot make it run unbounded."""
     found: list[str] = []
     seen = 0
     for path in paths:
-        if not Path(path).is_dir():
+        if not os.path.isdir(path):
             continue
-        for file in sorted(Path(path).rglob(FILE_NAME)):
-            seen += 1
-            if seen > MAX_WALK_FILES:
+        for folder, dirs, files in os.walk(path, followlinks=False):
+            seen += len(dirs) + len(files)
+            if seen > MAX_WALK_ENTRIES:
                 return found
-            rel = file.relative_to(path).parts
-            if any(part.startswith(".") for part in rel[:-1]) and file.is_file():
-                found.append(str(file))
+            dirs.sort()
+            rel = Path(folder).relative_to(path).parts
+            if FILE_NAME in files and any(part.startswith(".") for part in rel):
+                found.append(os.path.join(folder, FILE_NAME))
     return found
 
 
@@ -84,6 +87,7 @@ class _Loaded:
     refused: dict[str, str] = field(default_factory=dict)  # policy name -> reason
     engines: dict[str, Any] = field(default_factory=dict)  # policy name -> Engine
     resources: list[Document] = field(default_factory=list)
+    by_name: dict[str, list[Document]] = field(default_factory=dict)  # resources by metadata.name
     inventory: Any = None
     operation: str = "CREATE"
     now: datetime = datetime.min
@@ -141,6 +145,8 @@ def _load(doc: Document, workspace: Workspace) -> _Loaded:
         loaded, documents(relative(doc.file, p) for p in data.get("policies") or ()), extra, workspace
     )
     loaded.resources = documents(relative(doc.file, p) for p in data.get("resources") or ())
+    for resource in loaded.resources:
+        loaded.by_name.setdefault(resource.name, []).append(resource)
     cluster = documents(
         relative(doc.file, p)
         for p in [*(data.get("paramResources") or ()), *(data.get("clusterResources") or ())]
@@ -215,7 +221,7 @@ def _checker(load: Any, entry: Mapping[str, Any], resource: str) -> Any:
             return f"{REFUSED}{policy}: {loaded.refused[policy]}"
         if policy not in loaded.engines:
             return f"policy {policy!r} is not among the test's policies"
-        targets = [d for d in loaded.resources if _names(d, resource)]
+        targets = [d for d in loaded.by_name.get(resource.rpartition("/")[2], ()) if _names(d, resource)]
         if not targets:
             return f"no resource {resource!r} among the test's resources"
         operation = str(entry.get("operation") or loaded.operation).upper()

@@ -351,3 +351,28 @@ def test_or_value_on_a_non_optional_is_no_such_overload_at_evaluation() -> None:
         compiler.compile("optional.none().orValue(2)").evaluate(compiler.backend.bind({}), DEFAULT_BUDGET)
         == 2
     )
+
+
+def test_hidden_folder_walk_survives_a_link_loop_and_is_bounded(
+    suite: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from policyengine.testing import kyvernotest
+
+    (suite / ".kyverno-test" / "loop").symlink_to(suite, target_is_directory=True)
+    assert kyvernotest.hidden_test_files([str(suite)]) == [str(suite / ".kyverno-test" / "kyverno-test.yaml")]
+    hidden = suite / ".many"
+    hidden.mkdir()
+    for i in range(50):
+        (hidden / f"f{i}.yaml").write_text("")
+    (hidden / "kyverno-test.yaml").write_text(textwrap.dedent(TEST))
+    monkeypatch.setattr(kyvernotest, "MAX_WALK_ENTRIES", 20)
+    # the walk stops at the bound: the folder past it is not read
+    assert str(hidden / "kyverno-test.yaml") not in kyvernotest.hidden_test_files([str(suite)])
+
+
+def test_hostile_result_entries_are_failures_not_crashes(suite: Path) -> None:
+    test = suite / ".kyverno-test" / "kyverno-test.yaml"
+    test.write_text(test.read_text() + "  - just-a-string\n  - {policy: no-privileged, result: pass}\n")
+    got = statuses(suite)
+    assert got["no-privileged/#7"] == "a result needs a policy"
+    assert got["no-privileged/#8"] == "a result needs resources"
