@@ -150,8 +150,13 @@ def _documents(
     validate = rule.get("validate") or {}
     cel = validate.get("cel") if isinstance(validate, Mapping) else None
     if not isinstance(cel, Mapping):
-        kind = next((k for k in ("mutate", "generate", "verifyImages") if k in rule), "validate")
-        raise Refused(f"rule {rule.get('name')!r} is a {kind} rule without CEL (pattern, deny or JMESPath)")
+        kind = next((k for k in ("mutate", "generate", "verifyImages") if k in rule), None)
+        what = (
+            f"a {kind} rule (only validation runs here)"
+            if kind
+            else "a validate rule without CEL (pattern, deny, foreach)"
+        )
+        raise Refused(f"rule {rule.get('name')!r} is {what}")
     extra = sorted(set(rule) - _RULE_KEYS)
     if extra:
         raise Refused(f"rule {rule.get('name')!r} uses {', '.join(extra)} (JMESPath, no CEL meaning)")

@@ -28,7 +28,11 @@ def test_corpus_holds_at_least_sixty_policies_with_tests() -> None:
     docs, problems = find_test_files([str(CORPUS)])
     assert problems == []
     assert len(docs) == 107
-    assert {Path(d.file).relative_to(CORPUS).parts[0] for d in docs} >= {"pod-security-cel", "best-practices-cel", "other-cel"}
+    assert {Path(d.file).relative_to(CORPUS).parts[0] for d in docs} >= {
+        "pod-security-cel",
+        "best-practices-cel",
+        "other-cel",
+    }
 
 
 def test_corpus_counts() -> None:
