@@ -53,7 +53,9 @@ def tally(paths: list[str]) -> tuple[int, int, Counter[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help="a checkout of github.com/kyverno/policies, or folders of it")
+    parser.add_argument(
+        "paths", nargs="+", help="a checkout of github.com/kyverno/policies, or folders of it"
+    )
     parser.add_argument("--show-mismatches", action="store_true", help="print each mismatching case")
     args = parser.parse_args(argv)
     matches, mismatches, refused, wrong = tally(args.paths)
