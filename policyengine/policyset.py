@@ -33,7 +33,13 @@ from policyengine.schema import validate, with_defaults
 NATIVE_GROUP = "policyengine.io/"
 # Test cases live beside policies but are never policies (``policyengine test`` reads them); folders of
 # this name inside a policy directory hold test fixtures and are not read as policies.
-TEST_KINDS = frozenset({("policyengine.io/v1", "PolicyTest"), ("test.gatekeeper.sh/v1alpha1", "Suite")})
+TEST_KINDS = frozenset(
+    {
+        ("policyengine.io/v1", "PolicyTest"),
+        ("test.gatekeeper.sh/v1alpha1", "Suite"),
+        ("cli.kyverno.io/v1alpha1", "Test"),
+    }
+)
 TESTS_DIR = "tests"
 _NATIVE_SCHEMAS = {
     "Policy": "policy.json",

@@ -1,4 +1,4 @@
-"""``policyengine test``: run Gatekeeper Suite files and native PolicyTest files (docs/testing.md)."""
+"""``policyengine test``: run Gatekeeper Suite, Kyverno Test and native PolicyTest files (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from policyengine.testing.runner import run_tests
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "test",
-        help="run policy tests: Gatekeeper Suite files and PolicyTest files",
-        description="Find Gatekeeper Suite (test.gatekeeper.sh/v1alpha1) and PolicyTest (policyengine.io/v1) "
-        "files under each PATH and run their cases. Prints one line per failing case and a summary. "
+        help="run policy tests: Gatekeeper Suite, Kyverno Test and PolicyTest files",
+        description="Find Gatekeeper Suite (test.gatekeeper.sh/v1alpha1), Kyverno Test (kyverno-test.yaml, "
+        "also in .kyverno-test/) and PolicyTest (policyengine.io/v1) files under each PATH and run their "
+        "cases. Prints one line per failing case and a summary. "
         "Exit 0: nothing failed; 1: a case failed; 2: no test files found or bad usage.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="test files or directories (recursive)")

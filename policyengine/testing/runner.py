@@ -1,7 +1,7 @@
 """``policyengine test``: find test files, turn each into cases, run them and count what passed.
 
-Two formats share this runner: Gatekeeper ``Suite`` files (``gatorsuite``) and the native ``PolicyTest``
-(``policytest``); a case with no expectation fails. Policy sets are built lazily and shared
+Three formats share this runner: Gatekeeper ``Suite`` files (``gatorsuite``), Kyverno CLI ``Test`` files
+(``kyvernotest``) and the native ``PolicyTest`` (``policytest``); a case with no expectation fails. Policy sets are built lazily and shared
 (``cases.Workspace``), so ``--run`` only loads what the selected cases need. The caller passes ``now``
 and how to build an engine.
 """
@@ -11,23 +11,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.loader import Document, collect_documents, discover, read_text
 from policyengine.model import SourceRef
 from policyengine.policyset import TEST_KINDS
-from policyengine.testing import gatorsuite, policytest
+from policyengine.testing import gatorsuite, kyvernotest, policytest
 from policyengine.testing.cases import Case, CaseResult, EngineFactory, TestReport, Workspace, load_reason
 
 # Test files are recognised by their text before they are parsed, so a sample object that is not valid
 # YAML next to them is not a problem unless a test uses it.
-_MARKERS = ("test.gatekeeper.sh/", "PolicyTest")
+_MARKERS = ("test.gatekeeper.sh/", "PolicyTest", "cli.kyverno.io/")
 
 
 def find_test_files(paths: Sequence[str]) -> tuple[list[Document], list[Problem]]:
-    """The Suite and PolicyTest documents under ``paths`` (directories recursively)."""
+    """The Suite, PolicyTest and Kyverno Test documents under ``paths`` (directories recursively, and
+    ``kyverno-test.yaml`` in hidden folders too, where Kyverno keeps them)."""
     files, problems = discover(paths)
+    files = [*files, *(f for f in kyvernotest.hidden_test_files(paths) if f not in files)]
     found: list[Document] = []
     for file in files:
         try:
@@ -35,17 +38,22 @@ def find_test_files(paths: Sequence[str]) -> tuple[list[Document], list[Problem]
         except LoadError as err:
             problems.extend(err.problems)
             continue
-        if not any(marker in text for marker in _MARKERS):
+        legacy = Path(file).name == kyvernotest.FILE_NAME
+        if not legacy and not any(marker in text for marker in _MARKERS):
             continue
         docs, file_problems = collect_documents([file])
         problems.extend(file_problems)
-        found.extend(d for d in docs if (d.api_version, d.kind) in TEST_KINDS)
+        found.extend(
+            d for d in docs if (d.api_version, d.kind) in TEST_KINDS or kyvernotest.is_kyverno_test(d)
+        )
     return found, problems
 
 
 def cases_of(doc: Document, workspace: Workspace) -> list[Case]:
     if doc.kind == "Suite":
         return gatorsuite.cases(doc, workspace)
+    if kyvernotest.is_kyverno_test(doc):
+        return kyvernotest.cases(doc, workspace)
     return policytest.cases(doc, workspace)
 
 
