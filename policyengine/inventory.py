@@ -5,10 +5,14 @@
 the GPUs that pods still hold, and ``inventory_view`` is what CEL sees as ``inventory``::
 
     {
-      "teams": {"ml-research": {"gpusInUse": 12, "pods": 3}, "default": {"gpusInUse": 0, "pods": 0}},
+      "teams": {"ml-research": {"gpusInUse": 12, "pods": 3,
+                                "gpusInUseByResource": {"nvidia.com/gpu": 8, "nvidia.com/mig-1g.5gb": 4}},
+                "default": {"gpusInUse": 0, "pods": 0, "gpusInUseByResource": {}}},
       "namespaces": {"train": {"team": "ml-research", "labels": {...}, "annotations": {...}}}
     }
 
+``gpusInUse`` counts every device once whatever its kind (a MIG slice is one device, like a whole GPU);
+``gpusInUseByResource`` splits the same devices by resource name, for per-resource quotas.
 Every team named in the config's ``spec.gpu.teams`` and the ``default`` team are always present, so a rule
 can read ``inventory.teams[team].gpusInUse`` without guarding it. Which pool a team's usage counts against
 (teams without an entry share ``default``'s) is decided in ``policyengine.org``, whose ``org.quota`` view
@@ -99,16 +103,22 @@ def pod_gpus_held(pod: Mapping[str, Any], config: Mapping[str, Any] | None = Non
 
 
 def _held(pod: Mapping[str, Any], rules: GpuRules) -> int:
+    return sum(_held_by_resource(pod, rules).values())
+
+
+def _held_by_resource(pod: Mapping[str, Any], rules: GpuRules) -> dict[str, int]:
+    """The devices a pod holds per resource name; {} once it has terminated."""
     if as_dict(pod.get("status")).get("phase") in _TERMINATED:
-        return 0
-    total = 0
+        return {}
+    held: dict[str, int] = {}
     for template in find_templates({**pod, "kind": "Pod"}, []):
         counted = [
             (site, container_gpus(site.container, site.path, rules, [])["byResource"])
             for site in template.containers
         ]
-        total += sum(pod_gpus(counted).values())
-    return total
+        for name, n in pod_gpus(counted).items():
+            held[name] = held.get(name, 0) + n
+    return held
 
 
 def _pods(inventory: Inventory) -> Iterable[Mapping[str, Any]]:
@@ -122,18 +132,27 @@ def usage_by_team(inventory: Inventory, config: Mapping[str, Any] | None = None)
     return {team: v["gpusInUse"] for team, v in _teams(inventory, config).items()}
 
 
-def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+def _empty_team() -> dict[str, Any]:
+    return {"gpusInUse": 0, "pods": 0, "gpusInUseByResource": {}}
+
+
+def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     rules = GpuRules.from_config(config)
-    teams: dict[str, dict[str, int]] = {}
+    teams: dict[str, dict[str, Any]] = {}
     for pod in _pods(inventory):
         if as_dict(pod.get("status")).get("phase") in _TERMINATED:
             continue
-        gpus = _held(pod, rules)
+        held = _held_by_resource(pod, rules)
         namespace = as_dict(pod.get("metadata")).get("namespace")
         team = team_of(inventory, namespace if isinstance(namespace, str) and namespace else "default")
-        entry = teams.setdefault(team, {"gpusInUse": 0, "pods": 0})
-        entry["gpusInUse"] += gpus
+        entry = teams.setdefault(team, _empty_team())
+        entry["gpusInUse"] += sum(held.values())
         entry["pods"] += 1
+        by_resource = entry["gpusInUseByResource"]
+        for name, n in held.items():
+            by_resource[name] = by_resource.get(name, 0) + n
+    for entry in teams.values():
+        entry["gpusInUseByResource"] = dict(sorted(entry["gpusInUseByResource"].items()))
     return teams
 
 
@@ -143,7 +162,7 @@ def inventory_view(inventory: Inventory, config: Mapping[str, Any] | None = None
     if "gpu" not in cfg and isinstance(cfg.get("spec"), Mapping):
         cfg = cfg["spec"]
     configured = [t for t in as_dict(as_dict(cfg.get("gpu")).get("teams")) if isinstance(t, str)]
-    teams = {t: {"gpusInUse": 0, "pods": 0} for t in [*configured, DEFAULT_TEAM]}
+    teams = {t: _empty_team() for t in [*configured, DEFAULT_TEAM]}
     teams.update(_teams(inventory, config))
     namespaces = {}
     for name, ns in sorted(inventory.namespaces.items()):

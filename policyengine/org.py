@@ -8,9 +8,14 @@ Shape (every key is always present)::
       "quota": {
         "team": "ml-research",       # the team whose quota applies: "team" when spec.gpu.teams has it,
                                      # else "default" (every team without an entry shares its one pool)
-        "limits": {"quota": 32, "maxPerPod": 8, "maxPerWorkload": 16, "products": [...]},
+        "limits": {"quota": 32, "maxPerPod": 8, "maxPerWorkload": 16, "products": [...],
+                   "quotaByResource": {"nvidia.com/mig-1g.5gb": 14}},
                                      # spec.gpu.teams[quota.team] as written; {} when there is none
-        "gpusInUse": 12              # GPUs held by the pool's non-terminated pods (the inventory)
+        "gpusInUse": 12,             # devices held by the pool's non-terminated pods (the inventory),
+                                     # each counted once whatever its kind: a MIG slice is one device
+        "gpusInUseByResource": {"nvidia.com/gpu": 8, "nvidia.com/mig-1g.5gb": 4}
+                                     # the same devices per resource name; every resource named in
+                                     # limits.quotaByResource is present (0 when none is held)
       },
       "residency": {
         "zone": "eu",                # label policyengine.io/residency: the namespace's wins over the
@@ -38,7 +43,7 @@ from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.model import Inventory
 from policyengine.workloads.values import as_dict, as_list
 
-__all__ = ["RESIDENCY_LABEL", "UNKNOWN_REGION", "OrgRules", "pool_usage"]
+__all__ = ["RESIDENCY_LABEL", "UNKNOWN_REGION", "OrgRules", "pool_usage", "pool_usage_by_resource"]
 
 RESIDENCY_LABEL = "policyengine.io/residency"
 # The one spelling of "no region is known for this data location".
@@ -58,13 +63,29 @@ def _section(config: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
     return as_dict(cfg.get(name))
 
 
+def _pool_of(team: str, configured: Mapping[str, Any]) -> str:
+    return team if team in configured and team != DEFAULT_TEAM else DEFAULT_TEAM
+
+
 def pool_usage(teams_in_use: Mapping[str, int], configured: Mapping[str, Any]) -> dict[str, int]:
     """GPUs in use per quota pool: a team with an entry in spec.gpu.teams is its own pool; every other
     team is charged to team default's pool, so a made-up team label opens no fresh quota."""
     pools: dict[str, int] = {}
     for team, used in teams_in_use.items():
-        pool = team if team in configured and team != DEFAULT_TEAM else DEFAULT_TEAM
+        pool = _pool_of(team, configured)
         pools[pool] = pools.get(pool, 0) + used
+    return pools
+
+
+def pool_usage_by_resource(
+    teams_in_use: Mapping[str, Mapping[str, int]], configured: Mapping[str, Any]
+) -> dict[str, dict[str, int]]:
+    """Devices in use per quota pool and resource name, pooled as ``pool_usage`` pools them."""
+    pools: dict[str, dict[str, int]] = {}
+    for team, by_resource in teams_in_use.items():
+        pool = pools.setdefault(_pool_of(team, configured), {})
+        for name, used in by_resource.items():
+            pool[name] = pool.get(name, 0) + used
     return pools
 
 
@@ -103,18 +124,26 @@ class OrgRules:
         inventory: Inventory,
         pools: Mapping[str, int],
         data_locations: Sequence[Mapping[str, Any]],
+        pools_by_resource: Mapping[str, Mapping[str, int]] | None = None,
     ) -> dict[str, Any]:
-        """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage``."""
+        """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage`` and
+        ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource)."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
+        limits = _plain(self.teams.get(quota_team))
+        in_use = as_dict(as_dict(pools_by_resource).get(quota_team))
+        # Every resource with a per-resource quota is present, so a rule indexes it without a guard.
+        by_resource = {n: 0 for n in as_dict(limits.get("quotaByResource")) if isinstance(n, str)}
+        by_resource.update(in_use)
         zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
         return {
             "team": team,
             "quota": {
                 "team": quota_team,
-                "limits": _plain(self.teams.get(quota_team)),
+                "limits": limits,
                 "gpusInUse": pools.get(quota_team, 0),
+                "gpusInUseByResource": dict(sorted(by_resource.items())),
             },
             "residency": {
                 "zone": zone,

@@ -4,6 +4,7 @@ defaults those schemas declare."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -18,6 +19,8 @@ from policyengine.errors import Problem
 from policyengine.loader import Document
 
 _BASE = "https://policyengine.io/schemas/"
+# A hostile document (10^5 bad keys) must not produce 10^5 problems: the first ones locate the fault.
+MAX_PROBLEMS = 50
 
 
 def _read(name: str) -> Any:
@@ -38,14 +41,26 @@ def validator(name: str) -> Draft202012Validator:
 
 def validate(doc: Document, schema: str) -> list[Problem]:
     """Every schema violation of ``doc``, each located at the offending field's line."""
+    found = list(itertools.islice(validator(schema).iter_errors(doc.data), MAX_PROBLEMS + 1))
     problems = []
-    for err in sorted(validator(schema).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
+    for err in sorted(found[:MAX_PROBLEMS], key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
-        message = err.message
+        message = _message(err)
         if len(message) > 300:
             message = message[:299] + "…"
         problems.append(doc.problem(errors.SCHEMA_INVALID, message, path))
+    if len(found) > MAX_PROBLEMS:
+        problems.append(doc.problem(errors.SCHEMA_INVALID, f"more than {MAX_PROBLEMS} schema problems", []))
     return problems
+
+
+def _message(err: Any) -> str:
+    """jsonschema's message, except where it would print the whole (possibly huge) offending value."""
+    if err.validator in ("maxProperties", "maxItems") and isinstance(err.instance, Mapping | list):
+        return f"has {len(err.instance)} entries, more than the {err.validator_value} allowed"
+    if err.validator == "maxLength" and isinstance(err.instance, str):
+        return f"is {len(err.instance)} characters long, more than the {err.validator_value} allowed"
+    return str(err.message)
 
 
 def with_defaults(value: Mapping[str, Any], schema: str, at: Sequence[str] = ()) -> dict[str, Any]:

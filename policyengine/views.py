@@ -18,7 +18,7 @@ from typing import Any
 
 from policyengine.inventory import inventory_view
 from policyengine.model import Inventory, Request
-from policyengine.org import OrgRules, pool_usage
+from policyengine.org import OrgRules, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.trust import load_attestation_store
@@ -27,8 +27,8 @@ from policyengine.workloads import describe
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
 # verification time (the engine's ``now``: signatures are judged at it).
 ViewProvider = Callable[[Request, Inventory, Mapping[str, Any], datetime], Mapping[str, Any]]
-# The inventory view and the GPUs in use per quota pool (``org.pool_usage``).
-_InventoryFacts = tuple[dict[str, Any], dict[str, int]]
+# The inventory view, the GPUs in use per quota pool (``org.pool_usage``) and per pool and resource.
+_InventoryFacts = tuple[dict[str, Any], dict[str, int], dict[str, dict[str, int]]]
 
 
 class _InventoryViews:
@@ -45,7 +45,8 @@ class _InventoryViews:
                 return last[2]
         view = inventory_view(inventory, config)
         in_use = {team: entry["gpusInUse"] for team, entry in view["teams"].items()}
-        facts = (view, pool_usage(in_use, rules.teams))
+        by_resource = {team: entry["gpusInUseByResource"] for team, entry in view["teams"].items()}
+        facts = (view, pool_usage(in_use, rules.teams), pool_usage_by_resource(by_resource, rules.teams))
         with self._lock:
             self._last = (inventory, config, facts)
         return facts
@@ -75,8 +76,10 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
-        inventory_facts, pools = inventories.view(inventory, config, rules)
-        org = rules.view(request.namespace, obj, inventory, pools, workload["dataLocations"])
+        inventory_facts, pools, pools_by_resource = inventories.view(inventory, config, rules)
+        org = rules.view(
+            request.namespace, obj, inventory, pools, workload["dataLocations"], pools_by_resource
+        )
         return {"workload": workload, "inventory": inventory_facts, "org": org}
 
     return provide

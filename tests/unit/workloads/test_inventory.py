@@ -121,9 +121,9 @@ def test_inventory_view_lists_configured_teams_and_namespaces() -> None:
     )
     assert inventory_view(inventory, config) == {
         "teams": {
-            "default": {"gpusInUse": 1, "pods": 1},
-            "ml": {"gpusInUse": 2, "pods": 2},
-            "vision": {"gpusInUse": 0, "pods": 0},
+            "default": {"gpusInUse": 1, "pods": 1, "gpusInUseByResource": {"nvidia.com/gpu": 1}},
+            "ml": {"gpusInUse": 2, "pods": 2, "gpusInUseByResource": {"nvidia.com/gpu": 2}},
+            "vision": {"gpusInUse": 0, "pods": 0, "gpusInUseByResource": {}},
         },
         "namespaces": {
             # kube-apiserver's name label is on every namespace, as in a real cluster.
@@ -139,6 +139,6 @@ def test_inventory_view_lists_configured_teams_and_namespaces() -> None:
 
 def test_empty_inventory_view() -> None:
     assert inventory_view(Inventory()) == {
-        "teams": {"default": {"gpusInUse": 0, "pods": 0}},
+        "teams": {"default": {"gpusInUse": 0, "pods": 0, "gpusInUseByResource": {}}},
         "namespaces": {},
     }

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from policyengine.gate import request_for
-from policyengine.inventory import from_documents, usage_by_team
+from policyengine.inventory import from_documents, inventory_view, usage_by_team
 from policyengine.loader import parse_text
 from policyengine.model import Inventory, Request
-from policyengine.org import UNKNOWN_REGION, OrgRules, pool_usage
+from policyengine.org import UNKNOWN_REGION, OrgRules, pool_usage, pool_usage_by_resource
 from policyengine.policyset import build_policy_set
 from policyengine.views import views_for
 from policyengine.workloads import describe
@@ -73,15 +73,27 @@ INVENTORY = from_documents(
 def org(obj: dict[str, Any], inventory: Inventory = INVENTORY, config: Any = None) -> dict[str, Any]:
     rules = OrgRules.from_config(CONFIG if config is None else config)
     pools = pool_usage(usage_by_team(inventory), rules.teams)
+    teams = inventory_view(inventory)["teams"]
+    by_resource = pool_usage_by_resource({t: e["gpusInUseByResource"] for t, e in teams.items()}, rules.teams)
     data = describe(obj, CONFIG)["dataLocations"]
-    return rules.view(obj["metadata"]["namespace"], obj, inventory, pools, data)
+    return rules.view(obj["metadata"]["namespace"], obj, inventory, pools, data, by_resource)
 
 
 def test_a_configured_team_is_its_own_quota_pool() -> None:
     view = org(pod("train", 1))
     assert view["team"] == "ml"
-    assert view["quota"] == {"team": "ml", "limits": {"quota": 16, "maxPerPod": 4}, "gpusInUse": 6}
-    assert org(pod("lab", 1))["quota"] == {"team": "research", "limits": {"quota": 8}, "gpusInUse": 3}
+    assert view["quota"] == {
+        "team": "ml",
+        "limits": {"quota": 16, "maxPerPod": 4},
+        "gpusInUse": 6,
+        "gpusInUseByResource": {"nvidia.com/gpu": 6},
+    }
+    assert org(pod("lab", 1))["quota"] == {
+        "team": "research",
+        "limits": {"quota": 8},
+        "gpusInUse": 3,
+        "gpusInUseByResource": {"nvidia.com/gpu": 3},
+    }
 
 
 @pytest.mark.parametrize("ns, team", [("ghost", "ghost"), ("plain", "default"), ("nowhere", "default")])
@@ -89,13 +101,23 @@ def test_teams_without_an_entry_share_the_default_pool(ns: str, team: str) -> No
     # ghost (1) + plain (2) + unlisted (5): a made-up team label opens no fresh quota.
     view = org(pod(ns, 1))
     assert view["team"] == team
-    assert view["quota"] == {"team": "default", "limits": {"quota": 4}, "gpusInUse": 8}
+    assert view["quota"] == {
+        "team": "default",
+        "limits": {"quota": 4},
+        "gpusInUse": 8,
+        "gpusInUseByResource": {"nvidia.com/gpu": 8},
+    }
 
 
 def test_no_default_entry_means_no_limits_for_the_pool() -> None:
     view = org(pod("ghost", 1), config={"gpu": {"teams": {"ml": {"quota": 1}}}})
     # research has no entry here either: its 3 GPUs join the pool.
-    assert view["quota"] == {"team": "default", "limits": {}, "gpusInUse": 11}
+    assert view["quota"] == {
+        "team": "default",
+        "limits": {},
+        "gpusInUse": 11,
+        "gpusInUseByResource": {"nvidia.com/gpu": 11},
+    }
 
 
 def test_the_namespace_zone_wins_over_the_workload_label() -> None:
@@ -183,7 +205,12 @@ spec:
     request: Request = request_for(doc)
     views = provide(request, INVENTORY, policy_set.config, datetime.now(UTC))
     assert views["org"]["team"] == "ml"
-    assert views["org"]["quota"] == {"team": "ml", "limits": {"quota": 16}, "gpusInUse": 6}
+    assert views["org"]["quota"] == {
+        "team": "ml",
+        "limits": {"quota": 16},
+        "gpusInUse": 6,
+        "gpusInUseByResource": {"nvidia.com/gpu": 6},
+    }
     assert views["org"]["residency"]["zone"] == "eu"
     assert views["org"]["residency"]["regions"] == ["eu-west-1"]
     # The pool usage is computed once per inventory, like the inventory view itself.
