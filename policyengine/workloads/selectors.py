@@ -15,6 +15,7 @@ HBM3" is ``NVIDIA-H100-80GB-HBM3``), so one ``products`` allowlist holds for bot
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import celpy
 import lark
 from celpy.celparser import CELParseError
 from celpy.evaluation import celstr
+
+from policyengine.cel.syntax import drop_trailing_commas, literal_token, simple_ident, unwrap
 
 __all__ = [
     "MAX_DEPTH",
@@ -45,10 +48,6 @@ MAX_LIST = 128
 # (domain, attribute) pairs that name the GPU product.
 PRODUCT_ATTRIBUTES = frozenset({("gpu.nvidia.com", "productName")})
 
-_PASS_THROUGH = frozenset(
-    {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member",
-     "primary", "paren_expr"}
-)  # fmt: skip
 _WHITESPACE = re.compile(r"\s+")
 _STRINGS = frozenset({"STRING_LIT", "MLSTRING_LIT"})
 
@@ -116,7 +115,7 @@ def _products_of(source: Any) -> set[str] | str:
     if len(source) > MAX_EXPRESSION:
         return f"the selector expression is longer than {MAX_EXPRESSION} characters"
     try:
-        tree = celpy.Environment().compile(source)
+        tree = _parser().compile(drop_trailing_commas(source))
         if _depth(tree) > MAX_DEPTH:
             return f"the selector expression nests deeper than {MAX_DEPTH}"
         found = _conjunction(tree)
@@ -129,6 +128,12 @@ def _products_of(source: Any) -> set[str] | str:
     if found is None:
         return "no term compares the product attribute with == or in"
     return found
+
+
+@functools.cache
+def _parser() -> celpy.Environment:
+    # The engine's parser (cel-python), built once; the engine's front end reads CEL the same way.
+    return celpy.Environment()
 
 
 def _depth(tree: Any) -> int:
@@ -144,14 +149,8 @@ def _depth(tree: Any) -> int:
     return deepest
 
 
-def _unwrap(tree: Any) -> Any:
-    while isinstance(tree, lark.Tree) and tree.data in _PASS_THROUGH and len(tree.children) == 1:
-        tree = tree.children[0]
-    return tree
-
-
 def _conjuncts(tree: Any) -> Iterator[Any]:
-    node = _unwrap(tree)
+    node = unwrap(tree)
     if isinstance(node, lark.Tree) and node.data == "conditionaland" and len(node.children) == 2:
         yield from _conjuncts(node.children[0])
         yield from _conjuncts(node.children[1])
@@ -171,7 +170,7 @@ def _conjunction(tree: Any) -> set[str] | None:
 
 def _disjunction(tree: Any) -> set[str] | None:
     """An ``||`` pins only when every side does (the union); None when this term names no product."""
-    node = _unwrap(tree)
+    node = unwrap(tree)
     if isinstance(node, lark.Tree) and node.data == "conditionalor" and len(node.children) == 2:
         sides = [_conjunction(side) for side in node.children]
         if any(side is None for side in sides):
@@ -202,7 +201,7 @@ def _comparison(node: Any) -> set[str] | None:
 
 def _is_product(tree: Any) -> bool:
     """``device.attributes['<domain>'].<attr>`` (or ``[...]['<attr>']``) for a product attribute."""
-    node = _unwrap(tree)
+    node = unwrap(tree)
     if not isinstance(node, lark.Tree) or len(node.children) != 2:
         return False
     if node.data == "member_dot":
@@ -214,34 +213,25 @@ def _is_product(tree: Any) -> bool:
         attribute = _string(node.children[1])
     else:
         return False
-    domain_node = _unwrap(node.children[0])
+    domain_node = unwrap(node.children[0])
     if not isinstance(domain_node, lark.Tree) or domain_node.data != "member_index":
         return False
-    attributes = _unwrap(domain_node.children[0])
+    attributes = unwrap(domain_node.children[0])
     if not (
         isinstance(attributes, lark.Tree)
         and attributes.data == "member_dot"
         and str(attributes.children[1]) == "attributes"
-        and _ident(attributes.children[0]) == "device"
+        and simple_ident(attributes.children[0]) == "device"
         and _literal(domain_node.children[1]) is not None
     ):
         return False
     return (_string(domain_node.children[1]), attribute) in PRODUCT_ATTRIBUTES
 
 
-def _ident(tree: Any) -> str | None:
-    node = _unwrap(tree)
-    if isinstance(node, lark.Tree) and node.data == "ident":
-        return str(node.children[0])
-    return None
-
-
 def _literal(tree: Any) -> lark.Token | None:
-    node = _unwrap(tree)
-    if isinstance(node, lark.Tree) and node.data == "literal" and isinstance(node.children[0], lark.Token):
-        token: lark.Token = node.children[0]
-        return token if token.type in _STRINGS else None
-    return None
+    """The token of a string literal, else None."""
+    token = literal_token(tree)
+    return token if token is not None and token.type in _STRINGS else None
 
 
 def _string(tree: Any) -> str:
@@ -252,7 +242,7 @@ def _string(tree: Any) -> str:
 
 
 def _strings(tree: Any) -> list[Any]:
-    node = _unwrap(tree)
+    node = unwrap(tree)
     if not isinstance(node, lark.Tree) or node.data != "list_lit":
         raise _Unreadable("the product is tested with in against something other than a list literal")
     items = (

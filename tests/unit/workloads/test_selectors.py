@@ -31,6 +31,8 @@ H100 = "NVIDIA H100 80GB HBM3"
         (["device.attributes['gpu.nvidia.com']['productName'] == 'A'"], ["A"]),
         ([f"{P} in ['NVIDIA A100-SXM4-40GB', '{H100}']"], ["NVIDIA-A100-SXM4-40GB", "NVIDIA-H100-80GB-HBM3"]),
         ([f"{P} == 'A' || {P} == 'B'"], ["A", "B"]),
+        ([f"{P} in ['A', 'B',]"], ["A", "B"]),  # CEL allows a trailing comma, as the engine does
+        ([f"({P} == 'A')"], ["A"]),
         ([f"device.driver == 'gpu.nvidia.com' && ({P} == 'A' || 'B' == {P})"], ["A", "B"]),
         ([f"{P} in ['A', 'B'] && device.attributes['gpu.nvidia.com'].profile == '1g.5gb'"], ["A", "B"]),
         ([f"{P} in ['A', 'B']", f"{P} in ['B', 'C']"], ["B"]),  # every selector holds
