@@ -36,7 +36,7 @@ from policyengine.trust import load_attestation_store
 from policyengine.workloads import ClaimObjects, DeviceMemory, describe
 from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
-from policyengine.workloads.charge import update_charge
+from policyengine.workloads.charge import no_charge, update_charge
 from policyengine.workloads.memory import memory_charge
 from policyengine.workloads.volumes import StorageClasses
 
@@ -132,6 +132,9 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
             facts.memory,
         )
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
+        if workload["isTemplate"]:  # another object runs (and is charged for) a template's pods
+            workload["gpus"]["charge"] = no_charge(workload["gpus"])
+            workload["gpuMemory"]["charge"] = 0
         return {"workload": workload, "inventory": facts.view, "org": org}
 
     return provide

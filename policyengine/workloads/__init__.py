@@ -9,6 +9,8 @@ Shape (every key is always present; lists keep manifest order)::
 
     {
       "kind": "PyTorchJob", "apiVersion": "kubeflow.org/v1", "name": "...", "namespace": "...",
+      "isTemplate": false,         # only describes pods another object runs (Trainer runtimes, core
+                                   # PodTemplate): checked, but its charges are 0 (workloads.charge)
       "isAiWorkload": true,        # an AI kind (Kubeflow, TrainJob, Ray, KServe), or accelerators (any
                                    # well-known name, counted or not), or a model
       "perNode": false,            # DaemonSet: pods are per node, counted as 1
@@ -130,7 +132,7 @@ from typing import Any
 
 from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.byproduct import product_gpus
-from policyengine.workloads.charge import whole_charge
+from policyengine.workloads.charge import is_template, no_charge, whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.extended import with_extended
@@ -197,18 +199,23 @@ def describe(
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
     gpu_total = gpus["total"]
+    template = is_template(obj)
+    memory = workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget)
+    if template:
+        memory["charge"] = 0
     return {
         "kind": kind,
         "apiVersion": text(obj.get("apiVersion", "")),
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
+        "isTemplate": template,
         "isAiWorkload": _is_ai(kind, gpu_total or gpus["maxPerPod"], models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
         "containers": containers,
-        "gpus": {**gpus, "charge": whole_charge(gpus)},
-        "gpuMemory": workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget),
+        "gpus": {**gpus, "charge": no_charge(gpus) if template else whole_charge(gpus)},
+        "gpuMemory": memory,
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,

@@ -5,6 +5,10 @@ object's GPUs are already in the team's usage, so only the growth is charged: ``
 ``max(0, new total - old total)`` and each resource of the new workload is charged
 ``max(0, new - old)`` of that resource. A scale-down, or a change that moves GPUs from one resource
 to another without adding any, charges nothing to ``total``.
+
+A template (``is_template``: a Trainer runtime, a core PodTemplate) only describes pods that another object
+will run, and that object is charged for them: a template's charge is zero on every resource, so quota and
+per-workload rules never count it, while its GPU declarations, images and models are still checked.
 """
 
 from __future__ import annotations
@@ -13,6 +17,33 @@ from collections.abc import Mapping
 from typing import Any
 
 from policyengine.workloads.values import as_dict
+
+# (API group, kind) of objects that only describe pods another object runs.
+TEMPLATE_KINDS = frozenset(
+    {
+        ("trainer.kubeflow.org", "TrainingRuntime"),
+        ("trainer.kubeflow.org", "ClusterTrainingRuntime"),
+        ("kubeflow.org", "TrainingRuntime"),  # Trainer v2's first API group (v2alpha1)
+        ("kubeflow.org", "ClusterTrainingRuntime"),
+        ("", "PodTemplate"),
+    }
+)
+
+
+def is_template(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` only describes pods (its group and kind, so a running kind cannot borrow the name)."""
+    api_version = obj.get("apiVersion")
+    group = api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
+    return (group, obj.get("kind")) in TEMPLATE_KINDS
+
+
+def no_charge(gpus: Mapping[str, Any]) -> dict[str, Any]:
+    """The charge of a template: nothing, with the keys of its figures so policies can index them."""
+    return {
+        "total": 0,
+        "byResource": dict.fromkeys(as_dict(gpus.get("byResource")), 0),
+        "byProduct": dict.fromkeys(as_dict(gpus.get("byProduct")), 0),
+    }
 
 
 def whole_charge(gpus: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ the most a workload may reach, because quotas must hold at the top of an autosca
   runs one pod when it serves); ``workerSpec``: ``pipelineParallelSize - 1`` per component replica.
 - LLMInferenceService (and ``prefill``): ``template`` ``replicas``; ``worker`` ``replicas x (size - 1)``
   (at least 1) where size is ``data / dataLocal`` when both are set, else ``pipeline``, else 1.
-- Volcano Job (``batch.volcano.sh``): each task's ``replicas`` (1).
+- Volcano Job (``batch.volcano.sh``): each task's ``replicas`` (1). Core PodTemplate: ``template.spec``, 1.
 """
 
 from __future__ import annotations
@@ -191,6 +191,11 @@ def _jobset(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     return _replicated_jobs(as_dict(obj.get("spec")).get("replicatedJobs"), "spec.replicatedJobs", problems)
 
 
+def _pod_template(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
+    """A core PodTemplate: one pod's template at ``template.spec``, run by whatever names it."""
+    return [_template("template", as_dict(obj.get("template")).get("spec"), "template.spec", 1)]
+
+
 def _training_runtime(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     spec = as_dict(obj.get("spec"))
     nodes = count(as_dict(spec.get("mlPolicy")).get("numNodes"), "spec.mlPolicy.numNodes", 1, problems)
@@ -336,6 +341,7 @@ def _volcano(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
 Finder = Callable[[Mapping[str, Any], Problems], list[PodTemplate]]
 
 _BY_GROUP_KIND: dict[tuple[str, str], Finder] = {
+    ("", "PodTemplate"): _pod_template,
     ("batch.volcano.sh", "Job"): _volcano,
     ("jobset.x-k8s.io", "JobSet"): _jobset,
     ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): _lws,

@@ -37,6 +37,10 @@ MODEL_ENV = frozenset({"MODEL_ID", "HF_MODEL_ID", "NIM_MODEL_NAME", "NIM_MODEL_P
 # MODEL_NAME is often the name a model is served under: a reference only when it reads as one.
 NAMED_ENV = frozenset({"MODEL_NAME"})
 REVISION_ENV = ("REVISION", "HF_MODEL_REVISION")  # TGI; Hugging Face containers
+# Kubeflow Trainer's initializers read what they download from STORAGE_URI: the model-initializer's is a
+# model (hf://org/name, s3://...), the dataset-initializer's a data location (``references``).
+INITIALIZER_ENV = "STORAGE_URI"
+MODEL_INITIALIZER = "model-initializer"
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 
@@ -94,6 +98,10 @@ def container_refs(container: Mapping[str, Any], path: str, problems: Problems) 
             env[name] = value
             env_paths[name] = f"{path}.env[{i}].value"
     refs = _env_refs(env, env_paths)
+    if container.get("name") == MODEL_INITIALIZER and INITIALIZER_ENV in env:
+        uri = classify(env[INITIALIZER_ENV], bare_name=False)
+        if uri is not None:
+            refs.append((uri, env_paths[INITIALIZER_ENV], "env"))
     argv: list[tuple[str, str]] = []
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(container.get(key))):

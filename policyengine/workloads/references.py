@@ -11,7 +11,9 @@ from typing import Any
 
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
 from policyengine.workloads.models import (
+    INITIALIZER_ENV,
     MAX_MODELS,
+    MODEL_INITIALIZER,
     Ref,
     container_refs,
     image_volume_refs,
@@ -71,8 +73,12 @@ def scan_container(site: ContainerSite, data: list[dict[str, str]], images: list
     c = site.container
     if isinstance(c.get("image"), str):
         images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
+    model_initializer = c.get("name") == MODEL_INITIALIZER
     for i, env in enumerate(as_list(c.get("env"))):
-        value = env.get("value") if type(env) is dict else as_dict(env).get("value")
+        entry = env if type(env) is dict else as_dict(env)
+        value = entry.get("value")
+        if model_initializer and entry.get("name") == INITIALIZER_ENV:
+            continue  # a model reference (workloads.models), a data location of kind model from there
         if type(value) is str and "://" in value:
             path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
             for uri in storage_uris_in(value):
