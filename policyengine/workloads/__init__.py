@@ -201,8 +201,6 @@ def describe(
     gpu_total = gpus["total"]
     template = is_template(obj)
     memory = workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget)
-    if template:
-        memory["charge"] = 0
     return {
         "kind": kind,
         "apiVersion": text(obj.get("apiVersion", "")),
@@ -215,7 +213,7 @@ def describe(
         "podTemplates": views,
         "containers": containers,
         "gpus": {**gpus, "charge": no_charge(gpus) if template else whole_charge(gpus)},
-        "gpuMemory": memory,
+        "gpuMemory": {**memory, "charge": 0} if template else memory,
         "usesDra": any(v["resourceClaims"] for v in views) or any(c["claims"] for c in containers),
         "regions": {"allPinned": all(v["regions"]["pinned"] for v in views), "allowed": allowed},
         "dataLocations": data,

@@ -34,7 +34,8 @@ def is_template(obj: Mapping[str, Any]) -> bool:
     """Whether ``obj`` only describes pods (its group and kind, so a running kind cannot borrow the name)."""
     api_version = obj.get("apiVersion")
     group = api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
-    return (group, obj.get("kind")) in TEMPLATE_KINDS
+    kind = obj.get("kind")
+    return isinstance(kind, str) and (group, kind) in TEMPLATE_KINDS  # a hostile kind may be any value
 
 
 def no_charge(gpus: Mapping[str, Any]) -> dict[str, Any]:
