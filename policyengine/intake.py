@@ -7,7 +7,8 @@ apiVersion and kind, else an input error. A file met while walking a directory i
   not a manifest (a CI config, a JSON schema, Helm values) and is skipped, with the reason;
 - if it fails to parse as YAML (or JSON), it is skipped only when no line of it looks like a manifest's
   top level (``apiVersion:`` or ``kind:`` at column 0, or a ``"apiVersion"``/``"kind"`` key in a .json
-  file); otherwise the syntax error stands;
+  file) and no document before the error is an object; otherwise the syntax error stands, listed with
+  the problems of the documents before it;
 - if it holds at least one such object, or an object with metadata (a ``name``) and only one of apiVersion
   and kind (which kube-apiserver refuses), it is a manifest and held to the rules of a named file: a
   repeated key, a document that is not an object, metadata of the wrong type are input errors.
@@ -21,7 +22,8 @@ base is checked through its overlays), and the files a rendered tree consumes (e
 kustomization folders, and the files they name) are not read again on their own.
 
 Files that cannot be read, are over the size or document limits, or are not UTF-8 are input errors
-wherever they are found. A named directory in which nothing is a manifest is an input error too: a
+wherever they are found. Every problem of every file is collected before reading stops, and listed by
+file then line, so that one run shows them all. A named directory in which nothing is a manifest is an input error too: a
 gate that checked nothing must not pass.
 """
 
@@ -39,7 +41,7 @@ from policyengine.errors import LoadError, Problem
 from policyengine.gate import is_object, object_meta_problems
 from policyengine.globs import Excludes
 from policyengine.kustomize import Tree, kustomization_file, render, trace
-from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_located, read_text
+from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_prefix, read_text
 
 _YAML_TOP_LEVEL = re.compile(r"""^["']?(?:apiVersion|kind)["']?[ \t]*:""", re.MULTILINE)
 _JSON_KEY = re.compile(r'"(?:apiVersion|kind)"\s*:')
@@ -93,26 +95,25 @@ def _strict(docs: list[Document]) -> list[Problem]:
 def _read_walked(file: str, limits: InputLimits, into: Manifests) -> list[Problem]:
     """Read a file found by a walk: its documents when it is a manifest, else a skip with the reason."""
     text = read_text(file, None, limits)
-    try:
-        parsed, duplicated = parse_located(text, file, limits)
-    except LoadError as err:
-        first = err.problems[0]
-        if first.code != errors.YAML_SYNTAX or looks_like_manifest(text, file):
-            raise
-        reason = f"not YAML or JSON (line {first.line}: {first.message}) and no apiVersion/kind at top level"
+    parsed, duplicated, broken = parse_prefix(text, file, limits)
+    docs = list(expand_lists(parsed))
+    manifest_like = any(is_object(d.data) or missing_half(d.data) for d in docs)
+    if broken is not None and not manifest_like and not looks_like_manifest(text, file):
+        reason = (
+            f"not YAML or JSON (line {broken.line}: {broken.message}) and no apiVersion/kind at top level"
+        )
         into.skipped.append(Skipped(file, reason))
         return []
-    docs = list(expand_lists(parsed))
-    if not any(is_object(d.data) or missing_half(d.data) for d in docs):
+    if broken is None and not manifest_like:
         reason = "empty" if not docs else "no document is a mapping with apiVersion and kind"
         into.skipped.append(Skipped(file, reason))
         return []
     objects = [d for d in docs if is_object(d.data)]
-    if objects and all(_is_kustomization(d) for d in objects):
+    if broken is None and objects and all(_is_kustomization(d) for d in objects):
         into.skipped.append(Skipped(file, _KUSTOMIZATION_SKIP))
         return []
     into.documents.extend(docs)
-    return [*duplicated, *_strict(docs)]
+    return [*duplicated, *_strict(docs), *([broken] if broken else [])]
 
 
 def _is_kustomization(doc: Document) -> bool:
@@ -121,12 +122,10 @@ def _is_kustomization(doc: Document) -> bool:
 
 def _read_named(file: str, stdin: IO[str] | None, limits: InputLimits, into: Manifests) -> list[Problem]:
     text = read_text(file, stdin, limits)
-    parsed, duplicated = parse_located(text, "<stdin>" if file == STDIN else file, limits)
-    if duplicated:
-        raise LoadError(duplicated)
+    parsed, duplicated, broken = parse_prefix(text, "<stdin>" if file == STDIN else file, limits)
     docs = list(expand_lists(parsed))
     into.documents.extend(docs)
-    return _strict(docs)
+    return [*duplicated, *_strict(docs), *([broken] if broken else [])]
 
 
 def _empty_roots(
@@ -186,8 +185,14 @@ def read_manifests(
             problems.extend(err.problems)
     problems[:0] = _empty_roots(paths, found, manifests, {r for r in paths if _holds(r, rendered)})
     if problems:
-        raise LoadError(list(dict.fromkeys(problems)))  # one loop met from two kustomizations is one problem
+        raise LoadError(in_order(problems))
     return manifests
+
+
+def in_order(problems: Sequence[Problem]) -> list[Problem]:
+    """Every problem once (one loop met from two kustomizations is one problem), by file then line; the
+    order found is kept within a line."""
+    return sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line))
 
 
 def _trace_all(

@@ -40,6 +40,7 @@ __all__ = [
     "expand_lists",
     "format_size",
     "parse_located",
+    "parse_prefix",
     "parse_text",
     "read_documents",
     "read_text",
@@ -121,31 +122,47 @@ def parse_located(
 ) -> tuple[list[Document], list[Problem]]:
     """``parse_text``'s documents, with its repeated keys as problems instead of raised: a caller may
     first look at what the file holds. Raises LoadError on anything else."""
+    docs, duplicated, broken = parse_prefix(text, file, limits)
+    if broken is not None:
+        raise LoadError([broken])
+    return docs, duplicated
+
+
+def parse_prefix(
+    text: str, file: str, limits: InputLimits = DEFAULT_LIMITS
+) -> tuple[list[Document], list[Problem], Problem | None]:
+    """``parse_located``'s documents and repeated keys up to the first syntax error, and that error (None
+    if the whole text parses): the documents before a broken one still get their problems listed in the
+    same run. A bound passed (documents, alias expansion) still raises LoadError."""
     try:
         loader = BoundedLoader(text, limits.max_nodes)
     except ValueError as err:  # lone surrogates: a str that is no text libyaml can read
         raise LoadError([Problem(file, 1, errors.READ_ERROR, _first_line(err))]) from None
+    docs: list[Document] = []
+    duplicated: list[Problem] = []
     try:
-        docs, duplicated = _documents(loader, file, limits)
+        _documents(loader, file, limits, docs, duplicated)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = err.problem or err.context or "invalid YAML"
-        raise LoadError([Problem(file, line, errors.YAML_SYNTAX, _short(str(what)))]) from None
+        return docs, duplicated, Problem(file, line, errors.YAML_SYNTAX, _short(str(what)))
     except yaml.YAMLError as err:
-        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
+        return docs, duplicated, Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))
     except (ValueError, TypeError, ArithmeticError, RecursionError) as err:  # e.g. a text decoding error
-        raise LoadError([Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))]) from None
+        return docs, duplicated, Problem(file, 1, errors.YAML_SYNTAX, _first_line(err))
     finally:
         loader.dispose()
     if file.endswith(".json") and not docs and not duplicated:
         docs.append(_json_document(text, file))
-    return docs, duplicated
+    return docs, duplicated, None
 
 
-def _documents(loader: BoundedLoader, file: str, limits: InputLimits) -> tuple[list[Document], list[Problem]]:
-    docs: list[Document] = []
-    duplicated: list[Problem] = []
+def _documents(
+    loader: BoundedLoader, file: str, limits: InputLimits, docs: list[Document], duplicated: list[Problem]
+) -> None:
+    """Append each document of the file to ``docs`` (and its repeated keys to ``duplicated``) as it is
+    read, so that those before a syntax error are kept."""
     expansion = Expansion()  # counted over the whole file: many small bombs are one big one
     index = 0
     while loader.check_node():
@@ -162,7 +179,6 @@ def _documents(loader: BoundedLoader, file: str, limits: InputLimits) -> tuple[l
         if data is not None:
             docs.append(Document(data, file, node.start_mark.line + 1, index, record_positions(node)))
         index += 1
-    return docs, duplicated
 
 
 def _construct(loader: BoundedLoader, node: yaml.Node) -> Any:

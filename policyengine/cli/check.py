@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         except LoadError as err:
             problems.extend(err.problems)
         if problems or policy_set is None or manifests is None:
-            raise LoadError(problems)
+            raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
         engine = Engine(policy_set)
     except LoadError as err:
         # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).

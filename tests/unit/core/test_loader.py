@@ -9,7 +9,7 @@ import pytest
 
 from policyengine import errors
 from policyengine.errors import LoadError
-from policyengine.loader import STDIN, parse_text, read_documents
+from policyengine.loader import STDIN, InputLimits, parse_located, parse_prefix, parse_text, read_documents
 from policyengine.policyset import load_policy_set
 from tests.helpers import write
 
@@ -302,3 +302,20 @@ def test_cel_problems_are_reported_with_schema_problems_of_the_same_document(tmp
         """,
     )
     assert sorted(p.code for p in load(tmp_path)) == [errors.CEL_COMPILE, errors.SCHEMA_INVALID]
+
+
+def test_parse_prefix_keeps_the_documents_before_a_syntax_error() -> None:
+    text = "a: 1\na: 2\n---\nb: 2\n---\nc: [oops\n"
+    docs, duplicated, broken = parse_prefix(text, "f.yaml")
+    assert [d.data for d in docs] == [{"a": 2}, {"b": 2}]
+    assert [(p.line, p.code) for p in duplicated] == [(2, errors.YAML_SYNTAX)]
+    assert broken is not None and broken.code == errors.YAML_SYNTAX and broken.line == 7
+    with pytest.raises(LoadError) as raised:
+        parse_located(text, "f.yaml")  # the strict reader still refuses the file as a whole
+    assert list(raised.value.problems) == [broken]
+
+
+def test_parse_prefix_still_raises_on_a_bound() -> None:
+    with pytest.raises(LoadError) as raised:
+        parse_prefix("a: 1\n---\nb: 2\n---\nc: 3\n", "f.yaml", InputLimits(max_documents=2))
+    assert [p.code for p in raised.value.problems] == [errors.READ_ERROR]
