@@ -88,6 +88,11 @@ def _query_parser(verbs: Any) -> None:
     p.add_argument("--after", type=_int64, default=-1, help="only entries with a higher index (pagination)")
     p.add_argument("--limit", type=_count, default=None)
     p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
+    p.add_argument(
+        "--all-results",
+        action="store_true",
+        help="show every result of each entry (passed and skipped too), not only the failing and excepted",
+    )
     p.set_defaults(func=_guard(_query))
 
 
@@ -186,12 +191,18 @@ def _query(args: argparse.Namespace) -> int:
     )
     with _open(args) as log:
         rows = log.query(query)
-    sys.stdout.write(render(rows, args.format))
+    sys.stdout.write(render(rows, args.format, all_results=args.all_results))
     return OK
 
 
-def render(rows: Sequence[LoggedEntry], fmt: str) -> str:
+# What an auditor reads first: the results that decided or were waived; passes and skips are noise.
+SHOWN_OUTCOMES = frozenset({"fail", "error", "excepted"})
+
+
+def render(rows: Sequence[LoggedEntry], fmt: str, *, all_results: bool = False) -> str:
     records = [{"index": row.index, **row.entry} for row in rows]
+    if not all_results:
+        records = [{**r, "results": _shown(r.get("results"))} for r in records]
     if fmt == "json":
         return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
     if fmt == "jsonl":
@@ -223,13 +234,18 @@ def render(rows: Sequence[LoggedEntry], fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(results: Any) -> Any:
+    """The failing and excepted results, in logged order; a malformed list is shown as logged."""
+    if not isinstance(results, list):
+        return results
+    return [r for r in results if not isinstance(r, dict) or r.get("outcome") in SHOWN_OUTCOMES]
+
+
 def _flat(record: dict[str, Any]) -> dict[str, Any]:
     resource = record.get("resource") or {}
     user = record.get("user") or {}
     failing = [
-        f"{r.get('policy')}:{r.get('outcome')}"
-        for r in record.get("results") or []
-        if isinstance(r, dict) and r.get("outcome") != "pass"
+        f"{r.get('policy')}:{r.get('outcome')}" for r in record.get("results") or [] if isinstance(r, dict)
     ]
     return {
         **record,

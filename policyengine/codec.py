@@ -31,21 +31,24 @@ def request_from_admission(raw: Mapping[str, Any], *, source: SourceRef | None =
     Raises RequestError naming the first field that is not as the API server sends it."""
     uid = raw.get("uid")
     if not isinstance(uid, str) or not uid:
-        raise RequestError("request.uid must be a non-empty string")
+        raise RequestError(_wrong(raw, "uid", "request.uid", "a non-empty string"))
     operation = raw.get("operation")
     if not isinstance(operation, str) or operation not in OPERATIONS:
+        if "operation" not in raw:
+            raise RequestError(f"request.operation is missing; it must be one of {sorted(OPERATIONS)}")
         raise RequestError(f"request.operation {_show(operation)} is not one of {sorted(OPERATIONS)}")
     for key in ("kind", "resource"):
         if not isinstance(raw.get(key), dict):
-            raise RequestError(f"request.{key} must be an object")
+            raise RequestError(_wrong(raw, key, f"request.{key}", "an object"))
     kind = raw["kind"].get("kind")
     if not isinstance(kind, str) or not kind:
-        raise RequestError("request.kind.kind must be a non-empty string")
+        raise RequestError(_wrong(raw["kind"], "kind", "request.kind.kind", "a non-empty string"))
     if raw.get("object") is None and operation in ("CREATE", "UPDATE"):
-        raise RequestError(f"request.object is required for {operation}")
+        state = "is missing" if "object" not in raw else "is null"
+        raise RequestError(f"request.object {state}; an object is required for {operation}")
     for key in ("object", "oldObject"):
         if raw.get(key) is not None and not isinstance(raw.get(key), dict):
-            raise RequestError(f"request.{key} must be an object or null")
+            raise RequestError(f"request.{key} must be an object or null, got {_show(raw.get(key))}")
     return _decode(raw, source)
 
 
@@ -121,6 +124,14 @@ def _user(raw: Any) -> UserInfo:
 def _str(m: Mapping[str, Any], key: str) -> str:
     value = m.get(key)
     return value if isinstance(value, str) else ""
+
+
+def _wrong(raw: Mapping[str, Any], key: str, path: str, want: str) -> str:
+    """The message for a field that is not as the API server sends it: a missing field is named as
+    missing (not quoted back as ``None``), a wrong one is quoted back, bounded."""
+    if key not in raw:
+        return f"{path} is missing; it must be {want}"
+    return f"{path} must be {want}, got {_show(raw[key])}"
 
 
 def _show(value: Any) -> str:

@@ -55,10 +55,10 @@ def parse_review(data: Any) -> Review:
     if not isinstance(data, dict):
         raise NotAdmissionReview("body is not a JSON object")
     if data.get("kind") != "AdmissionReview":
-        raise NotAdmissionReview(f"kind is {_show(data.get('kind'))}, expected AdmissionReview")
+        raise NotAdmissionReview(f"{_field(data, 'kind')}, expected AdmissionReview")
     api_version = data.get("apiVersion")
     if api_version not in VERSIONS:
-        raise NotAdmissionReview(f"apiVersion {_show(api_version)} is not one of {', '.join(VERSIONS)}")
+        raise NotAdmissionReview(f"{_field(data, 'apiVersion')}, expected one of {', '.join(VERSIONS)}")
     req = data.get("request")
     if req is None:
         raise MissingRequest("AdmissionReview has no request")
@@ -69,6 +69,11 @@ def parse_review(data: Any) -> Review:
     except RequestError as err:
         raise NotAdmissionReview(str(err)) from None
     return Review(api_version=str(api_version), request=request)
+
+
+def _field(data: dict[str, Any], key: str) -> str:
+    """``kind is missing`` for an absent field (not ``kind is None``), else the value quoted back."""
+    return f"{key} is missing" if key not in data else f"{key} is {_show(data[key])}"
 
 
 def _show(value: Any) -> str:

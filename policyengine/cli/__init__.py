@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="policyengine",
         description="Policy-as-code governance for AI workloads on Kubernetes.",
     )
+    parser.add_argument("--version", action="version", version=f"policyengine {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     check.add_parser(sub)
     test.add_parser(sub)
@@ -32,6 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     webhook_config.add_parser(sub)
     add_audit_commands(sub)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (what pip and bug reports name); the source tree's own
+    ``__version__`` when the package runs uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from policyengine import __version__
+
+    try:
+        return version("policyengine")
+    except PackageNotFoundError:
+        return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -197,3 +197,29 @@ def test_integers_the_store_cannot_hold_are_usage_errors(world: Path, argv: tupl
 @pytest.mark.parametrize("when", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
 def test_times_outside_the_utc_range_are_usage_errors(world: Path, option: str, when: str) -> None:
     assert run("audit", "query", "--audit-log", str(world / "audit.db"), option, when) == 2
+
+
+def _mixed(tmp_path: Path, make: Make) -> Path:
+    """One entry holding a result of each outcome."""
+    assert run("audit", "keygen", "--origin", "example.com/cli", "--out", str(tmp_path / "keys")) == 0
+    outcomes = ("pass", "skip", "fail", "error", "excepted")
+    results = [{"policy": f"p-{o}", "action": "deny", "outcome": o, "message": "m"} for o in outcomes]
+    with AuditLog.open(tmp_path / "audit.db", signer=load_signer(tmp_path / "keys" / "audit.key")) as log:
+        log.append(make(1, results=results))
+    return tmp_path / "audit.db"
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_query_shows_failing_and_excepted_results_unless_all_results(
+    tmp_path: Path, make: Make, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    db = _mixed(tmp_path, make)
+    capsys.readouterr()
+    assert run("audit", "query", "--audit-log", str(db), "--format", fmt) == 0
+    default = capsys.readouterr().out
+    assert run("audit", "query", "--audit-log", str(db), "--format", fmt, "--all-results") == 0
+    every = capsys.readouterr().out
+    for shown in ("p-fail", "p-error", "p-excepted"):
+        assert shown in default and shown in every
+    for hidden in ("p-pass", "p-skip"):
+        assert hidden not in default and hidden in every
