@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import textwrap
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -35,3 +39,26 @@ def run_json(
     code, out, err = run_cli([*args, "--format", "json"], capsys, monkeypatch, stdin)
     assert out, err
     return code, json.loads(out)
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A DSN of ``POLICYENGINE_TEST_PG`` whose search_path is a fresh schema, dropped afterwards. Skips
+    without a server, and fails instead under ``POLICYENGINE_REQUIRE_PG=1`` (CI: a skip would hide a gap)."""
+    base = os.environ.get("POLICYENGINE_TEST_PG")
+    if not base:
+        reason = "POLICYENGINE_TEST_PG is not set (start one with scripts/start-postgres.sh)"
+        if os.environ.get("POLICYENGINE_REQUIRE_PG") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    import psycopg
+
+    schema = prefix + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")

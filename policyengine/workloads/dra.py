@@ -33,7 +33,7 @@ from policyengine.workloads.claims import (
     cut,
 )
 from policyengine.workloads.selectors import MAX_PARSED, SelectorBudget
-from policyengine.workloads.values import Problems, as_dict, as_list, clamp, problem, shown, text
+from policyengine.workloads.values import Problems, as_dict, bounded, clamp, problem, shown, text
 
 # Kubernetes' validation limits (resource.k8s.io): claims per pod, selectors per request, bytes of one CEL
 # selector (requests per claim and alternatives per request are in ``claims``).
@@ -87,17 +87,6 @@ class _Request:
         return ALL_QUOTA_CHARGE if self.mode == "All" else self.count
 
 
-def _bounded(items: Any, limit: int, path: str, what: str, problems: Problems) -> list[Any]:
-    listed = as_list(items)
-    if len(listed) > limit:
-        problem(
-            problems,
-            path,
-            f"{len(listed)} {what}, more than Kubernetes allows ({limit}); read the first {limit}",
-        )
-    return list(listed[:limit])
-
-
 def _exact(
     req: Mapping[str, Any],
     name: str,
@@ -131,7 +120,7 @@ def _exact(
             f"{device_class}.deviceclass.resource.k8s.io/devices); use allocationMode ExactCount with a count",
         )
     for i, sel in enumerate(
-        _bounded(req.get("selectors"), MAX_SELECTORS, f"{path}.selectors", "selectors", problems)
+        bounded(req.get("selectors"), MAX_SELECTORS, f"{path}.selectors", "selectors", problems)
     ):
         expression = as_dict(as_dict(sel).get("cel")).get("expression")
         if isinstance(expression, str):
@@ -161,7 +150,7 @@ def _request(
         return _exact(req["exactly"], name, f"{path}.exactly", classes, problems, budget)
     if "firstAvailable" not in req:
         return _exact(req, name, path, classes, problems, budget)
-    subs = _bounded(
+    subs = bounded(
         req.get("firstAvailable"), MAX_ALTERNATIVES, f"{path}.firstAvailable", "alternatives", problems
     )
     options = [
@@ -209,9 +198,7 @@ def claim_requests(
             )
         return [out]
     path = f"{base}.devices.requests"
-    requests = _bounded(
-        as_dict(spec.get("devices")).get("requests"), MAX_REQUESTS, path, "requests", problems
-    )
+    requests = bounded(as_dict(spec.get("devices")).get("requests"), MAX_REQUESTS, path, "requests", problems)
     return [_request(as_dict(r), f"{path}[{i}]", classes, problems, budget) for i, r in enumerate(requests)]
 
 
@@ -259,7 +246,7 @@ class Resolver:
         out = PodClaims()
         base = f"{path}.resourceClaims"
         for i, entry in enumerate(
-            _bounded(spec.get("resourceClaims"), MAX_POD_CLAIMS, base, "claims", problems)
+            bounded(spec.get("resourceClaims"), MAX_POD_CLAIMS, base, "claims", problems)
         ):
             out.by_claim.append({})
             out.views.append(self._claim(as_dict(entry), f"{base}[{i}]", out, problems))

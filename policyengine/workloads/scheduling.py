@@ -25,7 +25,7 @@ from typing import Any
 
 from policyengine.workloads.claims import ClaimObjects, cut
 from policyengine.workloads.dra import MAX_POD_CLAIMS, PodClaims, Resolver, breakdown
-from policyengine.workloads.values import Problems, as_dict, as_list, clamp, problem, text
+from policyengine.workloads.values import Problems, as_dict, as_list, bounded, clamp, problem, text
 
 GROUP = "scheduling.k8s.io"
 POD_GROUP = "PodGroup"
@@ -62,17 +62,6 @@ def _key(entry: Any) -> tuple[str, str, str] | None:
     return (name, text(e.get(_NAMES[0], "")), text(e.get(_NAMES[1], "")))
 
 
-def _bounded(items: Any, limit: int, path: str, what: str, problems: Problems) -> list[Any]:
-    listed = as_list(items)
-    if len(listed) > limit:
-        problem(
-            problems,
-            path,
-            f"{len(listed)} {what}, more than Kubernetes allows ({limit}); read the first {limit}",
-        )
-    return list(listed[:limit])
-
-
 def _unread(obj: Mapping[str, Any], path: str, problems: Problems) -> None:
     problem(
         problems,
@@ -100,7 +89,7 @@ def pod_group_claims(obj: Mapping[str, Any], problems: Problems, where: str = ""
         return GroupClaims(readable=False)
     path = "spec.resourceClaims"
     return GroupClaims(
-        path, _bounded(spec.get("resourceClaims"), MAX_GROUP_CLAIMS, where or path, "claims", problems)
+        path, bounded(spec.get("resourceClaims"), MAX_GROUP_CLAIMS, where or path, "claims", problems)
     )
 
 
@@ -138,7 +127,7 @@ def own_claims(obj: Mapping[str, Any], problems: Problems) -> GroupClaims:
         claims_path = f"{path}.resourceClaims"
         return GroupClaims(
             claims_path,
-            _bounded(scheduling.get("resourceClaims"), MAX_GROUP_CLAIMS, claims_path, "claims", problems),
+            bounded(scheduling.get("resourceClaims"), MAX_GROUP_CLAIMS, claims_path, "claims", problems),
         )
     return GroupClaims()
 
@@ -146,7 +135,7 @@ def own_claims(obj: Mapping[str, Any], problems: Problems) -> GroupClaims:
 def _workload_readable(obj: Mapping[str, Any], problems: Problems) -> None:
     """A Workload of an unknown version is read only when its templates carry ``resourceClaims``."""
     spec = as_dict(obj.get("spec"))
-    templates = _bounded(
+    templates = bounded(
         spec.get("podGroupTemplates"),
         MAX_TEMPLATES,
         "spec.podGroupTemplates",
@@ -154,7 +143,7 @@ def _workload_readable(obj: Mapping[str, Any], problems: Problems) -> None:
         problems,
     )
     for i, t in enumerate(templates):
-        _bounded(
+        bounded(
             as_dict(t).get("resourceClaims"),
             MAX_GROUP_CLAIMS,
             f"spec.podGroupTemplates[{i}].resourceClaims",

@@ -101,6 +101,18 @@ def problem(problems: Problems, path: str, message: str) -> None:
     problems.append({"path": path, "message": message})
 
 
+def bounded(items: Any, limit: int, path: str, what: str, problems: Problems) -> list[Any]:
+    """The first ``limit`` items of a list Kubernetes bounds; more is a problem, never read on."""
+    listed = as_list(items)
+    if len(listed) > limit:
+        problem(
+            problems,
+            path,
+            f"{len(listed)} {what}, more than Kubernetes allows ({limit}); read the first {limit}",
+        )
+    return list(listed[:limit])
+
+
 def gpu_quantity(value: Any, path: str, problems: Problems) -> int:
     """A GPU count from a resource quantity (``1``, ``"2"``, ``"4"``, ``"1e1"``); 0 and a problem if it is
     not a whole non-negative number (devices cannot be split) or is beyond Kubernetes' int64 range."""

@@ -6,17 +6,15 @@ POLICYENGINE_REQUIRE_PG=1.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from audit import keygen, make_entry
 from audit.keys import KeyFiles
+from tests.helpers import postgres_schema
 
 ORIGIN = "example.com/integration"
 
@@ -49,18 +47,5 @@ def make() -> Callable[[int], dict[str, Any]]:
 @pytest.fixture
 def pg_dsn() -> Iterator[str]:
     """A DSN whose search_path is a fresh schema, dropped afterwards."""
-    base = os.environ.get("POLICYENGINE_TEST_PG")
-    if not base:
-        reason = "POLICYENGINE_TEST_PG is not set (start one with scripts/start-postgres.sh)"
-        if os.environ.get("POLICYENGINE_REQUIRE_PG") == "1":  # CI sets this: a skip there would hide a gap
-            pytest.fail(reason)
-        pytest.skip(reason)
-    import psycopg
-
-    schema = "audit_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("audit_test_") as dsn:
+        yield dsn

@@ -6,17 +6,15 @@ Reads the DSN from POLICYENGINE_TEST_PG and skips without it, or fails when POLI
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 import pytest
 
 from policyengine.reservations import PoolFull, Reservation, StoreError
+from tests.helpers import postgres_schema
 from webhook.pgreservations import PostgresReservations
 from webhook.reservations import open_store
 
@@ -27,21 +25,8 @@ LATER = NOW + timedelta(minutes=2)
 @pytest.fixture
 def pg_dsn() -> Iterator[str]:
     """A DSN whose search_path is a fresh schema, dropped afterwards."""
-    base = os.environ.get("POLICYENGINE_TEST_PG")
-    if not base:
-        reason = "POLICYENGINE_TEST_PG is not set (start one with scripts/start-postgres.sh)"
-        if os.environ.get("POLICYENGINE_REQUIRE_PG") == "1":  # CI sets this: a skip there would hide a gap
-            pytest.fail(reason)
-        pytest.skip(reason)
-    import psycopg
-
-    schema = "reservations_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(base, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("reservations_test_") as dsn:
+        yield dsn
 
 
 def res(key: str, gpus: int = 8, pool: str = "vision", expires: datetime = LATER) -> Reservation:
