@@ -10,8 +10,11 @@ twice.
 
 A walk may also leave things out on purpose, never silently: paths matching ``--exclude`` patterns
 (relative to the directory named), and, when asked, the ``templates/`` folder of a Helm chart (a folder
-holding ``Chart.yaml``), whose files are Go templates rather than YAML; each chart gets one notice. The
-folders holding a kustomization file are listed, for a reader that renders them.
+holding ``Chart.yaml``), whose files are Go templates rather than YAML; each chart gets one notice. Of a
+chart's other folders only ``crds/`` (applied as it is) and ``charts/`` (subcharts, walked by the same
+rule) are read: the rest (``files/``, ``ci/``) is what templates read through ``.Files``, often templated
+itself, and each such folder is listed as skipped. The folders holding a kustomization file are listed,
+for a reader that renders them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _KINDS = {
 HELM_CHART = "Chart.yaml"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 HELM_TEMPLATES = "templates"
+HELM_APPLIED = ("crds", "charts")  # a chart's folders read as they are: its CRDs and its subcharts
+CHART_FILES = "a Helm chart's files, read by its templates (.Files), not applied as they are"
 
 
 def _is_manifest(name: str) -> bool:
@@ -174,6 +179,8 @@ class _Walk:
                 continue
             if is_dir and chart and name == HELM_TEMPLATES:
                 self.skipped.append(Skipped(child, chart_notice(path), "chart"))
+            elif is_dir and chart and name not in HELM_APPLIED:
+                self.skipped.append(Skipped(child, CHART_FILES))
             elif is_dir:
                 if name not in self.skip_dirs:
                     subdirs.append((child, st))

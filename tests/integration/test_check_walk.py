@@ -143,6 +143,31 @@ def test_a_helm_chart_templates_are_skipped_with_one_notice(
     assert [n["level"] for n in notes if n["descriptor"]["id"] == "helm_chart"] == ["note"]
 
 
+def test_a_helm_chart_files_are_left_to_its_templates_and_its_crds_are_read(
+    tmp_path: Path, policies: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Only a chart's crds/ (and its subcharts' crds/) are applied as they are; its other folders (files/,
+    ci/) hold what templates read through .Files, often templated themselves, as Kubeflow Trainer's
+    runtimes are."""
+    chart = tmp_path / "repo" / "charts" / "trainer"
+    write(chart / "Chart.yaml", "apiVersion: v2\nname: trainer\nversion: 0.1.0\n")
+    write(chart / "templates" / "runtimes.yaml", '{{ .Files.Get "files/runtimes/torch.yaml" }}\n')
+    write(
+        chart / "files" / "runtimes" / "torch.yaml",
+        'apiVersion: trainer.kubeflow.org/v1alpha1\nkind: ClusterTrainingRuntime\nmetadata:\n  labels:\n    {{- include "l" . }}\n',
+    )
+    write(chart / "ci" / "values.yaml", "image: {tag: x}\n")
+    write(chart / "crds" / "app.yaml", deployment("from-crds", 1))
+    write(chart / "charts" / "sub" / "Chart.yaml", "apiVersion: v2\nname: sub\nversion: 0.1.0\n")
+    write(chart / "charts" / "sub" / "files" / "t.yaml", "apiVersion: v1\nkind: ConfigMap\na: {{ b }}\n")
+    code, report = run_json([*base(policies), str(tmp_path / "repo")], capsys, monkeypatch)
+    assert code == 0 and not report.get("problems"), report.get("problems")
+    assert report["summary"]["resources"] == 1
+    assert report["summary"]["skippedCharts"] == 1  # the subchart has no templates/ to render
+    left = {s["path"] for s in report["skipped"] if s["kind"] == "file"}
+    assert {str(chart / "files"), str(chart / "ci"), str(chart / "charts" / "sub" / "files")} <= left
+
+
 def test_a_folder_holding_only_a_chart_exits_2_saying_so(
     tmp_path: Path, policies: Path, capsys, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
