@@ -10,7 +10,9 @@ A runnable example is a fenced block right after a marker comment on its own lin
   beside the bundled packs, with no problem.
 - ``<!-- runnable: yaml=config -->`` then a ```yaml block: GovernanceConfig documents that validate
   against ``policyengine/schemas/governance-config.json`` and load (with the bundled packs, trust
-  material included), as ``--config`` loads them.
+  material included), as ``--config`` loads them. ``dir=FOLDER`` (a folder of the repository) reads
+  the block as a file of that folder, so the relative paths it names (keys, CAs, attestations) resolve
+  there; ``dir=`` is taken by ``yaml=policy`` too.
 - ``<!-- runnable: yaml=manifest exit=N output="LINE" args="..." -->`` then a ```yaml block: manifests
   given to ``policyengine check FILE ARGS`` (run from the repository layout); exit N, output holding LINE.
 
@@ -42,7 +44,7 @@ _MARKER_LINE = re.compile(r"^<!-- runnable:(?P<attrs>.*?)-->[ \t]*$", re.MULTILI
 _ANY_MARKER = re.compile(r"^\s*<!--\s*runnable", re.MULTILINE)
 _FENCE = re.compile(r"```(?P<lang>[a-z]+)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _ATTR = re.compile(r'\s*(?P<key>[a-z]+)=(?:"(?P<quoted>[^"]*)"|(?P<bare>[^\s"]+))')
-_ALLOWED = {"sh": {"exit", "output"}, "policy": {"yaml"}, "config": {"yaml"}}
+_ALLOWED = {"sh": {"exit", "output"}, "policy": {"yaml", "dir"}, "config": {"yaml", "dir"}}
 _ALLOWED["manifest"] = {"yaml", "exit", "output", "args"}
 _HANG_GUARD = 120  # seconds; a hang guard only, never the thing measured
 
@@ -56,6 +58,7 @@ class Example:
     document: str  # the document's name, relative to the repository when it is one of its files
     line: int  # of the marker
     kind: str  # sh | policy | config | manifest
+    dir: str | None  # the repository folder a yaml block is read in
     exit: int | None
     output: str | None
     args: tuple[str, ...]
@@ -86,7 +89,9 @@ def _example(document: str, line: int, attrs: dict[str, str], lang: str, body: s
     if kind not in _ALLOWED:
         raise MarkerError(f"{where}: yaml={kind} is not a kind of example ({', '.join(YAML_KINDS)})")
     if lang != ("sh" if kind == "sh" else "yaml"):
-        raise MarkerError(f"{where}: a {kind} example is a ```{'sh' if kind == 'sh' else 'yaml'} block, not {lang}")
+        raise MarkerError(
+            f"{where}: a {kind} example is a ```{'sh' if kind == 'sh' else 'yaml'} block, not {lang}"
+        )
     unknown = set(attrs) - _ALLOWED[kind]
     if unknown:
         raise MarkerError(f"{where}: a {kind} example takes no {', '.join(sorted(unknown))}=")
@@ -98,6 +103,7 @@ def _example(document: str, line: int, attrs: dict[str, str], lang: str, body: s
         document,
         line,
         kind,
+        attrs.get("dir"),
         int(attrs["exit"]) if "exit" in attrs else None,
         attrs.get("output"),
         tuple(shlex.split(attrs.get("args", ""))),
@@ -187,7 +193,15 @@ def check(example: Example, workdir: Path) -> None:
     if example.kind == "sh":
         _run(example, ["sh", "-e", "-c", example.body], root)
         return
-    file = workdir / "example.yaml"
+    folder = workdir / "block"
+    folder.mkdir()
+    if example.dir is not None:
+        source = ROOT / example.dir
+        if not source.is_dir() or not source.resolve().is_relative_to(ROOT):
+            raise MarkerError(f"{example}: dir={example.dir} is not a folder of the repository")
+        for entry in source.iterdir():  # linked, so the example never writes into the repository
+            (folder / entry.name).symlink_to(entry)
+    file = folder / "example.yaml"
     file.write_text(example.body, encoding="utf-8")
     if example.kind == "manifest":
         _run(example, [str(root / ".venv" / "bin" / "policyengine"), "check", str(file), *example.args], root)

@@ -34,7 +34,9 @@ def one(text: str) -> Example:
     ids=["prose-after", "end-of-file", "block-not-next"],
 )
 def test_a_marker_with_no_block_after_it_is_an_error(text: str) -> None:
-    with pytest.raises(MarkerError, match=r"doc\.md:\d+: a runnable marker is not followed by a fenced block"):
+    with pytest.raises(
+        MarkerError, match=r"doc\.md:\d+: a runnable marker is not followed by a fenced block"
+    ):
         extract(text, "doc.md")
 
 
@@ -44,7 +46,7 @@ def test_a_marker_with_no_block_after_it_is_an_error(text: str) -> None:
         ("<!-- runnable: exit=0 --\n```sh\ntrue\n```\n", "doc.md:1: a runnable marker does not parse"),
         ("  <!-- runnable: exit=0 -->\n```sh\ntrue\n```\n", "doc.md:1: a runnable marker does not parse"),
         ("<!-- runnable: exit=one -->\n```sh\ntrue\n```\n", "exit=one is not a number"),
-        ("<!-- runnable: output=\"x\" -->\n```sh\ntrue\n```\n", "a sh example needs exit=N"),
+        ('<!-- runnable: output="x" -->\n```sh\ntrue\n```\n', "a sh example needs exit=N"),
         ("<!-- runnable: exit=0 colour=red -->\n```sh\ntrue\n```\n", "takes no colour="),
         ("<!-- runnable: yaml=chart -->\n```yaml\na: 1\n```\n", "yaml=chart is not a kind of example"),
         ("<!-- runnable: yaml=policy -->\n```sh\ntrue\n```\n", "a policy example is a ```yaml block"),
@@ -59,13 +61,18 @@ def test_a_marker_that_does_not_parse_is_an_error(text: str, message: str) -> No
 
 def test_markers_are_read_with_their_kind_line_and_attributes() -> None:
     text = (
-        "# t\n\n<!-- runnable: exit=1 output=\"DENY x\" -->\n```sh\nfalse\n```\n\n"
+        '# t\n\n<!-- runnable: exit=1 output="DENY x" -->\n```sh\nfalse\n```\n\n'
         '<!-- runnable: yaml=manifest exit=2 args="--strict --config c.yaml" -->\n```yaml\nkind: Pod\n```\n'
         "```sh\nnot marked\n```\n"
     )
     sh, manifest = extract(text, "doc.md")
     assert (sh.line, sh.kind, sh.exit, sh.output, sh.body) == (3, "sh", 1, "DENY x", "false\n")
-    assert (manifest.line, manifest.kind, manifest.exit, manifest.args) == (8, "manifest", 2, ("--strict", "--config", "c.yaml"))
+    assert (manifest.line, manifest.kind, manifest.exit, manifest.args) == (
+        8,
+        "manifest",
+        2,
+        ("--strict", "--config", "c.yaml"),
+    )
 
 
 def test_a_block_whose_exit_code_differs_fails(tmp_path: Path) -> None:

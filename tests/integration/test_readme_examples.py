@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docexamples import DOCUMENTS, Example, check, examples
+from tests.docexamples import DOCUMENTS, ROOT, Example, check, examples
 
 ALL = [e for d in DOCUMENTS for e in examples(d)]
 
@@ -41,3 +41,9 @@ def test_a_runnable_example_runs_as_written(example: Example, tmp_path: Path) ->
         check(example, tmp_path)
     except AssertionError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+def test_the_readme_config_is_the_file_in_examples() -> None:
+    (config,) = [e for e in ALL if e.kind == "config" and e.document == "README.md"]
+    assert config.dir == "examples/governance"
+    assert config.body == (ROOT / "examples" / "governance" / "governance.yaml").read_text(encoding="utf-8")
