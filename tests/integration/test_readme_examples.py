@@ -1,100 +1,49 @@
-"""The shell examples of README.md and docs/ marked runnable run as written.
+"""The examples of README.md, deploy/README.md and docs/*.md marked runnable run as written.
 
-A runnable example is a ```sh block right after a ``<!-- runnable: exit=N output="LINE" -->`` comment
-(``output`` is optional). Each runs with ``sh`` in a directory laid out like the repository (its entries
-linked, read-only use only) whose ``.venv/bin`` is the running interpreter's, so ``.venv/bin/policyengine``
-and ``policyengine`` are the installed command; the test asserts the exit code and that the output
-(stdout and stderr) holds LINE.
+Markers (an HTML comment on the line before a fenced block; the full syntax is in tests/docexamples.py and
+docs/testing.md):
+
+- ``<!-- runnable: exit=N output="LINE" -->`` before a ```sh block: run with ``sh -e`` from a directory
+  laid out like the repository (``.venv/bin/policyengine`` and ``policyengine`` are the installed command);
+  exit N, and the output (stdout and stderr) holds LINE (``output`` is optional).
+- ``<!-- runnable: yaml=policy -->`` before a ```yaml block: loads beside the bundled packs, no problem.
+- ``<!-- runnable: yaml=config -->``: a GovernanceConfig that validates against its schema and loads.
+- ``<!-- runnable: yaml=manifest exit=N output="LINE" args="..." -->``: ``policyengine check`` on the
+  block (with ARGS) exits N, its output holding LINE.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-_MARKED = re.compile(
-    r'^<!-- runnable: exit=(?P<exit>\d+)(?: output="(?P<output>[^"]*)")? -->\n```sh\n(?P<script>.*?)^```$',
-    re.MULTILINE | re.DOTALL,
-)
-_MARKER = re.compile(r"^<!-- runnable:", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Example:
-    document: Path
-    line: int
-    exit: int
-    output: str | None
-    script: str
-
-    def __str__(self) -> str:
-        return f"{self.document.relative_to(ROOT)}:{self.line}"
-
-
-def examples(document: Path) -> list[Example]:
-    text = document.read_text(encoding="utf-8")
-    found = [
-        Example(
-            document,
-            text.count("\n", 0, m.start()) + 1,
-            int(m["exit"]),
-            m["output"],
-            m["script"],
-        )
-        for m in _MARKED.finditer(text)
-    ]
-    # A marker that does not parse (a typo, no ```sh block under it) must fail, not go unrun.
-    assert len(found) == len(_MARKER.findall(text)), f"{document}: a runnable marker is not followed by ```sh"
-    return found
-
+from tests.docexamples import DOCUMENTS, ROOT, Example, check, examples
 
 ALL = [e for d in DOCUMENTS for e in examples(d)]
 
 
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The repository's entries linked into a fresh directory, with ``.venv/bin`` the running one."""
-    root = tmp_path_factory.mktemp("repo")
-    for entry in ROOT.iterdir():
-        if entry.name not in (".venv", ".git"):
-            (root / entry.name).symlink_to(entry)
-    (root / ".venv").mkdir()
-    (root / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
-    return root
-
-
 def test_the_readme_marks_the_quick_start_and_other_examples_runnable() -> None:
-    readme = [e for e in ALL if e.document.name == "README.md"]
-    assert any(e.script.strip() == ".venv/bin/policyengine check examples/manifests" for e in readme)
+    readme = [e for e in ALL if e.document == "README.md"]
+    assert any(e.body.strip() == ".venv/bin/policyengine check examples/manifests" for e in readme)
     assert len(readme) >= 3
 
 
+def test_the_docs_mark_yaml_examples_of_each_kind() -> None:
+    kinds = {e.kind for e in ALL}
+    assert {"sh", "policy", "config", "manifest"} <= kinds, kinds
+    assert {e.document.split("/")[0] for e in ALL} >= {"README.md", "docs"}
+
+
 @pytest.mark.parametrize("example", ALL, ids=str)
-def test_a_runnable_example_runs_as_written(example: Example, layout: Path) -> None:
-    env = {**os.environ, "PATH": f"{layout / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+def test_a_runnable_example_runs_as_written(example: Example, tmp_path: Path) -> None:
     try:
-        proc = subprocess.run(
-            ["sh", "-e", "-c", example.script],
-            cwd=layout,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,  # a hang guard only
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{example}: the example did not finish in 120 s")
-    shown = proc.stdout + proc.stderr
-    assert proc.returncode == example.exit, (
-        f"{example}: exit {proc.returncode}, README says {example.exit}\n{shown}"
-    )
-    if example.output is not None:
-        assert example.output in shown, f"{example}: output lacks {example.output!r}\n{shown}"
+        check(example, tmp_path)
+    except AssertionError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def test_the_readme_config_is_the_file_in_examples() -> None:
+    (config,) = [e for e in ALL if e.kind == "config" and e.document == "README.md"]
+    assert config.dir == "examples/governance"
+    assert config.body == (ROOT / "examples" / "governance" / "governance.yaml").read_text(encoding="utf-8")
