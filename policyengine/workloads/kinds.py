@@ -10,7 +10,8 @@ the most a workload may reach, because quotas must hold at the top of an autosca
   ``spec.replicas`` (1).
 - Kubeflow v1 jobs: each role's ``replicas``; the Worker role at least ``elasticPolicy.maxReplicas``.
 - TrainJob: one trainer template (``spec.trainer``: image, command, args, env, ``resourcesPerNode``) with
-  ``numNodes`` (1) pods, placed by ``runtimePatches``/``podSpecOverrides`` aimed at the ``node`` job.
+  ``numNodes`` (1) pods, placed by ``runtimePatches``/``podSpecOverrides`` aimed at the ``node`` job; when
+  its runtime is known, the runtime's pods with these overrides instead (``workloads.runtimes``).
   (Cluster)TrainingRuntime: each replicated job ``replicas x parallelism``; ``node`` gets
   ``mlPolicy.numNodes``.
 - Ray: head 1 (when the object carries a cluster) + per worker group max(``replicas``, ``minReplicas``,
