@@ -85,6 +85,13 @@ def trainjob_templates(
         )
         problem(problems, "spec.runtimeRef", f"{message}: the pods it gives this TrainJob cannot be counted")
         return None
+    if not isinstance(ref.get("name"), str) or not ref["name"]:
+        problem(
+            problems,
+            "spec.runtimeRef.name",
+            f"runtimeRef names no {kind}: the pods it would give this TrainJob cannot be counted",
+        )
+        return None
     scope = namespace if kind == RUNTIME else ""
     runtime = runtimes.runtime(kind, scope, text(ref.get("name")))
     label = f"{kind}[{scope}/{name}]" if scope else f"{kind}[{name}]"
@@ -115,7 +122,7 @@ def _resolved(
 ) -> list[PodTemplate]:
     rspec = as_dict(runtime.get("spec"))
     trainer = as_dict(spec.get("trainer"))
-    if "numNodes" in trainer:
+    if trainer.get("numNodes") is not None:
         nodes = count(trainer["numNodes"], "spec.trainer.numNodes", 1, problems)
     else:
         nodes = count(

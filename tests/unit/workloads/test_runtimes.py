@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from policyengine.workloads import ClaimObjects, describe
-from policyengine.workloads.runtimes import MAX_RUNTIME_JOBS
+from policyengine.workloads.runtimes import MAX_RUNTIME_JOBS, MAX_RUNTIMES
 from policyengine.workloads.values import INT64_MAX
 
 DIGEST = "@sha256:" + "a" * 64
@@ -221,3 +221,52 @@ def test_huge_replicas_in_a_runtime_saturate_and_are_problems() -> None:
     view = describe(trainjob({"numNodes": 2}), claims=ClaimObjects([hostile]))
     assert view["problems"][0]["path"] == f"{CLUSTER}.spec.template.spec.replicatedJobs[0].replicas"
     assert view["pods"] <= INT64_MAX
+
+
+def test_a_runtime_ref_without_a_name_is_a_problem() -> None:
+    for ref in ({}, {"name": ["torch-gpu"]}, {"name": ""}):
+        obj = trainjob({"numNodes": 2})
+        obj["spec"]["runtimeRef"] = ref
+        view = describe(obj, claims=ClaimObjects([runtime()]))
+        assert view["problems"] == [
+            {
+                "path": "spec.runtimeRef.name",
+                "message": "runtimeRef names no ClusterTrainingRuntime: the pods it would give this TrainJob"
+                " cannot be counted",
+            }
+        ]
+
+
+def test_the_runtimes_held_are_capped_and_a_held_one_is_still_replaced() -> None:
+    many = [runtime(name=f"r{i}", init_gpus=0) for i in range(MAX_RUNTIMES + 1)]
+    index = ClaimObjects([*many, runtime(name="r0", gpus=8, init_gpus=0)])
+    assert index.runtime("ClusterTrainingRuntime", "", f"r{MAX_RUNTIMES}") is None  # past the cap
+    held = index.runtime("ClusterTrainingRuntime", "", "r0")
+    assert held is not None and held["spec"]["template"]["spec"]["replicatedJobs"][1]["template"]["spec"][
+        "template"
+    ]["spec"]["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu": 8}}
+    view = describe(trainjob({"numNodes": 1}, name=f"r{MAX_RUNTIMES}"), claims=index)
+    assert view["problems"][0]["message"].startswith(f"ClusterTrainingRuntime r{MAX_RUNTIMES} not found")
+
+
+def test_a_runtime_of_odd_shapes_is_read_without_crashing() -> None:
+    odd_container = {"name": ["node"], "env": [{"name": ["STORAGE_URI"]}, "x", None], "resources": "lots"}
+    shapes: list[Any] = [
+        {"replicatedJobs": "many"},
+        {"replicatedJobs": [None, 7, {"name": {"a": 1}, "template": []}]},
+        {
+            "replicatedJobs": [
+                {
+                    "name": "node",
+                    "template": {"spec": {"template": {"spec": {"containers": [odd_container, 3]}}}},
+                }
+            ]
+        },
+    ]
+    for shape in shapes:
+        hostile = runtime()
+        hostile["spec"]["template"]["spec"] = shape
+        obj = trainjob({"numNodes": 2, "env": [{"name": ["x"]}], "resourcesPerNode": "x"})
+        obj["spec"]["initializer"] = {"model": {"storageUri": "hf://acme/m"}}
+        view = describe(obj, claims=ClaimObjects([hostile]))
+        assert view["gpus"]["total"] == 0
