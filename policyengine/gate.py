@@ -39,6 +39,7 @@ from policyengine.model import (
 from policyengine.reservations import MemoryReservations
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
+from policyengine.workloads.runtimes import is_runtime_object
 from policyengine.workloads.scheduling import is_group_object
 
 EXIT_OK, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
@@ -255,9 +256,16 @@ def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Documen
     # The manifests' own ResourceClaims and templates are there for the pods that name them, beside (and
     # after, so winning over) the inventory's: check sees every document before it evaluates one. So are
     # their PodGroups and Workloads (scheduling.k8s.io), whose claims the pods of a group share, and their
-    # PersistentVolumeClaims, PersistentVolumes and Fluid Datasets, the data behind claim volumes.
+    # PersistentVolumeClaims, PersistentVolumes and Fluid Datasets, the data behind claim volumes, and
+    # their Kubeflow Trainer runtimes, whose pods the TrainJobs naming them run (a name defined twice: the
+    # later document, in file order, wins).
     claims = tuple(
-        d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data) or is_volume_object(d.data)
+        d.data
+        for d in docs
+        if is_claim_object(d.data)
+        or is_group_object(d.data)
+        or is_volume_object(d.data)
+        or is_runtime_object(d.data)
     )
     return Inventory(
         namespaces={name: as_created(name, ns) for name, ns in namespaces.items()},

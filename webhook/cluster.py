@@ -1,23 +1,20 @@
 """In-cluster inventory: list and watch Namespaces, Pods, DRA claims, ResourceSlices, PodGroups, Kueue
-queues, StorageClasses, PersistentVolumeClaims, PersistentVolumes and Fluid Datasets through the
-Kubernetes API.
+queues, StorageClasses, PersistentVolumeClaims, PersistentVolumes, Fluid Datasets and Trainer runtimes
+through the Kubernetes API.
 
 One thread per resource runs the informer loop: list (paged) to get every object and a resourceVersion,
 then watch from that version, applying ADDED/MODIFIED/DELETED events; a watch that ends normally is
 resumed from the last version seen (BOOKMARK events included). A ``410 Gone`` (the version was
 compacted away) or a dropped connection means events may have been missed, so the resource is listed
 again, with capped exponential backoff on repeated failures. The official ``kubernetes`` client does the
-HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts).
-
-ResourceClaims, ResourceClaimTemplates and ResourceSlices (``resource.k8s.io``) are read at the newest version the API
-server serves (v1, else v1beta2, else v1beta1); a cluster that serves none has no claims, and is asked
-again after each watch period in case it is upgraded. PodGroups (``scheduling.k8s.io``: the claims their
-pods share) are read the same way at v1beta1, else v1alpha3, else v1alpha2, and Kueue's ClusterQueues,
-LocalQueues and ResourceFlavors (``kueue.x-k8s.io``, v1beta2 else v1beta1; the GPU budgets under
-spec.gpu.teamsFrom kueue) too: a cluster without them has none. PersistentVolumeClaims and
-PersistentVolumes (core) and Fluid Datasets (``data.fluid.io`` v1alpha1) are the data behind claim volumes.
-
+HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts);
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
+
+Resources outside the core group (``GROUPS``: DRA claims and ResourceSlices, PodGroups whose claims their
+pods share, Kueue's queues and flavors for spec.gpu.teamsFrom kueue, StorageClasses, Fluid Datasets,
+Trainer's (Cluster)TrainingRuntimes) are read at the newest version the API server serves of those listed;
+a cluster that serves none has none of them, and is asked again after each watch period in case it is
+upgraded. PersistentVolumeClaims, PersistentVolumes and Datasets are the data behind claim volumes.
 """
 
 from __future__ import annotations
@@ -48,6 +45,8 @@ RESOURCES = {
     "persistentvolumeclaims": "PersistentVolumeClaim",
     "persistentvolumes": "PersistentVolume",
     "datasets": "Dataset",
+    "trainingruntimes": "TrainingRuntime",  # the pods a TrainJob runs (policyengine.workloads.runtimes)
+    "clustertrainingruntimes": "ClusterTrainingRuntime",
 }
 # Core resources, read through CoreV1Api: their list function for all namespaces.
 CORE = {
@@ -74,6 +73,7 @@ GROUPS = {
     **{r: (KUEUE_GROUP, KUEUE_VERSIONS) for r in ("clusterqueues", "localqueues", "resourceflavors")},
     "storageclasses": ("storage.k8s.io", ("v1",)),
     "datasets": (FLUID_GROUP, FLUID_VERSIONS),
+    **{r: ("trainer.kubeflow.org", ("v1alpha1",)) for r in ("trainingruntimes", "clustertrainingruntimes")},
 }
 PAGE = 500
 WATCH_SECONDS = 300

@@ -149,6 +149,7 @@ from policyengine.workloads.pods import (
 )
 from policyengine.workloads.products import gpu_products
 from policyengine.workloads.references import DATASETS_ANNOTATION, MODELS_ANNOTATION, collect_references
+from policyengine.workloads.runtimes import trainjob_templates
 from policyengine.workloads.scheduling import add_group_claims, mark_group_claims
 from policyengine.workloads.slices import NO_SLICES, DeviceMemory
 from policyengine.workloads.values import (
@@ -180,8 +181,8 @@ def describe(
         obj = {}
         problems.append({"path": "", "message": "the object is not a mapping"})
     metadata = as_dict(obj.get("metadata"))
-    templates = find_templates(obj, problems)
     resolver = _resolver(metadata, config, claims, namespace)
+    templates = _templates(obj, claims, resolver.namespace, problems)
 
     containers: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
@@ -223,6 +224,14 @@ def describe(
         "modelProblems": found.problems,  # model references not read: a provenance matter, not a count
         "dataProblems": data_problems,  # claim volumes whose data cannot be located: a residency matter
     }
+
+
+def _templates(
+    obj: Mapping[str, Any], claims: ClaimObjects, namespace: str, problems: Problems
+) -> list[PodTemplate]:
+    """A TrainJob runs the pods of the runtime it names, with its own overrides (``workloads.runtimes``)."""
+    resolved = trainjob_templates(obj, claims, namespace, problems)
+    return find_templates(obj, problems) if resolved is None else resolved
 
 
 def _is_ai(kind: str, gpu_total: int, models: list[dict[str, str]], templates: list[PodTemplate]) -> bool:

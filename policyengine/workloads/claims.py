@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.workloads.persistent import PV, is_volume_object
+from policyengine.workloads.runtimes import MAX_RUNTIMES, is_runtime_object, runtime_key
 from policyengine.workloads.selectors import MAX_SELECTORS, SelectorBudget, selected_profiles
 from policyengine.workloads.values import as_dict, as_list, text
 
@@ -95,12 +96,19 @@ class ClaimObjects:
     """ResourceClaims, ResourceClaimTemplates and PodGroups (whose claims pods share, see
     ``workloads.scheduling``) by (kind, namespace, name); later objects win. The DeviceClasses among the
     objects are kept in order beside them (cluster-scoped, read by name). PersistentVolumeClaims, Fluid
-    Datasets and PersistentVolumes (cluster-scoped: namespace "") are indexed too (``workloads.persistent``)."""
+    Datasets and PersistentVolumes (cluster-scoped: namespace "") are indexed too (``workloads.persistent``),
+    and Kubeflow Trainer's runtimes, which TrainJobs name (``workloads.runtimes``; later ones win too)."""
 
     def __init__(self, objects: Iterable[Any] = ()) -> None:
         self._by_key: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+        self._runtimes: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         self.device_classes: list[Mapping[str, Any]] = []
         for obj in objects:
+            if is_runtime_object(obj):
+                key = runtime_key(obj)
+                if key in self._runtimes or len(self._runtimes) < MAX_RUNTIMES:
+                    self._runtimes[key] = obj
+                continue
             if not (is_claim_object(obj) or _is_pod_group(obj) or is_volume_object(obj)):
                 continue
             if obj["kind"] == DEVICE_CLASS:
@@ -121,6 +129,10 @@ class ClaimObjects:
 
     def claims(self) -> Iterable[tuple[tuple[str, str, str], Mapping[str, Any]]]:
         return self._by_key.items()
+
+    def runtime(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A Trainer runtime by kind, namespace ("" for a ClusterTrainingRuntime) and name."""
+        return self._runtimes.get((kind, namespace, name))
 
 
 NO_CLAIMS = ClaimObjects()

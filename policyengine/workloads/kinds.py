@@ -10,7 +10,8 @@ the most a workload may reach, because quotas must hold at the top of an autosca
   ``spec.replicas`` (1).
 - Kubeflow v1 jobs: each role's ``replicas``; the Worker role at least ``elasticPolicy.maxReplicas``.
 - TrainJob: one trainer template (``spec.trainer``: image, command, args, env, ``resourcesPerNode``) with
-  ``numNodes`` (1) pods, placed by ``runtimePatches``/``podSpecOverrides`` aimed at the ``node`` job.
+  ``numNodes`` (1) pods, placed by ``runtimePatches``/``podSpecOverrides`` aimed at the ``node`` job; when
+  its runtime is known, the runtime's pods with these overrides instead (``workloads.runtimes``).
   (Cluster)TrainingRuntime: each replicated job ``replicas x parallelism``; ``node`` gets
   ``mlPolicy.numNodes``.
 - Ray: head 1 (when the object carries a cluster) + per worker group max(``replicas``, ``minReplicas``,
@@ -168,11 +169,22 @@ def _kubeflow(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     return out
 
 
-def _replicated_jobs(
+# The label Trainer puts on a runtime's replicated jobs to say which step each runs; the trainer's job is
+# the one labelled ``trainer`` (older runtimes: the job named ``node``).
+ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
+
+
+def is_trainer_job(rj: Mapping[str, Any]) -> bool:
+    """Whether a runtime's replicated job runs the trainer, whose pod count is numNodes."""
+    labels = as_dict(as_dict(as_dict(rj.get("template")).get("metadata")).get("labels"))
+    return rj.get("name") == "node" or labels.get(ANCESTOR_LABEL) == "trainer"
+
+
+def replicated_jobs(
     jobs: Any, base: str, problems: Problems, node_count: int | None = None
 ) -> list[PodTemplate]:
-    """JobSet-style replicatedJobs: replicas x Job parallelism pods each. In a training runtime the job
-    named ``node`` is the trainer, whose pod count is the runtime's numNodes."""
+    """JobSet-style replicatedJobs, one template each: replicas x Job parallelism pods. In a training
+    runtime the trainer's job (``is_trainer_job``) runs the runtime's numNodes pods."""
     out: list[PodTemplate] = []
     for i, rj in enumerate(as_list(jobs)):
         rj = as_dict(rj)
@@ -181,14 +193,14 @@ def _replicated_jobs(
         replicas = count(rj.get("replicas"), f"{path}.replicas", 1, problems)
         parallelism = _job_pods(job, f"{path}.template.spec", problems)
         name = text(rj.get("name", i))
-        n = node_count if node_count is not None and name == "node" else replicas * parallelism
+        n = node_count if node_count is not None and is_trainer_job(rj) else replicas * parallelism
         pod = as_dict(job.get("template")).get("spec")
         out.append(_template(name, pod, f"{path}.template.spec.template.spec", n))
     return out
 
 
 def _jobset(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
-    return _replicated_jobs(as_dict(obj.get("spec")).get("replicatedJobs"), "spec.replicatedJobs", problems)
+    return replicated_jobs(as_dict(obj.get("spec")).get("replicatedJobs"), "spec.replicatedJobs", problems)
 
 
 def _pod_template(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
@@ -200,7 +212,7 @@ def _training_runtime(obj: Mapping[str, Any], problems: Problems) -> list[PodTem
     spec = as_dict(obj.get("spec"))
     nodes = count(as_dict(spec.get("mlPolicy")).get("numNodes"), "spec.mlPolicy.numNodes", 1, problems)
     jobs = as_dict(as_dict(spec.get("template")).get("spec")).get("replicatedJobs")
-    return _replicated_jobs(jobs, "spec.template.spec.replicatedJobs", problems, node_count=nodes)
+    return replicated_jobs(jobs, "spec.template.spec.replicatedJobs", problems, node_count=nodes)
 
 
 def _trainjob(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
@@ -213,21 +225,28 @@ def _trainjob(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:
     if "resourcesPerNode" in trainer:
         container["resources"] = trainer["resourcesPerNode"]
     sites = (ContainerSite(container, "spec.trainer", resources_path="spec.trainer.resourcesPerNode"),)
+    placement = trainjob_placement(spec, "node")
+    return [PodTemplate("node", "spec.trainer", {}, nodes, sites, extra_placement=placement)]
+
+
+def trainjob_placement(spec: Mapping[str, Any], job_name: str) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """(path, pod spec) of a TrainJob's patches aimed at one of its runtime's replicated jobs: the pod of
+    that job in each ``runtimePatches`` entry, and each ``podSpecOverrides`` entry naming it."""
     placement: list[tuple[str, Mapping[str, Any]]] = []
     for i, patch in enumerate(as_list(spec.get("runtimePatches"))):
         base = f"spec.runtimePatches[{i}].trainingRuntimeSpec.template.spec.replicatedJobs"
         rt = as_dict(as_dict(patch).get("trainingRuntimeSpec"))
         jobs = as_dict(as_dict(rt.get("template")).get("spec")).get("replicatedJobs")
         for j, rj in enumerate(as_list(jobs)):
-            if as_dict(rj).get("name") == "node":
+            if as_dict(rj).get("name") == job_name:
                 job = as_dict(as_dict(rj).get("template")).get("spec")
                 pod = as_dict(as_dict(as_dict(job).get("template")).get("spec"))
                 placement.append((f"{base}[{j}].template.spec.template.spec", pod))
     for i, override in enumerate(as_list(spec.get("podSpecOverrides"))):
         targets = [as_dict(t).get("name") for t in as_list(as_dict(override).get("targetJobs"))]
-        if "node" in targets:
+        if job_name in targets:
             placement.append((f"spec.podSpecOverrides[{i}]", as_dict(override)))
-    return [PodTemplate("node", "spec.trainer", {}, nodes, sites, extra_placement=tuple(placement))]
+    return tuple(placement)
 
 
 def _ray(obj: Mapping[str, Any], problems: Problems) -> list[PodTemplate]:

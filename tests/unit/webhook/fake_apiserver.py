@@ -45,12 +45,15 @@ KINDS = {
     "persistentvolumeclaims": "PersistentVolumeClaim",
     "persistentvolumes": "PersistentVolume",
     "datasets": "Dataset",
+    "trainingruntimes": "TrainingRuntime",
+    "clustertrainingruntimes": "ClusterTrainingRuntime",
 }
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses", "resourceslices"}
 SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
 STORAGE = {"storageclasses"}  # storage.k8s.io, served at v1
 FLUID = {"datasets"}  # data.fluid.io
+TRAINER = {"trainingruntimes", "clustertrainingruntimes"}  # trainer.kubeflow.org
 
 
 class Dropped(Exception):
@@ -64,11 +67,13 @@ class FakeAPIServer:
         kueue_versions: tuple[str, ...] = (),
         scheduling_versions: tuple[str, ...] = ("v1beta1",),
         fluid_versions: tuple[str, ...] = ("v1alpha1",),
+        trainer_versions: tuple[str, ...] = ("v1alpha1",),
     ) -> None:
         self.dra_versions = dra_versions  # resource.k8s.io versions served; the first is the storage one
         self.kueue_versions = kueue_versions  # kueue.x-k8s.io versions served (none: Kueue not installed)
         self.scheduling_versions = scheduling_versions  # scheduling.k8s.io, likewise
         self.fluid_versions = fluid_versions  # data.fluid.io, likewise
+        self.trainer_versions = trainer_versions  # trainer.kubeflow.org, likewise
         self.rv = 100
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in KINDS}
         self.history: dict[str, list[tuple[int, str, dict[str, Any]]]] = {r: [] for r in KINDS}
@@ -117,6 +122,8 @@ class FakeAPIServer:
                 api_version = "storage.k8s.io/v1"
             if resource in FLUID:
                 api_version = f"data.fluid.io/{self.fluid_versions[0]}"
+            if resource in TRAINER:
+                api_version = f"trainer.kubeflow.org/{self.trainer_versions[0]}"
             obj = {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
             self.objects[resource][key] = obj
             self.history[resource].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
@@ -171,6 +178,7 @@ class FakeAPIServer:
                 "scheduling.k8s.io": (SCHEDULING, self.scheduling_versions),
                 "storage.k8s.io": (STORAGE, ("v1",)),
                 "data.fluid.io": (FLUID, self.fluid_versions),
+                "trainer.kubeflow.org": (TRAINER, self.trainer_versions),
             }
             resources, versions = served.get(str(group), (set(), ()))
             if resource not in KINDS or (version is not None) != (resource in resources):

@@ -342,3 +342,61 @@ def test_a_cluster_without_fluid_is_ready_with_no_datasets() -> None:
     finally:
         inv.stop()
         bare.stop()
+
+
+TRAINJOB = {
+    "apiVersion": "trainer.kubeflow.org/v1alpha1",
+    "kind": "TrainJob",
+    "metadata": {"name": "tune", "namespace": "team-a"},
+    "spec": {"runtimeRef": {"name": "torch-gpu"}, "trainer": {"numNodes": 3}},
+}
+
+
+def _runtime_spec(gpus: int) -> dict[str, object]:
+    node = {"name": "node", "image": "pytorch/pytorch", "resources": {"limits": {"nvidia.com/gpu": gpus}}}
+    job = {"name": "node", "template": {"spec": {"template": {"spec": {"containers": [node]}}}}}
+    return {"mlPolicy": {"numNodes": 1}, "template": {"spec": {"replicatedJobs": [job]}}}
+
+
+def _trainjob_view(inventory: ClusterInventory, obj: dict[str, object] = TRAINJOB) -> dict[str, object]:
+    return describe(obj, claims=ClaimObjects(inventory.current().objects))
+
+
+def test_training_runtimes_are_listed_and_watched(fake: FakeAPIServer, inventory: ClusterInventory) -> None:
+    assert _trainjob_view(inventory)["problems"]  # not in the cluster: a problem, not 0
+    fake.put("clustertrainingruntimes", "torch-gpu", spec=_runtime_spec(4))
+    _wait(lambda: _trainjob_view(inventory)["gpus"]["total"] == 12)  # type: ignore[index]
+    assert _trainjob_view(inventory)["problems"] == []
+    kinds = {o["kind"]: o["apiVersion"] for o in inventory.current().objects}
+    assert kinds["ClusterTrainingRuntime"] == "trainer.kubeflow.org/v1alpha1"
+    fake.put("clustertrainingruntimes", "torch-gpu", spec=_runtime_spec(8))  # MODIFIED
+    _wait(lambda: _trainjob_view(inventory)["gpus"]["total"] == 24)  # type: ignore[index]
+    # A namespaced runtime is found for the TrainJobs of its own namespace only.
+    namespaced = {
+        **TRAINJOB,
+        "spec": {**TRAINJOB["spec"], "runtimeRef": {"name": "r", "kind": "TrainingRuntime"}},
+    }  # type: ignore[dict-item]
+    fake.put("trainingruntimes", "r", "team-b", spec=_runtime_spec(2))
+    fake.put("trainingruntimes", "r", "team-a", spec=_runtime_spec(1))
+    _wait(lambda: _trainjob_view(inventory, namespaced)["gpus"]["total"] == 3)  # type: ignore[index]
+    fake.delete("clustertrainingruntimes", "torch-gpu")
+    _wait(lambda: bool(_trainjob_view(inventory)["problems"]))
+    assert "ClusterTrainingRuntime torch-gpu not found" in _trainjob_view(inventory)["problems"][0]["message"]  # type: ignore[index]
+    status = inventory.status()["resources"]
+    assert all(status[r]["synced"] for r in ("trainingruntimes", "clustertrainingruntimes"))
+
+
+def test_a_cluster_without_trainer_is_ready_with_no_runtimes() -> None:
+    bare = FakeAPIServer(trainer_versions=())
+    bare.start()
+    inv = ClusterInventory(api_from_config(host=f"http://127.0.0.1:{bare.port}"), watch_seconds=5)
+    inv.start()
+    try:
+        _wait(lambda: inv.status()["ready"])
+        assert (
+            inv.status()["resources"]["clustertrainingruntimes"]["lastError"]
+            == "not served by the API server"
+        )
+    finally:
+        inv.stop()
+        bare.stop()

@@ -51,9 +51,9 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     assert {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]["secretName"] == "policyengine-tls"
     assert docs["PodDisruptionBudget/policyengine"]["spec"]["minAvailable"] == 2
     assert docs["Service/policyengine"]["spec"]["ports"][0]["port"] == 443
-    core, dra, *parents, kueue, scheduling, storage, fluid = docs["ClusterRole/policyengine-inventory"][
-        "rules"
-    ]
+    core, dra, *parents, kueue, scheduling, storage, fluid, trainer = docs[
+        "ClusterRole/policyengine-inventory"
+    ]["rules"]
     assert set(core["resources"]) == {"namespaces", "pods", "persistentvolumeclaims", "persistentvolumes"}
     assert set(core["verbs"]) == {"get", "list", "watch"}
     assert dra["apiGroups"] == ["resource.k8s.io"]
@@ -77,6 +77,9 @@ def test_the_deployment_is_highly_available_and_locked_down(repo_root: Path) -> 
     assert set(storage["verbs"]) == {"get", "list", "watch"}
     assert fluid["apiGroups"] == ["data.fluid.io"] and fluid["resources"] == ["datasets"]
     assert set(fluid["verbs"]) == {"get", "list", "watch"}
+    assert trainer["apiGroups"] == ["trainer.kubeflow.org"]
+    assert set(trainer["resources"]) == {"trainingruntimes", "clustertrainingruntimes"}
+    assert set(trainer["verbs"]) == {"get", "list", "watch"}
 
 
 def test_the_reservations_can_be_written_in_the_webhooks_namespace_only(repo_root: Path) -> None:

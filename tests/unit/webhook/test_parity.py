@@ -24,6 +24,7 @@ from policyengine.model import Action, Inventory, Outcome, Request
 from policyengine.policyset import bundled_policies_dir, load_policy_set
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
+from policyengine.workloads.runtimes import is_runtime_object
 from policyengine.workloads.scheduling import is_group_object
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
@@ -111,10 +112,15 @@ def test_check_and_validate_agree_on_every_manifest(
     policies = LivePolicies(lambda: engine)
     policies.serve(engine)
     # The cluster holds the DRA claims and claim templates the corpus' pods name, and their PodGroups and
-    # Workloads, and the PersistentVolumeClaims, PersistentVolumes and Fluid Datasets of claim volumes, as
-    # check sees them.
+    # Workloads, the PersistentVolumeClaims, PersistentVolumes and Fluid Datasets of claim volumes, and the
+    # Trainer runtimes the TrainJobs name, as check sees them.
     claims = tuple(
-        d.data for d in docs if is_claim_object(d.data) or is_group_object(d.data) or is_volume_object(d.data)
+        d.data
+        for d in docs
+        if is_claim_object(d.data)
+        or is_group_object(d.data)
+        or is_volume_object(d.data)
+        or is_runtime_object(d.data)
     )
     inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs), objects=claims))
     dra_quota: set[str] = set()

@@ -16,8 +16,8 @@ from policyengine.workloads import ClaimObjects, describe
 # Notes on the less obvious rows:
 # - fluid: minReplicas 0 and no maxReplicas: a scale-to-zero predictor still runs one pod when it serves.
 # - elastic imagenet: Worker replicas 2, elasticPolicy.maxReplicas 3 -> 3.
-# - TrainJobs: numNodes pods of the trainer; the runtime is another object, so GPUs come only from
-#   resourcesPerNode (none of these ask for GPUs).
+# - TrainJobs: the pods of the runtime they name (found in the corpus), the trainer's job at numNodes:
+#   multi-step runs torch-with-dataset-init's dataset-initializer (1) and 2 nodes. None asks for GPUs.
 # - TrainingRuntime torch-with-dataset-init: dataset-initializer 1 + node (mlPolicy.numNodes 1).
 # - Ray: head 1 + per group max(replicas, minReplicas, maxReplicas) x numOfHosts; google.com/tpu is an
 #   accelerator (ray-job.tpu-v6e-singlehost: 4 TPU chips in the tpu-group pod).
@@ -119,7 +119,11 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, int, list[tuple[str, int, int]]]
         0,
         [("dataset-initializer", 1, 0), ("node", 1, 0)],
     ),
-    ("kubeflow-trainer/yaml__05-multi-step.yaml", "TrainJob", "multi-step-example"): (2, 0, [("node", 2, 0)]),
+    ("kubeflow-trainer/yaml__05-multi-step.yaml", "TrainJob", "multi-step-example"): (
+        3,
+        0,
+        [("dataset-initializer", 1, 0), ("node", 2, 0)],
+    ),
     ("kuberay/ray-cluster.kai-gpu-sharing.yaml", "RayCluster", "raycluster-half-gpu"): (
         3,
         0,
