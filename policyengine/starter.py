@@ -68,25 +68,26 @@ class Facts:
     models: dict[str, Where] = field(default_factory=dict)  # approvedSources candidates
     data: dict[str, DataPrefix] = field(default_factory=dict)  # dataLocations candidates
     notes: list[str] = field(default_factory=list)
-    _dropped: dict[str, int] = field(default_factory=dict)
+    _dropped: dict[str, set[int]] = field(default_factory=dict)  # reason -> hashes of the values left out
 
     def admit(self, what: str, value: str, into: Mapping[str, Any]) -> bool:
         """Whether ``value`` may be added to ``into`` (a collection of ``what``): within the caps."""
         if value in into:
             return True
         if len(value) > MAX_VALUE or not _encodable(value):
-            self._drop(f"{what} longer than {MAX_VALUE} characters or not text")
+            self._drop(f"{what} longer than {MAX_VALUE} characters or not text", value)
             return False
         if len(into) >= MAX_ENTRIES:
-            self._drop(f"{what} past the first {MAX_ENTRIES}")
+            self._drop(f"{what} past the first {MAX_ENTRIES}", value)
             return False
         return True
 
-    def _drop(self, reason: str) -> None:
-        self._dropped[reason] = self._dropped.get(reason, 0) + 1
+    def _drop(self, reason: str, value: str) -> None:
+        # Each value is counted once however often it is met; hashes keep the memory small.
+        self._dropped.setdefault(reason, set()).add(hash(value))
 
     def finish(self) -> Facts:
-        self.notes += [f"left out {n} {reason}" for reason, n in sorted(self._dropped.items())]
+        self.notes += [f"left out {len(n)} {reason}" for reason, n in sorted(self._dropped.items())]
         return self
 
 

@@ -237,3 +237,36 @@ def test_init_on_the_upstream_corpus_writes_a_config_that_validates(
         monkeypatch,
     )
     assert code in (0, 1) and report["summary"]["resources"] > 0
+
+
+def test_teams_zones_and_prefixes_are_capped_with_a_note(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from policyengine.starter import MAX_ENTRIES
+
+    count = MAX_ENTRIES + 6
+    docs = []
+    for i in range(count):
+        labels = {"policyengine.io/team": f"team-{i}", "policyengine.io/residency": f"zone-{i}"}
+        docs.append(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{i}", "labels": labels}}
+        )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": f"ns-{i}"},
+                "spec": {"containers": [{"name": "c", "image": "i", "args": ["--model", f"hf://org-{i}/m"]}]},
+            }
+        )
+    write(tmp_path / "k8s" / "all.yaml", "\n---\n".join(json.dumps(d) for d in docs))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["init", "k8s"], capsys, monkeypatch)
+    assert code == 0, err
+    text = (tmp_path / STARTER).read_text(encoding="utf-8")
+    spec = yaml.safe_load(text)["spec"]
+    assert len(spec["gpu"]["teams"]) == MAX_ENTRIES and len(spec["residency"]["zones"]) == MAX_ENTRIES
+    assert len(spec["models"]["approvedSources"]) == MAX_ENTRIES
+    assert len(spec["residency"]["dataLocations"]) == MAX_ENTRIES
+    for what in ("team names", "residency zones", "model source prefixes", "data location prefixes"):
+        assert f"# Note: left out 6 {what} past the first {MAX_ENTRIES}" in text, what
+    assert "left out 6 team names" in out
+    assert schema_problems(tmp_path / STARTER) == []
