@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,10 +79,15 @@ def _validate(text: str, target: str, limits: InputLimits) -> None:
 
 def _write(path: str, text: str) -> None:
     """Write through a temporary file, so an interrupted run leaves no half-written config."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(temporary, path)
+    # mkstemp creates a new file (never follows a link someone left in the folder).
+    handle, temporary = tempfile.mkstemp(prefix=".init-", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _config_file(args: argparse.Namespace, out_dir: str) -> list[str]:

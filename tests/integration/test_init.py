@@ -153,6 +153,27 @@ def test_nothing_to_read_is_a_usage_error(tmp_path, capsys, monkeypatch) -> None
     assert code == 2 and "PATH" in err and not (tmp_path / STARTER).exists()
 
 
+def test_input_problems_are_listed_and_nothing_is_written(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path / "k8s" / "bad.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {v: 1.0}}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["init", "k8s"], capsys, monkeypatch)
+    assert code == 2 and "k8s/bad.yaml:3" in err and "quote it" in err
+    assert not (tmp_path / STARTER).exists() and not (tmp_path / configfile.FILE_NAME).exists()
+
+
+def test_a_link_in_place_of_the_starter_is_replaced_not_written_through(
+    tmp_path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    root = copy_repo(tmp_path)
+    victim = write(tmp_path / "victim.txt", "keep\n")
+    (root / STARTER).symlink_to(victim)
+    monkeypatch.chdir(root)
+    assert run_cli(["init", "k8s"], capsys, monkeypatch)[0] == 2  # it exists
+    assert run_cli(["init", "k8s", "--force"], capsys, monkeypatch)[0] == 0
+    assert victim.read_text() == "keep\n" and not (root / STARTER).is_symlink()
+    assert sorted(p.name for p in root.iterdir()) == [".git", configfile.FILE_NAME, STARTER, "k8s"]
+
+
 HOSTILE = [
     'evil\nspec: {models: {approvedSources: ["s3://"]}}',
     "team # comment: x",
@@ -161,6 +182,8 @@ HOSTILE = [
     "- [a, b]: {c: d}",
     "\u2028line\x85sep\ttab\x00nul",
     "x" * 5000,
+    "yes",
+    "null",
 ]
 
 
@@ -171,14 +194,14 @@ def test_hostile_labels_and_uris_inject_nothing(tmp_path, capsys, monkeypatch, v
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
-                "name": "ns",
+                "name": value,
                 "labels": {"policyengine.io/team": value, "policyengine.io/residency": value},
             },
         },
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "p", "namespace": "ns"},
+            "metadata": {"name": "p", "namespace": value},
             "spec": {
                 "nodeSelector": {"topology.kubernetes.io/region": value},
                 "containers": [
@@ -216,7 +239,10 @@ def test_hostile_labels_and_uris_inject_nothing(tmp_path, capsys, monkeypatch, v
         )
     if len(value) > 1000:
         assert "left out" in text and value not in text
-    assert "\n" not in "".join(line for line in text.splitlines() if "#" in line)
+    else:  # kept, and read back as exactly itself
+        assert spec["gpu"]["teams"][value]["quota"] == 1 and value in spec["residency"]["zones"]
+    # Only printable ASCII: no character of a value can end a comment's line or start a new one.
+    assert all(ch == "\n" or " " <= ch <= "~" for ch in text)
 
 
 @pytest.mark.shared
