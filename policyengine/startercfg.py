@@ -171,12 +171,19 @@ def _teams(facts: Facts) -> Node:
     return teams
 
 
-def _region_of(entry: DataPrefix, facts: Facts) -> tuple[str, str]:
-    """The region to write for a data prefix, and the comment saying why: the one region its readers
-    are pinned to, else the one region of their zone; else "" (an unknown location: fails closed)."""
+# Object stores whose buckets live in one region, where data usually sits beside the pods that read it.
+# A model hub or registry (hf://, oci://) serves from wherever it is: its readers say nothing of that.
+BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "az", "abfs", "abfss", "wasb", "wasbs"})
+
+
+def _region_of(prefix: str, entry: DataPrefix, facts: Facts) -> tuple[str, str]:
+    """The region to write for a data prefix, and the comment saying why: for a bucket, the one region
+    its readers are pinned to, else the one region of their zone; else "" -- the engine's unknown
+    location, denied while unknownLocation is deny, so a guess never passes for a known region."""
     placeholder = 'review: placeholder: "" is an unknown location (denied while unknownLocation is deny); set the region'
-    if entry.kind == "model":
-        return "", f"{placeholder} where these model weights are stored"
+    if prefix.partition("://")[0].lower() not in BUCKET_SCHEMES:
+        stored = "these model weights are" if entry.kind == "model" else "this data is"
+        return "", f"{placeholder} where {stored} stored"
     zone_regions = {r for z in entry.zones if z in facts.zones for r in facts.zones[z].regions}
     candidates = set(entry.regions) or zone_regions
     if len(candidates) == 1:
@@ -208,7 +215,7 @@ def _residency(facts: Facts) -> Node:
     if facts.data:
         locations = residency.put("dataLocations", Node.seq())
         for prefix, entry in sorted(facts.data.items()):
-            region, why = _region_of(entry, facts)
+            region, why = _region_of(prefix, entry, facts)
             item = Node()
             item.put("prefix", prefix, review(entry.where, f"{entry.kind} read here"))
             item.put("region", region, why)
