@@ -28,6 +28,7 @@ __all__ = [
     "MAX_VALUE",
     "NOT_CONFIGURED",
     "Unconfigured",
+    "describe",
     "needs_text",
     "not_configured_result",
     "parse",
@@ -125,6 +126,11 @@ def unconfigured(policies: Iterable[Policy], config: Mapping[str, Any]) -> tuple
         for p in policies
         if p.requires_config and not any(_met(config, a) for a in p.requires_config)
     )
+
+
+def describe(missing: Sequence[Unconfigured]) -> str:
+    """ "gpu-team-quota (needs spec.gpu.teams or spec.gpu.teamsFrom=kueue), model-approved-source (...)" """
+    return ", ".join(f"{m.policy} (needs {needs_text(m.needs)})" for m in missing)
 
 
 def not_configured_result(policy: Policy, needs: Sequence[str]) -> Result:
