@@ -127,6 +127,8 @@ def test_kueue_budgets_are_the_other_source_of_team_quotas(
         "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: k}\nspec: {gpu: {teamsFrom: kueue}}\n",
     )
     code, report = run_json(["check", "--config", str(config), "."], capsys, monkeypatch)
+    assert code == 1  # Kueue is where the budgets come from, and no LocalQueue covers these workloads
+    assert {r["policy"] for r in report["results"] if r["outcome"] == "fail"} == {"gpu-kueue-queue"}
     unconfigured = {u["policy"] for u in report["summary"]["unconfigured"]}
     assert {"gpu-team-quota", "gpu-resource-quota", "gpu-product-quota"}.isdisjoint(unconfigured)
     assert "gpu-per-pod-limit" in unconfigured  # per-pod limits only come from spec.gpu.teams
