@@ -73,7 +73,8 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_readme_marks_the_quick_start_and_other_examples_runnable() -> None:
     readme = [e for e in ALL if e.document.name == "README.md"]
-    assert any(e.script.strip() == ".venv/bin/policyengine check examples/manifests" for e in readme)
+    quick_start = ".venv/bin/policyengine check --config examples/governance.yaml examples/manifests"
+    assert any(e.script.strip() == quick_start for e in readme)
     assert len(readme) >= 3
 
 
