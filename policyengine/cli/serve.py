@@ -39,12 +39,6 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="serve a policy set with no policies (refused by default, at start and on reload)",
     )
-    p.add_argument(
-        "--allow-unconfigured",
-        action="store_true",
-        help="serve while policies lack the GovernanceConfig facts they need (refused by default, at start "
-        "and on reload); they are not evaluated, and /readyz and a metric name them",
-    )
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--inventory", metavar="FILE", help="cluster objects from a file (namespaces, pods)")
@@ -129,6 +123,12 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
 
 
 def _add_operations(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-unconfigured",
+        action="store_true",
+        help="serve while policies lack the GovernanceConfig facts they need (refused by default, at start "
+        "and on reload); they are not evaluated, and /readyz and a metric name them",
+    )
     p.add_argument(
         "--reload-interval",
         type=float,
