@@ -11,10 +11,12 @@ on made-up values.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from policyengine import errors
@@ -64,9 +66,10 @@ def needs_text(needs: Sequence[str]) -> str:
 
 @cache
 def _schema_spec() -> Mapping[str, Any]:
-    from policyengine.schema import _read  # the shipped schema is the list of keys a config can set
-
-    spec: Mapping[str, Any] = _read("governance-config.json")["properties"]["spec"]
+    # The shipped schema is the list of keys a config can set (read here, not through policyengine.schema,
+    # which sits beside the document converters that call this module).
+    text = resources.files("policyengine.schemas").joinpath("governance-config.json").read_text("utf-8")
+    spec: Mapping[str, Any] = json.loads(text)["properties"]["spec"]
     return spec
 
 
