@@ -166,9 +166,11 @@ def python_rules(obj: dict[str, Any]) -> list[bool]:
 
 
 def engine_with_packs(backend: str, pss_path: str) -> Engine:
-    """Every shipped pack plus the 20 rules, compiled by ``backend``."""
+    """Every shipped pack plus the 20 rules, compiled by ``backend``, with the example organisation's
+    config so that every rule is evaluated."""
     compiler = Compiler(get_backend(backend))
-    return Engine(load_policy_set([pss_path], include_bundled=True, compiler=compiler))
+    config = str(Path(__file__).resolve().parents[1] / "examples" / "governance.yaml")
+    return Engine(load_policy_set([pss_path], config_paths=[config], include_bundled=True, compiler=compiler))
 
 
 def time_engine(engine: Engine, doc: Document, n: int) -> list[float]:

@@ -276,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  python -c pass                 {floor:8.3f} s")
 
         ours = [sys.executable, "-m", "policyengine", "check", str(corpus), "--format", args.format]
+        ours += ["--config", str(ROOT / "examples" / "governance.yaml")]  # every org rule evaluated
         ours += ["--output", str(report)]
         ours_s, ours_code = time_command(ours, args.runs, env, produces=report)
         detail = ""

@@ -214,7 +214,7 @@ class Servers:
         port = base.free_port()
         argv = [sys.executable, "-m", "policyengine", "serve", "--host", "127.0.0.1", "--port", str(port),
                 "--tls-cert", self.cert, "--tls-key", self.key, "--inventory", str(self.inventory),
-                "--log-level", "WARNING"]  # fmt: skip
+                "--log-level", "WARNING", "--config", str(ROOT / "examples" / "governance.yaml")]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2"}
         log = (self.tmp / "server.log").open("ab")
         process = subprocess.Popen(self.limit.command(argv), env=env, stderr=log, stdout=subprocess.DEVNULL)

@@ -229,6 +229,7 @@ def main() -> None:
         engine = subprocess.Popen(
             [sys.executable, "-m", "policyengine", "serve", "--host", "127.0.0.1", "--port", str(pe_port),
              "--tls-cert", cert, "--tls-key", key, "--inventory", str(inventory), "--log-level", "WARNING",
+             "--config", str(ROOT / "examples" / "governance.yaml"),  # every org rule evaluated
              "--workers", str(args.workers)],
             env=env, stderr=subprocess.DEVNULL,
         )  # fmt: skip

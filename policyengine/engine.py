@@ -132,7 +132,8 @@ class Engine:
 
     def applicable(self, request: Request, inventory: Inventory = EMPTY_INVENTORY) -> list[Policy]:
         ns = inventory.namespaces.get(request.namespace) if request.namespace else None
-        return [c.policy for c in self._policies if matches(c.policy.match, request, ns)]
+        chosen = (c.policy for c in self._policies if self.policy_set.needs(c.policy.name) is None)
+        return [p for p in chosen if matches(p.match, request, ns)]
 
     def unevaluated(
         self, request: Request, *, inventory: Inventory = EMPTY_INVENTORY, message: str, code: str
@@ -211,6 +212,9 @@ class Engine:
             if base is None:
                 break
             policy = compiled.policy
+            if (skip := self.policy_set.not_configured(policy)) is not None:  # lacks its config facts
+                results.append(skip)
+                continue
             with observe(policy) if observe is not None else nullcontext():
                 try:
                     evaluate = partial(self._evaluate_policy, compiled, annotations=annotations)

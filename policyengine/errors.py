@@ -29,6 +29,9 @@ DUPLICATE_NAME = "duplicate_name"  # two policies (or exceptions) share a name
 UNKNOWN_POLICY = "unknown_policy"  # an exception names a policy that is not loaded
 INVALID_VALUE = "invalid_value"  # a field is well-formed but its value is wrong (a bad date, ...)
 UNSUPPORTED = "unsupported"  # a valid document using a feature the engine does not run (Rego, ...)
+# A policy lacks the GovernanceConfig facts it needs: the code of its skip result, and a problem (exit 2)
+# under check --require-config.
+NOT_CONFIGURED = "not_configured"
 
 LOAD_CODES = frozenset(
     {
@@ -45,6 +48,7 @@ LOAD_CODES = frozenset(
         UNKNOWN_POLICY,
         INVALID_VALUE,
         UNSUPPORTED,
+        NOT_CONFIGURED,
     }
 )
 

@@ -36,6 +36,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.requirements import Unconfigured
 from policyengine.reservations import MemoryReservations
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
@@ -119,6 +120,8 @@ class CheckReport:
     policies: tuple[Policy, ...] = ()  # every loaded policy: reports describe them (SARIF rules)
     skipped_files: tuple[Skipped, ...] = ()  # files and Helm charts a directory walk left out
     baseline_fixed: int | None = None  # baseline entries that no longer occur; None: no baseline given
+    # Policies not evaluated for want of organisation facts in the config: one notice each per run.
+    unconfigured: tuple[Unconfigured, ...] = ()
 
     @property
     def skipped_counts(self) -> tuple[int, int]:
@@ -294,8 +297,14 @@ def check_documents(
             continue
         decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now, ledger=ledger)
         checked.append(Checked(doc, decision))
+    policy_set = engine.policy_set
     return CheckReport(
-        tuple(checked), engine.digest, tuple(skipped), engine.policy_set.policies, tuple(skipped_files)
+        tuple(checked),
+        engine.digest,
+        tuple(skipped),
+        policy_set.policies,
+        tuple(skipped_files),
+        unconfigured=policy_set.unconfigured,
     )
 
 

@@ -178,6 +178,9 @@ class Policy:
     # Run once per pod template of the workload, ``object`` being a Pod of the template (a pod rule on
     # workload kinds whose template paths vary by object: ``workloads/podobjects.py``).
     pod_templates: bool = False
+    # GovernanceConfig keys, any one of which must be set for the policy to be evaluated
+    # (annotation policyengine.io/requires-config; policyengine/requirements.py).
+    requires_config: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from policyengine import errors
+from policyengine import errors, requirements
 from policyengine.cel import Declarations
 from policyengine.errors import Problem
 from policyengine.loader import Document, PathKey, render_path
@@ -170,7 +170,19 @@ def policy(doc: Document, problems: list[Problem]) -> Policy:
         severity=str(notes.get(ANNOTATION + "severity", "")),
         description=str(notes.get(ANNOTATION + "description", "")),
         remediation=str(notes.get(ANNOTATION + "remediation", "")),
+        requires_config=_requires_config(doc, notes, problems),
     )
+
+
+def _requires_config(doc: Document, notes: Mapping[str, Any], problems: list[Problem]) -> tuple[str, ...]:
+    value = notes.get(requirements.ANNOTATION)
+    if not isinstance(value, str):
+        return ()
+    needs, why = requirements.parse(value)
+    if why is not None:
+        at = ("metadata", "annotations", requirements.ANNOTATION)
+        problems.append(doc.problem(errors.INVALID_VALUE, f"{requirements.ANNOTATION} {why}", at))
+    return needs
 
 
 def parse_time(text: str) -> datetime | None:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from policyengine import errors, native, policyvars
+from policyengine import errors, native, policyvars, requirements
 from policyengine.cel import ANY
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import (
@@ -27,7 +27,7 @@ from policyengine.expressions import (
     typed_expressions,
 )
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, collect_documents, discover
-from policyengine.model import Policy, PolicyException
+from policyengine.model import Policy, PolicyException, Result
 from policyengine.schema import validate, with_defaults
 
 NATIVE_GROUP = "policyengine.io/"
@@ -65,11 +65,22 @@ class PolicySet:
     config_sources: Mapping[tuple[str, str], Document] = field(default_factory=dict)
     shared_variables: tuple[policyvars.SharedVariable, ...] = ()  # from PolicyVariables, in load order
     notes: tuple[str, ...] = ()  # what loaded but does nothing (an unbound policy, ...), for --verbose
+    # Policies the merged config gives too few facts to evaluate (policyengine/requirements.py).
+    unconfigured: tuple[requirements.Unconfigured, ...] = ()
     digest: str = ""
     compiler: Compiler = field(default_factory=Compiler, compare=False, repr=False)
 
     def by_name(self) -> dict[str, Policy]:
         return {p.name: p for p in self.policies}
+
+    def needs(self, policy: str) -> tuple[str, ...] | None:
+        """The config keys an unconfigured policy needs; None when it is configured (or needs none)."""
+        return next((u.needs for u in self.unconfigured if u.policy == policy), None)
+
+    def not_configured(self, policy: Policy) -> Result | None:
+        """The skip result of ``policy`` when it is not configured (it is then not evaluated), else None."""
+        needs = self.needs(policy.name)
+        return None if needs is None else requirements.not_configured_result(policy, needs)
 
     def config_line(self, path: Sequence[str | int]) -> tuple[str, int]:
         """The file and line of a GovernanceConfig field, ``("spec", "models", "trustedKeys", 0)``, as
@@ -176,10 +187,12 @@ def build_policy_set(
         # policies sharing its expressions: report each problem of theirs once.
         unique = list(dict.fromkeys(problems))
         raise LoadError(sorted(unique, key=lambda p: (p.file, p.line)))
+    config = with_defaults(read.config, "governance-config.json", ["spec"])
     return PolicySet(
         policies=tuple(policies),
         exceptions=tuple(read.exceptions),
-        config=with_defaults(read.config, "governance-config.json", ["spec"]),
+        config=config,
+        unconfigured=requirements.unconfigured(policies, config),
         param_objects=converted.param_objects,
         config_sources=read.config_sources,
         shared_variables=tuple(read.shared),

@@ -17,6 +17,9 @@ import pytest
 
 from policyengine.cli import main
 
+# The example organisation of the tests: the shipped defaults know none (tests/fixtures/org/acme.yaml).
+ACME_CONFIG = str(Path(__file__).parent / "fixtures" / "org" / "acme.yaml")
+
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,12 @@ def signatures_expiring(engine: Engine | None, now: datetime) -> list[tuple[floa
     return [(float(len(store.expiring(now, EXPIRY_NOTICE))), {"within": "30d"})]
 
 
+def policies_unconfigured(engine: Engine | None) -> list[tuple[float, dict[str, str]]]:
+    """The gauge of policies served without their GovernanceConfig facts (--allow-unconfigured): 1 each."""
+    missing = engine.policy_set.unconfigured if engine is not None else ()
+    return [(1.0, {"policy": m.policy, "needs": " | ".join(m.needs)}) for m in missing]
+
+
 def _register_gauges(services: WebhookServices) -> None:
     def policy_set() -> list[tuple[float, dict[str, str]]]:
         engine = services.policies.engine
@@ -218,6 +224,7 @@ def _register_gauges(services: WebhookServices) -> None:
             "policyengine_audit_healthy": audit_health("healthy"),
             "policyengine_policy_set_info": policy_set,
             "policyengine_policies_loaded": loaded,
+            "policyengine_policies_unconfigured": lambda: policies_unconfigured(services.policies.engine),
             "policyengine_inventory_synced": synced,
             "policyengine_inventory_objects": objects,
             "policyengine_model_signatures_expiring": lambda: signatures_expiring(

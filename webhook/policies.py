@@ -25,6 +25,7 @@ from typing import Any
 from policyengine.engine import Engine
 from policyengine.errors import LoadError
 from policyengine.loader import discover
+from policyengine.requirements import Unconfigured, describe
 
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 MAX_PROBLEMS_SHOWN = 20
@@ -105,11 +106,17 @@ class LivePolicies:
     """
 
     def __init__(
-        self, load: Callable[[], Engine], watched: Sequence[str] = (), *, allow_empty: bool = False
+        self,
+        load: Callable[[], Engine],
+        watched: Sequence[str] = (),
+        *,
+        allow_empty: bool = False,
+        allow_unconfigured: bool = False,
     ) -> None:
         self._load = load
         self.watched = tuple(watched)
         self.allow_empty = allow_empty
+        self.allow_unconfigured = allow_unconfigured
         self._engine: Engine | None = None
         self._lock = threading.Lock()  # one reload at a time; readers never take it
         self._fingerprint: Fingerprint | None = None  # the files as last read (served, or refused)
@@ -173,6 +180,9 @@ class LivePolicies:
                 if removed:
                     self._last_shrink = _Shrink(_now(), seen, engine.digest, removed, previous, "refused")
                 problem = empty_set_problem(self.watched)
+                return self._failed(seen, (problem,), previous, started, removed)
+            if engine.policy_set.unconfigured and not self.allow_unconfigured:
+                problem = unconfigured_problem(engine.policy_set.unconfigured)
                 return self._failed(seen, (problem,), previous, started, removed)
             if removed and not confirmed and not self._confirms(seen, engine):
                 self._held = _Shrink(_now(), seen, engine.digest, removed, previous)
@@ -244,6 +254,8 @@ class LivePolicies:
         else:
             out["digest"] = engine.digest
             out["policies"] = len(engine.policy_set.policies)
+            # Policies served without their organisation facts (--allow-unconfigured): they judge nothing.
+            out["unconfigured"] = [u.as_dict() for u in engine.policy_set.unconfigured]
             out["loadedAt"] = self._loaded_at
         if self._last_error is not None:
             out["lastReloadError"] = {"at": self._last_error.at, "problems": list(self._last_error.problems)}
@@ -276,6 +288,14 @@ def empty_set_problem(paths: Sequence[str]) -> str:
     return (
         f"the policy set has no policies (read from {where}): an empty set admits everything; "
         "pass --allow-empty-policies to serve one"
+    )
+
+
+def unconfigured_problem(missing: Sequence[Unconfigured]) -> str:
+    return (
+        f"{len(missing)} policies lack the organisation facts they need in GovernanceConfig: "
+        f"{describe(missing)}; give them with --config (policyengine init writes a starter), or pass "
+        "--allow-unconfigured to serve with these policies not evaluated"
     )
 
 

@@ -108,7 +108,10 @@ def services_from(
     handle_sighup: bool = True,
 ) -> WebhookServices:
     policies = LivePolicies(
-        engine_loader(settings), settings.watched, allow_empty=settings.allow_empty_policies
+        engine_loader(settings),
+        settings.watched,
+        allow_empty=settings.allow_empty_policies,
+        allow_unconfigured=settings.allow_unconfigured,
     )
     if engine is not None:
         policies.serve(engine)

@@ -29,6 +29,8 @@ class Settings:
     policies: tuple[str, ...] = ()
     include_bundled: bool = True
     allow_empty_policies: bool = False  # serve a set with no policies (refused by default: it admits all)
+    # serve while policies lack their GovernanceConfig facts (refused by default: they judge nothing)
+    allow_unconfigured: bool = False
     config: tuple[str, ...] = ()
     inventory: str | None = None
     kube: bool = False

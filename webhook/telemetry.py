@@ -132,6 +132,8 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
 _GAUGES: dict[str, str] = {
     "policyengine_policy_set_info": "The policy set being served (value 1), by digest.",
     "policyengine_policies_loaded": "Policies in the set being served.",
+    "policyengine_policies_unconfigured": "1 for each policy served without the GovernanceConfig facts it needs "
+    "(not evaluated), by policy and the keys it needs.",
     "policyengine_inventory_synced": "1 when the cluster inventory has synced, by resource.",
     "policyengine_inventory_objects": "Objects in the cluster inventory, by resource.",
     "policyengine_audit_queue_depth": "Decisions waiting to be made durable in the audit log.",

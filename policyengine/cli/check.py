@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from policyengine import intake
+from policyengine import intake, requirements
 from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, baselines, configfile, outputs
 from policyengine.engine import Engine
@@ -76,7 +76,7 @@ def add_parser(sub: Any) -> None:
     )
     outputs.add_arguments(p)
     baselines.add_arguments(p)
-    p.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    _add_verdict_flags(p)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
     p.add_argument(
@@ -88,6 +88,16 @@ def add_parser(sub: Any) -> None:
     auditing.add_arguments(p)
     configfile.add_arguments(p)  # last: it reads the defaults of the flags above
     p.set_defaults(func=run)
+
+
+def _add_verdict_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    p.add_argument(
+        "--require-config",
+        action="store_true",
+        help="a policy whose organisation facts no GovernanceConfig sets (reported as not-configured) is "
+        "an error (exit 2) instead of a notice",
+    )
 
 
 CEL_BACKEND_ENV = "POLICYENGINE_CEL_BACKEND"
@@ -197,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
             )
         except LoadError as err:
             problems.extend(err.problems)
+        if policy_set is not None and args.require_config:
+            problems.extend(requirements.problems(policy_set.policies, policy_set.unconfigured))
         try:
             inventory = load_inventory(args.inventory, limits)
         except LoadError as err:

@@ -48,6 +48,7 @@ KEYS: dict[str, Key] = {
     "kustomize": Key("kustomize", "bool"),
     "formats": Key(outputs.DEST, "formats"),
     "strict": Key("strict", "bool"),
+    "requireConfig": Key("require_config", "bool"),
     "maxInputSize": Key("max_input_size", "size"),
     "maxDocuments": Key("max_documents", "count"),
 }

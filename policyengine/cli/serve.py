@@ -124,6 +124,12 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
 
 def _add_operations(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--allow-unconfigured",
+        action="store_true",
+        help="serve while policies lack the GovernanceConfig facts they need (refused by default, at start "
+        "and on reload); they are not evaluated, and /readyz and a metric name them",
+    )
+    p.add_argument(
         "--reload-interval",
         type=float,
         default=2.0,
@@ -181,6 +187,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         policies=tuple(args.policies),
         include_bundled=not args.no_default_policies,
         allow_empty_policies=args.allow_empty_policies,
+        allow_unconfigured=args.allow_unconfigured,
         config=tuple(args.config),
         inventory=args.inventory,
         kube=args.kube,
@@ -248,7 +255,7 @@ def _load_policies(settings: Any) -> Any:
     every problem); an empty one (it would admit everything: only with --allow-empty-policies) and files
     that never hold still raise UsageError (exit 2)."""
     from webhook import server
-    from webhook.policies import empty_set_problem, load_settled
+    from webhook.policies import empty_set_problem, load_settled, unconfigured_problem
 
     engine = load_settled(server.engine_loader(settings), settings.watched)
     if engine is None:
@@ -258,6 +265,8 @@ def _load_policies(settings: Any) -> Any:
         )
     if not engine.policy_set.policies and not settings.allow_empty_policies:
         raise UsageError(empty_set_problem(settings.policies))
+    if engine.policy_set.unconfigured and not settings.allow_unconfigured:
+        raise UsageError(unconfigured_problem(engine.policy_set.unconfigured))
     return engine
 
 

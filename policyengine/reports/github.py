@@ -12,6 +12,7 @@ from __future__ import annotations
 from policyengine.gate import CheckReport
 from policyengine.model import Action, Outcome
 from policyengine.reports.finding import Finding, findings, relative_path
+from policyengine.requirements import NOT_CONFIGURED, needs_text
 
 COMMANDS = {Action.DENY: "error", Action.WARN: "warning", Action.AUDIT: "notice"}
 SUMMARY_ROWS = 500  # a job summary is limited to 1 MiB; past this many rows, say how many are left out
@@ -45,6 +46,11 @@ def annotation(finding: Finding) -> str:
 
 def render(report: CheckReport, *, base: str) -> str:
     lines = [annotation(f) for f in findings(report, base) if not f.is_excepted]
+    lines += [
+        f"::notice title={escape_property(NOT_CONFIGURED + ': ' + u.policy)}::"
+        + escape_data(f"{u.policy} was not evaluated: it needs GovernanceConfig {needs_text(u.needs)}")
+        for u in report.unconfigured
+    ]
     s = report.summary()
     lines.append(
         f"policyengine: {s.resources} resources, {s.evaluated} checks: {s.passed} passed, {s.failed} denied, "

@@ -50,6 +50,7 @@ def report_dict(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
             "expiredExceptions": expired,
             "skippedFiles": files,
             "skippedCharts": charts,
+            "unconfigured": [u.as_dict() for u in report.unconfigured],
         },
         "results": [result_dict(c, r) for c in report.checked for r in c.decision.violations],
         "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in report.skipped_files],

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from policyengine.gate import Checked, CheckReport
 from policyengine.model import Outcome, Result
 from policyengine.reports.finding import Finding, locate, relative_path, resource_id
+from policyengine.requirements import NOT_CONFIGURED, needs_text
 
 SUITES_NAME = "policyengine check"
 SKIPPED_SUITE = "skipped files"
+UNCONFIGURED_SUITE = "policies not configured"
 # Characters XML 1.0 cannot carry even escaped; a message built from a manifest value may hold them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -150,6 +152,8 @@ def report_element(report: CheckReport, *, base: str) -> ET.Element:
             suite.append(_case_element(case, shown))
     if report.skipped_files:
         every.extend(_skipped_suite(root, report, base))
+    if report.unconfigured:
+        every.extend(_unconfigured_suite(root, report))
     root.attrib.update(_counts(every))
     return root
 
@@ -166,6 +170,17 @@ def _skipped_suite(root: ET.Element, report: CheckReport, base: str) -> list[str
             suite, "testcase", {"classname": shown, "name": f"{what}: {shown}", "file": shown}
         )
         ET.SubElement(case, "skipped", {"message": skipped.reason})
+    return statuses
+
+
+def _unconfigured_suite(root: ET.Element, report: CheckReport) -> list[str]:
+    """One skipped testcase per policy not evaluated for want of config facts, naming the keys it needs."""
+    statuses = ["skipped"] * len(report.unconfigured)
+    suite = ET.SubElement(root, "testsuite", {"name": UNCONFIGURED_SUITE, **_counts(statuses)})
+    for missing in report.unconfigured:
+        case = ET.SubElement(suite, "testcase", {"classname": NOT_CONFIGURED, "name": missing.policy})
+        message = f"not evaluated: it needs GovernanceConfig {needs_text(missing.needs)}"
+        ET.SubElement(case, "skipped", {"message": message})
     return statuses
 
 

@@ -17,10 +17,12 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from policyengine import errors
 from policyengine.discovery import Skipped
 from policyengine.gate import CheckReport, resource_of
 from policyengine.model import Outcome, Policy, Result
 from policyengine.reports.finding import Finding, absolute_path, findings, relative_path, severity_word
+from policyengine.requirements import Unconfigured, needs_text
 from policyengine.results import primary_action
 
 SARIF_VERSION = "2.1.0"
@@ -176,6 +178,22 @@ def _skip_notification(skipped: Skipped, base: str) -> dict[str, Any]:
     }
 
 
+def _unconfigured_notification(missing: Unconfigured, rule_index: int | None) -> dict[str, Any]:
+    """A policy not evaluated for want of config facts: a note, pointing at its rule."""
+    rule_ref: dict[str, Any] = {"id": missing.policy}
+    if rule_index is not None:
+        rule_ref["index"] = rule_index
+    return {
+        "level": "note",
+        "descriptor": {"id": errors.NOT_CONFIGURED},
+        "associatedRule": rule_ref,
+        "message": {
+            "text": f"{missing.policy} was not evaluated: it needs GovernanceConfig {needs_text(missing.needs)}"
+        },
+        "properties": {"needs": list(missing.needs)},
+    }
+
+
 def _unique(policies: Iterable[Policy]) -> list[Policy]:
     seen: dict[str, Policy] = {}
     for p in policies:
@@ -198,6 +216,7 @@ def report_dict(report: CheckReport, *, base: str, strict: bool = False) -> dict
         if finding.is_error:
             notifications.append(_notification(finding, base))
     notifications.extend(_skip_notification(s, base) for s in report.skipped_files)
+    notifications.extend(_unconfigured_notification(u, index.get(u.policy)) for u in report.unconfigured)
     base_uri = PurePosixPath(absolute_path(".", base)).as_uri().rstrip("/") + "/"
     invocation: dict[str, Any] = {
         "executionSuccessful": True,

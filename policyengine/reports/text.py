@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from policyengine.gate import CheckReport
 from policyengine.model import Action, Outcome, Result
+from policyengine.requirements import NOT_CONFIGURED, needs_text
 
+UNCONFIGURED_HINT = (
+    "not-configured policies were not evaluated and denied nothing: give their keys with --config; "
+    "--require-config makes them an error"
+)
 _COLOURS = {"red": "31", "yellow": "33", "green": "32", "dim": "2", "bold": "1", "cyan": "36"}
 
 
@@ -61,6 +66,15 @@ def render(report: CheckReport, *, color: bool = False, strict: bool = False) ->
         lines.append(paint("yellow", f"note: policy exception {name!r} has expired and was ignored"))
     for chart in (s for s in report.skipped_files if s.kind == "chart"):
         lines.append(paint("yellow", f"note: {chart.path}: {chart.reason}"))
+    for missing in report.unconfigured:
+        lines.append(
+            paint(
+                "yellow",
+                f"note: {NOT_CONFIGURED}: {missing.policy} needs GovernanceConfig {needs_text(missing.needs)}",
+            )
+        )
+    if report.unconfigured:
+        lines.append(paint("dim", UNCONFIGURED_HINT))
     files, _ = report.skipped_counts
     if files:
         lines.append(

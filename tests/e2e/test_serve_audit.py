@@ -149,7 +149,7 @@ def test_an_audit_log_that_cannot_be_opened_exits_2_with_the_reason(tmp_path: Pa
     )
     done = subprocess.run(
         [
-            sys.executable, "-m", "policyengine", "serve", "--insecure-http", "--port", "1",
+            sys.executable, "-m", "policyengine", "serve", "--insecure-http", "--port", "1", "--allow-unconfigured",
             "--audit-log", log, "--audit-key", str(tmp_path / "other" / "audit.key"),
         ],
         capture_output=True, text=True, timeout=60, check=False,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_json, write
+from tests.helpers import ACME_CONFIG, run_json, write
 
 NAMESPACE = """
 apiVersion: v1
@@ -55,7 +55,7 @@ def test_the_reproduction_is_denied_naming_the_claim_template(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = write(tmp_path / "job.yaml", "---".join([NAMESPACE, TEMPLATE, JOB]))
-    code, report = run_json(["check", str(manifest)], capsys, monkeypatch)
+    code, report = run_json(["check", "--config", ACME_CONFIG, str(manifest)], capsys, monkeypatch)
     assert code == 1
     assert report["summary"]["errors"] == 0
     message = _findings(report)["gpu-team-quota"]
@@ -71,7 +71,7 @@ def test_claim_templates_in_another_file_of_the_run_are_found(
 ) -> None:
     write(tmp_path / "a-job.yaml", "---".join([NAMESPACE, JOB]))  # walked before the template's file
     write(tmp_path / "b-claims.yaml", TEMPLATE)
-    code, report = run_json(["check", str(tmp_path)], capsys, monkeypatch)
+    code, report = run_json(["check", "--config", ACME_CONFIG, str(tmp_path)], capsys, monkeypatch)
     assert code == 1
     assert set(_findings(report)) >= {"gpu-team-quota"} and "gpu-counts-readable" not in _findings(report)
 
@@ -81,7 +81,9 @@ def test_claim_templates_come_from_the_inventory_too(
 ) -> None:
     manifest = write(tmp_path / "job.yaml", JOB)
     inventory = write(tmp_path / "cluster.yaml", "---".join([NAMESPACE, TEMPLATE]))
-    code, report = run_json(["check", str(manifest), "--inventory", str(inventory)], capsys, monkeypatch)
+    code, report = run_json(
+        ["check", "--config", ACME_CONFIG, str(manifest), "--inventory", str(inventory)], capsys, monkeypatch
+    )
     assert code == 1
     assert "128 GPUs" in _findings(report)["gpu-team-quota"]
 
@@ -92,7 +94,9 @@ def test_a_claim_template_found_nowhere_is_a_finding_not_zero(
     manifest = write(tmp_path / "job.yaml", "---".join([NAMESPACE, JOB]))
     inventory = write(tmp_path / "cluster.yaml", NAMESPACE)  # --inventory given, and it lacks the template
     for extra in ([], ["--inventory", str(inventory)]):
-        code, report = run_json(["check", str(manifest), *extra], capsys, monkeypatch)
+        code, report = run_json(
+            ["check", "--config", ACME_CONFIG, str(manifest), *extra], capsys, monkeypatch
+        )
         assert code == 1
         found = _findings(report)
         assert found["gpu-counts-readable"].startswith(

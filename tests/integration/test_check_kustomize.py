@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli, run_json, write
+from tests.helpers import ACME_CONFIG, run_cli, run_json, write
 
 BASE_MANIFESTS = """\
 apiVersion: v1
@@ -92,7 +92,7 @@ def test_an_overlay_finding_points_at_the_base_file_and_line(
     tmp_path: Path, kubectl: str, capsys, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     root = repo(tmp_path / "repo")
-    code, report = run_json(["check", str(root / "overlay")], capsys, monkeypatch)
+    code, report = run_json(["check", "--config", ACME_CONFIG, str(root / "overlay")], capsys, monkeypatch)
     assert code == 1, report
     failed = results_by_policy(report)
     assert {"gpu-team-quota", "ai-images-pinned-by-digest"} <= set(failed)

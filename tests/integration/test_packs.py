@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import ACME_CONFIG, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,9 @@ def test_pack_findings_point_at_the_offending_field(
         "    spec:\n      containers:\n        - name: t\n          image: pytorch/pytorch:latest\n"
         "          resources:\n            limits: {nvidia.com/gpu: 1}\n"
     )
-    code, out, _ = run_cli(["check", str(manifest), "--format", "json"], capsys, monkeypatch)
+    code, out, _ = run_cli(
+        ["check", "--config", ACME_CONFIG, str(manifest), "--format", "json"], capsys, monkeypatch
+    )
     assert code == 1
     lines = {r["policy"]: r["source"]["line"] for r in json.loads(out)["results"]}
     assert lines["ai-images-pinned-by-digest"] == 15  # the image: line of the second document
@@ -96,7 +98,9 @@ def test_model_findings_point_at_the_line_that_names_the_model(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = ROOT / "tests" / "fixtures" / "models" / "model-sources.yaml"
-    code, out, _ = run_cli(["check", str(manifest), "--format", "json"], capsys, monkeypatch)
+    code, out, _ = run_cli(
+        ["check", "--config", ACME_CONFIG, str(manifest), "--format", "json"], capsys, monkeypatch
+    )
     assert code == 1
     lines = {
         (r["resource"]["name"], r["policy"]): r["source"]["line"]

@@ -25,7 +25,8 @@ ALL = [e for d in DOCUMENTS for e in examples(d)]
 
 def test_the_readme_marks_the_quick_start_and_other_examples_runnable() -> None:
     readme = [e for e in ALL if e.document == "README.md"]
-    assert any(e.body.strip() == ".venv/bin/policyengine check examples/manifests" for e in readme)
+    quick_start = ".venv/bin/policyengine check --config examples/governance.yaml examples/manifests"
+    assert any(e.body.strip() == quick_start for e in readme)
     assert len(readme) >= 3
 
 
@@ -45,5 +46,5 @@ def test_a_runnable_example_runs_as_written(example: Example, tmp_path: Path) ->
 
 def test_the_readme_config_is_the_file_in_examples() -> None:
     (config,) = [e for e in ALL if e.kind == "config" and e.document == "README.md"]
-    assert config.dir == "examples/governance"
-    assert config.body == (ROOT / "examples" / "governance" / "governance.yaml").read_text(encoding="utf-8")
+    assert config.dir == "examples/config-reference"
+    assert config.body == (ROOT / "examples" / "config-reference" / "governance.yaml").read_text(encoding="utf-8")

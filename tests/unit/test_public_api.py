@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 
 import policyengine
+from tests.helpers import ACME_CONFIG
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -64,9 +65,9 @@ GPU_POD = {
 
 def test_a_shipped_pack_runs_through_the_public_api_alone() -> None:
     """The documented entry point runs the packs: the bundled policy set, the Engine built from it, a
-    manifest's request. Team default has a GPU quota of 0 in the shipped config, so the pod is denied by
-    the quota rule, and no pack policy fails to evaluate."""
-    engine = policyengine.Engine(policyengine.load_policy_set([]))
+    manifest's request. Team default has a GPU quota of 0 in the tests' organisation config, so the pod
+    is denied by the quota rule, and no pack policy fails to evaluate."""
+    engine = policyengine.Engine(policyengine.load_policy_set([], config_paths=[ACME_CONFIG]))
     decision = engine.evaluate(policyengine.request_from_manifest(GPU_POD), now=NOW)
 
     errors = [r for r in decision.results if r.outcome is policyengine.Outcome.ERROR]

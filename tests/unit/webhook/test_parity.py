@@ -26,6 +26,7 @@ from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
 from policyengine.workloads.runtimes import is_runtime_object
 from policyengine.workloads.scheduling import is_group_object
+from tests.helpers import ACME_CONFIG
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
 from webhook.policies import LivePolicies
@@ -78,7 +79,7 @@ def _key(resource: dict[str, str]) -> Key:
 
 
 def _from_check(files: list[Path], capsys: pytest.CaptureFixture[str]) -> dict[Key, dict[str, Any]]:
-    code = main(["check", *map(str, files), "--format", "json"])
+    code = main(["check", "--config", ACME_CONFIG, *map(str, files), "--format", "json"])
     out = capsys.readouterr().out
     assert code in (0, 1), out
     seen: dict[Key, dict[str, Any]] = defaultdict(lambda: {"denied": False, "results": set(), "warnings": []})
@@ -108,7 +109,7 @@ def test_check_and_validate_agree_on_every_manifest(
     expected = _from_check(files, capsys)
     docs: list[Document] = read_documents([str(f) for f in files])
     recorder = MemoryRecorder()
-    engine = engine_loader(Settings())()
+    engine = engine_loader(Settings(config=(ACME_CONFIG,)))()
     policies = LivePolicies(lambda: engine)
     policies.serve(engine)
     # The cluster holds the DRA claims and claim templates the corpus' pods name, and their PodGroups and

@@ -12,7 +12,7 @@ import pytest
 from policyengine.inventory import from_documents, inventory_view, pod_gpus_held
 from policyengine.workloads import ClaimObjects, describe
 from policyengine.workloads.extended import MAX_RESOURCE_NAME
-from tests.helpers import run_json, write
+from tests.helpers import ACME_CONFIG, run_json, write
 
 IMPLICIT = "deviceclass.resource.kubernetes.io/"
 
@@ -207,7 +207,9 @@ spec:
 def test_check_denies_the_128_gpu_job_of_a_team_without_quota(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, report = run_json(["check", str(write(tmp_path / "job.yaml", REPRO))], capsys, monkeypatch)
+    code, report = run_json(
+        ["check", "--config", ACME_CONFIG, str(write(tmp_path / "job.yaml", REPRO))], capsys, monkeypatch
+    )
     assert code == 1
     denied = {r["policy"]: r["message"] for r in report["results"] if r["outcome"] == "fail"}
     assert "asks for 128 GPUs" in denied["gpu-team-quota"]
@@ -226,7 +228,9 @@ metadata: {name: gpu.nvidia.com}
 spec: {extendedResourceName: example.com/gpu}
 """
     )
-    code, report = run_json(["check", str(write(tmp_path / "job.yaml", manifest))], capsys, monkeypatch)
+    code, report = run_json(
+        ["check", "--config", ACME_CONFIG, str(write(tmp_path / "job.yaml", manifest))], capsys, monkeypatch
+    )
     assert code == 1
     denied = {r["policy"]: r["message"] for r in report["results"] if r["outcome"] == "fail"}
     assert "asks for 128 GPUs" in denied["gpu-team-quota"]

@@ -12,6 +12,7 @@ import pytest
 from policyengine.cli import main
 from policyengine.workloads import ClaimObjects, describe
 from policyengine.workloads.scheduling import MAX_GROUP_CLAIMS
+from tests.helpers import ACME_CONFIG
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "scheduling" / "pod-group-claims.yaml"
 EIGHT = [{"name": "gpus", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 8}}]
@@ -162,7 +163,7 @@ def test_hostile_group_objects_are_bounded() -> None:
 
 
 def _check(files: list[Path], capsys: pytest.CaptureFixture[str]) -> dict[str, set[tuple[str, str]]]:
-    main(["check", *map(str, files), "--format", "json"])
+    main(["check", "--config", ACME_CONFIG, *map(str, files), "--format", "json"])
     out: dict[str, set[tuple[str, str]]] = {}
     for r in json.loads(capsys.readouterr().out)["results"]:
         if r["outcome"] == "fail":

@@ -13,7 +13,7 @@ from policyengine.model import Inventory
 from policyengine.org import UNKNOWN_REGION, OrgRules
 from policyengine.workloads import describe
 from policyengine.workloads.volumes import BUCKET_DRIVERS, MAX_BUCKET_VOLUMES, StorageClasses, bucket_location
-from tests.helpers import run_json
+from tests.helpers import ACME_CONFIG, run_json
 
 IMAGE = "registry.acme.internal/train@sha256:" + "a" * 64
 
@@ -288,14 +288,16 @@ def test_generic_ephemeral_bucket_volumes_are_read_by_check_with_an_inventory(
     job_doc["metadata"]["labels"] = {"policyengine.io/residency": "eu"}
     job_doc["spec"]["template"]["spec"]["nodeSelector"] = {"topology.kubernetes.io/region": "eu-west-1"}
     manifest.write_text(json.dumps(job_doc))
-    code, report = run_json(["check", str(manifest), "--inventory", str(inventory)], capsys, monkeypatch)
+    code, report = run_json(
+        ["check", "--config", ACME_CONFIG, str(manifest), "--inventory", str(inventory)], capsys, monkeypatch
+    )
     assert code == 1
     (denied,) = [r for r in report["results"] if r["policy"] == "residency-data-locations"]
     assert denied["message"].startswith(
         "the region of az://acmeus/raw/ (at spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate) is unknown"
     )
     # Without the inventory the StorageClass is not known: the volume is not read.
-    code, report = run_json(["check", str(manifest)], capsys, monkeypatch)
+    code, report = run_json(["check", "--config", ACME_CONFIG, str(manifest)], capsys, monkeypatch)
     assert not [r for r in report["results"] if r["policy"] == "residency-data-locations"]
 
 
@@ -345,9 +347,10 @@ def test_eu_jobs_mounting_us_buckets_are_denied_by_check(
     repo_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An EU namespace; a Job mounting the S3 bucket acme-us-raw-data (no prefix places it) and one
-    # mounting a gcsfuse bucket the bundled config places in us-central1; one reading an EU bucket.
+    # mounting a gcsfuse bucket the examples' config places in us-central1; one reading an EU bucket.
     example = repo_root / "examples" / "manifests" / "mounted-buckets.yaml"
-    code, report = run_json(["check", str(example)], capsys, monkeypatch)
+    config = repo_root / "examples" / "governance.yaml"
+    code, report = run_json(["check", "--config", str(config), str(example)], capsys, monkeypatch)
     assert code == 1
     residency = {
         (r["resource"]["name"], r["outcome"]): r["message"]
