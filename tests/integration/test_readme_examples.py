@@ -47,4 +47,6 @@ def test_a_runnable_example_runs_as_written(example: Example, tmp_path: Path) ->
 def test_the_readme_config_is_the_file_in_examples() -> None:
     (config,) = [e for e in ALL if e.kind == "config" and e.document == "README.md"]
     assert config.dir == "examples/config-reference"
-    assert config.body == (ROOT / "examples" / "config-reference" / "governance.yaml").read_text(encoding="utf-8")
+    assert config.body == (ROOT / "examples" / "config-reference" / "governance.yaml").read_text(
+        encoding="utf-8"
+    )
