@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -174,6 +175,23 @@ def signatures_expiring(engine: Engine | None, now: datetime) -> list[tuple[floa
     if store is None:
         return []
     return [(float(len(store.expiring(now, EXPIRY_NOTICE))), {"within": "30d"})]
+
+
+def attestation_status(engine: Engine | None, now: datetime) -> dict[str, Any] | None:
+    """The attestation store for /readyz: how many bundles verify at ``now``, and each one that does not
+    with the reason (the first ``MAX_NAMES_SHOWN``; the count is always given). None without a store."""
+    store = engine.attestations if engine is not None else None
+    if store is None or not (store.verdicts or store.problems):
+        return None
+    judged = store.at(now)
+    refused = [{"bundle": name, "reason": v.reason} for name, v in judged if not v.verified]
+    return {
+        "bundles": len(judged),
+        "verified": len(judged) - len(refused),
+        "unverified": refused[:MAX_NAMES_SHOWN],
+        "unverifiedCount": len(refused),
+        "problems": list(store.problems[:MAX_NAMES_SHOWN]),
+    }
 
 
 def _register_gauges(services: WebhookServices) -> None:
