@@ -238,6 +238,12 @@ def _quote(text: str) -> str:
     return repr(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "...")
 
 
+# The library follows this phrase with a dump of the whole inclusion proof: the phrase is the reason.
+_PROOF_MISMATCH = "inclusion proof contains invalid root hash"
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
+    if _PROOF_MISMATCH in text:
+        text = text[: text.index(_PROOF_MISMATCH) + len(_PROOF_MISMATCH)]
     return text if len(text) <= MAX_REASON else text[:MAX_REASON] + "..."

@@ -1,0 +1,282 @@
+"""Keyless Sigstore model signatures, verified offline: the upstream model-signing-spec keyless bundle
+(production Fulcio and Rekor) against the trust root shipped in the sigstore package, and bundles signed
+under a private Sigstore deployment built in these tests. Every test runs with the network refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyengine.errors import LoadError
+from policyengine.keyless import MAX_SHOWN, KeylessTrust, identity_from_config, load_trust_root
+from policyengine.provenance import AttestationStore, verify_bundle
+from policyengine.trust import load_attestation_store
+from tests.unit.provenance.private_sigstore import PrivateSigstore
+from tests.unit.provenance.test_provenance import statement
+
+NOW = datetime.now(UTC)
+IDENTITY = "stefanb@us.ibm.com"
+ISSUER = "https://sigstore.verify.ibm.com/oauth2"
+DIGEST = "61d4849d9d90076d6215f4d525f13d6574af8e3f67aef3e6f36fc40a14fdd226"
+WORKFLOW = "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main"
+GITHUB = "https://token.actions.githubusercontent.com"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Any attempt to resolve a name or open a connection is recorded and fails."""
+    attempts: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args)
+        raise OSError("network access during keyless verification")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield attempts
+    assert attempts == [], f"keyless verification tried the network: {attempts}"
+
+
+def upstream(shared: Path) -> bytes:
+    return (
+        shared / "corpus" / "upstream" / "model-signing-spec" / "valid__sigstore.bundle.json"
+    ).read_bytes()
+
+
+def trust(*entries: dict[str, str], root: str = "production") -> KeylessTrust:
+    identities = tuple(identity_from_config(e, f"trustedIdentities[{i}]") for i, e in enumerate(entries))
+    return KeylessTrust(load_trust_root(root), identities, root)
+
+
+def verify(data: bytes, keyless: KeylessTrust) -> Any:
+    return verify_bundle(data, [], at=NOW, keyless=keyless)
+
+
+STEFAN = {"name": "ibm-release", "issuer": ISSUER, "identity": IDENTITY}
+
+
+def test_the_network_guard_refuses_connections(no_network: list[Any]) -> None:
+    with pytest.raises(OSError, match="network access"):
+        socket.create_connection(("rekor.sigstore.dev", 443))
+    no_network.clear()  # the guard's own check, not verification
+
+
+def test_the_upstream_keyless_bundle_verifies_for_its_identity_offline(shared: Path) -> None:
+    verdict = verify(upstream(shared), trust(STEFAN))
+    assert verdict.verified, verdict.reason
+    assert (verdict.mode, verdict.signer, verdict.identity, verdict.issuer) == (
+        "keyless",
+        "ibm-release",
+        IDENTITY,
+        ISSUER,
+    )
+    assert verdict.subject_digests == (DIGEST,)
+    assert verdict.window is None  # the log proves the signing time: the verdict does not expire
+    assert verdict.as_lookup() == {
+        "verified": True,
+        "signer": "ibm-release",
+        "reason": "",
+        "mode": "keyless",
+        "identity": IDENTITY,
+        "issuer": ISSUER,
+    }
+
+
+def test_an_identity_regex_must_match_the_whole_identity(shared: Path) -> None:
+    entry = {"name": "ibm", "issuer": ISSUER, "identityRegex": r"[a-z]+@us\.ibm\.com"}
+    assert verify(upstream(shared), trust(entry)).verified
+    prefix = {"name": "ibm", "issuer": ISSUER, "identityRegex": "stefanb"}
+    assert not verify(upstream(shared), trust(prefix)).verified
+
+
+REFUSED = f"signed by '{IDENTITY}' (issuer '{ISSUER}'), which matches no spec.models.trustedIdentities entry"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "other-person", "issuer": ISSUER, "identity": "mallory@us.ibm.com"},
+        {"name": "other-issuer", "issuer": "https://accounts.google.com", "identity": IDENTITY},
+        {"name": "regex", "issuer": ISSUER, "identityRegex": r".*@example\.com"},
+    ],
+    ids=["another-identity", "another-issuer", "non-matching-regex"],
+)
+def test_the_upstream_keyless_bundle_is_refused_for_another_signer(
+    shared: Path, entry: dict[str, str]
+) -> None:
+    verdict = verify(upstream(shared), trust(entry))
+    assert not verdict.verified
+    assert verdict.reason == REFUSED
+    assert verdict.subject_digests == (DIGEST,)  # still read, so the finding names the bundle
+
+
+def flip(data: bytes, path: list[str | int], offset: int) -> bytes:
+    """The bundle with one byte of the base64 field at ``path`` changed."""
+    bundle = json.loads(data)
+    node = bundle
+    for key in path[:-1]:
+        node = node[key]
+    raw = bytearray(base64.b64decode(node[path[-1]]))
+    raw[offset] ^= 0x01
+    node[path[-1]] = base64.b64encode(bytes(raw)).decode()
+    return json.dumps(bundle).encode()
+
+
+ENTRY: list[str | int] = ["verificationMaterial", "tlogEntries", 0]
+TAMPERED: list[tuple[list[str | int], int, str]] = [
+    (["dsseEnvelope", "payload"], 40, "DSSE: invalid signature"),
+    (["dsseEnvelope", "signatures", 0, "sig"], 20, "DSSE: invalid signature"),
+    (["verificationMaterial", "certificate", "rawBytes"], 200, "failed to build timestamp certificate chain"),
+    (["verificationMaterial", "certificate", "rawBytes"], -10, "failed to build timestamp certificate chain"),
+    ([*ENTRY, "canonicalizedBody"], 30, "invalid log entry: inclusion proof contains invalid root hash"),
+    ([*ENTRY, "inclusionPromise", "signedEntryTimestamp"], 20, "invalid log entry: SET: invalid inclusion"),
+    ([*ENTRY, "inclusionProof", "hashes", 3], 5, "invalid log entry: inclusion proof contains invalid root"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "offset", "why"),
+    TAMPERED,
+    ids=[
+        "payload",
+        "signature",
+        "certificate-key",
+        "certificate-signature",
+        "log-body",
+        "log-set",
+        "log-proof",
+    ],
+)
+def test_one_changed_byte_is_refused_with_a_reason(
+    shared: Path, path: list[str | int], offset: int, why: str
+) -> None:
+    verdict = verify(flip(upstream(shared), path, offset), trust(STEFAN))
+    assert not verdict.verified
+    assert verdict.reason.startswith(
+        f"keyless signature does not verify under the production Sigstore trust root: {why}"
+    )
+    assert len(verdict.reason) < 800  # the library's dump of the whole proof is cut
+
+
+def test_the_staging_root_does_not_vouch_for_a_production_bundle(shared: Path) -> None:
+    verdict = verify(upstream(shared), trust(STEFAN, root="staging"))
+    assert verdict.reason.startswith(
+        "keyless signature does not verify under the staging Sigstore trust root: failed to build"
+    )
+
+
+# --- a private Sigstore deployment ------------------------------------------------------------------------
+
+RELEASE = {"name": "release-workflow", "issuer": GITHUB, "identity": WORKFLOW}
+
+
+@pytest.fixture(scope="module")
+def private() -> PrivateSigstore:
+    return PrivateSigstore()
+
+
+def model_payload() -> bytes:
+    return json.dumps(statement({"config.json": b"{}", "weights.safetensors": b"w" * 64})).encode()
+
+
+def test_a_bundle_of_a_private_sigstore_verifies_under_its_trust_root_only(
+    private: PrivateSigstore, tmp_path: Path
+) -> None:
+    root = private.write_trusted_root(tmp_path / "trusted_root.json")
+    signed = private.sign(model_payload(), WORKFLOW, GITHUB)
+    verdict = verify(signed, trust(RELEASE, root=str(root)))
+    assert verdict.verified, verdict.reason
+    assert (verdict.identity, verdict.issuer, verdict.signer) == (WORKFLOW, GITHUB, "release-workflow")
+
+    production = verify(signed, trust(RELEASE))
+    assert production.reason.startswith(
+        "keyless signature does not verify under the production Sigstore trust root: "
+        "failed to build timestamp certificate chain"
+    )
+    # Nor does the public-good instance's bundle verify under the private root.
+    other = verify(signed, trust({**RELEASE, "identity": WORKFLOW.replace("main", "dev")}, root=str(root)))
+    assert other.reason == (
+        f"signed by '{WORKFLOW}' (issuer '{GITHUB}'), which matches no spec.models.trustedIdentities entry"
+    )
+
+
+def test_a_private_bundle_whose_log_entry_is_changed_is_refused(
+    private: PrivateSigstore, tmp_path: Path
+) -> None:
+    root = str(private.write_trusted_root(tmp_path / "trusted_root.json"))
+    signed = private.sign(model_payload(), WORKFLOW, GITHUB)
+    verdict = verify(flip(signed, [*ENTRY, "canonicalizedBody"], 100), trust(RELEASE, root=root))
+    assert "invalid log entry" in verdict.reason
+
+
+def test_a_hostile_identity_in_a_certificate_is_quoted_bounded(
+    private: PrivateSigstore, tmp_path: Path
+) -> None:
+    root = str(private.write_trusted_root(tmp_path / "trusted_root.json"))
+    hostile = "https://example.com/" + "a" * 20_000
+    signed = private.sign(model_payload(), hostile, GITHUB)
+    pattern = {"name": "nested", "issuer": GITHUB, "identityRegex": "(a*)*b"}  # backtracks in Python's re
+    verdict = verify(signed, trust(RELEASE, pattern, root=root))
+    assert not verdict.verified
+    assert verdict.reason.startswith("signed by 'https://example.com/aaa")
+    assert len(verdict.reason) < MAX_SHOWN + 200
+
+
+# --- GovernanceConfig spec.models.trustedIdentities and trustRoot -----------------------------------------
+
+
+def store_for(models: dict[str, Any]) -> AttestationStore:
+    return load_attestation_store({"models": models})
+
+
+def test_the_config_trusts_identities_under_a_trust_root_file(
+    private: PrivateSigstore, tmp_path: Path
+) -> None:
+    root = private.write_trusted_root(tmp_path / "trusted_root.json")
+    (tmp_path / "sigs").mkdir()
+    (tmp_path / "sigs" / "model.sig").write_bytes(private.sign(model_payload(), WORKFLOW, GITHUB))
+    digest = json.loads(model_payload())["subject"][0]["digest"]["sha256"]
+    models = {"trustedIdentities": [RELEASE], "trustRoot": str(root), "attestations": str(tmp_path / "sigs")}
+    assert store_for(models).lookup(digest, NOW)["identity"] == WORKFLOW
+    assert store_for({**models, "trustRoot": "production"}).lookup(digest, NOW)["verified"] is False
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "x", "issuer": ISSUER}, "give exactly one of identity and identityRegex"),
+        ({"name": "x", "issuer": ISSUER, "identity": IDENTITY, "identityRegex": ".*"}, "exactly one of"),
+        ({"name": "x", "identity": IDENTITY}, "issuer: give the OIDC issuer URL"),
+        ({"name": "x", "issuer": ISSUER, "identityRegex": r"(a)\1"}, "identityRegex: not an RE2 regular"),
+        ({"name": "x", "issuer": ISSUER, "identityRegex": "a" * 1025}, "at most 1024 characters"),
+        ({"name": "x", "issuer": ISSUER, "identityRegex": "((((a{1,1000}){1,1000}){1,1000}))"}, "not an RE2"),
+    ],
+    ids=["no-identity", "both", "no-issuer", "backreference", "too-long", "too-big-a-program"],
+)
+def test_a_bad_trusted_identity_is_a_load_error_naming_it(entry: dict[str, str], message: str) -> None:
+    with pytest.raises(LoadError) as caught:
+        store_for({"trustedIdentities": [STEFAN, entry]})
+    (problem,) = caught.value.problems
+    assert problem.path == "spec.models.trustedIdentities[1]"
+    assert message in problem.message
+
+
+@pytest.mark.parametrize("root", ["/nonexistent/trusted_root.json", "not-json"])
+def test_a_bad_trust_root_is_a_load_error_naming_it(tmp_path: Path, root: str) -> None:
+    if root == "not-json":
+        (tmp_path / "bad.json").write_text("{not json")
+        root = str(tmp_path / "bad.json")
+    with pytest.raises(LoadError) as caught:
+        store_for({"trustedIdentities": [STEFAN], "trustRoot": root})
+    (problem,) = caught.value.problems
+    assert problem.path == "spec.models.trustRoot"
+    assert problem.message.startswith(f"trust root {root}: ")
