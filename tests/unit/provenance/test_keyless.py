@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from policyengine.errors import LoadError
 from policyengine.keyless import MAX_SHOWN, KeylessTrust, identity_from_config, load_trust_root
 from policyengine.provenance import AttestationStore, verify_bundle
 from policyengine.trust import load_attestation_store
+from tests.helpers import run_cli
 from tests.unit.provenance.private_sigstore import PrivateSigstore
 from tests.unit.provenance.test_provenance import statement
 
@@ -280,3 +282,87 @@ def test_a_bad_trust_root_is_a_load_error_naming_it(tmp_path: Path, root: str) -
     (problem,) = caught.value.problems
     assert problem.path == "spec.models.trustRoot"
     assert problem.message.startswith(f"trust root {root}: ")
+
+
+# --- check: a model pinned to the keyless bundle's digest -------------------------------------------------
+
+CONFIG = """apiVersion: policyengine.io/v1
+kind: GovernanceConfig
+metadata: {{name: keyless}}
+spec:
+  models:
+    approvedSources: ["s3://acme-models/"]
+    trustedIdentities:
+      - name: ibm-release
+        issuer: {issuer}
+        identity: {identity}
+    attestations: attestations
+"""
+
+
+def service(digest: str = DIGEST) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "churn", "namespace": "ml"},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "sklearn"},
+                    "storageUri": f"s3://acme-models/churn@sha256:{digest}",
+                }
+            }
+        },
+    }
+
+
+def tampered(bundle: bytes) -> bytes:
+    data = json.loads(bundle)
+    sig = bytearray(base64.b64decode(data["dsseEnvelope"]["signatures"][0]["sig"]))
+    sig[20] ^= 1
+    data["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    return json.dumps(data).encode()
+
+
+def configure(tmp: Path, shared: Path, identity: str = IDENTITY) -> Path:
+    source = shared / "corpus" / "upstream" / "model-signing-spec" / "valid__sigstore.bundle.json"
+    (tmp / "attestations").mkdir(exist_ok=True)
+    shutil.copy(source, tmp / "attestations" / "churn.sig")
+    (tmp / "attestations" / "churn-tampered.sig").write_bytes(tampered(source.read_bytes()))
+    config = tmp / "config.yaml"
+    config.write_text(CONFIG.format(issuer=ISSUER, identity=identity))
+    return config
+
+
+def workload(tmp: Path, digest: str = DIGEST) -> Path:
+    path = tmp / "workload.yaml"
+    path.write_text(json.dumps(service(digest)))
+    return path
+
+
+def test_check_passes_a_model_signed_by_a_trusted_identity(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = configure(tmp_path, shared)
+    code, out, err = run_cli(
+        ["check", "--config", str(config), "--verbose", str(workload(tmp_path))], capsys, monkeypatch
+    )
+    assert code == 0, out + err
+    bundle = tmp_path / "attestations" / "churn-tampered.sig"
+    assert (
+        f"attestation store: {bundle} does not verify: keyless signature does not verify under the "
+        "production Sigstore trust root: DSSE: invalid signature"
+    ) in err
+
+
+def test_check_refuses_it_when_another_identity_is_trusted(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = configure(tmp_path, shared, identity="mallory@us.ibm.com")
+    code, out, _ = run_cli(["check", "--config", str(config), str(workload(tmp_path))], capsys, monkeypatch)
+    assert code == 1
+    flat = " ".join(out.split())
+    assert "model-signature-verified" in flat
+    assert (
+        f"signed by '{IDENTITY}' (issuer '{ISSUER}'), which matches no spec.models.trustedIdentities" in flat
+    )
