@@ -15,8 +15,12 @@ from typing import Any
 
 import pytest
 
+from policyengine.engine import Engine
 from policyengine.errors import LoadError
+from policyengine.gate import request_for
 from policyengine.keyless import MAX_SHOWN, KeylessTrust, identity_from_config, load_trust_root
+from policyengine.loader import parse_text
+from policyengine.policyset import load_policy_set
 from policyengine.provenance import AttestationStore, verify_bundle
 from policyengine.trust import load_attestation_store
 from tests.helpers import run_cli
@@ -366,3 +370,52 @@ def test_check_refuses_it_when_another_identity_is_trusted(
     assert (
         f"signed by '{IDENTITY}' (issuer '{ISSUER}'), which matches no spec.models.trustedIdentities" in flat
     )
+
+
+RELEASE_ONLY = """apiVersion: policyengine.io/v1
+kind: Policy
+metadata: {name: ml-models-from-the-release-workflow}
+spec:
+  match:
+    kinds: [{apiGroups: ["*"], kinds: ["*"]}]
+  matchConditions:
+    - name: models-served-in-ml
+      expression: "request.namespace == 'ml' && workload.models.exists(m, m.sha256 != '')"
+  validations:
+    - expression: >-
+        workload.models.all(m, m.sha256 == '' || (m.signature.mode == 'keyless'
+          && m.signature.issuer == 'https://token.actions.githubusercontent.com'
+          && m.signature.identity.startsWith('https://github.com/acme/models/')))
+      messageExpression: >-
+        'models in ml must be signed by the acme/models release workflow, not ' +
+        workload.models.map(m, m.signature.mode + ':' + m.signature.identity).join(', ')
+"""
+
+
+@pytest.mark.parametrize(
+    ("identity", "outcome"),
+    [(WORKFLOW, "pass"), ("https://github.com/evil/models/.github/workflows/x.yml@refs/heads/main", "fail")],
+)
+def test_a_policy_can_require_a_keyless_signer_and_a_trust_root_file_is_relative_to_its_config(
+    private: PrivateSigstore, tmp_path: Path, identity: str, outcome: str
+) -> None:
+    private.write_trusted_root(tmp_path / "trusted_root.json")
+    (tmp_path / "attestations").mkdir()
+    (tmp_path / "attestations" / "model.sig").write_bytes(private.sign(model_payload(), identity, GITHUB))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        CONFIG.format(issuer=GITHUB, identity=identity).replace(
+            "    attestations:", "    trustRoot: trusted_root.json\n    attestations:"
+        )
+    )
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "release-only.yaml").write_text(RELEASE_ONLY)
+    digest = json.loads(model_payload())["subject"][0]["digest"]["sha256"]
+    engine = Engine(load_policy_set([str(tmp_path / "policies")], config_paths=[str(config)]))
+    (doc,) = parse_text(json.dumps(service(digest)), "workload.json")
+    decision = engine.evaluate(request_for(doc), now=NOW)
+    results = {r.policy: r for r in decision.results}
+    assert results["model-signature-verified"].outcome == "pass"
+    assert results["ml-models-from-the-release-workflow"].outcome == outcome
+    if outcome == "fail":
+        assert results["ml-models-from-the-release-workflow"].message.endswith(f"not keyless:{identity}")
