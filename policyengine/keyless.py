@@ -79,27 +79,27 @@ def _compile(pattern: str) -> Any:
 
 
 def identity_from_config(entry: Any, where: str) -> TrustedIdentity:
-    """One ``trustedIdentities`` entry ``{name, issuer, identity | identityRegex}``; raises ValueError
-    naming the field."""
+    """One ``trustedIdentities`` entry ``{name, issuer, identity | identityRegex}`` (``where`` names it
+    when it has no name); raises ValueError naming the field."""
     if not isinstance(entry, Mapping):
-        raise ValueError(f"{where}: expected {{name, issuer, identity | identityRegex}}")
+        raise ValueError("expected {name, issuer, identity | identityRegex}")
     name, issuer = entry.get("name"), entry.get("issuer")
     identity, regex = entry.get("identity"), entry.get("identityRegex")
     if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_IDENTITY:
-        raise ValueError(f"{where}.issuer: give the OIDC issuer URL (at most {MAX_IDENTITY} characters)")
+        raise ValueError(f"issuer: give the OIDC issuer URL (at most {MAX_IDENTITY} characters)")
     if (identity is None) == (regex is None):
-        raise ValueError(f"{where}: give exactly one of identity and identityRegex")
+        raise ValueError("give exactly one of identity and identityRegex")
     label = str(name) if isinstance(name, str) and name else where
     if identity is not None:
         if not isinstance(identity, str) or not identity or len(identity) > MAX_IDENTITY:
-            raise ValueError(f"{where}.identity: a non-empty string of at most {MAX_IDENTITY} characters")
+            raise ValueError(f"identity: a non-empty string of at most {MAX_IDENTITY} characters")
         return TrustedIdentity(label, issuer, identity=identity)
     if not isinstance(regex, str) or not regex or len(regex) > MAX_PATTERN:
-        raise ValueError(f"{where}.identityRegex: a non-empty pattern of at most {MAX_PATTERN} characters")
+        raise ValueError(f"identityRegex: a non-empty pattern of at most {MAX_PATTERN} characters")
     try:
         return TrustedIdentity(label, issuer, identity=regex, pattern=_compile(regex))
     except ValueError as err:
-        raise ValueError(f"{where}.identityRegex: {err}") from None
+        raise ValueError(f"identityRegex: {err}") from None
 
 
 def load_trust_root(spec: str) -> TrustedRoot:

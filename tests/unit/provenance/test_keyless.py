@@ -419,3 +419,62 @@ def test_a_policy_can_require_a_keyless_signer_and_a_trust_root_file_is_relative
     assert results["ml-models-from-the-release-workflow"].outcome == outcome
     if outcome == "fail":
         assert results["ml-models-from-the-release-workflow"].message.endswith(f"not keyless:{identity}")
+
+
+def hostile(data: bytes, change: str) -> bytes:
+    bundle = json.loads(data)
+    material = bundle["verificationMaterial"]
+    if change == "certificate-not-der":
+        material["certificate"]["rawBytes"] = base64.b64encode(b"\x30\x82" + b"\xff" * 64).decode()
+    elif change == "two-log-entries":
+        material["tlogEntries"] = material["tlogEntries"] * 2
+    elif change == "many-timestamps":
+        stamps = material["timestampVerificationData"]["rfc3161Timestamps"]
+        material["timestampVerificationData"]["rfc3161Timestamps"] = stamps * 40
+    elif change == "huge-tree":
+        material["tlogEntries"][0]["inclusionProof"]["treeSize"] = str(2**63 - 1)
+    elif change == "no-log-entry":
+        material["tlogEntries"] = []
+    return json.dumps(bundle).encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("certificate-not-der", "malformed Sigstore bundle: "),
+        ("two-log-entries", "malformed Sigstore bundle: expected exactly one log entry in bundle"),
+        (
+            "many-timestamps",
+            "keyless signature does not verify under the production Sigstore trust root: too many",
+        ),
+        (
+            "huge-tree",
+            "keyless signature does not verify under the production Sigstore trust root: invalid log",
+        ),
+        ("no-log-entry", "malformed Sigstore bundle: expected exactly one log entry in bundle"),
+    ],
+)
+def test_a_hostile_keyless_bundle_is_refused_with_a_reason(shared: Path, change: str, reason: str) -> None:
+    verdict = verify(hostile(upstream(shared), change), trust(STEFAN))
+    assert not verdict.verified
+    assert verdict.reason.startswith(reason), verdict.reason
+    assert len(verdict.reason) < 800
+
+
+def test_check_names_the_file_line_and_field_of_a_bad_trusted_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: x}\nspec:\n  models:\n"
+        "    trustedIdentities:\n"
+        f"      - {{name: both, issuer: {ISSUER}, identity: {IDENTITY}, identityRegex: '.*'}}\n"
+        f"      - {{name: backref, issuer: {ISSUER}, identityRegex: '(a)\\1'}}\n"
+    )
+    code, _, err = run_cli(["check", "--config", str(config), str(workload(tmp_path))], capsys, monkeypatch)
+    assert code == 2
+    assert (
+        f"{config}:7: invalid_value: give exactly one of identity and identityRegex "
+        "(at spec.models.trustedIdentities[0])"
+    ) in err
+    assert f"{config}:8: invalid_value: identityRegex: not an RE2 regular expression" in err
