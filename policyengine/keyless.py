@@ -2,7 +2,8 @@
 entry and optionally RFC 3161 timestamps, verified offline by the ``sigstore`` library against a trust
 root, then matched against the identities the operator trusts (``spec.models.trustedIdentities``).
 
-The library checks everything cryptographic: the certificate chain to the trust root's Fulcio CAs at the
+The library (imported only when keyless trust is configured: it costs a CLI start a few hundred
+milliseconds) checks everything cryptographic: the certificate chain to the trust root's Fulcio CAs at the
 signing time (from the log entry's integrated time or a timestamp authority), the embedded SCT, the
 Rekor inclusion proof, checkpoint and inclusion promise, the log entry's consistency with the bundle and
 the DSSE signature. Nothing here reads the network: the trust root is the copy shipped inside the
@@ -15,17 +16,17 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
-from sigstore.errors import VerificationError
-from sigstore.models import Bundle, TrustedRoot
-from sigstore.verify import Verifier
-from sigstore_models.trustroot import v1 as trustroot_v1
 
 from policyengine.signing import Unverified
+
+if TYPE_CHECKING:
+    from sigstore.models import TrustedRoot
+    from sigstore.verify import Verifier
 
 __all__ = ["KeylessSignature", "KeylessTrust", "TrustedIdentity", "load_trust_root", "verify_keyless"]
 
@@ -105,6 +106,9 @@ def identity_from_config(entry: Any, where: str) -> TrustedIdentity:
 def load_trust_root(spec: str) -> TrustedRoot:
     """The Sigstore trust root ``production``, ``staging`` (both as shipped in the sigstore package,
     never refreshed over the network) or read from a ``trusted_root.json`` path; raises ValueError."""
+    from sigstore.models import TrustedRoot
+    from sigstore_models.trustroot import v1 as trustroot_v1
+
     try:
         if spec in _EMBEDDED:
             raw = resources.files("sigstore._store").joinpath(_EMBEDDED[spec], "trusted_root.json")
@@ -126,6 +130,8 @@ class KeylessTrust:
 
     @functools.cached_property
     def verifier(self) -> Verifier:
+        from sigstore.verify import Verifier
+
         return Verifier(trusted_root=self.root)
 
 
@@ -137,10 +143,6 @@ class KeylessSignature:
     issuer: str
 
 
-class _IdentityRefused(VerificationError):
-    pass
-
-
 class _IdentityPolicy:
     """The sigstore ``VerificationPolicy`` that accepts a certificate whose identity and issuer match a
     trusted identity, and remembers which."""
@@ -148,7 +150,7 @@ class _IdentityPolicy:
     def __init__(self, identities: Iterable[TrustedIdentity]) -> None:
         self.identities = tuple(identities)
         self.matched: TrustedIdentity | None = None
-        self.identity = self.issuer = ""
+        self.identity = self.issuer = self.refusal = ""
 
     def verify(self, cert: x509.Certificate) -> None:
         identities, issuer = certificate_identity(cert)
@@ -158,10 +160,13 @@ class _IdentityPolicy:
                 if trusted.matches(identity, issuer):
                     self.matched, self.identity = trusted, identity
                     return
-        raise _IdentityRefused(
+        from sigstore.errors import VerificationError
+
+        self.refusal = (
             f"signed by {_quote(self.identity)} (issuer {_quote(issuer)}), which matches no "
             "spec.models.trustedIdentities entry"
         )
+        raise VerificationError(self.refusal)
 
 
 def certificate_identity(cert: x509.Certificate) -> tuple[list[str], str]:
@@ -213,6 +218,9 @@ def verify_keyless(bundle_bytes: bytes, trust: KeylessTrust | None) -> KeylessSi
             "keyless Sigstore bundle, but no spec.models.trustedIdentities are configured to say who may "
             "sign models"
         )
+    from sigstore.errors import VerificationError
+    from sigstore.models import Bundle
+
     try:
         bundle = Bundle.from_json(bundle_bytes)
     except Exception as err:  # pydantic, JSON, base64 and certificate parse errors of a hostile file
@@ -220,9 +228,9 @@ def verify_keyless(bundle_bytes: bytes, trust: KeylessTrust | None) -> KeylessSi
     policy = _IdentityPolicy(trust.identities)
     try:
         _, payload = trust.verifier.verify_dsse(bundle, policy)  # examine_bundle checked the type
-    except _IdentityRefused as err:
-        raise Unverified(str(err)) from None
     except VerificationError as err:
+        if policy.refusal:
+            raise Unverified(policy.refusal) from None
         raise Unverified(
             f"keyless signature does not verify under the {trust.root_name} Sigstore trust root: "
             f"{_short(str(err))}"
