@@ -237,8 +237,8 @@ def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
 
 
 def resolve_config_paths(spec: Mapping[str, Any], base: str) -> dict[str, Any]:
-    """Relative file paths in a GovernanceConfig (attestations, trusted key files, CA certificates) are
-    relative to the folder of the file that names them."""
+    """Relative file paths in a GovernanceConfig (attestations, trusted key files, CA certificates, a
+    trust root file) are relative to the folder of the file that names them."""
     models = spec.get("models")
     if not isinstance(models, Mapping):
         return dict(spec)
@@ -260,4 +260,6 @@ def resolve_config_paths(spec: Mapping[str, Any], base: str) -> dict[str, Any]:
         ]
     if isinstance(resolved.get("caCertificates"), list):
         resolved["caCertificates"] = [rebase(c) for c in resolved["caCertificates"]]
+    if resolved.get("trustRoot") not in (None, "production", "staging"):  # the others name a file
+        resolved["trustRoot"] = rebase(resolved["trustRoot"])
     return {**spec, "models": resolved}

@@ -4,15 +4,25 @@ at this time?".
 An OMS signature is a Sigstore bundle (``application/vnd.dev.sigstore.bundle.v0.3+json``) whose
 ``dsseEnvelope`` carries an in-toto Statement v1 with predicate type ``https://model_signing/signature/v1.0``
 (its rules are in ``statement.py``). ``examine_bundle`` checks, in order: the bundle parses; the DSSE
-signature over the PAE encoding verifies under a trusted public key (``signing.py``), or under the leaf of
-an ``x509CertificateChain`` that chains to a configured CA certificate (``certchain.py``); and the
-statement is a correct OMS statement whose subject digest equals the digest recomputed from its resources.
+signature over the PAE encoding verifies in one of three modes (the verdict's ``mode``):
+
+- ``key``: under a trusted public key (``signing.py``);
+- ``certificate``: under the leaf of an ``x509CertificateChain`` that chains to a configured CA
+  certificate (``certchain.py``);
+- ``keyless``: a Sigstore keyless bundle (one Fulcio certificate, a Rekor entry), verified offline by the
+  ``sigstore`` library against the configured trust root and matched against the trusted identities
+  (``keyless.py``); the verdict names the certificate's identity and OIDC issuer;
+
+and the statement is a correct OMS statement whose subject digest equals the digest recomputed from its
+resources.
 
 Time: a certificate-mode verdict holds only while every certificate of its chain (leaf, intermediates and
 the configured CA) is valid. No trusted timestamp is checked, so the signing time is unknown and the
 verification time is the one that counts: ``verify_bundle(at=)`` and ``AttestationStore.lookup(now=)``
 take it from the caller, and a verdict stops holding at the earliest ``notAfter`` of its chain (and
-before the latest ``notBefore``). Key-mode verdicts do not expire.
+before the latest ``notBefore``). Key-mode verdicts do not expire, and neither do keyless ones: their
+short-lived certificate was valid at the signing time the transparency log (or a timestamp authority)
+proves, which is what Sigstore verification checks.
 
 Digest coverage rule, used by ``AttestationStore.lookup``: a model reference pinned by ``@sha256:<hex>``
 is covered when a bundle's subject ``sha256`` (the model-level digest) equals it; or when the bundle lists
@@ -20,9 +30,8 @@ exactly one resource, hashed with ``sha256``, whose digest equals it (a single-f
 file's digest identifies the whole signed model). A per-file digest of a multi-file model does not cover
 a reference: it would vouch for one file, not for the model.
 
-Out of scope: keyless Sigstore (Fulcio certificates, Rekor transparency-log entries and RFC 3161
-timestamps are not checked, so such bundles come back unverified with that reason), the pre-1.0
-``https://model_signing/Digests/v0.1`` predicate, and the v0.2 library's buggy PAE.
+Out of scope: the pre-1.0 ``https://model_signing/Digests/v0.1`` predicate, and the v0.2 library's buggy
+PAE.
 
 Everything here is pure except ``AttestationStore.from_directory``, which reads the bundle files of one
 directory given by the caller.
@@ -41,6 +50,7 @@ from typing import Any
 from cryptography import x509
 
 from policyengine.certchain import ChainWindow, signing_chain
+from policyengine.keyless import KeylessTrust, verify_keyless
 from policyengine.signing import TrustedKey, Unverified, b64, pae, signature_ok, trusted_keys_from_config
 from policyengine.statement import OMS_PREDICATE_TYPE, peek_subjects, signed_model
 
@@ -49,11 +59,13 @@ __all__ = [
     "OMS_PREDICATE_TYPE",
     "AttestationStore",
     "BundleVerdict",
+    "KeylessTrust",
     "TrustedKey",
     "examine_bundle",
     "load_ca_certificates",
     "pae",
     "trusted_keys_from_config",
+    "unverified_lookup",
     "verify_bundle",
 ]
 
@@ -78,7 +90,10 @@ class BundleVerdict:
     subject_digests: tuple[str, ...] = ()  # statement subject sha256 hex (read even when unverified)
     single_file_digest: str = ""  # the one resource's sha256 hex, for a single-file model
     model_name: str = ""
-    window: ChainWindow | None = None  # when a certificate-mode verdict holds; None: key mode
+    window: ChainWindow | None = None  # when a certificate-mode verdict holds; None: key or keyless mode
+    mode: str = ""  # how it was signed: key | certificate | keyless ("" when not verified)
+    identity: str = ""  # keyless: the certificate's identity (e-mail, workflow URI, ...)
+    issuer: str = ""  # keyless: the OIDC issuer that vouched for it
 
     def covers(self, sha256_hex: str) -> bool:
         """The digest coverage rule of the module docstring (ignores ``verified``)."""
@@ -91,7 +106,30 @@ class BundleVerdict:
         return dataclasses.replace(self, verified=False, reason=refusal) if refusal else self
 
     def as_lookup(self) -> dict[str, Any]:
-        return {"verified": self.verified, "signer": self.signer, "reason": self.reason}
+        return {
+            "verified": self.verified,
+            "signer": self.signer,
+            "reason": self.reason,
+            "mode": self.mode if self.verified else "",
+            "identity": self.identity if self.verified else "",
+            "issuer": self.issuer if self.verified else "",
+        }
+
+
+def unverified_lookup(reason: str) -> dict[str, Any]:
+    """The lookup answer for a digest no verified bundle covers."""
+    return {"verified": False, "signer": "", "reason": reason, "mode": "", "identity": "", "issuer": ""}
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """Who made a signature that verified, and how."""
+
+    signer: str
+    mode: str
+    window: ChainWindow | None = None
+    identity: str = ""
+    issuer: str = ""
 
 
 def _certificates(material: Mapping[str, Any]) -> list[x509.Certificate]:
@@ -116,12 +154,13 @@ def verify_bundle(
     *,
     at: datetime,
     require_code_signing: bool = True,
+    keyless: KeylessTrust | None = None,
 ) -> BundleVerdict:
     """Verify one OMS bundle at verification time ``at``. Never raises: every failure is an unverified
     verdict with a reason."""
-    return examine_bundle(bundle_bytes, trusted_keys, ca_certs, require_code_signing=require_code_signing).at(
-        at
-    )
+    return examine_bundle(
+        bundle_bytes, trusted_keys, ca_certs, require_code_signing=require_code_signing, keyless=keyless
+    ).at(at)
 
 
 def examine_bundle(
@@ -130,6 +169,7 @@ def examine_bundle(
     ca_certs: Sequence[x509.Certificate] = (),
     *,
     require_code_signing: bool = True,
+    keyless: KeylessTrust | None = None,
 ) -> BundleVerdict:
     """Everything about one bundle that does not depend on the time; the verdict's ``window`` says when
     it holds (``BundleVerdict.at``). Never raises."""
@@ -156,13 +196,28 @@ def examine_bundle(
         if not isinstance(sigs, list) or not sigs:
             raise Unverified("malformed bundle: the DSSE envelope has no signature")
         signatures = [b64(s.get("sig") if isinstance(s, Mapping) else None, "signature") for s in sigs]
-        message = pae(IN_TOTO_PAYLOAD_TYPE, payload)
-        signer, window = _verify_signature(
-            material, message, signatures, trusted_keys, ca_certs, require_code_signing
-        )
+        if isinstance(material.get("certificate"), Mapping):
+            # The v0.3 single-certificate form is what keyless Sigstore signing (Fulcio + Rekor) produces.
+            signed_by = verify_keyless(bundle_bytes, keyless)
+            payload = signed_by.payload  # the bytes the library verified
+            signed = _Signed(signed_by.signer, "keyless", None, signed_by.identity, signed_by.issuer)
+        else:
+            message = pae(IN_TOTO_PAYLOAD_TYPE, payload)
+            signed = _verify_signature(
+                material, message, signatures, trusted_keys, ca_certs, require_code_signing
+            )
         model = signed_model(payload)
         return BundleVerdict(
-            True, signer, "", model.subject_digests, model.single_file_digest, model.name, window
+            True,
+            signed.signer,
+            "",
+            model.subject_digests,
+            model.single_file_digest,
+            model.name,
+            signed.window,
+            signed.mode,
+            signed.identity,
+            signed.issuer,
         )
     except Unverified as e:
         return BundleVerdict(False, "", str(e), *peek_subjects(payload))
@@ -175,29 +230,23 @@ def _verify_signature(
     trusted_keys: Sequence[TrustedKey],
     ca_certs: Sequence[x509.Certificate],
     require_code_signing: bool,
-) -> tuple[str, ChainWindow | None]:
+) -> _Signed:
     if isinstance(material.get("publicKey"), Mapping):
         # The hint only orders the search: the signature, not the hint, decides.
         hint = material["publicKey"].get("hint")
         keys = sorted(trusted_keys, key=lambda k: k.hint != hint)
         for key in keys:
             if any(signature_ok(key.key, sig, message) for sig in signatures):
-                return key.name, None
+                return _Signed(key.name, "key")
         if not trusted_keys:
             raise Unverified("no trusted keys are configured")
         raise Unverified("signature does not verify under any trusted key")
-    if isinstance(material.get("certificate"), Mapping):
-        # The v0.3 single-certificate form is what keyless Sigstore signing (Fulcio + Rekor) produces.
-        raise Unverified(
-            "keyless Sigstore bundles (Fulcio certificate, Rekor entry) are not supported; "
-            "sign with a key or a CA-issued certificate chain"
-        )
     if isinstance(material.get("x509CertificateChain"), Mapping):
         if not ca_certs:
             raise Unverified("certificate-signed bundle but no CA certificates are configured")
         chain = signing_chain(_certificates(material), ca_certs, require_code_signing=require_code_signing)
         if any(signature_ok(chain.key, sig, message) for sig in signatures):
-            return chain.subject, chain.window
+            return _Signed(chain.subject, "certificate", chain.window)
         raise Unverified("signature does not verify under the signing certificate's key")
     raise Unverified("malformed bundle: verificationMaterial has no publicKey or certificate")
 
@@ -222,16 +271,14 @@ class AttestationStore:
         ca_certs: Sequence[x509.Certificate] = (),
         *,
         require_code_signing: bool = True,
+        keyless: KeylessTrust | None = None,
     ) -> AttestationStore:
-        return cls(
-            tuple(
-                (
-                    name,
-                    examine_bundle(data, trusted_keys, ca_certs, require_code_signing=require_code_signing),
-                )
-                for name, data in bundles
+        def examine(data: bytes) -> BundleVerdict:
+            return examine_bundle(
+                data, trusted_keys, ca_certs, require_code_signing=require_code_signing, keyless=keyless
             )
-        )
+
+        return cls(tuple((name, examine(data)) for name, data in bundles))
 
     @classmethod
     def from_directory(
@@ -241,6 +288,7 @@ class AttestationStore:
         ca_certs: Sequence[x509.Certificate] = (),
         *,
         require_code_signing: bool = True,
+        keyless: KeylessTrust | None = None,
     ) -> AttestationStore:
         """Read every ``*.sig`` and ``*.json`` file under ``path`` (recursively, in name order)."""
         bundles: list[tuple[str, bytes]] = []
@@ -252,7 +300,9 @@ class AttestationStore:
                 bundles.append((str(file), file.read_bytes()))
             except OSError as e:
                 problems.append(f"{file}: {e.strerror or e}")
-        store = cls.from_bundles(bundles, trusted_keys, ca_certs, require_code_signing=require_code_signing)
+        store = cls.from_bundles(
+            bundles, trusted_keys, ca_certs, require_code_signing=require_code_signing, keyless=keyless
+        )
         return cls(store.verdicts, tuple(problems))
 
     def at(self, now: datetime) -> list[tuple[str, BundleVerdict]]:
@@ -268,7 +318,7 @@ class AttestationStore:
         ]
 
     def lookup(self, sha256_hex: str, now: datetime) -> dict[str, Any]:
-        """``{"verified", "signer", "reason"}`` for a model digest at verification time ``now``: a verified
+        """``{"verified", "signer", "reason", "mode", "identity", "issuer"}`` for a model digest at verification time ``now``: a verified
         covering bundle if any, else why each covering bundle was refused, else that no bundle covers it
         (and why the bundles whose model could not be read were refused)."""
         digest = sha256_hex.lower().removeprefix("sha256:")
@@ -281,7 +331,7 @@ class AttestationStore:
             return covering[0][1].as_lookup()
         if covering:
             why = "; ".join(f"{Path(name).name}: {v.reason}" for name, v in covering)
-            return {"verified": False, "signer": "", "reason": f"{len(covering)} bundles refused: {why}"}
+            return unverified_lookup(f"{len(covering)} bundles refused: {why}")
         reason = f"no model-signing bundle in the attestation store covers sha256:{digest}"
         unread = [
             (name, v) for name, v in judged if not (v.verified or v.subject_digests or v.single_file_digest)
@@ -289,4 +339,4 @@ class AttestationStore:
         if unread:
             why = "; ".join(f"{Path(name).name}: {v.reason}" for name, v in unread)
             reason += f" (refused without a readable model digest: {why})"
-        return {"verified": False, "signer": "", "reason": reason}
+        return unverified_lookup(reason)

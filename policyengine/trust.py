@@ -1,5 +1,6 @@
 """Trust material named by GovernanceConfig ``spec.models``: trusted keys (inline PEM or files), CA
-certificates and the attestation directory, read into a provenance ``AttestationStore``.
+certificates, trusted keyless identities with their Sigstore trust root, and the attestation directory,
+read into a provenance ``AttestationStore``.
 
 This is the one place besides the loader that reads files, because bundles and keys are not YAML
 documents; it reads only what the configuration names, once per policy-set load.
@@ -15,6 +16,7 @@ from cryptography import x509
 
 from policyengine import errors
 from policyengine.errors import LoadError, Problem
+from policyengine.keyless import KeylessTrust, TrustedIdentity, identity_from_config, load_trust_root
 from policyengine.loader import render_path
 from policyengine.provenance import AttestationStore, TrustedKey, load_ca_certificates
 
@@ -76,6 +78,7 @@ def load_attestation_store(config: Mapping[str, Any], locate: Locate = _unknown)
             problem(at, errors.READ_ERROR, f"{path}: {err.strerror or err}")
         except ValueError as err:
             problem(at, errors.INVALID_VALUE, f"{path}: not PEM certificates: {err}")
+    keyless = _keyless_trust(models, problem)
     directory = models.get("attestations")
     if directory and not Path(directory).is_dir():
         problem(
@@ -89,8 +92,33 @@ def load_attestation_store(config: Mapping[str, Any], locate: Locate = _unknown)
     warnings = tuple(trust_warnings(config))
     if not directory:
         return AttestationStore(warnings=warnings)
-    store = AttestationStore.from_directory(Path(directory), keys, cas, require_code_signing=require_eku)
+    store = AttestationStore.from_directory(
+        Path(directory), keys, cas, require_code_signing=require_eku, keyless=keyless
+    )
     return AttestationStore(store.verdicts, store.problems, warnings)
+
+
+def _keyless_trust(
+    models: Mapping[str, Any], problem: Callable[[tuple[str | int, ...], str, str], None]
+) -> KeylessTrust | None:
+    """The trusted identities and the Sigstore trust root they are verified under; None when no
+    identity is trusted (keyless bundles are then refused with that reason)."""
+    identities: list[TrustedIdentity] = []
+    for i, entry in enumerate(models.get("trustedIdentities") or ()):
+        at: tuple[str | int, ...] = ("spec", "models", "trustedIdentities", i)
+        try:
+            identities.append(identity_from_config(entry, render_path(at)))
+        except ValueError as err:
+            problem(at, errors.INVALID_VALUE, str(err))
+    if not identities and not models.get("trustRoot"):
+        return None
+    root_name = str(models.get("trustRoot") or "production")
+    try:
+        root = load_trust_root(root_name)
+    except ValueError as err:
+        problem(("spec", "models", "trustRoot"), errors.INVALID_VALUE, f"trust root {err}")
+        return None
+    return KeylessTrust(root, tuple(identities), root_name) if identities else None
 
 
 EKU_OFF_WARNING = (

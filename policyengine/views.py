@@ -12,7 +12,9 @@ On UPDATE, ``workload.gpus.charge`` is what the change adds to the team's usage 
 below 0; ``policyengine/workloads/charge.py``); otherwise it is the whole workload. A scale-subresource
 UPDATE reaches the views as its parent workload's UPDATE (``policyengine/scale.py``), charged the same way.
 Each model of ``workload.models`` pinned by sha256 also carries ``signature``: ``{verified, signer,
-reason}`` from the attestation store (the provenance verdict for that digest at the request's ``now``).
+reason, mode, identity, issuer}`` from the attestation store (the provenance verdict for that digest at
+the request's ``now``; ``mode`` is key, certificate or keyless, ``identity`` and ``issuer`` are the
+keyless signer's OIDC subject and issuer).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_memory, pool_usage, pool_usage_by_resource
 from policyengine.policyset import PolicySet
 from policyengine.productusage import ProductUsage, pool_product_usage
-from policyengine.provenance import AttestationStore
+from policyengine.provenance import AttestationStore, unverified_lookup
 from policyengine.trust import load_attestation_store
 from policyengine.workloads import ClaimObjects, DeviceMemory, describe
 from policyengine.workloads.adminaccess import admin_access_requests
@@ -92,11 +94,7 @@ class _InventoryViews:
         return facts
 
 
-NO_STORE = {
-    "verified": False,
-    "signer": "",
-    "reason": "no attestation store is configured (GovernanceConfig spec.models.attestations)",
-}
+NO_STORE = unverified_lookup("no attestation store is configured (GovernanceConfig spec.models.attestations)")
 
 
 def views_for(policy_set: PolicySet, attestations: AttestationStore | None = None) -> ViewProvider:

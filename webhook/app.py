@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -42,7 +43,7 @@ from webhook.errors import (
     WebhookError,
 )
 from webhook.inflight import InFlight, declared_size
-from webhook.lifespan import lifespan
+from webhook.lifespan import attestation_status, lifespan
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
 from webhook.prometheus import CONTENT_TYPE
@@ -239,6 +240,10 @@ class Probes:
         inventory = self.services.inventory.status()
         ready = bool(policies["ready"] and inventory["ready"])
         body: dict[str, Any] = {"ready": ready, "policies": policies, "inventory": inventory}
+        # Model-signing bundles that do not verify are reported, not a gate: the policies decide.
+        attestations = attestation_status(self.services.policies.engine, datetime.now(UTC))
+        if attestations is not None:
+            body["attestations"] = attestations
         # The reservation store is reported, not a gate: only GPU admissions need it (webhook.reserving).
         status = getattr(self.services.ledger.store if self.services.ledger else None, "status", None)
         if callable(status):

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -180,6 +181,23 @@ def policies_unconfigured(engine: Engine | None) -> list[tuple[float, dict[str, 
     """The gauge of policies served without their GovernanceConfig facts (--allow-unconfigured): 1 each."""
     missing = engine.policy_set.unconfigured if engine is not None else ()
     return [(1.0, {"policy": m.policy, "needs": " | ".join(m.needs)}) for m in missing]
+
+
+def attestation_status(engine: Engine | None, now: datetime) -> dict[str, Any] | None:
+    """The attestation store for /readyz: how many bundles verify at ``now``, and each one that does not
+    with the reason (the first ``MAX_NAMES_SHOWN``; the count is always given). None without a store."""
+    store = engine.attestations if engine is not None else None
+    if store is None or not (store.verdicts or store.problems):
+        return None
+    judged = store.at(now)
+    refused = [{"bundle": name, "reason": v.reason} for name, v in judged if not v.verified]
+    return {
+        "bundles": len(judged),
+        "verified": len(judged) - len(refused),
+        "unverified": refused[:MAX_NAMES_SHOWN],
+        "unverifiedCount": len(refused),
+        "problems": list(store.problems[:MAX_NAMES_SHOWN]),
+    }
 
 
 def _register_gauges(services: WebhookServices) -> None:

@@ -78,12 +78,16 @@ def test_allow_unconfigured_starts_and_readyz_and_the_metric_say_which_until_a_r
                 {"policy": "model-approved-source", "needs": ["spec.models.approvedSources"]},
                 {
                     "policy": "model-signature-verified",
-                    "needs": ["spec.models.trustedKeys", "spec.models.caCertificates"],
+                    "needs": [
+                        "spec.models.trustedKeys",
+                        "spec.models.caCertificates",
+                        "spec.models.trustedIdentities",
+                    ],
                 },
             ]
             assert _unconfigured_metric(client) == {
                 "model-approved-source": "spec.models.approvedSources",
-                "model-signature-verified": "spec.models.trustedKeys | spec.models.caCertificates",
+                "model-signature-verified": "spec.models.trustedKeys | spec.models.caCertificates | spec.models.trustedIdentities",
             }
             # A new config gives the approved sources: the reload recomputes what is still missing.
             config.write_text(

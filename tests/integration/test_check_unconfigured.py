@@ -56,7 +56,11 @@ ORG_RULES = {
     "gpu-product-allowlist": ["spec.gpu.teams"],
     "gpu-memory-quota": ["spec.gpu.teams"],
     "model-approved-source": ["spec.models.approvedSources"],
-    "model-signature-verified": ["spec.models.trustedKeys", "spec.models.caCertificates"],
+    "model-signature-verified": [
+        "spec.models.trustedKeys",
+        "spec.models.caCertificates",
+        "spec.models.trustedIdentities",
+    ],
 }
 
 

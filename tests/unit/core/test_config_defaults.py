@@ -38,6 +38,7 @@ DEFAULTS = {
         "requireDigest": True,
         "trustedKeys": [],
         "caCertificates": [],
+        "trustedIdentities": [],
         "certificates": {"requireCodeSigningEKU": True},
         "attestations": "",
     },

@@ -103,6 +103,9 @@ def test_a_single_file_model_is_covered_by_its_file_digest(tmp_path: Path) -> No
         "verified": True,
         "signer": "release",
         "reason": "",
+        "mode": "key",
+        "identity": "",
+        "issuer": "",
     }
 
 

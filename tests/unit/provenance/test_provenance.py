@@ -383,7 +383,14 @@ def test_lookup_covers_the_model_digest_of_a_verified_bundle(tmp_path: Path) -> 
     (tmp_path / "notes.txt").write_text("ignored")
     store = AttestationStore.from_directory(tmp_path, [trusted("release", key)])
     root = stmt["subject"][0]["digest"]["sha256"]
-    assert store.lookup(root, NOW) == {"verified": True, "signer": "release", "reason": ""}
+    assert store.lookup(root, NOW) == {
+        "verified": True,
+        "signer": "release",
+        "reason": "",
+        "mode": "key",
+        "identity": "",
+        "issuer": "",
+    }
     assert store.lookup(root.upper(), NOW)["verified"]  # hex case does not matter
     # A per-file digest of a multi-file model vouches for one file only: not covered.
     per_file = stmt["predicate"]["resources"][0]["digest"]
@@ -415,6 +422,9 @@ def test_lookup_prefers_a_verified_bundle_and_otherwise_says_why_not() -> None:
         "verified": False,
         "signer": "",
         "reason": "signature does not verify under any trusted key",
+        "mode": "",
+        "identity": "",
+        "issuer": "",
     }
 
 
@@ -488,11 +498,13 @@ def test_upstream_wrong_predicate_vector_is_refused(shared: Path) -> None:
     assert verdict.reason == "signature does not verify under any trusted key"
 
 
-def test_upstream_keyless_sigstore_vector_is_out_of_scope(shared: Path) -> None:
+def test_upstream_keyless_sigstore_vector_needs_a_trusted_identity(shared: Path) -> None:
+    # Keys and CAs do not vouch for keyless bundles: only spec.models.trustedIdentities does.
     verdict = verify_bundle(upstream(shared, "valid__sigstore.bundle.json"), [], [Pki().root], at=NOW)
     assert not verdict.verified
-    assert verdict.reason.startswith(
-        "keyless Sigstore bundles (Fulcio certificate, Rekor entry) are not supported"
+    assert verdict.reason == (
+        "keyless Sigstore bundle, but no spec.models.trustedIdentities are configured to say who may "
+        "sign models"
     )
 
 
