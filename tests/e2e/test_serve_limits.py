@@ -236,8 +236,18 @@ def test_a_review_over_the_whole_request_budget_is_answered_by_failure_policy(
         _stop(server)
 
 
-def _listener_pid(port: int) -> int:
-    """The process holding the listening socket of ``port`` (from /proc)."""
+def _listener_pid(port: int, *, within: float = 30.0) -> int:
+    """The process holding the listening socket of ``port`` (from /proc), waiting up to ``within`` seconds
+    for one: the auditors' API process starts beside the webhook and may bind a moment after it is ready."""
+    give_up = time.monotonic() + within
+    while (pid := _listener_pid_now(port)) is None and time.monotonic() < give_up:
+        time.sleep(0.1)
+    if pid is None:
+        raise AssertionError(f"no process listens on {port} within {within:g} s")
+    return pid
+
+
+def _listener_pid_now(port: int) -> int | None:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for row in Path(table).read_text().splitlines()[1:]:
@@ -253,7 +263,7 @@ def _listener_pid(port: int) -> int:
             continue
         if any(f"socket:[{inode}]" in links for inode in inodes):
             return int(proc.name)
-    raise AssertionError(f"no process listens on {port}")
+    return None
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
