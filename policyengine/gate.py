@@ -262,17 +262,23 @@ def with_manifest_namespaces(inventory: Inventory | None, docs: Sequence[Documen
     # PersistentVolumeClaims, PersistentVolumes and Fluid Datasets, the data behind claim volumes, and
     # their Kubeflow Trainer runtimes, whose pods the TrainJobs naming them run (a name defined twice: the
     # later document, in file order, wins).
-    claims = tuple(
+    claims = cluster_objects(docs)
+    return Inventory(
+        namespaces={name: as_created(name, ns) for name, ns in namespaces.items()},
+        objects=(inventory.objects if inventory is not None else ()) + claims,
+    )
+
+
+def cluster_objects(docs: Sequence[Document]) -> tuple[dict[str, Any], ...]:
+    """The documents a workload's view looks up by name, as the cluster would hold them: DRA claims and
+    templates, PodGroups and Workloads, claim volumes' PVCs, PVs and Fluid Datasets, Trainer runtimes."""
+    return tuple(
         d.data
         for d in docs
         if is_claim_object(d.data)
         or is_group_object(d.data)
         or is_volume_object(d.data)
         or is_runtime_object(d.data)
-    )
-    return Inventory(
-        namespaces={name: as_created(name, ns) for name, ns in namespaces.items()},
-        objects=(inventory.objects if inventory is not None else ()) + claims,
     )
 
 

@@ -17,15 +17,11 @@ from policyengine import Engine
 from policyengine.cli import main
 from policyengine.codec import request_from_manifest
 from policyengine.errors import LoadError
-from policyengine.gate import is_object, namespaces_from, request_for
+from policyengine.gate import cluster_objects, is_object, namespaces_from, request_for
 from policyengine.inventory import from_documents
 from policyengine.loader import Document, read_documents
 from policyengine.model import Action, Inventory, Outcome, Request
 from policyengine.policyset import bundled_policies_dir, load_policy_set
-from policyengine.workloads.claims import is_claim_object
-from policyengine.workloads.persistent import is_volume_object
-from policyengine.workloads.runtimes import is_runtime_object
-from policyengine.workloads.scheduling import is_group_object
 from tests.helpers import ACME_CONFIG
 from webhook.app import WebhookServices, create_app
 from webhook.inventories import StaticInventory
@@ -115,14 +111,7 @@ def test_check_and_validate_agree_on_every_manifest(
     # The cluster holds the DRA claims and claim templates the corpus' pods name, and their PodGroups and
     # Workloads, the PersistentVolumeClaims, PersistentVolumes and Fluid Datasets of claim volumes, and the
     # Trainer runtimes the TrainJobs name, as check sees them.
-    claims = tuple(
-        d.data
-        for d in docs
-        if is_claim_object(d.data)
-        or is_group_object(d.data)
-        or is_volume_object(d.data)
-        or is_runtime_object(d.data)
-    )
+    claims = cluster_objects(docs)
     inventory = StaticInventory(Inventory(namespaces=namespaces_from(docs), objects=claims))
     dra_quota: set[str] = set()
     residency: dict[str, set[str]] = defaultdict(set)  # claim fixtures' workloads -> residency rules failed
