@@ -5,7 +5,8 @@ objects in the same run.
 
 Generates the AI-workload corpus of ``bench/gate.py`` (seeded: Deployments and StatefulSets with GPUs,
 Jobs, PyTorchJobs, RayClusters, InferenceServices, JobSets, LeaderWorkerSets, TrainJobs, some violating
-the bundled packs) as one kubectl-style List, loads it once, then times in-process, median of ``--runs``:
+the bundled packs) as one kubectl-style List, loads it once, then times in-process, median of ``--runs``
+(interleaved):
 
 - ``check``: ``gate.check_documents`` with the admission engine (what ``policyengine check`` runs);
 - ``scan``: ``scan.scan`` with the background engine (what ``policyengine scan`` and a background pass
@@ -46,13 +47,10 @@ def inventory(count: int, seed: int = 7) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": [rng.choice(MAKERS)(rng, i) for i in range(count)]}
 
 
-def median_seconds(run: Callable[[], Any], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def seconds(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,8 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = scan(background, docs, inventory=world, now=now)  # and the figures' sanity
     failed = sum(1 for c in report.checked if c.denied)
     print(f"inventory: {len(docs)} objects, {failed} with a deny finding; median of {args.runs} runs")
-    check_s = median_seconds(lambda: check_documents(admission, docs, inventory=world, now=now), args.runs)
-    scan_s = median_seconds(lambda: scan(background, docs, inventory=world, now=now), args.runs)
+    # Interleaved, so that a machine busy with something else slows both alike.
+    samples: dict[str, list[float]] = {"check": [], "scan": []}
+    for _ in range(args.runs):
+        samples["check"].append(seconds(lambda: check_documents(admission, docs, inventory=world, now=now)))
+        samples["scan"].append(seconds(lambda: scan(background, docs, inventory=world, now=now)))
+    check_s, scan_s = statistics.median(samples["check"]), statistics.median(samples["scan"])
     print(f"check: {len(docs) / check_s:,.0f} objects/s ({check_s:.2f} s)")
     print(f"scan:  {len(docs) / scan_s:,.0f} objects/s ({scan_s:.2f} s)")
     print(f"scan/check: {check_s / scan_s:.2f}x the throughput of check")

@@ -207,6 +207,29 @@ def test_max_objects_stops_the_read_with_a_clear_error(
     assert "more objects than --max-objects allows" in err and "--kinds" in err
 
 
+def test_a_server_paging_forever_is_cut_off_at_max_objects(
+    fake: FakeAPIServer, scan_args: list[str], capsys: Any, monkeypatch: Any
+) -> None:
+    fake.endless_pages = True
+    code, out, err = run_cli([*scan_args, "--max-objects", "5"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert "kept paging past --max-objects" in err
+    # Bounded by the guard: the first resource listed gets at most max-objects + 2 pages, then the read stops.
+    assert len(fake.custom_lists) <= 5 + 2
+
+
+def test_a_resource_that_cannot_be_listed_is_named_and_left_out(
+    fake: FakeAPIServer, scan_args: list[str], capsys: Any, monkeypatch: Any
+) -> None:
+    fake.put_object("trainjobs", workload(TRAINER, "finetune", "train", None))
+    fake.put_object("inferenceservices", workload(KSERVE, "rogue", "serving", None))
+    fake.forbidden.add("trainjobs")
+    code, out, err = run_cli(scan_args, capsys, monkeypatch)
+    assert code == 1, err  # the InferenceService is still judged
+    assert "not scanned: trainjobs.trainer.kubeflow.org: 403 Forbidden" in err
+    assert "rogue" in out and "finetune" not in out
+
+
 def test_kinds_narrows_what_is_listed(
     fake: FakeAPIServer, scan_args: list[str], tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:

@@ -14,7 +14,8 @@ Discovery (``/api/v1``, ``/apis``, ``/apis/{group}/{version}``) lists the resour
 adds a CRD-backed kind (TrainJob, InferenceService, ...) whose objects (``put_object``) are listed in pages
 of ``limit`` with a ``continue`` token, and ``serve_openreports`` the openreports.io Reports and
 ClusterReports, served to list (with a labelSelector), GET, create, replace and DELETE; ``written`` keeps
-every report body created or replaced.
+every report body created or replaced; ``endless_pages`` makes every custom list page empty with a
+``continue`` token (a hostile server), and ``forbidden`` answers their lists 403.
 Runs under uvicorn on 127.0.0.1 in a thread.
 """
 
@@ -117,6 +118,8 @@ class FakeAPIServer:
         self.custom: dict[CustomKey, dict[tuple[str, str], dict[str, Any]]] = {}
         self.custom_lists: list[str] = []  # "plural limit=N continue=T" per list request
         self.written: list[dict[str, Any]] = []  # report bodies created or replaced, as sent
+        self.endless_pages = False  # hostile: every custom list page is empty and says there is more
+        self.forbidden: set[str] = set()  # custom plurals whose list is answered 403 Forbidden
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -388,6 +391,12 @@ class FakeAPIServer:
         selector = dict(part.split("=", 1) for part in (query.get("labelSelector") or "").split(",") if part)
         with self._lock:
             self.custom_lists.append(f"{key[2]} limit={limit} continue={start}")
+            if key[2] in self.forbidden:
+                return _status(403, "Forbidden", f"cannot list resource {key[2]!r}")
+            if self.endless_pages:
+                return JSONResponse(
+                    {"kind": kind + "List", "metadata": {"continue": str(start + 1)}, "items": []}
+                )
             items = [
                 {k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
                 for (ns, _), o in sorted(self.custom[key].items())
