@@ -175,6 +175,20 @@ def test_apply_writes_reports_and_drops_a_deleted_workloads_results(
     assert_valid(fake.written, crd_schemas(shared))
 
 
+def test_apply_retries_a_conflicting_update_and_then_gives_up_with_a_clear_error(
+    fake: FakeAPIServer, scan_args: list[str], capsys: Any, monkeypatch: Any
+) -> None:
+    fake.put_object("inferenceservices", workload(KSERVE, "rogue", "serving", None))
+    assert run_cli([*scan_args, "--apply"], capsys, monkeypatch)[0] == 1
+    fake.custom_conflicts = 1  # another writer updated it between our read and our write
+    code, _, err = run_cli([*scan_args, "--apply"], capsys, monkeypatch)
+    assert code == 1 and "reports created 0, updated 1, deleted 0" in err
+    fake.custom_conflicts = 10
+    code, _, err = run_cli([*scan_args, "--apply"], capsys, monkeypatch)
+    assert code == 2 and "cannot write namespaces/serving/reports/policyengine: 409" in err
+    assert fake.custom_conflicts == 7  # three tries, then it stops
+
+
 def test_cluster_scoped_results_go_to_the_cluster_report(
     fake: FakeAPIServer, scan_args: list[str], tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:

@@ -15,7 +15,8 @@ adds a CRD-backed kind (TrainJob, InferenceService, ...) whose objects (``put_ob
 of ``limit`` with a ``continue`` token, and ``serve_openreports`` the openreports.io Reports and
 ClusterReports, served to list (with a labelSelector), GET, create, replace and DELETE; ``written`` keeps
 every report body created or replaced; ``endless_pages`` makes every custom list page empty with a
-``continue`` token (a hostile server), and ``forbidden`` answers their lists 403.
+``continue`` token (a hostile server), ``forbidden`` answers their lists 403 and
+``custom_conflicts`` the next N replaces 409 Conflict.
 Runs under uvicorn on 127.0.0.1 in a thread.
 """
 
@@ -120,6 +121,7 @@ class FakeAPIServer:
         self.written: list[dict[str, Any]] = []  # report bodies created or replaced, as sent
         self.endless_pages = False  # hostile: every custom list page is empty and says there is more
         self.forbidden: set[str] = set()  # custom plurals whose list is answered 403 Forbidden
+        self.custom_conflicts = 0  # answer the next N custom replaces with 409 Conflict
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -426,7 +428,8 @@ class FakeAPIServer:
         body = json.loads(await request.body())
         with self._lock:
             given = str((body.get("metadata") or {}).get("resourceVersion") or "")
-            if given != current["metadata"]["resourceVersion"]:
+            if self.custom_conflicts > 0 or given != current["metadata"]["resourceVersion"]:
+                self.custom_conflicts = max(0, self.custom_conflicts - 1)
                 return _status(409, "Conflict", f'the object has been modified; "{name}"')
             self.written.append(body)
             return JSONResponse(self._store_custom(key, namespace, body, uid=current["metadata"]["uid"]))
