@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from audit import AuditLog, load_signer
+from audit.entry import make_entry
 from policyengine.engine import Engine
 from policyengine.errors import LoadError
 from policyengine.gate import check_documents
@@ -136,8 +138,13 @@ def test_every_scanned_decision_is_audited_as_background(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n"
         "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\nspec: {containers: [{name: c, image: i}]}\n",
     )
-    # A log written before: a check entry (its source existed in version 1).
-    assert run_cli(["check", str(pods), "--no-default-policies", *audit], capsys, monkeypatch)[0] == 0
+    # A log written before version 2: a version-1 entry, exactly as it was made then.
+    log_v1 = AuditLog.open(log, signer=load_signer(str(keys / "audit.key")))
+    resource = {"apiVersion": "v1", "kind": "Pod", "namespace": "a", "name": "p"}
+    old = {**make_entry(time=datetime(2026, 1, 1, tzinfo=UTC), source="ci", uid="u", operation="CREATE",
+                        resource=resource, verdict="allowed"), "version": 1}  # fmt: skip
+    log_v1.submit(old).result()
+    log_v1.close()
     code, _, err = run_cli(
         ["scan", "--inventory", str(pods), "--no-default-policies", *audit], capsys, monkeypatch
     )
@@ -148,6 +155,7 @@ def test_every_scanned_decision_is_audited_as_background(
     entries = entries if isinstance(entries, list) else entries["entries"]
     assert [e["source"] for e in entries].count("background") == 2  # the namespace and the pod
     assert {e["version"] for e in entries if e["source"] == "background"} == {2}
+    assert [e["version"] for e in entries if e["source"] == "ci"] == [1]
     code, out, _ = run_cli(
         ["audit", "query", "--audit-log", log, "--source", "background"], capsys, monkeypatch
     )
