@@ -19,6 +19,7 @@ from policyengine.engine import Engine
 from policyengine.gate import CheckReport, check_documents, is_object
 from policyengine.inventory import from_documents
 from policyengine.loader import Document
+from policyengine.match import gvk_of, gvr_of
 from policyengine.model import Inventory
 from policyengine.policyset import PolicySet
 
@@ -36,8 +37,8 @@ def documents_of(objects: Iterable[Any], *, origin: str = CLUSTER_ORIGIN) -> lis
 
 
 def select_kinds(docs: Sequence[Document], kinds: Sequence[str]) -> list[Document]:
-    """The documents whose kind (``Kind`` or ``Kind.group``, case-insensitive) is among ``kinds``; all of
-    them when ``kinds`` is empty."""
+    """The documents whose kind (``TrainJob``, ``trainjobs`` or ``trainjobs.trainer.kubeflow.org``,
+    case-insensitive) is among ``kinds``; all of them when ``kinds`` is empty."""
     if not kinds:
         return list(docs)
     wanted = {k.lower() for k in kinds}
@@ -45,9 +46,10 @@ def select_kinds(docs: Sequence[Document], kinds: Sequence[str]) -> list[Documen
 
 
 def _kind_names(obj: Mapping[str, Any]) -> set[str]:
-    kind = str(obj.get("kind", "")).lower()
-    group = str(obj.get("apiVersion", "")).rpartition("/")[0].lower()
-    return {kind, f"{kind}.{group}"} if group else {kind}
+    """The names ``--kinds`` may give an object by: kind and plural, alone or with the group."""
+    gvk = gvk_of(obj)
+    names = {gvk.kind.lower(), gvr_of(gvk).resource.lower()}
+    return names | {f"{n}.{gvk.group.lower()}" for n in names} if gvk.group else names
 
 
 def scan(

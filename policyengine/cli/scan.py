@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from policyengine.cel import BACKENDS
 from policyengine.cli import auditing, outputs
 from policyengine.cli.check import CEL_BACKEND_ENV, cel_compiler, parse_size, positive_int
 from policyengine.errors import LoadError, UsageError
@@ -72,7 +73,12 @@ def add_parser(sub: Any) -> None:
     outputs.add_arguments(p, FORMATS)
     p.add_argument("--strict", action="store_true", help="warnings fail the scan too")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    p.add_argument("--cel-backend", default=None, help=f"CEL evaluator (default: ${CEL_BACKEND_ENV} or fast)")
+    p.add_argument(
+        "--cel-backend",
+        choices=BACKENDS,
+        default=None,
+        help=f"CEL evaluator (default: ${CEL_BACKEND_ENV} or fast; reference is cel-python's)",
+    )
     auditing.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--apply needs --kube (the reports are written to the cluster)")
     compiler = cel_compiler(args.cel_backend)
     if compiler is None:
-        raise UsageError(f"--cel-backend / ${CEL_BACKEND_ENV} names no CEL backend")
+        raise UsageError(f"${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}")
     limits = InputLimits(max_bytes=args.max_input_size, max_documents=DEFAULT_LIMITS.max_documents)
     kinds = [k.strip() for group in args.kinds for k in group.split(",") if k.strip()]
     reports = [s for s in specs if s.format != "openreports"]

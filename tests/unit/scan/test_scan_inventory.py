@@ -164,3 +164,21 @@ def test_every_scanned_decision_is_audited_as_background(
         ["audit", "verify", "--audit-log", log, "--public-key", str(keys / "audit.pub")], capsys, monkeypatch
     )
     assert code == 0, err
+
+
+def test_kinds_selects_by_kind_plural_or_group_qualified_name(tmp_path: Path) -> None:
+    from policyengine.scan import documents_of, select_kinds
+
+    docs = documents_of(
+        [
+            {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": {"name": "a"}},
+            {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "b"}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}},
+        ]
+    )
+    names = {
+        k: [d.name for d in select_kinds(docs, [k])]
+        for k in ("trainjob", "rayclusters.ray.io", "pods", "Job")
+    }
+    assert names == {"trainjob": ["a"], "rayclusters.ray.io": ["b"], "pods": ["c"], "Job": []}
+    assert len(select_kinds(docs, [])) == 3
