@@ -47,7 +47,11 @@ KINDS = {
     "datasets": "Dataset",
     "trainingruntimes": "TrainingRuntime",
     "clustertrainingruntimes": "ClusterTrainingRuntime",
+    "configmaps": "ConfigMap",
 }
+CORE = {"namespaces", "pods", "persistentvolumeclaims", "persistentvolumes", "configmaps"}
+CLUSTER_SCOPED = {"namespaces", "persistentvolumes", "deviceclasses", "resourceslices", "storageclasses"}
+CLUSTER_SCOPED |= {"clusterqueues", "resourceflavors", "clustertrainingruntimes"}
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses", "resourceslices"}
 SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
@@ -86,8 +90,10 @@ class FakeAPIServer:
         # (group, version, plural, namespace, name) -> object, served to GET only; the GETs seen
         self.workloads: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         self.gets: list[str] = []
-        # ConfigMaps: (namespace, name) -> object; the requests seen ("GET name", "PUT name", ...)
-        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
+        # ConfigMaps: (namespace, name) -> object, listed and watched like the others (``put``) and served
+        # to GET, POST and PUT; the requests seen ("GET name", "PUT name", ...)
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = self.objects["configmaps"]
+        self.pages = {r: 0 for r in KINDS}  # list pages served (a list with ?limit= is paged)
         self.configmap_requests: list[str] = []
         self.conflicts = 0  # answer the next N replaces with 409 Conflict
         self.conflicts_sent = 0
@@ -187,19 +193,7 @@ class FakeAPIServer:
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
             if request.query_params.get("watch") in ("true", "1"):
                 return self._watch(resource, request)
-            with self._lock:
-                self.lists[resource] += 1
-                items = [
-                    {k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
-                    for o in self.objects[resource].values()
-                ]
-                body = {
-                    "kind": KINDS[resource] + "List",
-                    "apiVersion": "v1",
-                    "metadata": {"resourceVersion": str(self.rv)},
-                    "items": items,
-                }
-            return JSONResponse(body)
+            return self._list(resource, request)
 
         async def get_one(request: Request) -> Response:
             p = request.path_params
@@ -221,10 +215,62 @@ class FakeAPIServer:
                 Route("/api/v1/namespaces/{namespace}/configmaps", self._configmap, methods=["POST"]),
                 Route("/api/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
                 Route("/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", get_one),
+                Route("/api/v1", lambda request: self._discovery("", "v1")),
+                Route(
+                    "/apis/{group}/{version}",
+                    lambda request: self._discovery(
+                        request.path_params["group"], request.path_params["version"]
+                    ),
+                ),
                 Route("/api/v1/{resource}", handle),
                 Route("/apis/{group}/{version}/{resource}", handle),
             ]
         )
+
+    def _list(self, resource: str, request: Request) -> Response:
+        """One page: ``limit`` objects from the offset a ``continue`` token names (all when no limit)."""
+        limit = int(request.query_params.get("limit") or 0)
+        start = int(request.query_params.get("continue") or 0)
+        with self._lock:
+            self.lists[resource] += not start
+            self.pages[resource] += 1
+            keys = sorted(self.objects[resource])
+            end = start + limit if limit else len(keys)
+            items = [
+                {k: v for k, v in self.objects[resource][key].items() if k not in ("kind", "apiVersion")}
+                for key in keys[start:end]
+            ]
+            meta: dict[str, Any] = {"resourceVersion": str(self.rv)}
+            if end < len(keys):
+                meta["continue"] = str(end)
+        return JSONResponse(
+            {"kind": KINDS[resource] + "List", "apiVersion": "v1", "metadata": meta, "items": items}
+        )
+
+    def _discovery(self, group: str, version: str) -> Response:
+        """The APIResourceList of a group version (``/api/v1``: the core group), as served."""
+        served = {
+            "": (CORE, ("v1",)),
+            "resource.k8s.io": (DRA, self.dra_versions),
+            "kueue.x-k8s.io": (KUEUE, self.kueue_versions),
+            "scheduling.k8s.io": (SCHEDULING, self.scheduling_versions),
+            "storage.k8s.io": (STORAGE, ("v1",)),
+            "data.fluid.io": (FLUID, self.fluid_versions),
+            "trainer.kubeflow.org": (TRAINER, self.trainer_versions),
+        }
+        resources, versions = served.get(group, (set(), ()))
+        if version not in versions:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        listed = [
+            {"name": r, "kind": KINDS[r], "namespaced": r not in CLUSTER_SCOPED, "verbs": ["list", "watch"]}
+            for r in sorted(resources)
+        ]
+        listed += [
+            {"name": f"{r}/status", "kind": KINDS[r], "namespaced": r not in CLUSTER_SCOPED}
+            for r in sorted(resources)
+        ]
+        group_version = f"{group}/{version}" if group else version
+        return JSONResponse({"kind": "APIResourceList", "groupVersion": group_version, "resources": listed})
 
     async def _configmap(self, request: Request) -> Response:
         namespace = request.path_params["namespace"]
@@ -271,7 +317,9 @@ class FakeAPIServer:
         meta = {**(body.get("metadata") or {}), "namespace": key[0], "name": key[1]}
         meta.update(resourceVersion=str(self.rv), uid=uid or f"configmap-{key[1]}-{self.rv}")
         obj = {"apiVersion": "v1", "kind": "ConfigMap", **body, "metadata": meta}
+        existed = key in self.configmaps
         self.configmaps[key] = obj
+        self.history["configmaps"].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
         return obj
 
     def _watch(self, resource: str, request: Request) -> Response:
