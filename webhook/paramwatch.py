@@ -228,6 +228,32 @@ class ParamAPI:
         return fetch
 
 
+def list_params(
+    api_client: Any,
+    policies: Iterable[Policy],
+    *,
+    max_objects: int = MAX_OBJECTS,
+    max_bytes: int = MAX_BYTES,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """One read of the param objects ``policies`` read (a scan of the cluster), within the same bounds as
+    the informers: the objects, and how many were left out by kind. A kind not served has none."""
+    kinds = param_kinds(policies)
+    api = ParamAPI(api_client, kinds, max_objects=max_objects, max_bytes=max_bytes)
+    objects: list[dict[str, Any]] = []
+    for key in kinds:
+        token: str | None = None
+        try:
+            while True:
+                page = api.list(key, continue_token=token)
+                objects.extend(page["items"])
+                token = page["metadata"].get("continue") or None
+                if not token:
+                    break
+        except NotServed:
+            continue
+    return objects, api.dropped()
+
+
 def _text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 

@@ -17,7 +17,7 @@ from tests.unit.webhook.fake_apiserver import FakeAPIServer
 from webhook.app import create_app
 from webhook.cluster import ClusterInventory, api_from_config
 from webhook.paramrefs import param_kinds
-from webhook.paramwatch import MAX_OBJECT_BYTES, ParamInventory
+from webhook.paramwatch import MAX_OBJECT_BYTES, ParamInventory, list_params
 from webhook.server import services_from
 from webhook.settings import Settings
 
@@ -251,3 +251,16 @@ def test_param_kinds_come_from_the_bindings(tmp_path: Path) -> None:
     kind = kinds["ConfigMap.v1"]
     labelled = {"metadata": {"name": "a", "namespace": "x", "labels": {"policyengine.io/param": "registry"}}}
     assert kind.wants(labelled) and not kind.wants({"metadata": {"name": "a", "namespace": "x"}})
+
+
+def test_a_scan_reads_the_param_objects_once_within_the_bounds(tmp_path: Path, fake: FakeAPIServer) -> None:
+    label = {"labels": {"policyengine.io/param": "registry"}}
+    for i in range(120):
+        _registry(fake, f"p{i:03d}", "x/", namespace="apps", **label)
+    _registry(fake, "unlabelled", "x/", namespace="apps")
+    api = api_from_config(host=f"http://127.0.0.1:{fake.port}")
+    objects, left_out = list_params(api.api_client, _selector_policies(tmp_path))
+    assert len(objects) == 120 and {o["kind"] for o in objects} == {"ConfigMap"}
+    assert left_out == {} and fake.pages["configmaps"] == 3  # paged: 50 + 50 + 21
+    objects, left_out = list_params(api.api_client, _selector_policies(tmp_path), max_objects=100)
+    assert len(objects) == 100 and left_out == {"ConfigMap.v1": 20}  # the rest of the page read
