@@ -264,3 +264,22 @@ def test_a_scan_reads_the_param_objects_once_within_the_bounds(tmp_path: Path, f
     assert left_out == {} and fake.pages["configmaps"] == 3  # paged: 50 + 50 + 21
     objects, left_out = list_params(api.api_client, _selector_policies(tmp_path), max_objects=100)
     assert len(objects) == 100 and left_out == {"ConfigMap.v1": 20}  # the rest of the page read
+
+
+def test_a_param_kind_the_cluster_does_not_serve_has_no_params(tmp_path: Path, fake: FakeAPIServer) -> None:
+    from policyengine.policyset import load_policy_set
+
+    custom = POLICY.replace(
+        "{apiVersion: v1, kind: ConfigMap}", "{apiVersion: example.com/v1, kind: Registry}"
+    )
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "registry.yaml").write_text(custom.replace("{paramRef}", BY_NAME % ("r", "Deny")))
+    inventory = _params_inventory(fake)
+    inventory.follow(load_policy_set([str(tmp_path / "p")], include_bundled=False).policies)
+    inventory.start()
+    try:
+        _wait(lambda: inventory.status()["ready"], "the discovery answer")
+        detail = inventory.status()["params"]["Registry.example.com/v1"]
+        assert detail["objects"] == 0 and detail["lastError"] == "not served by the API server"
+    finally:
+        inventory.stop()
