@@ -75,6 +75,7 @@ async def _start(services: WebhookServices) -> None:
     the server, not ready, and is retried when the files change."""
     if not services.policies.ready:
         _report(services, await asyncio.to_thread(services.policies.reload), False, "startup")
+    await asyncio.to_thread(_follow, services)
     deadline = time.monotonic() + services.startup_wait
     while not services.inventory.status()["ready"] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -97,9 +98,20 @@ async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:
             if forced or await asyncio.to_thread(policies.changed):
                 outcome = await asyncio.to_thread(policies.reload, forced)
                 _report(services, outcome, forced)
+                if outcome.ok:
+                    await asyncio.to_thread(_follow, services)
                 retry = forced and outcome.result == "unstable"
         except Exception:  # the watch itself must survive anything a filesystem does
             get_logger().exception("policy watch failed")
+
+
+def _follow(services: WebhookServices) -> None:
+    """An inventory that watches what the policy set reads (the param objects of its VAP bindings)
+    follows the set served."""
+    follow = getattr(services.inventory, "follow", None)
+    engine = services.policies.engine
+    if follow is not None and engine is not None:
+        follow(engine.policy_set.policies)
 
 
 def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, trigger: str = "") -> None:

@@ -60,12 +60,14 @@ def engine_loader(settings: Settings) -> Callable[[], Engine]:
 def inventory_source(settings: Settings, telemetry: Telemetry | None = None) -> InventorySource:
     if settings.kube:
         from webhook.cluster import ClusterInventory, api_from_config
+        from webhook.paramwatch import ParamInventory
 
         def relisted(resource: str, reason: str) -> None:
             if telemetry is not None:
                 telemetry.add("relists", 1, resource=resource, reason=reason)
 
-        return ClusterInventory(api_from_config(settings.kubeconfig), on_relist=relisted)
+        api = api_from_config(settings.kubeconfig)
+        return ParamInventory(ClusterInventory(api, on_relist=relisted), api.api_client)
     if settings.inventory:
         from policyengine.inventory import from_documents
         from policyengine.loader import read_documents

@@ -22,7 +22,7 @@ from policyengine.scan import background_engine, scan
 from tests.helpers import run_cli, write
 
 ROOT = Path(__file__).resolve().parents[3]
-GOVERNANCE = ROOT / "examples" / "governance" / "governance.yaml"
+GOVERNANCE = ROOT / "examples" / "config-reference" / "governance.yaml"
 
 
 def inventory_of_examples(tmp_path: Path) -> Path:

@@ -54,7 +54,11 @@ KINDS = {
     "datasets": "Dataset",
     "trainingruntimes": "TrainingRuntime",
     "clustertrainingruntimes": "ClusterTrainingRuntime",
+    "configmaps": "ConfigMap",
 }
+CORE = {"namespaces", "pods", "persistentvolumeclaims", "persistentvolumes", "configmaps"}
+CLUSTER_SCOPED = {"namespaces", "persistentvolumes", "deviceclasses", "resourceslices", "storageclasses"}
+CLUSTER_SCOPED |= {"clusterqueues", "resourceflavors", "clustertrainingruntimes"}
 DRA = {"resourceclaims", "resourceclaimtemplates", "deviceclasses", "resourceslices"}
 SCHEDULING = {"podgroups"}  # scheduling.k8s.io
 KUEUE = {"clusterqueues", "localqueues", "resourceflavors"}
@@ -63,17 +67,6 @@ FLUID = {"datasets"}  # data.fluid.io
 TRAINER = {"trainingruntimes", "clustertrainingruntimes"}  # trainer.kubeflow.org
 
 
-CLUSTER_SCOPED = {
-    "namespaces",
-    "deviceclasses",
-    "resourceslices",
-    "clusterqueues",
-    "resourceflavors",
-    "storageclasses",
-    "persistentvolumes",
-    "clustertrainingruntimes",
-}
-CORE = {"namespaces", "pods", "persistentvolumeclaims", "persistentvolumes"}
 CustomKey = tuple[str, str, str]  # (group, version, plural)
 
 
@@ -107,8 +100,10 @@ class FakeAPIServer:
         # (group, version, plural, namespace, name) -> object, served to GET only; the GETs seen
         self.workloads: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         self.gets: list[str] = []
-        # ConfigMaps: (namespace, name) -> object; the requests seen ("GET name", "PUT name", ...)
-        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
+        # ConfigMaps: (namespace, name) -> object, listed and watched like the others (``put``) and served
+        # to GET, POST and PUT; the requests seen ("GET name", "PUT name", ...)
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = self.objects["configmaps"]
+        self.pages = {r: 0 for r in KINDS}  # list pages served (a list with ?limit= is paged)
         self.configmap_requests: list[str] = []
         self.conflicts = 0  # answer the next N replaces with 409 Conflict
         self.conflicts_sent = 0
@@ -251,19 +246,7 @@ class FakeAPIServer:
                 return JSONResponse({"kind": "Status", "code": 404}, status_code=404)
             if request.query_params.get("watch") in ("true", "1"):
                 return self._watch(resource, request)
-            with self._lock:
-                self.lists[resource] += 1
-                items = [
-                    {k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
-                    for o in self.objects[resource].values()
-                ]
-                body = {
-                    "kind": KINDS[resource] + "List",
-                    "apiVersion": "v1",
-                    "metadata": {"resourceVersion": str(self.rv)},
-                    "items": items,
-                }
-            return JSONResponse(body)
+            return self._list(resource, request)
 
         async def get_one(request: Request) -> Response:
             p = request.path_params
@@ -451,6 +434,26 @@ class FakeAPIServer:
         self.custom[key][(namespace, name)] = obj
         return obj
 
+    def _list(self, resource: str, request: Request) -> Response:
+        """One page: ``limit`` objects from the offset a ``continue`` token names (all when no limit)."""
+        limit = int(request.query_params.get("limit") or 0)
+        start = int(request.query_params.get("continue") or 0)
+        with self._lock:
+            self.lists[resource] += not start
+            self.pages[resource] += 1
+            keys = sorted(self.objects[resource])
+            end = start + limit if limit else len(keys)
+            items = [
+                {k: v for k, v in self.objects[resource][key].items() if k not in ("kind", "apiVersion")}
+                for key in keys[start:end]
+            ]
+            meta: dict[str, Any] = {"resourceVersion": str(self.rv)}
+            if end < len(keys):
+                meta["continue"] = str(end)
+        return JSONResponse(
+            {"kind": KINDS[resource] + "List", "apiVersion": "v1", "metadata": meta, "items": items}
+        )
+
     async def _configmap(self, request: Request) -> Response:
         namespace = request.path_params["namespace"]
         body = json.loads(await request.body()) if request.method in ("POST", "PUT") else {}
@@ -496,7 +499,9 @@ class FakeAPIServer:
         meta = {**(body.get("metadata") or {}), "namespace": key[0], "name": key[1]}
         meta.update(resourceVersion=str(self.rv), uid=uid or f"configmap-{key[1]}-{self.rv}")
         obj = {"apiVersion": "v1", "kind": "ConfigMap", **body, "metadata": meta}
+        existed = key in self.configmaps
         self.configmaps[key] = obj
+        self.history["configmaps"].append((self.rv, "MODIFIED" if existed else "ADDED", obj))
         return obj
 
     def _watch(self, resource: str, request: Request) -> Response:
