@@ -10,6 +10,7 @@ a DNS-1123 subdomain or data over 1 MiB is 422 Invalid, a create of an existing 
 a replace whose metadata.resourceVersion is not the current one 409 Conflict; ``conflicts`` answers the
 next N replaces with 409 Conflict anyway, ``race_create`` stores an object just before a create is
 answered (another replica won the race), ``configmap_failure`` answers every ConfigMap request with it.
+Leases (coordination.k8s.io/v1) are served by ``fake_leases.FakeLeases``, at ``leases``.
 Runs under uvicorn on 127.0.0.1 in a thread.
 """
 
@@ -29,6 +30,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.unit.webhook.fake_leases import FakeLeases
 
 KINDS = {
     "namespaces": "Namespace",
@@ -93,6 +96,7 @@ class FakeAPIServer:
         self.conflicts_sent = 0
         self.race_create: dict[str, Any] | None = None  # stored just before the next create is answered
         self.configmap_failure: int | None = None  # an HTTP status every ConfigMap request gets
+        self.leases = FakeLeases()  # coordination.k8s.io/v1 Leases (fake_leases.py)
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -213,6 +217,7 @@ class FakeAPIServer:
 
         return Starlette(
             routes=[
+                *self.leases.routes(),
                 Route(
                     "/api/v1/namespaces/{namespace}/configmaps/{name}",
                     self._configmap,
