@@ -17,7 +17,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -237,6 +237,29 @@ class LeaderElector:
         while not self._stopping.is_set():
             self.step()
             self._stopping.wait(self.retry_period)
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def elector_from(kubeconfig: str | None, env: Mapping[str, str]) -> LeaderElector:
+    """The election over the cluster's API: the Lease in the pod's namespace (``POD_NAMESPACE``, else the
+    service account's, else ``default``), this replica named by ``POD_NAME`` (else ``HOSTNAME``) plus a
+    random suffix, so that a restarted pod is a new candidate."""
+    from webhook.cluster import api_client_from_config
+
+    namespace = env.get("POD_NAMESPACE") or _file_text(SERVICE_ACCOUNT_NAMESPACE) or "default"
+    name = env.get("POD_NAME") or env.get("HOSTNAME") or "policyengine"
+    api = KubernetesLeaseAPI(api_client_from_config(kubeconfig), namespace)
+    return LeaderElector(api, f"{name}-{uuid.uuid4().hex[:8]}")
+
+
+def _file_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(256).strip()
+    except OSError:
+        return ""
 
 
 def _micro_time() -> str:
