@@ -102,6 +102,8 @@ def background_from(
         cpu_share=settings.background_cpu,
         leads=(lambda: leader.is_leader) if leader is not None else (lambda: True),
     )
+    if leader is not None:  # a replica that takes over publishes at once, not an interval later
+        leader.on_change = lambda leading: scanner.trigger() if leading else None
     return scanner, leader
 
 

@@ -69,3 +69,6 @@ def test_with_kube_the_replica_publishes_only_while_it_holds_the_lease(
     assert services.leader.identity.startswith("policyengine-7f9c-")
     assert getattr(services.leader.api, "namespace", None) == "policyengine-system"
     assert services.background.leads() is False  # not elected yet
+    assert services.leader.on_change is not None
+    services.leader.on_change(True)  # elected: the next pass starts at once
+    assert services.background._wake.is_set()
