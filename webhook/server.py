@@ -29,8 +29,10 @@ from policyengine.errors import UsageError
 from policyengine.policyset import load_policy_set
 from policyengine.scale import ParentLookup
 from webhook.app import WebhookServices, create_app
+from webhook.background import BackgroundScanner
 from webhook.connections import ConnectionLimits, GuardedConfig, listen, log_started, run_server
 from webhook.inventories import InventorySource, StaticInventory
+from webhook.leader import LeaderElector, elector_from
 from webhook.logs import configure, get_logger, log_config
 from webhook.policies import LivePolicies
 from webhook.recorder import DecisionRecorder, NullRecorder
@@ -86,6 +88,27 @@ def parent_lookup(settings: Settings) -> ParentLookup | None:
     return parents_from_config(settings.kubeconfig, max_bytes=settings.max_body)
 
 
+def background_from(
+    settings: Settings, policies: LivePolicies, inventory: InventorySource, telemetry: Telemetry
+) -> tuple[BackgroundScanner | None, LeaderElector | None]:
+    """With --background-interval: the scanner, and with --kube the Lease election of the replica that
+    publishes (without --kube this process is the only one that sees its inventory: it publishes)."""
+    if not settings.background_interval:
+        return None, None
+    leader = elector_from(settings.kubeconfig, os.environ) if settings.kube else None
+    scanner = BackgroundScanner(
+        policies,
+        inventory,
+        telemetry,
+        interval=settings.background_interval,
+        cpu_share=settings.background_cpu,
+        leads=(lambda: leader.is_leader) if leader is not None else (lambda: True),
+    )
+    if leader is not None:  # a replica that takes over publishes at once, not an interval later
+        leader.on_change = lambda leading: scanner.trigger() if leading else None
+    return scanner, leader
+
+
 def recorder_from(settings: Settings) -> DecisionRecorder:
     """The audit log the settings name (each worker process opens its own connection), else none."""
     if not settings.audit_log or not settings.audit_key:
@@ -118,9 +141,11 @@ def services_from(
     if engine is not None:
         policies.serve(engine)
     telemetry = build_telemetry(env)
+    inventory = inventory_source(settings, telemetry)
+    background, leader = background_from(settings, policies, inventory, telemetry)
     return WebhookServices(
         policies=policies,
-        inventory=inventory_source(settings, telemetry),
+        inventory=inventory,
         recorder=recorder or recorder_from(settings),
         telemetry=telemetry,
         max_body=settings.max_body,
@@ -132,6 +157,8 @@ def services_from(
         handle_sighup=handle_sighup,
         parents=parent_lookup(settings),
         ledger=ledger_from(settings, telemetry, _kube_api(settings)),
+        background=background,
+        leader=leader,
     )
 
 

@@ -56,6 +56,8 @@ class Settings:
     audit_api_max_queries: int = 2  # queries answered at once; more are refused with 503
     reservations: str | None = None  # memory | kube | postgresql://…; None: kube with --kube, else memory
     reservation_ttl: float = 120.0  # seconds a reservation lasts when its workload's pods never appear
+    background_interval: float | None = None  # seconds between background scans; None: no scans
+    background_cpu: float = 0.25  # the scan's share of one core
 
     @property
     def watched(self) -> tuple[str, ...]:

@@ -17,6 +17,8 @@ ClusterReports, served to list (with a labelSelector), GET, create, replace and 
 every report body created or replaced; ``endless_pages`` makes every custom list page empty with a
 ``continue`` token (a hostile server), ``forbidden`` answers their lists 403 and
 ``custom_conflicts`` the next N replaces 409 Conflict.
+
+Leases (coordination.k8s.io/v1) are served by ``fake_leases.FakeLeases``, at ``leases``.
 Runs under uvicorn on 127.0.0.1 in a thread.
 """
 
@@ -36,6 +38,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.unit.webhook.fake_leases import FakeLeases
 
 KINDS = {
     "namespaces": "Namespace",
@@ -117,6 +121,8 @@ class FakeAPIServer:
         self.endless_pages = False  # hostile: every custom list page is empty and says there is more
         self.forbidden: set[str] = set()  # custom plurals whose list is answered 403 Forbidden
         self.custom_conflicts = 0  # answer the next N custom replaces with 409 Conflict
+
+        self.leases = FakeLeases()  # coordination.k8s.io/v1 Leases (fake_leases.py)
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -263,6 +269,7 @@ class FakeAPIServer:
 
         return Starlette(
             routes=[
+                *self.leases.routes(),
                 Route(
                     "/api/v1/namespaces/{namespace}/configmaps/{name}",
                     self._configmap,
