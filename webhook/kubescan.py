@@ -127,18 +127,26 @@ def _among(value: str, allowed: Iterable[str]) -> bool:
 
 
 def wanted(
-    resources: Sequence[APIResource], policies: Sequence[Policy], kinds: Sequence[str]
+    resources: Sequence[APIResource],
+    policies: Sequence[Policy],
+    kinds: Sequence[str],
+    *,
+    with_inventory: bool = True,
 ) -> list[APIResource]:
     """The resources to read: those a scanned policy may match (narrowed by ``kinds``, names such as
-    ``TrainJob``, ``trainjobs`` or ``trainjobs.trainer.kubeflow.org``), plus what the inventory needs."""
+    ``TrainJob``, ``trainjobs`` or ``trainjobs.trainer.kubeflow.org``), plus what the inventory needs.
+    Without ``with_inventory`` (the webhook: its informers hold those) the inventory's are left out."""
     chosen = {k.lower() for k in kinds}
     out = []
     for r in resources:
+        held = r.plural in RESOURCES and r.kind == RESOURCES[r.plural]
+        if held and not with_inventory:
+            continue
         named = not chosen or bool(
             {r.kind.lower(), r.plural, r.label, f"{r.kind.lower()}.{r.group}"} & chosen
         )
         matched = named and any(may_match(p.match, r) for p in policies if p.background)
-        if matched or (r.plural in RESOURCES and r.kind == RESOURCES[r.plural]):
+        if matched or held:
             out.append(r)
     return out
 
@@ -150,11 +158,16 @@ class ClusterRead:
 
 
 def read_cluster(
-    rest: KubeRest, policies: Sequence[Policy], *, kinds: Sequence[str] = (), max_objects: int
+    rest: KubeRest,
+    policies: Sequence[Policy],
+    *,
+    kinds: Sequence[str] = (),
+    max_objects: int,
+    with_inventory: bool = True,
 ) -> ClusterRead:
     """Every object of the resources ``wanted`` names, with apiVersion and kind set on each."""
     read = ClusterRead()
-    for resource in wanted(discover(rest), policies, kinds):
+    for resource in wanted(discover(rest), policies, kinds, with_inventory=with_inventory):
         try:
             read.objects += list_all(rest, resource, limit=max_objects - len(read.objects))
         except _Unread as err:
