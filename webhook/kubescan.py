@@ -13,6 +13,7 @@ A resource the API server will not list (403, 404, ...) is left out and named.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -23,6 +24,7 @@ from policyengine.reports import openreports
 from webhook.cluster import RESOURCES
 
 PAGE = 500
+KEPT_REQUESTS = 10_000
 REPORTS_GROUP, REPORTS_VERSION = openreports.API_VERSION.split("/")
 _REPORTS = f"/apis/{REPORTS_GROUP}/{REPORTS_VERSION}"
 
@@ -34,9 +36,11 @@ class ScanSourceError(Exception):
 class KubeRest:
     """Plain JSON requests through the official client's ApiClient (its auth, TLS and proxy settings)."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, *, keep: int = KEPT_REQUESTS) -> None:
         self.api_client = api_client
-        self.requests: list[str] = []  # "METHOD path": what was asked, for the RBAC the docs give
+        # "METHOD path": the last requests asked, for the RBAC the docs give (bounded: the webhook's
+        # background scan asks again every pass, for as long as it runs)
+        self.requests: deque[str] = deque(maxlen=keep)
 
     def request(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None

@@ -221,3 +221,32 @@ def test_every_call_of_a_background_pass_is_granted_by_the_rbac(
         needed.add((CLUSTER, group, resource, verb))
     assert needed, "the pass made no call"
     assert needed - required() == set(), "the background pass calls what deploy/rbac.yaml does not grant"
+
+
+def test_hostile_a_server_paging_forever_fails_the_pass_at_the_bound_and_keeps_the_reports(
+    tmp_path: Path, fake: FakeAPIServer, cluster: ClusterInventory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook.bgcluster import ClusterObjects
+
+    fake.put_object("trainjobs", workload(TRAINER, "finetune", "train", None))
+    scanner, leader = _scanner(tmp_path, fake, cluster, monkeypatch)
+    assert leader.step() and _pass(scanner) is not None
+    before, writes = _stored(fake), len(fake.written)
+    reader = scanner.objects
+    assert isinstance(reader, ClusterObjects)
+    reader.max_objects = len(cluster.current().namespaces) + len(cluster.current().objects) + 20
+    fake.endless_pages = True
+    lists = len(fake.custom_lists)
+
+    assert _pass(scanner) is None
+    assert len(fake.custom_lists) - lists <= 22  # one resource paged to the bound, then the pass stopped
+    assert _stored(fake) == before and len(fake.written) == writes
+
+
+def test_the_requests_a_long_running_reader_remembers_are_bounded(fake: FakeAPIServer) -> None:
+    from webhook.kubescan import KubeRest, discover
+
+    rest = KubeRest(api_from_config(host=f"http://127.0.0.1:{fake.port}").api_client, keep=3)
+    for _ in range(3):
+        discover(rest)
+    assert len(rest.requests) == 3
