@@ -226,7 +226,8 @@ class BackgroundScanner:
         background = self._background(engine)
         try:
             inventory = self.inventory.current()
-            objects = self.objects(inventory, background.policy_set.policies)
+            with self.limiter.measured():  # reading the cluster (JSON decoding) is the scan's CPU too
+                objects = self.objects(inventory, background.policy_set.policies)
             done = scan_pass(
                 background,
                 objects,
