@@ -10,13 +10,13 @@ the inventory and ``now``, so the CLI and the webhook's background thread share 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from policyengine.cel import DEFAULT_BUDGET, Budget
 from policyengine.engine import Engine
-from policyengine.gate import CheckReport, check_documents, is_object
+from policyengine.gate import Checked, CheckReport, check_documents, is_object
 from policyengine.inventory import from_documents
 from policyengine.loader import Document
 from policyengine.match import gvk_of, gvr_of
@@ -58,14 +58,16 @@ def scan(
     *,
     inventory: Inventory | None,
     now: datetime,
+    after_each: Callable[[Checked], None] | None = None,
 ) -> CheckReport:
     """Judge every object as it stands: one ``Checked`` (document and decision) per object, in order.
 
     ``engine`` should come from ``background_engine``; ``inventory`` is the cluster the objects live in
     (namespaces, pods, claims, runtimes...); None takes it from the objects themselves. Objects that are
-    not Kubernetes objects are listed as skipped, as ``check`` lists them."""
+    not Kubernetes objects are listed as skipped, as ``check`` lists them. ``after_each`` is called after
+    each object's decision (the webhook's background thread paces itself and stops there)."""
     world = inventory if inventory is not None else from_documents(d.data for d in objects)
-    return check_documents(engine, objects, inventory=world, now=now)
+    return check_documents(engine, objects, inventory=world, now=now, after_each=after_each)
 
 
 def scan_objects(

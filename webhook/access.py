@@ -11,6 +11,7 @@ declared here by method (``CLIENT_CALLS``), so that a new call without its rule 
 from __future__ import annotations
 
 from policyengine.scale import REPLICAS_AT
+from webhook.bgcluster import DEFAULT_RESOURCES
 from webhook.cluster import CORE, GROUPS, RESOURCES
 
 CLUSTER = "ClusterRole"
@@ -44,6 +45,13 @@ LEADER_ELECTION = frozenset(
 )
 
 
+# The background pass (serve --kube --background-interval) lists the AI workloads --background-kinds
+# names, by default these; another kind needs a list rule of its own, or the pass fails and names it. Its
+# discovery reads (/api, /apis, /apis/<group>/<version>) are non-resource URLs every authenticated user
+# may GET (the cluster's system:discovery ClusterRole): no rule here.
+BACKGROUND_READS = frozenset((CLUSTER, group, resource, "list") for group, resource in DEFAULT_RESOURCES)
+
+
 def watched() -> set[Rule]:
     """list and watch on each resource an informer reads."""
     groups = {r: "" for r in CORE} | {r: group for r, (group, _) in GROUPS.items()}
@@ -54,4 +62,4 @@ def watched() -> set[Rule]:
 def required() -> set[Rule]:
     """Every rule the webhook needs: what ``deploy/rbac.yaml`` must grant, no more, no less."""
     calls = {rule for rules in CLIENT_CALLS.values() for rule in rules}
-    return watched() | calls | REPORT_WRITES | LEADER_ELECTION
+    return watched() | calls | REPORT_WRITES | LEADER_ELECTION | BACKGROUND_READS

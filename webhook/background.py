@@ -1,9 +1,11 @@
-"""The background scan (``serve --background-interval``): every object the inventory holds re-evaluated
-against the served policy set, on an interval and after every reload of the policies or GovernanceConfig.
+"""The background scan (``serve --background-interval``): every object the inventory holds (and with
+--kube, the AI workloads read from the API server: ``webhook.bgcluster``) re-evaluated against the served
+policy set, on an interval and after every reload of the policies or GovernanceConfig.
 
-Each object is judged as the CREATE request the API server would send for it (as ``check`` does): no
-``oldObject``, an empty ``userInfo``, and no GPU reservation made. Policies that only make sense at
-admission opt out (``policyengine.io/background: "false"``, or Kyverno's background switch). The scan runs
+Each object is judged by the core scan (``policyengine.scan``, as ``policyengine scan`` judges it): the
+CREATE request the API server would send for it, no ``oldObject``, an empty ``userInfo``, and no GPU
+reservation made. Policies that only make sense at admission opt out (``policyengine.io/background:
+"false"``, or Kyverno's background switch: ``Policy.background``). The scan runs
 in a thread of its own with an Engine of its own (its own CEL budget, ``BACKGROUND_BUDGET``) and a CPU rate
 limit (``webhook.cpulimit``), and shares no lock with admission but the inventory's snapshot read. A pass's
 decisions, grouped by namespace, go to a ``ReportSink`` while this replica leads (``webhook.leader``);
@@ -21,13 +23,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from policyengine.cel import Budget
-from policyengine.codec import request_from_manifest
 from policyengine.engine import Engine
-from policyengine.model import Decision, Inventory, Request
+from policyengine.gate import Checked
+from policyengine.model import Decision, Inventory, Policy
+from policyengine.scan import background_engine, documents_of, scan
 from webhook.cpulimit import DEFAULT_SHARE, CpuLimiter
-from webhook.inventories import InventorySource, with_namespace
+from webhook.inventories import InventorySource
 from webhook.logs import get_logger
-from webhook.optout import background_engine
 from webhook.policies import LivePolicies
 from webhook.telemetry import Telemetry
 from webhook.violations import DEFAULT_MAX_NAMESPACES, ViolationGauge
@@ -36,6 +38,14 @@ from webhook.violations import DEFAULT_MAX_NAMESPACES, ViolationGauge
 # bound as admission, half its time.
 BACKGROUND_BUDGET = Budget(max_cost=1_000_000, max_seconds=0.5)
 POLL = 1.0  # seconds between looks at the served set's digest (a reload starts a pass within this)
+# What a pass judges: the objects, from the inventory (and with --kube, the API server); raises when they
+# cannot all be read, and the pass is then not published.
+ObjectSource = Callable[[Inventory, Sequence[Policy]], Sequence[Any]]
+
+
+def inventory_objects(inventory: Inventory, policies: Sequence[Policy]) -> list[Any]:
+    """What a pass judges without --kube: the namespaces and objects the inventory holds."""
+    return [*inventory.namespaces.values(), *inventory.objects]
 
 
 class ReportSink(Protocol):
@@ -72,15 +82,13 @@ class ScanPass:
     seconds: float = 0.0
 
 
-def as_create(obj: Mapping[str, Any]) -> Request:
-    """The CREATE request for an existing object: no oldObject, an empty userInfo, the object's uid."""
-    meta = obj.get("metadata")
-    uid = meta.get("uid") if isinstance(meta, Mapping) else None
-    return request_from_manifest(obj, operation="CREATE", uid=str(uid) if uid else None)
+class _Stopped(Exception):
+    """The scanner was stopped mid-pass."""
 
 
-def scan(
+def scan_pass(
     engine: Engine,
+    objects: Sequence[Any],
     inventory: Inventory,
     *,
     now: datetime,
@@ -88,36 +96,35 @@ def scan(
     on_object: Callable[[int], None] | None = None,
     cancelled: threading.Event | None = None,
 ) -> ScanPass | None:
-    """Evaluate every namespace and object of ``inventory``; ``on_object(n)`` is called after the n-th.
-    None when ``cancelled`` was set before the pass ended."""
+    """Judge ``objects`` against ``inventory`` through the core scan (``policyengine.scan``: each object
+    as its CREATE request, as ``scan`` and ``check`` judge it); ``on_object(n)`` is called after the n-th,
+    and the limiter charged there. None when ``cancelled`` was set before the pass ended."""
     started = time.perf_counter()
     out = ScanPass(engine.digest)
-    for obj in (*inventory.namespaces.values(), *inventory.objects):
-        if cancelled is not None and cancelled.is_set():
-            return None
-        if not isinstance(obj, Mapping):
-            continue
+    mark = limiter.mark() if limiter is not None else 0.0
+
+    def after_each(checked: Checked) -> None:
+        nonlocal mark
         if limiter is not None:
-            with limiter.measured():
-                decision = _evaluate(engine, inventory, obj, now)
-        else:
-            decision = _evaluate(engine, inventory, obj, now)
+            mark = limiter.charge_since(mark)
         out.objects += 1
-        if decision is not None and decision.results:
+        decision = checked.decision
+        if decision.results:
             ns = decision.request.namespace
             (out.by_namespace.setdefault(ns, []) if ns else out.cluster).append(decision)
         if on_object is not None:
             on_object(out.objects)
+        if cancelled is not None and cancelled.is_set():
+            raise _Stopped
+
+    if cancelled is not None and cancelled.is_set():
+        return None
+    try:
+        scan(engine, documents_of(objects), inventory=inventory, now=now, after_each=after_each)
+    except _Stopped:
+        return None
     out.seconds = time.perf_counter() - started
     return out
-
-
-def _evaluate(engine: Engine, inventory: Inventory, obj: Mapping[str, Any], now: datetime) -> Decision | None:
-    try:
-        request = as_create(obj)
-    except Exception:  # an object the codec cannot read (no kind): nothing a policy could match
-        return None
-    return engine.evaluate(request, inventory=with_namespace(inventory, request.namespace), now=now)
 
 
 class BackgroundScanner:
@@ -137,6 +144,7 @@ class BackgroundScanner:
         leads: Callable[[], bool] = lambda: True,
         max_namespaces: int = DEFAULT_MAX_NAMESPACES,
         on_object: Callable[[int], None] | None = None,
+        objects: ObjectSource = inventory_objects,
     ) -> None:
         if interval <= 0:
             raise ValueError("the background interval must be positive")
@@ -148,6 +156,7 @@ class BackgroundScanner:
         self.sink: ReportSink = sink or LoggingSink()
         self.leads = leads
         self.on_object = on_object
+        self.objects = objects
         self.violations = ViolationGauge(max_namespaces)
         self.passes = 0
         self.last: ScanPass | None = None
@@ -209,21 +218,27 @@ class BackgroundScanner:
             self._wake.wait(min(POLL, max(0.0, due - time.monotonic())))
 
     def run_pass(self, engine: Engine) -> ScanPass | None:
-        """One pass over the inventory with ``engine``'s set; its results published while leading. A
-        pass that fails is logged and leaves the last one's metrics in place."""
+        """One pass with ``engine``'s set; its results published while leading. A pass that fails (the
+        objects cannot all be read, an evaluation crashed) is logged, publishes nothing and leaves the
+        last one's metrics in place: the reports keep the last complete pass."""
         log = get_logger()
         self._attempted = engine.digest
+        background = self._background(engine)
         try:
-            done = scan(
-                self._background(engine),
-                self.inventory.current(),
+            inventory = self.inventory.current()
+            with self.limiter.measured():  # reading the cluster (JSON decoding) is the scan's CPU too
+                objects = self.objects(inventory, background.policy_set.policies)
+            done = scan_pass(
+                background,
+                objects,
+                inventory,
                 now=datetime.now(UTC),
                 limiter=self.limiter,
                 on_object=self.on_object,
                 cancelled=self._stopping,
             )
-        except Exception:
-            log.exception("background scan failed")
+        except Exception as err:
+            log.exception("background scan failed; the last reports stay", extra={"error": str(err)})
             return None
         if done is None:  # stopped mid-pass: a partial pass is no report
             return None
@@ -246,5 +261,5 @@ class BackgroundScanner:
         per policy set)."""
         cached = self._engine
         if cached is None or cached[0] != engine.digest:
-            cached = self._engine = (engine.digest, background_engine(engine.policy_set, self.budget))
+            cached = self._engine = (engine.digest, background_engine(engine.policy_set, budget=self.budget))
         return cached[1]

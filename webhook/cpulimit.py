@@ -51,6 +51,15 @@ class CpuLimiter:
         self._sleep(pause)
         return pause
 
+    def mark(self) -> float:
+        """The thread's CPU clock now: ``charge_since`` charges the work done after it."""
+        return self._cpu_clock()
+
+    def charge_since(self, mark: float) -> float:
+        """Charge the CPU time used since ``mark`` (pausing if due); returns the next mark."""
+        self.charge(self._cpu_clock() - mark)
+        return self._cpu_clock()
+
     @contextmanager
     def measured(self) -> Iterator[None]:
         """Charge the CPU time the block's thread used."""

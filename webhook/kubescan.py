@@ -13,6 +13,7 @@ A resource the API server will not list (403, 404, ...) is left out and named.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -23,6 +24,7 @@ from policyengine.reports import openreports
 from webhook.cluster import RESOURCES
 
 PAGE = 500
+KEPT_REQUESTS = 10_000
 REPORTS_GROUP, REPORTS_VERSION = openreports.API_VERSION.split("/")
 _REPORTS = f"/apis/{REPORTS_GROUP}/{REPORTS_VERSION}"
 
@@ -34,9 +36,11 @@ class ScanSourceError(Exception):
 class KubeRest:
     """Plain JSON requests through the official client's ApiClient (its auth, TLS and proxy settings)."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, *, keep: int = KEPT_REQUESTS) -> None:
         self.api_client = api_client
-        self.requests: list[str] = []  # "METHOD path": what was asked, for the RBAC the docs give
+        # "METHOD path": the last requests asked, for the RBAC the docs give (bounded: the webhook's
+        # background scan asks again every pass, for as long as it runs)
+        self.requests: deque[str] = deque(maxlen=keep)
 
     def request(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None
@@ -127,18 +131,26 @@ def _among(value: str, allowed: Iterable[str]) -> bool:
 
 
 def wanted(
-    resources: Sequence[APIResource], policies: Sequence[Policy], kinds: Sequence[str]
+    resources: Sequence[APIResource],
+    policies: Sequence[Policy],
+    kinds: Sequence[str],
+    *,
+    with_inventory: bool = True,
 ) -> list[APIResource]:
     """The resources to read: those a scanned policy may match (narrowed by ``kinds``, names such as
-    ``TrainJob``, ``trainjobs`` or ``trainjobs.trainer.kubeflow.org``), plus what the inventory needs."""
+    ``TrainJob``, ``trainjobs`` or ``trainjobs.trainer.kubeflow.org``), plus what the inventory needs.
+    Without ``with_inventory`` (the webhook: its informers hold those) the inventory's are left out."""
     chosen = {k.lower() for k in kinds}
     out = []
     for r in resources:
+        held = r.plural in RESOURCES and r.kind == RESOURCES[r.plural]
+        if held and not with_inventory:
+            continue
         named = not chosen or bool(
             {r.kind.lower(), r.plural, r.label, f"{r.kind.lower()}.{r.group}"} & chosen
         )
         matched = named and any(may_match(p.match, r) for p in policies if p.background)
-        if matched or (r.plural in RESOURCES and r.kind == RESOURCES[r.plural]):
+        if matched or held:
             out.append(r)
     return out
 
@@ -150,11 +162,16 @@ class ClusterRead:
 
 
 def read_cluster(
-    rest: KubeRest, policies: Sequence[Policy], *, kinds: Sequence[str] = (), max_objects: int
+    rest: KubeRest,
+    policies: Sequence[Policy],
+    *,
+    kinds: Sequence[str] = (),
+    max_objects: int,
+    with_inventory: bool = True,
 ) -> ClusterRead:
     """Every object of the resources ``wanted`` names, with apiVersion and kind set on each."""
     read = ClusterRead()
-    for resource in wanted(discover(rest), policies, kinds):
+    for resource in wanted(discover(rest), policies, kinds, with_inventory=with_inventory):
         try:
             read.objects += list_all(rest, resource, limit=max_objects - len(read.objects))
         except _Unread as err:

@@ -92,10 +92,23 @@ def background_from(
     settings: Settings, policies: LivePolicies, inventory: InventorySource, telemetry: Telemetry
 ) -> tuple[BackgroundScanner | None, LeaderElector | None]:
     """With --background-interval: the scanner, and with --kube the Lease election of the replica that
-    publishes (without --kube this process is the only one that sees its inventory: it publishes)."""
+    publishes (without --kube this process is the only one that sees its inventory: it publishes). With
+    --kube each pass also reads the AI workloads (``--background-kinds``) from the API server and the
+    leader writes the OpenReports; without it the pass judges what the inventory holds and logs a summary."""
     if not settings.background_interval:
         return None, None
     leader = elector_from(settings.kubeconfig, os.environ) if settings.kube else None
+    kube: dict[str, Any] = {}
+    if settings.kube:
+        from webhook.bgcluster import ClusterObjects, OpenReportsWriter
+        from webhook.cluster import api_client_from_config
+        from webhook.kubescan import KubeRest
+
+        rest = KubeRest(api_client_from_config(settings.kubeconfig))
+        kube["sink"] = OpenReportsWriter(rest)
+        kube["objects"] = ClusterObjects(
+            rest, kinds=settings.background_kinds, max_objects=settings.background_max_objects
+        )
     scanner = BackgroundScanner(
         policies,
         inventory,
@@ -103,6 +116,7 @@ def background_from(
         interval=settings.background_interval,
         cpu_share=settings.background_cpu,
         leads=(lambda: leader.is_leader) if leader is not None else (lambda: True),
+        **kube,
     )
     if leader is not None:  # a replica that takes over publishes at once, not an interval later
         leader.on_change = lambda leading: scanner.trigger() if leading else None

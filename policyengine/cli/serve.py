@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from policyengine.cli import auditing
+from policyengine.cli import auditing, servereads
 from policyengine.errors import UsageError
 
 
@@ -160,6 +160,7 @@ def _add_operations(p: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="the background scan's share of one core, in (0, 1] (default 0.25)",
     )
+    servereads.add_arguments(p)
     auditing.add_arguments(p)
     p.add_argument(
         "--audit-failure",
@@ -224,6 +225,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         reservation_ttl=args.reservation_ttl,
         background_interval=args.background_interval,
         background_cpu=args.background_cpu,
+        **servereads.settings(args),
     )
 
 
@@ -304,6 +306,7 @@ def _check_reservations(args: argparse.Namespace) -> None:
 
 
 def _check_background(args: argparse.Namespace) -> None:
+    servereads.check(args)
     if not 0 < args.background_cpu <= 1:
         raise UsageError(f"--background-cpu must be in (0, 1], not {args.background_cpu}")
     if args.background_interval and args.workers > 1:

@@ -13,16 +13,17 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from policyengine.codec import request_from_manifest
 from policyengine.engine import Engine
 from policyengine.model import Action, Decision, Inventory, Outcome, Result
 from policyengine.policyset import load_policy_set
+from policyengine.reports.openreports import resource_ref
 from tests.unit.webhook.builders import POLICIES, pod, review, write_policies
 from tests.unit.webhook.fake_apiserver import FakeAPIServer
 from webhook.app import WebhookServices, create_app
-from webhook.background import BackgroundScanner, as_create, scan
+from webhook.background import BackgroundScanner, scan_pass
 from webhook.cluster import ClusterInventory, api_from_config
 from webhook.inventories import StaticInventory
-from webhook.optout import opted_out
 from webhook.policies import LivePolicies
 from webhook.prometheus import parse_samples
 from webhook.telemetry import build_telemetry
@@ -134,7 +135,7 @@ def _policies(tmp_path: Path, quota: int) -> tuple[LivePolicies, Path]:
     def load() -> Engine:
         return Engine(load_policy_set([str(directory)], config_paths=[str(config)], include_bundled=True))
 
-    policies = LivePolicies(load, [str(directory), str(config)])
+    policies = LivePolicies(load, [str(directory), str(config)], allow_unconfigured=True)
     policies.serve(load())
     return policies, config
 
@@ -166,7 +167,7 @@ def test_a_background_pass_over_the_cluster_reports_the_violating_workloads(
     assert {d.request.operation for d in decisions} == {"CREATE"}
     assert all(d.request.old_object is None and d.request.user_info.username == "" for d in decisions)
     assert all(r.policy != "only-admins-create" for d in decisions for r in d.results)
-    assert {d.request.uid for d in by_namespace["apps"]} >= {"pods-web", "pods-latest"}  # the objects' uids
+    assert {resource_ref(d)["uid"] for d in by_namespace["apps"]} >= {"pods-web", "pods-latest"}
     metrics = list(parse_samples(scanner.telemetry.prometheus_text()))
     violations = {
         (s[1]["policy"], s[1]["namespace"]): s[2] for s in metrics if s[0] == "policyengine_violations"
@@ -211,8 +212,9 @@ def test_the_annotation_opts_a_policy_out_of_background_scans(tmp_path: Path) ->
     policies, _ = _policies(tmp_path, quota=16)
     engine = policies.engine
     assert engine is not None
-    assert "only-admins-create" in opted_out(engine.policy_set.policies)
-    assert "no-latest-tag" not in opted_out(engine.policy_set.policies)
+    switches = {p.name: p.background for p in engine.policy_set.policies}
+    assert switches["only-admins-create"] is False
+    assert switches["no-latest-tag"] is True
 
 
 def test_the_scan_is_paced_by_the_cpu_limit(tmp_path: Path) -> None:
@@ -225,14 +227,15 @@ def test_the_scan_is_paced_by_the_cpu_limit(tmp_path: Path) -> None:
     ticks = iter(x * 0.01 for x in range(100))  # each object costs 10 ms of CPU
     pauses: list[float] = []
     limiter = CpuLimiter(0.2, sleep=pauses.append, cpu_clock=lambda: next(ticks))
-    done = scan(engine, Inventory(objects=objects), now=_now(), limiter=limiter)
+    done = scan_pass(engine, objects, Inventory(objects=objects), now=_now(), limiter=limiter)
     assert done is not None and done.objects == 5
     assert pauses == pytest.approx([0.04] * 5)  # 10 ms of work at a 20 % share: 40 ms of pause each
 
 
 def test_hostile_a_hundred_thousand_namespaces_do_not_blow_up_metric_cardinality() -> None:
     def failing(ns: str) -> Decision:
-        request = as_create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns}})
+        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns}}
+        request = request_from_manifest(obj, operation="CREATE")
         result = Result(policy="no-latest-tag", action=Action.DENY, outcome=Outcome.FAIL, message="m")
         return Decision(request=request, results=(result,), allowed=False)
 

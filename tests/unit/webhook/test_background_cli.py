@@ -33,6 +33,7 @@ def test_bad_durations_are_refused(text: str) -> None:
         (["--background-cpu", "0"], "--background-cpu must be in (0, 1]"),
         (["--background-cpu", "2"], "--background-cpu must be in (0, 1]"),
         (["--background-interval", "10m", "--workers", "2"], "every worker would scan"),
+        (["--background-max-objects", "0"], "--background-max-objects must be positive"),
     ],
 )
 def test_bad_background_flags_are_usage_errors(
@@ -72,3 +73,24 @@ def test_with_kube_the_replica_publishes_only_while_it_holds_the_lease(
     assert services.leader.on_change is not None
     services.leader.on_change(True)  # elected: the next pass starts at once
     assert services.background._wake.is_set()
+
+
+def test_the_background_reads_default_to_the_ai_workloads_and_can_be_named() -> None:
+    from policyengine.cli import build_parser
+    from policyengine.cli.serve import settings_from
+    from webhook.access import BACKGROUND_READS
+    from webhook.bgcluster import DEFAULT_KINDS
+
+    parser = build_parser()
+    default = settings_from(parser.parse_args(["serve", "--insecure-http"]))
+    assert default.background_kinds == DEFAULT_KINDS and default.background_max_objects == 100_000
+    assert {f"{r}.{g}" for _, g, r, _ in BACKGROUND_READS} == set(DEFAULT_KINDS)  # what the RBAC grants
+    named = settings_from(
+        parser.parse_args(
+            ["serve", "--insecure-http", "--background-kinds", "trainjobs.trainer.kubeflow.org,jobs.batch",
+             "--background-kinds", "rayclusters.ray.io", "--background-max-objects", "500"]
+        )
+    )  # fmt: skip
+    assert named.background_kinds == ("trainjobs.trainer.kubeflow.org", "jobs.batch", "rayclusters.ray.io")
+    assert named.background_max_objects == 500
+    assert Settings.from_json(named.to_json()) == named  # --workers: rebuilt from the environment

@@ -15,7 +15,7 @@ import yaml
 from policyengine.cli import main
 from policyengine.policyset import load_policy_set
 from policyengine.scale import REPLICAS_AT
-from webhook.access import CLIENT_CALLS, required, watched
+from webhook.access import BACKGROUND_READS, CLIENT_CALLS, required, watched
 from webhook.configuration import webhook_configuration
 
 
@@ -89,10 +89,12 @@ def test_the_rbac_grants_exactly_what_the_code_calls(repo_root: Path) -> None:
     assert granted - needed == set(), "granted but never used: narrow deploy/rbac.yaml"
     assert needed - granted == set(), "used but not granted: add the rule to deploy/rbac.yaml"
     assert not any("*" in part for rule in granted for part in rule)
-    # The informers list and watch only; every ValidatingAdmissionPolicy param kind granted is watched.
-    assert {(g, r) for _, g, r, v in granted if v in ("list", "watch") and g != "openreports.io"} == {
+    # The informers list and watch only; every ValidatingAdmissionPolicy param kind granted is watched;
+    # the background pass lists (never watches) the AI workloads it reads.
+    assert {(g, r) for _, g, r, v in granted if v == "watch"} == {(g, r) for _, g, r, _ in watched()}
+    assert {(g, r) for _, g, r, v in granted if v == "list" and g != "openreports.io"} == {
         (g, r) for _, g, r, _ in watched()
-    }
+    } | {(g, r) for _, g, r, _ in BACKGROUND_READS}
     # Read-only `get` on every workload whose scale subresource the webhook judges through its parent.
     gets = {(g, r) for role, g, r, v in granted if v == "get" and role == "ClusterRole"}
     assert gets - {("openreports.io", "reports"), ("openreports.io", "clusterreports")} == set(REPLICAS_AT)
@@ -108,7 +110,8 @@ def test_every_api_call_in_the_webhook_is_declared(repo_root: Path) -> None:
         classes |= set(re.findall(r"client\.(\w+Api)\(", text))
     # The API classes are held as ``_core`` and ``_custom``; the informers' list functions
     # (webhook.cluster.CORE, list_cluster_custom_object) are named, not called, and covered by watched().
-    assert classes == {"CoreV1Api", "CustomObjectsApi"}
+    # CoordinationV1Api: the Lease of the leader election (webhook.leader; LEADER_ELECTION's rules).
+    assert classes == {"CoreV1Api", "CustomObjectsApi", "CoordinationV1Api"}
     assert called == set(CLIENT_CALLS)
     assert all(CLIENT_CALLS.values())
 
