@@ -2,7 +2,8 @@
 against the served policy set, on an interval and after every reload of the policies or GovernanceConfig.
 
 Each object is judged as the CREATE request the API server would send for it (as ``check`` does): no
-``oldObject``, an empty ``userInfo``, and no GPU reservation made. Policies that only make sense at
+``oldObject``, an empty ``userInfo``, and no GPU reservation made; a workload's own pods are left out of
+the quota pool it is judged against (``policyengine/ownusage.py``), so it is not counted twice. Policies that only make sense at
 admission opt out (``policyengine.io/background: "false"``, or Kyverno's background switch). The scan runs
 in a thread of its own with an Engine of its own (its own CEL budget, ``BACKGROUND_BUDGET``) and a CPU rate
 limit (``webhook.cpulimit``), and shares no lock with admission but the inventory's snapshot read. A pass's
