@@ -3,13 +3,13 @@ against the served policy set, on an interval and after every reload of the poli
 
 Each object is judged as the CREATE request the API server would send for it (as ``check`` does): no
 ``oldObject``, an empty ``userInfo``, and no GPU reservation made; a workload's own pods are left out of
-the quota pool it is judged against (``policyengine/ownusage.py``), so it is not counted twice. Policies that only make sense at
-admission opt out (``policyengine.io/background: "false"``, or Kyverno's background switch). The scan runs
-in a thread of its own with an Engine of its own (its own CEL budget, ``BACKGROUND_BUDGET``) and a CPU rate
-limit (``webhook.cpulimit``), and shares no lock with admission but the inventory's snapshot read. A pass's
-decisions, grouped by namespace, go to a ``ReportSink`` while this replica leads (``webhook.leader``);
-every replica keeps the metrics: ``policyengine_violations`` (``webhook.violations``), and the last
-pass's ``policyengine_background_scan_seconds`` and ``policyengine_background_objects``.
+the quota pool it is judged against (``policyengine/ownusage.py``), so it is not counted twice. Policies
+that only make sense at admission opt out (``policyengine.io/background: "false"``, or Kyverno's
+background switch). The scan runs in a thread of its own with an Engine of its own (its own CEL budget,
+``BACKGROUND_BUDGET``) and a CPU rate limit (``webhook.cpulimit``), and shares no lock with admission
+but the inventory's snapshot read. A pass's decisions, grouped by namespace, go to a ``ReportSink`` while
+this replica leads (``webhook.leader``); every replica keeps the metrics: ``policyengine_violations``
+(``webhook.violations``), and the last pass's ``policyengine_background_scan_seconds`` and ``policyengine_background_objects``.
 """
 
 from __future__ import annotations
