@@ -9,7 +9,8 @@ background switch). The scan runs in a thread of its own with an Engine of its o
 ``BACKGROUND_BUDGET``) and a CPU rate limit (``webhook.cpulimit``), and shares no lock with admission
 but the inventory's snapshot read. A pass's decisions, grouped by namespace, go to a ``ReportSink`` while
 this replica leads (``webhook.leader``); every replica keeps the metrics: ``policyengine_violations``
-(``webhook.violations``), and the last pass's ``policyengine_background_scan_seconds`` and ``policyengine_background_objects``.
+(``webhook.violations``), and the last pass's ``policyengine_background_scan_seconds`` and
+``policyengine_background_objects``.
 """
 
 from __future__ import annotations
