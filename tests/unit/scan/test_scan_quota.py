@@ -195,3 +195,37 @@ def test_pending_workloads_of_a_scan_are_still_charged_together(tmp_path: Path) 
         "fail",
     ]
     assert "uses 32 GPUs and Job p2 adds 16" in results["p2"]["gpu-team-quota"][-1].message
+
+
+def memory_config(tmp_path: Path, budget: str) -> str:
+    text = f"""
+apiVersion: policyengine.io/v1
+kind: GovernanceConfig
+metadata: {{name: memory}}
+spec:
+  gpu:
+    teams:
+      ml: {{quota: 64, gpuMemory: {budget}}}
+"""
+    return str(write(tmp_path / f"memory-{budget}.yaml", text))
+
+
+def test_a_running_job_is_judged_against_the_memory_its_pods_do_not_hold(tmp_path: Path) -> None:
+    mig = "nvidia.com/mig-1g.10gb"  # 10Gi each, read from the profile name
+    objects = cluster(("train", 3, 1))
+    for obj in objects[1:]:
+        spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Job" else obj["spec"]
+        spec["containers"][0]["resources"]["limits"] = {mig: "1"}
+    verdicts = {}
+    for budget in ("40Gi", "20Gi"):
+        policy_set = load_policy_set([], config_paths=[memory_config(tmp_path, budget)])
+        report = scan(
+            background_engine(policy_set), documents_of(objects), inventory=from_documents(objects), now=NOW
+        )
+        job_results = next(
+            c for c in report.checked if c.decision.request.kind.kind == "Job"
+        ).decision.results
+        verdicts[budget] = [r for r in job_results if r.policy == "gpu-memory-quota"][-1]
+    assert verdicts["40Gi"].outcome.value == "pass"  # 30Gi held, all of it the Job's own
+    assert verdicts["20Gi"].outcome.value == "fail"
+    assert "uses 0Gi of GPU memory and Job train adds 30Gi" in verdicts["20Gi"].message
