@@ -25,7 +25,7 @@ from policyengine.productusage import ProductUsage, pod_products
 from policyengine.workloads import ClaimObjects, DeviceMemory
 from policyengine.workloads.values import clamp
 
-__all__ = ["Own", "OwnUsage", "PoolFigures"]
+__all__ = ["Own", "OwnUsage", "PoolFigures", "without", "without_in_queue"]
 
 
 @dataclass
@@ -120,32 +120,32 @@ class OwnUsage:
             own.memory = [min(2**63 - 1, own.memory[0] + pod.memory[0]), own.memory[1] + pod.memory[1]]
         return out
 
-    def without(self, identities: Iterable[str], figures: PoolFigures) -> PoolFigures:
-        """``figures`` less what the pods naming ``identities`` hold (never below 0)."""
-        own = self.held(identities)
-        if not own:
-            return figures
-        return PoolFigures(
-            pools=_Overlay(
-                {p: max(0, figures.pools.get(p, 0) - o.devices) for p, o in own.items()}, figures.pools
-            ),
-            by_resource=_Overlay(
-                {p: _less(figures.by_resource.get(p, {}), o.by_resource) for p, o in own.items()},
-                figures.by_resource,
-            ),
-            products=lambda pool, budgeted: _less(
-                figures.products(pool, budgeted),
-                own[pool].products.in_use(budgeted) if pool in own else {},
-            ),
-            memory=_Overlay(
-                {
-                    p: [max(0, m[0] - o.memory[0]), max(0, m[1] - o.memory[1])]
-                    for p, o in own.items()
-                    for m in [figures.memory.get(p) or [0, 0]]
-                },
-                figures.memory,
-            ),
-        )
+
+def without(own: Mapping[str, Own], figures: PoolFigures) -> PoolFigures:
+    """``figures`` less ``own`` (``OwnUsage.held``), pool by pool, never below 0."""
+    if not own:
+        return figures
+    return PoolFigures(
+        pools=_Overlay(
+            {p: max(0, figures.pools.get(p, 0) - o.devices) for p, o in own.items()}, figures.pools
+        ),
+        by_resource=_Overlay(
+            {p: _less(figures.by_resource.get(p, {}), o.by_resource) for p, o in own.items()},
+            figures.by_resource,
+        ),
+        products=lambda pool, budgeted: _less(
+            figures.products(pool, budgeted),
+            own[pool].products.in_use(budgeted) if pool in own else {},
+        ),
+        memory=_Overlay(
+            {
+                p: [max(0, m[0] - o.memory[0]), max(0, m[1] - o.memory[1])]
+                for p, o in own.items()
+                for m in [figures.memory.get(p) or [0, 0]]
+            },
+            figures.memory,
+        ),
+    )
 
 
 V = TypeVar("V")
@@ -166,6 +166,24 @@ class _Overlay(Mapping[str, V]):
 
     def __len__(self) -> int:
         return len(self._top) + sum(1 for k in self._base if k not in self._top)
+
+
+def without_in_queue(own: Mapping[str, Own], quota: dict[str, Any]) -> None:
+    """Under ``teamsFrom: kueue`` the pool is the ClusterQueue the object's namespace's LocalQueue feeds
+    (``kueue``), whose usage counts every pod of that namespace: the object's own pods, all in its
+    namespace, come off ``org.quota``'s figures there."""
+    if quota.get("source") != "kueue" or not quota.get("clusterQueue") or not own:
+        return
+    mine = Own()
+    for o in own.values():
+        mine.devices += o.devices
+        for name, n in o.by_resource.items():
+            mine.by_resource[name] = mine.by_resource.get(name, 0) + n
+        mine.products.merge(o.products)
+    quota["gpusInUse"] = max(0, quota["gpusInUse"] - mine.devices)
+    quota["gpusInUseByResource"] = _less(quota["gpusInUseByResource"], mine.by_resource)
+    budgeted = list(quota["gpusInUseByProduct"])
+    quota["gpusInUseByProduct"] = _less(quota["gpusInUseByProduct"], mine.products.in_use(budgeted))
 
 
 def _less(total: Mapping[str, int], own: Mapping[str, int]) -> dict[str, int]:

@@ -31,7 +31,7 @@ from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.memory_usage import memory_by_team
 from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_memory, pool_usage, pool_usage_by_resource
-from policyengine.ownusage import OwnUsage, PoolFigures
+from policyengine.ownusage import Own, OwnUsage, PoolFigures, without, without_in_queue
 from policyengine.policyset import PolicySet
 from policyengine.productusage import ProductUsage, pool_product_usage
 from policyengine.provenance import AttestationStore, unverified_lookup
@@ -122,7 +122,7 @@ def _own_usage(
         inventory,
         config,
         rules.teams,
-        products=any(budget_products(t) for t in limits),
+        products=rules.kueue or any(budget_products(t) for t in limits),
         memory=any("gpuMemory" in t for t in limits),
         slices=slices,
         claims=claims,
@@ -160,9 +160,8 @@ def views_for(
         before = suspended_charge(request, workload, _charge_update(request, workload, config, facts), config)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
-        figures = facts.figures()
-        if facts.own is not None:
-            figures = facts.own.without(_own_identities(request, obj), figures)
+        own: dict[str, Own] = facts.own.held(_own_identities(request, obj)) if facts.own is not None else {}
+        figures = without(own, facts.figures())
         org = rules.view(
             request.namespace,
             obj,
@@ -175,6 +174,7 @@ def views_for(
             sorted(workload["gpus"]["byResource"]),
             figures.memory,
         )
+        without_in_queue(own, org["quota"])
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
         if workload["isTemplate"]:  # another object runs (and is charged for) a template's pods
             workload["gpus"]["charge"] = no_charge(workload["gpus"])

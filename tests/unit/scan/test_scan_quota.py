@@ -229,3 +229,56 @@ def test_a_running_job_is_judged_against_the_memory_its_pods_do_not_hold(tmp_pat
     assert verdicts["40Gi"].outcome.value == "pass"  # 30Gi held, all of it the Job's own
     assert verdicts["20Gi"].outcome.value == "fail"
     assert "uses 0Gi of GPU memory and Job train adds 30Gi" in verdicts["20Gi"].message
+
+
+def kueue_objects(nominal: int) -> list[dict[str, Any]]:
+    queue: list[dict[str, Any]] = [
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "any"}},
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cq"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["nvidia.com/gpu"],
+                        "flavors": [
+                            {
+                                "name": "any",
+                                "resources": [{"name": "nvidia.com/gpu", "nominalQuota": nominal}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": {"name": "default", "namespace": "ml-train"},
+            "spec": {"clusterQueue": "cq"},
+        },
+    ]
+    return [*cluster(("train", 3, 8)), *queue]
+
+
+def test_under_kueue_a_running_job_is_judged_without_its_own_pods(tmp_path: Path) -> None:
+    text = "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: k}\nspec:\n  gpu:\n"
+    path = str(
+        write(tmp_path / "kueue.yaml", text + "    teamsFrom: kueue\n    teams: {ml: {quota: 1000}}\n")
+    )
+    policy_set = load_policy_set([], config_paths=[path])
+    verdicts = {}
+    for nominal in (32, 16):
+        objects = kueue_objects(nominal)
+        report = scan(
+            background_engine(policy_set), documents_of(objects), inventory=from_documents(objects), now=NOW
+        )
+        job_results = next(
+            c for c in report.checked if c.decision.request.kind.kind == "Job"
+        ).decision.results
+        verdicts[nominal] = [r for r in job_results if r.policy == "gpu-team-quota"][-1]
+    assert verdicts[32].outcome.value == "pass", verdicts[32].message  # 24 held, all the Job's own
+    assert verdicts[16].outcome.value == "fail"
+    assert "uses 0 GPUs and Job train adds 24" in verdicts[16].message and "48" not in verdicts[16].message
