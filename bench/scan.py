@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(json.dumps(inventory(args.objects)), encoding="utf-8")
         docs = read_documents([str(path)])
     world = from_documents(d.data for d in docs)
-    policy_set = load_policy_set([], config_paths=[str(ROOT / "examples" / "config-reference" / "governance.yaml")])
+    policy_set = load_policy_set(
+        [], config_paths=[str(ROOT / "examples" / "config-reference" / "governance.yaml")]
+    )
     now = datetime.now(UTC)
     admission, background = Engine(policy_set), background_engine(policy_set)
     check_documents(admission, docs, inventory=world, now=now)  # warm-up of both paths (CEL caches)

@@ -285,12 +285,14 @@ def check_documents(
     user: UserInfo | None = None,
     skipped_files: Sequence[Skipped] = (),
     after_each: Callable[[Checked], None] | None = None,
+    existing: bool = False,
 ) -> CheckReport:
-    """``after_each`` is called after each object's decision (a background scan paces itself there)."""
+    """``after_each`` is called after each object's decision (a background scan paces itself there);
+    ``existing``: the documents are objects the cluster holds (a scan), their pods in ``inventory``."""
     world = with_manifest_namespaces(inventory, docs)
     # Every workload of the set is charged to its team in order (file, then document), as if they were
     # admitted one after another: together they cannot take more than the quota.
-    ledger = Ledger(MemoryReservations())
+    ledger = Ledger(MemoryReservations(), existing=existing)
     checked: list[Checked] = []
     skipped: list[Document] = []
     for doc in docs:

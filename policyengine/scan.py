@@ -1,8 +1,10 @@
 """The background scan's core: objects that already exist -> the decisions the policy set makes on them now.
 
 Each object is judged as the CREATE request kube-apiserver would send for it, the way ``check`` judges a
-manifest (``gate.check_documents``: same request, same inventory rules, same charging), with ``oldObject``
-null and an empty ``userInfo``, as Gatekeeper's audit does. Only the policies a background scan may run
+manifest (``gate.check_documents``: same request, same inventory rules), with ``oldObject`` null and an
+empty ``userInfo``, as Gatekeeper's audit does. One difference in charging: an object's own pods already
+hold its GPUs, so its pool's usage is read without them (``policyengine/ownusage.py``) and it reserves only
+what they do not show (``charging.Ledger``), where ``check`` charges a new manifest on top of everything. Only the policies a background scan may run
 are evaluated: a policy annotated ``policyengine.io/background: "false"`` (it reads who asks or what
 changed) stays at admission, as Kyverno's ``background: false``. Pure: the caller hands in the objects,
 the inventory and ``now``, so the CLI and the webhook's background thread share it.
@@ -67,7 +69,7 @@ def scan(
     not Kubernetes objects are listed as skipped, as ``check`` lists them. ``after_each`` is called after
     each object's decision (the webhook's background thread paces itself and stops there)."""
     world = inventory if inventory is not None else from_documents(d.data for d in objects)
-    return check_documents(engine, objects, inventory=world, now=now, after_each=after_each)
+    return check_documents(engine, objects, inventory=world, now=now, after_each=after_each, existing=True)
 
 
 def scan_objects(

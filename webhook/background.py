@@ -4,9 +4,10 @@ policy set, on an interval and after every reload of the policies or GovernanceC
 
 Each object is judged by the core scan (``policyengine.scan``, as ``policyengine scan`` judges it): the
 CREATE request the API server would send for it, no ``oldObject``, an empty ``userInfo``, and no GPU
-reservation made. Policies that only make sense at admission opt out (``policyengine.io/background:
-"false"``, or Kyverno's background switch: ``Policy.background``). The scan runs
-in a thread of its own with an Engine of its own (its own CEL budget, ``BACKGROUND_BUDGET``) and a CPU rate
+reservation made; a workload's own pods are left out of the quota pool it is judged against
+(``policyengine/ownusage.py``), so it is not counted twice. Policies that only make sense at admission
+opt out (``policyengine.io/background: "false"``, or Kyverno's background switch: ``Policy.background``).
+The scan runs in a thread of its own with an Engine of its own (its own CEL budget, ``BACKGROUND_BUDGET``) and a CPU rate
 limit (``webhook.cpulimit``), and shares no lock with admission but the inventory's snapshot read. A pass's
 decisions, grouped by namespace, go to a ``ReportSink`` while this replica leads (``webhook.leader``);
 every replica keeps the metrics: ``policyengine_violations`` (``webhook.violations``), and the last

@@ -135,6 +135,7 @@ def _policies(tmp_path: Path, quota: int) -> tuple[LivePolicies, Path]:
     def load() -> Engine:
         return Engine(load_policy_set([str(directory)], config_paths=[str(config)], include_bundled=True))
 
+    # The bundled packs judge what this config gives them; the others are served unevaluated.
     policies = LivePolicies(load, [str(directory), str(config)], allow_unconfigured=True)
     policies.serve(load())
     return policies, config
@@ -161,7 +162,7 @@ def test_a_background_pass_over_the_cluster_reports_the_violating_workloads(
     by_namespace, cluster_results = sink.wait_for(1)
     assert _outcomes(by_namespace, "apps", "latest")["no-latest-tag"] == {"fail"}
     assert _outcomes(by_namespace, "apps", "web")["no-latest-tag"] == {"pass"}
-    assert _outcomes(by_namespace, "ml-train", "train-a")["gpu-team-quota"] == {"pass"}  # 4 + 2 <= 16
+    assert _outcomes(by_namespace, "ml-train", "train-a")["gpu-team-quota"] == {"pass"}  # 4 in all <= 16
     # Judged as CREATE requests with no oldObject and no user; the admission-only policy opted out.
     decisions = [d for ds in by_namespace.values() for d in ds] + cluster_results
     assert {d.request.operation for d in decisions} == {"CREATE"}
@@ -184,11 +185,22 @@ def test_lowering_a_team_quota_reports_its_running_workloads_at_the_next_pass(
 ) -> None:
     scanner, sink, config = scanner_parts
     sink.wait_for(1)
-    config.write_text(textwrap.dedent(CONFIG).replace("QUOTA", "4"), encoding="utf-8")
-    assert scanner.policies.reload().ok  # the reload alone starts a pass: the interval is an hour
-    by_namespace, _ = sink.wait_for(2)
-    for name in ("train-a", "train-b"):
-        assert "fail" in _outcomes(by_namespace, "ml-train", name)["gpu-team-quota"]  # 4 + 2 > 4
+    # The two running pods hold 4 GPUs: each is judged against the other's 2 plus its own 2, not twice.
+    for count, quota in ((2, 4), (3, 3)):
+        config.write_text(textwrap.dedent(CONFIG).replace("QUOTA", str(quota)), encoding="utf-8")
+        assert scanner.policies.reload().ok  # the reload alone starts a pass: the interval is an hour
+        by_namespace, _ = sink.wait_for(count)
+        for name in ("train-a", "train-b"):
+            outcome = "pass" if quota == 4 else "fail"
+            assert outcome in _outcomes(by_namespace, "ml-train", name)["gpu-team-quota"]
+        messages = [
+            r.message
+            for d in by_namespace["ml-train"]
+            for r in d.results
+            if r.policy == "gpu-team-quota" and r.outcome.value == "fail"
+        ]
+        assert all("uses 2 GPUs and Pod" in m and "4 is over the quota of 3" in m for m in messages)
+        assert len(messages) == (2 if quota == 3 else 0)
     assert _outcomes(by_namespace, "apps", "latest")["no-latest-tag"] == {"fail"}
 
 
