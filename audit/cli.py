@@ -18,7 +18,7 @@ from typing import Any
 
 from audit import errors
 from audit.checkpoint import peek_checkpoint
-from audit.entry import VERDICTS, format_time
+from audit.entry import SOURCES, VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
 from audit.export import MANIFEST, export, read_checkpoints, verify_export
 from audit.keys import VKEY_FILE, keygen, load_signer, load_verifier
@@ -84,7 +84,7 @@ def _query_parser(verbs: Any) -> None:
     p.add_argument("--namespace")
     p.add_argument("--user")
     p.add_argument("--kind")
-    p.add_argument("--source", choices=("admission", "ci"))
+    p.add_argument("--source", choices=SOURCES)
     p.add_argument("--after", type=_int64, default=-1, help="only entries with a higher index (pagination)")
     p.add_argument("--limit", type=_count, default=None)
     p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")

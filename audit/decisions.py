@@ -12,7 +12,7 @@ from policyengine.model import Decision
 def entry_for(
     decision: Decision, *, source: str, time: datetime, commit: str | None = None
 ) -> dict[str, Any]:
-    """The version-1 entry recording ``decision`` (every policy result, passes and skips included)."""
+    """The entry recording ``decision`` (every policy result, passes and skips included)."""
     request = decision.request
     obj = request.object if request.object is not None else request.old_object
     api_version = str(obj.get("apiVersion", "")) if isinstance(obj, dict) else ""

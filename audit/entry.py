@@ -18,8 +18,11 @@ import rfc8785
 from audit import errors
 from audit.errors import EntryError
 
-ENTRY_VERSION = 1
-SOURCES = ("admission", "ci")
+# Version 2 added the source "background" (a scan of existing objects); otherwise an entry of version 1
+# has the same shape, so logs written before it still verify and query as they are.
+ENTRY_VERSION = 2
+SOURCES_BY_VERSION = {1: ("admission", "ci"), 2: ("admission", "ci", "background")}
+SOURCES = SOURCES_BY_VERSION[ENTRY_VERSION]
 VERDICTS = ("allowed", "denied", "warned")
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 numbers are IEEE 754 doubles
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
@@ -60,7 +63,7 @@ def make_entry(
     dry_run: bool = False,
     commit: str | None = None,
 ) -> dict[str, Any]:
-    """Build a version-1 entry from plain values.
+    """Build an entry of the current version from plain values.
 
     ``resource`` holds ``apiVersion``, ``kind``, ``namespace`` and ``name``; each of ``results`` holds
     ``policy``, ``action``, ``outcome``, ``message`` and optionally ``exception`` (the exception used).

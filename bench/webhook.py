@@ -8,6 +8,12 @@ realistic AI workload: a Kubeflow PyTorchJob (master + 4 GPU workers, region pin
 annotations) in a namespace with a team and a residency zone, evaluated by all the bundled packs. The echo
 webhook parses the AdmissionReview and allows it: the difference is the cost of the policies. Prints
 requests/s, p50 and p99 for both and the ratios. Machines here are shared and noisy: compare ratios.
+
+Then the background scan's effect on admission: policyengine is served twice more over an inventory of
+``--background-objects`` GPU pods, without and with ``--background-interval 1s`` (a pass starts a second
+after the last one ends, so a scan runs nearly all the time, at ``--background-cpu``), and wrk (with
+``--latency``) drives the same review at each for ``--wrk-seconds``; prints p50/p99 of both and the last
+scan's object count and duration, read from /metrics. Without wrk on the PATH that part says so.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import ssl
 import statistics
@@ -199,6 +207,114 @@ async def load(
     }
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+"""
+_WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def gpu_pods(count: int) -> list[dict[str, Any]]:
+    """Running pods of the PyTorchJob's shape, for the background scan to re-evaluate."""
+    spec = pod_template(1, 2)["template"]["spec"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"worker-{i}", "namespace": "ml-research", "uid": f"uid-{i}",
+                         "annotations": workload()["metadata"]["annotations"]},
+            "spec": spec,
+            "status": {"phase": "Running"},
+        }
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def wrk_run(url: str, body: Path, seconds: int, connections: int) -> dict[str, float]:
+    """wrk's p50 and p99 (ms) and requests/s for POSTing ``body`` to ``url``/validate."""
+    script = body.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        ["wrk", "--latency", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script),
+         url + "/validate"],
+        env={**os.environ, "BENCH_BODY": str(body)}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found = {q: float(v) * _WRK_UNITS[u] for q, v, u in _WRK_LATENCY.findall(out)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if "50" not in found or "99" not in found or rps is None or errors is not None:
+        raise SystemExit(f"wrk output not understood (or errors answered):\n{out}")
+    return {"p50_ms": found["50"], "p99_ms": found["99"], "rps": float(rps.group(1))}
+
+
+def scan_metrics(url: str, tls: ssl.SSLContext) -> dict[str, float]:
+    import httpx
+
+    from webhook.prometheus import parse_samples
+
+    text = httpx.get(url + "/metrics", verify=tls).text
+    names = ("policyengine_background_objects", "policyengine_background_scan_seconds")
+    return {name: value for name, _, value in parse_samples(text) if name in names}
+
+
+def background_effect(args: argparse.Namespace, tmp: Path, cert: str, key: str, tls: ssl.SSLContext) -> None:
+    """Admission p99 under wrk, without and with a background scan running, same inventory."""
+    import yaml
+
+    if shutil.which("wrk") is None:
+        print("background scan effect: not measured (wrk is not on the PATH)")
+        return
+    inventory = tmp / "background-inventory.yaml"
+    inventory.write_text(yaml.safe_dump_all([NAMESPACE, *gpu_pods(args.background_objects)]))
+    body = tmp / "review.json"
+    body.write_text(json.dumps(review("wrk")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results: dict[str, dict[str, float]] = {}
+    for label, extra in (
+        ("no scan", []),
+        ("scan running", ["--background-interval", "1", "--background-cpu", str(args.background_cpu)]),
+    ):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "policyengine", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--tls-cert", cert, "--tls-key", key, "--inventory", str(inventory), "--log-level", "WARNING",
+             *extra],
+            env=env, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            url = f"https://127.0.0.1:{port}"
+            wait_ready(url, tls, process)
+            if extra:  # the first pass under way before measuring
+                deadline = time.monotonic() + 120
+                while not scan_metrics(url, tls) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            results[label] = wrk_run(url, body, args.wrk_seconds, args.concurrency)
+            results[label].update(scan_metrics(url, tls))
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    print(
+        f"background scan effect: wrk {args.wrk_seconds}s, {args.concurrency} connections, "
+        f"{args.background_objects} pods re-evaluated per pass at {args.background_cpu} of a core"
+    )
+    for label, m in results.items():
+        scan = ""
+        if "policyengine_background_objects" in m:
+            scan = (
+                f"   last pass {m['policyengine_background_objects']:.0f} objects in "
+                f"{m['policyengine_background_scan_seconds']:.2f} s"
+            )
+        print(
+            f"  {label:13s} {m['rps']:8.1f} req/s   p50 {m['p50_ms']:7.2f} ms   p99 {m['p99_ms']:7.2f} ms{scan}"
+        )
+    base, loaded = results["no scan"], results["scan running"]
+    print(f"  ratio          p99 {loaded['p99_ms'] / base['p99_ms']:.2f}x with a scan running")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -207,6 +323,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="policyengine serve --workers (default 1)")
+    parser.add_argument("--background-objects", type=int, default=2000, help="pods the scan re-evaluates")
+    parser.add_argument("--background-cpu", type=float, default=0.25, help="serve --background-cpu")
+    parser.add_argument("--wrk-seconds", type=int, default=15, help="wrk's duration per run (default 15)")
+    parser.add_argument("--only-background", action="store_true", help="measure only the scan's effect")
     parser.add_argument("--echo", nargs=3, metavar=("PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo:
@@ -224,6 +344,9 @@ def main() -> None:
         inventory = Path(tmp) / "inventory.yaml"
         inventory.write_text(yaml.safe_dump(NAMESPACE))
         tls = ssl.create_default_context(cafile=ca)
+        if args.only_background:
+            background_effect(args, Path(tmp), cert, key, tls)
+            return
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         pe_port, echo_port = free_port(), free_port()
         engine = subprocess.Popen(
@@ -250,6 +373,11 @@ def main() -> None:
             for process in (engine, echo):
                 process.terminate()
                 process.wait(timeout=10)
+        report(args, verdict, measured)
+        background_effect(args, Path(tmp), cert, key, tls)
+
+
+def report(args: argparse.Namespace, verdict: dict[str, Any], measured: dict[str, dict[str, float]]) -> None:
     size = len(json.dumps(review("x")))
     print(f"AdmissionReview: PyTorchJob, {size} bytes; verdict allowed={verdict['allowed']}")
     print(

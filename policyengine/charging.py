@@ -12,6 +12,10 @@ ReplicaSet owner ``<deployment>-<pod-template-hash>`` for a Deployment, or the J
 RayCluster name labels -- takes its devices off the reservation, so no GPU is counted twice. A workload
 none of its pods name from themselves (a CronJob's Jobs) keeps its reservation until the TTL, the
 backstop for every case the pods cannot tell.
+
+A scan's ledger (``existing``) charges objects that already exist: a workload's pods, whenever created,
+hold its devices already, so it reserves only what they do not show (a workload still pending), and its
+reservation is never handed over to pods that were counted before it.
 """
 
 from __future__ import annotations
@@ -110,6 +114,10 @@ class _Observed:
                 observed.by_identity.setdefault(identity, []).append(len(observed.pods) - 1)
         return observed
 
+    def held_by(self, keys: Sequence[str]) -> int:
+        """Devices of the pods naming any of ``keys``, whenever created."""
+        return sum(self.pods[i][1] for i in {i for k in keys for i in self.by_identity.get(k, [])})
+
     def handed_over(self, reservation: Reservation, since: datetime) -> int:
         """Devices of the reservation's workload's pods created since ``since``."""
         keys = [reservation.key, *("uid:" + u for u in reservation.owner_uids)]
@@ -133,6 +141,7 @@ class Charge:
     adds: int  # workload.gpus.charge.total
     observed: int  # the pods' usage, less what held reservations already handed over
     own: int = 0  # this workload's own pending reservation (an UPDATE adds to it)
+    shown: int = 0  # a scan's existing workload: the devices its own pods hold (not reserved again)
     pending: list[tuple[Reservation, int]] = field(default_factory=list)
     failure: str | None = None  # the store could not be read
 
@@ -140,9 +149,12 @@ class Charge:
 class Ledger:
     """Reservations of one store, applied to the ``org`` view and settled after each decision."""
 
-    def __init__(self, store: ReservationStore, *, ttl: timedelta = DEFAULT_TTL) -> None:
+    def __init__(
+        self, store: ReservationStore, *, ttl: timedelta = DEFAULT_TTL, existing: bool = False
+    ) -> None:
         self.store = store
         self.ttl = ttl
+        self.existing = existing  # a scan: every object judged exists already (module docstring)
         self._lock = threading.Lock()
         self._last: tuple[Inventory, Mapping[str, Any], _Observed] | None = None
 
@@ -188,8 +200,11 @@ class Ledger:
             charge.failure = str(err)
             return charge
         observed = self._observed(inventory, config)
+        if self.existing:
+            charge.shown = observed.held_by([charge.key, *("uid:" + u for u in _uids(request))])
         for r in held:
-            moved = min(r.gpus, observed.handed_over(r, r.expires - self.ttl - SKEW))
+            # A scan's reservations are what no pod shows: none is handed over.
+            moved = 0 if self.existing else min(r.gpus, observed.handed_over(r, r.expires - self.ttl - SKEW))
             charge.observed -= moved  # counted by its pods: the store counts the whole reservation
             if r.key == charge.key:
                 charge.own = r.gpus - moved
@@ -260,10 +275,13 @@ class Ledger:
         action = primary_action(policy.actions)
         if charge.failure is not None:
             return self._error(policy, charge.failure)
+        gpus = charge.own + charge.adds if charge.request.operation == "UPDATE" else charge.adds
+        if charge.shown >= gpus:
+            return None  # a scan's running workload: its pods hold all of it, counted in use already
         reservation = Reservation(
             key=charge.key,
             pool=charge.pool,
-            gpus=charge.own + charge.adds if charge.request.operation == "UPDATE" else charge.adds,
+            gpus=gpus - charge.shown,
             expires=now + self.ttl,
             owner_uids=_uids(charge.request),
         )

@@ -89,7 +89,7 @@ class Engine:
         self.attestations: AttestationStore | None = None
         if views is None:
             self.attestations = load_attestation_store(policy_set.config, policy_set.config_line)
-            views = views_for(policy_set, self.attestations)
+            views = views_for(policy_set, self.attestations, existing=background)
         self._views = views
         compile_ = policy_set.compiler.compile
         self._policies = tuple(

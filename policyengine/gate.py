@@ -11,7 +11,7 @@ The checked set's workloads are charged to their teams' GPU quotas together (``p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -290,11 +290,15 @@ def check_documents(
     now: datetime,
     user: UserInfo | None = None,
     skipped_files: Sequence[Skipped] = (),
+    after_each: Callable[[Checked], None] | None = None,
+    existing: bool = False,
 ) -> CheckReport:
+    """``after_each`` is called after each object's decision (a background scan paces itself there);
+    ``existing``: the documents are objects the cluster holds (a scan), their pods in ``inventory``."""
     world = with_manifest_namespaces(inventory, docs)
     # Every workload of the set is charged to its team in order (file, then document), as if they were
     # admitted one after another: together they cannot take more than the quota.
-    ledger = Ledger(MemoryReservations())
+    ledger = Ledger(MemoryReservations(), existing=existing)
     checked: list[Checked] = []
     skipped: list[Document] = []
     for doc in docs:
@@ -303,6 +307,8 @@ def check_documents(
             continue
         decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now, ledger=ledger)
         checked.append(Checked(doc, decision))
+        if after_each is not None:
+            after_each(checked[-1])
     policy_set = engine.policy_set
     return CheckReport(
         tuple(checked),

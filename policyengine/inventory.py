@@ -46,6 +46,7 @@ __all__ = [
     "TEAM_LABEL",
     "as_created",
     "from_documents",
+    "held_by_pod",
     "inventory_view",
     "pod_gpus_held",
     "pods_held",
@@ -159,12 +160,31 @@ def _empty_team() -> dict[str, Any]:
 
 
 def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    teams: dict[str, dict[str, Any]] = {}
+    for namespace, _, held in held_by_pod(inventory, config):
+        team = team_of(inventory, namespace)
+        entry = teams.setdefault(team, _empty_team())
+        entry["gpusInUse"] += sum(held.values())
+        entry["pods"] += 1
+        by_resource = entry["gpusInUseByResource"]
+        for name, n in held.items():
+            by_resource[name] = by_resource.get(name, 0) + n
+    for entry in teams.values():
+        entry["gpusInUseByResource"] = dict(sorted(entry["gpusInUseByResource"].items()))
+    return teams
+
+
+def held_by_pod(
+    inventory: Inventory, config: Mapping[str, Any] | None = None
+) -> Iterator[tuple[str, Mapping[str, Any], dict[str, int]]]:
+    """(namespace, pod, devices held per resource) of each non-terminated pod, as the ``inventory`` view
+    counts them (DRA extended resources included; a shared claim once; the scheduler's generated claim
+    for extended resources not again)."""
     rules = GpuRules.from_config(config)
     classes = DeviceClasses.from_config(config)
     claims = ClaimObjects(inventory.objects)
     extended = extended_resources(claims, classes)
     counted: set[tuple[str, str]] = set()  # (namespace, claim): a shared claim's devices count once
-    teams: dict[str, dict[str, Any]] = {}
     for pod in _pods(inventory):
         if as_dict(pod.get("status")).get("phase") in _TERMINATED:
             continue
@@ -178,16 +198,7 @@ def _teams(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, 
                 counted.add((namespace, name))
                 for resource, n in allocated_gpus(claim, classes).items():
                     held[resource] = held.get(resource, 0) + n
-        team = team_of(inventory, namespace)
-        entry = teams.setdefault(team, _empty_team())
-        entry["gpusInUse"] += sum(held.values())
-        entry["pods"] += 1
-        by_resource = entry["gpusInUseByResource"]
-        for name, n in held.items():
-            by_resource[name] = by_resource.get(name, 0) + n
-    for entry in teams.values():
-        entry["gpusInUseByResource"] = dict(sorted(entry["gpusInUseByResource"].items()))
-    return teams
+        yield namespace, pod, held
 
 
 def pods_held(

@@ -8,7 +8,7 @@ scheduler recorded (``consumedCapacity``) or the ResourceSlice device each got
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policyengine.inventory import _TERMINATED, _claim_names, _held_by_resource, _pods, team_of
@@ -19,16 +19,27 @@ from policyengine.workloads.pods import GpuRules
 from policyengine.workloads.slices import DeviceMemory
 from policyengine.workloads.values import INT64_MAX, as_dict
 
-__all__ = ["memory_by_team"]
+__all__ = ["memory_by_pod", "memory_by_team"]
 
 
 def memory_by_team(
     inventory: Inventory, config: Mapping[str, Any] | None, slices: DeviceMemory, claims: ClaimObjects
 ) -> dict[str, tuple[int, int]]:
     """Team -> (bytes of GPU memory held where known, devices held whose memory is unknown)."""
+    teams: dict[str, tuple[int, int]] = {}
+    for namespace, _, known, unknown in memory_by_pod(inventory, config, slices, claims):
+        team = team_of(inventory, namespace)
+        before = teams.get(team, (0, 0))
+        teams[team] = (min(INT64_MAX, before[0] + known), before[1] + unknown)
+    return teams
+
+
+def memory_by_pod(
+    inventory: Inventory, config: Mapping[str, Any] | None, slices: DeviceMemory, claims: ClaimObjects
+) -> Iterator[tuple[str, Mapping[str, Any], int, int]]:
+    """(namespace, pod, bytes known, devices of unknown memory) of each non-terminated pod."""
     rules, classes = GpuRules.from_config(config), DeviceClasses.from_config(config)
     counted: set[tuple[str, str]] = set()  # (namespace, claim): a shared claim's devices count once
-    teams: dict[str, tuple[int, int]] = {}
     for pod in _pods(inventory):
         if as_dict(pod.get("status")).get("phase") in _TERMINATED:
             continue
@@ -40,7 +51,4 @@ def memory_by_team(
                 counted.add((namespace, name))
                 own.append(claim)
         known, unknown = held_memory(_held_by_resource(pod, rules), own, classes, slices)
-        team = team_of(inventory, namespace)
-        before = teams.get(team, (0, 0))
-        teams[team] = (min(INT64_MAX, before[0] + known), before[1] + unknown)
-    return teams
+        yield namespace, pod, known, unknown

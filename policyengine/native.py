@@ -171,6 +171,7 @@ def policy(doc: Document, problems: list[Problem]) -> Policy:
         description=str(notes.get(ANNOTATION + "description", "")),
         remediation=str(notes.get(ANNOTATION + "remediation", "")),
         requires_config=_requires_config(doc, notes, problems),
+        background=background(doc, problems),
     )
 
 
@@ -183,6 +184,21 @@ def _requires_config(doc: Document, notes: Mapping[str, Any], problems: list[Pro
         at = ("metadata", "annotations", requirements.ANNOTATION)
         problems.append(doc.problem(errors.INVALID_VALUE, f"{requirements.ANNOTATION} {why}", at))
     return needs
+
+
+BACKGROUND = ANNOTATION + "background"
+
+
+def background(doc: Document, problems: list[Problem]) -> bool:
+    """Whether a background scan runs the policy: ``policyengine.io/background: "false"`` keeps it to
+    admission, as Kyverno's ``background: false``. A scan judges each object as a CREATE with no user and
+    no old object, so a policy reading ``request.userInfo`` or ``oldObject`` must carry it."""
+    notes = doc.data.get("metadata", {}).get("annotations") or {}
+    value = str(notes.get(BACKGROUND, "true"))
+    if value not in ("true", "false"):
+        message = f'{BACKGROUND} must be "true" or "false", not {value!r}'
+        problems.append(doc.problem(errors.INVALID_VALUE, message, ("metadata", "annotations", BACKGROUND)))
+    return value != "false"
 
 
 def parse_time(text: str) -> datetime | None:

@@ -69,7 +69,9 @@ __all__ = [
     "RESIDENCY_LABEL",
     "UNKNOWN_REGION",
     "OrgRules",
+    "ProductInUse",
     "pool_memory",
+    "pool_of",
     "pool_usage",
     "pool_usage_by_resource",
 ]
@@ -92,7 +94,8 @@ def _section(config: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]:
     return as_dict(cfg.get(name))
 
 
-def _pool_of(team: str, configured: Mapping[str, Any]) -> str:
+def pool_of(team: str, configured: Mapping[str, Any]) -> str:
+    """The quota pool a team's usage counts against (its own with an entry, else team default's)."""
     return team if team in configured and team != DEFAULT_TEAM else DEFAULT_TEAM
 
 
@@ -101,7 +104,7 @@ def pool_usage(teams_in_use: Mapping[str, int], configured: Mapping[str, Any]) -
     team is charged to team default's pool, so a made-up team label opens no fresh quota."""
     pools: dict[str, int] = {}
     for team, used in teams_in_use.items():
-        pool = _pool_of(team, configured)
+        pool = pool_of(team, configured)
         pools[pool] = pools.get(pool, 0) + used
     return pools
 
@@ -112,7 +115,7 @@ def pool_usage_by_resource(
     """Devices in use per quota pool and resource name, pooled as ``pool_usage`` pools them."""
     pools: dict[str, dict[str, int]] = {}
     for team, by_resource in teams_in_use.items():
-        pool = pools.setdefault(_pool_of(team, configured), {})
+        pool = pools.setdefault(pool_of(team, configured), {})
         for name, used in by_resource.items():
             pool[name] = pool.get(name, 0) + used
     return pools
@@ -131,7 +134,7 @@ def pool_memory(teams: Mapping[str, tuple[int, int]], configured: Mapping[str, A
     """[bytes known, devices of unknown memory] in use per quota pool (``memory_usage.memory_by_team``)."""
     pools: dict[str, list[int]] = {}
     for team, (known, unknown) in teams.items():
-        pool = pools.setdefault(_pool_of(team, configured), [0, 0])
+        pool = pools.setdefault(pool_of(team, configured), [0, 0])
         pool[0] = min(2**63 - 1, pool[0] + known)
         pool[1] += unknown
     return pools

@@ -10,7 +10,7 @@ product the team budgets that the pod's node affinity does not exclude (``Produc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from policyengine.workloads.accelerators import PRODUCT_LABELS
 from policyengine.workloads.byproduct import expand
 from policyengine.workloads.values import as_dict, clamp
 
-__all__ = ["ProductUsage", "node_products", "pool_product_usage"]
+__all__ = ["ProductUsage", "node_products", "pod_products", "pool_product_usage"]
 
 
 @dataclass
@@ -65,26 +65,34 @@ def node_products(inventory: Inventory) -> dict[str, list[str]]:
     return nodes
 
 
-def team_product_usage(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, ProductUsage]:
-    """Devices in use per team and product (module docstring)."""
+def pod_products(
+    inventory: Inventory, config: Mapping[str, Any] | None
+) -> Iterator[tuple[str, Mapping[str, Any], list[str] | None, list[str], int]]:
+    """(namespace, pod, its products or None when none is pinned, the products excluded, devices) of each
+    pod holding devices (module docstring)."""
     nodes = node_products(inventory)
     claims = ClaimObjects(inventory.objects)
-    teams: dict[str, ProductUsage] = {}
     for namespace, pod, held in pods_held(inventory, config):
         gpus = clamp(sum(held.values()))
         if gpus <= 0:
             continue
-        usage = teams.setdefault(team_of(inventory, namespace), ProductUsage())
         node = as_dict(pod.get("spec")).get("nodeName")
         if isinstance(node, str) and node in nodes:
-            usage.add(nodes[node], [], gpus)
+            yield namespace, pod, nodes[node], [], gpus
             continue
         view = describe(pod, config, claims, namespace)
         chosen: dict[str, Any] = view["podTemplates"][0]["gpuProducts"] if view["podTemplates"] else {}
         if chosen.get("pinned"):
-            usage.add(chosen["allowed"], [], gpus)
+            yield namespace, pod, chosen["allowed"], [], gpus
         else:
-            usage.add(None, chosen.get("excluded", []), gpus)
+            yield namespace, pod, None, chosen.get("excluded", []), gpus
+
+
+def team_product_usage(inventory: Inventory, config: Mapping[str, Any] | None) -> dict[str, ProductUsage]:
+    """Devices in use per team and product (module docstring)."""
+    teams: dict[str, ProductUsage] = {}
+    for namespace, _, products, excluded, gpus in pod_products(inventory, config):
+        teams.setdefault(team_of(inventory, namespace), ProductUsage()).add(products, excluded, gpus)
     return teams
 
 

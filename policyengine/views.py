@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from policyengine.charging import suspended_charge
+from policyengine.charging import suspended_charge, workload_key
 from policyengine.inventory import inventory_view
 from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.memory_usage import memory_by_team
 from policyengine.model import Inventory, Request
 from policyengine.org import OrgRules, pool_memory, pool_usage, pool_usage_by_resource
+from policyengine.ownusage import Own, OwnUsage, PoolFigures, without, without_in_queue
 from policyengine.policyset import PolicySet
 from policyengine.productusage import ProductUsage, pool_product_usage
 from policyengine.provenance import AttestationStore, unverified_lookup
@@ -60,12 +61,23 @@ class _InventoryFacts:
     memory: dict[str, list[int]]  # GPU memory in use per pool (``org.pool_memory``)
     slices: DeviceMemory  # the ResourceSlices' device memory
     storage_classes: StorageClasses  # generic ephemeral volumes of bucket drivers (workloads.volumes)
+    own: OwnUsage | None = None  # existing objects only: what each workload's own pods hold
+
+    def figures(self) -> PoolFigures:
+        products = self.products
+        return PoolFigures(
+            self.pools,
+            self.pools_by_resource,
+            lambda pool, budgeted: products.get(pool, ProductUsage()).in_use(budgeted),
+            self.memory,
+        )
 
 
 class _InventoryViews:
     """Remembers the facts of the last inventory seen (the webhook swaps inventories as a whole)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, existing: bool = False) -> None:
+        self.existing = existing
         self._lock = threading.Lock()
         self._last: tuple[Inventory, Mapping[str, Any], _InventoryFacts] | None = None
 
@@ -88,6 +100,7 @@ class _InventoryViews:
             memory=pool_memory(memory_by_team(inventory, config, slices, claims), rules.teams),
             slices=slices,
             storage_classes=StorageClasses(inventory.objects),
+            own=_own_usage(inventory, config, rules, slices, claims) if self.existing else None,
         )
         with self._lock:
             self._last = (inventory, config, facts)
@@ -97,9 +110,39 @@ class _InventoryViews:
 NO_STORE = unverified_lookup("no attestation store is configured (GovernanceConfig spec.models.attestations)")
 
 
-def views_for(policy_set: PolicySet, attestations: AttestationStore | None = None) -> ViewProvider:
-    """The provider the engine calls once per request for ``workload``, ``inventory`` and ``org``."""
-    inventories = _InventoryViews()
+def _own_usage(
+    inventory: Inventory,
+    config: Mapping[str, Any],
+    rules: OrgRules,
+    slices: DeviceMemory,
+    claims: ClaimObjects,
+) -> OwnUsage:
+    limits = [t for t in rules.teams.values() if isinstance(t, Mapping)]
+    return OwnUsage.build(
+        inventory,
+        config,
+        rules.teams,
+        products=rules.kueue or any(budget_products(t) for t in limits),
+        memory=any("gpuMemory" in t for t in limits),
+        slices=slices,
+        claims=claims,
+    )
+
+
+def _own_identities(request: Request, obj: Mapping[str, Any]) -> list[str]:
+    """The identities an object's pods name it by (``charging.pod_identities``): its key and its uid."""
+    meta = obj.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, Mapping) else None
+    return [workload_key(request), *(["uid:" + uid] if isinstance(uid, str) and uid else [])]
+
+
+def views_for(
+    policy_set: PolicySet, attestations: AttestationStore | None = None, *, existing: bool = False
+) -> ViewProvider:
+    """The provider the engine calls once per request for ``workload``, ``inventory`` and ``org``.
+    ``existing`` (a scan): each object already exists, so its own pods are left out of its pool's usage
+    (``policyengine/ownusage.py``); at admission they are not, a new object having none."""
+    inventories = _InventoryViews(existing=existing)
     set_rules = OrgRules.from_config(policy_set.config)  # the engine passes this set's config
 
     def signature(digest: str, now: datetime) -> dict[str, Any]:
@@ -117,18 +160,21 @@ def views_for(policy_set: PolicySet, attestations: AttestationStore | None = Non
         before = suspended_charge(request, workload, _charge_update(request, workload, config, facts), config)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
+        own: dict[str, Own] = facts.own.held(_own_identities(request, obj)) if facts.own is not None else {}
+        figures = without(own, facts.figures())
         org = rules.view(
             request.namespace,
             obj,
             inventory,
-            facts.pools,
+            figures.pools,
             workload["dataLocations"],
-            facts.pools_by_resource,
-            lambda pool, budgeted: facts.products.get(pool, ProductUsage()).in_use(budgeted),
+            figures.by_resource,
+            figures.products,
             facts.kueue,
             sorted(workload["gpus"]["byResource"]),
-            facts.memory,
+            figures.memory,
         )
+        without_in_queue(own, org["quota"])
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
         if workload["isTemplate"]:  # another object runs (and is charged for) a template's pods
             workload["gpus"]["charge"] = no_charge(workload["gpus"])

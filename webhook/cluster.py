@@ -10,18 +10,16 @@ again, with capped exponential backoff on repeated failures. The official ``kube
 HTTP, authentication and watch framing (``Watch(return_type=object)`` keeps objects as plain dicts);
 ``current()`` returns an immutable Inventory snapshot, rebuilt only after a change.
 
-Resources outside the core group (``GROUPS``: DRA claims and ResourceSlices, PodGroups whose claims their
-pods share, Kueue's queues and flavors for spec.gpu.teamsFrom kueue, StorageClasses, Fluid Datasets,
-Trainer's (Cluster)TrainingRuntimes) are read at the newest version the API server serves of those listed;
-a cluster that serves none has none of them, and is asked again after each watch period in case it is
-upgraded. PersistentVolumeClaims, PersistentVolumes and Datasets are the data behind claim volumes.
+Resources outside the core group (``GROUPS``) are read at the newest version served of those listed; a
+cluster that serves none has none of them, and is asked again after each watch period in case it is
+upgraded. The informer loop serves other resource tables too (``webhook.paramwatch``: VAP param objects).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -235,12 +233,13 @@ class ClusterInventory:
         watch_seconds: int = WATCH_SECONDS,
         backoff: tuple[float, float] = (BACKOFF_START, BACKOFF_MAX),
         on_relist: Callable[[str, str], None] | None = None,
+        resources: Mapping[str, str] = RESOURCES,  # resource -> kind: what the threads list and watch
     ) -> None:
         self.api = api
         self.watch_seconds = watch_seconds
         self.backoff = backoff
         self.on_relist = on_relist
-        self._stores = {r: _Store(kind) for r, kind in RESOURCES.items()}
+        self._stores = {r: _Store(kind) for r, kind in resources.items()}
         self._lock = threading.Lock()
         self._snapshot: Inventory | None = Inventory()
         self._stopping = threading.Event()
@@ -251,7 +250,8 @@ class ClusterInventory:
     def current(self) -> Inventory:
         with self._lock:
             if self._snapshot is None:
-                namespaces = {name: obj for (_, name), obj in self._stores["namespaces"].objects.items()}
+                held = self._stores.get("namespaces")
+                namespaces = {name: obj for (_, name), obj in (held.objects if held else {}).items()}
                 objects = [
                     o for r, s in self._stores.items() if r != "namespaces" for o in s.objects.values()
                 ]
@@ -282,7 +282,7 @@ class ClusterInventory:
         if self._threads:
             return
         self._stopping.clear()
-        for resource in RESOURCES:
+        for resource in self._stores:
             t = threading.Thread(
                 target=self._run, args=(resource,), name=f"inventory-{resource}", daemon=True
             )

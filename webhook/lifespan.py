@@ -54,9 +54,11 @@ def lifespan(services: WebhookServices) -> Callable[[Starlette], AbstractAsyncCo
         if services.handle_sighup:
             loop.add_signal_handler(signal.SIGHUP, reload_now.set)
         watcher = asyncio.create_task(_watch(services, reload_now))
+        _start_background(services)
         try:
             yield
         finally:
+            await asyncio.to_thread(_stop_background, services)
             watcher.cancel()
             with suppress(asyncio.CancelledError):
                 await watcher
@@ -75,9 +77,26 @@ async def _start(services: WebhookServices) -> None:
     the server, not ready, and is retried when the files change."""
     if not services.policies.ready:
         _report(services, await asyncio.to_thread(services.policies.reload), False, "startup")
+    await asyncio.to_thread(_follow, services)
     deadline = time.monotonic() + services.startup_wait
     while not services.inventory.status()["ready"] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+
+
+def _start_background(services: WebhookServices) -> None:
+    """The background scan starts once the first set is loaded and the inventory synced (or waited for);
+    the election first, so that a replica that leads publishes its first pass."""
+    if services.leader is not None:
+        services.leader.start()
+    if services.background is not None:
+        services.background.start()
+
+
+def _stop_background(services: WebhookServices) -> None:
+    if services.background is not None:
+        services.background.stop()
+    if services.leader is not None:
+        services.leader.stop()  # releases the Lease: another replica takes over at its next step
 
 
 async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:
@@ -97,9 +116,20 @@ async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:
             if forced or await asyncio.to_thread(policies.changed):
                 outcome = await asyncio.to_thread(policies.reload, forced)
                 _report(services, outcome, forced)
+                if outcome.ok:
+                    await asyncio.to_thread(_follow, services)
                 retry = forced and outcome.result == "unstable"
         except Exception:  # the watch itself must survive anything a filesystem does
             get_logger().exception("policy watch failed")
+
+
+def _follow(services: WebhookServices) -> None:
+    """An inventory that watches what the policy set reads (the param objects of its VAP bindings)
+    follows the set served."""
+    follow = getattr(services.inventory, "follow", None)
+    engine = services.policies.engine
+    if follow is not None and engine is not None:
+        follow(engine.policy_set.policies)
 
 
 def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, trigger: str = "") -> None:
@@ -143,6 +173,8 @@ def _report(services: WebhookServices, outcome: ReloadOutcome, forced: bool, tri
             },
         )
         _warn_weak_trust(services)
+        if services.background is not None:
+            services.background.trigger()  # what is running is judged against the new set at once
     else:
         telemetry.add("reloads", 1, result="failure")
         telemetry.add("reload_failures", 1)

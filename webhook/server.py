@@ -29,8 +29,10 @@ from policyengine.errors import UsageError
 from policyengine.policyset import load_policy_set
 from policyengine.scale import ParentLookup
 from webhook.app import WebhookServices, create_app
+from webhook.background import BackgroundScanner
 from webhook.connections import ConnectionLimits, GuardedConfig, listen, log_started, run_server
 from webhook.inventories import InventorySource, StaticInventory
+from webhook.leader import LeaderElector, elector_from
 from webhook.logs import configure, get_logger, log_config
 from webhook.policies import LivePolicies
 from webhook.recorder import DecisionRecorder, NullRecorder
@@ -60,12 +62,14 @@ def engine_loader(settings: Settings) -> Callable[[], Engine]:
 def inventory_source(settings: Settings, telemetry: Telemetry | None = None) -> InventorySource:
     if settings.kube:
         from webhook.cluster import ClusterInventory, api_from_config
+        from webhook.paramwatch import ParamInventory
 
         def relisted(resource: str, reason: str) -> None:
             if telemetry is not None:
                 telemetry.add("relists", 1, resource=resource, reason=reason)
 
-        return ClusterInventory(api_from_config(settings.kubeconfig), on_relist=relisted)
+        api = api_from_config(settings.kubeconfig)
+        return ParamInventory(ClusterInventory(api, on_relist=relisted), api.api_client)
     if settings.inventory:
         from policyengine.inventory import from_documents
         from policyengine.loader import read_documents
@@ -82,6 +86,41 @@ def parent_lookup(settings: Settings) -> ParentLookup | None:
     from webhook.parents import parents_from_config
 
     return parents_from_config(settings.kubeconfig, max_bytes=settings.max_body)
+
+
+def background_from(
+    settings: Settings, policies: LivePolicies, inventory: InventorySource, telemetry: Telemetry
+) -> tuple[BackgroundScanner | None, LeaderElector | None]:
+    """With --background-interval: the scanner, and with --kube the Lease election of the replica that
+    publishes (without --kube this process is the only one that sees its inventory: it publishes). With
+    --kube each pass also reads the AI workloads (``--background-kinds``) from the API server and the
+    leader writes the OpenReports; without it the pass judges what the inventory holds and logs a summary."""
+    if not settings.background_interval:
+        return None, None
+    leader = elector_from(settings.kubeconfig, os.environ) if settings.kube else None
+    kube: dict[str, Any] = {}
+    if settings.kube:
+        from webhook.bgcluster import ClusterObjects, OpenReportsWriter
+        from webhook.cluster import api_client_from_config
+        from webhook.kubescan import KubeRest
+
+        rest = KubeRest(api_client_from_config(settings.kubeconfig))
+        kube["sink"] = OpenReportsWriter(rest)
+        kube["objects"] = ClusterObjects(
+            rest, kinds=settings.background_kinds, max_objects=settings.background_max_objects
+        )
+    scanner = BackgroundScanner(
+        policies,
+        inventory,
+        telemetry,
+        interval=settings.background_interval,
+        cpu_share=settings.background_cpu,
+        leads=(lambda: leader.is_leader) if leader is not None else (lambda: True),
+        **kube,
+    )
+    if leader is not None:  # a replica that takes over publishes at once, not an interval later
+        leader.on_change = lambda leading: scanner.trigger() if leading else None
+    return scanner, leader
 
 
 def recorder_from(settings: Settings) -> DecisionRecorder:
@@ -116,9 +155,11 @@ def services_from(
     if engine is not None:
         policies.serve(engine)
     telemetry = build_telemetry(env)
+    inventory = inventory_source(settings, telemetry)
+    background, leader = background_from(settings, policies, inventory, telemetry)
     return WebhookServices(
         policies=policies,
-        inventory=inventory_source(settings, telemetry),
+        inventory=inventory,
         recorder=recorder or recorder_from(settings),
         telemetry=telemetry,
         max_body=settings.max_body,
@@ -130,6 +171,8 @@ def services_from(
         handle_sighup=handle_sighup,
         parents=parent_lookup(settings),
         ledger=ledger_from(settings, telemetry, _kube_api(settings)),
+        background=background,
+        leader=leader,
     )
 
 

@@ -11,9 +11,11 @@ from typing import Any
 from policyengine.charging import Ledger
 from policyengine.scale import ParentLookup
 from webhook.admission import DEFAULT_TIMEOUT
+from webhook.background import BackgroundScanner
 from webhook.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY
 from webhook.inflight import DEFAULT_MAX_IN_FLIGHT
 from webhook.inventories import InventorySource, StaticInventory
+from webhook.leader import LeaderElector
 from webhook.policies import LivePolicies
 from webhook.recorder import DecisionRecorder, NullRecorder
 from webhook.telemetry import Telemetry, build_telemetry
@@ -38,6 +40,8 @@ class WebhookServices:
     startup_wait: float = 30.0  # seconds to wait for the inventory's first sync before accepting requests
     parents: ParentLookup | None = None  # reads the workload a scale request scales (with --kube)
     ledger: Ledger | None = None  # GPU reservations (webhook.reserving); None: none are made
+    background: BackgroundScanner | None = None  # serve --background-interval (webhook.background)
+    leader: LeaderElector | None = None  # who publishes the background scan's reports (webhook.leader)
 
 
 def audit_status(recorder: object) -> dict[str, Any] | None:

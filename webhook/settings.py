@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from webhook.admission import DEFAULT_TIMEOUT
+from webhook.bgcluster import DEFAULT_KINDS, DEFAULT_MAX_OBJECTS
 from webhook.body import DEFAULT_MAX_BODY
 from webhook.connections import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from webhook.inflight import DEFAULT_MAX_IN_FLIGHT
@@ -56,6 +57,11 @@ class Settings:
     audit_api_max_queries: int = 2  # queries answered at once; more are refused with 503
     reservations: str | None = None  # memory | kube | postgresql://…; None: kube with --kube, else memory
     reservation_ttl: float = 120.0  # seconds a reservation lasts when its workload's pods never appear
+    background_interval: float | None = None  # seconds between background scans; None: no scans
+    background_cpu: float = 0.25  # the scan's share of one core
+    # with --kube, the resources a pass reads from the API server (plural.group) and its object bound
+    background_kinds: tuple[str, ...] = DEFAULT_KINDS
+    background_max_objects: int = DEFAULT_MAX_OBJECTS
 
     @property
     def watched(self) -> tuple[str, ...]:
@@ -74,7 +80,7 @@ class Settings:
     def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
-        for key in ("policies", "config"):
+        for key in ("policies", "config", "background_kinds"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -139,6 +139,10 @@ _GAUGES: dict[str, str] = {
     "policyengine_audit_queue_depth": "Decisions waiting to be made durable in the audit log.",
     "policyengine_audit_failures": "Decisions the audit log could not record since start.",
     "policyengine_audit_healthy": "1 while the audit log takes entries.",
+    "policyengine_violations": "Failed results of the last background scan, by policy, action and namespace "
+    "(namespaces beyond the cap summed as _other; cluster-scoped objects as _cluster).",
+    "policyengine_background_scan_seconds": "Duration of the last background scan.",
+    "policyengine_background_objects": "Objects evaluated by the last background scan.",
 }
 
 

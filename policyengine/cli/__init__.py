@@ -18,7 +18,7 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     from audit.cli import add_commands as add_audit_commands
-    from policyengine.cli import certs, check, init, serve, test, webhook_config
+    from policyengine.cli import certs, check, init, scan, serve, test, webhook_config
 
     parser = argparse.ArgumentParser(
         prog="policyengine",
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"policyengine {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     check.add_parser(sub)
+    scan.add_parser(sub)
     init.add_parser(sub)
     test.add_parser(sub)
     serve.add_parser(sub)

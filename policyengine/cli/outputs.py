@@ -46,12 +46,12 @@ class _Ordered(argparse.Action):
         setattr(namespace, DEST, recorded)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, formats: Sequence[str] = FORMATS) -> None:
     parser.add_argument(
         "--format",
         action=_Ordered,
-        choices=FORMATS,
-        metavar="{" + ",".join(FORMATS) + "}",
+        choices=formats,
+        metavar="{" + ",".join(formats) + "}",
         help="report format (repeatable; default text)",
     )
     parser.add_argument(

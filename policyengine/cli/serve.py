@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from policyengine.cli import auditing
+from policyengine.cli import auditing, servereads
 from policyengine.errors import UsageError
 
 
@@ -144,6 +145,22 @@ def _add_operations(p: argparse.ArgumentParser) -> None:
         help="with --kube, how long to wait for the first list before accepting requests (default 30)",
     )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument(
+        "--background-interval",
+        type=duration,
+        metavar="DURATION",
+        help="re-evaluate every object the inventory holds this often (e.g. 10m, 1h, 90s) and after every "
+        "reload, and export policyengine_violations; with --kube one replica, elected by a Lease, "
+        "publishes the reports (default: off)",
+    )
+    p.add_argument(
+        "--background-cpu",
+        type=float,
+        default=0.25,
+        metavar="SHARE",
+        help="the background scan's share of one core, in (0, 1] (default 0.25)",
+    )
+    servereads.add_arguments(p)
     auditing.add_arguments(p)
     p.add_argument(
         "--audit-failure",
@@ -206,6 +223,9 @@ def settings_from(args: argparse.Namespace) -> Any:
         log_level=args.log_level,
         reservations=args.reservations,
         reservation_ttl=args.reservation_ttl,
+        background_interval=args.background_interval,
+        background_cpu=args.background_cpu,
+        **servereads.settings(args),
     )
 
 
@@ -231,6 +251,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         )
     _check_limits(args)
     _check_reservations(args)
+    _check_background(args)
     if bool(args.audit_log) != bool(args.audit_key):
         raise UsageError(
             "--audit-log and --audit-key go together (create a key with `policyengine audit keygen`)"
@@ -282,6 +303,38 @@ def _check_reservations(args: argparse.Namespace) -> None:
         raise UsageError("--reservations kube needs --kube (the reservations live in the cluster)")
     if store == "memory" and args.workers > 1:
         raise UsageError("--workers > 1 shares no memory: use --reservations kube or postgresql://")
+
+
+def _check_background(args: argparse.Namespace) -> None:
+    servereads.check(args)
+    if not 0 < args.background_cpu <= 1:
+        raise UsageError(f"--background-cpu must be in (0, 1], not {args.background_cpu}")
+    if args.background_interval and args.workers > 1:
+        raise UsageError(
+            "--background-interval scans in one process: with --workers > 1 every worker would scan; "
+            "run more replicas of one worker instead"
+        )
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+
+
+def duration(text: str) -> float:
+    """``1h30m``, ``10m``, ``90s`` or plain seconds -> seconds (at least 1)."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a duration: use hours, minutes and seconds such as 1h30m, 10m or 90s"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not 1 <= seconds <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: the interval must be between 1s and 168h")
+    return seconds
 
 
 def _check_limits(args: argparse.Namespace) -> None:

@@ -163,4 +163,5 @@ def bound_policy(doc: Document, binding: Document, name: str, problems: list[Pro
         param_ref=param_ref(spec, bspec),
         uses_config_params=False,
         description=str((doc.data["metadata"].get("annotations") or {}).get("description", "")),
+        background=native.background(doc, problems),
     )
