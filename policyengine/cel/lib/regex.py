@@ -12,7 +12,7 @@ from typing import Any
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 from celpy import celtypes
 
-from policyengine.cel.budget import charge_elements
+from policyengine.cel.budget import charge
 from policyengine.cel.lib.dispatch import INT, STRING, Function, LibError, overload, table
 
 
@@ -48,6 +48,7 @@ def find_all(pattern: str, text: str, limit: int = -1) -> list[str]:
         if start == end == prev_end:
             pos = start + 1
             continue
+        charge(1)  # a new value, charged like a list element (the call paid for the text)
         out.append(match.group(0))
         prev_end = end
         pos = end if end > start else end + 1
@@ -74,7 +75,6 @@ def _find_all(text: str, pattern: str) -> celtypes.ListType:
 def _find_all_n(text: str, pattern: str, limit: int) -> celtypes.ListType:
     if limit == 0:
         return celtypes.ListType()
-    charge_elements(len(text))
     return celtypes.ListType(celtypes.StringType(s) for s in find_all(str(pattern), str(text), int(limit)))
 
 
