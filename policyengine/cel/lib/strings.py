@@ -85,8 +85,8 @@ def _replace_n(text: str, old: str, new: str, count: int) -> celtypes.StringType
     occurrences = len(text) + 1 if old == "" else str(text).count(old)
     if count > 0:
         occurrences = min(occurrences, count)
-    # The call paid for the text (its arguments' size); the insertions are what it builds beyond them.
-    charge(occurrences * len(new) // ELEMENT_COST_DIVISOR)
+    # The call paid for the text (its arguments' size); what the replacements add is built beyond it.
+    charge(occurrences * max(len(new) - len(old), 0) // ELEMENT_COST_DIVISOR)
     if old == "":
         parts = list(str(text))
         out = []
