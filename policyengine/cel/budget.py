@@ -9,7 +9,7 @@ Nothing here is shared between evaluations: each has its own Meter.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
@@ -23,18 +23,28 @@ _CLOCK_EVERY = 256
 
 
 class BudgetExceeded(Exception):
-    """The evaluation ran over its cost or time budget."""
+    """The evaluation ran over its cost or time budget; ``cost`` is what it had been charged by then."""
+
+    def __init__(self, message: str, cost: int) -> None:
+        super().__init__(message)
+        self.cost = cost
+
+
+# The clock deadlines are read from. A module attribute so a test can run the time budget on a clock it
+# controls, instead of on how fast the machine happens to be.
+clock: Callable[[], float] = time.monotonic
 
 
 class Meter:
     """Cost spent and time left in one evaluation."""
 
-    __slots__ = ("checkpoint", "cost", "deadline", "max_cost")
+    __slots__ = ("checkpoint", "clock", "cost", "deadline", "max_cost")
 
     def __init__(self, budget: Budget) -> None:
         self.cost = 0
         self.max_cost = budget.max_cost
-        self.deadline = time.monotonic() + budget.max_seconds
+        self.clock = clock
+        self.deadline = self.clock() + budget.max_seconds
         # The next cost at which charge() has work to do (check the clock, or fail). Hot loops may add
         # to ``cost`` inline and call charge(0) only once ``cost >= checkpoint``.
         self.checkpoint = _CLOCK_EVERY if budget.max_cost >= _CLOCK_EVERY else budget.max_cost + 1
@@ -43,13 +53,13 @@ class Meter:
         self.cost += units
         if self.cost >= self.checkpoint:
             if self.cost > self.max_cost:
-                raise BudgetExceeded(f"cost budget of {self.max_cost} exceeded")
+                raise BudgetExceeded(f"cost budget of {self.max_cost} exceeded", self.cost)
             self.checkpoint = min(self.cost + _CLOCK_EVERY, self.max_cost + 1)
             self.check_clock()
 
     def check_clock(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise BudgetExceeded("time budget exceeded")
+        if self.clock() > self.deadline:
+            raise BudgetExceeded("time budget exceeded", self.cost)
 
 
 _CURRENT: ContextVar[Meter | None] = ContextVar("policyengine_cel_meter", default=None)
@@ -84,6 +94,7 @@ def leave(token: Token[Meter | None]) -> None:
 
 
 _SIZED = (str, bytes, list, tuple)
+_SIZED_ARGS = (str, bytes, list, tuple, dict)
 _END: Any = object()
 
 
@@ -116,6 +127,34 @@ def sized_cost(value: Any, limit: int) -> int:
             total += len(item)
             stack.extend((iter(item.keys()), iter(item.values())))
     return total // ELEMENT_COST_DIVISOR
+
+
+def argument_cost(args: tuple[Any, ...]) -> int:
+    """What a library call costs before it runs, from the sizes of its string, bytes, list and map
+    arguments (not nested: Kubernetes' cost model charges a string or list function by its receiver's
+    size). It pays for a result up to that size -- a case change, a trim, a slice, a parse -- so such
+    a call repeated in a comprehension cannot pile up copies the budget never saw; a function building
+    more than its arguments (join, replace, format, json.marshal...) charges the rest itself."""
+    total = 0
+    for arg in args:
+        if isinstance(arg, _SIZED_ARGS):
+            total += len(arg)
+    return total // ELEMENT_COST_DIVISOR
+
+
+def charge(units: int) -> None:
+    """Charge ``units`` to the evaluation in progress (call before building what they pay for)."""
+    meter = _CURRENT.get()
+    if meter is not None and units:
+        meter.charge(units)
+
+
+def charge_sized(value: Any) -> None:
+    """Charge building a value the size of ``value`` nested (a rendering or serialisation of it), counted
+    without copying and no further than what is left of the budget."""
+    meter = _CURRENT.get()
+    if meter is not None:
+        meter.charge(sized_cost(value, meter.max_cost - meter.cost + 1))
 
 
 def charge_elements(count: int) -> None:

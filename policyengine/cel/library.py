@@ -2,7 +2,8 @@
 
 Built once per backend. Overloads of one name from several libraries are combined (the most specific
 first, cel-python's own implementation last), and every function is guarded so a LibError becomes a CEL
-error value with its message, as cel-go reports it.
+error value with its message, as cel-go reports it, and so the call is charged the size of its arguments
+before it runs (``budget.argument_cost``) in either backend.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from celpy import celtypes
 from celpy.evaluation import CELEvalError, base_functions
 
+from policyengine.cel.budget import argument_cost, charge
 from policyengine.cel.lib import (
     format as format_lib,
 )
@@ -42,13 +44,21 @@ _LIBRARIES = (
 
 # Core functions the libraries replace outright rather than extend.
 _REPLACED = frozenset({"_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_", "_in_", "matches"})
+# Core functions with no library overload that copy their argument (``bytes(s)`` encodes it): guarded
+# too, so they are charged like the library's.
+_COPYING_CORE = ("bytes",)
 
 
 def _guard(name: str, fn: Function) -> Function:
+    # Operators build nothing larger than a scalar (``+``, the one that does, is charged by its size).
+    sized = not name.startswith(("_", "-"))
+
     def guarded(*args: Any) -> Any:
         for arg in args:
             if isinstance(arg, CELEvalError):
                 return arg
+        if sized:
+            charge(argument_cost(args))
         try:
             return fn(*args)
         except LibError as err:
@@ -71,6 +81,8 @@ def build_functions() -> dict[str, Function]:
         core = base_functions.get(name)
         chain = [*impls, core] if core is not None and name not in _REPLACED else impls
         table[name] = _guard(name, combine(name, chain))
+    for name in _COPYING_CORE:
+        table.setdefault(name, _guard(name, base_functions[name]))
     return table
 
 

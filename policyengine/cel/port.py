@@ -34,11 +34,13 @@ class CelCompileError(Exception):
 
 
 class CelEvalError(Exception):
-    """Evaluation failed. ``code`` is errors.EVAL_ERROR or errors.EVAL_BUDGET; the message is short."""
+    """Evaluation failed. ``code`` is errors.EVAL_ERROR or errors.EVAL_BUDGET; the message is short.
+    ``cost`` is the cost charged when a budget ended the evaluation (None for other errors)."""
 
-    def __init__(self, message: str, code: str = EVAL_ERROR) -> None:
+    def __init__(self, message: str, code: str = EVAL_ERROR, cost: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.cost = cost
 
 
 @dataclass(frozen=True)

@@ -34,5 +34,5 @@ def compute(
         return run(compiled)
     except CelEvalError as err:
         if err.code == "budget_exceeded":
-            raise BudgetExceeded(str(err)) from None
+            raise BudgetExceeded(str(err), err.cost or 0) from None
         return as_error(f"variables.{name}: {err}")

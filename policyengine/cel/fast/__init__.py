@@ -103,7 +103,7 @@ class FastExpr:
         except CelError as err:
             raise CelEvalError(trim_message(err.message)) from None
         except BudgetExceeded as err:
-            raise CelEvalError(str(err), "budget_exceeded") from None
+            raise CelEvalError(str(err), "budget_exceeded", err.cost) from None
         except RecursionError:
             raise CelEvalError("expression nests too deeply", "budget_exceeded") from None
         except _PYTHON_FAILURES as err:

@@ -40,7 +40,8 @@ class Library:
         fn = self.table.get(name)
         if fn is None:
             raise CelError(f"undeclared reference to '{name}'")
-        # Converting copies every string and list of the arguments: charge that before making it.
+        # Converting copies every string and list of the arguments, nested: charge that copy before
+        # making it. (The call itself is charged its arguments' size by the library's guard.)
         cost = _conversion_cost(args, meter)
         if cost:
             meter.charge(cost)
@@ -56,10 +57,9 @@ class Library:
         finally:
             if token is not None:
                 leave(token)
-        value = from_ref(result)
-        if type(value) is list or type(value) is str:
-            meter.charge(len(value) // ELEMENT_COST_DIVISOR)
-        return value
+        # The result was charged by the call (its arguments' size, and what it builds beyond them) before
+        # it was built; charging it again here would pay twice, and too late to stop the build.
+        return from_ref(result)
 
 
 def _conversion_cost(args: list[Any], meter: Meter) -> int:

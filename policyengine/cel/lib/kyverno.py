@@ -20,7 +20,7 @@ import yaml
 from celpy import celtypes
 from celpy.adapter import json_to_cel as to_cel
 
-from policyengine.cel.budget import charge_elements
+from policyengine.cel.budget import charge, charge_elements, charge_sized
 from policyengine.cel.lib.dispatch import ANY, DOUBLE, INT, LIST, STRING, Function, LibError, overload, table
 
 # The objects Kyverno's library calls are made on (``json.unmarshal(s)``): bound for every request.
@@ -33,12 +33,12 @@ MAX_NODES = 100_000
 def _bounded_text(name: str, text: str) -> str:
     if len(text) > MAX_INPUT:
         raise LibError(f"{name}: input of {len(text)} characters is over the limit of {MAX_INPUT}")
-    charge_elements(len(text))
-    return str(text)
+    return str(text)  # the call paid for its characters (the library charges its arguments' size)
 
 
-def _check_tree(name: str, value: Any) -> None:
-    """Refuse a value deeper than MAX_DEPTH or larger than MAX_NODES, counting shared parts each time."""
+def _check_tree(name: str, value: Any) -> int:
+    """Refuse a value deeper than MAX_DEPTH or larger than MAX_NODES, counting shared parts each time;
+    the number of values it holds."""
     count = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -52,6 +52,7 @@ def _check_tree(name: str, value: Any) -> None:
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
+    return count
 
 
 def _plain(name: str, value: Any) -> Any:
@@ -74,18 +75,20 @@ def _json_unmarshal(_json: Any, text: str) -> Any:
         value = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise LibError(f"json.unmarshal: {str(err)[:200]}") from None
-    _check_tree("json.unmarshal", value)
+    # Each value becomes a CEL value: charged like a list element (one unit) before converting.
+    charge(_check_tree("json.unmarshal", value))
     return to_cel(value)
 
 
 @overload(ANY, ANY)
 def _json_marshal(_json: Any, value: Any) -> celtypes.StringType:
     _check_tree("json.marshal", value)
+    # The text is as long as the value's strings and elements, nested: charged before it is written.
+    charge_sized(value)
     try:
         text = json.dumps(_to_json(value), separators=(",", ":"), sort_keys=True)
     except (TypeError, ValueError) as err:
         raise LibError(f"json.marshal: {err}") from None
-    charge_elements(len(text))
     return celtypes.StringType(text)
 
 
@@ -101,7 +104,7 @@ def _yaml_parse(_yaml: Any, text: str) -> Any:
     except RecursionError:
         raise LibError(f"yaml.parse: nested deeper than {MAX_DEPTH} levels") from None
     value = _plain("yaml.parse", value)
-    _check_tree("yaml.parse", value)
+    charge(_check_tree("yaml.parse", value))
     return to_cel(value)
 
 
@@ -142,7 +145,7 @@ def _to_json(value: Any) -> Any:
 def _digest(name: str, algorithm: str) -> Function:
     @overload(STRING)
     def digest(text: str) -> celtypes.StringType:
-        charge_elements(len(text))
+        # The call paid for hashing the text (the library charges its arguments' size).
         return celtypes.StringType(
             hashlib.new(algorithm, str(text).encode("utf-8", "surrogatepass")).hexdigest()
         )

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from policyengine.cel.budget import charge_elements
 from policyengine.cel.lib.dispatch import STRING, Function, LibError, overload, table
 
 MAX_PEM = 64 * 1024
@@ -159,7 +158,6 @@ def _certificate(cert: x509.Certificate) -> dict[str, Any]:
 def _decode(text: str) -> Any:
     if len(text) > MAX_PEM:
         raise LibError(f"x509.decode: input of {len(text)} characters is over the limit of {MAX_PEM}")
-    charge_elements(len(text))
     data = str(text).encode("utf-8", "surrogatepass")
     try:
         if b"-----BEGIN CERTIFICATE REQUEST-----" in data:

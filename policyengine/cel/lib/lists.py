@@ -107,6 +107,11 @@ def _slice(items: list[Any], start: int, end: int) -> celtypes.ListType:
     return celtypes.ListType(items[start:end])
 
 
+def _flat_size(items: list[Any], depth: int) -> int:
+    """How many elements flattening ``items`` to ``depth`` yields, counted before building them."""
+    return sum(_flat_size(item, depth - 1) if isinstance(item, list) and depth > 0 else 1 for item in items)
+
+
 def _flatten_into(out: list[Any], items: list[Any], depth: int) -> None:
     for item in items:
         if isinstance(item, list) and depth > 0:
@@ -124,9 +129,10 @@ def _flatten(items: list[Any]) -> celtypes.ListType:
 def _flatten_depth(items: list[Any], depth: int) -> celtypes.ListType:
     if depth < 0:
         raise LibError("level must be non-negative")
+    depth = min(int(depth), 64)
+    charge_elements(_flat_size(items, depth))
     out: list[Any] = []
-    _flatten_into(out, items, min(int(depth), 64))
-    charge_elements(len(out))
+    _flatten_into(out, items, depth)
     return celtypes.ListType(out)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 from celpy import celtypes
 
-from policyengine.cel.budget import charge_elements
+from policyengine.cel.budget import charge
 from policyengine.cel.lib.dispatch import INT, STRING, Function, LibError, overload, table
 
 
@@ -37,20 +37,19 @@ def compile_pattern(pattern: str) -> Any:
 
 def find_all(pattern: str, text: str, limit: int = -1) -> list[str]:
     """Go's ``FindAllString``: an empty match right after the previous match is skipped."""
-    regexp = compile_pattern(pattern)
+    # One pass of finditer, which encodes the text once and steps past an empty match by one character
+    # as Go does; a search per match from an offset re-encodes the whole text each time (quadratic).
     out: list[str] = []
-    pos, prev_end = 0, -1
-    while pos <= len(text) and (limit < 0 or len(out) < limit):
-        match = regexp.search(text, pos)
-        if match is None:
+    prev_end = -1
+    for match in compile_pattern(pattern).finditer(text):
+        if limit >= 0 and len(out) >= limit:
             break
         start, end = match.span()
         if start == end == prev_end:
-            pos = start + 1
             continue
+        charge(1)  # a new value, charged like a list element (the call paid for the text)
         out.append(match.group(0))
         prev_end = end
-        pos = end if end > start else end + 1
     return out
 
 
@@ -74,7 +73,6 @@ def _find_all(text: str, pattern: str) -> celtypes.ListType:
 def _find_all_n(text: str, pattern: str, limit: int) -> celtypes.ListType:
     if limit == 0:
         return celtypes.ListType()
-    charge_elements(len(text))
     return celtypes.ListType(celtypes.StringType(s) for s in find_all(str(pattern), str(text), int(limit)))
 
 

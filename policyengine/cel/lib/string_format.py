@@ -12,7 +12,7 @@ from typing import Any
 
 from celpy import celtypes
 
-from policyengine.cel.budget import charge_elements
+from policyengine.cel.budget import charge_elements, charge_sized
 from policyengine.cel.lib.dispatch import LIST, STRING, Function, LibError, overload, table
 from policyengine.cel.lib.numeric import format_double
 
@@ -194,6 +194,9 @@ def _render(value: Any, verb: str, precision: int | None) -> str:
 def _format(fmt: str, args: list[Any]) -> celtypes.StringType:
     clauses = _clauses(str(fmt))
     used = len(clauses) - 1
+    # Rendering copies every string and element of the arguments, nested (a list of a million 10 KB
+    # strings is 10 GB of text): charged from their sizes before anything is rendered.
+    charge_sized(args)
     out = []
     for index, (text, verb, precision) in enumerate(clauses):
         out.append(text)

@@ -11,7 +11,7 @@ from typing import Any
 
 from celpy import celtypes
 
-from policyengine.cel.budget import charge_elements
+from policyengine.cel.budget import ELEMENT_COST_DIVISOR, charge, charge_elements
 from policyengine.cel.lib.dispatch import INT, LIST, STRING, Function, LibError, overload, table
 
 # Go's unicode.IsSpace: Latin-1 spaces plus the Unicode White_Space property (not U+180E, U+200B...).
@@ -85,7 +85,8 @@ def _replace_n(text: str, old: str, new: str, count: int) -> celtypes.StringType
     occurrences = len(text) + 1 if old == "" else str(text).count(old)
     if count > 0:
         occurrences = min(occurrences, count)
-    charge_elements(len(text) + occurrences * len(new))
+    # The call paid for the text (its arguments' size); what the replacements add is built beyond it.
+    charge(occurrences * max(len(new) - len(old), 0) // ELEMENT_COST_DIVISOR)
     if old == "":
         parts = list(str(text))
         out = []
@@ -104,7 +105,10 @@ def _split(text: str, sep: str) -> celtypes.ListType:
 def _split_n(text: str, sep: str, count: int) -> celtypes.ListType:
     if count == 0:
         return celtypes.ListType()
-    charge_elements(len(text))
+    # The call paid for the characters; each part is a new value, charged like a list element built
+    # by lists.range (one unit), which bounds s.split('') of a long string to what the budget allows.
+    built = len(text) if sep == "" else str(text).count(sep) + 1
+    charge(min(built, count) if count > 0 else built)
     if sep == "":
         chars = list(str(text))
         if 0 < count < len(chars):
@@ -159,6 +163,10 @@ _QUOTE_ESCAPES = {
 
 @overload(STRING)
 def _quote(text: str) -> celtypes.StringType:
+    # Escapes lengthen the text up to ten times (``\U0001f600``): charge what they add before building.
+    escapes = sum(map(str(text).count, _QUOTE_ESCAPES))
+    extra = escapes if str(text).isprintable() else 9 * len(text)
+    charge(extra // ELEMENT_COST_DIVISOR)
     out = []
     for ch in str(text):
         if ch in _QUOTE_ESCAPES:

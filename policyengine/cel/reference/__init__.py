@@ -113,7 +113,7 @@ class ReferenceExpr:
             with metered(budget) as meter:
                 result = evaluate(self._tree, self._base, activation.values, meter)
         except BudgetExceeded as err:
-            raise CelEvalError(str(err), "budget_exceeded") from None
+            raise CelEvalError(str(err), "budget_exceeded", err.cost) from None
         except CELEvalError as err:
             raise CelEvalError(_eval_error_message(err)) from None
         except RecursionError:

@@ -24,7 +24,7 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import Activation, CELEvalError, Evaluator
 
-from policyengine.cel.budget import ELEMENT_COST_DIVISOR, Meter, concat_cost, current
+from policyengine.cel.budget import Meter, concat_cost, current
 from policyengine.cel.lib.dispatch import LibError
 from policyengine.cel.lib.lists import sort_by_keys
 from policyengine.cel.lib.optional import Optional
@@ -40,12 +40,6 @@ from policyengine.cel.syntax import (
 )
 
 
-def _size(value: Any) -> int:
-    if isinstance(value, str | bytes | list | dict):
-        return len(value)
-    return 0
-
-
 class MeteredEvaluator(Evaluator):
     """An Evaluator charging its Meter for each node visited and each comprehension iteration."""
 
@@ -59,18 +53,6 @@ class MeteredEvaluator(Evaluator):
     def _visit_tree(self, tree: Node) -> Any:
         self.meter.charge()
         return super()._visit_tree(tree)
-
-    def _charge_size(self, value: Any) -> Any:
-        size = _size(value)
-        if size:
-            self.meter.charge(size // ELEMENT_COST_DIVISOR)
-        return value
-
-    def function_eval(self, name_token: lark.Token, exprlist: Any = None) -> Any:
-        return self._charge_size(super().function_eval(name_token, exprlist))
-
-    def method_eval(self, obj: Any, method_ident: lark.Token, exprlist: Any = None) -> Any:
-        return self._charge_size(super().method_eval(obj, method_ident, exprlist))
 
     def addition(self, tree: Node) -> Any:
         # ``+`` itself charges a concatenation by its size, before building it (metered_add).
