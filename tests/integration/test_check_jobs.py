@@ -46,8 +46,9 @@ spec:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Namespaces of one labelled team (a pool spread over namespaces, so over workers) and unlabelled
-    ones sharing the default pool: reservations succeed until each pool is full, in file order."""
+    """Two namespaces of one labelled team (dealt to one worker together) and three unlabelled ones
+    sharing the default pool (dealt to different workers): reservations succeed until each pool is
+    full, in file order, so the spread pool must be decided again in order."""
     root = tmp_path_factory.mktemp("tree")
     namespaces = "".join(
         f"---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{policyengine.io/team: vision}}}}\n"
@@ -55,7 +56,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     write(root / "namespaces.yaml", namespaces)
     for i in range(COUNT):
-        namespace = ("cv-a", "cv-b", "cv-c", "misc-x", "misc-y")[i % 5]
+        namespace = ("cv-a", "misc-x", "cv-b", "misc-y", "misc-z")[i % 5]
         write(root / namespace / f"job-{i:04d}.yaml", _job(i, namespace, 1 + i % 3))
     write(root.parent / f"{root.name}-config.yaml", CONFIG)
     return root
