@@ -80,6 +80,13 @@ def add_parser(sub: Any) -> None:
     _add_verdict_flags(p)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
+    _add_evaluation_flags(p)
+    auditing.add_arguments(p)
+    configfile.add_arguments(p)  # last: it reads the defaults of the flags above
+    p.set_defaults(func=run)
+
+
+def _add_evaluation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cel-backend",
         choices=BACKENDS,
@@ -94,9 +101,6 @@ def add_parser(sub: Any) -> None:
         help="decide in N processes (default: the number of cores); output and exit code are those of "
         f"one process, and a set of fewer than {MIN_PARALLEL} resources is decided in this one",
     )
-    auditing.add_arguments(p)
-    configfile.add_arguments(p)  # last: it reads the defaults of the flags above
-    p.set_defaults(func=run)
 
 
 def _add_verdict_flags(p: argparse.ArgumentParser) -> None:
