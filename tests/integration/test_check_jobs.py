@@ -3,13 +3,17 @@ and exit code of one process, in every format, including GPU quota reservations 
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from policyengine.cel import get_backend
+from policyengine.cli import main
 from policyengine.fanout import MIN_PARALLEL
 from tests.helpers import write
 
@@ -86,3 +90,37 @@ def test_the_tree_fills_quota_pools_in_order(tree: Path, tmp_path: Path) -> None
     failed = [r for r in quota if r["outcome"] == "fail"]
     assert 0 < len(failed) < COUNT  # the first requests of each pool were admitted and reserved
     assert any("reserv" in r["message"] for r in failed), failed[:2]  # later ones counted them
+
+
+def _compiles_for(files: int, root: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> int:
+    """How many CEL compilations a check of ``files`` manifests makes, in this process or its workers
+    (each compilation appends a line to a file, which forked workers share)."""
+    log = root / f"compiles-{files}-{jobs}.log"
+    backend = type(get_backend("fast"))
+    real = backend.compile
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with log.open("a") as out:
+            out.write("compiled\n")
+        return real(self, *args, **kwargs)
+
+    for i in range(files):
+        write(root / f"n{files}" / f"job-{i:04d}.yaml", _job(i, "cv-a", 1))
+    log.write_text("")
+    with monkeypatch.context() as patch:
+        patch.setattr(backend, "compile", counting)
+        patch.setattr("sys.stdin", io.StringIO(""))
+        code = main(["check", str(root / f"n{files}"), "--jobs", str(jobs), "--no-config-file"])
+    assert code in (0, 1)
+    return len(log.read_text().splitlines())
+
+
+def test_the_policy_set_is_compiled_once_per_run_not_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = _compiles_for(1, tmp_path, monkeypatch, 1)
+    assert one > 50  # the bundled packs' expressions, compiled when the policy set loads
+    assert _compiles_for(40, tmp_path, monkeypatch, 1) == one
+    # Workers inherit the compiled set: nothing is compiled again in them or for them.
+    assert _compiles_for(COUNT, tmp_path, monkeypatch, 2) == one
+    capsys.readouterr()
