@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -124,6 +125,11 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
         for pool in item[2]:
             pool_shards.setdefault(pool, set()).add(shard_of[i])
     spread = {pool for pool, where in pool_shards.items() if len(where) > 1 and pool in changed}
+    while True:  # a request decided again takes every pool it reads along (one each, in practice)
+        wider = spread.union(*(item[2] for item in decided if item is not None and item[2] & spread))
+        if wider == spread:
+            break
+        spread = wider
     ledger = Ledger(MemoryReservations())  # the spread pools' own: other pools never meet them
     out: list[Decision] = []
     for request, item in zip(work.requests, decided, strict=True):
@@ -139,6 +145,8 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
     global _work
     _work = work
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
+    for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
+        stream.flush()
     try:
         with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
             return pool.map(_decide_shard, shards, chunksize=1)
