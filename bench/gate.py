@@ -1,6 +1,6 @@
 """Time the CI gate on 1,000 AI-workload manifests, next to checkov on the same folder in the same run.
 
-    python bench/gate.py [--manifests 1000] [--runs 5] [--checkov PATH] [--format json]
+    python bench/gate.py [--manifests 1000] [--runs 5] [--checkov PATH] [--format json] [--scale]
 
 Writes a seeded corpus (Deployments and StatefulSets with GPUs, Jobs, PyTorchJobs, RayClusters, KServe
 InferenceServices, JobSets, LeaderWorkerSets, TrainJobs; some violate the bundled packs) into a temporary
@@ -238,6 +238,40 @@ def time_command(
     return statistics.median(samples), code
 
 
+def time_and_rss(argv: Sequence[str], runs: int, env: dict[str, str]) -> tuple[float, int]:
+    """Median wall time and median peak RSS (KiB, from wait4) of ``runs`` runs after one warm-up."""
+    times: list[float] = []
+    peaks: list[int] = []
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"{' '.join(argv[:4])} exited {proc.returncode}")
+        if i:
+            times.append(elapsed)
+            peaks.append(int(usage.ru_maxrss))  # the largest of the process and its reaped workers
+    return statistics.median(times), int(statistics.median(peaks))
+
+
+def scale_row(folder: Path, base: int, runs: int, env: dict[str, str]) -> None:
+    """``check`` on ``base`` and 10x ``base`` manifests: time and peak RSS, and their ratios."""
+    figures = []
+    for count in (base, 10 * base):
+        corpus = folder / f"scale-{count}"
+        write_corpus(corpus, count)
+        argv = [sys.executable, "-m", "policyengine", "check", str(corpus), "--format", "json"]
+        argv += ["--config", str(ROOT / "examples" / "governance.yaml"), "--output", str(folder / "s.json")]
+        figures.append(time_and_rss(argv, runs, env))
+        print(
+            f"  check on {count:>6,} manifests   {figures[-1][0]:8.3f} s  peak RSS {figures[-1][1] / 1024:.0f} MiB"
+        )
+    (t1, r1), (t10, r10) = figures
+    print(f"ratio 10x manifests: time {t10 / t1:.2f}x (linear: 10x), peak RSS {r10 / r1:.2f}x (target < 2x)")
+
+
 def find_checkov(given: str | None) -> str | None:
     if given:
         return given
@@ -257,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--checkov", help="the checkov executable (default: beside this Python, else on PATH)"
     )
     parser.add_argument("--format", default="json", help="the report policyengine writes (default json)")
+    parser.add_argument(
+        "--scale", action="store_true", help="also time check on 10x --manifests: time and peak RSS ratios"
+    )
     args = parser.parse_args(argv)
 
     env = {
@@ -286,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  policyengine check             {ours_s:8.3f} s  (exit {ours_code}{detail})")
         print(f"    {1000 * (ours_s - floor) / args.manifests:.1f} ms per manifest after start-up")
 
+        if args.scale:
+            scale_row(Path(tmp), args.manifests, args.runs, env)
         checkov = find_checkov(args.checkov)
         if checkov is None:
             print(

@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from policyengine import errors
-from policyengine.charging import Ledger
 from policyengine.codec import request_from_manifest
 from policyengine.discovery import Skipped
 from policyengine.engine import Engine
 from policyengine.errors import Problem
+from policyengine.fanout import decide_all
 from policyengine.inventory import as_created
 from policyengine.loader import Document, PathKey
 from policyengine.match import CLUSTER_SCOPED_KINDS
@@ -37,7 +37,6 @@ from policyengine.model import (
     UserInfo,
 )
 from policyengine.requirements import Unconfigured
-from policyengine.reservations import MemoryReservations
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
 from policyengine.workloads.runtimes import is_runtime_object
@@ -292,23 +291,27 @@ def check_documents(
     skipped_files: Sequence[Skipped] = (),
     after_each: Callable[[Checked], None] | None = None,
     existing: bool = False,
+    jobs: int = 1,
 ) -> CheckReport:
     """``after_each`` is called after each object's decision (a background scan paces itself there);
-    ``existing``: the documents are objects the cluster holds (a scan), their pods in ``inventory``."""
+    ``existing``: the documents are objects the cluster holds (a scan), their pods in ``inventory``;
+    ``jobs`` > 1 decides a large set in that many worker processes, with the same report."""
     world = with_manifest_namespaces(inventory, docs)
+    objects = [doc for doc in docs if is_object(doc.data)]
     # Every workload of the set is charged to its team in order (file, then document), as if they were
     # admitted one after another: together they cannot take more than the quota.
-    ledger = Ledger(MemoryReservations(), existing=existing)
-    checked: list[Checked] = []
-    skipped: list[Document] = []
-    for doc in docs:
-        if not is_object(doc.data):
-            skipped.append(doc)
-            continue
-        decision = engine.evaluate(request_for(doc, user=user), inventory=world, now=now, ledger=ledger)
-        checked.append(Checked(doc, decision))
+    requests = [request_for(doc, user=user) for doc in objects]
+
+    def each(index: int, decision: Decision) -> None:
         if after_each is not None:
-            after_each(checked[-1])
+            after_each(Checked(objects[index], decision))
+
+    hook = each if after_each is not None else None
+    decisions = decide_all(
+        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook
+    )
+    checked = [Checked(doc, decision) for doc, decision in zip(objects, decisions, strict=True)]
+    skipped = [doc for doc in docs if not is_object(doc.data)]
     policy_set = engine.policy_set
     return CheckReport(
         tuple(checked),

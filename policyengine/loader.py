@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
@@ -26,7 +26,7 @@ from policyengine.yamlnodes import (
     record_positions,
     render_path,
 )
-from policyengine.yamlreader import BoundedLoader
+from policyengine.yamlreader import BoundedLoader, LibyamlLoader, composes
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -134,8 +134,20 @@ def parse_prefix(
     """``parse_located``'s documents and repeated keys up to the first syntax error, and that error (None
     if the whole text parses): the documents before a broken one still get their problems listed in the
     same run. A bound passed (documents, alias expansion) still raises LoadError."""
+    if composes(text, limits.max_nodes):
+        found = _parse(LibyamlLoader, text, file, limits)
+        if found[2] is None:
+            return found
+        # A broken text is read again by PyYAML's composer, whose messages say more (which alias is
+        # undefined): a file's problems never depend on which composer read it.
+    return _parse(lambda t: BoundedLoader(t, limits.max_nodes), text, file, limits)
+
+
+def _parse(
+    make: Callable[[str], BoundedLoader | LibyamlLoader], text: str, file: str, limits: InputLimits
+) -> tuple[list[Document], list[Problem], Problem | None]:
     try:
-        loader = BoundedLoader(text, limits.max_nodes)
+        loader = make(text)
     except ValueError as err:  # lone surrogates: a str that is no text libyaml can read
         raise LoadError([Problem(file, 1, errors.READ_ERROR, _first_line(err))]) from None
     docs: list[Document] = []
@@ -159,7 +171,11 @@ def parse_prefix(
 
 
 def _documents(
-    loader: BoundedLoader, file: str, limits: InputLimits, docs: list[Document], duplicated: list[Problem]
+    loader: BoundedLoader | LibyamlLoader,
+    file: str,
+    limits: InputLimits,
+    docs: list[Document],
+    duplicated: list[Problem],
 ) -> None:
     """Append each document of the file to ``docs`` (and its repeated keys to ``duplicated``) as it is
     read, so that those before a syntax error are kept."""
@@ -181,7 +197,7 @@ def _documents(
         index += 1
 
 
-def _construct(loader: BoundedLoader, node: yaml.Node) -> Any:
+def _construct(loader: BoundedLoader | LibyamlLoader, node: yaml.Node) -> Any:
     try:
         return loader.construct_document(node)
     except yaml.YAMLError:

@@ -1,10 +1,15 @@
 """The YAML reader of the loader: libyaml's parser (where PyYAML was built with it) feeding PyYAML's
-own composer, so that every node is counted, and every level of nesting, as it is built.
+own composer, so that every node is counted, and every level of nesting, as it is built -- or, for a
+text too short to hold more nodes than its budget, libyaml's own composer.
 
 libyaml's built-in composer builds a whole document before Python sees any of it: 30 MiB of ``- a``
 lines became five million nodes and 4 GB before any bound could apply. Composing in Python costs
-about a third more time and lets a file stop at its node budget. Integers are bounded in length too:
-PyYAML builds a sexagesimal ``1:0:0:...`` in quadratic time.
+about a third more time and lets a file stop at its node budget. A text of n bytes holds at most about
+n nodes (``{a,b,c}``: a key and an empty value per two bytes), so a text of at most a quarter of the
+budget in bytes cannot pass it, and libyaml composes it (its scanner refuses nesting past 1,000 levels,
+so its recursion is bounded; the loader's walk then applies the 100-level bound). Both composers keep
+every node's line and column. Integers are bounded in length too: PyYAML builds a sexagesimal
+``1:0:0:...`` in quadratic time.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from policyengine.yamlnodes import MAX_DEPTH
 MAX_INT_CHARS = 4300
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is several times faster
+# A text of at most max_nodes / NODES_PER_BYTE bytes is composed by libyaml (margin over the ~1 seen).
+NODES_PER_BYTE = 4
+USE_LIBYAML_COMPOSER = bool(getattr(yaml, "__with_libyaml__", False))
 
 
 class BoundedLoader(_Base):  # type: ignore[misc]
@@ -56,6 +64,42 @@ class BoundedLoader(_Base):  # type: ignore[misc]
             self.depth -= 1
 
 
+class LibyamlLoader(_Base):  # type: ignore[misc]
+    """libyaml's parser and composer, PyYAML's safe constructor: for texts within ``composes``."""
+
+    def get_node(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().get_node()
+        if node is not None:
+            _refuse_depth(node)
+        return node
+
+
+def _refuse_depth(root: yaml.Node) -> None:
+    """The error ``BoundedLoader`` raises while composing: at the first node, in document order, written
+    past ``MAX_DEPTH`` levels (a node met again is an alias, which PyYAML's composer does not descend)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            continue
+        stack.extend((child, depth + 1) for child in reversed(children))
+
+
+def composes(text: str, max_nodes: int) -> bool:
+    """Whether libyaml may compose ``text``: it is there, and the text cannot hold ``max_nodes`` nodes."""
+    return USE_LIBYAML_COMPOSER and len(text) * NODES_PER_BYTE <= max_nodes
+
+
 def _construct_int(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
     if len(node.value) > MAX_INT_CHARS:
         message = f"an integer of {len(node.value)} characters (at most {MAX_INT_CHARS})"
@@ -64,3 +108,4 @@ def _construct_int(loader: SafeConstructor, node: yaml.ScalarNode) -> Any:
 
 
 BoundedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+LibyamlLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)

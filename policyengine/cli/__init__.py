@@ -16,8 +16,9 @@ from policyengine.errors import LoadError, UsageError
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from audit.cli import add_commands as add_audit_commands
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or for ``command`` (the verb on the command line) one that leaves out the audit
+    package's verbs when another verb runs: ``check`` in CI then never imports the audit log."""
     from policyengine.cli import certs, check, init, scan, serve, test, webhook_config
 
     parser = argparse.ArgumentParser(
@@ -33,8 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     certs.add_parser(sub)
     webhook_config.add_parser(sub)
-    add_audit_commands(sub)
+    if command is None or command not in sub.choices:
+        from audit.cli import add_commands as add_audit_commands
+
+        add_audit_commands(sub)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    # The top-level parser has no option that takes a value: the first word is the verb.
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _version() -> str:
@@ -51,7 +60,7 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help

@@ -1,18 +1,19 @@
 """``--audit-log`` / ``--audit-key`` for the verbs that decide (check, serve): open the signed log and
-record one entry per decision before the decision is reported."""
+record one entry per decision before the decision is reported. The audit package is imported only
+when a log is named: a plain ``check`` does not pay for it."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from audit import AuditError, AuditLog, load_signer
-from audit.decisions import entry_for
-from audit.git import git_commit
 from policyengine.errors import UsageError
 from policyengine.model import Decision
+
+if TYPE_CHECKING:
+    from audit import AuditLog
 
 
 def add_arguments(p: Any) -> None:
@@ -36,6 +37,8 @@ def open_log(args: argparse.Namespace) -> AuditLog | None:
         return None
     if not args.audit_key:
         raise UsageError("--audit-log needs --audit-key (create one with `policyengine audit keygen`)")
+    from audit import AuditError, AuditLog, load_signer
+
     try:
         return AuditLog.open(args.audit_log, signer=load_signer(args.audit_key, args.audit_origin))
     except AuditError as err:
@@ -46,10 +49,14 @@ def record(
     log: AuditLog, decisions: Iterable[Decision], *, source: str, commit: str | None = None
 ) -> list[int]:
     """Append one entry per decision; returns their indexes once all are durable."""
+    from audit.decisions import entry_for
+
     now = datetime.now(UTC)
     futures = [log.submit(entry_for(d, source=source, time=now, commit=commit)) for d in decisions]
     return [f.result() for f in futures]
 
 
 def record_ci_run(log: AuditLog, decisions: Iterable[Decision]) -> list[int]:
+    from audit.git import git_commit
+
     return record(log, decisions, source="ci", commit=git_commit("."))

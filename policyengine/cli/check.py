@@ -16,6 +16,7 @@ from policyengine.cli import auditing, baselines, configfile, outputs
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import Compiler
+from policyengine.fanout import MIN_PARALLEL, default_jobs
 from policyengine.gate import check_documents
 from policyengine.globs import Excludes, PatternError, compile_pattern
 from policyengine.intake import Manifests
@@ -79,15 +80,27 @@ def add_parser(sub: Any) -> None:
     _add_verdict_flags(p)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--verbose", action="store_true", help="also say what loaded but does nothing")
+    _add_evaluation_flags(p)
+    auditing.add_arguments(p)
+    configfile.add_arguments(p)  # last: it reads the defaults of the flags above
+    p.set_defaults(func=run)
+
+
+def _add_evaluation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cel-backend",
         choices=BACKENDS,
         default=None,
         help=f"CEL evaluator (default: ${CEL_BACKEND_ENV} or fast; reference is cel-python's)",
     )
-    auditing.add_arguments(p)
-    configfile.add_arguments(p)  # last: it reads the defaults of the flags above
-    p.set_defaults(func=run)
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="decide in N processes (default: the number of cores); output and exit code are those of "
+        f"one process, and a set of fewer than {MIN_PARALLEL} resources is decided in this one",
+    )
 
 
 def _add_verdict_flags(p: argparse.ArgumentParser) -> None:
@@ -231,10 +244,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"policyengine check: warning: {warning}", file=sys.stderr)
     if args.verbose:
         print_notes(policy_set, manifests, now)
-    audit_log = auditing.open_log(args)
+    jobs = args.jobs or default_jobs()
     report = check_documents(
-        engine, manifests.documents, inventory=inventory, now=now, skipped_files=manifests.skipped
+        engine, manifests.documents, inventory=inventory, now=now, skipped_files=manifests.skipped, jobs=jobs
     )
+    audit_log = auditing.open_log(args)  # after the workers are forked: its writer is a thread
     if audit_log is not None:
         try:
             auditing.record_ci_run(audit_log, (c.decision for c in report.checked))

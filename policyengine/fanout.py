@@ -1,0 +1,187 @@
+"""Deciding a checked set's requests in worker processes (``check --jobs``), with the decisions, their
+order and every reservation exactly those of one process deciding them one after another.
+
+Workers are forked once the policy set is compiled and the manifests read, so each inherits the engine,
+the inventory and the requests instead of loading or receiving them. The one state decisions share is
+the quota ledger: a request whose decision reads the reservation store (a GPU workload of a pool with a
+limit) depends on the reservations earlier requests of its pool made, and on nothing else (the store
+keeps each pool apart). Requests are dealt to workers by team (namespace when unlabelled), each worker
+deciding its share in the set's order against a ledger of its own, and each reports the pools its
+requests read and the pools they reserved in. A pool is decided as one process would have decided it
+when all its requests went to one worker, or when none of them reserved anything (every read then saw
+the same empty pool). Any other pool has its requests decided again by the parent, in order.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from policyengine.charging import Ledger
+from policyengine.engine import Engine
+from policyengine.inventory import DEFAULT_TEAM, team_of
+from policyengine.model import Decision, Inventory, Request
+from policyengine.reservations import MemoryReservations, Reservation
+
+# Below this many requests a pool costs more to start than it saves: they are decided in-process.
+MIN_PARALLEL = 200
+START_METHOD = "fork"  # workers inherit the compiled policy set; never re-load or re-send it
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class _Work:
+    engine: Engine
+    requests: Sequence[Request]
+    inventory: Inventory
+    now: datetime
+
+
+class _Touched(MemoryReservations):
+    """A reservation store that notes which pools a decision read, and which it changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pools: set[str] = set()
+        self.changed: set[str] = set()
+
+    def held(self, pool: str, now: datetime) -> list[Reservation]:
+        self.pools.add(pool)
+        return super().held(pool, now)
+
+    def reserve(self, reservation: Reservation, limit: int, observed: int, now: datetime) -> bool:
+        self.pools.add(reservation.pool)
+        reserved = super().reserve(reservation, limit, observed, now)
+        if reserved:
+            self.changed.add(reservation.pool)
+        return reserved
+
+    def release(self, pool: str, key: str) -> None:
+        self.pools.add(pool)
+        self.changed.add(pool)
+        super().release(pool, key)
+
+
+_work: _Work | None = None  # set in the parent just before the fork; what every worker reads
+# What a worker hands back per request: its decision (None in place of the request when it is the one
+# sent: the parent holds it), the pools it read and the pools it changed.
+_Decided = tuple[Decision, bool, frozenset[str], frozenset[str]]
+
+
+def decide_all(
+    engine: Engine,
+    requests: Sequence[Request],
+    *,
+    inventory: Inventory,
+    now: datetime,
+    jobs: int,
+    existing: bool = False,
+    after_each: Callable[[int, Decision], None] | None = None,
+) -> list[Decision]:
+    """Each request's decision, in order, as ``engine.evaluate`` with one shared ledger would make them.
+    A scan's set (``existing``: objects the cluster holds) and a caller that acts after each decision
+    (``after_each(index, decision)``: a background pass pacing itself) are decided in this process."""
+    if (
+        jobs <= 1
+        or existing
+        or after_each is not None
+        or len(requests) < MIN_PARALLEL
+        or START_METHOD not in multiprocessing.get_all_start_methods()
+    ):
+        ledger = Ledger(MemoryReservations(), existing=existing)
+        decisions: list[Decision] = []
+        for request in requests:
+            decisions.append(engine.evaluate(request, inventory=inventory, now=now, ledger=ledger))
+            if after_each is not None:
+                after_each(len(decisions) - 1, decisions[-1])
+        return decisions
+    work = _Work(engine, requests, inventory, now)
+    shards = _shards(requests, inventory, jobs)
+    decided: list[_Decided | None] = [None] * len(requests)
+    for shard, results in zip(shards, _in_workers(work, shards), strict=True):
+        for index, result in zip(shard, results, strict=True):
+            decided[index] = result
+    return _settled(work, shards, decided)
+
+
+def _shards(requests: Sequence[Request], inventory: Inventory, jobs: int) -> list[list[int]]:
+    """Request indexes dealt to ``jobs`` shards, a team (or unlabelled namespace) whole to the least
+    loaded, each shard in the set's order."""
+    by_namespace: dict[str, list[int]] = {}
+    for i, request in enumerate(requests):
+        team = team_of(inventory, request.namespace)
+        key = f"team {team}" if team != DEFAULT_TEAM else f"namespace {request.namespace}"
+        by_namespace.setdefault(key, []).append(i)
+    shards: list[list[int]] = [[] for _ in range(jobs)]
+    for indexes in sorted(by_namespace.values(), key=len, reverse=True):
+        min(shards, key=len).extend(indexes)
+    return [sorted(s) for s in shards if s]
+
+
+def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None]) -> list[Decision]:
+    """The decisions, with those of any pool that spans shards made again in order by this process."""
+    shard_of = {i: n for n, shard in enumerate(shards) for i in shard}
+    pool_shards: dict[str, set[int]] = {}
+    changed: set[str] = set()
+    for i, item in enumerate(decided):
+        assert item is not None
+        changed |= item[3]
+        for pool in item[2]:
+            pool_shards.setdefault(pool, set()).add(shard_of[i])
+    spread = {pool for pool, where in pool_shards.items() if len(where) > 1 and pool in changed}
+    while True:  # a request decided again takes every pool it reads along (one each, in practice)
+        wider = spread.union(*(item[2] for item in decided if item is not None and item[2] & spread))
+        if wider == spread:
+            break
+        spread = wider
+    ledger = Ledger(MemoryReservations())  # the spread pools' own: other pools never meet them
+    out: list[Decision] = []
+    for request, item in zip(work.requests, decided, strict=True):
+        assert item is not None
+        if item[2] & spread:
+            out.append(work.engine.evaluate(request, inventory=work.inventory, now=work.now, ledger=ledger))
+        else:
+            out.append(replace(item[0], request=request) if item[1] else item[0])
+    return out
+
+
+def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
+    global _work
+    _work = work
+    gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
+    for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
+        stream.flush()
+    try:
+        with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
+            return pool.map(_decide_shard, shards, chunksize=1)
+    finally:
+        gc.unfreeze()
+        _work = None
+
+
+def _decide_shard(shard: list[int]) -> list[_Decided]:
+    assert _work is not None  # inherited from the parent by the fork
+    store = _Touched()
+    ledger = Ledger(store)
+    out: list[_Decided] = []
+    for i in shard:
+        request = _work.requests[i]
+        store.pools, store.changed = set(), set()
+        decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
+        # The request goes back only if it is not the one sent (the parent puts its own back).
+        sent = decision.request is request
+        light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
+        out.append((light, sent, frozenset(store.pools), frozenset(store.changed)))
+    return out

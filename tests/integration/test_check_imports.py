@@ -1,0 +1,78 @@
+"""`policyengine check` loads only what checking uses: no webhook server, audit log, OpenTelemetry,
+Kubernetes client or Sigstore module is imported to check a plain manifest (start-up is paid per CI run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import write
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("webhook", "audit", "opentelemetry", "kubernetes", "starlette", "uvicorn", "sigstore")
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: apps}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.27"}]
+"""
+
+PROBE = """
+import json, sys
+from policyengine.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print("\\nMODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_modules(*argv: str) -> tuple[int, list[str]]:
+    """Run the CLI in a fresh interpreter; its exit code (printed before the module list) and the
+    modules loaded when it returned."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang guard, not a measure
+        check=False,
+    )
+    marker = proc.stdout.rfind("MODULES ")
+    assert marker >= 0, proc.stderr
+    return proc.returncode, json.loads(proc.stdout[marker + len("MODULES ") :])
+
+
+def _forbidden(modules: list[str]) -> list[str]:
+    return [m for m in modules if m.split(".")[0] in FORBIDDEN]
+
+
+def test_check_imports_no_server_audit_or_telemetry_module(tmp_path: Path) -> None:
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    _, modules = loaded_modules("check", str(manifest), "--format", "json")
+    assert "policyengine.gate" in modules  # the probe saw a real check
+    assert _forbidden(modules) == []
+
+
+def test_audit_verbs_still_load_the_audit_package(tmp_path: Path) -> None:
+    _, modules = loaded_modules("audit", "keygen", "--origin", "example.com/x", "--out", str(tmp_path))
+    assert "audit.cli" in modules
+    assert (tmp_path / "audit.key").exists()
+
+
+def test_check_with_audit_log_loads_it_and_records(tmp_path: Path) -> None:
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    _, modules = loaded_modules("audit", "keygen", "--origin", "example.com/x", "--out", str(tmp_path))
+    log = tmp_path / "audit.db"
+    key = str(tmp_path / "audit.key")
+    _, modules = loaded_modules("check", str(manifest), "--audit-log", str(log), "--audit-key", key)
+    assert "audit.log" in modules
+    assert log.exists()
