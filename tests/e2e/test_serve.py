@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.unit.webhook.builders import POLICIES, pod, review, write_policies
-from tests.unit.webhook.fake_apiserver import FakeAPIServer
+from tests.unit.webhook.fake_apiserver import FakeAPIServer, kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -251,23 +251,13 @@ spec:
 """
 
 
-def _kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: fake, user: u}}]\n"
-    )
-    return path
-
-
 def test_kube_inventory_gates_readiness_and_feeds_decisions(tmp_path: Path, certs: Path) -> None:
     fake = FakeAPIServer()
     url = fake.start()
     fake.put("namespaces", "apps", metadata={"labels": {"policyengine.io/team": "web"}})
     write_policies(tmp_path / "policies" / "ns", NAMESPACE_POLICY)
-    kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url)
-    running = _start(tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig))
+    kubeconfig_file = kubeconfig(tmp_path / "kubeconfig", url)
+    running = _start(tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig_file))
     try:
         with running.client() as client:
             detail = client.get("/readyz").json()["inventory"]
@@ -285,9 +275,9 @@ def test_kube_inventory_gates_readiness_and_feeds_decisions(tmp_path: Path, cert
 
 
 def test_kube_inventory_not_synced_is_not_ready(tmp_path: Path, certs: Path) -> None:
-    kubeconfig = _kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{_free_port()}")
+    kubeconfig_file = kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{_free_port()}")
     running = _start(
-        tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig), "--sync-timeout", "0.5", ready=False
+        tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig_file), "--sync-timeout", "0.5", ready=False
     )
     try:
         with running.client() as client:
@@ -322,8 +312,8 @@ def test_kube_inventory_resolves_dra_claim_templates_at_admission(tmp_path: Path
     url = fake.start()
     fake.put("namespaces", "apps")
     write_policies(tmp_path / "policies" / "dra", DRA_POLICY)
-    kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url)
-    running = _start(tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig))
+    kubeconfig_file = kubeconfig(tmp_path / "kubeconfig", url)
+    running = _start(tmp_path, certs, "--kube", "--kubeconfig", str(kubeconfig_file))
     obj = pod()
     obj["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": "eight"}]
     body = review(obj)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.helpers import run_cli, write
-from tests.unit.webhook.fake_apiserver import FakeAPIServer
+from tests.unit.webhook.fake_apiserver import FakeAPIServer, kubeconfig
 
 POLICIES = """
 apiVersion: policyengine.io/v1
@@ -54,16 +54,6 @@ def workload(kind: tuple[str, str, str, str], name: str, namespace: str, owner: 
     if owner:
         meta["labels"] = {"owner": owner}
     return {"apiVersion": f"{kind[0]}/{kind[1]}", "kind": kind[3], "metadata": meta, "spec": {}}
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: fake, user: u}}]\n"
-    )
-    return path
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -601,3 +602,14 @@ def _status(code: int, reason: str, message: str) -> JSONResponse:
         "code": code,
     }
     return JSONResponse(body, status_code=code)
+
+
+def kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig file at ``path`` whose one context talks to ``server`` with a bearer token."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: fake, user: u}}]\n"
+    )
+    return path

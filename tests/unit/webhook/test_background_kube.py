@@ -16,8 +16,8 @@ import pytest
 from policyengine.engine import Engine
 from policyengine.policyset import load_policy_set
 from tests.helpers import write
-from tests.unit.scan.test_scan_cluster import KSERVE, POLICIES, TRAINER, crd_schemas, kubeconfig, workload
-from tests.unit.webhook.fake_apiserver import FakeAPIServer
+from tests.unit.scan.test_scan_cluster import KSERVE, POLICIES, TRAINER, crd_schemas, workload
+from tests.unit.webhook.fake_apiserver import FakeAPIServer, kubeconfig
 from webhook.background import BackgroundScanner
 from webhook.cluster import ClusterInventory, api_from_config
 from webhook.leader import LeaderElector

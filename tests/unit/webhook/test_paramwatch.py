@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.unit.webhook.builders import pod, review
-from tests.unit.webhook.fake_apiserver import FakeAPIServer
+from tests.unit.webhook.fake_apiserver import FakeAPIServer, kubeconfig
 from webhook.app import create_app
 from webhook.cluster import ClusterInventory, api_from_config
 from webhook.paramrefs import param_kinds
@@ -54,16 +54,6 @@ def _wait(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> No
         time.sleep(0.05)
 
 
-def _kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: fake, user: u}}]\n"
-    )
-    return path
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeAPIServer]:
     server = FakeAPIServer()
@@ -89,7 +79,7 @@ def serve(tmp_path: Path, fake: FakeAPIServer) -> Iterator[Callable[[str], TestC
             policies=(str(tmp_path / "policies"),),
             include_bundled=False,
             kube=True,
-            kubeconfig=str(_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{fake.port}")),
+            kubeconfig=str(kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{fake.port}")),
             reservations="memory",
             reload_interval=0.05,
         )
