@@ -147,22 +147,34 @@ class Admitter:
                 span.add_event("evaluation over budget", {"timeout_s": self.timeout})
             self.telemetry.observe("evaluation_duration", time.perf_counter() - started)
             if not timed_out:
-                self._policy_spans(span, timings, decision)
+                self._policy_telemetry(span, timings, decision)
             index = await self._record(decision, deadline, hold)
             span.set_attribute("policyengine.verdict", decision.verdict)
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
+            decisions, keys = self.telemetry.instruments["decisions"], ("policy", "action", "outcome")
             for r in decision.results:
-                self.telemetry.add(
-                    "decisions", 1, policy=r.policy, action=str(r.action), outcome=str(r.outcome)
-                )
+                decisions.add(1, self.telemetry.bound(keys, (r.policy, str(r.action), str(r.outcome))))
             answer = review_response(review.api_version, decision, audit_index=index)
             return Answer(answer, decision, index, timed_out)
 
-    def _policy_spans(self, parent: Span, timings: PolicyTimings, decision: Decision) -> None:
+    def _policy_telemetry(self, parent: Span, timings: PolicyTimings, decision: Decision) -> None:
+        """Each policy's duration (a histogram by policy) and outcomes: attributes of the admission span
+        and an event per policy that did not pass; a child span per policy only when asked for and the
+        trace is sampled (a span costs more than evaluating a small request)."""
         outcomes: dict[str, set[str]] = {}
         for r in decision.results:
             outcomes.setdefault(r.policy, set()).add(str(r.outcome))
+        durations, keys = self.telemetry.instruments["policy_duration"], ("policy",)
+        for policy, start, end in timings.spans:
+            durations.record((end - start) / 1e9, self.telemetry.bound(keys, (policy.name,)))
+        if not parent.is_recording():
+            return
+        _outcome_attributes(parent, timings, outcomes)
+        if self.telemetry.policy_spans and parent.get_span_context().trace_flags.sampled:
+            self._policy_spans(parent, timings, outcomes)
+
+    def _policy_spans(self, parent: Span, timings: PolicyTimings, outcomes: dict[str, set[str]]) -> None:
         context = trace.set_span_in_context(parent)
         for policy, start, end in timings.spans:
             seen = outcomes.get(policy.name, set())
@@ -179,7 +191,6 @@ class Admitter:
             if "error" in seen:
                 span.set_status(Status(StatusCode.ERROR, "evaluation error"))
             span.end(end_time=end)
-            self.telemetry.observe("policy_duration", (end - start) / 1e9, policy=policy.name)
 
     async def _record(
         self, decision: Decision, deadline: float, hold: Callable[[asyncio.Future[Any]], None] | None
@@ -215,6 +226,29 @@ def _forget_late_errors(job: asyncio.Future[Any]) -> None:
     """A job left running past its deadline may still fail; nobody awaits it any more, so its error is
     retrieved here (the request was answered already) instead of logged as never retrieved."""
     job.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+def _outcome_attributes(span: Span, timings: PolicyTimings, outcomes: dict[str, set[str]]) -> None:
+    """The admission span's record of the policies: how many were evaluated, which failed and which
+    could not be evaluated, and an event (with its outcomes, category and duration) per such policy."""
+    failed = sorted(name for name, seen in outcomes.items() if "fail" in seen)
+    errored = sorted(name for name, seen in outcomes.items() if "error" in seen)
+    span.set_attribute("policyengine.policies_evaluated", len(timings.spans))
+    span.set_attribute("policyengine.policies_failed", failed)
+    span.set_attribute("policyengine.policies_errored", errored)
+    for policy, start, end in timings.spans:
+        seen = outcomes.get(policy.name, set())
+        if "fail" in seen or "error" in seen:
+            span.add_event(
+                f"policy {policy.name}",
+                {
+                    "policyengine.policy": policy.name,
+                    "policyengine.outcomes": sorted(seen),
+                    "policyengine.category": policy.category,
+                    "policyengine.duration_ms": (end - start) / 1e6,
+                },
+                timestamp=end,
+            )
 
 
 def _request_attributes(request: Request) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Traces and metrics through the OpenTelemetry SDK, built per app (never the global providers).
 
-A trace per admission request (``admission``), a child span per policy evaluated (timed by the engine's
-``observe`` hook) and one for the audit append. Metrics are read for ``/metrics`` by an in-memory reader
+A trace per admission request (``admission``) with the policy outcomes as its attributes and an event
+per policy that did not pass, and a child span for the audit append. A child span per policy evaluated
+(timed by the engine's ``observe`` hook) costs more than the evaluation of a small request, so it is
+made only when asked for (``POLICYENGINE_TRACE_POLICIES=1``) and the trace is sampled. Metrics are read for ``/metrics`` by an in-memory reader
 and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set in the environment mapping given, also exported by OTLP
 over HTTP together with the spans.
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,6 +25,7 @@ from opentelemetry.trace import Tracer
 from webhook import prometheus
 
 SERVICE_NAME = "policyengine-webhook"
+TRACE_POLICIES = "POLICYENGINE_TRACE_POLICIES"  # environment: a span per policy in sampled traces
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # Observable gauges read these at collection time: name -> () -> [(value, attributes)].
@@ -37,12 +40,23 @@ class Telemetry:
     tracer: Tracer
     instruments: dict[str, Any]
     gauges: dict[str, GaugeSource] = field(default_factory=dict)
+    policy_spans: bool = False  # a child span per policy (in sampled traces)
+    # Attribute sets built once per distinct value and reused: the request path records dozens per request.
+    _bound: dict[tuple[str, ...], Mapping[str, str]] = field(default_factory=dict)
 
     def add(self, name: str, value: float, **attributes: str) -> None:
         self.instruments[name].add(value, attributes)
 
     def observe(self, name: str, value: float, **attributes: str) -> None:
         self.instruments[name].record(value, attributes)
+
+    def bound(self, keys: tuple[str, ...], values: tuple[str, ...]) -> Mapping[str, str]:
+        """The attribute set ``keys`` = ``values``, made once (the cache grows with the distinct values
+        seen: policy names, actions and outcomes, a set the policy files bound)."""
+        found = self._bound.get(keys + values)
+        if found is None:
+            found = self._bound[keys + values] = dict(zip(keys, values, strict=True))
+        return found
 
     def prometheus_text(self) -> str:
         return prometheus.render(self.reader.get_metrics_data())
@@ -150,9 +164,11 @@ def build_telemetry(
     env: Mapping[str, str],
     *,
     span_exporter: SpanExporter | None = None,
+    policy_spans: bool | None = None,
 ) -> Telemetry:
     """Providers, instruments and exporters. ``span_exporter`` (tests: the SDK's InMemorySpanExporter)
-    is attached synchronously; OTLP is added when ``env`` names an endpoint."""
+    is attached synchronously; OTLP is added when ``env`` names an endpoint. ``policy_spans`` (default:
+    ``POLICYENGINE_TRACE_POLICIES`` in ``env``) asks for a span per policy in sampled traces."""
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", SERVICE_NAME)})
     tracer_provider = TracerProvider(resource=resource)
     if span_exporter is not None:
@@ -162,7 +178,11 @@ def build_telemetry(
     endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")
     if endpoint:
         readers.append(_otlp(tracer_provider, endpoint))
-    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+    # No exemplars: /metrics does not render them, and offering each measurement to a reservoir (with a
+    # look-up of the current span) is a large share of recording it.
+    meter_provider = MeterProvider(
+        metric_readers=readers, resource=resource, exemplar_filter=AlwaysOffExemplarFilter()
+    )
     meter = meter_provider.get_meter("policyengine.webhook")
     gauges: dict[str, GaugeSource] = {}
     instruments = {key: _instrument(meter, *spec) for key, spec in _INSTRUMENTS.items()}
@@ -177,7 +197,12 @@ def build_telemetry(
         tracer=tracer_provider.get_tracer("policyengine.webhook"),
         instruments=instruments,
         gauges=gauges,
+        policy_spans=_asked(env) if policy_spans is None else policy_spans,
     )
+
+
+def _asked(env: Mapping[str, str]) -> bool:
+    return env.get(TRACE_POLICIES, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _otlp(tracer_provider: TracerProvider, endpoint: str) -> MetricReader:

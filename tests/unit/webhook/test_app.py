@@ -230,22 +230,30 @@ def test_metrics_count_decisions_by_policy_action_and_outcome(client: TestClient
     assert value("policyengine_policy_set_info", digest=digest) == 1
 
 
-def test_a_trace_per_request_with_a_span_per_policy_and_the_audit_append(
+def test_a_trace_per_request_with_the_policy_outcomes_and_the_audit_append(
     client: TestClient, spans: InMemorySpanExporter
 ) -> None:
     _post(client, review(pod(image="x:latest")))
     finished = {s.name: s for s in spans.get_finished_spans()}
     root = finished["admission"]
     assert root.attributes is not None and root.attributes["policyengine.verdict"] == "denied"
-    for name in ("policy no-latest-tag", "policy team-label", "audit.append"):
-        span = finished[name]
-        assert span.parent is not None and span.parent.span_id == root.context.span_id
-        assert span.context.trace_id == root.context.trace_id
-        assert (
-            root.start_time is not None and span.start_time is not None and span.start_time >= root.start_time
-        )
-    policy = finished["policy no-latest-tag"]
-    assert policy.attributes is not None and list(policy.attributes["policyengine.outcomes"]) == ["fail"]
+    audit = finished["audit.append"]
+    assert audit.parent is not None and audit.parent.span_id == root.context.span_id
+    assert audit.context.trace_id == root.context.trace_id
+    assert (
+        root.start_time is not None and audit.start_time is not None and audit.start_time >= root.start_time
+    )
+    # One span per admission: the policies' outcomes are on it, not in a span each.
+    assert set(finished) == {"admission", "audit.append"}
+    assert list(root.attributes["policyengine.policies_failed"]) == ["no-latest-tag", "team-label"]
+    assert list(root.attributes["policyengine.policies_errored"]) == []
+    assert root.attributes["policyengine.policies_evaluated"] == 2
+    events = {e.name: e for e in root.events}
+    assert set(events) == {"policy no-latest-tag", "policy team-label"}
+    event = events["policy no-latest-tag"]
+    assert event.attributes is not None and list(event.attributes["policyengine.outcomes"]) == ["fail"]
+    assert event.attributes["policyengine.policy"] == "no-latest-tag"
+    assert root.start_time <= event.timestamp
 
 
 def test_one_json_log_line_per_request_without_the_body(

@@ -1,4 +1,5 @@
-"""OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set: spans and metrics reach a collector over HTTP."""
+"""OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set: spans and metrics reach a collector over HTTP; a
+span per policy when asked for; attribute sets reused on the request path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,7 +21,7 @@ from starlette.testclient import TestClient
 from tests.unit.webhook.builders import engine_for, pod, review
 from webhook.app import WebhookServices, create_app
 from webhook.policies import LivePolicies
-from webhook.prometheus import render
+from webhook.prometheus import parse_samples, render
 from webhook.telemetry import build_telemetry
 
 
@@ -62,4 +64,69 @@ def test_no_endpoint_no_exporter_and_empty_data_renders_empty() -> None:
     telemetry = build_telemetry({})
     assert "policyengine_" not in telemetry.prometheus_text()  # nothing recorded yet
     assert render(None) == ""
+    telemetry.shutdown()
+
+
+def test_a_span_per_policy_when_asked_for(policy_dir: Path, spans: InMemorySpanExporter) -> None:
+    telemetry = build_telemetry({"POLICYENGINE_TRACE_POLICIES": "1"}, span_exporter=spans)
+    assert telemetry.policy_spans
+    policies = LivePolicies(lambda: engine_for(policy_dir))
+    policies.serve(engine_for(policy_dir))
+    services = WebhookServices(policies=policies, telemetry=telemetry, reload_interval=None)
+    with TestClient(create_app(services)) as client:
+        assert client.post("/validate", json=review(pod(image="x:latest"))).status_code == 200
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    root = finished["admission"]
+    assert root.attributes is not None and root.attributes["policyengine.verdict"] == "denied"
+    for name in ("policy no-latest-tag", "policy team-label", "audit.append"):
+        span = finished[name]
+        assert span.parent is not None and span.parent.span_id == root.context.span_id
+        assert span.context.trace_id == root.context.trace_id
+        assert (
+            root.start_time is not None and span.start_time is not None and span.start_time >= root.start_time
+        )
+    policy = finished["policy no-latest-tag"]
+    assert policy.attributes is not None and list(policy.attributes["policyengine.outcomes"]) == ["fail"]
+    # The outcomes are on the admission span as well.
+    assert list(root.attributes["policyengine.policies_failed"]) == ["no-latest-tag", "team-label"]
+    telemetry.shutdown()
+
+
+def test_no_span_per_policy_unless_asked_for_and_each_policy_still_timed(
+    policy_dir: Path, spans: InMemorySpanExporter
+) -> None:
+    telemetry = build_telemetry({"POLICYENGINE_TRACE_POLICIES": "0"}, span_exporter=spans)
+    assert not telemetry.policy_spans
+    policies = LivePolicies(lambda: engine_for(policy_dir))
+    policies.serve(engine_for(policy_dir))
+    services = WebhookServices(policies=policies, telemetry=telemetry, reload_interval=None)
+    with TestClient(create_app(services)) as client:
+        for _ in range(2):
+            assert client.post("/validate", json=review(pod(image="x:latest"))).status_code == 200
+    assert sorted(s.name for s in spans.get_finished_spans()) == [
+        "admission",
+        "admission",
+        "audit.append",
+        "audit.append",
+    ]
+    counts = {
+        labels["policy"]: value
+        for name, labels, value in parse_samples(telemetry.prometheus_text())
+        if name == "policyengine_policy_evaluation_duration_seconds_count"
+    }
+    assert counts == {"no-latest-tag": 2, "team-label": 2}
+    telemetry.shutdown()
+
+
+def test_attribute_sets_are_made_once_per_distinct_value() -> None:
+    telemetry = build_telemetry({})
+    keys = ("policy", "action", "outcome")
+    first = telemetry.bound(keys, ("p", "deny", "fail"))
+    assert first == {"policy": "p", "action": "deny", "outcome": "fail"}
+    assert telemetry.bound(keys, ("p", "deny", "fail")) is first
+    assert telemetry.bound(keys, ("p", "deny", "pass")) == {
+        "policy": "p",
+        "action": "deny",
+        "outcome": "pass",
+    }
     telemetry.shutdown()
