@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from policyengine.policyset import bundled_policies_dir
-from tests.e2e.test_serve import _kubeconfig, _start, _stop, certs  # noqa: F401 (certs is a fixture)
-from tests.unit.webhook.fake_apiserver import FakeAPIServer
+from tests.e2e.test_serve import _start, _stop, certs  # noqa: F401 (certs is a fixture)
+from tests.unit.webhook.fake_apiserver import FakeAPIServer, kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_a_scale_is_judged_as_the_update_of_its_deployment(tmp_path: Path, certs
     running = _start(
         tmp_path,
         certs,
-        "--kube", "--kubeconfig", str(_kubeconfig(tmp_path / "kubeconfig", url)),
+        "--kube", "--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", url)),
         "--policies", str(bundled_policies_dir() / "gpu-quotas"),
         "--config", str(PACK_TESTS / "config.yaml"),
         "--reservations", "memory",  # one replica; the scale is the subject here, not the store
