@@ -169,12 +169,27 @@ class OrgRules:
 
     def region_of(self, uri: str) -> str:
         """The region of the longest registered prefix of ``uri``; UNKNOWN_REGION when none matches."""
-        return next((region for prefix, region in self.prefixes if uri.startswith(prefix)), UNKNOWN_REGION)
+        for prefix, region in self.prefixes:
+            if uri.startswith(prefix):
+                return region
+        return UNKNOWN_REGION
 
-    def _located(self, location: Mapping[str, Any]) -> str:
-        # A location the manifest does not let us read (a bucket volume's templated or Secret-held
-        # name) is unknown whatever prefixes are registered, a catch-all "s3://" included.
-        return UNKNOWN_REGION if location.get("unknown") else self.region_of(str(location.get("uri", "")))
+    def located(self, data_locations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Each data location with its region. Each distinct URI is looked up once: a workload's
+        containers (replicas of one another, init containers) often name the same locations."""
+        regions: dict[str, str] = {}
+        out = []
+        for location in data_locations:
+            # A location the manifest does not let us read (a bucket volume's templated or Secret-held
+            # name) is unknown whatever prefixes are registered, a catch-all "s3://" included.
+            if location.get("unknown"):
+                region = UNKNOWN_REGION
+            else:
+                uri = str(location.get("uri", ""))
+                found = regions.get(uri)
+                region = found if found is not None else regions.setdefault(uri, self.region_of(uri))
+            out.append({**location, "region": region})
+        return out
 
     def view(
         self,
@@ -228,7 +243,7 @@ class OrgRules:
             "residency": {
                 "zone": zone,
                 "regions": [r for r in as_list(zone_entry.get("regions")) if isinstance(r, str)],
-                "dataLocations": [{**d, "region": self._located(d)} for d in data_locations],
+                "dataLocations": self.located(data_locations),
             },
         }
 

@@ -41,6 +41,8 @@ REVISION_ENV = ("REVISION", "HF_MODEL_REVISION")  # TGI; Hugging Face containers
 # model (hf://org/name, s3://...), the dataset-initializer's a data location (``references``).
 INITIALIZER_ENV = "STORAGE_URI"
 MODEL_INITIALIZER = "model-initializer"
+# The env names whose values can be model references (their paths are written only for these).
+_REFERENCE_ENV = MODEL_ENV | NAMED_ENV | {INITIALIZER_ENV}
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 
@@ -90,18 +92,19 @@ def _resolve(value: str, env: Mapping[str, str]) -> str:
 def container_refs(container: Mapping[str, Any], path: str, problems: Problems) -> list[Ref]:
     """References in a container's env, command and args."""
     env: dict[str, str] = {}
-    env_paths: dict[str, str] = {}
+    env_at: dict[str, int] = {}  # the entry each name's value comes from (its path is written on use)
     for i, entry in enumerate(as_list(container.get("env"))):
-        entry = as_dict(entry)
+        entry = entry if type(entry) is dict else as_dict(entry)
         name, value = entry.get("name"), entry.get("value")
         if isinstance(name, str) and isinstance(value, str):
             env[name] = value
-            env_paths[name] = f"{path}.env[{i}].value"
-    refs = _env_refs(env, env_paths)
+            env_at[name] = i
+    paths = {name: f"{path}.env[{env_at[name]}].value" for name in _REFERENCE_ENV.intersection(env)}
+    refs = _env_refs(env, paths)
     if container.get("name") == MODEL_INITIALIZER and INITIALIZER_ENV in env:
         uri = classify(env[INITIALIZER_ENV], bare_name=False)
         if uri is not None:
-            refs.append((uri, env_paths[INITIALIZER_ENV], "env"))
+            refs.append((uri, paths[INITIALIZER_ENV], "env"))
     argv: list[tuple[str, str]] = []
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(container.get(key))):
