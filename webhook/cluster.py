@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from policyengine.model import Inventory
+from webhook.watches import Gone, Watches
 
 RESOURCES = {
     "namespaces": "Namespace",
@@ -78,10 +79,6 @@ WATCH_SECONDS = 300
 BACKOFF_START, BACKOFF_MAX = 0.2, 10.0
 
 
-class Gone(Exception):
-    """The resourceVersion asked for is too old (HTTP 410): relist."""
-
-
 class NotServed(Exception):
     """The API server serves no version of this resource (HTTP 404 for each): nothing to list."""
 
@@ -106,7 +103,7 @@ class KubernetesClientAPI:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._versions: dict[str, str] = {}  # grouped resource -> the version found served
-        self._watches: list[Any] = []
+        self._watches = Watches()
         self._lock = threading.Lock()
 
     def _func(self, resource: str) -> tuple[Callable[..., Any], tuple[str, ...]]:
@@ -158,38 +155,15 @@ class KubernetesClientAPI:
         return data
 
     def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]:
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        w = watch.Watch(return_type=object)  # type: ignore[no-untyped-call]
-        with self._lock:
-            self._watches.append(w)
         func, args = self._func(resource)
-        try:
-            stream = w.stream(  # type: ignore[no-untyped-call]
-                func,
-                *args,
-                resource_version=resource_version,
-                timeout_seconds=timeout,  # also turns off the client's own 410 retry: we relist instead
-                allow_watch_bookmarks=True,
-            )
-            for event in stream:
-                obj = event["raw_object"]
-                if args and isinstance(obj, dict):
-                    obj.setdefault("apiVersion", f"{args[0]}/{args[1]}")
-                yield {"type": event["type"], "object": obj}
-        except ApiException as err:
-            if err.status == 410:
-                raise Gone(str(err.reason)) from err
-            raise
-        finally:
-            with self._lock:
-                self._watches.remove(w)
+        for event in self._watches.stream(func, *args, resource_version=resource_version, timeout=timeout):
+            obj = event["raw_object"]
+            if args and isinstance(obj, dict):
+                obj.setdefault("apiVersion", f"{args[0]}/{args[1]}")
+            yield {"type": event["type"], "object": obj}
 
     def stop(self) -> None:
-        with self._lock:
-            for w in self._watches:
-                w.stop()
+        self._watches.stop()
 
 
 def api_from_config(kubeconfig: str | None = None, *, host: str | None = None) -> KubernetesClientAPI:

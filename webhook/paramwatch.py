@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.model import Inventory, Policy
-from webhook.cluster import WATCH_SECONDS, ClusterInventory, Gone, NotServed
+from webhook.cluster import WATCH_SECONDS, ClusterInventory, NotServed
 from webhook.logs import get_logger
 from webhook.paramrefs import ParamKind, param_kinds
+from webhook.watches import Watches
 
 PAGE = 50  # param objects may be ConfigMaps of up to 1 MiB: small pages bound what one response holds
 MAX_OBJECTS = 10_000
@@ -58,7 +59,7 @@ class ParamAPI:
         self._count = self._bytes = 0  # what all kinds hold: the sums of their sizes' counts and values
         self._paths: dict[str, str] = {}  # key -> the collection path found through discovery
         self._lock = threading.Lock()
-        self._watches: list[Any] = []
+        self._watches = Watches()
 
     # -- KubeAPI -------------------------------------------------------------------------------------
 
@@ -84,34 +85,12 @@ class ParamAPI:
         return {**page, "metadata": meta, "items": items}
 
     def watch(self, resource: str, *, resource_version: str, timeout: int) -> Iterator[dict[str, Any]]:
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        kind, path = self.kinds[resource], self._paths[resource]
-        w = watch.Watch(return_type=object)  # type: ignore[no-untyped-call]
-        with self._lock:
-            self._watches.append(w)
-        try:
-            stream = w.stream(  # type: ignore[no-untyped-call]
-                self._fetcher(path),
-                resource_version=resource_version,
-                timeout_seconds=timeout,  # also turns off the client's own 410 retry: the informer relists
-                allow_watch_bookmarks=True,
-            )
-            for event in stream:
-                yield self._event(resource, kind, str(event["type"]), event["raw_object"])
-        except ApiException as err:
-            if err.status == 410:
-                raise Gone(str(err.reason)) from err
-            raise
-        finally:
-            with self._lock:
-                self._watches.remove(w)
+        kind, fetch = self.kinds[resource], self._fetcher(self._paths[resource])
+        for event in self._watches.stream(fetch, resource_version=resource_version, timeout=timeout):
+            yield self._event(resource, kind, str(event["type"]), event["raw_object"])
 
     def stop(self) -> None:
-        with self._lock:
-            for w in self._watches:
-                w.stop()
+        self._watches.stop()
 
     # -- what is held ----------------------------------------------------------------------------------
 
