@@ -1,0 +1,119 @@
+"""``policyengine serve --workers 2`` over TLS with a PostgreSQL audit log: /metrics shows every worker's
+admissions whichever worker answers the scrape, and a worker killed with SIGKILL (and restarted by the
+supervisor) does not take the counters backwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
+from tests.helpers import postgres_schema
+from tests.unit.webhook.builders import pod, review
+from webhook.prometheus import parse_samples
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = "policyengine_admission_requests_total"
+HANG_GUARD = 60.0  # seconds: only a hung server takes this long
+
+
+@pytest.fixture
+def workers(tmp_path: Path, certs: Path) -> Iterator[Server]:  # noqa: F811
+    keys = tmp_path / "keys"
+    made = subprocess.run(
+        [sys.executable, "-m", "policyengine", "audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    with postgres_schema("workers_") as dsn:
+        running = _start(
+            tmp_path,
+            certs,
+            "--workers", "2",
+            "--audit-log", dsn, "--audit-key", str(keys / "audit.key"),
+            "--reservations", dsn,
+        )  # fmt: skip
+        try:
+            yield running
+        finally:
+            _stop(running)
+
+
+def _worker_pids(server: Server) -> list[int]:
+    """The worker processes uvicorn's supervisor runs (its spawned children)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            found.append(int(child))
+    return sorted(found)
+
+
+def _served(server: Server) -> float:
+    """The admission counter of one scrape, on a connection of its own (any worker may answer)."""
+    with server.client() as client:
+        text = client.get("/metrics").text
+    return sum(v for name, _, v in parse_samples(text) if name == REQUESTS)
+
+
+def _admit(server: Server, count: int, prefix: str) -> None:
+    for i in range(count):
+        with server.client() as client:  # a new connection each: either worker may take it
+            answer = client.post("/validate", json=review(pod(labels={"team": "t"}), uid=f"{prefix}-{i}"))
+        assert answer.status_code == 200 and answer.json()["response"]["allowed"] is True
+
+
+def _all_ready(server: Server, expected: int) -> list[int]:
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        pids = _worker_pids(server)
+        if len(pids) == expected:
+            return pids
+        time.sleep(0.2)
+    raise AssertionError(f"{expected} workers never ran: {_worker_pids(server)}")
+
+
+def test_metrics_count_every_workers_admissions_and_survive_a_killed_worker(workers: Server) -> None:
+    first, second = _all_ready(workers, 2)
+    # Each worker in turn is the only one taking connections (the other stopped), so both served some.
+    os.kill(second, signal.SIGSTOP)
+    try:
+        _admit(workers, 5, "a")
+        assert _served(workers) == 5  # only the first answers: its snapshot is now written
+    finally:
+        os.kill(second, signal.SIGCONT)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        _admit(workers, 7, "b")
+        assert _served(workers) == 12  # answered by the second: it reads the first's snapshot
+    finally:
+        os.kill(first, signal.SIGCONT)
+    for _ in range(10):  # whichever worker answers, one view
+        assert _served(workers) == 12
+
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + HANG_GUARD
+    while True:  # until the supervisor has replaced it, no scrape shows fewer than before
+        assert _served(workers) == 12
+        pids = _worker_pids(workers)
+        if len(pids) == 2 and first not in pids:
+            break
+        assert time.monotonic() < deadline, f"the killed worker was not replaced: {pids}"
+        time.sleep(0.2)
+    _admit(workers, 3, "c")
+    for _ in range(10):
+        assert _served(workers) == 15
