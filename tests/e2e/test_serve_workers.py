@@ -29,7 +29,17 @@ HANG_GUARD = 60.0  # seconds: only a hung server takes this long
 def workers(tmp_path: Path, certs: Path) -> Iterator[Server]:  # noqa: F811
     keys = tmp_path / "keys"
     made = subprocess.run(
-        [sys.executable, "-m", "policyengine", "audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)],
+        [
+            sys.executable,
+            "-m",
+            "policyengine",
+            "audit",
+            "keygen",
+            "--origin",
+            "e2e.example/audit",
+            "--out",
+            str(keys),
+        ],
         capture_output=True,
         text=True,
     )
