@@ -199,7 +199,8 @@ class SharedMetrics:
             return None
         # One process writes one path: a snapshot under another name with this worker's pid is a dead
         # worker's whose pid was given again.
-        snapshot.dead = not _alive(snapshot.pid) or (snapshot.pid == self.pid and path != self.path)
+        if path != self.path:  # never its own: this worker is running
+            snapshot.dead = not _alive(snapshot.pid) or snapshot.pid == self.pid
         snapshot.live = not snapshot.dead and time.time() - mtime <= STALE_AFTER
         return snapshot, set(folded)
 
