@@ -351,6 +351,7 @@ def _serve_workers(settings: Settings, limits: ConnectionLimits) -> None:
         config = guarded_config(
             settings, "webhook.server:worker_app", limits, factory=True, workers=settings.workers
         )
-        run_server(config, workers=settings.workers)
+        if not run_server(config, workers=settings.workers):
+            sys.exit(3)  # the port is taken: logged
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

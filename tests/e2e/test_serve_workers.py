@@ -87,43 +87,43 @@ def _admit(server: Server, count: int, prefix: str) -> None:
         assert answer.status_code == 200 and answer.json()["response"]["allowed"] is True
 
 
-def _all_ready(server: Server, expected: int) -> list[int]:
+def _workers_running(server: Server, expected: int, gone: int | None = None) -> list[int]:
+    """The worker pids once ``expected`` run (and ``gone`` is not among them), scraping meanwhile."""
     deadline = time.monotonic() + HANG_GUARD
     while time.monotonic() < deadline:
         pids = _worker_pids(server)
-        if len(pids) == expected:
+        if len(pids) == expected and gone not in pids:
             return pids
         time.sleep(0.2)
-    raise AssertionError(f"{expected} workers never ran: {_worker_pids(server)}")
+    raise AssertionError(f"{expected} workers never ran (without {gone}): {_worker_pids(server)}")
 
 
-def test_metrics_count_every_workers_admissions_and_survive_a_killed_worker(workers: Server) -> None:
-    first, second = _all_ready(workers, 2)
-    # Each worker in turn is the only one taking connections (the other stopped), so both served some.
-    os.kill(second, signal.SIGSTOP)
-    try:
-        _admit(workers, 5, "a")
-        assert _served(workers) == 5  # only the first answers: its snapshot is now written
-    finally:
-        os.kill(second, signal.SIGCONT)
-    os.kill(first, signal.SIGSTOP)
-    try:
-        _admit(workers, 7, "b")
-        assert _served(workers) == 12  # answered by the second: it reads the first's snapshot
-    finally:
-        os.kill(first, signal.SIGCONT)
-    for _ in range(10):  # whichever worker answers, one view
-        assert _served(workers) == 12
-
-    os.kill(first, signal.SIGKILL)
+def _eventually(server: Server, count: int) -> None:
+    """A worker's counts reach the others with its next snapshot (within a second): one scrape shows
+    ``count``, then every scrape does, whichever worker answers it."""
     deadline = time.monotonic() + HANG_GUARD
-    while True:  # until the supervisor has replaced it, no scrape shows fewer than before
-        assert _served(workers) == 12
-        pids = _worker_pids(workers)
-        if len(pids) == 2 and first not in pids:
-            break
-        assert time.monotonic() < deadline, f"the killed worker was not replaced: {pids}"
+    while (seen := _served(server)) != count:
+        assert seen < count and time.monotonic() < deadline, f"{seen} admissions shown, {count} made"
         time.sleep(0.2)
-    _admit(workers, 3, "c")
     for _ in range(10):
-        assert _served(workers) == 15
+        assert _served(server) == count
+
+
+def test_metrics_count_every_workers_admissions_and_survive_killed_workers(workers: Server) -> None:
+    first, second = _workers_running(workers, 2)
+    _admit(workers, 20, "a")  # a connection each: both workers take some
+    _eventually(workers, 20)
+    # Both original workers die in turn: every scrape after that is answered by a worker that admitted
+    # none of the 20, and shows them all; none shows fewer while the supervisor replaces them.
+    for victim in (first, second):
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            assert _served(workers) == 20
+            if len(pids := _worker_pids(workers)) == 2 and victim not in pids:
+                break
+            assert time.monotonic() < deadline, f"the killed worker {victim} was not replaced: {pids}"
+            time.sleep(0.2)
+    assert not {first, second} & set(_worker_pids(workers))
+    _admit(workers, 5, "b")
+    _eventually(workers, 25)
