@@ -4,8 +4,10 @@ supervisor) does not take the counters backwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,3 +129,36 @@ def test_metrics_count_every_workers_admissions_and_survive_killed_workers(worke
     assert not {first, second} & set(_worker_pids(workers))
     _admit(workers, 5, "b")
     _eventually(workers, 25)
+
+
+def _connections_by_worker(server: Server, port: int) -> dict[int, int]:
+    """Established connections to ``port`` each worker holds, from /proc (socket inodes)."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    established.add(fields[9])
+    held = {}
+    for pid in _worker_pids(server):
+        links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        held[pid] = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in established)
+    return held
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(workers: Server) -> None:
+    _workers_running(workers, 2)
+    port = int(workers.url.rsplit(":", 1)[1])
+    # 16 connections opened at once, as kube-apiserver and load generators do, then kept alive.
+    raw = [socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) for _ in range(16)]
+    tls = [workers.tls.wrap_socket(s, server_hostname="127.0.0.1") for s in raw]
+    try:
+        for conn in tls:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.1 200")
+        held = _connections_by_worker(workers, port)
+        assert sum(held.values()) == 16 and min(held.values()) >= 1, held
+    finally:
+        for conn in tls:
+            conn.close()
