@@ -1,7 +1,7 @@
 """Admission throughput and latency of ``policyengine serve`` against a bare Starlette echo webhook.
 
     python bench/webhook.py [--seconds 8] [--connections 16] [--rate 200] [--only-background]
-    python bench/webhook.py --only-workers [--workers-threads 1] [--workers-audit postgresql://...]
+    python bench/webhook.py --only-workers --workers-pg postgresql://... [--workers-audit] [--workers-threads 1]
 
 Both servers run on 127.0.0.1 over TLS (certificates from ``webhook.tls``), one worker each, at once.
 The echo webhook runs on exactly the stack ``serve`` uses (its uvicorn options, its own TLS handshake,
@@ -24,8 +24,8 @@ after the last one ends, so a scan runs nearly all the time, at ``--background-c
 scan's object count and duration, read from /metrics. Without wrk on the PATH that part says so.
 
 ``--only-workers``: ``serve --workers 2`` against ``--workers 1`` (target >= 1.6x), wrk on the 2.8 KB
-review, the same audit backend for both (none, or ``--workers-audit DSN``: PostgreSQL audit log and
-reservations); it prints the cores the servers, wrk and PostgreSQL used and the load average, since on a
+review, the same backends for both (PostgreSQL reservations, ``--workers-pg DSN``, as ``--workers 2`` needs;
+with ``--workers-audit`` a PostgreSQL audit log too); it prints the cores the servers, wrk and PostgreSQL used and the load average, since on a
 2-core machine the load generator, the database and anything else running share the workers' cores.
 """
 
@@ -365,8 +365,8 @@ def workers_row(
     args: argparse.Namespace, tmp: Path, cert: str, key: str, inventory: Path, tls: ssl.SSLContext
 ) -> None:
     """``serve --workers 2`` against ``--workers 1``: wrk (``--workers-threads`` threads, ``--connections``,
-    ``--seconds``) on the 2.8 KB review, the same audit backend for both (none, or PostgreSQL with
-    ``--workers-audit DSN``: a fresh schema for the audit log and the reservations, dropped afterwards).
+    ``--seconds``) on the 2.8 KB review, the same backends for both (a fresh PostgreSQL schema for the
+    reservations and, with ``--workers-audit``, the audit log).
     Prints req/s of both, the ratio (target >= 1.6x) and the cores the servers, wrk and PostgreSQL used
     during each run: on a 2-core machine the load generator and the database take their share of the
     cores the workers would use."""
@@ -375,7 +375,7 @@ def workers_row(
     body = tmp / "review-0.json"
     body.write_text(json.dumps(review("wrk")))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with audit_backend(args.workers_audit, tmp) as extra:
+    with shared_backend(args.workers_pg, args.workers_audit, tmp) as extra:
         results: dict[int, dict[str, float]] = {}
         for workers in (1, 2):
             port = free_port()
@@ -409,7 +409,7 @@ def workers_row(
             finally:
                 process.terminate()
                 process.wait(timeout=20)
-    backend = "PostgreSQL audit log and reservations" if args.workers_audit else "no audit log"
+    backend = "PostgreSQL reservations and " + ("audit log" if args.workers_audit else "no audit log")
     print(
         f"serve --workers 2 vs 1: wrk -t{args.workers_threads} -c{args.connections} -d{args.seconds}s, TLS, "
         f"2.8 KB review, {backend}, {os.cpu_count()} cores"
@@ -430,18 +430,16 @@ def workers_row(
 
 
 @contextlib.contextmanager
-def audit_backend(dsn: str | None, tmp: Path) -> Iterator[list[str]]:
-    """serve's audit flags for the workers row: none, or a fresh PostgreSQL schema (dropped afterwards)."""
-    if not dsn:
-        yield []
-        return
+def shared_backend(dsn: str, audit: bool, tmp: Path) -> Iterator[list[str]]:
+    """serve's flags for the workers row: reservations (and with ``audit`` the audit log) in a fresh
+    PostgreSQL schema, dropped afterwards."""
     import uuid
     from urllib.parse import quote
 
     import psycopg
 
     keys = tmp / "audit-keys"
-    subprocess.run(
+    subprocess.run(  # a key is cheap; used only with ``audit``
         [sys.executable, "-m", "policyengine", "audit", "keygen", "--origin", "bench.example/audit", "--out", str(keys)],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True,
     )  # fmt: skip
@@ -450,7 +448,8 @@ def audit_backend(dsn: str | None, tmp: Path) -> Iterator[list[str]]:
         con.execute(f"CREATE SCHEMA {schema}")
     scoped = f"{dsn}{'&' if '?' in dsn else '?'}options={quote(f'-csearch_path={schema}')}"
     try:
-        yield ["--audit-log", scoped, "--audit-key", str(keys / "audit.key"), "--reservations", scoped]
+        logged = ["--audit-log", scoped, "--audit-key", str(keys / "audit.key")] if audit else []
+        yield [*logged, "--reservations", scoped]
     finally:
         with psycopg.connect(dsn, autocommit=True) as con:
             con.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -482,7 +481,14 @@ def main() -> None:
     parser.add_argument("--only-workers", action="store_true", help="measure only serve --workers 2 vs 1")
     parser.add_argument("--workers-threads", type=int, default=1, help="workers row: wrk threads (default 1)")
     parser.add_argument(
-        "--workers-audit", metavar="DSN", help="workers row: PostgreSQL audit log and reservations for both"
+        "--workers-pg",
+        metavar="DSN",
+        default=os.environ.get("POLICYENGINE_TEST_PG"),
+        help="workers row: PostgreSQL for the reservations (--workers 2 needs a shared store) and, with "
+        "--workers-audit, the audit log, for both runs (default: $POLICYENGINE_TEST_PG)",
+    )
+    parser.add_argument(
+        "--workers-audit", action="store_true", help="workers row: a PostgreSQL audit log too"
     )
     parser.add_argument("--echo", nargs=3, metavar=("PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -508,6 +514,12 @@ def main() -> None:
             background_effect(args, Path(tmp), cert, key, tls)
             return
         if args.only_workers:
+            if not args.workers_pg:
+                print(
+                    "--only-workers needs --workers-pg DSN (a PostgreSQL to share reservations)",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
             workers_row(args, Path(tmp), cert, key, inventory, tls)
             return
         compare(args, Path(tmp), cert, key, inventory, tls)
