@@ -94,6 +94,8 @@ class SharedMetrics:
     def fold(self) -> None:
         """Fold the snapshots of dead workers into ``retired.json`` (counters and histograms only).
         Readers hold the lock shared, so none sees a snapshot both folded and still on its own."""
+        if not self._any_dead():
+            return
         with self._locked(fcntl.LOCK_EX):
             found = self._read()
             retired = [s for s, path in found if path.name == RETIRED]
@@ -108,6 +110,14 @@ class SharedMetrics:
             _atomic_write(self.directory / RETIRED, json.dumps(body))
             for _, path in dead:
                 path.unlink(missing_ok=True)
+
+    def _any_dead(self) -> bool:
+        """Whether a snapshot's name names a process that is gone (a cheap look before a fold)."""
+        for name in os.listdir(self.directory):
+            m = _SNAPSHOT.match(name)
+            if m and name != self.path.name and (int(m.group(1)) == self.pid or not _alive(int(m.group(1)))):
+                return True
+        return False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="metrics-snapshot", daemon=True)

@@ -5,6 +5,7 @@ supervisor) does not take the counters backwards."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -57,7 +58,20 @@ def workers(tmp_path: Path, certs: Path) -> Iterator[Server]:  # noqa: F811
         try:
             yield running
         finally:
+            directory = _metrics_dir(running)
             _stop(running)
+            assert directory is None or not directory.exists()  # removed by the supervisor at exit
+
+
+def _metrics_dir(server: Server) -> Path | None:
+    """The directory the workers share their snapshots in, from a worker's environment."""
+    for pid in _worker_pids(server):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for entry in environ:
+            if entry.startswith(b"POLICYENGINE_WEBHOOK_SETTINGS="):
+                found = json.loads(entry.split(b"=", 1)[1])["metrics_dir"]
+                return Path(found) if found else None
+    return None
 
 
 def _worker_pids(server: Server) -> list[int]:
@@ -113,6 +127,8 @@ def _eventually(server: Server, count: int) -> None:
 
 def test_metrics_count_every_workers_admissions_and_survive_killed_workers(workers: Server) -> None:
     first, second = _workers_running(workers, 2)
+    directory = _metrics_dir(workers)
+    assert directory is not None and directory.stat().st_mode & 0o777 == 0o700
     _admit(workers, 20, "a")  # a connection each: both workers take some
     _eventually(workers, 20)
     # Both original workers die in turn: every scrape after that is answered by a worker that admitted
