@@ -252,8 +252,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
     _check_limits(args)
     _check_reservations(args)
     _check_background(args)
-    if args.workers > 1 and args.reservations is None and not args.kube:  # the default store is memory
-        raise UsageError("--workers > 1 shares no memory: use --reservations kube or postgresql://")
     if bool(args.audit_log) != bool(args.audit_key):
         raise UsageError(
             "--audit-log and --audit-key go together (create a key with `policyengine audit keygen`)"
