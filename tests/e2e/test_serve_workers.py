@@ -163,18 +163,32 @@ def _connections_by_worker(server: Server, port: int) -> dict[int, int]:
     return held
 
 
-def test_a_burst_of_connections_is_spread_over_the_workers(workers: Server) -> None:
-    _workers_running(workers, 2)
-    port = int(workers.url.rsplit(":", 1)[1])
-    # 16 connections opened at once, as kube-apiserver and load generators do, then kept alive.
+def _burst(server: Server, port: int) -> dict[int, int]:
+    """16 connections opened at once, as kube-apiserver and load generators do, each answered once and
+    kept open while counted: the connections each worker holds."""
     raw = [socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) for _ in range(16)]
-    tls = [workers.tls.wrap_socket(s, server_hostname="127.0.0.1") for s in raw]
+    tls = [server.tls.wrap_socket(s, server_hostname="127.0.0.1") for s in raw]
     try:
         for conn in tls:
             conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert conn.recv(64).startswith(b"HTTP/1.1 200")
-        held = _connections_by_worker(workers, port)
-        assert sum(held.values()) == 16 and min(held.values()) >= 1, held
+        return _connections_by_worker(server, port)
     finally:
         for conn in tls:
             conn.close()
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(workers: Server) -> None:
+    _workers_running(workers, 2)
+    port = int(workers.url.rsplit(":", 1)[1])
+    # Which worker the kernel wakes first is chance, and a loaded machine may not run the other one
+    # during a burst: a few bursts, of which one must reach both (when a worker took every connection
+    # waiting, every burst went to one).
+    seen = []
+    for _ in range(5):
+        held = _burst(workers, port)
+        assert sum(held.values()) == 16, held
+        seen.append(sorted(held.values()))
+        if min(held.values()) >= 1:
+            return
+    raise AssertionError(f"every burst went to one worker: {seen}")
