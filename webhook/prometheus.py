@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
@@ -19,10 +20,43 @@ _BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 _BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
 
+@dataclass
+class Point:
+    """One series of a family: its labels and a value, or a histogram's per-bucket counts (one more
+    than ``bounds``: the last is above every bound), sum and count."""
+
+    labels: dict[str, str]
+    value: float | int = 0
+    bounds: tuple[float, ...] = ()
+    buckets: tuple[int, ...] = ()
+    sum: float | int = 0
+    count: int = 0
+
+
+@dataclass
+class Family:
+    """One metric as /metrics shows it: its OpenTelemetry name, help text, kind and series. Kinds:
+    ``counter`` (monotonic sums), ``histogram``, ``gauge`` (everything else)."""
+
+    name: str
+    description: str
+    kind: str
+    points: list[Point] = field(default_factory=list)
+
+
 def render(data: MetricsData | None) -> str:
+    return render_families(families(data))
+
+
+def families(data: MetricsData | None) -> list[Family]:
+    """The SDK's metric data as families (the form the workers of one server merge)."""
+    return [_family(metric) for metric in _metrics(data)]
+
+
+def render_families(found: Iterable[Family]) -> str:
     lines: list[str] = []
-    for metric in _metrics(data):
-        lines.extend(_render_metric(metric))
+    for family in found:
+        lines.extend(_render_family(family))
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -34,33 +68,48 @@ def _metrics(data: MetricsData | None) -> Iterator[Metric]:
             yield from sm.metrics
 
 
-def _render_metric(metric: Metric) -> Iterator[str]:
-    name = metric_name(metric.name)
-    help_text = (metric.description or "").replace("\\", "\\\\").replace("\n", "\\n")
+def _family(metric: Metric) -> Family:
     data = metric.data
-    if isinstance(data, Sum) and data.is_monotonic:
-        if not name.endswith("_total"):
-            name += "_total"
-        yield f"# HELP {name} {help_text}"
-        yield f"# TYPE {name} counter"
-        for point in data.data_points:
-            yield f"{name}{_labels(point.attributes)} {_num(point.value)}"
-    elif isinstance(data, Sum | Gauge):
-        yield f"# HELP {name} {help_text}"
-        yield f"# TYPE {name} gauge"
-        for point in data.data_points:
-            yield f"{name}{_labels(point.attributes)} {_num(point.value)}"
-    elif isinstance(data, Histogram):
-        yield f"# HELP {name} {help_text}"
-        yield f"# TYPE {name} histogram"
-        for hp in data.data_points:
-            cumulative = 0
-            for bound, count in zip(hp.explicit_bounds, hp.bucket_counts, strict=False):
-                cumulative += count
-                yield f"{name}_bucket{_labels(hp.attributes, le=_num(bound))} {cumulative}"
-            yield f"{name}_bucket{_labels(hp.attributes, le='+Inf')} {hp.count}"
-            yield f"{name}_sum{_labels(hp.attributes)} {_num(hp.sum)}"
-            yield f"{name}_count{_labels(hp.attributes)} {hp.count}"
+    description = metric.description or ""
+    if isinstance(data, Histogram):
+        points = [
+            Point(
+                _strings(hp.attributes),
+                bounds=tuple(hp.explicit_bounds),
+                buckets=tuple(hp.bucket_counts),
+                sum=hp.sum,
+                count=hp.count,
+            )
+            for hp in data.data_points
+        ]
+        return Family(metric.name, description, "histogram", points)
+    kind = "counter" if isinstance(data, Sum) and data.is_monotonic else "gauge"
+    values = data.data_points if isinstance(data, Sum | Gauge) else ()
+    return Family(metric.name, description, kind, [Point(_strings(p.attributes), p.value) for p in values])
+
+
+def _strings(attributes: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (attributes or {}).items()}
+
+
+def _render_family(family: Family) -> Iterator[str]:
+    name = metric_name(family.name)
+    help_text = family.description.replace("\\", "\\\\").replace("\n", "\\n")
+    if family.kind == "counter" and not name.endswith("_total"):
+        name += "_total"
+    yield f"# HELP {name} {help_text}"
+    yield f"# TYPE {name} {family.kind}"
+    for point in family.points:
+        if family.kind != "histogram":
+            yield f"{name}{_labels(point.labels)} {_num(point.value)}"
+            continue
+        cumulative = 0
+        for bound, count in zip(point.bounds, point.buckets, strict=False):
+            cumulative += count
+            yield f"{name}_bucket{_labels(point.labels, le=_num(bound))} {cumulative}"
+        yield f"{name}_bucket{_labels(point.labels, le='+Inf')} {point.count}"
+        yield f"{name}_sum{_labels(point.labels)} {_num(point.sum)}"
+        yield f"{name}_count{_labels(point.labels)} {point.count}"
 
 
 def metric_name(name: str) -> str:

@@ -11,14 +11,18 @@ admission.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -28,6 +32,7 @@ from policyengine.engine import Engine
 from policyengine.errors import UsageError
 from policyengine.policyset import load_policy_set
 from policyengine.scale import ParentLookup
+from webhook import prometheus
 from webhook.app import WebhookServices, create_app
 from webhook.background import BackgroundScanner
 from webhook.connections import ConnectionLimits, GuardedConfig, listen, log_started, run_server
@@ -39,6 +44,7 @@ from webhook.recorder import DecisionRecorder, NullRecorder
 from webhook.reserving import ledger_from, store_spec
 from webhook.settings import ENV_VAR, Settings
 from webhook.telemetry import Telemetry, build_telemetry
+from webhook.workermetrics import SharedMetrics
 
 # How much lower than admission the auditors' API process runs (nice(2) increment): under CPU
 # contention its queries wait, admission does not.
@@ -186,10 +192,20 @@ def _kube_api(settings: Settings) -> Any:
 
 
 def worker_app() -> Starlette:
-    """uvicorn factory for ``--workers N``: each worker loads its own set (in the background)."""
+    """uvicorn factory for ``--workers N``: each worker loads its own set (in the background), and shares
+    its metrics with the others through the parent's directory, so that /metrics shows them all."""
     settings = Settings.from_json(os.environ[ENV_VAR])
     configure(settings.log_level)
-    return create_app(services_from(settings, env=os.environ))
+    services = services_from(settings, env=os.environ)
+    app = create_app(services)
+    if settings.metrics_dir:
+        telemetry = services.telemetry
+        shared = SharedMetrics(
+            Path(settings.metrics_dir), lambda: prometheus.families(telemetry.reader.get_metrics_data())
+        )
+        telemetry.exposition = shared.render
+        app.router.lifespan_context = shared.around(app.router.lifespan_context)
+    return app
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -311,11 +327,7 @@ def _serve(settings: Settings, services: WebhookServices | None) -> None:
     scheme = "http" if settings.insecure_http else "https"
     log_started(limits, f"{scheme}://{settings.host}:{settings.port}")
     if settings.workers > 1:
-        os.environ[ENV_VAR] = settings.to_json()
-        config = guarded_config(
-            settings, "webhook.server:worker_app", limits, factory=True, workers=settings.workers
-        )
-        run_server(config, workers=settings.workers)
+        _serve_workers(settings, limits)
         return
     services = services or services_from(settings, env=os.environ)
     try:
@@ -328,3 +340,18 @@ def _serve(settings: Settings, services: WebhookServices | None) -> None:
         close = getattr(services.recorder, "close", None)
         if callable(close):
             close()
+
+
+def _serve_workers(settings: Settings, limits: ConnectionLimits) -> None:
+    """N worker processes under uvicorn's supervision, with a private directory (mode 0700) for their
+    metric snapshots, made before they start and removed once they have all stopped."""
+    metrics_dir = tempfile.mkdtemp(prefix="policyengine-metrics-")
+    try:
+        os.environ[ENV_VAR] = dataclasses.replace(settings, metrics_dir=metrics_dir).to_json()
+        config = guarded_config(
+            settings, "webhook.server:worker_app", limits, factory=True, workers=settings.workers
+        )
+        if not run_server(config, workers=settings.workers):
+            sys.exit(3)  # the port is taken: logged
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

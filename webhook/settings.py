@@ -37,6 +37,7 @@ class Settings:
     kube: bool = False
     kubeconfig: str | None = None
     workers: int = 1
+    metrics_dir: str | None = None  # workers > 1: the private directory where they share metric snapshots
     max_body: int = DEFAULT_MAX_BODY
     timeout: float = DEFAULT_TIMEOUT  # the whole request: read, parse, evaluate, record
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per process, TLS handshakes included

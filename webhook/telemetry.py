@@ -41,6 +41,8 @@ class Telemetry:
     instruments: dict[str, Any]
     gauges: dict[str, GaugeSource] = field(default_factory=dict)
     policy_spans: bool = False  # a child span per policy (in sampled traces)
+    # The /metrics text when it is not this process's alone (serve --workers N: webhook.workermetrics).
+    exposition: Callable[[], str] | None = None
     # Attribute sets built once per distinct value and reused: the request path records dozens per request.
     _bound: dict[tuple[str, ...], Mapping[str, str]] = field(default_factory=dict)
 
@@ -59,6 +61,8 @@ class Telemetry:
         return found
 
     def prometheus_text(self) -> str:
+        if self.exposition is not None:
+            return self.exposition()
         return prometheus.render(self.reader.get_metrics_data())
 
     def shutdown(self) -> None:
