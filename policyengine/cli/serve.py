@@ -296,6 +296,13 @@ def _check_reservations(args: argparse.Namespace) -> None:
     if args.reservation_ttl <= 0:
         raise UsageError("--reservation-ttl must be positive")
     if store is None:
+        if args.workers > 1 and not args.kube:
+            # the default store without --kube is this process's memory: each worker would hand out
+            # the same GPUs of a team's quota again
+            raise UsageError(
+                "--workers > 1 needs a shared reservation store: --reservations postgresql://… "
+                "(or --kube, which keeps them in the cluster)"
+            )
         return
     if store not in ("memory", "kube") and not store.startswith(("postgresql://", "postgres://")):
         raise UsageError(f"--reservations must be memory, kube or a postgresql:// DSN, not {store!r}")

@@ -20,6 +20,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from tests.helpers import postgres_schema
 from tests.unit.webhook.builders import POLICIES, pod, review, write_policies
 from tests.unit.webhook.fake_apiserver import FakeAPIServer, kubeconfig
 
@@ -204,7 +205,12 @@ def test_sighup_reloads_and_a_broken_set_is_kept_out(tmp_path: Path, certs: Path
 
 
 def test_several_workers_serve(tmp_path: Path, certs: Path) -> None:
-    running = _start(tmp_path, certs, "--workers", "2")
+    with postgres_schema("workers_") as dsn:
+        _serve_with_workers(tmp_path, certs, dsn)
+
+
+def _serve_with_workers(tmp_path: Path, certs: Path, dsn: str) -> None:
+    running = _start(tmp_path, certs, "--workers", "2", "--reservations", dsn)
     try:
         with running.client() as client:
             for i in range(12):  # both workers answer: each loaded its set before accepting requests

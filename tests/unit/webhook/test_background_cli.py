@@ -32,7 +32,10 @@ def test_bad_durations_are_refused(text: str) -> None:
         (["--background-interval", "soon"], "is not a duration"),
         (["--background-cpu", "0"], "--background-cpu must be in (0, 1]"),
         (["--background-cpu", "2"], "--background-cpu must be in (0, 1]"),
-        (["--background-interval", "10m", "--workers", "2"], "every worker would scan"),
+        (
+            ["--background-interval", "10m", "--workers", "2", "--reservations", "postgresql://x"],
+            "every worker would scan",
+        ),
         (["--background-max-objects", "0"], "--background-max-objects must be positive"),
     ],
 )

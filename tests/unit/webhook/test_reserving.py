@@ -28,6 +28,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
         (["--reservations", "kube"], "--reservations kube needs --kube"),
         (["--reservation-ttl", "0"], "--reservation-ttl must be positive"),
         (["--reservations", "memory", "--workers", "2"], "--workers > 1 shares no memory"),
+        (["--workers", "2"], "--workers > 1 needs a shared reservation store"),  # memory by default
     ],
 )
 def test_bad_reservation_flags_are_usage_errors(
