@@ -89,6 +89,11 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "policyengine_evaluation_timeouts",
         "Evaluations over the time budget (failurePolicy applied).",
     ),
+    "moved_to_pool": (
+        "counter",
+        "policyengine_evaluations_moved_to_pool",
+        "Evaluations begun on the event loop that outran their slice and were made in the pool.",
+    ),
     "reloads": ("counter", "policyengine_reloads", "Policy set reloads, by result."),
     "reload_failures": (
         "counter",
