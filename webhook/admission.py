@@ -151,9 +151,9 @@ class Admitter:
             span.set_attribute("policyengine.verdict", decision.verdict)
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
-            decisions, keys = self.telemetry.instruments["decisions"], ("policy", "action", "outcome")
+            count = self.telemetry.count
             for r in decision.results:
-                decisions.add(1, self.telemetry.bound(keys, (r.policy, str(r.action), str(r.outcome))))
+                count("decisions", (r.policy, r.action.value, r.outcome.value))
             answer = review_response(review.api_version, decision, audit_index=index)
             return Answer(answer, decision, index, timed_out)
 

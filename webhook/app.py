@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,7 +204,10 @@ class Validate:
         telemetry = self.services.telemetry
         telemetry.add("requests", 1, verdict=decision.verdict, operation=req.operation)
         telemetry.observe("request_duration", seconds, verdict=decision.verdict)
-        get_logger().info(
+        log = get_logger()
+        if not log.isEnabledFor(logging.INFO):  # the line's fields are not even gathered
+            return
+        log.info(
             "admission",
             extra={
                 **_identity(review),
