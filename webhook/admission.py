@@ -33,6 +33,7 @@ from policyengine.model import Decision, Inventory, Policy, Request
 from policyengine.scale import ParentLookup
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
+from webhook.onloop import OutOfSlice, SlicedTimings, light, may_wait
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
 from webhook.review import Review, review_response
 from webhook.telemetry import Telemetry
@@ -68,7 +69,7 @@ def evaluate(
     engine: Engine,
     request: Request,
     inventory: Inventory,
-    timings: PolicyTimings,
+    timings: PolicyTimings | SlicedTimings,
     parents: ParentLookup | None = None,
     ledger: Ledger | None = None,
 ) -> Decision:
@@ -103,6 +104,7 @@ class Admitter:
         self.telemetry = telemetry
         self.executor = executor
         self.timeout = timeout
+        self._weighed: tuple[Engine, bool] | None = None  # the last policy set served, and if it is light
 
     def decide_by(self, deadline: float) -> float:
         """When evaluation (and everything before it) must be over, for a request due at ``deadline``."""
@@ -115,9 +117,11 @@ class Admitter:
         *,
         deadline: float | None = None,
         hold: Callable[[asyncio.Future[Any]], None] | None = None,
+        inline: bool = False,
     ) -> Answer:
         """``deadline`` (loop time) is when the answer is due (default: ``timeout`` from now); ``hold``
-        is given every job this request leaves running in a thread, so its memory stays accounted."""
+        is given every job this request leaves running in a thread, so its memory stays accounted;
+        ``inline``: a small review, evaluated on the event loop first (``webhook.onloop``)."""
         request = review.request
         tracer = self.telemetry.tracer
         loop = asyncio.get_running_loop()
@@ -125,26 +129,21 @@ class Admitter:
             deadline = loop.time() + self.timeout
         with tracer.start_as_current_span("admission", attributes=_request_attributes(request)) as span:
             inventory = with_namespace(self.inventory.current(), request.namespace)
-            timings = PolicyTimings()
             started = time.perf_counter()
-            job = loop.run_in_executor(
-                self.executor,
-                partial(evaluate, engine, request, inventory, timings, self.parents, self.ledger),
-            )
-            _forget_late_errors(job)
-            if hold is not None:
-                hold(job)
+            timings: PolicyTimings | SlicedTimings
+            decision = None
+            if inline and self._light(engine) and not may_wait(request, self.ledger):
+                timings = SlicedTimings()
+                decision = self._on_loop(engine, request, inventory, timings, span)
             timed_out = False
-            try:
-                # shield: on timeout the job is left to finish (it cannot be interrupted), not cancelled,
-                # so that ``hold`` sees when it really ends.
-                budget = max(0.0, self.decide_by(deadline) - loop.time())
-                decision = await asyncio.wait_for(asyncio.shield(job), budget)
-            except TimeoutError:
-                timed_out = True
-                decision = over_budget(engine, request, inventory, self.timeout)
-                self.telemetry.add("timeouts", 1)
-                span.add_event("evaluation over budget", {"timeout_s": self.timeout})
+            if decision is None:
+                timings = PolicyTimings()
+                decision = await self._in_pool(engine, request, inventory, timings, deadline, hold)
+                if decision is None:
+                    timed_out = True
+                    decision = over_budget(engine, request, inventory, self.timeout)
+                    self.telemetry.add("timeouts", 1)
+                    span.add_event("evaluation over budget", {"timeout_s": self.timeout})
             self.telemetry.observe("evaluation_duration", time.perf_counter() - started)
             if not timed_out:
                 self._policy_telemetry(span, timings, decision)
@@ -152,13 +151,58 @@ class Admitter:
             span.set_attribute("policyengine.verdict", decision.verdict)
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
-            decisions, keys = self.telemetry.instruments["decisions"], ("policy", "action", "outcome")
+            count = self.telemetry.count
             for r in decision.results:
-                decisions.add(1, self.telemetry.bound(keys, (r.policy, str(r.action), str(r.outcome))))
+                count("decisions", (r.policy, r.action.value, r.outcome.value))
             answer = review_response(review.api_version, decision, audit_index=index)
             return Answer(answer, decision, index, timed_out)
 
-    def _policy_telemetry(self, parent: Span, timings: PolicyTimings, decision: Decision) -> None:
+    def _light(self, engine: Engine) -> bool:
+        """Whether ``engine``'s policies may be evaluated on the loop (worked out once per policy set)."""
+        if self._weighed is None or self._weighed[0] is not engine:
+            self._weighed = (engine, light(engine.policy_set.policies))
+        return self._weighed[1]
+
+    def _on_loop(
+        self, engine: Engine, request: Request, inventory: Inventory, timings: SlicedTimings, span: Span
+    ) -> Decision | None:
+        """The decision made on the event loop within its slice, or None when the slice ran out."""
+        try:
+            return evaluate(engine, request, inventory, timings, self.parents, self.ledger)
+        except OutOfSlice:
+            self.telemetry.add("moved_to_pool", 1)
+            span.add_event("evaluation moved to the pool", {"policies_evaluated": len(timings.spans)})
+            return None
+
+    async def _in_pool(
+        self,
+        engine: Engine,
+        request: Request,
+        inventory: Inventory,
+        timings: PolicyTimings,
+        deadline: float,
+        hold: Callable[[asyncio.Future[Any]], None] | None,
+    ) -> Decision | None:
+        """The decision made in the evaluation pool, or None when it is not made by the deadline."""
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(
+            self.executor,
+            partial(evaluate, engine, request, inventory, timings, self.parents, self.ledger),
+        )
+        _forget_late_errors(job)
+        if hold is not None:
+            hold(job)
+        try:
+            # shield: on timeout the job is left to finish (it cannot be interrupted), not cancelled,
+            # so that ``hold`` sees when it really ends.
+            budget = max(0.0, self.decide_by(deadline) - loop.time())
+            return await asyncio.wait_for(asyncio.shield(job), budget)
+        except TimeoutError:
+            return None
+
+    def _policy_telemetry(
+        self, parent: Span, timings: PolicyTimings | SlicedTimings, decision: Decision
+    ) -> None:
         """Each policy's duration (a histogram by policy) and outcomes: attributes of the admission span
         and an event per policy that did not pass; a child span per policy only when asked for and the
         trace is sampled (a span costs more than evaluating a small request)."""
@@ -174,7 +218,9 @@ class Admitter:
         if self.telemetry.policy_spans and parent.get_span_context().trace_flags.sampled:
             self._policy_spans(parent, timings, outcomes)
 
-    def _policy_spans(self, parent: Span, timings: PolicyTimings, outcomes: dict[str, set[str]]) -> None:
+    def _policy_spans(
+        self, parent: Span, timings: PolicyTimings | SlicedTimings, outcomes: dict[str, set[str]]
+    ) -> None:
         context = trace.set_span_in_context(parent)
         for policy, start, end in timings.spans:
             seen = outcomes.get(policy.name, set())
@@ -198,6 +244,8 @@ class Admitter:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span("audit.append") as span:
+            if not getattr(self.recorder, "blocking", True):  # keeps nothing: no thread to wait in
+                return self.recorder.record(decision, source=SOURCE_ADMISSION)
             # The default executor, not the evaluation pool: runaway evaluations cannot starve it.
             job = loop.run_in_executor(None, partial(self.recorder.record, decision, source=SOURCE_ADMISSION))
             _forget_late_errors(job)
@@ -228,7 +276,9 @@ def _forget_late_errors(job: asyncio.Future[Any]) -> None:
     job.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
-def _outcome_attributes(span: Span, timings: PolicyTimings, outcomes: dict[str, set[str]]) -> None:
+def _outcome_attributes(
+    span: Span, timings: PolicyTimings | SlicedTimings, outcomes: dict[str, set[str]]
+) -> None:
     """The admission span's record of the policies: how many were evaluated, which failed and which
     could not be evaluated, and an event (with its outcomes, category and duration) per such policy."""
     failed = sorted(name for name, seen in outcomes.items() if "fail" in seen)

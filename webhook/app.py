@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from webhook.errors import (
 from webhook.inflight import InFlight, declared_size
 from webhook.lifespan import attestation_status, lifespan
 from webhook.logs import get_logger
+from webhook.onloop import INLINE_BYTES
 from webhook.overload import OverloadLog
 from webhook.prometheus import CONTENT_TYPE
 from webhook.review import Review, parse_review
@@ -93,6 +95,8 @@ class Validate:
     def __init__(self, services: WebhookServices, in_flight: InFlight) -> None:
         self.services = services
         self.in_flight = in_flight
+        # Reviews up to this size are evaluated on the event loop first (webhook.onloop); 0: never.
+        self.inline_bytes = INLINE_BYTES if services.inline_eval else -1
         self.overloaded = OverloadLog(
             "in-flight cap reached: answered 503",
             fields={"max_in_flight": in_flight.max_requests, "max_in_flight_bytes": in_flight.max_bytes},
@@ -179,7 +183,9 @@ class Validate:
         telemetry.add("in_flight", 1)
         try:
             admitter: Admitter = app.state.admitter  # built by the lifespan
-            return await admitter.admit(engine, review, deadline=clock.deadline, hold=hold)
+            return await admitter.admit(
+                engine, review, deadline=clock.deadline, hold=hold, inline=review.size <= self.inline_bytes
+            )
         except Exception as exc:
             err = exc if isinstance(exc, RecordFailed) else InternalError(type(exc).__name__)
             telemetry.add("bad_requests", 1, code=err.code)
@@ -198,7 +204,10 @@ class Validate:
         telemetry = self.services.telemetry
         telemetry.add("requests", 1, verdict=decision.verdict, operation=req.operation)
         telemetry.observe("request_duration", seconds, verdict=decision.verdict)
-        get_logger().info(
+        log = get_logger()
+        if not log.isEnabledFor(logging.INFO):  # the line's fields are not even gathered
+            return
+        log.info(
             "admission",
             extra={
                 **_identity(review),
@@ -301,15 +310,19 @@ async def _decode(
     except ClientDisconnect:
         raise ClientDisconnected("the client disconnected before sending the whole body") from None
     if len(body) <= INLINE_DECODE:
-        return parse_review(parse_json(body))
+        return _sized(parse_review(parse_json(body)), len(body))
     job = loop.run_in_executor(None, lambda: parse_review(parse_json(body)))
     job.add_done_callback(lambda done: done.cancelled() or done.exception())  # a late failure is no news
     if hold is not None:
         hold(job)
     left = None if decide_by is None else max(0.0, decide_by - loop.time())
     try:
-        return await asyncio.wait_for(asyncio.shield(job), left)
+        return _sized(await asyncio.wait_for(asyncio.shield(job), left), len(body))
     except TimeoutError:
         raise DeadlineExceeded(
             f"the review could not be parsed within the webhook's budget ({len(body)} bytes)"
         ) from None
+
+
+def _sized(review: Review, size: int) -> Review:
+    return Review(review.api_version, review.request, size)

@@ -4,7 +4,8 @@
 commit); it returns the entry's index in the log, or None when nothing is kept. If it raises, the request
 is answered with HTTP 500 (``record_failed``) and kube-apiserver applies the webhook's failurePolicy:
 a decision that could not be recorded is never answered as if it had been. A recorder that also has an
-integer ``queue_depth`` attribute has it exported as the ``policyengine_audit_queue_depth`` gauge.
+integer ``queue_depth`` attribute has it exported as the ``policyengine_audit_queue_depth`` gauge. One
+whose ``blocking`` attribute is False returns at once and is called on the event loop, not in a thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class DecisionRecorder(Protocol):
 
 class NullRecorder:
     """The default: keeps nothing, returns no index."""
+
+    blocking = False
 
     def record(self, decision: Decision, *, source: str) -> int | None:
         return None

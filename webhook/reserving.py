@@ -28,6 +28,8 @@ def store_spec(settings: Settings) -> str:
 class UnavailableStore:
     """A store that could not be opened: every question is a StoreError naming why."""
 
+    blocking = False  # answers at once (webhook.onloop)
+
     def __init__(self, why: str) -> None:
         self.why = why
 

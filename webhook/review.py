@@ -48,6 +48,7 @@ class Review:
 
     api_version: str
     request: Request
+    size: int = 0  # bytes of the body it was read from (0: not known)
 
 
 def parse_review(data: Any) -> Review:

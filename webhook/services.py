@@ -37,6 +37,7 @@ class WebhookServices:
     reload_interval: float | None = 2.0  # seconds between file polls; None: reload on SIGHUP only
     handle_sighup: bool = False  # only the process's real server installs the signal handler
     eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
+    inline_eval: bool = True  # small reviews evaluated on the event loop first (webhook.onloop)
     startup_wait: float = 30.0  # seconds to wait for the inventory's first sync before accepting requests
     parents: ParentLookup | None = None  # reads the workload a scale request scales (with --kube)
     ledger: Ledger | None = None  # GPU reservations (webhook.reserving); None: none are made

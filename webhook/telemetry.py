@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader,
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Tracer
 
 from webhook import prometheus
@@ -45,12 +46,20 @@ class Telemetry:
     exposition: Callable[[], str] | None = None
     # Attribute sets built once per distinct value and reused: the request path records dozens per request.
     _bound: dict[tuple[str, ...], Mapping[str, str]] = field(default_factory=dict)
+    # Counters kept as plain counts and read at collection (name -> attribute values -> count): a
+    # request adds one per policy result, and an SDK counter's add costs more than evaluating a policy.
+    tallies: dict[str, dict[tuple[str, ...], int]] = field(default_factory=dict)
 
     def add(self, name: str, value: float, **attributes: str) -> None:
         self.instruments[name].add(value, attributes)
 
     def observe(self, name: str, value: float, **attributes: str) -> None:
         self.instruments[name].record(value, attributes)
+
+    def count(self, name: str, values: tuple[str, ...]) -> None:
+        """One more of the tally ``name`` for the attribute ``values`` (called on the event loop only)."""
+        tally = self.tallies[name]
+        tally[values] = tally.get(values, 0) + 1
 
     def bound(self, keys: tuple[str, ...], values: tuple[str, ...]) -> Mapping[str, str]:
         """The attribute set ``keys`` = ``values``, made once (the cache grows with the distinct values
@@ -70,7 +79,8 @@ class Telemetry:
         self.meter_provider.shutdown()
 
 
-# The instruments, in the order they are made: key -> (kind, metric name, description).
+# The instruments, in the order they are made: key -> (kind, metric name, description). A "tally" is
+# a counter counted in Telemetry.tallies and read at collection.
 # Histograms are durations in seconds, bucketed by LATENCY_BUCKETS.
 _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "requests": (
@@ -79,7 +89,7 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "Admission requests answered, by verdict.",
     ),
     "decisions": (
-        "counter",
+        "tally",
         "policyengine_decisions",
         "Policy results of admission decisions (policy, action, outcome).",
     ),
@@ -92,6 +102,11 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "counter",
         "policyengine_evaluation_timeouts",
         "Evaluations over the time budget (failurePolicy applied).",
+    ),
+    "moved_to_pool": (
+        "counter",
+        "policyengine_evaluations_moved_to_pool",
+        "Evaluations begun on the event loop that outran their slice and were made in the pool.",
     ),
     "reloads": ("counter", "policyengine_reloads", "Policy set reloads, by result."),
     "reload_failures": (
@@ -146,6 +161,9 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+# The attribute names of each tally's values.
+_TALLY_KEYS: dict[str, tuple[str, ...]] = {"decisions": ("policy", "action", "outcome")}
+
 # Observable gauges: metric name -> description. Their values come from Telemetry.gauges at collection.
 _GAUGES: dict[str, str] = {
     "policyengine_policy_set_info": "The policy set being served (value 1), by digest.",
@@ -174,12 +192,14 @@ def build_telemetry(
     is attached synchronously; OTLP is added when ``env`` names an endpoint. ``policy_spans`` (default:
     ``POLICYENGINE_TRACE_POLICIES`` in ``env``) asks for a span per policy in sampled traces."""
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", SERVICE_NAME)})
-    tracer_provider = TracerProvider(resource=resource)
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")
+    # Spans nothing exports are not recorded at all: building one per admission is not free.
+    exported = span_exporter is not None or bool(endpoint)
+    tracer_provider = TracerProvider(resource=resource, sampler=None if exported else ALWAYS_OFF)
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
     reader = InMemoryMetricReader()
     readers: list[MetricReader] = [reader]
-    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")
     if endpoint:
         readers.append(_otlp(tracer_provider, endpoint))
     # No exemplars: /metrics does not render them, and offering each measurement to a reservoir (with a
@@ -189,7 +209,15 @@ def build_telemetry(
     )
     meter = meter_provider.get_meter("policyengine.webhook")
     gauges: dict[str, GaugeSource] = {}
-    instruments = {key: _instrument(meter, *spec) for key, spec in _INSTRUMENTS.items()}
+    tallies: dict[str, dict[tuple[str, ...], int]] = {}
+    instruments = {key: _instrument(meter, *spec) for key, spec in _INSTRUMENTS.items() if spec[0] != "tally"}
+    for key, (kind, name, description) in _INSTRUMENTS.items():
+        if kind == "tally":
+            tallies[key] = {}
+            keys = _TALLY_KEYS[key]
+            meter.create_observable_counter(
+                name, callbacks=[_tally_callback(tallies[key], keys)], description=description
+            )
     for name, description in _GAUGES.items():
         meter.create_observable_gauge(
             name, callbacks=[_gauge_callback(gauges, name)], description=description
@@ -201,6 +229,7 @@ def build_telemetry(
         tracer=tracer_provider.get_tracer("policyengine.webhook"),
         instruments=instruments,
         gauges=gauges,
+        tallies=tallies,
         policy_spans=_asked(env) if policy_spans is None else policy_spans,
     )
 
@@ -237,5 +266,17 @@ def _gauge_callback(
     def callback(_: CallbackOptions) -> Iterable[Observation]:
         source = gauges.get(name)
         return [Observation(v, dict(a)) for v, a in source()] if source is not None else []
+
+    return callback
+
+
+def _tally_callback(
+    tally: Mapping[tuple[str, ...], int], keys: tuple[str, ...]
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """Reads a tally at collection time; ``dict(tally)`` is one step under the GIL, so a collection in
+    the OTLP exporter's thread sees whole counts."""
+
+    def callback(_: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, dict(zip(keys, values, strict=True))) for values, n in dict(tally).items()]
 
     return callback

@@ -136,6 +136,9 @@ def _over_budget(services: WebhookServices, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(webhook.admission, "RECORD_SHARE", 0.5)
     monkeypatch.setattr(webhook.admission, "evaluate", _slow(4.0))
     services.timeout = 2.0
+    # An evaluation that blocks for seconds can be cut at its deadline only in the pool; one on the event
+    # loop is cut at policy boundaries (tests/unit/webhook/test_onloop.py).
+    services.inline_eval = False
 
 
 def test_over_budget_is_denied_when_a_matched_policy_fails_closed(

@@ -130,3 +130,26 @@ def test_attribute_sets_are_made_once_per_distinct_value() -> None:
         "outcome": "pass",
     }
     telemetry.shutdown()
+
+
+def test_spans_are_recorded_only_when_something_exports_them() -> None:
+    assert build_telemetry({}).tracer.start_span("admission").is_recording() is False
+    exported = build_telemetry({}, span_exporter=InMemorySpanExporter())
+    assert exported.tracer.start_span("admission").is_recording() is True
+    otlp = build_telemetry({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    try:
+        assert otlp.tracer.start_span("admission").is_recording() is True
+    finally:
+        otlp.shutdown()
+
+
+def test_decisions_are_counted_by_policy_action_and_outcome_at_collection() -> None:
+    telemetry = build_telemetry({})
+    for values in (("p", "deny", "fail"), ("p", "deny", "fail"), ("q", "warn", "pass")):
+        telemetry.count("decisions", values)
+    samples = {
+        (labels["policy"], labels["action"], labels["outcome"]): value
+        for name, labels, value in parse_samples(telemetry.prometheus_text())
+        if name == "policyengine_decisions_total"
+    }
+    assert samples == {("p", "deny", "fail"): 2.0, ("q", "warn", "pass"): 1.0}

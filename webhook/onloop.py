@@ -1,0 +1,84 @@
+"""Evaluating a small review on the event loop, within a slice of time, instead of in the thread pool.
+
+Handing a review to a thread and its decision back costs more than evaluating a small one: the
+hand-off wakes the loop through its self-pipe, and the evaluation thread and the loop then take turns
+at the GIL, the loop waiting up to the interpreter's switch interval for each of its reads and writes.
+So a review whose body is at most ``INLINE_BYTES`` is evaluated on the loop, policy by policy, while
+``SLICE`` seconds have not passed; at the first policy that would start after them the attempt is
+abandoned (nothing of it is kept) and the review is evaluated in the pool under its deadline, as a
+large one is, where failurePolicy answers it if it runs over. The loop is so held for at most the slice
+and one policy, whose expressions are each cut at the CEL cost and time budgets; and only policy sets
+whose every policy has at most ``MAX_EXPRESSIONS`` expressions are evaluated here at all, since a policy
+cannot be interrupted between its own expressions (the bundled packs have at most 17).
+
+Reviews that may wait on I/O while being evaluated never run here: a scale request (its workload is
+read through the API) and any request while GPU reservations are kept in a shared store (Kubernetes or
+PostgreSQL); the in-process store answers from memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from policyengine.charging import Ledger
+from policyengine.model import Policy, Request
+from policyengine.reservations import MemoryReservations
+from policyengine.scale import is_scale
+
+INLINE_BYTES = 64 * 1024  # bodies up to this size are first evaluated on the event loop
+SLICE = 0.025  # seconds of the loop an evaluation may take before it is moved to the pool
+MAX_EXPRESSIONS = 32  # per policy, for a policy set to be evaluated on the loop
+# The clock the slice is read from. A module attribute so a test can end a slice where it chooses,
+# instead of where the machine's speed happens to put it.
+clock: Callable[[], float] = time.perf_counter
+
+
+def light(policies: Iterable[Policy]) -> bool:
+    """Whether every policy is small enough for the loop: at most ``MAX_EXPRESSIONS`` expressions."""
+    return all(expressions(p) <= MAX_EXPRESSIONS for p in policies)
+
+
+def expressions(policy: Policy) -> int:
+    validations = sum(
+        1 + (v.message_expression is not None) + (v.field_path_expression is not None)
+        for v in policy.validations
+    )
+    named = len(policy.match_conditions) + len(policy.variables) + len(policy.audit_annotations)
+    return validations + named
+
+
+def may_wait(request: Request, ledger: Ledger | None) -> bool:
+    """Whether evaluating ``request`` may wait on I/O (then it is never evaluated on the loop)."""
+    if is_scale(request):
+        return True
+    if ledger is None:
+        return False
+    store = getattr(ledger.store, "store", ledger.store)  # the metered store's own
+    return not (isinstance(store, MemoryReservations) or getattr(store, "blocking", True) is False)
+
+
+class OutOfSlice(BaseException):
+    """Ends an evaluation on the loop whose slice is spent. A BaseException, so that the engine's
+    per-policy error handling (which turns an ``Exception`` into that policy's error result) lets it
+    through and no decision is made of a half-run evaluation."""
+
+
+class SlicedTimings:
+    """The engine's ``observe`` hook for an evaluation on the loop: times each policy, as the pool's
+    does, and refuses to start one once ``slice`` seconds have passed since it was made."""
+
+    def __init__(self, slice_seconds: float = SLICE) -> None:
+        self.spans: list[tuple[Policy, int, int]] = []
+        self.ends = clock() + slice_seconds
+
+    @contextmanager
+    def __call__(self, policy: Policy) -> Iterator[None]:
+        if clock() > self.ends:
+            raise OutOfSlice(policy.name)
+        start = time.time_ns()
+        try:
+            yield
+        finally:
+            self.spans.append((policy, start, time.time_ns()))
