@@ -75,3 +75,24 @@ def test_freeze_round_trips_integer_keys_and_tuples() -> None:
 
     value = {"a": [1, (2, "x")], 3: {"b": (4,)}, "c": {0: [5]}}
     assert parser.thaw(json.dumps(parser.freeze(value))) == value
+
+
+def test_variables_read_parses_each_expression_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A policy set asks again for every policy that shares an expression; an expression that does not
+    # name ``variables`` cannot read one and is not parsed at all.
+    from policyengine.cel import checker
+
+    parsed: list[str] = []
+
+    def counting(source: str) -> object:
+        parsed.append(source)
+        return parser.parse(source)
+
+    monkeypatch.setattr(checker, "parse", counting)
+    checker.variables_read.cache_clear()
+    source = "variables.limit > object.spec.replicas && variables['other'] == 'x'"
+    assert checker.variables_read(source) == {"limit", "other"}
+    assert checker.variables_read(source) == {"limit", "other"}
+    assert checker.variables_read("object.spec.replicas > 1") == frozenset()
+    assert checker.variables_read("variables.(") == frozenset()
+    assert parsed == [source, "variables.("]
