@@ -11,6 +11,9 @@ folder, then times whole processes, median of ``--runs`` after one warm-up each:
 - ``checkov -d DIR --framework kubernetes`` when checkov is found (``--checkov``, next to this Python, or
   on PATH). checkov is a bench-only tool: install it apart from the project (its pins downgrade
   ``packaging``), e.g. ``python -m venv /tmp/checkov && /tmp/checkov/bin/pip install checkov``.
+
+``--scale`` adds ``check`` on 10x the manifests (time and peak RSS against the first size), and each size
+with ``--jobs 1`` against the default of one worker per core.
 """
 
 from __future__ import annotations
@@ -257,19 +260,36 @@ def time_and_rss(argv: Sequence[str], runs: int, env: dict[str, str]) -> tuple[f
 
 
 def scale_row(folder: Path, base: int, runs: int, env: dict[str, str]) -> None:
-    """``check`` on ``base`` and 10x ``base`` manifests: time and peak RSS, and their ratios."""
-    figures = []
+    """``check`` on ``base`` and 10x ``base`` manifests: time and peak RSS, and their ratios; then each size
+    again with ``--jobs 1`` against the default (one worker per core)."""
+    figures: dict[tuple[int, str], tuple[float, int]] = {}
     for count in (base, 10 * base):
         corpus = folder / f"scale-{count}"
         write_corpus(corpus, count)
         argv = [sys.executable, "-m", "policyengine", "check", str(corpus), "--format", "json"]
         argv += ["--config", str(ROOT / "examples" / "governance.yaml"), "--output", str(folder / "s.json")]
-        figures.append(time_and_rss(argv, runs, env))
-        print(
-            f"  check on {count:>6,} manifests   {figures[-1][0]:8.3f} s  peak RSS {figures[-1][1] / 1024:.0f} MiB"
-        )
-    (t1, r1), (t10, r10) = figures
+        for jobs in ("default", "1"):
+            figures[count, jobs] = time_and_rss(
+                argv + ([] if jobs == "default" else ["--jobs", jobs]), runs, env
+            )
+            seconds, peak = figures[count, jobs]
+            print(
+                f"  check on {count:>6,} manifests, --jobs {jobs:<7} {seconds:8.3f} s  peak RSS {peak / 1024:.0f} MiB"
+            )
+    (t1, r1), (t10, r10) = figures[base, "default"], figures[10 * base, "default"]
     print(f"ratio 10x manifests: time {t10 / t1:.2f}x (linear: 10x), peak RSS {r10 / r1:.2f}x (target < 2x)")
+    for count in (base, 10 * base):
+        print(
+            f"ratio --jobs 1 / default on {count:,}: {figures[count, '1'][0] / figures[count, 'default'][0]:.2f}x"
+            f" ({default_jobs()} cores)"
+        )
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def find_checkov(given: str | None) -> str | None:
