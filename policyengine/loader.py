@@ -8,6 +8,7 @@ Reading collects every problem it meets and raises one LoadError at the end; it 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -258,10 +259,21 @@ def read_text(file: str, stdin: IO[str] | None = None, limits: InputLimits = DEF
         return _read_stdin(stdin or sys.stdin, limits)
     try:
         with open(file, "rb") as handle:
-            data = handle.read(limits.max_bytes + 1)
+            data = _read_bounded(handle, limits.max_bytes + 1)
     except OSError as err:
         raise LoadError([Problem(file, 1, errors.READ_ERROR, err.strerror or str(err))]) from None
     return _decode(file, _within(file, data, limits))
+
+
+def _read_bounded(handle: IO[bytes], most: int) -> bytes:
+    """At most ``most`` bytes of ``handle``. A first read of the size the file says it has (plus one, to
+    see its end) spares every small file a buffer of the whole limit; a file that grew, or a pipe
+    (size 0), is read on up to ``most``."""
+    size = os.fstat(handle.fileno()).st_size
+    data = handle.read(min(size + 1, most))
+    if len(data) == most or len(data) <= size:
+        return data  # at the bound, or the end came where the size said
+    return data + handle.read(most - len(data))
 
 
 def _within(file: str, data: _Read, limits: InputLimits) -> _Read:
