@@ -154,7 +154,7 @@ def _parse(
     docs: list[Document] = []
     duplicated: list[Problem] = []
     try:
-        _documents(loader, file, limits, docs, duplicated)
+        _documents(loader, file, limits, docs, duplicated, aliases="*" in text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -177,9 +177,13 @@ def _documents(
     limits: InputLimits,
     docs: list[Document],
     duplicated: list[Problem],
+    *,
+    aliases: bool = True,
 ) -> None:
     """Append each document of the file to ``docs`` (and its repeated keys to ``duplicated``) as it is
-    read, so that those before a syntax error are kept."""
+    read, so that those before a syntax error are kept. A text without ``*`` (``aliases`` false) holds no
+    alias: its tree is the one written, whose nesting both composers bound, so it is not walked again
+    for the expansion bounds."""
     expansion = Expansion()  # counted over the whole file: many small bombs are one big one
     index = 0
     while loader.check_node():
@@ -188,7 +192,7 @@ def _documents(
             break
         if index >= limits.max_documents:
             raise LoadError([_too_many_documents(file, node.start_mark.line + 1, limits)])
-        bounded = check_expansion(file, node, expansion)
+        bounded = check_expansion(file, node, expansion) if aliases else None
         if bounded is not None:
             raise LoadError([bounded])
         duplicated.extend(duplicate_keys(file, node))
