@@ -47,6 +47,7 @@ class _Work:
     requests: Sequence[Request]
     inventory: Inventory
     now: datetime
+    keep: Callable[[Decision], Decision] | None = None
 
 
 class _Touched(MemoryReservations):
@@ -89,10 +90,12 @@ def decide_all(
     jobs: int,
     existing: bool = False,
     after_each: Callable[[int, Decision], None] | None = None,
+    keep: Callable[[Decision], Decision] | None = None,
 ) -> list[Decision]:
     """Each request's decision, in order, as ``engine.evaluate`` with one shared ledger would make them.
     A scan's set (``existing``: objects the cluster holds) and a caller that acts after each decision
-    (``after_each(index, decision)``: a background pass pacing itself) are decided in this process."""
+    (``after_each(index, decision)``: a background pass pacing itself) are decided in this process.
+    ``keep`` makes of each decision, once made, what the caller keeps (a worker sends that back)."""
     if (
         jobs <= 1
         or existing
@@ -106,8 +109,10 @@ def decide_all(
             decisions.append(engine.evaluate(request, inventory=inventory, now=now, ledger=ledger))
             if after_each is not None:
                 after_each(len(decisions) - 1, decisions[-1])
+            if keep is not None:
+                decisions[-1] = keep(decisions[-1])
         return decisions
-    work = _Work(engine, requests, inventory, now)
+    work = _Work(engine, requests, inventory, now, keep)
     shards = _shards(requests, inventory, jobs)
     decided: list[_Decided | None] = [None] * len(requests)
     for shard, results in zip(shards, _in_workers(work, shards), strict=True):
@@ -151,7 +156,8 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
     for request, item in zip(work.requests, decided, strict=True):
         assert item is not None
         if item[2] & spread:
-            out.append(work.engine.evaluate(request, inventory=work.inventory, now=work.now, ledger=ledger))
+            again = work.engine.evaluate(request, inventory=work.inventory, now=work.now, ledger=ledger)
+            out.append(work.keep(again) if work.keep is not None else again)
         else:
             out.append(replace(item[0], request=request) if item[1] else item[0])
     return out
@@ -180,6 +186,8 @@ def _decide_shard(shard: list[int]) -> list[_Decided]:
         request = _work.requests[i]
         store.pools, store.changed = set(), set()
         decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
+        if _work.keep is not None:
+            decision = _work.keep(decision)  # what the parent keeps is all it is sent
         # The request goes back only if it is not the one sent (the parent puts its own back).
         sent = decision.request is request
         light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from policyengine import compact as compacting
 from policyengine import errors
 from policyengine.codec import request_from_manifest
 from policyengine.discovery import Skipped
@@ -292,10 +293,13 @@ def check_documents(
     after_each: Callable[[Checked], None] | None = None,
     existing: bool = False,
     jobs: int = 1,
+    compact: bool = False,
 ) -> CheckReport:
     """``after_each`` is called after each object's decision (a background scan paces itself there);
     ``existing``: the documents are objects the cluster holds (a scan), their pods in ``inventory``;
-    ``jobs`` > 1 decides a large set in that many worker processes, with the same report."""
+    ``jobs`` > 1 decides a large set in that many worker processes, with the same report; ``compact``
+    keeps of each document and decision only what the reports read (``policyengine.compact``): the
+    parsed objects are then not in the report."""
     world = with_manifest_namespaces(inventory, docs)
     objects = [doc for doc in docs if is_object(doc.data)]
     # Every workload of the set is charged to its team in order (file, then document), as if they were
@@ -307,10 +311,15 @@ def check_documents(
             after_each(Checked(objects[index], decision))
 
     hook = each if after_each is not None else None
+    shared = compacting.Results()
+    keep = (lambda made: compacting.decision(made, shared)) if compact else None
     decisions = decide_all(
-        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook
+        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook, keep=keep
     )
-    checked = [Checked(doc, decision) for doc, decision in zip(objects, decisions, strict=True)]
+    checked = [
+        Checked(_kept(doc, decision) if compact else doc, decision)
+        for doc, decision in zip(objects, decisions, strict=True)
+    ]
     skipped = [doc for doc in docs if not is_object(doc.data)]
     policy_set = engine.policy_set
     return CheckReport(
@@ -321,6 +330,11 @@ def check_documents(
         tuple(skipped_files),
         unconfigured=policy_set.unconfigured,
     )
+
+
+def _kept(doc: Document, decision: Decision) -> Document:
+    fields = [parse_field_path(r.field_path) for r in decision.results if r.field_path]
+    return compacting.document(doc, fields)
 
 
 def resource_of(obj: Mapping[str, Any], request: Request) -> dict[str, str]:

@@ -8,6 +8,7 @@ Reading collects every problem it meets and raises one LoadError at the end; it 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ def _parse(
     docs: list[Document] = []
     duplicated: list[Problem] = []
     try:
-        _documents(loader, file, limits, docs, duplicated)
+        _documents(loader, file, limits, docs, duplicated, aliases="*" in text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -176,9 +177,13 @@ def _documents(
     limits: InputLimits,
     docs: list[Document],
     duplicated: list[Problem],
+    *,
+    aliases: bool = True,
 ) -> None:
     """Append each document of the file to ``docs`` (and its repeated keys to ``duplicated``) as it is
-    read, so that those before a syntax error are kept."""
+    read, so that those before a syntax error are kept. A text without ``*`` (``aliases`` false) holds no
+    alias: its tree is the one written, whose nesting both composers bound, so it is not walked again
+    for the expansion bounds."""
     expansion = Expansion()  # counted over the whole file: many small bombs are one big one
     index = 0
     while loader.check_node():
@@ -187,7 +192,7 @@ def _documents(
             break
         if index >= limits.max_documents:
             raise LoadError([_too_many_documents(file, node.start_mark.line + 1, limits)])
-        bounded = check_expansion(file, node, expansion)
+        bounded = check_expansion(file, node, expansion) if aliases else None
         if bounded is not None:
             raise LoadError([bounded])
         duplicated.extend(duplicate_keys(file, node))
@@ -258,10 +263,21 @@ def read_text(file: str, stdin: IO[str] | None = None, limits: InputLimits = DEF
         return _read_stdin(stdin or sys.stdin, limits)
     try:
         with open(file, "rb") as handle:
-            data = handle.read(limits.max_bytes + 1)
+            data = _read_bounded(handle, limits.max_bytes + 1)
     except OSError as err:
         raise LoadError([Problem(file, 1, errors.READ_ERROR, err.strerror or str(err))]) from None
     return _decode(file, _within(file, data, limits))
+
+
+def _read_bounded(handle: IO[bytes], most: int) -> bytes:
+    """At most ``most`` bytes of ``handle``. A first read of the size the file says it has (plus one, to
+    see its end) spares every small file a buffer of the whole limit; a file that grew, or a pipe
+    (size 0), is read on up to ``most``."""
+    size = os.fstat(handle.fileno()).st_size
+    data = handle.read(min(size + 1, most))
+    if len(data) == most or len(data) <= size:
+        return data  # at the bound, or the end came where the size said
+    return data + handle.read(most - len(data))
 
 
 def _within(file: str, data: _Read, limits: InputLimits) -> _Read:

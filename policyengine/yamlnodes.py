@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -147,6 +148,22 @@ def duplicate_keys(file: str, root: yaml.Node) -> list[Problem]:
     return sorted(problems, key=lambda p: p.line)
 
 
+# Documents of one tree repeat the same field paths and (line, column) pairs: each is kept once, up to
+# this many distinct ones (past it, a new one is kept as it is), so a large tree's position tables share
+# their keys and values instead of holding a copy per document.
+SHARED_POSITIONS = 50_000
+_shared: dict[object, object] = {}
+
+
+def _share(value: Any) -> Any:
+    found = _shared.get(value)
+    if found is not None:
+        return found
+    if len(_shared) < SHARED_POSITIONS:
+        _shared[value] = value
+    return value
+
+
 def record_positions(root: yaml.Node) -> dict[PathKey, tuple[int, int]]:
     """(line, column) of every key and item of the constructed document (``<<`` merges flattened).
 
@@ -168,7 +185,7 @@ def record_positions(root: yaml.Node) -> dict[PathKey, tuple[int, int]]:
         else:
             continue
         for sub, mark_node, _ in entries:
-            out[sub] = (_line(mark_node), int(mark_node.start_mark.column) + 1)
+            out[_share(sub)] = _share((_line(mark_node), int(mark_node.start_mark.column) + 1))
         stack.extend((child, sub) for sub, _, child in reversed(entries))  # document order
     return out
 

@@ -8,6 +8,7 @@ mixing literal types (``[1, 'a']``, Kubernetes' HomogeneousAggregateLiterals).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -60,9 +61,12 @@ def check(tree: Node, known: frozenset[str]) -> None:
             _check_homogeneous(node)
 
 
+@functools.lru_cache(maxsize=4096)  # a policy set asks again for each policy sharing the expression
 def variables_read(source: str) -> frozenset[str]:
     """The names an expression reads as ``variables.<name>`` (or ``variables['<name>']``); empty when it
     does not parse, which the compile step reports."""
+    if "variables" not in source:  # the identifier is written out in any read of it: nothing to parse
+        return frozenset()
     try:
         tree = parse(drop_trailing_commas(source))
     except (CELParseError, RecursionError):

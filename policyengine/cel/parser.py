@@ -3,11 +3,18 @@
 cel-python's parser has no ``.?`` / ``[?`` / ``[?x]`` / ``{?k: v}``; its grammar is a small data file
 (Apache-2.0), so a copy with the four optional rules added is loaded here with the options cel-python
 uses, and every expression without optional syntax parses to exactly the tree cel-python builds.
+
+Building the LALR tables from the grammar takes a fifth of a second, paid by every command before its
+first expression; the tables built from this grammar by this lark version ship beside it as plain JSON
+(``cel-tables.json``, rewritten by ``policyengine.cel.parser.write_tables()``) and load in a few milliseconds.
+Tables that do not match the grammar's and lark's fingerprint are ignored and the grammar is built.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,11 @@ from celpy.celparser import CELParseError
 from lark.exceptions import LexError, ParseError, UnexpectedCharacters, UnexpectedToken
 
 _GRAMMAR = Path(__file__).with_name("cel.lark")
+TABLES = Path(__file__).with_name("cel-tables.json")
+# What a table file stands for: JSON has neither integer keys nor tuples, so both are spelled out.
+_INT_KEYS, _TUPLE = "\u0000int-keys", "\u0000tuple"
+# Options given again at load time (not data): the lexer callback and the regex flags.
+_RUNTIME_OPTIONS = ("lexer_callbacks", "g_regex_flags")
 
 
 def _literal_keywords(token: lark.Token) -> lark.Token:
@@ -26,10 +38,10 @@ def _literal_keywords(token: lark.Token) -> lark.Token:
     return token
 
 
-@functools.cache
-def _lark() -> lark.Lark:
+def build(grammar: str) -> lark.Lark:
+    """The parser built from the grammar's text (what the shipped tables stand in for)."""
     return lark.Lark(
-        _GRAMMAR.read_text(encoding="utf-8"),
+        grammar,
         parser="lalr",
         start="expr",
         g_regex_flags=re.M,
@@ -40,6 +52,63 @@ def _lark() -> lark.Lark:
     )
 
 
+def fingerprint(grammar: str) -> str:
+    """What shipped tables must have been built from: this grammar text and this lark version."""
+    return hashlib.sha256(f"{lark.__version__}\0{grammar}".encode()).hexdigest()
+
+
+def tables_text(grammar: str) -> str:
+    """The JSON text of the tables built from ``grammar``, with its fingerprint."""
+    data, memo = build(grammar).memo_serialize([lark.lexer.TerminalDef, lark.grammar.Rule])
+    data["options"] = {k: v for k, v in data["options"].items() if k not in _RUNTIME_OPTIONS}
+    data["parser"]["lexer_conf"]["g_regex_flags"] = int(data["parser"]["lexer_conf"]["g_regex_flags"])
+    frozen = {"fingerprint": fingerprint(grammar), "data": freeze(data), "memo": freeze(memo)}
+    return json.dumps(frozen, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def freeze(value: Any) -> Any:
+    """``value`` as JSON can hold it: a dict with a non-string key and a tuple are tagged."""
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: freeze(v) for k, v in value.items()}
+        return {_INT_KEYS: [[k, freeze(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {_TUPLE: [freeze(v) for v in value]}
+    if isinstance(value, list):
+        return [freeze(v) for v in value]
+    return value
+
+
+def _thaw(obj: dict[str, Any]) -> Any:
+    if _INT_KEYS in obj:
+        return {k: v for k, v in obj[_INT_KEYS]}
+    if _TUPLE in obj:
+        return tuple(obj[_TUPLE])
+    return obj
+
+
+def thaw(text: str) -> Any:
+    """The value ``freeze`` wrote as JSON ``text``."""
+    return json.loads(text, object_hook=_thaw)
+
+
+def _shipped(grammar: str) -> lark.Lark | None:
+    try:
+        tables = thaw(TABLES.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(tables, dict) or tables.get("fingerprint") != fingerprint(grammar):
+        return None
+    runtime = {"lexer_callbacks": {"IDENT": _literal_keywords}, "g_regex_flags": re.M}
+    return lark.Lark._load_from_dict(tables["data"], tables["memo"], **runtime)  # type: ignore[no-any-return,no-untyped-call]
+
+
+@functools.cache
+def _lark() -> lark.Lark:
+    grammar = _GRAMMAR.read_text(encoding="utf-8")
+    return _shipped(grammar) or build(grammar)
+
+
 def parse(source: str) -> lark.Tree[Any]:
     """The parse tree of ``source``; raises cel-python's CELParseError on a syntax error."""
     try:
@@ -48,3 +117,8 @@ def parse(source: str) -> lark.Tree[Any]:
         raise CELParseError(err.get_context(source), *err.args, line=err.line, column=err.column) from None
     except (LexError, ParseError) as err:
         raise CELParseError(str(err.args[0]).splitlines()[0] if err.args else "syntax error") from None
+
+
+def write_tables() -> None:
+    """Rewrite the shipped tables (after a change to the grammar or to lark)."""
+    TABLES.write_text(tables_text(_GRAMMAR.read_text(encoding="utf-8")), encoding="utf-8")

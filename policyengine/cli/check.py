@@ -246,7 +246,13 @@ def run(args: argparse.Namespace) -> int:
         print_notes(policy_set, manifests, now)
     jobs = args.jobs or default_jobs()
     report = check_documents(
-        engine, manifests.documents, inventory=inventory, now=now, skipped_files=manifests.skipped, jobs=jobs
+        engine,
+        manifests.documents,
+        inventory=inventory,
+        now=now,
+        skipped_files=manifests.skipped,
+        jobs=jobs,
+        compact=not args.audit_log,  # the audit log records each request's object
     )
     audit_log = auditing.open_log(args)  # after the workers are forked: its writer is a thread
     if audit_log is not None:

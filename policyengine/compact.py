@@ -1,0 +1,52 @@
+"""What ``check`` keeps of each decided manifest for its reports, so a large tree's memory follows its
+findings rather than its manifests.
+
+A report needs of a decided document its file and line, the lines and columns of the fields its findings
+name, the apiVersion, kind, namespace and name it is reported under, and every result (JUnit lists the
+passing ones too). It needs neither the parsed object, nor the line of every other field, nor a fresh
+copy of a passing result that a thousand other resources share word for word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from policyengine.loader import Document, PathKey
+from policyengine.model import Decision, Result
+
+
+class Results:
+    """One copy of each distinct result: equal results of different resources are the same object."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Result, Result] = {}
+
+    def __call__(self, results: tuple[Result, ...]) -> tuple[Result, ...]:
+        seen = self._seen
+        return tuple(seen.setdefault(r, r) for r in results)
+
+
+def decision(made: Decision, shared: Results) -> Decision:
+    """``made`` without the objects of its request, its results shared with equal ones."""
+    request = replace(made.request, object=None, old_object=None)
+    return replace(made, request=request, results=shared(made.results))
+
+
+def document(doc: Document, fields: list[PathKey]) -> Document:
+    """``doc`` with what reports read of it: the identity fields of its object, and the position of each
+    of ``fields`` or, where it has none, of its nearest ancestor that has one (what a lookup finds)."""
+    data = doc.data
+    kept: dict[str, object] = {}
+    if isinstance(data, dict):
+        kept = {k: data[k] for k in ("apiVersion", "kind") if k in data}
+        meta = data.get("metadata")
+        if isinstance(meta, dict):
+            kept["metadata"] = {k: meta[k] for k in ("name", "namespace") if k in meta}
+    positions = {}
+    for path in fields:
+        for end in range(len(path), 0, -1):
+            pos = doc.positions.get(path[:end])
+            if pos is not None:
+                positions[path[:end]] = pos
+                break
+    return Document(kept, doc.file, doc.line, doc.index, positions)

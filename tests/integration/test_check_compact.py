@@ -1,0 +1,102 @@
+"""`check` keeps of each decided manifest only what its reports read (``policyengine.compact``): every
+report is byte for byte the one made from the full documents and decisions, while the report holds no
+parsed object, no position but those its findings name, and one copy of each distinct result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from policyengine.cel import get_backend
+from policyengine.cli import outputs
+from policyengine.cli.check import read_manifests
+from policyengine.engine import Engine
+from policyengine.expressions import Compiler
+from policyengine.gate import CheckReport, check_documents, parse_field_path
+from policyengine.policyset import load_policy_set
+from policyengine.reports import github
+from tests.helpers import write
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _workload(i: int) -> str:
+    gpus = (0, 1, 2, 8)[i % 4]
+    image = f"registry.example.com/m{i}:latest" if i % 3 else f"registry.example.com/m@sha256:{i:064x}"
+    owner = "" if i % 5 == 0 else "\n    owner: vision"
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: serve-{i}
+  namespace: team-{i % 3}
+  labels:
+    app.kubernetes.io/part-of: ml{owner}
+spec:
+  replicas: {1 + i % 4}
+  template:
+    spec:
+      nodeSelector: {{topology.kubernetes.io/region: eu-west-1}}
+      containers:
+        - name: server
+          image: {image}
+          env: [{{name: DATA, value: "s3://datasets-us-east-1/x{i}/"}}]
+          resources:
+            requests: {{cpu: "4", memory: 32Gi}}
+            limits: {{memory: 32Gi, nvidia.com/gpu: {gpus}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("compact")
+    for i in range(12):
+        write(root / f"team-{i % 3}" / f"serve-{i:02d}.yaml", _workload(i))
+    write(root / "many.yaml", "---\n".join(_workload(i) for i in range(12, 18)))
+    namespace = (
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-1, labels: {policyengine.io/team: nlp}}\n"
+    )
+    write(root / "namespaces.yaml", namespace)
+    for example in (ROOT / "examples" / "manifests").glob("*.yaml"):
+        write(root / "examples" / example.name, example.read_text(encoding="utf-8"))
+    return root
+
+
+def _report(tree: Path, *, compact: bool, jobs: int = 1) -> CheckReport:
+    policy_set = load_policy_set(
+        [], config_paths=[str(ROOT / "examples" / "governance.yaml")], compiler=Compiler(get_backend("fast"))
+    )
+    manifests = read_manifests([str(tree)], None)  # type: ignore[arg-type]
+    return check_documents(
+        Engine(policy_set), manifests.documents, now=NOW, skipped_files=manifests.skipped, compact=compact
+    )
+
+
+@pytest.mark.parametrize("fmt", outputs.FORMATS)
+def test_compact_reports_are_byte_identical(tree: Path, fmt: str) -> None:
+    full, compact = _report(tree, compact=False), _report(tree, compact=True)
+    assert full.summary().failed > 0 and full.summary().passed > 0  # findings and passes both rendered
+    for strict in (False, True):
+        expected = outputs.render(full, fmt, strict=strict, color=False, base=str(tree))
+        assert outputs.render(compact, fmt, strict=strict, color=False, base=str(tree)) == expected
+        assert full.exit_code(strict=strict) == compact.exit_code(strict=strict)
+    assert github.summary(compact, base=str(tree), strict=False) == github.summary(
+        full, base=str(tree), strict=False
+    )
+
+
+def test_compact_report_keeps_no_parsed_object(tree: Path) -> None:
+    report = _report(tree, compact=True)
+    results = [r for c in report.checked for r in c.decision.results]
+    assert len(report.checked) > 20 and results
+    for checked in report.checked:
+        assert checked.decision.request.object is None
+        assert set(checked.document.data) <= {"apiVersion", "kind", "metadata"}
+        assert set(checked.document.data.get("metadata", {})) <= {"name", "namespace"}
+        located = {parse_field_path(r.field_path) for r in checked.decision.results if r.field_path}
+        assert len(checked.document.positions) <= len(located)
+    # Equal results of different resources are one object: the kept results grow with what differs.
+    assert len({id(r) for r in results}) == len(set(results)) < len(results)
