@@ -202,37 +202,12 @@ def run(args: argparse.Namespace) -> int:
     if (early_exit := configfile.apply(args)) is not None:
         return early_exit  # --print-config, or no PATH from the flags or the file
     reports = outputs.plan(getattr(args, outputs.DEST))
-    problems: list[Problem] = []
-    policy_set = manifests = inventory = None
     compiler = cel_compiler(args.cel_backend)
-    limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
     if compiler is None:
         print(f"policyengine check: ${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
     try:
-        try:
-            policy_set = load_policy_set(
-                args.policies,
-                config_paths=args.config,
-                include_bundled=not args.no_default_policies,
-                compiler=compiler,
-                limits=limits,
-            )
-        except LoadError as err:
-            problems.extend(err.problems)
-        if policy_set is not None and args.require_config:
-            problems.extend(requirements.problems(policy_set.policies, policy_set.unconfigured))
-        try:
-            inventory = load_inventory(args.inventory, limits)
-        except LoadError as err:
-            problems.extend(err.problems)
-        known = baselines.load(args, limits, problems)
-        try:
-            manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize)
-        except LoadError as err:
-            problems.extend(err.problems)
-        if problems or policy_set is None or manifests is None:
-            raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
+        policy_set, inventory, known, manifests = _read_inputs(args, compiler)
         engine = Engine(policy_set)
     except LoadError as err:
         # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).
@@ -263,3 +238,41 @@ def run(args: argparse.Namespace) -> int:
     report = baselines.judge(report, args, known)
     outputs.write_reports(report, reports, strict=args.strict, color=args.color)
     return report.exit_code(strict=args.strict)
+
+
+def load_policies(args: argparse.Namespace, compiler: Compiler, limits: InputLimits) -> PolicySet:
+    """The policy set of --policies, --config and the bundled packs (unless --no-default-policies)."""
+    return load_policy_set(
+        args.policies,
+        config_paths=args.config,
+        include_bundled=not args.no_default_policies,
+        compiler=compiler,
+        limits=limits,
+    )
+
+
+def _read_inputs(
+    args: argparse.Namespace, compiler: Compiler
+) -> tuple[PolicySet, Inventory | None, Any, Manifests]:
+    """Policies, inventory, baseline and manifests, every problem of all four gathered before raising."""
+    problems: list[Problem] = []
+    policy_set = manifests = inventory = None
+    limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
+    try:
+        policy_set = load_policies(args, compiler, limits)
+    except LoadError as err:
+        problems.extend(err.problems)
+    if policy_set is not None and args.require_config:
+        problems.extend(requirements.problems(policy_set.policies, policy_set.unconfigured))
+    try:
+        inventory = load_inventory(args.inventory, limits)
+    except LoadError as err:
+        problems.extend(err.problems)
+    known = baselines.load(args, limits, problems)
+    try:
+        manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize)
+    except LoadError as err:
+        problems.extend(err.problems)
+    if problems or policy_set is None or manifests is None:
+        raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
+    return policy_set, inventory, known, manifests

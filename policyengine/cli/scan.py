@@ -10,11 +10,10 @@ from typing import Any
 
 from policyengine.cel import BACKENDS
 from policyengine.cli import auditing, outputs
-from policyengine.cli.check import CEL_BACKEND_ENV, cel_compiler, parse_size, positive_int
+from policyengine.cli.check import CEL_BACKEND_ENV, cel_compiler, load_policies, parse_size, positive_int
 from policyengine.errors import LoadError, UsageError
 from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, InputLimits, format_size, read_documents
-from policyengine.policyset import load_policy_set
 from policyengine.reports import openreports
 from policyengine.scan import background_engine, documents_of, scan, select_kinds
 
@@ -94,13 +93,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = [k.strip() for group in args.kinds for k in group.split(",") if k.strip()]
     reports = [s for s in specs if s.format != "openreports"]
     try:
-        policy_set = load_policy_set(
-            args.policies,
-            config_paths=args.config,
-            include_bundled=not args.no_default_policies,
-            compiler=compiler,
-            limits=limits,
-        )
+        policy_set = load_policies(args, compiler, limits)
         engine = background_engine(policy_set)
         rest = None
         if args.kube:
