@@ -127,11 +127,6 @@ class Engine:
                 self._exceptions.setdefault(name, []).append((exc, conds))
 
     @property
-    def views(self) -> ViewProvider:
-        """The view provider ``evaluate`` calls once per request (for measuring what a request pays)."""
-        return self._views
-
-    @property
     def digest(self) -> str:
         return self.policy_set.digest
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from policyengine.cel.budget import BudgetExceeded, Meter
+from policyengine.cel.fast.codegen import generate
 from policyengine.cel.fast.compiler import Compiler, Fn
 from policyengine.cel.fast.functions import Library, Native, natives
 from policyengine.cel.fast.members import DOTTED_MARK, LazyVariablesBase
@@ -86,17 +87,34 @@ class FastActivation:
 
 
 class FastExpr:
-    """One compiled expression: its closure and how many comprehension slots it needs."""
+    """One compiled expression: its closure and how many comprehension slots it needs. Once it has run
+    ``generate_after`` times it runs as generated Python instead (``codegen``; the same program): an
+    expression evaluated once, as most are in a one-file ``check``, never pays for generating it."""
 
-    __slots__ = ("_fn", "_slots", "source")
+    __slots__ = ("_fn", "_pending", "_runs", "_slots", "source")
 
-    def __init__(self, source: str, fn: Fn, slots: int) -> None:
+    def __init__(
+        self, source: str, fn: Fn, slots: int, pending: tuple[Any, Compiler, int] | None = None
+    ) -> None:
         self.source = source
         self._fn = fn
         self._slots = (None,) * slots  # the comprehension slots of a fresh context
+        self._pending = pending  # (tree, compiler, runs before generating) until generated
+        self._runs = 0
+        if pending is not None and pending[2] <= 0:
+            self._generate()
+
+    def _generate(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._fn = generate(pending[0], pending[1]) or self._fn
 
     def run(self, values: dict[str, Any], meter: Meter) -> Any:
         """The result as a fast-backend value; raises CelEvalError."""
+        if self._pending is not None:
+            self._runs += 1
+            if self._runs >= self._pending[2]:
+                self._generate()  # two threads may both generate: each gets the same program
         ctx: list[Any] = [values, meter, *self._slots]
         try:
             return self._fn(ctx)
@@ -121,7 +139,11 @@ class FastExpr:
 class FastBackend:
     name = "fast"
 
-    def __init__(self) -> None:
+    def __init__(self, *, generate_after: int | None = 2) -> None:
+        """``generate_after``: how many runs of an expression before its common shapes run as generated
+        Python (``codegen``; 0: at once); None keeps every expression a tree of closures (the same
+        program, slower; for comparing the two)."""
+        self._generate_after = generate_after
         self._library = Library()
         self._natives: dict[str, Native] = natives(self._library)
         self._idents = dict(type_identifiers())
@@ -136,7 +158,9 @@ class FastBackend:
             fn = compiler.compile(tree)
         except RecursionError:
             raise CelCompileError("expression nests too deeply") from None
-        return FastExpr(source, fn, compiler.slots)
+        # The same program as generated Python where its shapes allow (``codegen``), else the closures.
+        after = self._generate_after
+        return FastExpr(source, fn, compiler.slots, None if after is None else (tree, compiler, after))
 
     def bind(self, bindings: Mapping[str, Any]) -> FastActivation:
         values = dict(bindings)
