@@ -41,6 +41,14 @@ _INT_COMPARISONS = {
 }
 
 
+# The inline paths of ``functions.natives`` for plain strings, as expressions.
+_STRING_METHODS = {
+    "startsWith": "{a}.startswith({b})",
+    "endsWith": "{a}.endswith({b})",
+    "contains": "({b} in {a})",
+}
+
+
 class _Unsupported(Exception):
     """A node the compiler did not record: the whole expression keeps its closure."""
 
@@ -78,6 +86,7 @@ _GLOBALS: dict[str, Any] = {
     "_not_bool": lambda: CelError("no such overload: a macro predicate must be a bool"),
     "_DOTTED": DOTTED_MARK,
     "_COLLECTIONS": (list, dict, tuple),
+    "_SIZED": (str, list, dict, bytes, tuple),
     "_eq": ops.eq,
     "_in": ops.in_,
 }
@@ -109,6 +118,7 @@ class _Generator:
         self.blocks = 0
         self.depth = 0
         self.temps = 0
+        self.closures = 0  # closures called in place so far (they read iteration variables from ctx)
         self.bound: dict[int, str] = {}  # slot -> the local holding it inside a generated loop
         self.scope: dict[str, int] = {}  # comprehension variables in scope, as the compiler had them
 
@@ -127,7 +137,10 @@ class _Generator:
         return name
 
     def store(self, expr: str) -> str:
-        """``expr`` evaluated now, into a fresh local (so later operands run after it, as closures do)."""
+        """``expr`` evaluated now, into a fresh local (so later operands run after it, as closures do);
+        a name (a constant, or a local assigned once) is already that."""
+        if expr.isidentifier():
+            return expr
         name = self.temp()
         self.emit(f"{name} = {expr}")
         return name
@@ -143,6 +156,7 @@ class _Generator:
         fn = self.compiled(node)
         if isinstance(fn, _Const):
             return self.const(fn.value)
+        self.closures += 1
         return f"{self.const(fn)}(ctx)"
 
     # -- dispatch ------------------------------------------------------------------------------------
@@ -241,6 +255,10 @@ class _Generator:
                 members, texts = self.const(frozenset(constant)), self.const(constant)
                 return f"(({left} in {members}) if type({left}) is str else _in({left}, {texts}))"
         right = self.store(self.gen(right_tree))
+        left_fn = self.compiled(unwrap(op_node.children[0]))
+        if kind == "relation_in" and isinstance(left_fn, _Const) and type(left_fn.value) is str:
+            # Not in the list by Python's == means no string element equals it either.
+            return f"(False if type({right}) is list and {left} not in {right} else _in({left}, {right}))"
         if kind == "relation_ne":
             return f"(not _eq({left}, {right}))"
         generic = self.const(BINARY[kind])
@@ -338,7 +356,14 @@ class _Generator:
         if native is None:
             return self.closure(node)
         values = [self.store(self.gen(a)) for a in args]
-        return f"{self.const(native)}([{', '.join(values)}], ctx[1])"
+        call = f"{self.const(native)}([{', '.join(values)}], ctx[1])"
+        inline = _STRING_METHODS.get(name)
+        if inline is not None and len(values) == 2:  # the native's own inline path, without the call
+            a, b = values
+            return f"({inline.format(a=a, b=b)} if type({a}) is str and type({b}) is str else {call})"
+        if name == "size" and len(values) == 1:
+            return f"(len({values[0]}) if type({values[0]}) in _SIZED else {call})"
+        return call
 
     def _macro(self, node: Any, target_tree: Any, name: str, args: list[Any]) -> str:
         recorded = self.compiler.macros.get(id(node))
@@ -361,6 +386,7 @@ class _Generator:
         self.emit(f"{meter}.cost += {cost}")
         self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
         self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
+        slot_line, closures = len(self.lines) - 1, self.closures
         saved_scope, saved_bound = self.scope, dict(self.bound)
         self.scope = {**self.scope, str(simple_ident(args[0])): slot}
         self.bound[slot] = item
@@ -369,6 +395,8 @@ class _Generator:
         self.emit(f"{value} = {self.gen(args[-1])}")
         self.indent -= 1
         self.scope, self.bound = saved_scope, saved_bound
+        if self.closures == closures:
+            self.lines[slot_line] = ""  # no closure in the body: nothing reads the slot
         self.emit("except _CelError as _e:")
         self.emit(f"    if {error} is None: {error} = _e")
         self.emit("    continue")
