@@ -43,6 +43,7 @@ INITIALIZER_ENV = "STORAGE_URI"
 MODEL_INITIALIZER = "model-initializer"
 # The env names whose values can be model references (their paths are written only for these).
 _REFERENCE_ENV = MODEL_ENV | NAMED_ENV | {INITIALIZER_ENV}
+_MODEL_NAMES = MODEL_ENV | NAMED_ENV  # the names _env_refs reads a model from
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 
@@ -127,8 +128,10 @@ def container_refs(
 
 
 def _env_refs(env: Mapping[str, str], paths: Mapping[str, str]) -> list[Ref]:
-    revision = next((env[n] for n in REVISION_ENV if n in env), "")
     refs: list[Ref] = []
+    if _MODEL_NAMES.isdisjoint(env):  # the usual case, found in a few lookups instead of a walk
+        return refs
+    revision = next((env[n] for n in REVISION_ENV if n in env), "")
     for name, value in env.items():
         if name in MODEL_ENV:
             uri = classify(value, bare_name=True)

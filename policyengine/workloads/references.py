@@ -56,9 +56,10 @@ def collect_references(
 ) -> References:
     out = References()
     refs: list[Ref] = []
+    found: dict[str, list[str]] = {}  # the URIs in each distinct text (containers repeat their env)
     for t in templates:
         for site in t.containers:
-            walked = scan_container(site, out.data, out.images)
+            walked = scan_container(site, out.data, out.images, found)
             refs.extend(container_refs(site.container, site.path, out.problems, walked))
         refs.extend(image_volume_refs(t.spec, t.path))
     csi_volume_refs(obj, templates, out.data, storage_classes)
@@ -71,10 +72,15 @@ def collect_references(
 
 
 def scan_container(
-    site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]
+    site: ContainerSite,
+    data: list[dict[str, str]],
+    images: list[dict[str, str]],
+    found: dict[str, list[str]] | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
-    values (``models.env_values``), read in the same walk, for the model-reference scanner."""
+    values (``models.env_values``), read in the same walk, for the model-reference scanner. ``found``
+    remembers the URIs of each text scanned, for the other containers of the workload."""
+    found = {} if found is None else found
     c = site.container
     if isinstance(c.get("image"), str):
         images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
@@ -91,7 +97,10 @@ def scan_container(
             continue  # a model reference (workloads.models), a data location of kind model from there
         if type(value) is str and "://" in value:
             path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
-            for uri in storage_uris_in(value):
+            uris = found.get(value)
+            if uris is None:
+                uris = found[value] = storage_uris_in(value)
+            for uri in uris:
                 data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
