@@ -5,7 +5,7 @@ cel-python use, all measured in the same run.
 
 For each AI workload size (KB of JSON: a GPU Deployment) it times ``Engine.evaluate`` with every shipped
 pack (``policies/``, with the workload and inventory views) plus 20 Pod-Security-style validations, once
-per CEL backend (``reference``: cel-python's evaluator; ``fast``: CEL compiled to Python closures). Beside
+per CEL backend (``reference``: cel-python's evaluator; ``fast``: CEL compiled to Python closures, run as generated Python once warm). Beside
 them: the same 20 checks hand-written in Python; the views alone (``policyengine.views``, the workload
 description every request pays for); and the naive baseline (for every request and rule, parse with
 cel-python and convert the whole request). It prints median and p99 per request and the ratios of the

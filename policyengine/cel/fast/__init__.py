@@ -1,7 +1,8 @@
 """The fast CEL backend: expressions compiled to Python closures that work on the request's JSON values.
 
 It parses and checks exactly as the reference backend does (the shared ``frontend``), so both accept
-and reject the same programs, then compiles the tree once (``compiler``). ``bind`` converts
+and reject the same programs, then compiles the tree once (``compiler``); an expression that keeps
+running is then generated as one Python function of the same program (``codegen``). ``bind`` converts
 nothing: the closures read the request's dicts and lists directly. The Kubernetes libraries are the
 shared ones, called through a boundary that converts only a call's arguments (``functions``).
 
