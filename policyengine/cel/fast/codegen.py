@@ -19,11 +19,9 @@ from typing import Any
 
 import lark
 
-from policyengine.cel.fast import ops
 from policyengine.cel.fast.binary import BINARY, all_strings
 from policyengine.cel.fast.compiler import _Const, _operands
-from policyengine.cel.fast.members import DOTTED_MARK, has_other, select_other
-from policyengine.cel.fast.values import CelError, no_overload
+from policyengine.cel.fast.generated import GLOBALS
 from policyengine.cel.syntax import call_args, dotted_name, is_macro_call, simple_ident, unwrap
 
 Ctx = list[Any]
@@ -53,45 +51,6 @@ class _Unsupported(Exception):
     """A node the compiler did not record: the whole expression keeps its closure."""
 
 
-def _missing(field: str) -> Any:
-    raise CelError(f"no such member in mapping: {field!r}")
-
-
-def _select(value: Any, field: str, ctx: Ctx) -> Any:
-    if type(value) is dict:
-        _missing(field)
-    return select_other(value, field, ctx)
-
-
-def _undeclared(name: str) -> Any:
-    raise CelError(f"undeclared reference to '{name}'")
-
-
-def _raise(error: CelError) -> Any:
-    raise error
-
-
-def _non_collection(name: str) -> CelError:
-    return CelError(f"no such overload: {name} on a non-collection")
-
-
-_GLOBALS: dict[str, Any] = {
-    "_CelError": CelError,
-    "_no_overload": no_overload,
-    "_select": _select,
-    "_has_other": has_other,
-    "_undeclared": _undeclared,
-    "_raise": _raise,
-    "_non_collection": _non_collection,
-    "_not_bool": lambda: CelError("no such overload: a macro predicate must be a bool"),
-    "_DOTTED": DOTTED_MARK,
-    "_COLLECTIONS": (list, dict, tuple),
-    "_SIZED": (str, list, dict, bytes, tuple),
-    "_eq": ops.eq,
-    "_in": ops.in_,
-}
-
-
 def generate(tree: Any, compiler: Any) -> Fn | None:
     """The expression as one generated function, or None to keep the compiler's closure."""
     gen = _Generator(compiler)
@@ -101,7 +60,7 @@ def generate(tree: Any, compiler: Any) -> Fn | None:
         if len(gen.lines) > _MAX_LINES:
             return None
         source = "def _cel(ctx):\n    V = ctx[0]\n" + "\n".join(gen.lines) + "\n"
-        namespace = dict(_GLOBALS, **gen.consts)
+        namespace = dict(GLOBALS, **gen.consts)
         exec(compile(source, "<cel>", "exec"), namespace)
     except (_Unsupported, RecursionError, SyntaxError, MemoryError, ValueError):
         return None
