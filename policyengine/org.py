@@ -188,7 +188,9 @@ class OrgRules:
                 uri = str(location.get("uri", ""))
                 found = regions.get(uri)
                 region = found if found is not None else regions.setdefault(uri, self.region_of(uri))
-            out.append({**location, "region": region})
+            located = dict(location)  # a copy: workload.dataLocations stays as it is
+            located["region"] = region
+            out.append(located)
         return out
 
     def view(

@@ -41,13 +41,16 @@ class Meter:
     __slots__ = ("checkpoint", "clock", "cost", "deadline", "max_cost")
 
     def __init__(self, budget: Budget) -> None:
+        # One is made per evaluation: locals, not repeated attribute reads.
+        now = clock
+        max_cost = budget.max_cost
         self.cost = 0
-        self.max_cost = budget.max_cost
-        self.clock = clock
-        self.deadline = self.clock() + budget.max_seconds
+        self.max_cost = max_cost
+        self.clock = now
+        self.deadline = now() + budget.max_seconds
         # The next cost at which charge() has work to do (check the clock, or fail). Hot loops may add
         # to ``cost`` inline and call charge(0) only once ``cost >= checkpoint``.
-        self.checkpoint = _CLOCK_EVERY if budget.max_cost >= _CLOCK_EVERY else budget.max_cost + 1
+        self.checkpoint = _CLOCK_EVERY if max_cost >= _CLOCK_EVERY else max_cost + 1
 
     def charge(self, units: int = 1) -> None:
         self.cost += units

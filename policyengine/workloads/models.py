@@ -43,6 +43,7 @@ INITIALIZER_ENV = "STORAGE_URI"
 MODEL_INITIALIZER = "model-initializer"
 # The env names whose values can be model references (their paths are written only for these).
 _REFERENCE_ENV = MODEL_ENV | NAMED_ENV | {INITIALIZER_ENV}
+_MODEL_NAMES = MODEL_ENV | NAMED_ENV  # the names _env_refs reads a model from
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 
@@ -89,8 +90,12 @@ def _resolve(value: str, env: Mapping[str, str]) -> str:
 # --- containers -------------------------------------------------------------------------------------
 
 
-def container_refs(container: Mapping[str, Any], path: str, problems: Problems) -> list[Ref]:
-    """References in a container's env, command and args."""
+# A container's literal env values by name, and the index of the entry each comes from (the last one
+# wins, as in Kubernetes); ``env_values`` reads it, or a scanner walking the env anyway fills it.
+EnvValues = tuple[dict[str, str], dict[str, int]]
+
+
+def env_values(container: Mapping[str, Any]) -> EnvValues:
     env: dict[str, str] = {}
     env_at: dict[str, int] = {}  # the entry each name's value comes from (its path is written on use)
     for i, entry in enumerate(as_list(container.get("env"))):
@@ -99,6 +104,14 @@ def container_refs(container: Mapping[str, Any], path: str, problems: Problems) 
         if isinstance(name, str) and isinstance(value, str):
             env[name] = value
             env_at[name] = i
+    return env, env_at
+
+
+def container_refs(
+    container: Mapping[str, Any], path: str, problems: Problems, walked: EnvValues | None = None
+) -> list[Ref]:
+    """References in a container's env, command and args; ``walked``: its ``env_values`` when known."""
+    env, env_at = walked if walked is not None else env_values(container)
     paths = {name: f"{path}.env[{env_at[name]}].value" for name in _REFERENCE_ENV.intersection(env)}
     refs = _env_refs(env, paths)
     if container.get("name") == MODEL_INITIALIZER and INITIALIZER_ENV in env:
@@ -115,8 +128,10 @@ def container_refs(container: Mapping[str, Any], path: str, problems: Problems) 
 
 
 def _env_refs(env: Mapping[str, str], paths: Mapping[str, str]) -> list[Ref]:
-    revision = next((env[n] for n in REVISION_ENV if n in env), "")
     refs: list[Ref] = []
+    if _MODEL_NAMES.isdisjoint(env):  # the usual case, found in a few lookups instead of a walk
+        return refs
+    revision = next((env[n] for n in REVISION_ENV if n in env), "")
     for name, value in env.items():
         if name in MODEL_ENV:
             uri = classify(value, bare_name=True)

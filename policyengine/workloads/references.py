@@ -14,6 +14,7 @@ from policyengine.workloads.models import (
     INITIALIZER_ENV,
     MAX_MODELS,
     MODEL_INITIALIZER,
+    EnvValues,
     Ref,
     container_refs,
     image_volume_refs,
@@ -55,10 +56,11 @@ def collect_references(
 ) -> References:
     out = References()
     refs: list[Ref] = []
+    found: dict[str, list[str]] = {}  # the URIs in each distinct text (containers repeat their env)
     for t in templates:
         for site in t.containers:
-            scan_container(site, out.data, out.images)
-            refs.extend(container_refs(site.container, site.path, out.problems))
+            walked = scan_container(site, out.data, out.images, found)
+            refs.extend(container_refs(site.container, site.path, out.problems, walked))
         refs.extend(image_volume_refs(t.spec, t.path))
     csi_volume_refs(obj, templates, out.data, storage_classes)
     annotation_refs(metadata, out.data, out.models)
@@ -69,19 +71,36 @@ def collect_references(
     return out
 
 
-def scan_container(site: ContainerSite, data: list[dict[str, str]], images: list[dict[str, str]]) -> None:
+def scan_container(
+    site: ContainerSite,
+    data: list[dict[str, str]],
+    images: list[dict[str, str]],
+    found: dict[str, list[str]] | None = None,
+) -> EnvValues:
+    """The container's image and the data locations of its env, command and args; returns its env
+    values (``models.env_values``), read in the same walk, for the model-reference scanner. ``found``
+    remembers the URIs of each text scanned, for the other containers of the workload."""
+    found = {} if found is None else found
     c = site.container
     if isinstance(c.get("image"), str):
         images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
     model_initializer = c.get("name") == MODEL_INITIALIZER
+    env_map: dict[str, str] = {}
+    env_at: dict[str, int] = {}
     for i, env in enumerate(as_list(c.get("env"))):
         entry = env if type(env) is dict else as_dict(env)
-        value = entry.get("value")
-        if model_initializer and entry.get("name") == INITIALIZER_ENV:
+        name, value = entry.get("name"), entry.get("value")
+        if isinstance(name, str) and isinstance(value, str):
+            env_map[name] = value
+            env_at[name] = i
+        if model_initializer and name == INITIALIZER_ENV:
             continue  # a model reference (workloads.models), a data location of kind model from there
         if type(value) is str and "://" in value:
             path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
-            for uri in storage_uris_in(value):
+            uris = found.get(value)
+            if uris is None:
+                uris = found[value] = storage_uris_in(value)
+            for uri in uris:
                 data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
@@ -89,6 +108,7 @@ def scan_container(site: ContainerSite, data: list[dict[str, str]], images: list
                 path = f"{site.path}.{key}[{i}]"
                 for uri in storage_uris_in(arg):
                     data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
+    return env_map, env_at
 
 
 def _add_model(

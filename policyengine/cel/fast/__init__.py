@@ -1,7 +1,8 @@
 """The fast CEL backend: expressions compiled to Python closures that work on the request's JSON values.
 
 It parses and checks exactly as the reference backend does (the shared ``frontend``), so both accept
-and reject the same programs, then compiles the tree once (``compiler``). ``bind`` converts
+and reject the same programs, then compiles the tree once (``compiler``); an expression that keeps
+running is then generated as one Python function of the same program (``codegen``). ``bind`` converts
 nothing: the closures read the request's dicts and lists directly. The Kubernetes libraries are the
 shared ones, called through a boundary that converts only a call's arguments (``functions``).
 
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from policyengine.cel.budget import BudgetExceeded, Meter
+from policyengine.cel.fast.codegen import generate
 from policyengine.cel.fast.compiler import Compiler, Fn
 from policyengine.cel.fast.functions import Library, Native, natives
 from policyengine.cel.fast.members import DOTTED_MARK, LazyVariablesBase
@@ -86,42 +88,79 @@ class FastActivation:
 
 
 class FastExpr:
-    """One compiled expression: its closure and how many comprehension slots it needs."""
+    """One compiled expression: its closure and how many comprehension slots it needs. Once it has run
+    ``generate_after`` times it runs as generated Python instead (``codegen``; the same program): an
+    expression evaluated once, as most are in a one-file ``check``, never pays for generating it."""
 
-    __slots__ = ("_fn", "_slots", "source")
+    __slots__ = ("_fn", "_pending", "_runs", "_slots", "source")
 
-    def __init__(self, source: str, fn: Fn, slots: int) -> None:
+    def __init__(
+        self, source: str, fn: Fn, slots: int, pending: tuple[Any, Compiler, int] | None = None
+    ) -> None:
         self.source = source
         self._fn = fn
         self._slots = (None,) * slots  # the comprehension slots of a fresh context
+        self._pending = pending  # (tree, compiler, runs before generating) until generated
+        self._runs = 0
+        if pending is not None and pending[2] <= 0:
+            self._generate()
+
+    def _generate(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._fn = generate(pending[0], pending[1]) or self._fn
+
+    def _warm(self) -> None:
+        if self._pending is not None:
+            self._runs += 1
+            if self._runs >= self._pending[2]:
+                self._generate()  # two threads may both generate: each gets the same program
 
     def run(self, values: dict[str, Any], meter: Meter) -> Any:
         """The result as a fast-backend value; raises CelEvalError."""
-        ctx: list[Any] = [values, meter, *self._slots]
+        if self._pending is not None:
+            self._warm()
         try:
-            return self._fn(ctx)
-        except CelError as err:
-            raise CelEvalError(trim_message(err.message)) from None
-        except BudgetExceeded as err:
-            raise CelEvalError(str(err), "budget_exceeded", err.cost) from None
-        except RecursionError:
-            raise CelEvalError("expression nests too deeply", "budget_exceeded") from None
-        except _PYTHON_FAILURES as err:
-            raise CelEvalError(trim_message(f"{type(err).__name__}: {err}")) from None
+            return self._fn([values, meter, *self._slots])
+        except _FAILURES as err:
+            raise _eval_error(err) from None
 
     def evaluate(self, activation: Any, budget: Budget = DEFAULT_BUDGET) -> Any:
         if type(activation) is not FastActivation:
             raise TypeError("activation must come from FastBackend.bind")
-        result = self.run(activation.values, Meter(budget))
+        if self._pending is not None:
+            self._warm()
+        try:  # run() inlined: the engine evaluates dozens of expressions per request
+            result = self._fn([activation.values, Meter(budget), *self._slots])
+        except _FAILURES as err:
+            raise _eval_error(err) from None
         if result is True or result is False:
             return result
         return to_plain(result)
 
 
+_FAILURES = (CelError, BudgetExceeded, RecursionError, *_PYTHON_FAILURES)
+
+
+def _eval_error(err: BaseException) -> CelEvalError:
+    """What an evaluation's failure is to the caller."""
+    if isinstance(err, CelError):
+        return CelEvalError(trim_message(err.message))
+    if isinstance(err, BudgetExceeded):
+        return CelEvalError(str(err), "budget_exceeded", err.cost)
+    if isinstance(err, RecursionError):
+        return CelEvalError("expression nests too deeply", "budget_exceeded")
+    return CelEvalError(trim_message(f"{type(err).__name__}: {err}"))
+
+
 class FastBackend:
     name = "fast"
 
-    def __init__(self) -> None:
+    def __init__(self, *, generate_after: int | None = 2) -> None:
+        """``generate_after``: how many runs of an expression before its common shapes run as generated
+        Python (``codegen``; 0: at once); None keeps every expression a tree of closures (the same
+        program, slower; for comparing the two)."""
+        self._generate_after = generate_after
         self._library = Library()
         self._natives: dict[str, Native] = natives(self._library)
         self._idents = dict(type_identifiers())
@@ -136,7 +175,9 @@ class FastBackend:
             fn = compiler.compile(tree)
         except RecursionError:
             raise CelCompileError("expression nests too deeply") from None
-        return FastExpr(source, fn, compiler.slots)
+        # The same program as generated Python where its shapes allow (``codegen``), else the closures.
+        after = self._generate_after
+        return FastExpr(source, fn, compiler.slots, None if after is None else (tree, compiler, after))
 
     def bind(self, bindings: Mapping[str, Any]) -> FastActivation:
         values = dict(bindings)

@@ -74,6 +74,11 @@ class Compiler(optionals.OptionalSyntax):
         self.scope: dict[str, int] = {}
         self.slots = 0
         self.nodes = 0
+        # What each node compiled to, by id (the tree outlives the compilation), and each macro call's
+        # slots and per-iteration cost: read by ``codegen`` to generate the same program.
+        self.compiled: dict[int, tuple[Any, Fn]] = {}
+        self.macros: dict[int, tuple[tuple[int, ...], int]] = {}
+        self._last_macro: tuple[tuple[int, ...], int] = ((), 0)
 
     def compile(self, tree: Any) -> Fn:
         self.nodes += 1
@@ -81,7 +86,9 @@ class Compiler(optionals.OptionalSyntax):
         method = getattr(self, "_" + node.data, None)
         if method is None:
             return _error(f"unsupported expression: {node.data}")
-        return cast(Fn, method(node))
+        fn = cast(Fn, method(node))
+        self.compiled[id(node)] = (node, fn)  # the node kept: its id stays its own
+        return fn
 
     # -- logic ---------------------------------------------------------------------------------------
 
@@ -214,7 +221,9 @@ class Compiler(optionals.OptionalSyntax):
             # ``lists.range(3)`` is a function unless ``lists`` is a bound variable.
             return lambda ctx: method(ctx) if namespace in ctx[0] else function(ctx)
         if is_macro_call(name, args):
-            return self._macro(target_tree, name, args)
+            fn = self._macro(target_tree, name, args)
+            self.macros[id(node)] = self._last_macro
+            return fn
         if name in ("or", "orValue") and len(args) == 1:
             return optionals.or_else(self.compile(target_tree), self.compile(args[0]), name == "orValue")
         return self._call(name, [self.compile(target_tree), *(self.compile(a) for a in args)])
@@ -363,6 +372,7 @@ class Compiler(optionals.OptionalSyntax):
         cost = self.nodes - before + 1
         self.scope = saved
         slot_tuple = tuple(slots)
+        self._last_macro = (slot_tuple, cost)
         body = bodies[-1]
         if name in ("all", "exists"):
             return macros.quantifier(target, slot_tuple, body, cost, name == "all")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from policyengine.cel import BACKENDS, CelBackend, CelCompileError, CelEvalError, Declarations, get_backend
+from policyengine.cel.fast import FastBackend
 
 _SUBDIR = Path("vectors") / "k8s-cel"
 _ROOT = Path(__file__).resolve().parents[3]
@@ -50,8 +51,10 @@ def _params() -> list[Any]:
     return params
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=[*BACKENDS, "fast-generated"])
 def backend(request: pytest.FixtureRequest) -> CelBackend:
+    if request.param == "fast-generated":  # the fast backend's generated Python, from the first run
+        return FastBackend(generate_after=0)
     return get_backend(request.param)
 
 

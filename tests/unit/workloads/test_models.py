@@ -252,3 +252,29 @@ def test_classify() -> None:
     assert classify("a/b/c", bare_name=True) is None  # a relative path, not a hub id
     assert classify("llama", bare_name=False) is None
     assert classify("hf://a/b", bare_name=False) == "hf://a/b"
+
+
+class _CountedEnv(list[Any]):
+    """An env list that counts how often it is walked."""
+
+    walks = 0
+
+    def __iter__(self) -> Any:
+        type(self).walks += 1
+        return super().__iter__()
+
+
+def test_a_containers_env_is_walked_once_for_data_locations_and_model_references() -> None:
+    env = _CountedEnv(
+        [
+            {"name": "MODEL_ID", "value": "meta-llama/Llama-3.1-8B"},
+            {"name": "DATA", "value": "s3://bucket/train/"},
+            {"name": "MODEL_ID", "value": "Qwen/Qwen2.5-7B"},  # the last entry of a name wins
+        ]
+    )
+    _CountedEnv.walks = 0
+    view = describe(deployment(env=env))
+    assert _CountedEnv.walks == 1
+    assert [(m["uri"], m["path"]) for m in view["models"]] == [("hf://Qwen/Qwen2.5-7B", f"{C}.env[2].value")]
+    data = [(d["uri"], d["path"]) for d in view["dataLocations"] if d["kind"] == "data"]
+    assert data == [("s3://bucket/train/", f"{C}.env[1].value")]

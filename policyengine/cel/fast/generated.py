@@ -1,0 +1,53 @@
+"""What the functions ``codegen`` generates call: the closures' own error paths and helpers, by the
+names the generated source uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from policyengine.cel.fast import ops
+from policyengine.cel.fast.members import DOTTED_MARK, has_other, select_other
+from policyengine.cel.fast.values import CelError, no_overload
+
+Ctx = list[Any]
+Fn = Callable[[Ctx], Any]
+
+
+def _missing(field: str) -> Any:
+    raise CelError(f"no such member in mapping: {field!r}")
+
+
+def _select(value: Any, field: str, ctx: Ctx) -> Any:
+    if type(value) is dict:
+        _missing(field)
+    return select_other(value, field, ctx)
+
+
+def _undeclared(name: str) -> Any:
+    raise CelError(f"undeclared reference to '{name}'")
+
+
+def _raise(error: CelError) -> Any:
+    raise error
+
+
+def _non_collection(name: str) -> CelError:
+    return CelError(f"no such overload: {name} on a non-collection")
+
+
+GLOBALS: dict[str, Any] = {
+    "_CelError": CelError,
+    "_no_overload": no_overload,
+    "_select": _select,
+    "_has_other": has_other,
+    "_undeclared": _undeclared,
+    "_raise": _raise,
+    "_non_collection": _non_collection,
+    "_not_bool": lambda: CelError("no such overload: a macro predicate must be a bool"),
+    "_DOTTED": DOTTED_MARK,
+    "_COLLECTIONS": (list, dict, tuple),
+    "_SIZED": (str, list, dict, bytes, tuple),
+    "_eq": ops.eq,
+    "_in": ops.in_,
+}

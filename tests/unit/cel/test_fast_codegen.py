@@ -1,0 +1,129 @@
+"""The fast backend's generated Python (``policyengine/cel/fast/codegen.py``) is the closures' program:
+on the shapes it generates and on random expressions over random data, both give the same value or the
+same error, and charge the same cost to the meter; the cost budget still stops a generated loop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from policyengine.cel import CelEvalError
+from policyengine.cel.budget import Meter
+from policyengine.cel.fast import FastBackend
+from policyengine.cel.port import Budget
+
+sys.path.insert(0, str(Path(__file__).parent))
+import test_fast_property as prop
+
+GENERATED = FastBackend(generate_after=0)
+CLOSURES = FastBackend(generate_after=None)
+BUDGET = Budget(max_cost=1_000_000, max_seconds=3600.0)
+
+CONTAINERS = "object.spec.template.spec.containers"
+# The shapes policies are made of: field chains, has(), !, &&, ||, ?:, all/exists, comparisons, calls.
+SHAPES = [
+    f"{CONTAINERS}.all(c, !has(c.securityContext) || !has(c.securityContext.privileged) || !c.securityContext.privileged)",
+    f"{CONTAINERS}.all(c, has(c.securityContext) && has(c.securityContext.capabilities) && 'ALL' in c.securityContext.capabilities.drop)",
+    f"{CONTAINERS}.all(c, c.image.contains('@sha256:') && !c.image.endsWith(':latest'))",
+    f"{CONTAINERS}.exists(c, c.name == 'main')",
+    f"{CONTAINERS}.all(c, c.ports.all(p, !has(p.hostPort) || p.hostPort == 0))",
+    f"{CONTAINERS}.all(c, c.securityContext.procMount in ['Default', 'Unmasked'])",
+    "has(object.metadata.labels) && 'owner' in object.metadata.labels",
+    "object.spec.replicas <= 50 && object.spec.replicas != 7",
+    "object.spec.replicas > 2 ? object.metadata.name : 'small'",
+    "object.spec.replicas - 1 >= 2",
+]
+OBJECTS: list[dict[str, Any]] = [
+    {
+        "metadata": {"name": "d", "labels": {"owner": "ml"}},
+        "spec": {
+            "replicas": 3,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "r/x@sha256:ab",
+                            "ports": [{"containerPort": 80}, {"hostPort": 0}],
+                            "securityContext": {"capabilities": {"drop": ["ALL"]}, "procMount": "Default"},
+                        },
+                        {"name": "side", "image": "r/y:latest", "ports": [{"hostPort": 8}]},
+                    ]
+                }
+            },
+        },
+    },
+    # Wrong types and missing fields everywhere: errors, and the order in which they surface.
+    {
+        "metadata": {"labels": ["owner"]},
+        "spec": {"replicas": "3", "template": {"spec": {"containers": [1, {}]}}},
+    },
+    {"metadata": {}, "spec": {"replicas": 60, "template": {"spec": {"containers": {"a": 1}}}}},
+    {"spec": {"template": {"spec": {"containers": [{"securityContext": {"privileged": "yes"}}]}}}},
+]
+
+
+def _outcome(backend: FastBackend, source: str, data: Any) -> tuple[str, Any, int]:
+    expr = backend.compile(source)
+    meter = Meter(BUDGET)
+    try:
+        value: Any = ("value", expr.run(backend.bind({"object": data}).values, meter))  # type: ignore[attr-defined]
+    except CelEvalError as err:
+        value = (err.code, str(err))
+    return (*value, meter.cost)
+
+
+def test_the_common_shapes_are_generated_python() -> None:
+    for source in SHAPES:
+        fn = GENERATED.compile(source)._fn  # type: ignore[attr-defined]
+        assert fn.__code__.co_filename == "<cel>", source
+        assert CLOSURES.compile(source)._fn.__code__.co_filename != "<cel>"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("source", SHAPES)
+@pytest.mark.parametrize("index", range(len(OBJECTS)))
+def test_generated_code_gives_the_closures_value_error_and_cost(source: str, index: int) -> None:
+    data = OBJECTS[index]
+    assert _outcome(GENERATED, source, data) == _outcome(CLOSURES, source, data)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(expr=prop._expressions, data=prop._objects)
+def test_generated_code_agrees_with_the_closures_on_random_expressions(
+    expr: str, data: dict[str, Any]
+) -> None:
+    try:
+        CLOSURES.compile(expr)
+    except Exception:  # compile errors are the frontend's, shared by both
+        return
+    generated, closures = _outcome(GENERATED, expr, data), _outcome(CLOSURES, expr, data)
+    assert generated[0] == closures[0] and generated[2] == closures[2], (expr, data, generated, closures)
+    if generated[0] == "value":
+        assert prop._same(generated[1], closures[1]), (expr, data, generated, closures)
+    else:
+        assert generated[1] == closures[1], (expr, data, generated, closures)
+
+
+def test_an_expression_is_generated_once_it_has_run_twice() -> None:
+    backend = FastBackend()
+    expr = backend.compile(SHAPES[0])
+    activation = backend.bind({"object": OBJECTS[0]})
+    generated = []
+    for _ in range(3):
+        assert expr.evaluate(activation) is True
+        generated.append(expr._fn.__code__.co_filename == "<cel>")  # type: ignore[attr-defined]
+    assert generated == [False, True, True]
+
+
+def test_a_generated_loop_is_stopped_by_the_cost_budget() -> None:
+    expr = GENERATED.compile("object.items.all(x, x.all(y, y == 0))")
+    assert expr._fn.__code__.co_filename == "<cel>"  # type: ignore[attr-defined]
+    activation = GENERATED.bind({"object": {"items": [[0] * 1000] * 1000}})
+    with pytest.raises(CelEvalError) as caught:
+        expr.evaluate(activation, Budget(max_cost=10_000, max_seconds=3600.0))
+    assert caught.value.code == "budget_exceeded"
+    assert 10_000 < caught.value.cost < 10_000 + 300  # charged as it went, stopped at the checkpoint
