@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from policyengine import errors
-from policyengine.cel import DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
+from policyengine.cel import BUDGET_OVERRIDE, DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
 from policyengine.cel.lib.kyverno import KYVERNO_OBJECTS
 from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.charging import Charge, Ledger
@@ -269,7 +269,7 @@ class Engine:
         return []
 
     def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
-        return expr.evaluate(activation, self.budget)
+        return expr.evaluate(activation, BUDGET_OVERRIDE.get() or self.budget)
 
     def _evaluate_policy(
         self, compiled: _Compiled, activation: Activation, annotations: dict[str, str]

@@ -27,13 +27,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from policyengine import errors
+from policyengine.cel import budget_override
 from policyengine.charging import Ledger
 from policyengine.engine import Engine
 from policyengine.model import Decision, Inventory, Policy, Request
 from policyengine.scale import ParentLookup
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
-from webhook.onloop import OutOfSlice, SlicedTimings, light, may_wait
+from webhook.onloop import OutOfSlice, SlicedTimings, light, loop_budget, may_wait
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
 from webhook.review import Review, review_response
 from webhook.telemetry import Telemetry
@@ -168,7 +169,8 @@ class Admitter:
     ) -> Decision | None:
         """The decision made on the event loop within its slice, or None when the slice ran out."""
         try:
-            return evaluate(engine, request, inventory, timings, self.parents, self.ledger)
+            with budget_override(loop_budget(engine.budget)):
+                return evaluate(engine, request, inventory, timings, self.parents, self.ledger)
         except OutOfSlice:
             self.telemetry.add("moved_to_pool", 1)
             span.add_event("evaluation moved to the pool", {"policies_evaluated": len(timings.spans)})

@@ -6,10 +6,11 @@ at the GIL, the loop waiting up to the interpreter's switch interval for each of
 So a review whose body is at most ``INLINE_BYTES`` is evaluated on the loop, policy by policy, while
 ``SLICE`` seconds have not passed; at the first policy that would start after them the attempt is
 abandoned (nothing of it is kept) and the review is evaluated in the pool under its deadline, as a
-large one is, where failurePolicy answers it if it runs over. The loop is so held for at most the slice
-and one policy, whose expressions are each cut at the CEL cost and time budgets; and only policy sets
-whose every policy has at most ``MAX_EXPRESSIONS`` expressions are evaluated here at all, since a policy
-cannot be interrupted between its own expressions (the bundled packs have at most 17).
+large one is, where failurePolicy answers it if it runs over. On the loop each expression gets
+``SLICE / MAX_EXPRESSIONS`` seconds (``loop_budget``): one that runs out abandons the attempt the same
+way, instead of being an error result. Only policy sets whose every policy has at most
+``MAX_EXPRESSIONS`` expressions are evaluated here at all (the bundled packs have at most 17), so the
+loop is held for at most twice the slice: the slice, then the policy under way.
 
 Reviews that may wait on I/O while being evaluated never run here: a scale request (its workload is
 read through the API) and any request while GPU reservations are kept in a shared store (Kubernetes or
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from policyengine.cel import Budget
 from policyengine.charging import Ledger
 from policyengine.model import Policy, Request
 from policyengine.reservations import MemoryReservations
@@ -47,6 +49,12 @@ def expressions(policy: Policy) -> int:
     )
     named = len(policy.match_conditions) + len(policy.variables) + len(policy.audit_annotations)
     return validations + named
+
+
+def loop_budget(budget: Budget) -> Budget:
+    """The engine's ``budget`` for an expression on the loop: the same cost, a share of the slice, and
+    the attempt abandoned (``OutOfSlice``) rather than decided when that share runs out."""
+    return Budget(max_cost=budget.max_cost, max_seconds=SLICE / MAX_EXPRESSIONS, escape=OutOfSlice)
 
 
 def may_wait(request: Request, ledger: Ledger | None) -> bool:

@@ -22,6 +22,7 @@ from policyengine.cel.backends import BACKENDS, get_backend
 from policyengine.cel.port import (
     ANY,
     BOOL,
+    BUDGET_OVERRIDE,
     DEFAULT_BUDGET,
     STRING,
     STRING_OR_NULL,
@@ -33,12 +34,14 @@ from policyengine.cel.port import (
     CompiledExpr,
     Declarations,
     Returns,
+    budget_override,
 )
 
 __all__ = [
     "ANY",
     "BACKENDS",
     "BOOL",
+    "BUDGET_OVERRIDE",
     "DEFAULT_BUDGET",
     "STRING",
     "STRING_OR_NULL",
@@ -50,5 +53,6 @@ __all__ = [
     "CompiledExpr",
     "Declarations",
     "Returns",
+    "budget_override",
     "get_backend",
 ]

@@ -38,7 +38,7 @@ clock: Callable[[], float] = time.monotonic
 class Meter:
     """Cost spent and time left in one evaluation."""
 
-    __slots__ = ("checkpoint", "clock", "cost", "deadline", "max_cost")
+    __slots__ = ("checkpoint", "clock", "cost", "deadline", "escape", "max_cost")
 
     def __init__(self, budget: Budget) -> None:
         # One is made per evaluation: locals, not repeated attribute reads.
@@ -48,6 +48,7 @@ class Meter:
         self.max_cost = max_cost
         self.clock = now
         self.deadline = now() + budget.max_seconds
+        self.escape = budget.escape
         # The next cost at which charge() has work to do (check the clock, or fail). Hot loops may add
         # to ``cost`` inline and call charge(0) only once ``cost >= checkpoint``.
         self.checkpoint = _CLOCK_EVERY if max_cost >= _CLOCK_EVERY else max_cost + 1
@@ -62,6 +63,8 @@ class Meter:
 
     def check_clock(self) -> None:
         if self.clock() > self.deadline:
+            if self.escape is not None:
+                raise self.escape("time budget exceeded")
             raise BudgetExceeded("time budget exceeded", self.cost)
 
 

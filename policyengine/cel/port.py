@@ -10,7 +10,9 @@ false fails at load, never at admission.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
@@ -50,9 +52,25 @@ class Budget:
 
     max_cost: int = 1_000_000
     max_seconds: float = 1.0
+    # Raised instead of ``budget_exceeded`` when the time runs out: the evaluation is abandoned, not
+    # decided (the caller evaluates it again elsewhere, under the full budget).
+    escape: type[BaseException] | None = None
 
 
 DEFAULT_BUDGET = Budget()
+
+# A budget that replaces the engine's own for the evaluations of one context (a thread, or an asyncio
+# task): a caller that must get control back sooner (the event loop) gives expressions less time.
+BUDGET_OVERRIDE: ContextVar[Budget | None] = ContextVar("policyengine_budget_override", default=None)
+
+
+@contextmanager
+def budget_override(budget: Budget) -> Iterator[None]:
+    token = BUDGET_OVERRIDE.set(budget)
+    try:
+        yield
+    finally:
+        BUDGET_OVERRIDE.reset(token)
 
 
 @dataclass(frozen=True)

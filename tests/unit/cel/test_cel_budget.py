@@ -121,6 +121,23 @@ def test_time_budget_stops_a_long_evaluation(backend: CelBackend, ticking_clock:
     assert cost is not None and 501 * 256 <= cost <= 501 * 612, cost
 
 
+class Abandoned(BaseException):
+    pass
+
+
+def test_a_budget_with_an_escape_abandons_the_evaluation_when_its_time_runs_out(
+    backend: CelBackend, ticking_clock: list[int]
+) -> None:
+    """The event loop's budget: running out of time raises the escape, which no CEL error handling
+    absorbs (``<error> || true`` is true), instead of deciding a ``budget_exceeded`` result."""
+    compiled = backend.compile("lists.range(100000).all(i, lists.range(100).all(j, true)) || true")
+    with pytest.raises(Abandoned):
+        compiled.evaluate(backend.bind({}), Budget(max_cost=10**12, max_seconds=0.5, escape=Abandoned))
+    assert ticking_clock[0] == 502  # cut where the plain budget cuts it
+    with pytest.raises(CelEvalError, match="cost budget"):  # the cost budget still decides
+        compiled.evaluate(backend.bind({}), Budget(max_cost=1_000, max_seconds=60, escape=Abandoned))
+
+
 def test_time_budget_is_not_read_on_a_cheap_evaluation(backend: CelBackend, ticking_clock: list[int]) -> None:
     compiled = backend.compile("[1, 2, 3].all(i, i > 0)")
     assert compiled.evaluate(backend.bind({}), Budget(max_cost=1_000, max_seconds=0.0005)) is True
