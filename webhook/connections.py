@@ -30,6 +30,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
+from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, register
 
 DEFAULT_MAX_CONNECTIONS = 256  # ~0.3 MiB each when idle: ~80 MiB at the cap
 DEFAULT_HEADER_TIMEOUT = 5.0
@@ -113,7 +114,7 @@ class Gate:
 class GuardedConfig(uvicorn.Config):
     """uvicorn's Config with the guard as its protocol: TLS is done per connection by the guard, so
     uvicorn itself sees a plain listener. Picklable before ``load`` (``--workers`` sends it to each
-    worker process, which builds its own TLS context and gate)."""
+    worker process, which builds its own TLS context, certificate watch and gate)."""
 
     def __init__(
         self,
@@ -122,6 +123,7 @@ class GuardedConfig(uvicorn.Config):
         limits: ConnectionLimits,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_reload_interval: float | None = DEFAULT_INTERVAL,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -135,18 +137,50 @@ class GuardedConfig(uvicorn.Config):
         self.limits = limits
         self.tls_cert = tls_cert
         self.tls_key = tls_key
+        self.tls_reload_interval = tls_reload_interval
+        self.certificate: ServingCertificate | None = None
 
     def load(self) -> None:
         super().load()
-        tls = tls_context(self.tls_cert, self.tls_key) if self.tls_cert and self.tls_key else None
-        self.gate = Gate(self.limits, tls)
-        if tls is not None:
-            _say_https(logging.getLogger("uvicorn.error"))
+        if not (self.tls_cert and self.tls_key):
+            self.gate = Gate(self.limits, None)
+            return
+        self.certificate = certificate = ServingCertificate(
+            self.tls_cert,
+            self.tls_key,
+            server=self.limits.server,
+            make_context=tls_context,
+            interval=self.tls_reload_interval,
+        )
+        gate = self.gate = Gate(self.limits, certificate.current.context)
+
+        def serve_new(context: ssl.SSLContext) -> None:  # new handshakes only: a connection keeps its own
+            gate.tls = context
+
+        certificate.on_load = serve_new
+        register(certificate)
+        _watch(certificate)
+        _say_https(logging.getLogger("uvicorn.error"))
 
     def bind_socket(self) -> socket.socket:
         if self.tls_cert:
             _say_https(logging.getLogger("uvicorn.error"))
         return super().bind_socket()
+
+
+def _watch(certificate: ServingCertificate) -> None:
+    """Poll the certificate's files on the event loop that serves (uvicorn loads its config there; the
+    task ends with that loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # loaded outside a server (a test building the config): nothing to watch for
+        return
+    task = loop.create_task(certificate.watch(), name=f"tls-watch-{certificate.server}")
+    _watches.add(task)
+    task.add_done_callback(_watches.discard)
+
+
+_watches: set[asyncio.Task[None]] = set()  # the loop keeps weak references to its tasks only
 
 
 class _HTTPSInStartLine(logging.Filter):

@@ -30,6 +30,14 @@ def add_parser(sub: Any) -> None:
         "--tls-cert", metavar="FILE", help="serving certificate (PEM), e.g. from `policyengine certs`"
     )
     p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    p.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the certificate files are polled; a changed pair is served to new connections "
+        "(default 10; 0: never reload)",
+    )
     p.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local development only")
     p.add_argument(
         "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
@@ -200,6 +208,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         port=args.port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_reload_interval=args.tls_reload_interval or None,
         insecure_http=args.insecure_http,
         policies=tuple(args.policies),
         include_bundled=not args.no_default_policies,
@@ -243,11 +252,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
         args.workers < 1
         or args.max_body < 1
         or args.timeout <= 0
-        or min(args.reload_interval, args.sync_timeout, args.audit_restart_after) < 0
+        or min(args.reload_interval, args.tls_reload_interval, args.sync_timeout, args.audit_restart_after)
+        < 0
     ):
         raise UsageError(
-            "--workers, --max-body and --timeout must be positive, --reload-interval, --sync-timeout "
-            "and --audit-restart-after not negative"
+            "--workers, --max-body and --timeout must be positive, --reload-interval, --tls-reload-interval, "
+            "--sync-timeout and --audit-restart-after not negative"
         )
     _check_limits(args)
     _check_reservations(args)
