@@ -248,6 +248,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         for path in (args.tls_cert, args.tls_key):
             if not Path(path).is_file():
                 raise UsageError(f"no such file: {path}")
+        _check_pair(args.tls_cert, args.tls_key)
     if (
         args.workers < 1
         or args.max_body < 1
@@ -345,6 +346,18 @@ def duration(text: str) -> float:
     if not 1 <= seconds <= 7 * 24 * 3600:
         raise argparse.ArgumentTypeError(f"{text!r}: the interval must be between 1s and 168h")
     return seconds
+
+
+def _check_pair(cert: str, key: str) -> None:
+    """The certificate and key are checked as a reload checks them, so that a bad pair is a usage error
+    naming the file rather than a failed start."""
+    from webhook.connections import tls_context
+    from webhook.servingcert import CertificateError, load_pair
+
+    try:
+        load_pair(cert, key, tls_context)
+    except CertificateError as err:
+        raise UsageError(str(err)) from None
 
 
 def _check_limits(args: argparse.Namespace) -> None:
