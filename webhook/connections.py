@@ -11,6 +11,9 @@ handshake timeout), so every connection is counted, and can be turned away, when
 - at ``max_connections``, a new connection closes the oldest one that is not in the middle of a request
   (a handshake, a head still arriving, an idle keep-alive); if every connection is busy with a request,
   the new one is closed instead. Either is logged once per interval, not once per connection.
+
+The TLS context comes from ``webhook.servingcert``, which swaps in a new one for new handshakes when the
+certificate files change; a connection keeps the context its handshake used.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
-from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, register
+from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving
 
 DEFAULT_MAX_CONNECTIONS = 256  # ~0.3 MiB each when idle: ~80 MiB at the cap
 DEFAULT_HEADER_TIMEOUT = 5.0
@@ -142,45 +145,27 @@ class GuardedConfig(uvicorn.Config):
 
     def load(self) -> None:
         super().load()
+        gate = self.gate = Gate(self.limits, None)
         if not (self.tls_cert and self.tls_key):
-            self.gate = Gate(self.limits, None)
             return
-        self.certificate = certificate = ServingCertificate(
+
+        def serve(context: ssl.SSLContext) -> None:  # new handshakes only: a connection keeps its own
+            gate.tls = context
+
+        self.certificate = serving(
             self.tls_cert,
             self.tls_key,
             server=self.limits.server,
             make_context=tls_context,
             interval=self.tls_reload_interval,
+            serve=serve,
         )
-        gate = self.gate = Gate(self.limits, certificate.current.context)
-
-        def serve_new(context: ssl.SSLContext) -> None:  # new handshakes only: a connection keeps its own
-            gate.tls = context
-
-        certificate.on_load = serve_new
-        register(certificate)
-        _watch(certificate)
         _say_https(logging.getLogger("uvicorn.error"))
 
     def bind_socket(self) -> socket.socket:
         if self.tls_cert:
             _say_https(logging.getLogger("uvicorn.error"))
         return super().bind_socket()
-
-
-def _watch(certificate: ServingCertificate) -> None:
-    """Poll the certificate's files on the event loop that serves (uvicorn loads its config there; the
-    task ends with that loop)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # loaded outside a server (a test building the config): nothing to watch for
-        return
-    task = loop.create_task(certificate.watch(), name=f"tls-watch-{certificate.server}")
-    _watches.add(task)
-    task.add_done_callback(_watches.discard)
-
-
-_watches: set[asyncio.Task[None]] = set()  # the loop keeps weak references to its tasks only
 
 
 class _HTTPSInStartLine(logging.Filter):

@@ -277,6 +277,35 @@ def served(server: str = "webhook") -> ServingCertificate | None:
     return _served.get(server)
 
 
+def serving(
+    cert: str,
+    key: str,
+    *,
+    server: str,
+    make_context: ContextFactory,
+    interval: float | None,
+    serve: Callable[[ssl.SSLContext], None],
+) -> ServingCertificate:
+    """Load the pair (raises CertificateError), hand its context to ``serve``, register it for /readyz
+    and the gauges, and poll its files on the running event loop (uvicorn loads its config there; the
+    task ends with that loop). ``serve`` is given every context that replaces it."""
+    certificate = ServingCertificate(cert, key, server=server, make_context=make_context, interval=interval)
+    serve(certificate.current.context)
+    certificate.on_load = serve
+    register(certificate)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # loaded outside a server (a test building a config): nothing to serve yet
+        return certificate
+    task = loop.create_task(certificate.watch(), name=f"tls-watch-{server}")
+    _watches.add(task)
+    task.add_done_callback(_watches.discard)
+    return certificate
+
+
+_watches: set[asyncio.Task[None]] = set()  # the loop keeps weak references to its tasks only
+
+
 def certificate_status(server: str = "webhook") -> dict[str, object] | None:
     """The ``/readyz`` detail of the certificate ``server`` serves, None over plain HTTP."""
     certificate = served(server)

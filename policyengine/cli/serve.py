@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from policyengine.cli import auditing, servereads
+from policyengine.cli import auditing, servereads, servetls
 from policyengine.errors import UsageError
 
 
@@ -30,14 +30,7 @@ def add_parser(sub: Any) -> None:
         "--tls-cert", metavar="FILE", help="serving certificate (PEM), e.g. from `policyengine certs`"
     )
     p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
-    p.add_argument(
-        "--tls-reload-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="how often the certificate files are polled; a changed pair is served to new connections "
-        "(default 10; 0: never reload)",
-    )
+    servetls.add_arguments(p)
     p.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local development only")
     p.add_argument(
         "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
@@ -208,7 +201,6 @@ def settings_from(args: argparse.Namespace) -> Any:
         port=args.port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        tls_reload_interval=args.tls_reload_interval or None,
         insecure_http=args.insecure_http,
         policies=tuple(args.policies),
         include_bundled=not args.no_default_policies,
@@ -235,30 +227,22 @@ def settings_from(args: argparse.Namespace) -> Any:
         background_interval=args.background_interval,
         background_cpu=args.background_cpu,
         **servereads.settings(args),
+        **servetls.settings(args),
     )
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """What argparse cannot check: files that must exist, flags that go together, ranges."""
-    if not args.insecure_http:
-        if not args.tls_cert or not args.tls_key:
-            raise UsageError(
-                "serve needs --tls-cert and --tls-key (or --insecure-http for local development)"
-            )
-        for path in (args.tls_cert, args.tls_key):
-            if not Path(path).is_file():
-                raise UsageError(f"no such file: {path}")
-        _check_pair(args.tls_cert, args.tls_key)
+    servetls.check(args)
     if (
         args.workers < 1
         or args.max_body < 1
         or args.timeout <= 0
-        or min(args.reload_interval, args.tls_reload_interval, args.sync_timeout, args.audit_restart_after)
-        < 0
+        or min(args.reload_interval, args.sync_timeout, args.audit_restart_after) < 0
     ):
         raise UsageError(
-            "--workers, --max-body and --timeout must be positive, --reload-interval, --tls-reload-interval, "
-            "--sync-timeout and --audit-restart-after not negative"
+            "--workers, --max-body and --timeout must be positive, --reload-interval, --sync-timeout "
+            "and --audit-restart-after not negative"
         )
     _check_limits(args)
     _check_reservations(args)
@@ -346,18 +330,6 @@ def duration(text: str) -> float:
     if not 1 <= seconds <= 7 * 24 * 3600:
         raise argparse.ArgumentTypeError(f"{text!r}: the interval must be between 1s and 168h")
     return seconds
-
-
-def _check_pair(cert: str, key: str) -> None:
-    """The certificate and key are checked as a reload checks them, so that a bad pair is a usage error
-    naming the file rather than a failed start."""
-    from webhook.connections import tls_context
-    from webhook.servingcert import CertificateError, load_pair
-
-    try:
-        load_pair(cert, key, tls_context)
-    except CertificateError as err:
-        raise UsageError(str(err)) from None
 
 
 def _check_limits(args: argparse.Namespace) -> None:
