@@ -51,6 +51,7 @@ from webhook.overload import OverloadLog
 from webhook.prometheus import CONTENT_TYPE
 from webhook.review import Review, parse_review
 from webhook.services import WebhookServices, audit_status
+from webhook.servingcert import certificate_status
 
 __all__ = ["INLINE_DECODE", "WebhookServices", "create_app"]
 
@@ -253,6 +254,10 @@ class Probes:
         attestations = attestation_status(self.services.policies.engine, datetime.now(UTC))
         if attestations is not None:
             body["attestations"] = attestations
+        # The serving certificate is reported, not a gate: it is reloaded when its files change.
+        tls = certificate_status()
+        if tls is not None:
+            body["tls"] = tls
         # The reservation store is reported, not a gate: only GPU admissions need it (webhook.reserving).
         status = getattr(self.services.ledger.store if self.services.ledger else None, "status", None)
         if callable(status):

@@ -11,6 +11,9 @@ handshake timeout), so every connection is counted, and can be turned away, when
 - at ``max_connections``, a new connection closes the oldest one that is not in the middle of a request
   (a handshake, a head still arriving, an idle keep-alive); if every connection is busy with a request,
   the new one is closed instead. Either is logged once per interval, not once per connection.
+
+The TLS context comes from ``webhook.servingcert``, which swaps in a new one for new handshakes when the
+certificate files change; a connection keeps the context its handshake used.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
+from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving
 
 DEFAULT_MAX_CONNECTIONS = 256  # ~0.3 MiB each when idle: ~80 MiB at the cap
 DEFAULT_HEADER_TIMEOUT = 5.0
@@ -113,7 +117,7 @@ class Gate:
 class GuardedConfig(uvicorn.Config):
     """uvicorn's Config with the guard as its protocol: TLS is done per connection by the guard, so
     uvicorn itself sees a plain listener. Picklable before ``load`` (``--workers`` sends it to each
-    worker process, which builds its own TLS context and gate)."""
+    worker process, which builds its own TLS context, certificate watch and gate)."""
 
     def __init__(
         self,
@@ -122,6 +126,7 @@ class GuardedConfig(uvicorn.Config):
         limits: ConnectionLimits,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_reload_interval: float | None = DEFAULT_INTERVAL,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -135,13 +140,27 @@ class GuardedConfig(uvicorn.Config):
         self.limits = limits
         self.tls_cert = tls_cert
         self.tls_key = tls_key
+        self.tls_reload_interval = tls_reload_interval
+        self.certificate: ServingCertificate | None = None
 
     def load(self) -> None:
         super().load()
-        tls = tls_context(self.tls_cert, self.tls_key) if self.tls_cert and self.tls_key else None
-        self.gate = Gate(self.limits, tls)
-        if tls is not None:
-            _say_https(logging.getLogger("uvicorn.error"))
+        gate = self.gate = Gate(self.limits, None)
+        if not (self.tls_cert and self.tls_key):
+            return
+
+        def serve(context: ssl.SSLContext) -> None:  # new handshakes only: a connection keeps its own
+            gate.tls = context
+
+        self.certificate = serving(
+            self.tls_cert,
+            self.tls_key,
+            server=self.limits.server,
+            make_context=tls_context,
+            interval=self.tls_reload_interval,
+            serve=serve,
+        )
+        _say_https(logging.getLogger("uvicorn.error"))
 
     def bind_socket(self) -> socket.socket:
         if self.tls_cert:

@@ -25,6 +25,7 @@ from webhook.admission import Admitter
 from webhook.logs import get_logger
 from webhook.policies import MAX_NAMES_SHOWN, ReloadOutcome
 from webhook.services import WebhookServices, audit_status
+from webhook.servingcert import certificate_gauges
 
 UNSTABLE_RETRY = 1.0  # seconds before a SIGHUP reload that met files being written is done again
 
@@ -280,5 +281,6 @@ def _register_gauges(services: WebhookServices) -> None:
             "policyengine_model_signatures_expiring": lambda: signatures_expiring(
                 services.policies.engine, datetime.now(UTC)
             ),
+            **certificate_gauges(),
         }
     )

@@ -220,7 +220,15 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
 
 
 def guarded_config(settings: Settings, app: Any, limits: ConnectionLimits, **options: Any) -> GuardedConfig:
-    tls = {} if settings.insecure_http else {"tls_cert": settings.tls_cert, "tls_key": settings.tls_key}
+    tls = (
+        {}
+        if settings.insecure_http
+        else {
+            "tls_cert": settings.tls_cert,
+            "tls_key": settings.tls_key,
+            "tls_reload_interval": settings.tls_reload_interval,
+        }
+    )
     return GuardedConfig(app, limits=limits, **{**uvicorn_options(settings), **tls, **options})
 
 

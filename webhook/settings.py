@@ -16,6 +16,7 @@ from webhook.bgcluster import DEFAULT_KINDS, DEFAULT_MAX_OBJECTS
 from webhook.body import DEFAULT_MAX_BODY
 from webhook.connections import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from webhook.inflight import DEFAULT_MAX_IN_FLIGHT
+from webhook.servingcert import DEFAULT_INTERVAL as TLS_RELOAD_INTERVAL
 
 ENV_VAR = "POLICYENGINE_WEBHOOK_SETTINGS"
 
@@ -27,6 +28,7 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     insecure_http: bool = False
+    tls_reload_interval: float | None = TLS_RELOAD_INTERVAL  # seconds between polls of the files; None: never
     policies: tuple[str, ...] = ()
     include_bundled: bool = True
     allow_empty_policies: bool = False  # serve a set with no policies (refused by default: it admits all)

@@ -179,6 +179,9 @@ _GAUGES: dict[str, str] = {
     "(namespaces beyond the cap summed as _other; cluster-scoped objects as _cluster).",
     "policyengine_background_scan_seconds": "Duration of the last background scan.",
     "policyengine_background_objects": "Objects evaluated by the last background scan.",
+    "policyengine_tls_certificate_expiry_seconds": "Seconds until the notAfter of the serving certificate.",
+    "policyengine_tls_certificate_reload_failures": "Changed certificate files not served since start "
+    "(the previous certificate was kept).",
 }
 
 

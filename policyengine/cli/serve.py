@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from policyengine.cli import auditing, servereads
+from policyengine.cli import auditing, servereads, servetls
 from policyengine.errors import UsageError
 
 
@@ -30,6 +30,7 @@ def add_parser(sub: Any) -> None:
         "--tls-cert", metavar="FILE", help="serving certificate (PEM), e.g. from `policyengine certs`"
     )
     p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    servetls.add_arguments(p)
     p.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local development only")
     p.add_argument(
         "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
@@ -226,19 +227,13 @@ def settings_from(args: argparse.Namespace) -> Any:
         background_interval=args.background_interval,
         background_cpu=args.background_cpu,
         **servereads.settings(args),
+        **servetls.settings(args),
     )
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """What argparse cannot check: files that must exist, flags that go together, ranges."""
-    if not args.insecure_http:
-        if not args.tls_cert or not args.tls_key:
-            raise UsageError(
-                "serve needs --tls-cert and --tls-key (or --insecure-http for local development)"
-            )
-        for path in (args.tls_cert, args.tls_key):
-            if not Path(path).is_file():
-                raise UsageError(f"no such file: {path}")
+    servetls.check(args)
     if (
         args.workers < 1
         or args.max_body < 1
