@@ -5,8 +5,8 @@ Kubernetes API (deserialized into the ``kubernetes`` client's typed models, whic
 fields and wrong types, then serialized back: a field the model dropped is a field the API does not
 know), and each overlay does what its name says.
 
-Kinds the client has no model for (cert-manager's Certificate and Issuer) get a structural check instead,
-named as such below. A missing kubectl fails these tests under CI (POLICYENGINE_REQUIRE_SHARED=1), as in
+Kinds the client has no model for (cert-manager's Certificate and Issuer, the Prometheus Operator's
+ServiceMonitor and PrometheusRule) get a structural check instead, named as such below. A missing kubectl fails these tests under CI (POLICYENGINE_REQUIRE_SHARED=1), as in
 test_check_kustomize.py."""
 
 from __future__ import annotations
@@ -30,10 +30,17 @@ from tests.helpers import run_json
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy"
 OVERLAYS = ROOT / "deploy-overlays"
-TREES = {"base": BASE, **{name: OVERLAYS / name for name in ("ha", "audit-postgres", "cert-manager")}}
+TREES = {
+    "base": BASE,
+    **{name: OVERLAYS / name for name in ("ha", "audit-postgres", "cert-manager")},
+    "monitoring": BASE / "monitoring",  # ServiceMonitor, alert rules and the dashboard's ConfigMap
+}
 HANG_GUARD = 120  # seconds: a hang guard for kubectl, never the thing measured
 # Kinds without a model in the kubernetes client: group/version -> kinds checked structurally instead.
-STRUCTURAL = {"cert-manager.io/v1": {"Certificate", "Issuer"}}
+STRUCTURAL = {
+    "cert-manager.io/v1": {"Certificate", "Issuer"},
+    "monitoring.coreos.com/v1": {"ServiceMonitor", "PrometheusRule"},
+}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -175,8 +182,9 @@ def test_every_rendered_object_is_valid_for_the_api(kubectl: str, tree: str) -> 
     objects = render(kubectl, TREES[tree])
     problems, structural = validate(objects)
     assert problems == []
-    # Only the overlay that adds cert-manager's objects has kinds without a model.
-    assert sorted(structural) == (["Certificate", "Issuer"] if tree == "cert-manager" else [])
+    # Only cert-manager's and the Prometheus Operator's kinds have no model.
+    expected = {"cert-manager": ["Certificate", "Issuer"], "monitoring": ["PrometheusRule", "ServiceMonitor"]}
+    assert sorted(structural) == expected.get(tree, [])
 
 
 @pytest.mark.parametrize("tree", sorted(TREES))
