@@ -279,10 +279,11 @@ def test_the_servicemonitor_scrapes_the_service_port_over_verified_https() -> No
     monitor = _one(MONITORING / "servicemonitor.yaml")
     service = _one(DEPLOY / "service.yaml")
     deployment = _one(DEPLOY / "deployment.yaml")
+    pods = deployment["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in pods["volumes"]}["tls"]["secret"]["secretName"]
+    certificates = yaml.safe_load_all((DEPLOY / "cert-manager" / "certificate.yaml").read_text())
     (certificate,) = [
-        d
-        for d in yaml.safe_load_all((DEPLOY / "cert-manager" / "certificate.yaml").read_text())
-        if d["kind"] == "Certificate"
+        d for d in certificates if d["kind"] == "Certificate" and d["spec"]["secretName"] == mounted
     ]
     spec = monitor["spec"]
     assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
