@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from policyengine.cli import build_parser
+from policyengine.cli import build_parser, main
 from policyengine.cli.serve import settings_from
 from tests.helpers import run_json
 
@@ -255,9 +255,8 @@ def test_audit_postgres_reads_the_log_url_and_password_from_a_secret(kubectl: st
     assert all("value" not in e for e in (env[variable.group(1)], env["PGPASSWORD"]))
 
     # The arguments as the kubelet expands them are accepted by serve: a postgresql:// log, a key, and
-    # --workers > 1 (which serve refuses on a SQLite log). Only the mounted paths are moved to files here.
-    for name in ("tls.crt", "tls.key"):
-        (tmp_path / name).write_text("placeholder\n")
+    # --workers > 1 (which serve refuses on a SQLite log). Only the mounted certificate is moved to files made here.
+    assert main(["certs", "--out", str(tmp_path), "--dns", "policyengine.policyengine.svc"]) == 0
     url = "postgresql://policyengine@db.example:5432/audit?sslmode=verify-full"
     args = [
         a.replace(f"$({variable.group(1)})", url).replace("/etc/policyengine/tls/", f"{tmp_path}/")
