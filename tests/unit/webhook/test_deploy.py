@@ -22,8 +22,6 @@ from webhook.configuration import webhook_configuration
 def _docs(repo_root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path in sorted((repo_root / "deploy").glob("*.yaml")):
-        if path.name == "kustomization.yaml":  # the Kustomize base: a build input, not an object
-            continue
         for doc in yaml.safe_load_all(path.read_text()):
             out[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
     return out
