@@ -48,6 +48,10 @@ GAUGE_MERGE: dict[str, str] = {
     "policyengine_audit_failures": "sum",
     "policyengine_audit_healthy": "min",
     "policyengine_inventory_synced": "min",
+    # each worker reloads the certificate itself: the soonest expiry is the one that matters, and the
+    # refused changes of every worker count
+    "policyengine_tls_certificate_expiry_seconds": "min",
+    "policyengine_tls_certificate_reload_failures": "sum",
 }
 
 

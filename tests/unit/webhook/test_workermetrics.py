@@ -71,12 +71,15 @@ def test_gauges_merge_by_meaning_and_count_live_workers_only(tmp_path: Path) -> 
         telemetry.add("in_flight", in_flight)
         telemetry.gauges["policyengine_audit_healthy"] = lambda h=healthy: [(h, {})]
         telemetry.gauges["policyengine_policies_loaded"] = lambda n=loaded: [(n, {})]
+        expiry = 86400.0 * loaded  # days left on the certificate this worker serves
+        telemetry.gauges["policyengine_tls_certificate_expiry_seconds"] = lambda e=expiry: [(e, {})]
         telemetry.add("requests", 1, verdict="allowed")
         telemetry.prometheus_text()
     text = one.prometheus_text()
     assert total(text, "policyengine_requests_in_flight") == 5  # summed; the dead worker's 40 is gone
     assert total(text, "policyengine_audit_healthy") == 0  # one worker out of service shows
     assert total(text, "policyengine_policies_loaded") == 7  # the larger set of the live ones
+    assert total(text, "policyengine_tls_certificate_expiry_seconds") == 5 * 86400.0  # the soonest
     assert total(text) == 3  # the dead worker's admissions still count
 
 
