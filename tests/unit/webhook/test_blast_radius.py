@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from policyengine import Engine
-from policyengine.cli import main
 from policyengine.errors import LoadError
 from policyengine.gate import cluster_objects, is_object, namespaces_from, request_for
 from policyengine.loader import Document, read_documents
@@ -65,7 +64,9 @@ def reached(
         for hook in configuration["webhooks"]
         if _selects(hook, namespace, labels or {})
         and any(
-            _has(r["operations"], operation) and _has(r["apiGroups"], group) and _has(r["resources"], resource)
+            _has(r["operations"], operation)
+            and _has(r["apiGroups"], group)
+            and _has(r["resources"], resource)
             for r in hook["rules"]
         )
     ]
@@ -158,12 +159,19 @@ def test_no_wildcard_no_high_volume_kind_and_no_delete(repo_root: Path) -> None:
         assert not [r for r in rules if "*" in r["apiGroups"] or "*" in r["operations"]], rules
         for group, resource in HIGH_VOLUME:
             assert reached(configuration, "CREATE", group, resource) == []
-        for group, resource in (("", "configmaps"), ("", "secrets"), ("", "services"), ("apps", "deployments")):
+        for group, resource in (
+            ("", "configmaps"),
+            ("", "secrets"),
+            ("", "services"),
+            ("apps", "deployments"),
+        ):
             assert reached(configuration, "DELETE", group, resource) == []
         assert reached(configuration, "CREATE", "", "configmaps") == []
         # Scale: UPDATEs of the subresource follow their workload's failure policy.
         assert reached(configuration, "UPDATE", "apps", "deployments/scale") == ["Ignore"]
-        assert reached(configuration, "UPDATE", "leaderworkerset.x-k8s.io", "leaderworkersets/scale") == ["Fail"]
+        assert reached(configuration, "UPDATE", "leaderworkerset.x-k8s.io", "leaderworkersets/scale") == [
+            "Fail"
+        ]
 
 
 def test_system_own_and_exempt_namespaces_are_never_sent(repo_root: Path) -> None:
@@ -175,3 +183,60 @@ def test_system_own_and_exempt_namespaces_are_never_sent(repo_root: Path) -> Non
         assert reached(configuration, "CREATE", "", "pods", "team-a", exempt) == []
         other = {"policyengine.io/exempt": "false"}
         assert reached(configuration, "CREATE", "kubeflow.org", "pytorchjobs", "team-a", other) == ["Fail"]
+
+
+def _section(readme: str, title: str) -> str:
+    start = readme.index(f"\n## {title}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else len(readme)]
+
+
+def test_the_readme_shows_the_generated_blast_radius(repo_root: Path) -> None:
+    from webhook.blastradius import blast_radius
+
+    section = _section((repo_root / "deploy" / "README.md").read_text(), "Blast radius")
+    table = section.split("<!-- blast-radius:begin -->\n")[1].split("<!-- blast-radius:end -->")[0]
+    assert table == blast_radius(_bundled()), (
+        "paste `webhook-config … --format markdown` into deploy/README.md"
+    )
+    assert table == blast_radius(_shipped(repo_root))
+
+
+def _patch(configuration: dict[str, Any], operations: list[dict[str, Any]]) -> None:
+    """The JSON patch ``replace`` operations the break-glass steps use."""
+    for op in operations:
+        assert op["op"] == "replace"
+        *parents, last = op["path"].strip("/").split("/")
+        node: Any = configuration
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        assert last in node, op["path"]
+        node[last] = op["value"]
+
+
+def test_the_break_glass_steps_act_on_the_generated_configuration(repo_root: Path) -> None:
+    """Each kubectl command of deploy/README.md's "Break glass" names the generated objects and does what
+    its comment says: the label exempts the namespace, the patch leaves no entry failing closed, the
+    delete names the configuration."""
+    import json
+    import re
+    import shlex
+
+    section = _section((repo_root / "deploy" / "README.md").read_text(), "Break glass")
+    block = section.split("```sh\n")[1].split("```")[0]
+    commands = [shlex.split(line) for line in block.splitlines() if line.startswith("kubectl ")]
+    assert [c[1] for c in commands] == ["label", "patch", "delete"]
+    for configuration in (_bundled(), _shipped(repo_root)):
+        name = configuration["metadata"]["name"]
+        label, patch, delete = commands
+        assert label[2] == "namespace"
+        key, _, value = label[4].partition("=")
+        assert reached(configuration, "CREATE", "kubeflow.org", "pytorchjobs", label[3]) == ["Fail"]
+        assert reached(configuration, "CREATE", "kubeflow.org", "pytorchjobs", label[3], {key: value}) == []
+        assert f"`{label[4]}`" in section or label[4] in section
+        assert re.search(rf"`kubectl label namespace \S+ {re.escape(key)}-`", section), "the undo step"
+        assert patch[2:4] == ["validatingwebhookconfiguration", name]
+        patched = json.loads(json.dumps(configuration))
+        _patch(patched, json.loads(patch[patch.index("-p") + 1]))
+        assert {h["failurePolicy"] for h in patched["webhooks"]} == {"Ignore"}
+        assert delete[2:] == ["validatingwebhookconfiguration", name]

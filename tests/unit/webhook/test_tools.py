@@ -126,7 +126,9 @@ def test_rules_are_merged_and_a_broader_rule_absorbs_narrower_ones() -> None:
     everything = Match(kinds=(KindRule(("*",), ("*",)),))
     rules = merged_rules([policy(apps), policy(everything)])
     assert rules == merged_rules([policy(everything)])
-    apps_rule = next(r for r in rules if r["apiGroups"] == ["apps"] and r["operations"] == ["CREATE", "UPDATE"])
+    apps_rule = next(
+        r for r in rules if r["apiGroups"] == ["apps"] and r["operations"] == ["CREATE", "UPDATE"]
+    )
     assert apps_rule["resources"] == ["daemonsets", "deployments", "replicasets", "statefulsets"]
     scales = [r for r in rules if any(x.endswith("/scale") for x in r["resources"])]
     assert scales and all(s["operations"] == ["UPDATE"] for s in scales)
