@@ -13,6 +13,7 @@ import yaml
 
 from policyengine.cli import main
 from tests.unit.webhook.test_blast_radius import reached
+from webhook.configuration import webhook_configuration
 
 
 def _policy(name: str, kinds: str, annotation: str | None = None, groups: str = '"*"') -> str:
@@ -149,3 +150,28 @@ def test_markdown_prints_the_blast_radius(
     out = capsys.readouterr().out
     assert "| validate.policyengine.io | Ignore | 5 | CREATE, UPDATE | `pods` |" in out
     assert "`policyengine.io/exempt` = `true`" in out
+
+
+def test_resource_rule_wildcards_stand_for_the_workload_kinds_and_overlaps_fail_closed() -> None:
+    """A ValidatingAdmissionPolicy's ``resources: ["*"]`` (and ``*/scale``) is narrowed like a ``*``
+    kind; an Ignore rule that overlaps a Fail one (``deployments/*`` and ``deployments/scale``) moves to
+    the Fail entry, so a request is never sent twice."""
+    from policyengine.model import KindRule, Match, Policy, ResourceRule, SourceRef
+    from webhook.configuration import FAIL, IGNORE, failure_policies
+
+    def policy(match: Match, failure: str = "") -> Policy:
+        return Policy(name="p", source=SourceRef("f"), match=match, webhook_failure_policy=failure)
+
+    every = Match(resource_rules=(ResourceRule(("*",), ("v1",), ("*", "*/scale"), ("CREATE", "UPDATE")),))
+    config = webhook_configuration([policy(every)], service_namespace="pe", service_name="pe", ca_bundle=b"")
+    rules = [r for hook in config["webhooks"] for r in hook["rules"]]
+    assert not [r for r in rules if "*" in r["apiGroups"] or any("*" in x for x in r["resources"])]
+    assert reached(config, "CREATE", "ray.io", "rayclusters") == ["Fail"]
+    assert reached(config, "UPDATE", "apps", "deployments/scale") == ["Ignore"]
+    assert reached(config, "CREATE", "", "configmaps") == []
+    assert {tuple(r["apiVersions"]) for r in rules} == {("v1",)}
+    subresources = Match(resource_rules=(ResourceRule(("apps",), ("*",), ("deployments/*",), ("UPDATE",)),))
+    scale = Match(kinds=(KindRule(("apps",), ("Deployment",)),))
+    by = failure_policies([policy(subresources, "Ignore"), policy(scale, "Fail")])
+    assert {r[3] for r in by[FAIL]} == {("deployments",), ("deployments/scale",), ("deployments/*",)}
+    assert by[IGNORE] == set()
