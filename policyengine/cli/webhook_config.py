@@ -27,6 +27,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ca-bundle", required=True, metavar="FILE", help="the CA certificate (PEM), e.g. ca.crt")
     p.add_argument(
         "--failure-policy",
+        dest="webhook_failure_policy",  # not the policies' CEL failurePolicy (policyengine.results)
         choices=FAILURE_POLICIES,
         help="failurePolicy of the rules of policies without a policyengine.io/failure-policy annotation: "
         "ByKind (default: Fail for the AI workload kinds, Ignore for the rest), Fail or Ignore",
@@ -66,8 +67,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration's options from the flags; a bad value is a usage error naming its flag."""
     from webhook.scope import WORKLOAD_RESOURCES, KindsError, parse_kinds
 
-    if args.fail_open and args.failure_policy not in (None, "Ignore"):
-        raise UsageError(f"--fail-open and --failure-policy {args.failure_policy} contradict each other")
+    if args.fail_open and args.webhook_failure_policy not in (None, "Ignore"):
+        raise UsageError(
+            f"--fail-open and --failure-policy {args.webhook_failure_policy} contradict each other"
+        )
     if not MIN_TIMEOUT <= args.timeout_seconds <= MAX_TIMEOUT:
         raise UsageError(
             f"--timeout-seconds must be {MIN_TIMEOUT}..{MAX_TIMEOUT} (a slow webhook holds every request "
@@ -79,7 +82,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(str(err)) from None
     return {
         "fail_open": args.fail_open,
-        "failure_policy": args.failure_policy or "ByKind",
+        "failure_policy": args.webhook_failure_policy or "ByKind",
         "kinds": kinds,
         "timeout_seconds": args.timeout_seconds,
     }
