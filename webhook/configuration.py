@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from policyengine.match import DEFAULT_OPERATIONS, plural
 from policyengine.model import Match, Policy
 from policyengine.scale import REPLICAS_AT, SUBRESOURCE
+from webhook.conditions import SPLIT, match_conditions
 from webhook.scope import WORKLOAD_RESOURCES, Resource, expand, is_governed
 
 WEBHOOK_NAME = "validate.policyengine.io"
@@ -36,6 +37,7 @@ EXEMPT_LABEL = "policyengine.io/exempt"  # a namespace labelled EXEMPT_LABEL=tru
 TIMEOUT_SECONDS = 5
 MIN_TIMEOUT, MAX_TIMEOUT = 1, 10  # the API server's own bounds for timeoutSeconds are 1..30
 FAIL, IGNORE, BY_KIND = "Fail", "Ignore", "ByKind"
+BY_POD_SPEC = "ByPodSpec"  # a built-in pod kind under ByKind: in both entries, split by matchConditions
 DEFAULT_MODES = (BY_KIND, FAIL, IGNORE)
 
 Rule = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...], str]
@@ -137,11 +139,12 @@ def merge(rules: Iterable[Rule]) -> list[dict[str, Any]]:
 def failure_policies(
     policies: Iterable[Policy], *, kinds: Sequence[Resource] = WORKLOAD_RESOURCES, default: str = BY_KIND
 ) -> dict[str, set[Rule]]:
-    """The rules of ``policies`` by failurePolicy ("Fail", "Ignore"), one resource per rule. A policy's
-    annotation chooses for its rules, else ``default``; a rule overlapping a Fail rule fails closed."""
+    """The rules of ``policies`` by failurePolicy ("Fail", "Ignore", or ``BY_POD_SPEC`` for a built-in pod
+    kind under ByKind), one resource per rule. A policy's annotation chooses for its rules, else
+    ``default``; a rule overlapping a Fail rule fails closed."""
     if default not in DEFAULT_MODES:
         raise ValueError(f"the default failure policy is one of {', '.join(DEFAULT_MODES)}, not {default!r}")
-    by: dict[str, set[Rule]] = {FAIL: set(), IGNORE: set()}
+    by: dict[str, set[Rule]] = {FAIL: set(), IGNORE: set(), BY_POD_SPEC: set()}
     for policy in policies:
         for ops, groups, versions, resources, scope in rules_for(policy.match, kinds):
             for resource in resources:
@@ -149,16 +152,21 @@ def failure_policies(
                 by[_asked(policy.webhook_failure_policy or default, groups, resource)].add(rule)
     moved = True
     while moved:  # a few dozen rules: the fixpoint is reached in a pass or two
-        closed = {r for r in by[IGNORE] if any(_overlap(r, f) for f in by[FAIL])}
-        by[IGNORE] -= closed
-        by[FAIL] |= closed
-        moved = bool(closed)
+        moved = False
+        for source in (IGNORE, BY_POD_SPEC):
+            closed = {r for r in by[source] if any(_overlap(r, f) for f in by[FAIL])}
+            by[source] -= closed
+            by[FAIL] |= closed
+            moved = moved or bool(closed)
     return by
 
 
 def _asked(mode: str, groups: Sequence[str], resource: str) -> str:
     if mode == BY_KIND:
-        return FAIL if is_governed(groups, resource) else IGNORE
+        if is_governed(groups, resource):
+            return FAIL
+        split = "*" not in groups and all((g, resource) in SPLIT for g in groups)
+        return BY_POD_SPEC if split else IGNORE
     return mode
 
 
@@ -205,16 +213,23 @@ def webhook_configuration(
     failure_policy: str = BY_KIND,
     kinds: Sequence[Resource] = WORKLOAD_RESOURCES,
     timeout_seconds: int = TIMEOUT_SECONDS,
+    config: Mapping[str, Any] | None = None,
     path: str = "/validate",
     port: int = 443,
 ) -> dict[str, Any]:
     """The configuration: one entry per failurePolicy the rules ask for (the Fail one first, named
-    ``WEBHOOK_NAME``); ``fail_open`` makes every entry Ignore."""
+    ``WEBHOOK_NAME``); ``fail_open`` makes every entry Ignore. Under ByKind the built-in pod kinds are
+    in both, split by ``matchConditions`` (``webhook.conditions``; ``config``'s accelerators count too)."""
     if not MIN_TIMEOUT <= timeout_seconds <= MAX_TIMEOUT:
         raise ValueError(f"timeoutSeconds is {MIN_TIMEOUT}..{MAX_TIMEOUT}, not {timeout_seconds}")
     by = failure_policies(policies, kinds=kinds, default=IGNORE if fail_open else failure_policy)
+    split = by.pop(BY_POD_SPEC)
     if fail_open:
         by = {FAIL: set(), IGNORE: by[FAIL] | by[IGNORE]}
+    conditions: dict[str, list[dict[str, str]]] = {}
+    if split:  # the built-in pod kinds go to both entries, and the conditions pick one
+        by = {FAIL: by[FAIL] | split, IGNORE: by[IGNORE] | split}
+        conditions[FAIL], conditions[IGNORE] = match_conditions(merge(split), config)
     wanted = [(policy, rules) for policy, rules in by.items() if rules]
     if not wanted:  # no policy asks for anything: one entry that matches nothing
         wanted = [(IGNORE if fail_open or failure_policy == IGNORE else FAIL, set())]
@@ -244,6 +259,7 @@ def webhook_configuration(
                 "sideEffects": "None",
                 "timeoutSeconds": timeout_seconds,
                 "namespaceSelector": copy.deepcopy(selector),
+                **({"matchConditions": conditions[policy]} if policy in conditions else {}),
             }
             for i, (policy, rules) in enumerate(wanted)
         ],

@@ -106,14 +106,18 @@ def run(args: argparse.Namespace) -> int:
     policy_set = load_policy_set(
         args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
     )
-    doc = webhook_configuration(
-        policy_set.policies,
-        service_namespace=namespace,
-        service_name=name,
-        ca_bundle=ca,
-        port=args.port,
-        **options,
-    )
+    try:
+        doc = webhook_configuration(
+            policy_set.policies,
+            service_namespace=namespace,
+            service_name=name,
+            ca_bundle=ca,
+            port=args.port,
+            config=policy_set.config,  # its spec.gpu.resources are accelerators the conditions count
+            **options,
+        )
+    except ValueError as err:  # more accelerator names than a condition holds
+        raise UsageError(f"--config: {err}") from None
     if args.format == "json":
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif args.format == "markdown":
