@@ -44,6 +44,16 @@ def blast_radius(configuration: Mapping[str, Any]) -> str:
             said = _excluded(expr)
             if said not in excluded:
                 excluded.append(said)
+    conditioned = [
+        f"`{h['name']}` ({h['failurePolicy']})" for h in configuration["webhooks"] if h.get("matchConditions")
+    ]
+    if conditioned:
+        lines += [
+            "",
+            "Resources listed by both entries reach one: their `matchConditions` pick "
+            + ", ".join(conditioned)
+            + ".",
+        ]
     lines += ["", "Never sent: " + "; ".join(excluded) + "."]
     return "\n".join(lines) + "\n"
 

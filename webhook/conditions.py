@@ -123,4 +123,6 @@ def match_conditions(
     for expr in (fail, ignore):
         if len(expr) > MAX_EXPRESSION:
             raise ValueError(f"a matchCondition of {len(expr)} characters; at most {MAX_EXPRESSION}")
-    return [{"name": GOVERNED_CONDITION, "expression": fail}], [{"name": OPEN_CONDITION, "expression": ignore}]
+    return [{"name": GOVERNED_CONDITION, "expression": fail}], [
+        {"name": OPEN_CONDITION, "expression": ignore}
+    ]

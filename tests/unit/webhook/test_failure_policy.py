@@ -76,7 +76,8 @@ def test_the_annotation_chooses_the_entry_and_fail_wins_an_overlap(
     assert code == 0, err
     assert reached(doc, "CREATE", "ray.io", "rayclusters") == ["Fail"]
     assert reached(doc, "CREATE", "", "pods") == ["Fail"]
-    assert reached(doc, "CREATE", "apps", "deployments") == ["Ignore"]
+    # Deployments are split by matchConditions between the two entries (test_match_conditions).
+    assert reached(doc, "CREATE", "apps", "deployments") == ["Fail", "Ignore"]
     # --failure-policy sets the unannotated policies' choice; --fail-open overrides every annotation.
     code, doc, err = _run(ca, tmp_path, [everything], ["--failure-policy", "Fail"], capsys)
     assert code == 0 and [h["failurePolicy"] for h in doc["webhooks"]] == ["Fail"]
@@ -129,7 +130,7 @@ def test_timeout_and_kinds_are_taken(ca: Path, tmp_path: Path, capsys: pytest.Ca
     code, doc, err = _run(ca, tmp_path, [everything], flags, capsys)
     assert code == 0, err
     assert reached(doc, "CREATE", "trainer.kubeflow.org", "trainjobs") == ["Fail"]
-    assert reached(doc, "CREATE", "", "pods") == ["Ignore"]
+    assert reached(doc, "CREATE", "", "pods") == ["Fail", "Ignore"]  # split by matchConditions
     assert reached(doc, "CREATE", "example.com", "mycrds") == ["Ignore"]
     assert reached(doc, "CREATE", "ray.io", "rayclusters") == []
     assert reached(doc, "CREATE", "apps", "deployments") == []
@@ -148,7 +149,8 @@ def test_markdown_prints_the_blast_radius(
     args = ["webhook-config", "--service", "pe/pe", "--ca-bundle", str(ca), "--no-default-policies"]
     assert main([*args, "--policies", str(path), "--format", "markdown"]) == 0
     out = capsys.readouterr().out
-    assert "| validate.policyengine.io | Ignore | 5 | CREATE, UPDATE | `pods` |" in out
+    assert "| validate-open.policyengine.io | Ignore | 5 | CREATE, UPDATE | `pods` |" in out
+    assert "| validate.policyengine.io | Fail | 5 | CREATE, UPDATE | `pods` |" in out  # split
     assert "`policyengine.io/exempt` = `true`" in out
 
 

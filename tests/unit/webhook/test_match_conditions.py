@@ -97,7 +97,9 @@ def test_every_corpus_request_reaches_one_entry_and_what_the_packs_govern_fails_
         sent = bool(reached(configurations[0], "CREATE", gvr.group, gvr.resource))
         for configuration in configurations:
             for operation, old in (("CREATE", None), ("UPDATE", doc.data)):
-                got = entries(configuration, operation, gvr.group, gvr.resource, doc.data, old, backend=backend)
+                got = entries(
+                    configuration, operation, gvr.group, gvr.resource, doc.data, old, backend=backend
+                )
                 if sent and (len(got) != 1 or (must_fail and got != ["Fail"])):
                     wrong.append((f"{doc.file}:{doc.line}", operation, got, must_fail))
         if sent and must_fail:
@@ -135,11 +137,23 @@ LONG = "x" * 300
 CASES: list[tuple[str, str, str, Any, str]] = [
     # (case, group, resource, object, entry)
     ("plain pod", "", "pods", _pod(_containers({"limits": {"cpu": "1", "memory": "1Gi"}})), "Ignore"),
-    ("plain deployment", "apps", "deployments", _deployment(_containers({"requests": {"cpu": "1"}})), "Ignore"),
+    (
+        "plain deployment",
+        "apps",
+        "deployments",
+        _deployment(_containers({"requests": {"cpu": "1"}})),
+        "Ignore",
+    ),
     ("gpu pod limit", "", "pods", _pod(_containers({"limits": {"nvidia.com/gpu": 1}})), "Fail"),
     ("gpu pod request", "", "pods", _pod(_containers({"requests": {"amd.com/gpu": "1"}})), "Fail"),
     ("mig slice", "", "pods", _pod(_containers({"limits": {"nvidia.com/mig-1g.5gb": 1}})), "Fail"),
-    ("tpu init container", "", "pods", _pod(_containers({"limits": {"google.com/tpu": 4}}, "initContainers")), "Fail"),
+    (
+        "tpu init container",
+        "",
+        "pods",
+        _pod(_containers({"limits": {"google.com/tpu": 4}}, "initContainers")),
+        "Fail",
+    ),
     (
         "dra extended resource",
         "",
@@ -148,7 +162,13 @@ CASES: list[tuple[str, str, str, Any, str]] = [
         "Fail",
     ),
     ("dra claims", "", "pods", _pod({"containers": [], "resourceClaims": [{"name": "g"}]}), "Fail"),
-    ("models annotation", "", "pods", _pod({"containers": []}, {"policyengine.io/models": "hf://o/m"}), "Fail"),
+    (
+        "models annotation",
+        "",
+        "pods",
+        _pod({"containers": []}, {"policyengine.io/models": "hf://o/m"}),
+        "Fail",
+    ),
     (
         "datasets on template",
         "apps",
@@ -156,7 +176,13 @@ CASES: list[tuple[str, str, str, Any, str]] = [
         _deployment({"containers": []}, {"policyengine.io/datasets": "s3://b/x"}),
         "Fail",
     ),
-    ("gpu deployment", "apps", "deployments", _deployment(_containers({"limits": {"nvidia.com/gpu": 8}})), "Fail"),
+    (
+        "gpu deployment",
+        "apps",
+        "deployments",
+        _deployment(_containers({"limits": {"nvidia.com/gpu": 8}})),
+        "Fail",
+    ),
     (
         "gpu cronjob",
         "batch",
@@ -164,7 +190,11 @@ CASES: list[tuple[str, str, str, Any, str]] = [
         {
             "kind": "CronJob",
             "metadata": {"name": "c"},
-            "spec": {"jobTemplate": {"spec": {"template": {"spec": _containers({"limits": {"nvidia.com/gpu": 1}})}}}},
+            "spec": {
+                "jobTemplate": {
+                    "spec": {"template": {"spec": _containers({"limits": {"nvidia.com/gpu": 1}})}}
+                }
+            },
         },
         "Fail",
     ),
@@ -172,14 +202,25 @@ CASES: list[tuple[str, str, str, Any, str]] = [
         "gpu podtemplate",
         "",
         "podtemplates",
-        {"kind": "PodTemplate", "metadata": {"name": "t"}, "template": {"spec": _containers({"limits": {"habana.ai/gaudi": 1}})}},
+        {
+            "kind": "PodTemplate",
+            "metadata": {"name": "t"},
+            "template": {"spec": _containers({"limits": {"habana.ai/gaudi": 1}})},
+        },
         "Fail",
     ),
     (
         "job group claims",
         "batch",
         "jobs",
-        {"kind": "Job", "metadata": {"name": "j"}, "spec": {"scheduling": {"resourceClaims": [{"name": "g"}]}, "template": {"spec": {"containers": []}}}},
+        {
+            "kind": "Job",
+            "metadata": {"name": "j"},
+            "spec": {
+                "scheduling": {"resourceClaims": [{"name": "g"}]},
+                "template": {"spec": {"containers": []}},
+            },
+        },
         "Fail",
     ),
     # Hostile and sparse objects: never an evaluation error, and the plain ones fail open.
@@ -189,10 +230,34 @@ CASES: list[tuple[str, str, str, Any, str]] = [
     ("containers a string", "", "pods", _pod({"containers": "x", "resourceClaims": None}), "Ignore"),
     ("container null", "", "pods", _pod({"containers": [None, 3, "x"]}), "Ignore"),
     ("resources null", "", "pods", _pod(_containers(None)), "Ignore"),
-    ("limits a list", "", "pods", _pod(_containers({"limits": ["nvidia.com/gpu"], "requests": None})), "Ignore"),
-    ("300-char names", "", "pods", _pod(_containers({"limits": {LONG: 1, f"example.com/{LONG}": 1}})), "Ignore"),
-    ("300-char gpu-prefixed name", "", "pods", _pod(_containers({"limits": {f"nvidia.com/mig-{LONG}": 1}})), "Fail"),
-    ("annotations null", "", "pods", _pod({"containers": []}, None) | {"metadata": {"annotations": None}}, "Ignore"),
+    (
+        "limits a list",
+        "",
+        "pods",
+        _pod(_containers({"limits": ["nvidia.com/gpu"], "requests": None})),
+        "Ignore",
+    ),
+    (
+        "300-char names",
+        "",
+        "pods",
+        _pod(_containers({"limits": {LONG: 1, f"example.com/{LONG}": 1}})),
+        "Ignore",
+    ),
+    (
+        "300-char gpu-prefixed name",
+        "",
+        "pods",
+        _pod(_containers({"limits": {f"nvidia.com/mig-{LONG}": 1}})),
+        "Fail",
+    ),
+    (
+        "annotations null",
+        "",
+        "pods",
+        _pod({"containers": []}, None) | {"metadata": {"annotations": None}},
+        "Ignore",
+    ),
     ("metadata a list", "", "pods", {"kind": "Pod", "metadata": [1], "spec": {"containers": []}}, "Ignore"),
     ("template a string", "apps", "deployments", {"kind": "Deployment", "spec": {"template": "x"}}, "Ignore"),
     ("object a list", "", "pods", [1, 2], "Ignore"),
@@ -217,8 +282,12 @@ def test_other_requests_are_not_touched_by_the_conditions(repo_root: Path, backe
     job = {"kind": "PyTorchJob", "metadata": {"name": "j"}, "spec": {}}
     scale = {"kind": "Scale", "apiVersion": "autoscaling/v1", "spec": {"replicas": 3}}
     for configuration in _configurations(repo_root):
-        assert entries(configuration, "CREATE", "kubeflow.org", "pytorchjobs", job, backend=backend) == ["Fail"]
-        assert entries(configuration, "CREATE", "", "namespaces", {"kind": "Namespace"}, backend=backend) == ["Ignore"]
+        assert entries(configuration, "CREATE", "kubeflow.org", "pytorchjobs", job, backend=backend) == [
+            "Fail"
+        ]
+        assert entries(configuration, "CREATE", "", "namespaces", {"kind": "Namespace"}, backend=backend) == [
+            "Ignore"
+        ]
         got = entries(configuration, "UPDATE", "apps", "deployments", scale, scale, "scale", backend)
         assert got == ["Ignore"]
 

@@ -75,9 +75,12 @@ def test_webhook_config_derives_rules_from_the_loaded_policies(
     assert rule["resources"] == ["configmaps", "pods"] and rule["apiGroups"] == [""]
     assert rule["operations"] == ["CREATE", "UPDATE"]
     assert _config([*args, "--fail-open"], capsys)["webhooks"][0]["failurePolicy"] == "Ignore"  # type: ignore[index]
-    # By default (ByKind) pods and configmaps are not AI workload kinds: they fail open.
-    (default,) = _config(args, capsys)["webhooks"]  # type: ignore[index]
+    # By default (ByKind) configmaps fail open; pods go to both entries, whose matchConditions send a
+    # pod asking for accelerators to the Fail one (test_match_conditions).
+    closed, default = _config(args, capsys)["webhooks"]  # type: ignore[index]
     assert default["failurePolicy"] == "Ignore" and default["rules"] == hook["rules"]
+    assert closed["failurePolicy"] == "Fail" and [r["resources"] for r in closed["rules"]] == [["pods"]]
+    assert closed["matchConditions"] and default["matchConditions"]
 
 
 @pytest.mark.parametrize("service", ["noslash", "/name", "ns/", "a/b/c"])
