@@ -203,6 +203,21 @@ def _resources(wanted: set[str]) -> list[str]:
     return sorted(wanted)
 
 
+def _split(
+    by: dict[str, set[Rule]], fail_open: bool, config: Mapping[str, Any] | None
+) -> tuple[dict[str, set[Rule]], dict[str, list[dict[str, str]]]]:
+    """The rules of each entry, and the matchConditions of each: the built-in pod kinds under ByKind go
+    to both entries, and the conditions pick one."""
+    split = by.pop(BY_POD_SPEC)
+    if fail_open:
+        by = {FAIL: set(), IGNORE: by[FAIL] | by[IGNORE]}
+    if not split:
+        return by, {}
+    conditions: dict[str, list[dict[str, str]]] = {}
+    conditions[FAIL], conditions[IGNORE] = match_conditions(merge(split), config)
+    return {FAIL: by[FAIL] | split, IGNORE: by[IGNORE] | split}, conditions
+
+
 def webhook_configuration(
     policies: Iterable[Policy],
     *,
@@ -223,13 +238,7 @@ def webhook_configuration(
     if not MIN_TIMEOUT <= timeout_seconds <= MAX_TIMEOUT:
         raise ValueError(f"timeoutSeconds is {MIN_TIMEOUT}..{MAX_TIMEOUT}, not {timeout_seconds}")
     by = failure_policies(policies, kinds=kinds, default=IGNORE if fail_open else failure_policy)
-    split = by.pop(BY_POD_SPEC)
-    if fail_open:
-        by = {FAIL: set(), IGNORE: by[FAIL] | by[IGNORE]}
-    conditions: dict[str, list[dict[str, str]]] = {}
-    if split:  # the built-in pod kinds go to both entries, and the conditions pick one
-        by = {FAIL: by[FAIL] | split, IGNORE: by[IGNORE] | split}
-        conditions[FAIL], conditions[IGNORE] = match_conditions(merge(split), config)
+    by, conditions = _split(by, fail_open, config)
     wanted = [(policy, rules) for policy, rules in by.items() if rules]
     if not wanted:  # no policy asks for anything: one entry that matches nothing
         wanted = [(IGNORE if fail_open or failure_policy == IGNORE else FAIL, set())]
