@@ -181,6 +181,9 @@ class Policy:
     # GovernanceConfig keys, any one of which must be set for the policy to be evaluated
     # (annotation policyengine.io/requires-config; policyengine/requirements.py).
     requires_config: tuple[str, ...] = ()
+    # What the API server should do with the requests this policy judges when the webhook cannot answer
+    # ("Fail" or "Ignore"; "" leaves it to ``webhook-config``): annotation policyengine.io/failure-policy.
+    webhook_failure_policy: str = ""
 
 
 @dataclass(frozen=True)

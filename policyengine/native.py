@@ -172,6 +172,7 @@ def policy(doc: Document, problems: list[Problem]) -> Policy:
         remediation=str(notes.get(ANNOTATION + "remediation", "")),
         requires_config=_requires_config(doc, notes, problems),
         background=background(doc, problems),
+        webhook_failure_policy=webhook_failure_policy(doc, problems),
     )
 
 
@@ -184,6 +185,27 @@ def _requires_config(doc: Document, notes: Mapping[str, Any], problems: list[Pro
         at = ("metadata", "annotations", requirements.ANNOTATION)
         problems.append(doc.problem(errors.INVALID_VALUE, f"{requirements.ANNOTATION} {why}", at))
     return needs
+
+
+FAILURE_POLICY = ANNOTATION + "failure-policy"
+FAILURE_POLICIES = ("Fail", "Ignore")
+
+
+def webhook_failure_policy(doc: Document, problems: list[Problem]) -> str:
+    """``policyengine.io/failure-policy``: what the API server does with the requests this policy judges
+    when the webhook cannot answer (``webhook-config`` puts them in the entry of that failurePolicy)."""
+    notes = doc.data.get("metadata", {}).get("annotations") or {}
+    value = notes.get(FAILURE_POLICY)
+    if value is None:
+        return ""
+    if value not in FAILURE_POLICIES:
+        shown = repr(value)[:80]  # a hostile value is shown cut, never whole
+        message = f'{FAILURE_POLICY} must be "Fail" or "Ignore", not {shown}'
+        problems.append(
+            doc.problem(errors.INVALID_VALUE, message, ("metadata", "annotations", FAILURE_POLICY))
+        )
+        return ""
+    return str(value)
 
 
 BACKGROUND = ANNOTATION + "background"

@@ -164,4 +164,5 @@ def bound_policy(doc: Document, binding: Document, name: str, problems: list[Pro
         uses_config_params=False,
         description=str((doc.data["metadata"].get("annotations") or {}).get("description", "")),
         background=native.background(doc, problems),
+        webhook_failure_policy=native.webhook_failure_policy(doc, problems),
     )

@@ -47,14 +47,12 @@ def _sends(rules: list[dict[str, Any]], operation: str, group: str, resource: st
 def _gpu_pack_rules() -> list[dict[str, Any]]:
     policies = load_policy_set([str(bundled_policies_dir() / "gpu-quotas")], include_bundled=False).policies
     config = webhook_configuration(policies, service_namespace="pe", service_name="pe", ca_bundle=b"ca")
-    rules: list[dict[str, Any]] = config["webhooks"][0]["rules"]
-    return rules
+    return [rule for hook in config["webhooks"] for rule in hook["rules"]]  # every entry
 
 
 def _shipped_rules(repo_root: Path) -> list[dict[str, Any]]:
     (doc,) = yaml.safe_load_all((repo_root / "deploy" / "webhook.yaml").read_text())
-    rules: list[dict[str, Any]] = doc["webhooks"][0]["rules"]
-    return rules
+    return [rule for hook in doc["webhooks"] for rule in hook["rules"]]  # every entry
 
 
 @pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])

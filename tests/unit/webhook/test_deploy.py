@@ -149,13 +149,14 @@ def test_the_webhook_configuration_matches_what_webhook_config_prints(repo_root:
         service_name="policyengine",
         ca_bundle=b"",
     )
-    (hook,) = shipped["webhooks"]
-    (expected,) = printed["webhooks"]
-    del expected["clientConfig"]["caBundle"]
-    assert hook == expected, (
+    for expected in printed["webhooks"]:
+        del expected["clientConfig"]["caBundle"]
+    assert shipped["webhooks"] == printed["webhooks"], (
         "regenerate deploy/webhook.yaml with `policyengine webhook-config` (deploy/README.md)"
     )
-    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None" and hook["timeoutSeconds"] <= 5
+    # The AI workloads fail closed, the rest fails open; both answer within 5 seconds, with no side effects.
+    assert [h["failurePolicy"] for h in shipped["webhooks"]] == ["Fail", "Ignore"]
+    assert all(h["sideEffects"] == "None" and h["timeoutSeconds"] <= 5 for h in shipped["webhooks"])
 
 
 def test_the_dockerfile_is_multi_stage_non_root_and_serves(repo_root: Path) -> None:

@@ -55,7 +55,7 @@ def test_webhook_config_derives_rules_from_the_loaded_policies(
         "--policies",
         str(policies),
     ]
-    doc = _config(args, capsys)
+    doc = _config([*args, "--failure-policy", "Fail"], capsys)
     (hook,) = doc["webhooks"]  # type: ignore[index]
     assert doc["apiVersion"] == "admissionregistration.k8s.io/v1"
     assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None" and hook["timeoutSeconds"] == 5
@@ -67,13 +67,20 @@ def test_webhook_config_derives_rules_from_the_loaded_policies(
         "port": 443,
     }
     assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca.read_bytes()
-    (expr,) = hook["namespaceSelector"]["matchExpressions"]
-    assert expr["operator"] == "NotIn"
+    expr, exempt = hook["namespaceSelector"]["matchExpressions"]
+    assert expr["operator"] == "NotIn" and expr["key"] == "kubernetes.io/metadata.name"
     assert set(expr["values"]) == {"kube-system", "kube-public", "kube-node-lease", "pe"}
+    assert exempt == {"key": "policyengine.io/exempt", "operator": "NotIn", "values": ["true"]}
     (rule,) = hook["rules"]
     assert rule["resources"] == ["configmaps", "pods"] and rule["apiGroups"] == [""]
     assert rule["operations"] == ["CREATE", "UPDATE"]
     assert _config([*args, "--fail-open"], capsys)["webhooks"][0]["failurePolicy"] == "Ignore"  # type: ignore[index]
+    # By default (ByKind) configmaps fail open; pods go to both entries, whose matchConditions send a
+    # pod asking for accelerators to the Fail one (test_match_conditions).
+    closed, default = _config(args, capsys)["webhooks"]  # type: ignore[index]
+    assert default["failurePolicy"] == "Ignore" and default["rules"] == hook["rules"]
+    assert closed["failurePolicy"] == "Fail" and [r["resources"] for r in closed["rules"]] == [["pods"]]
+    assert closed["matchConditions"] and default["matchConditions"]
 
 
 @pytest.mark.parametrize("service", ["noslash", "/name", "ns/", "a/b/c"])
@@ -118,12 +125,18 @@ def test_rules_are_merged_and_a_broader_rule_absorbs_narrower_ones() -> None:
             "scope": "*",
         },
     ]
+    # "*" stands for the workload kinds (webhook.scope), which cover the apps rule: one rule per group.
     everything = Match(kinds=(KindRule(("*",), ("*",)),))
-    rule, *scales = merged_rules([policy(apps), policy(everything)])
-    assert rule["apiGroups"] == ["*"] and rule["resources"] == ["*"]
-    assert all(s["operations"] == ["UPDATE"] and s["resources"][0].endswith("/scale") for s in scales)
-    # "*" does not cover subresources: the pods/status rule stays.
-    assert len(merged_rules([policy(everything), policy(status)])) == 2 + len(scales)
+    rules = merged_rules([policy(apps), policy(everything)])
+    assert rules == merged_rules([policy(everything)])
+    apps_rule = next(
+        r for r in rules if r["apiGroups"] == ["apps"] and r["operations"] == ["CREATE", "UPDATE"]
+    )
+    assert apps_rule["resources"] == ["daemonsets", "deployments", "replicasets", "statefulsets"]
+    scales = [r for r in rules if any(x.endswith("/scale") for x in r["resources"])]
+    assert scales and all(s["operations"] == ["UPDATE"] for s in scales)
+    # Subresources stay: the pods/status rule is kept beside the workload kinds.
+    assert len(merged_rules([policy(everything), policy(status)])) == len(rules) + 1
 
 
 def test_scale_subresources_of_the_workloads_are_sent_on_update() -> None:
