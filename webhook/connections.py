@@ -358,24 +358,9 @@ def run_server(config: GuardedConfig, *, workers: int = 1) -> bool:
     if workers <= 1:
         server.run()
         return server.started
-    import inspect
+    from webhook.workersocket import run_workers
 
-    from uvicorn.supervisors import Multiprocess
-
-    from webhook.workersocket import ACCEPT_BATCH, worker_socket
-
-    try:  # the workers take its connections one at a time (webhook.workersocket): spread over them
-        sock = worker_socket(config.host, config.port, config.backlog)
-        config.backlog = ACCEPT_BATCH
-    except OSError as err:
-        logging.getLogger("uvicorn.error").error("cannot listen on %s:%s: %s", config.host, config.port, err)
-        return False
-    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.50
-        supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
-    else:
-        supervisor = Multiprocess(config, sockets=[sock])
-    supervisor.run()
-    return True
+    return run_workers(config, server)
 
 
 def log_started(limits: ConnectionLimits, url: str) -> None:

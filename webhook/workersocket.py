@@ -15,6 +15,8 @@ every worker restarts).
 
 from __future__ import annotations
 
+import inspect
+import logging
 import socket
 from multiprocessing.reduction import DupFd
 from typing import Any
@@ -61,3 +63,22 @@ def _shared_listener(fd: Any, family: int, kind: int, proto: int, queue: int) ->
     sock = SharedListener(family, kind, proto, fileno=fd.detach())
     sock.queue = queue
     return sock
+
+
+def run_workers(config: Any, server: Any) -> bool:
+    """Run ``server`` in ``config.workers`` processes under uvicorn's supervisor, on one socket they
+    accept from one connection at a time. Whether it started."""
+    from uvicorn.supervisors import Multiprocess  # the supervisor only: not imported by the workers
+
+    try:  # the workers take its connections one at a time: spread over them
+        sock = worker_socket(config.host, config.port, config.backlog)
+        config.backlog = ACCEPT_BATCH
+    except OSError as err:
+        logging.getLogger("uvicorn.error").error("cannot listen on %s:%s: %s", config.host, config.port, err)
+        return False
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.50
+        supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
+    else:
+        supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    return True

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from tests.e2e.test_serve import Server, _start, _stop
+from tests.helpers import postgres_schema
 from webhook.prometheus import parse_samples
 from webhook.tls import Issued, issue
 
@@ -142,9 +143,16 @@ def first() -> Issued:
 @pytest.fixture
 def running(tmp_path: Path, volume: Path, first: Issued, request: pytest.FixtureRequest) -> Iterator[Server]:
     _project(volume, first, "v1")
-    server = _start(tmp_path, volume, *FAST, *getattr(request, "param", ()))
-    yield server
-    _stop(server)
+    extra = tuple(getattr(request, "param", ()))
+    if "--workers" not in extra:
+        server = _start(tmp_path, volume, *FAST)
+        yield server
+        _stop(server)
+        return
+    with postgres_schema("certs_") as dsn:  # several workers share their GPU reservations there
+        server = _start(tmp_path, volume, *FAST, *extra, "--reservations", dsn)
+        yield server
+        _stop(server)
 
 
 @pytest.mark.parametrize("running", [(), ("--workers", "2")], indirect=True, ids=["one-process", "workers"])
