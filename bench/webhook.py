@@ -2,6 +2,7 @@
 
     python bench/webhook.py [--seconds 8] [--connections 16] [--rate 200] [--only-background]
     python bench/webhook.py --only-workers --workers-pg postgresql://... [--workers-audit] [--workers-threads 1]
+                            [--workers-no-gpus]
 
 Both servers run on 127.0.0.1 over TLS (certificates from ``webhook.tls``), one worker each, at once.
 The echo webhook runs on exactly the stack ``serve`` uses (its uvicorn options, its own TLS handshake,
@@ -25,8 +26,10 @@ scan's object count and duration, read from /metrics. Without wrk on the PATH th
 
 ``--only-workers``: ``serve --workers 2`` against ``--workers 1`` (target >= 1.6x), wrk on the 2.8 KB
 review, the same backends for both (PostgreSQL reservations, ``--workers-pg DSN``, as ``--workers 2`` needs;
-with ``--workers-audit`` a PostgreSQL audit log too); it prints the cores the servers, wrk and PostgreSQL used and the load average, since on a
-2-core machine the load generator, the database and anything else running share the workers' cores.
+with ``--workers-audit`` a PostgreSQL audit log too; with ``--workers-no-gpus`` the workload asks for no
+GPUs, so the store is never read, which tells its round trips from the rest); it prints the cores the
+servers, wrk and PostgreSQL used and the load average, since on a 2-core machine the load generator,
+the database and anything else running share the workers' cores.
 """
 
 from __future__ import annotations
@@ -373,7 +376,7 @@ def workers_row(
     import resource
 
     body = tmp / "review-0.json"
-    body.write_text(json.dumps(review("wrk")))
+    body.write_text(json.dumps(review_without_gpus("wrk") if args.workers_no_gpus else review("wrk")))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with shared_backend(args.workers_pg, args.workers_audit, tmp) as extra:
         results: dict[int, dict[str, float]] = {}
@@ -410,9 +413,12 @@ def workers_row(
                 process.terminate()
                 process.wait(timeout=20)
     backend = "PostgreSQL reservations and " + ("audit log" if args.workers_audit else "no audit log")
+    shown = (
+        "review of a workload without GPUs (the store is never read)" if args.workers_no_gpus else "review"
+    )
     print(
         f"serve --workers 2 vs 1: wrk -t{args.workers_threads} -c{args.connections} -d{args.seconds}s, TLS, "
-        f"2.8 KB review, {backend}, {os.cpu_count()} cores"
+        f"2.8 KB {shown}, {backend}, {os.cpu_count()} cores"
     )
     for workers, m in results.items():
         print(
@@ -427,6 +433,17 @@ def workers_row(
             f"  note           2 workers got {results[2]['serve_cores']:.2f} cores of {os.cpu_count()}: the "
             "machine's other load (its load average), wrk and PostgreSQL had the rest; the ratio measures that"
         )
+
+
+def review_without_gpus(uid: str) -> dict[str, Any]:
+    """The review with no GPU asked for: nothing to reserve, so the reservation store is not read. The
+    workers row with it tells the store's round trips from the rest of a request."""
+    body = review(uid)
+    for spec in body["request"]["object"]["spec"]["pytorchReplicaSpecs"].values():
+        resources = spec["template"]["spec"]["containers"][0]["resources"]
+        for bound in resources.values():
+            del bound["nvidia.com/gpu"]
+    return body
 
 
 @contextlib.contextmanager
@@ -480,6 +497,11 @@ def main() -> None:
     parser.add_argument("--no-background", action="store_true", help="skip the scan's effect")
     parser.add_argument("--only-workers", action="store_true", help="measure only serve --workers 2 vs 1")
     parser.add_argument("--workers-threads", type=int, default=1, help="workers row: wrk threads (default 1)")
+    parser.add_argument(
+        "--workers-no-gpus",
+        action="store_true",
+        help="workers row: a review of a workload without GPUs, which never reads the reservation store",
+    )
     parser.add_argument(
         "--workers-pg",
         metavar="DSN",
