@@ -443,8 +443,7 @@ def workers_row(
     if two["serve_cores"] < 1.6 and two["idle_cores"] < 0.2:
         print(
             f"  note           2 workers got {two['serve_cores']:.2f} cores of {os.cpu_count()} and no core was "
-            "idle: the machine's other load (its load average), wrk and PostgreSQL had the rest; the ratio "
-            "measures that"
+            "idle: the machine's other load (its load average), wrk and PostgreSQL took the rest"
         )
     elif two["serve_cores"] < 1.6:
         print(
