@@ -338,9 +338,10 @@ class HeadTimeoutH11(H11Protocol):
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     """A listening socket, so that connections queue (rather than being refused) while the process that
-    will serve it starts."""
+    will serve it starts. IPPROTO_TCP, so that asyncio switches Nagle's algorithm off on the connections
+    it accepts (webhook.workersocket)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -4,6 +4,8 @@ postgresql://…``).
 Each reserve is one transaction under a transaction-scoped advisory lock on the pool: drop the pool's
 expired rows, sum the others, insert or replace the workload's row only when it fits. Two replicas that
 reserve in the same pool at once are serialised by the lock, so they cannot both take the last GPUs.
+A read (every GPU admission into a pool with a quota asks one) and a release are one statement each:
+one round trip, atomic on its own. The session's ``lock_timeout`` bounds every statement.
 A lost or refused connection is StoreError (the caller returns an error result); the next call connects
 again. Connections use the audit log's libpq defaults (bounded connect, keepalives).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,6 +38,7 @@ SCHEMA = (
     " expires TIMESTAMPTZ NOT NULL, owner_uids TEXT[] NOT NULL DEFAULT '{}',"
     " PRIMARY KEY (pool, key))"
 )
+SET_TIMEOUT = f"SET lock_timeout = '{LOCK_TIMEOUT}'"
 LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
 EXPIRE = f"DELETE FROM {TABLE} WHERE pool = %s AND expires <= %s"
 OTHERS = f"SELECT COALESCE(SUM(gpus), 0), COUNT(*) FROM {TABLE} WHERE pool = %s AND key <> %s"
@@ -77,7 +80,7 @@ class PostgresReservations:
             cur.execute(HELD, (pool, now))
             return [Reservation(k, pool, int(g), e, tuple(u or ())) for k, g, e, u in cur.fetchall()]
 
-        return self._transact(read)
+        return self._run(read)  # one statement: its own snapshot, no transaction to open and commit
 
     def reserve(self, reservation: Reservation, limit: int, observed: int, now: datetime) -> bool:
         r = reservation
@@ -105,7 +108,7 @@ class PostgresReservations:
         def delete(cur: psycopg.Cursor[Any]) -> None:
             cur.execute(RELEASE, (pool, key))
 
-        self._transact(delete)
+        self._run(delete)  # one statement: atomic on its own
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -125,14 +128,18 @@ class PostgresReservations:
             with suppress(Exception):
                 conn.close()
 
-    # -- one transaction -----------------------------------------------------------------------------
+    # -- one statement or transaction ---------------------------------------------------------------
 
     def _transact(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        return self._run(work, transaction=True)
+
+    def _run(self, work: Callable[[psycopg.Cursor[Any]], T], *, transaction: bool = False) -> T:
+        """``work`` on the connection, in a transaction when it runs more than one statement. A read
+        is one round trip: every one the request waits for is a wait for this process's GIL too."""
         with self._lock:
             try:
                 conn = self._connection()
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                with conn.transaction() if transaction else nullcontext(), conn.cursor() as cur:
                     return work(cur)
             except StoreError as exc:
                 self._fail(str(exc))
@@ -146,8 +153,14 @@ class PostgresReservations:
         if self._conn is not None and not (self._conn.closed or self._conn.broken):
             return self._conn
         self._drop()
-        self._conn = psycopg.connect(self._dsn, autocommit=True)  # transactions are explicit
-        return self._conn
+        conn = psycopg.connect(self._dsn, autocommit=True)  # transactions are explicit
+        try:
+            conn.execute(SET_TIMEOUT)  # for the session, not once per transaction
+        except psycopg.Error:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
 
     def _fail(self, message: str) -> None:
         self.events("error", "")
