@@ -28,6 +28,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from webhook.coalesce import CoalescingTransport
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
 
@@ -236,7 +237,7 @@ class ConnectionGuard(asyncio.Protocol):
     def _hand_over(self, transport: asyncio.Transport) -> None:
         transport.set_protocol(self.http)
         self.handed_over = True
-        self.http.connection_made(transport)
+        self.http.connection_made(CoalescingTransport(transport, self.loop))
         for chunk in self.early:
             self.http.data_received(chunk)
         self.early.clear()
