@@ -3,9 +3,10 @@
 uvicorn's h11 protocol writes a response in two calls, its head and then its body. Over TLS each call
 is a record of its own and a ``send`` of its own, and a ``send`` on a connection whose peer is waiting
 for it costs more than the rest of answering a small review: the peer is woken once per ``send``.
-``CoalescingTransport`` keeps what is written during one step of the event loop and hands it to the
-real transport in one call at the next (``call_soon``), before anything else the loop does with the
-connection: closing it sends what is kept first, aborting it drops it, as the real transport does.
+``CoalescingTransport`` keeps what is written and hands it to the real transport in one call: when the
+protocol says the response is complete (``flush``), and otherwise at the next step of the event loop
+(``call_soon``: a streamed body, an interim ``100 Continue``), before anything else the loop does with
+the connection. Closing it sends what is kept first, aborting it drops it, as the real transport does.
 """
 
 from __future__ import annotations

@@ -307,6 +307,8 @@ class HeadTimeoutH11(H11Protocol):
             self.guard.working()
 
     def on_response_complete(self) -> None:
+        if isinstance(self.transport, CoalescingTransport):
+            self.transport.flush()  # the whole response goes out now, not a loop step later
         super().on_response_complete()
         # A pipelined request may have started inside the call above; then the connection stays busy.
         if self.cycle is None or self.cycle.response_complete:
