@@ -248,12 +248,11 @@ class Admitter:
         with self.telemetry.tracer.start_as_current_span("audit.append") as span:
             if not getattr(self.recorder, "blocking", True):  # keeps nothing: no thread to wait in
                 return self.recorder.record(decision, source=SOURCE_ADMISSION)
-            # The default executor, not the evaluation pool: runaway evaluations cannot starve it.
-            job = loop.run_in_executor(None, partial(self.recorder.record, decision, source=SOURCE_ADMISSION))
-            _forget_late_errors(job)
-            if hold is not None:
-                hold(job)
             try:
+                job = self._recording(decision)
+                _forget_late_errors(job)
+                if hold is not None:
+                    hold(job)
                 try:
                     index = await asyncio.wait_for(asyncio.shield(job), max(0.0, deadline - loop.time()))
                 except TimeoutError:
@@ -270,6 +269,15 @@ class Admitter:
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
         return index
+
+    def _recording(self, decision: Decision) -> asyncio.Future[int | None]:
+        """The recording of ``decision`` under way: queued to the audit log's group commit when the
+        recorder can (the loop awaits the entry being durable), else ``record`` in a thread of the
+        default executor (not the evaluation pool: runaway evaluations cannot starve it)."""
+        if getattr(self.recorder, "queued", False):
+            return asyncio.wrap_future(self.recorder.submit(decision, source=SOURCE_ADMISSION))  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, partial(self.recorder.record, decision, source=SOURCE_ADMISSION))
 
 
 def _forget_late_errors(job: asyncio.Future[Any]) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Any
 
 from audit import AuditError, AuditLog, load_signer
 from audit.decisions import entry_for
@@ -78,24 +80,71 @@ class AuditRecorder:
         outage = self.outage()
         return outage is None or outage < self.restart_after
 
+    @property
+    def queued(self) -> bool:
+        """Whether ``submit`` can queue an entry without waiting (the audit log's group commit)."""
+        return callable(getattr(self.log, "submit", None))
+
     def record(self, decision: Decision, *, source: str) -> int | None:
+        if self.queued:
+            return self.submit(decision, source=source).result()
         try:
-            index = self.log.append(entry_for(decision, source=source, time=datetime.now(UTC)))
+            index = self.log.append(self._entry(decision, source))
         except AuditError as err:
-            with self._lock:
-                self.failures += 1
-                if not isinstance(err, StoreUnavailable) and self._failing_since is None:
-                    self._failing_since = time.monotonic()
-            get_logger().error(
-                "audit append failed",
-                extra={"code": err.code, "failure_mode": self.failure, "reason": err.message},
-            )
-            if self.failure == "deny":
-                raise
-            return None
+            self._failed(err)
+            return None  # allow mode: answered without an index
+        self._succeeded()
+        return index
+
+    def submit(self, decision: Decision, *, source: str) -> Future[int | None]:
+        """``record`` without waiting: the entry is queued for the log's group commit (``queued``
+        logs only), and the future gives what ``record`` returns once the entry is durable, or raises
+        what it raises. The event loop awaits it instead of parking a thread on it."""
+        done: Future[int | None] = Future()
+        try:
+            written = self.log.submit(self._entry(decision, source))
+        except Exception as err:  # as record would raise it, from the future
+            self._settle(done, err, None)
+            return done
+        written.add_done_callback(lambda f: self._settle(done, f.exception(), f))
+        return done
+
+    def _entry(self, decision: Decision, source: str) -> dict[str, Any]:
+        return entry_for(decision, source=source, time=datetime.now(UTC))
+
+    def _settle(
+        self, done: Future[int | None], err: BaseException | None, written: Future[int] | None
+    ) -> None:
+        if err is None and written is not None:
+            self._succeeded()
+            done.set_result(written.result())
+            return
+        if isinstance(err, AuditError):
+            try:
+                self._failed(err)
+            except AuditError as denied:
+                done.set_exception(denied)
+            else:
+                done.set_result(None)  # allow mode: answered without an index
+            return
+        done.set_exception(err if err is not None else RuntimeError("no entry written"))
+
+    def _failed(self, err: AuditError) -> None:
+        """Counts the failure and logs it; raises it in deny mode (allow: the answer has no index)."""
+        with self._lock:
+            self.failures += 1
+            if not isinstance(err, StoreUnavailable) and self._failing_since is None:
+                self._failing_since = time.monotonic()
+        get_logger().error(
+            "audit append failed",
+            extra={"code": err.code, "failure_mode": self.failure, "reason": err.message},
+        )
+        if self.failure == "deny":
+            raise err
+
+    def _succeeded(self) -> None:
         with self._lock:
             self._failing_since = None
-        return index
 
     def close(self) -> None:
         self.log.close()

@@ -31,6 +31,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from webhook.coalesce import CoalescingTransport
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
 from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving
@@ -255,7 +256,7 @@ class ConnectionGuard(asyncio.Protocol):
     def _hand_over(self, transport: asyncio.Transport) -> None:
         transport.set_protocol(self.http)
         self.handed_over = True
-        self.http.connection_made(transport)
+        self.http.connection_made(CoalescingTransport(transport, self.loop))
         for chunk in self.early:
             self.http.data_received(chunk)
         self.early.clear()
@@ -325,6 +326,8 @@ class HeadTimeoutH11(H11Protocol):
             self.guard.working()
 
     def on_response_complete(self) -> None:
+        if isinstance(self.transport, CoalescingTransport):
+            self.transport.flush()  # the whole response goes out now, not a loop step later
         super().on_response_complete()
         # A pipelined request may have started inside the call above; then the connection stays busy.
         if self.cycle is None or self.cycle.response_complete:
