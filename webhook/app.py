@@ -105,6 +105,13 @@ class Validate:
 
     async def respond(self, request: Request) -> Response:
         started = time.perf_counter()
+        auth = self.services.auth
+        if auth is not None and auth.enabled:
+            # Before the in-flight cap and the body: an unknown client costs neither a slot nor a read.
+            refusal = await auth.check(request)
+            if refusal is not None:
+                self.services.telemetry.add("unauthenticated", 1, reason=refusal.reason)
+                return auth.refuse(request, refusal)
         clock = _Clock(started, asyncio.get_running_loop().time() + self.services.timeout)
         # Admitted before a byte of the body is read: a refusal costs nothing but the head.
         size = declared_size(request.headers.get("content-length"), self.services.max_body)

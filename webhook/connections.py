@@ -19,6 +19,7 @@ certificate files change; a connection keeps the context its handshake used.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import resource
@@ -49,10 +50,16 @@ class ConnectionLimits:
     server: str = "webhook"  # names the listener in log lines
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
+def tls_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """The serving context; with ``client_ca`` a client certificate is asked for and, when one is
+    presented, must chain to it (else the handshake fails). It stays optional at the TLS layer because
+    kubelet probes present none: ``webhook.clientauth`` refuses /validate without a verified one."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cafile=client_ca)
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -127,6 +134,7 @@ class GuardedConfig(uvicorn.Config):
         tls_cert: str | None = None,
         tls_key: str | None = None,
         tls_reload_interval: float | None = DEFAULT_INTERVAL,
+        client_ca: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -141,6 +149,7 @@ class GuardedConfig(uvicorn.Config):
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.tls_reload_interval = tls_reload_interval
+        self.client_ca = client_ca
         self.certificate: ServingCertificate | None = None
 
     def load(self) -> None:
@@ -156,9 +165,10 @@ class GuardedConfig(uvicorn.Config):
             self.tls_cert,
             self.tls_key,
             server=self.limits.server,
-            make_context=tls_context,
+            make_context=functools.partial(tls_context, client_ca=self.client_ca),
             interval=self.tls_reload_interval,
             serve=serve,
+            client_ca=self.client_ca,
         )
         _say_https(logging.getLogger("uvicorn.error"))
 
@@ -323,6 +333,16 @@ class HeadTimeoutH11(H11Protocol):
         if self.cycle is not before and not self.in_request:
             self.in_request = True  # a complete head arrived: the app answers within its own deadline
             self.guard.working()
+
+    def handle_events(self) -> None:
+        before = self.scope
+        super().handle_events()
+        if self.scope is not before and self.scope is not None:
+            # The request's task has not run yet: its scope gains the client certificate the handshake
+            # verified (ASGI's "tls" extension; None when the client presented none).
+            peer = self.transport.get_extra_info("peercert") if self.transport else None
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions["tls"] = {"client_cert": peer or None}
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
