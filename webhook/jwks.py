@@ -161,13 +161,13 @@ class TokenVerifier:
         try:
             claims: dict[str, object] = jwt.decode(
                 token,
-                key,  # type: ignore[arg-type]
+                key.key,  # type: ignore[arg-type]
                 algorithms=[alg],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY,
                 options={"require": ["exp", "nbf", "aud"] + (["iss"] if self.issuer else [])},
             )
-        except jwt.PyJWTError as err:
+        except (jwt.PyJWTError, ValueError, TypeError) as err:  # the latter: a malformed part of the token
             raise TokenRefused(f"{type(err).__name__}: {err}") from None
         return claims
