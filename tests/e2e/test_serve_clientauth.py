@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.clientcerts import CA, client_cert, make_ca
+from tests.e2e.clientcerts import CA, client_cert, make_ca, signing_key, write_jwks
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
 from tests.unit.webhook.builders import pod, review
 
@@ -152,3 +152,53 @@ def test_a_replaced_client_ca_is_used_for_new_handshakes_without_restart(mtls: M
             time.sleep(0.2)
     assert answer.status_code == 200
     assert "after-rotation" in mtls.audited() and "before-rotation" not in mtls.audited()
+
+
+def test_a_garbage_client_ca_keeps_the_previous_one(mtls: Mtls) -> None:
+    cert = client_cert(mtls.ca, "kube-apiserver", mtls.dir / "kept")
+    previous = mtls.ca_file.read_bytes()
+    mtls.ca_file.write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+    try:
+        deadline = time.monotonic() + 30
+        while not any("client-ca.crt" in str(line.get("error", "")) for line in mtls.server.logs()):
+            assert time.monotonic() < deadline, "the broken client CA was never reported"
+            time.sleep(0.1)
+        with mtls.client(cert) as client:
+            assert _post(client, "ca-kept").status_code == 200
+    finally:
+        mtls.ca_file.write_bytes(previous)
+
+
+def test_with_both_configured_either_a_certificate_or_a_token_is_enough(
+    tmp_path: Path,
+    certs: Path,  # noqa: F811
+) -> None:
+    ca = make_ca("apiserver client CA")
+    (tmp_path / "client-ca.crt").write_bytes(ca.pem())
+    key = signing_key("k1")
+    write_jwks(tmp_path / "jwks.json", key)
+    server = _start(
+        tmp_path, certs,
+        "--client-ca", str(tmp_path / "client-ca.crt"), "--client-cn", "kube-apiserver",
+        "--apiserver-jwks", str(tmp_path / "jwks.json"), "--apiserver-audience", "policyengine",
+    )  # fmt: skip
+    both = Mtls(server, ca, tmp_path / "client-ca.crt", tmp_path, "")
+    shutil.copytree(certs, tmp_path / "tls")
+    good = client_cert(ca, "kube-apiserver", tmp_path / "good")
+    wrong = client_cert(ca, "some-pod", tmp_path / "wrong")
+    token = {"Authorization": f"Bearer {key.token()}"}
+    bad_token = {"Authorization": f"Bearer {signing_key('k1').token()}"}
+    body = review(pod(), uid="both")
+    try:
+        with both.client(good) as client:
+            assert client.post("/validate", json=body).status_code == 200
+            assert client.post("/validate", json=body, headers=bad_token).status_code == 200
+        with both.client() as client:
+            assert client.post("/validate", json=body, headers=token).status_code == 200
+            assert client.post("/validate", json=body).status_code == 401
+            assert client.post("/validate", json=body, headers=bad_token).status_code == 401
+        with both.client(wrong) as client:
+            assert client.post("/validate", json=body, headers=token).status_code == 200
+            assert client.post("/validate", json=body).status_code == 403
+    finally:
+        _stop(server)
