@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.clientcerts import CA, client_cert, make_ca, signing_key, write_jwks
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
+from tests.helpers import postgres_schema
 from tests.unit.webhook.builders import pod, review
 
 pytestmark = pytest.mark.e2e
@@ -200,5 +201,30 @@ def test_with_both_configured_either_a_certificate_or_a_token_is_enough(
         with both.client(wrong) as client:
             assert client.post("/validate", json=body, headers=token).status_code == 200
             assert client.post("/validate", json=body).status_code == 403
+    finally:
+        _stop(server)
+
+
+def test_every_worker_process_requires_the_certificate(tmp_path: Path, certs: Path) -> None:  # noqa: F811
+    ca = make_ca("apiserver client CA")
+    (tmp_path / "client-ca.crt").write_bytes(ca.pem())
+    with postgres_schema("clientauth_") as dsn:
+        server = _start(
+            tmp_path, certs, "--workers", "2", "--reservations", dsn,
+            "--client-ca", str(tmp_path / "client-ca.crt"), "--client-cn", "kube-apiserver",
+        )  # fmt: skip
+        _check_every_worker(server, ca, tmp_path, certs)
+
+
+def _check_every_worker(server: Server, ca: CA, tmp_path: Path, certs: Path) -> None:  # noqa: F811
+    shutil.copytree(certs, tmp_path / "tls")
+    workers = Mtls(server, ca, tmp_path / "client-ca.crt", tmp_path, "")
+    good = client_cert(ca, "kube-apiserver", tmp_path / "good")
+    try:
+        for n in range(8):  # new connections: spread over both processes
+            with workers.client() as client:
+                assert _post(client, f"anon-{n}").status_code == 401
+            with workers.client(good) as client:
+                assert _post(client, f"good-{n}").status_code == 200
     finally:
         _stop(server)
