@@ -265,6 +265,9 @@ class Probes:
         tls = certificate_status()
         if tls is not None:
             body["tls"] = tls
+        # Who may post reviews is reported, not a gate: a JWKS that fails to refresh keeps its keys.
+        if self.services.auth is not None and self.services.auth.enabled:
+            body["clientAuth"] = self.services.auth.status()
         # The reservation store is reported, not a gate: only GPU admissions need it (webhook.reserving).
         status = getattr(self.services.ledger.store if self.services.ledger else None, "status", None)
         if callable(status):

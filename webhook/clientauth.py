@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from webhook.jwks import TokenRefused, TokenVerifier
 from webhook.overload import OverloadLog
 
+MAX_SHOWN = 32  # key ids reported in /readyz
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -94,6 +96,18 @@ class Authenticator:
         except TokenRefused as err:
             return Refusal(401, "token_invalid", f"bearer token refused: {err}")
         return None
+
+    def status(self) -> dict[str, Any]:
+        """``/readyz`` detail: what is required, and the JWKS in use (reported, not a gate)."""
+        body: dict[str, Any] = {"clientCertificate": self.client_ca, "clientNames": sorted(self.client_names)}
+        if self.tokens is not None:
+            body["tokens"] = {
+                "jwks": self.tokens.source,
+                "keyIds": sorted(self.tokens.keys)[:MAX_SHOWN],
+                "refreshes": self.tokens.refreshes,
+                "lastError": self.tokens.last_error,
+            }
+        return body
 
     def refuse(self, request: Request, refusal: Refusal) -> Response:
         log = self.logs.get(refusal.reason)

@@ -145,6 +145,9 @@ def test_a_new_key_id_in_the_jwks_is_used_without_restart(tokens: Tokens) -> Non
 def test_probes_and_metrics_need_no_token(tokens: Tokens) -> None:
     with tokens.server.client() as client:
         assert [client.get(p).status_code for p in ("/healthz", "/readyz", "/metrics")] == [200, 200, 200]
+        auth = client.get("/readyz").json()["clientAuth"]
+    assert auth["clientCertificate"] is False and auth["tokens"]["jwks"] == str(tokens.jwks)
+    assert "k1" in auth["tokens"]["keyIds"] and auth["tokens"]["lastError"] is None
 
 
 @pytest.mark.parametrize(
