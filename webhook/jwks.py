@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ MAX_TOKEN_BYTES = 8 * 1024  # a service-account-style token is ~1 KiB
 DEFAULT_INTERVAL = 300.0  # seconds between two refreshes of the JWKS
 DEFAULT_MIN_REFRESH = 10.0  # an unknown key id refreshes the JWKS at most this often
 FETCH_TIMEOUT = 5.0
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 LEEWAY = 30.0  # seconds of clock skew allowed on exp and nbf
 # The algorithm a token may name -> the JWK key type it must be verified with.
 ALGORITHMS: dict[str, str] = {
@@ -53,6 +55,9 @@ class _Key:
 
 
 def _read(source: str) -> bytes:
+    if source.startswith("http://") and urllib.parse.urlsplit(source).hostname not in LOOPBACK:
+        # Keys fetched in the clear could be swapped by anyone on the path: only a local sidecar may.
+        raise JwksError(f"{source}: a JWKS URL must be https:// (http:// only on the loopback address)")
     if source.startswith(("https://", "http://")):
         try:
             with urllib.request.urlopen(source, timeout=FETCH_TIMEOUT) as response:

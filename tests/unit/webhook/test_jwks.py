@@ -111,6 +111,11 @@ def huge_url() -> Iterator[str]:
     server.server_close()
 
 
+def test_a_plain_http_jwks_url_off_the_loopback_is_refused() -> None:
+    with pytest.raises(JwksError, match="must be https://"):
+        _verifier("http://jwks.example/keys", Clock())
+
+
 def test_a_10_mb_jwks_url_is_read_no_further_than_the_cap(huge_url: str) -> None:
     with pytest.raises(JwksError, match=f"larger than {MAX_JWKS_BYTES} bytes"):
         _verifier(huge_url, Clock())
