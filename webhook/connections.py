@@ -34,7 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
-from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving
+from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving, tls_context
 
 DEFAULT_MAX_CONNECTIONS = 256  # ~0.3 MiB each when idle: ~80 MiB at the cap
 DEFAULT_HEADER_TIMEOUT = 5.0
@@ -48,20 +48,6 @@ class ConnectionLimits:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     server: str = "webhook"  # names the listener in log lines
-
-
-def tls_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
-    """The serving context; with ``client_ca`` a client certificate is asked for and, when one is
-    presented, must chain to it (else the handshake fails). It stays optional at the TLS layer because
-    kubelet probes present none: ``webhook.clientauth`` refuses /validate without a verified one."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    if client_ca:
-        context.verify_mode = ssl.CERT_OPTIONAL
-        context.load_verify_locations(cafile=client_ca)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 def ensure_descriptors(max_connections: int) -> str | None:

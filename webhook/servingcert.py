@@ -67,6 +67,20 @@ class Loaded:
         return (self.not_after - now).total_seconds()
 
 
+def tls_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """The serving context; with ``client_ca`` a client certificate is asked for and, when one is
+    presented, must chain to it (else the handshake fails). It stays optional at the TLS layer because
+    kubelet probes present none: ``webhook.clientauth`` refuses /validate without a verified one."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cafile=client_ca)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 def _read(path: str) -> bytes:
     """A PEM file's bytes, bounded by MAX_PEM_BYTES."""
     try:
