@@ -105,6 +105,13 @@ class Validate:
 
     async def respond(self, request: Request) -> Response:
         started = time.perf_counter()
+        auth = self.services.auth
+        if auth is not None and auth.enabled:
+            # Before the in-flight cap and the body: an unknown client costs neither a slot nor a read.
+            refusal = await auth.check(request)
+            if refusal is not None:
+                self.services.telemetry.add("unauthenticated", 1, reason=refusal.reason)
+                return auth.refuse(request, refusal)
         clock = _Clock(started, asyncio.get_running_loop().time() + self.services.timeout)
         # Admitted before a byte of the body is read: a refusal costs nothing but the head.
         size = declared_size(request.headers.get("content-length"), self.services.max_body)
@@ -258,6 +265,9 @@ class Probes:
         tls = certificate_status()
         if tls is not None:
             body["tls"] = tls
+        # Who may post reviews is reported, not a gate: a JWKS that fails to refresh keeps its keys.
+        if self.services.auth is not None and self.services.auth.enabled:
+            body["clientAuth"] = self.services.auth.status()
         # The reservation store is reported, not a gate: only GPU admissions need it (webhook.reserving).
         status = getattr(self.services.ledger.store if self.services.ledger else None, "status", None)
         if callable(status):

@@ -19,6 +19,7 @@ certificate files change; a connection keeps the context its handshake used.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import resource
@@ -34,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from webhook.coalesce import CoalescingTransport
 from webhook.logs import get_logger
 from webhook.overload import OverloadLog
-from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving
+from webhook.servingcert import DEFAULT_INTERVAL, ServingCertificate, serving, tls_context
 
 DEFAULT_MAX_CONNECTIONS = 256  # ~0.3 MiB each when idle: ~80 MiB at the cap
 DEFAULT_HEADER_TIMEOUT = 5.0
@@ -48,14 +49,6 @@ class ConnectionLimits:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     server: str = "webhook"  # names the listener in log lines
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 def ensure_descriptors(max_connections: int) -> str | None:
@@ -128,6 +121,7 @@ class GuardedConfig(uvicorn.Config):
         tls_cert: str | None = None,
         tls_key: str | None = None,
         tls_reload_interval: float | None = DEFAULT_INTERVAL,
+        client_ca: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -142,6 +136,7 @@ class GuardedConfig(uvicorn.Config):
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.tls_reload_interval = tls_reload_interval
+        self.client_ca = client_ca
         self.certificate: ServingCertificate | None = None
 
     def load(self) -> None:
@@ -157,9 +152,10 @@ class GuardedConfig(uvicorn.Config):
             self.tls_cert,
             self.tls_key,
             server=self.limits.server,
-            make_context=tls_context,
+            make_context=functools.partial(tls_context, client_ca=self.client_ca),
             interval=self.tls_reload_interval,
             serve=serve,
+            client_ca=self.client_ca,
         )
         _say_https(logging.getLogger("uvicorn.error"))
 
@@ -324,6 +320,16 @@ class HeadTimeoutH11(H11Protocol):
         if self.cycle is not before and not self.in_request:
             self.in_request = True  # a complete head arrived: the app answers within its own deadline
             self.guard.working()
+
+    def handle_events(self) -> None:
+        before = self.scope
+        super().handle_events()
+        if self.scope is not before and self.scope is not None:
+            # The request's task has not run yet: its scope gains the client certificate the handshake
+            # verified (ASGI's "tls" extension; None when the client presented none).
+            peer = self.transport.get_extra_info("peercert") if self.transport else None
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions["tls"] = {"client_cert": peer or None}
 
     def on_response_complete(self) -> None:
         if isinstance(self.transport, CoalescingTransport):

@@ -35,8 +35,10 @@ from policyengine.scale import ParentLookup
 from webhook import prometheus
 from webhook.app import WebhookServices, create_app
 from webhook.background import BackgroundScanner
+from webhook.clientauth import Authenticator
 from webhook.connections import ConnectionLimits, GuardedConfig, listen, log_started, run_server
 from webhook.inventories import InventorySource, StaticInventory
+from webhook.jwks import TokenVerifier
 from webhook.leader import LeaderElector, elector_from
 from webhook.logs import configure, get_logger, log_config
 from webhook.policies import LivePolicies
@@ -179,6 +181,23 @@ def services_from(
         ledger=ledger_from(settings, telemetry, _kube_api(settings)),
         background=background,
         leader=leader,
+        auth=authenticator(settings),
+    )
+
+
+def authenticator(settings: Settings) -> Authenticator | None:
+    """Who may post reviews (None: anyone who can connect). A bad JWKS at start fails the start."""
+    tokens = None
+    if settings.apiserver_jwks:
+        tokens = TokenVerifier(
+            settings.apiserver_jwks,
+            audience=settings.apiserver_audience or "",
+            issuer=settings.apiserver_issuer,
+        )
+    if not settings.client_ca and tokens is None:
+        return None
+    return Authenticator(
+        client_ca=bool(settings.client_ca), client_names=frozenset(settings.client_cns), tokens=tokens
     )
 
 
@@ -230,6 +249,11 @@ def guarded_config(settings: Settings, app: Any, limits: ConnectionLimits, **opt
         }
     )
     return GuardedConfig(app, limits=limits, **{**uvicorn_options(settings), **tls, **options})
+
+
+def _client_ca(settings: Settings) -> str | None:
+    """The webhook listener's client CA (the auditors' API has its own tokens and asks for none)."""
+    return None if settings.insecure_http else settings.client_ca
 
 
 def webhook_limits(settings: Settings) -> ConnectionLimits:
@@ -339,7 +363,8 @@ def _serve(settings: Settings, services: WebhookServices | None) -> None:
         return
     services = services or services_from(settings, env=os.environ)
     try:
-        if not run_server(guarded_config(settings, create_app(services), limits)):
+        config = guarded_config(settings, create_app(services), limits, client_ca=_client_ca(settings))
+        if not run_server(config):
             sys.exit(3)  # uvicorn's "startup failed" (the port is taken, the lifespan failed): logged
     finally:
         services.telemetry.shutdown()
@@ -357,7 +382,12 @@ def _serve_workers(settings: Settings, limits: ConnectionLimits) -> None:
     try:
         os.environ[ENV_VAR] = dataclasses.replace(settings, metrics_dir=metrics_dir).to_json()
         config = guarded_config(
-            settings, "webhook.server:worker_app", limits, factory=True, workers=settings.workers
+            settings,
+            "webhook.server:worker_app",
+            limits,
+            factory=True,
+            workers=settings.workers,
+            client_ca=_client_ca(settings),
         )
         if not run_server(config, workers=settings.workers):
             sys.exit(3)  # the port is taken: logged

@@ -13,6 +13,7 @@ from policyengine.scale import ParentLookup
 from webhook.admission import DEFAULT_TIMEOUT
 from webhook.background import BackgroundScanner
 from webhook.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY
+from webhook.clientauth import Authenticator
 from webhook.inflight import DEFAULT_MAX_IN_FLIGHT
 from webhook.inventories import InventorySource, StaticInventory
 from webhook.leader import LeaderElector
@@ -43,6 +44,7 @@ class WebhookServices:
     ledger: Ledger | None = None  # GPU reservations (webhook.reserving); None: none are made
     background: BackgroundScanner | None = None  # serve --background-interval (webhook.background)
     leader: LeaderElector | None = None  # who publishes the background scan's reports (webhook.leader)
+    auth: Authenticator | None = None  # who may post reviews (webhook.clientauth); None: anyone
 
 
 def audit_status(recorder: object) -> dict[str, Any] | None:

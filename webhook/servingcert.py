@@ -37,6 +37,7 @@ WARN_EVERY = 3600.0  # seconds between two warnings about the same certificate
 MAX_NAMES_SHOWN = 20  # subjectAltNames reported in /readyz
 
 ContextFactory = Callable[[str, str], ssl.SSLContext]
+MAX_CA_CERTIFICATES = 100  # a client CA bundle: more than this is not a bundle someone meant
 # (resolved path, inode, size, mtime) of each file, or the error that stat met.
 Stamp = tuple[tuple[str, int, int, int] | str, ...]
 
@@ -66,6 +67,20 @@ class Loaded:
         return (self.not_after - now).total_seconds()
 
 
+def tls_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """The serving context; with ``client_ca`` a client certificate is asked for and, when one is
+    presented, must chain to it (else the handshake fails). It stays optional at the TLS layer because
+    kubelet probes present none: ``webhook.clientauth`` refuses /validate without a verified one."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cafile=client_ca)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 def _read(path: str) -> bytes:
     """A PEM file's bytes, bounded by MAX_PEM_BYTES."""
     try:
@@ -88,10 +103,24 @@ def _names(leaf: x509.Certificate) -> tuple[str, ...]:
     return tuple(found)
 
 
-def load_pair(cert: str, key: str, make_context: ContextFactory) -> Loaded:
-    """Check the pair in ``cert`` and ``key`` and build its context. Raises CertificateError naming the
-    file at fault, or _Changing when the files were rewritten while being read."""
+def check_client_ca(path: str) -> bytes:
+    """The bytes of a client CA bundle that parses as 1..MAX_CA_CERTIFICATES PEM CA certificates."""
+    data = _read(path)
+    try:
+        cas = x509.load_pem_x509_certificates(data)
+    except ValueError as err:
+        raise CertificateError(f"{path}: not a PEM certificate bundle ({err})") from None
+    if len(cas) > MAX_CA_CERTIFICATES:
+        raise CertificateError(f"{path}: {len(cas)} certificates, more than {MAX_CA_CERTIFICATES}")
+    return data
+
+
+def load_pair(cert: str, key: str, make_context: ContextFactory, client_ca: str | None = None) -> Loaded:
+    """Check the pair in ``cert`` and ``key`` (and the client CA bundle, when clients must present a
+    certificate) and build its context. Raises CertificateError naming the file at fault, or _Changing
+    when the files were rewritten while being read."""
     cert_pem, key_pem = _read(cert), _read(key)
+    ca_pem = check_client_ca(client_ca) if client_ca else b""
     try:
         chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError as err:
@@ -115,11 +144,11 @@ def load_pair(cert: str, key: str, make_context: ContextFactory) -> Loaded:
     except (ssl.SSLError, OSError, ValueError) as err:
         raise CertificateError(f"{cert}, {key}: OpenSSL refused the pair ({err})") from None
     # OpenSSL read the files again: they must still hold the bytes checked above.
-    if _read(cert) != cert_pem or _read(key) != key_pem:
+    if _read(cert) != cert_pem or _read(key) != key_pem or (client_ca and _read(client_ca) != ca_pem):
         raise _Changing()
     return Loaded(
         context=context,
-        digest=hashlib.sha256(cert_pem + b"\0" + key_pem).hexdigest(),
+        digest=hashlib.sha256(cert_pem + b"\0" + key_pem + b"\0" + ca_pem).hexdigest(),
         not_after=leaf.not_valid_after_utc,
         subject=leaf.subject.rfc4514_string(),
         names=_names(leaf),
@@ -154,8 +183,10 @@ class ServingCertificate:
         make_context: ContextFactory,
         interval: float | None = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        client_ca: str | None = None,
     ) -> None:
         self.cert, self.key, self.server = cert, key, server
+        self.client_ca = client_ca  # reloaded with the pair: its change makes a new context too
         self.make_context = make_context
         self.interval = interval or None
         self.clock = clock
@@ -163,15 +194,21 @@ class ServingCertificate:
         self.reloads = 0
         self.failures = 0
         self.last_error: str | None = None
-        self._seen = _stamp((cert, key))
+        self._seen = _stamp(self._files())
         self._pending: Stamp | None = None
         self._warned: float | None = None
-        self.current = load_pair(cert, key, make_context)  # a bad pair at start fails the start
+        self.current = self._load()  # a bad pair at start fails the start
         self.check_expiry()
+
+    def _files(self) -> tuple[str, ...]:
+        return (self.cert, self.key, self.client_ca) if self.client_ca else (self.cert, self.key)
+
+    def _load(self) -> Loaded:
+        return load_pair(self.cert, self.key, self.make_context, self.client_ca)
 
     def poll(self) -> None:
         """Look at the files once: a change that has held since the last poll is loaded."""
-        stamp = _stamp((self.cert, self.key))
+        stamp = _stamp(self._files())
         if stamp == self._seen:
             self._pending = None
             return
@@ -180,7 +217,7 @@ class ServingCertificate:
             return
         self._pending = None
         try:
-            loaded = load_pair(self.cert, self.key, self.make_context)
+            loaded = self._load()
         except _Changing:
             return  # _seen is kept: the next poll sees the change again
         except CertificateError as err:
@@ -285,11 +322,14 @@ def serving(
     make_context: ContextFactory,
     interval: float | None,
     serve: Callable[[ssl.SSLContext], None],
+    client_ca: str | None = None,
 ) -> ServingCertificate:
     """Load the pair (raises CertificateError), hand its context to ``serve``, register it for /readyz
     and the gauges, and poll its files on the running event loop (uvicorn loads its config there; the
     task ends with that loop). ``serve`` is given every context that replaces it."""
-    certificate = ServingCertificate(cert, key, server=server, make_context=make_context, interval=interval)
+    certificate = ServingCertificate(
+        cert, key, server=server, make_context=make_context, interval=interval, client_ca=client_ca
+    )
     serve(certificate.current.context)
     certificate.on_load = serve
     register(certificate)

@@ -29,6 +29,11 @@ class Settings:
     tls_key: str | None = None
     insecure_http: bool = False
     tls_reload_interval: float | None = TLS_RELOAD_INTERVAL  # seconds between polls of the files; None: never
+    client_ca: str | None = None  # /validate needs a client certificate chaining to this CA bundle...
+    client_cns: tuple[str, ...] = ()  # ...whose CN or a subjectAltName is one of these (empty: any)
+    apiserver_jwks: str | None = None  # ...or a bearer token signed by a key of this JWKS (file or URL)
+    apiserver_audience: str | None = None
+    apiserver_issuer: str | None = None
     policies: tuple[str, ...] = ()
     include_bundled: bool = True
     allow_empty_policies: bool = False  # serve a set with no policies (refused by default: it admits all)
@@ -83,7 +88,7 @@ class Settings:
     def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
-        for key in ("policies", "config", "background_kinds"):
+        for key in ("policies", "config", "background_kinds", "client_cns"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)

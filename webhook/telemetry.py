@@ -98,6 +98,11 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "policyengine_bad_requests",
         "Requests refused before evaluation, by error code.",
     ),
+    "unauthenticated": (
+        "counter",
+        "policyengine_unauthenticated_requests",
+        "Requests to /validate refused for want of a client certificate or token, by reason.",
+    ),
     "timeouts": (
         "counter",
         "policyengine_evaluation_timeouts",

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from policyengine.cli import auditing, servereads, servetls
+from policyengine.cli import auditing, serveauth, servereads, servetls
 from policyengine.errors import UsageError
 
 
@@ -31,6 +31,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
     servetls.add_arguments(p)
+    serveauth.add_arguments(p)
     p.add_argument("--insecure-http", action="store_true", help="plain HTTP, for local development only")
     p.add_argument(
         "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
@@ -228,12 +229,14 @@ def settings_from(args: argparse.Namespace) -> Any:
         background_cpu=args.background_cpu,
         **servereads.settings(args),
         **servetls.settings(args),
+        **serveauth.settings(args),
     )
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """What argparse cannot check: files that must exist, flags that go together, ranges."""
     servetls.check(args)
+    serveauth.check(args)
     if (
         args.workers < 1
         or args.max_body < 1
