@@ -6,6 +6,9 @@ import contextlib
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Iterator, Sequence
@@ -65,3 +68,22 @@ def postgres_schema(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as con:
             con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def machine_kubectl() -> str:
+    """The machine's kubectl. Under CI (POLICYENGINE_REQUIRE_SHARED=1 or CI=true, which .ci/run and CI
+    services set) a missing kubectl fails the test instead of skipping it."""
+    found = shutil.which("kubectl")
+    if found is None:
+        reason = "kubectl is not on PATH (install kubectl or Debian's kubernetes-client)"
+        if os.environ.get("POLICYENGINE_REQUIRE_SHARED") == "1" or os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+def run_policyengine(*args: str) -> subprocess.CompletedProcess[str]:
+    """``policyengine ARGS`` in its own process (output captured, exit code not checked)."""
+    return subprocess.run(
+        [sys.executable, "-m", "policyengine", *args], capture_output=True, text=True, check=False
+    )

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,16 +16,10 @@ import pytest
 
 from tests.e2e.clientcerts import CA, client_cert, make_ca, signing_key, write_jwks
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
-from tests.helpers import postgres_schema
+from tests.helpers import postgres_schema, run_policyengine
 from tests.unit.webhook.builders import pod, review
 
 pytestmark = pytest.mark.e2e
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "policyengine", *args], capture_output=True, text=True, check=False
-    )
 
 
 @dataclass
@@ -45,7 +37,7 @@ class Mtls:
         return httpx.Client(base_url=self.server.url, verify=context, timeout=10)
 
     def audited(self) -> list[str]:
-        out = _cli("audit", "query", "--audit-log", self.audit_log, "--format", "json")
+        out = run_policyengine("audit", "query", "--audit-log", self.audit_log, "--format", "json")
         assert out.returncode == 0, out.stderr
         return [e["uid"] for e in json.loads(out.stdout)]
 
@@ -55,7 +47,10 @@ def mtls(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Mtls
     tmp = tmp_path_factory.mktemp("mtls")
     shutil.copytree(certs, tmp / "tls")
     keys = tmp / "keys"
-    assert _cli("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode == 0
+    assert (
+        run_policyengine("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode
+        == 0
+    )
     ca = make_ca("apiserver client CA")
     ca_file = tmp / "client-ca.crt"
     ca_file.write_bytes(ca.pem())

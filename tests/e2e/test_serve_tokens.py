@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,17 +18,12 @@ import pytest
 
 from tests.e2e.clientcerts import SigningKey, signing_key, write_jwks
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
+from tests.helpers import run_policyengine
 from tests.unit.webhook.builders import pod, review
 
 pytestmark = pytest.mark.e2e
 
 ISSUER = "https://kubernetes.default.svc"
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "policyengine", *args], capture_output=True, text=True, check=False
-    )
 
 
 @dataclass
@@ -46,7 +39,7 @@ class Tokens:
             return client.post("/validate", json=review(pod(image="x:latest"), uid=uid), headers=headers)
 
     def audited(self) -> list[str]:
-        out = _cli("audit", "query", "--audit-log", self.audit_log, "--format", "json")
+        out = run_policyengine("audit", "query", "--audit-log", self.audit_log, "--format", "json")
         assert out.returncode == 0, out.stderr
         return [e["uid"] for e in json.loads(out.stdout)]
 
@@ -55,7 +48,10 @@ class Tokens:
 def tokens(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Tokens]:  # noqa: F811
     tmp = tmp_path_factory.mktemp("tokens")
     keys = tmp / "keys"
-    assert _cli("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode == 0
+    assert (
+        run_policyengine("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode
+        == 0
+    )
     key = signing_key("k1")
     jwks = tmp / "jwks.json"
     write_jwks(jwks, key)
@@ -168,7 +164,7 @@ def test_a_bad_jwks_stops_the_start_naming_the_file(
     jwks = tmp_path / "jwks.json"
     jwks.write_bytes(content)
     shutil.copy(certs / "tls.crt", tmp_path / "tls.crt")
-    out = _cli(
+    out = run_policyengine(
         "serve", "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
         "--apiserver-jwks", str(jwks), "--apiserver-audience", "policyengine",
     )  # fmt: skip

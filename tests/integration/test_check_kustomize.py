@@ -8,13 +8,11 @@ The kustomizations use only what both kustomize v5 and the kustomize v2 embedded
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ACME_CONFIG, run_cli, run_json, write
+from tests.helpers import ACME_CONFIG, machine_kubectl, run_cli, run_json, write
 
 BASE_MANIFESTS = """\
 apiVersion: v1
@@ -63,15 +61,7 @@ spec:
 
 @pytest.fixture
 def kubectl() -> str:
-    """The machine's kubectl. Under CI (POLICYENGINE_REQUIRE_SHARED=1 or CI=true, which .ci/run and CI
-    services set) a missing kubectl fails these tests instead of skipping them."""
-    found = shutil.which("kubectl")
-    if found is None:
-        reason = "kubectl is not on PATH (install kubectl or Debian's kubernetes-client)"
-        if os.environ.get("POLICYENGINE_REQUIRE_SHARED") == "1" or os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return machine_kubectl()
 
 
 def repo(root: Path) -> Path:

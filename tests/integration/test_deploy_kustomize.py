@@ -12,9 +12,7 @@ test_check_kustomize.py."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from kubernetes import client
 
 from policyengine.cli import build_parser, main
 from policyengine.cli.serve import settings_from
-from tests.helpers import run_json
+from tests.helpers import machine_kubectl, run_json
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy"
@@ -46,15 +44,7 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 @pytest.fixture(scope="module")
 def kubectl() -> str:
-    """The machine's kubectl. Under CI (POLICYENGINE_REQUIRE_SHARED=1 or CI=true, which .ci/run and CI
-    services set) a missing kubectl fails these tests instead of skipping them."""
-    found = shutil.which("kubectl")
-    if found is None:
-        reason = "kubectl is not on PATH (install kubectl or Debian's kubernetes-client)"
-        if os.environ.get("POLICYENGINE_REQUIRE_SHARED") == "1" or os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return machine_kubectl()
 
 
 def render(kubectl: str, tree: Path) -> list[dict[str, Any]]:
