@@ -129,6 +129,7 @@ class GuardedConfig(uvicorn.Config):
             http=ConnectionGuard,
             loop="asyncio",  # the guard relies on asyncio's callback order (see ConnectionGuard)
             limit_concurrency=None,  # counted by the guard, from accept
+            proxy_headers=False,  # called by the API server directly: no X-Forwarded-For is believed
             timeout_keep_alive=max(1, math.ceil(limits.header_timeout)),
             **options,
         )

@@ -105,6 +105,8 @@ def test_an_expired_certificate_fails_the_handshake(mtls: Mtls) -> None:
 def test_a_name_not_allowed_is_403_logged_and_not_audited(mtls: Mtls) -> None:
     cert = client_cert(mtls.ca, "some-pod", mtls.dir / "pod")
     with mtls.client(cert) as client:
+        # a client cannot choose the address its refusal is logged under
+        client.headers["X-Forwarded-For"] = "10.9.9.9"
         answer = _post(client, "wrong-cn")
         metrics = client.get("/metrics").text
     assert answer.status_code == 403
