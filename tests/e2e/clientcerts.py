@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.helpers import run_policyengine
+
 
 @dataclass(frozen=True)
 class CA:
@@ -110,3 +112,18 @@ def write_jwks(path: Path, *keys: SigningKey) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"keys": [k.jwk() for k in keys]}))
     tmp.replace(path)
+
+
+def audit_keys(tmp: Path) -> Path:
+    """A fresh audit signing key pair in ``tmp/keys`` (``audit.key`` signs the log)."""
+    keys = tmp / "keys"
+    done = run_policyengine("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys))
+    assert done.returncode == 0, done.stderr
+    return keys
+
+
+def audited_uids(audit_log: str) -> list[str]:
+    """The request uids the audit log holds, read with ``policyengine audit query``."""
+    out = run_policyengine("audit", "query", "--audit-log", audit_log, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return [e["uid"] for e in json.loads(out.stdout)]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import ssl
 import time
@@ -14,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.clientcerts import CA, client_cert, make_ca, signing_key, write_jwks
+from tests.e2e.clientcerts import CA, audit_keys, audited_uids, client_cert, make_ca, signing_key, write_jwks
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
-from tests.helpers import postgres_schema, run_policyengine
+from tests.helpers import postgres_schema
 from tests.unit.webhook.builders import pod, review
 
 pytestmark = pytest.mark.e2e
@@ -37,20 +36,14 @@ class Mtls:
         return httpx.Client(base_url=self.server.url, verify=context, timeout=10)
 
     def audited(self) -> list[str]:
-        out = run_policyengine("audit", "query", "--audit-log", self.audit_log, "--format", "json")
-        assert out.returncode == 0, out.stderr
-        return [e["uid"] for e in json.loads(out.stdout)]
+        return audited_uids(self.audit_log)
 
 
 @pytest.fixture(scope="module")
 def mtls(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Mtls]:  # noqa: F811
     tmp = tmp_path_factory.mktemp("mtls")
     shutil.copytree(certs, tmp / "tls")
-    keys = tmp / "keys"
-    assert (
-        run_policyengine("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode
-        == 0
-    )
+    keys = audit_keys(tmp)
     ca = make_ca("apiserver client CA")
     ca_file = tmp / "client-ca.crt"
     ca_file.write_bytes(ca.pem())

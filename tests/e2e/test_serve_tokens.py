@@ -16,7 +16,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.e2e.clientcerts import SigningKey, signing_key, write_jwks
+from tests.e2e.clientcerts import SigningKey, audit_keys, audited_uids, signing_key, write_jwks
 from tests.e2e.test_serve import Server, _start, _stop, certs  # noqa: F401 (certs is a fixture)
 from tests.helpers import run_policyengine
 from tests.unit.webhook.builders import pod, review
@@ -39,19 +39,13 @@ class Tokens:
             return client.post("/validate", json=review(pod(image="x:latest"), uid=uid), headers=headers)
 
     def audited(self) -> list[str]:
-        out = run_policyengine("audit", "query", "--audit-log", self.audit_log, "--format", "json")
-        assert out.returncode == 0, out.stderr
-        return [e["uid"] for e in json.loads(out.stdout)]
+        return audited_uids(self.audit_log)
 
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[Tokens]:  # noqa: F811
     tmp = tmp_path_factory.mktemp("tokens")
-    keys = tmp / "keys"
-    assert (
-        run_policyengine("audit", "keygen", "--origin", "e2e.example/audit", "--out", str(keys)).returncode
-        == 0
-    )
+    keys = audit_keys(tmp)
     key = signing_key("k1")
     jwks = tmp / "jwks.json"
     write_jwks(jwks, key)
