@@ -129,13 +129,17 @@ class KeyChain:
                 message = f"hand-over at size {checkpoint.size} before the previous one at {last.first}"
                 return ChainProblem(last.first, errors.HANDOVER_INVALID, message)
             if any(r.verifier.key_id == new.key_id for r in self.ranges):
-                return ChainProblem(checkpoint.size, errors.HANDOVER_INVALID, "a hand-over to a key used before")
+                return ChainProblem(
+                    checkpoint.size, errors.HANDOVER_INVALID, "a hand-over to a key used before"
+                )
             old_signed, new_signed = _signed_by(note, last.verifier), _signed_by(note, new)
         except NoteError as exc:
             return ChainProblem(last.first, errors.HANDOVER_INVALID, f"hand-over: {exc.message}")
         size = checkpoint.size
         if not new_signed:
-            return ChainProblem(size, errors.HANDOVER_INVALID, f"hand-over {size} is not signed by the new key")
+            return ChainProblem(
+                size, errors.HANDOVER_INVALID, f"hand-over {size} is not signed by the new key"
+            )
         if new.key_id not in pinned:  # a key the auditor pinned needs no word from the old one
             if not old_signed:
                 message = f"hand-over {size} is not signed by the key it hands over from"
@@ -233,7 +237,9 @@ class KeyRing:
 
     def _pick(self) -> Signer:
         if self._chain.problem is not None:
-            raise StoreCorrupt(f"the log's key chain: {self._chain.problem.message}", code=errors.KEY_MISMATCH)
+            raise StoreCorrupt(
+                f"the log's key chain: {self._chain.problem.message}", code=errors.KEY_MISMATCH
+            )
         current = self._chain.current
         signer = self._signers.get(current.key_id)
         if signer is not None:
@@ -276,7 +282,9 @@ def revoke(store: Store, genesis: Verifier, key: Verifier, from_size: int) -> Ke
     if not ranges:
         raise KeyFileError(f"{key.vkey()} is not a key of this log", code=errors.KEY_MISMATCH)
     if ranges[0].last is None:
-        raise KeyFileError("the log still signs with this key: rotate to a new key first", code=errors.KEY_REVOKED)
+        raise KeyFileError(
+            "the log still signs with this key: rotate to a new key first", code=errors.KEY_REVOKED
+        )
     if from_size < 0:
         raise KeyFileError(f"size {from_size} is negative", code=errors.USAGE)
     kept = store.meta(revoked_meta(key), str(from_size))

@@ -19,8 +19,7 @@ from audit.merkle import CompactRange, leaf_hash
 from audit.note import Verifier
 from audit.stores import StoredEntry, TreeHead
 
-
-KEY_CODES = frozenset({errors.KEY_REVOKED, errors.KEY_NOT_TRUSTED})  # reported as themselves
+KEY_CODES = frozenset({errors.KEY_NOT_TRUSTED})  # reported as itself, not as a bad signature
 
 
 @dataclass(frozen=True)
@@ -78,9 +77,11 @@ def verify_log(
     """
     problems: list[_Problem] = []
     chain = chain if chain is not None else KeyChain(verifier)
-    expected = _stored_checkpoints(checkpoints, chain, problems)
+    revoked: list[tuple[int, str]] = []
+    expected = _stored_checkpoints(checkpoints, chain, problems, revoked)
     _trusted_checkpoints(trusted, chain, expected, problems)
     _handovers(chain, expected, problems)
+    _revoked_tail(revoked, expected, problems)
     bad_limit = min((p.index for p in problems), default=None)
     replay = _Replay(expected)
     replay.run(entries, bad_limit, problems)
@@ -110,9 +111,15 @@ def verify_log(
 
 
 def _stored_checkpoints(
-    checkpoints: Sequence[tuple[int, str]], chain: KeyChain, problems: list[_Problem]
+    checkpoints: Sequence[tuple[int, str]],
+    chain: KeyChain,
+    problems: list[_Problem],
+    revoked: list[tuple[int, str]],
 ) -> dict[int, Checkpoint]:
-    """The store's checkpoints by size, up to the first that does not verify or is filed wrongly."""
+    """The store's checkpoints by size, up to the first that does not verify or is filed wrongly.
+
+    One signed only by a revoked key is no evidence but no proof of tampering either: it lands in
+    ``revoked`` and counts only when no trusted checkpoint covers its entries."""
     expected: dict[int, Checkpoint] = {}
     span_start = 0
     for filed, note in sorted(checkpoints, key=lambda item: item[0]):
@@ -120,6 +127,9 @@ def _stored_checkpoints(
             checkpoint = chain.open(note)
         except NoteError as exc:
             message = f"checkpoint {filed}: {exc.message}"
+            if exc.code == errors.KEY_REVOKED:
+                revoked.append((filed, message))
+                continue
             code = exc.code if exc.code in KEY_CODES else errors.CHECKPOINT_SIGNATURE
             problems.append(_Problem(span_start, code, message))
             break
@@ -162,6 +172,17 @@ def _handovers(chain: KeyChain, expected: dict[int, Checkpoint], problems: list[
             message = f"the hand-over at {checkpoint.size} differs from the checkpoint of that size"
             problems.append(_Problem(checkpoint.size, errors.ROOT_MISMATCH, message))
         expected.setdefault(checkpoint.size, checkpoint)
+
+
+def _revoked_tail(
+    revoked: list[tuple[int, str]], expected: dict[int, Checkpoint], problems: list[_Problem]
+) -> None:
+    """Entries whose only checkpoints are signed by a revoked key: reported from the last trusted one."""
+    covered = max(expected, default=-1)
+    uncovered = [(size, message) for size, message in revoked if size > covered]
+    if uncovered:
+        start = max(covered, 0)
+        problems.append(_Problem(start, errors.KEY_REVOKED, uncovered[0][1]))
 
 
 class _Replay:
