@@ -165,7 +165,7 @@ def _handovers(chain: KeyChain, expected: dict[int, Checkpoint], problems: list[
     if chain.problem is not None:
         start = max((size for size in expected if size <= chain.problem.size), default=0)
         message = f"key chain: {chain.problem.message}"
-        problems.append(_Problem(start, chain.problem.code, message))
+        problems.insert(0, _Problem(start, chain.problem.code, message))  # the cause wins a tie
     for checkpoint in chain.handovers:
         known = expected.get(checkpoint.size)
         if known is not None and known.root != checkpoint.root:
