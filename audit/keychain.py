@@ -102,9 +102,10 @@ class KeyChain:
         self,
         genesis: Verifier,
         handovers: Sequence[str] = (),
-        revocations: Mapping[str, int] = {},
+        revocations: Mapping[str, int] | None = None,
         pinned: Sequence[Verifier] = (),
     ) -> None:
+        revocations = revocations or {}
         self.genesis = genesis
         self.ranges: list[KeyRange] = [KeyRange(genesis, 0, None, revocations.get(genesis.vkey()))]
         self.handovers: list[Checkpoint] = []
@@ -285,8 +286,8 @@ def revoke(store: Store, genesis: Verifier, key: Verifier, from_size: int) -> Ke
         raise KeyFileError(
             "the log still signs with this key: rotate to a new key first", code=errors.KEY_REVOKED
         )
-    if from_size < 0:
-        raise KeyFileError(f"size {from_size} is negative", code=errors.USAGE)
+    if not 0 <= from_size < 2**63:  # what the stores' sizes can be, and parse_revocation reads back
+        raise KeyFileError(f"size {from_size} is not a log size", code=errors.USAGE)
     kept = store.meta(revoked_meta(key), str(from_size))
     if kept != str(from_size):
         raise KeyFileError(f"this key is already revoked from size {kept}", code=errors.KEY_REVOKED)

@@ -184,6 +184,10 @@ def test_revoked_key(
     assert run("audit", "verify", "--audit-log", str(db), "--public-key", vkey0,
                "--successor-key", str(keys["k1"] / "audit.vkey")) == 0  # fmt: skip
     assert "intact: 10 entries" in capsys.readouterr().out
+    # A size no log reaches is refused, not read back as "revoked from 0".
+    assert (
+        run("audit", "revoke-key", "--audit-log", str(db), "--public-key", vkey0, "--from", str(2**64)) == 2
+    )
     # A revocation is set once: a second, different one is refused.
     assert run("audit", "revoke-key", "--audit-log", str(db), "--public-key", vkey0, "--from", "4") == 2
 
