@@ -1,4 +1,5 @@
-"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export.
+"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export
+(and rotate-key, revoke-key from ``audit.keycli``).
 
 ``add_commands(subparsers)`` adds them to an argparse sub-parser group; each sets ``func(args) -> int``.
 Exit codes: 0 success (or intact), 1 verification failed (the first bad index is printed), 2 usage error.
@@ -21,6 +22,7 @@ from audit.checkpoint import peek_checkpoint
 from audit.entry import SOURCES, VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
 from audit.export import MANIFEST, export, read_checkpoints, verify_export
+from audit.keycli import add_key_verbs
 from audit.keys import VKEY_FILE, keygen, load_signer, load_verifier
 from audit.log import AuditLog, LoggedEntry
 from audit.note import Verifier
@@ -71,6 +73,7 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     _log_arg(p)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
+    add_key_verbs(verbs, _guard)
     return audit
 
 
@@ -103,6 +106,14 @@ def _verify_parser(verbs: Any) -> None:
     where.add_argument("--export", type=Path, help="an exported directory")
     p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
+    p.add_argument(
+        "--successor-key",
+        type=Path,
+        action="append",
+        default=[],
+        help="a later key of the log obtained out of band (.vkey): trusted even where the hand-over to it "
+        "is not (its old key revoked)",
+    )
     p.add_argument(
         "--max-unsigned",
         type=_int64,
@@ -285,13 +296,15 @@ def _verify(args: argparse.Namespace) -> int:
             verifier = _pinned(args.public_key, origin)
         else:
             print(f"note: using the export's own {VKEY_FILE}; pin the key with --public-key", file=sys.stderr)
-        report = verify_export(args.export, verifier, trusted=trusted)
+        pinned = [load_verifier(p) for p in args.successor_key]
+        report = verify_export(args.export, verifier, trusted=trusted, pinned=pinned)
     else:
         if args.public_key is None:
             print("error: --public-key is required with --audit-log", file=sys.stderr)
             return USAGE
         with _open(args) as log:
-            report = log.verify(_pinned(args.public_key, log.origin), trusted=trusted)
+            pinned = [load_verifier(p) for p in args.successor_key]
+            report = log.verify(_pinned(args.public_key, log.origin), trusted=trusted, pinned=pinned)
     if report.ok and report.unsigned > args.max_unsigned:
         # A writer signs every batch as soon as it commits (and on recovery), so a long unsigned tail is
         # what deleting the latest checkpoints and rewriting the entries after them leaves behind.

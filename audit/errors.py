@@ -14,7 +14,7 @@ An error's ``code`` is its class's own code, or a finer code of that class's kin
     │     checkpoint_invalid key_name vkey_invalid origin_mismatch signature_invalid
     │     signature_unknown_key
     ├── KeyFileError                key_invalid          a key file cannot be read or is the wrong kind
-    │     key_exists key_origin key_mismatch log_missing usage
+    │     key_exists key_origin key_mismatch log_missing usage key_rotated key_revoked
     ├── ProofFormatError            proof_format         a tlog-proof text cannot be parsed
     │     proof_no_entry
     ├── StoreError                  store_error          the storage backend failed
@@ -31,7 +31,7 @@ An error's ``code`` is its class's own code, or a finer code of that class's kin
 
 A verification (``VerifyReport.code``) is ``ok`` or names the first thing wrong: checkpoint_signature
 checkpoint_misfiled trusted_checkpoint root_mismatch entry_missing entry_hash index_mismatch truncated
-head_mismatch unsigned_entries. The auditors' API answers ``busy`` (503) at its query cap.
+head_mismatch unsigned_entries handover_invalid key_revoked key_not_trusted. The auditors' API answers ``busy`` (503) at its query cap.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ HEAD_MISMATCH = "head_mismatch"  # the stored tree head disagrees with the entri
 RANGE_MISMATCH = "range_mismatch"  # the stored compact range disagrees with the leaves
 EXPORT_NO_KEY = "export_no_key"  # an export of a log that never signed anything
 API_NO_TOKENS = "api_no_tokens"  # the auditors' API tokens file holds no token
+KEY_ROTATED = "key_rotated"  # a key that was handed over to another and signs no more
 
 # What a verification reports (VerifyReport.code).
 OK = "ok"
@@ -81,6 +82,9 @@ ENTRY_MISSING = "entry_missing"  # a gap in the entries
 ENTRY_HASH = "entry_hash"  # an entry that does not match its stored leaf hash
 INDEX_MISMATCH = "index_mismatch"  # an entry's query columns that differ from the entry
 UNSIGNED_ENTRIES = "unsigned_entries"  # entries no checkpoint covers where one must
+HANDOVER_INVALID = "handover_invalid"  # a key hand-over not co-signed by the old and the new key
+KEY_REVOKED = "key_revoked"  # a signature by a key revoked from a size at or below the checkpoint's
+KEY_NOT_TRUSTED = "key_not_trusted"  # a checkpoint signed by no key the chain trusts at its size
 
 # What the auditors' API answers besides an AuditError's code.
 BUSY = "busy"  # the API is at its query cap (503, Retry-After)
@@ -100,6 +104,9 @@ VERIFY_CODES = frozenset(
         TRUNCATED,
         HEAD_MISMATCH,
         UNSIGNED_ENTRIES,
+        HANDOVER_INVALID,
+        KEY_REVOKED,
+        KEY_NOT_TRUSTED,
     }
 )
 
@@ -219,6 +226,8 @@ ERROR_CODES = frozenset(
         RANGE_MISMATCH,
         EXPORT_NO_KEY,
         API_NO_TOKENS,
+        KEY_ROTATED,
+        KEY_REVOKED,
     }
 )
 

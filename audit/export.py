@@ -2,7 +2,9 @@
 
 Layout: ``entries.jsonl`` (each line the exact canonical bytes that were hashed; line n is index n),
 ``checkpoints.jsonl`` (``{"size": n, "note": "..."}`` per line), ``audit.vkey`` and ``audit.pub``
-(the log's key) and ``manifest.json``. Only the signed prefix (up to the latest checkpoint) is exported.
+(the log's first key), ``keys.json`` (every key with the sizes it signed, the co-signed hand-overs
+between them and the revocations) and ``manifest.json``. Only the signed prefix (up to the latest
+checkpoint) is exported.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from audit import errors
 from audit.errors import ExportError
+from audit.exportkeys import KEYS, read_keys, write_keys
 from audit.keys import PUB_FILE, VKEY_FILE, load_verifier, public_pem
 from audit.log import AuditLog
 from audit.note import Verifier
@@ -54,6 +57,7 @@ def export(log: AuditLog, out_dir: str | os.PathLike[str]) -> ExportSummary:
             handle.write(json.dumps({"size": filed, "note": note}) + "\n")
     (out / VKEY_FILE).write_text(vkey + "\n")
     (out / PUB_FILE).write_bytes(public_pem(verifier))
+    write_keys(out / KEYS, log.store, verifier, size)
     manifest = {"format": FORMAT, "origin": verifier.name, "entries": size, "checkpoints": len(checkpoints)}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return ExportSummary(out, size, len(checkpoints))
@@ -84,7 +88,11 @@ def read_checkpoints(directory: Path) -> list[tuple[int, str]]:
 
 
 def verify_export(
-    directory: str | os.PathLike[str], verifier: Verifier | None = None, *, trusted: Sequence[str] = ()
+    directory: str | os.PathLike[str],
+    verifier: Verifier | None = None,
+    *,
+    trusted: Sequence[str] = (),
+    pinned: Sequence[Verifier] = (),
 ) -> VerifyReport:
     """Verify an export with only its own files; ``verifier`` pins the key instead of the export's.
 
@@ -95,7 +103,8 @@ def verify_export(
     path = Path(directory)
     if verifier is None:
         verifier = load_verifier(path / VKEY_FILE)
-    report = verify_log(read_entries(path), read_checkpoints(path), verifier, trusted=trusted)
+    chain = read_keys(path / KEYS, verifier, pinned)
+    report = verify_log(read_entries(path), read_checkpoints(path), verifier, trusted=trusted, chain=chain)
     if report.ok and report.unsigned:
         return replace(
             report,

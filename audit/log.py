@@ -9,7 +9,7 @@ signed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -26,6 +26,7 @@ from audit.errors import (
     StoreCorrupt,
     StoreUnavailable,
 )
+from audit.keychain import KeyRing, load_chain
 from audit.merkle import (
     CompactRange,
     SubtreeHash,
@@ -66,6 +67,7 @@ class AuditLog:
         self.store = store
         self.origin = origin
         self._signer = signer
+        self._ring: KeyRing | None = None
         self._writer: GroupCommit[Record, int] | None = None
         if signer is not None:
             self._writer = GroupCommit(
@@ -81,11 +83,13 @@ class AuditLog:
         origin: str | None = None,
         max_batch: int = 256,
         max_delay: float = 0.0005,
+        next_signers: Sequence[Signer] = (),
     ) -> AuditLog:
         """Open a log: a SQLite path, ``postgresql://…``, ``:memory:`` or a Store.
 
         With a ``signer`` (whose key name is the origin) the log can append; it first recovers.
-        Without one it is read-only (query, prove, verify, export).
+        Without one it is read-only (query, prove, verify, export). ``next_signers`` are keys the log
+        may be handed over to: the writer signs with whichever the key chain names (``audit.keychain``).
         """
         store = open_store(target) if isinstance(target, (str, os.PathLike)) else target
         try:
@@ -100,15 +104,16 @@ class AuditLog:
                 raise StoreCorrupt(
                     f"this log's origin is {stored!r}, not {origin!r}", code=errors.ORIGIN_MISMATCH
                 )
+            ring = None
             if signer is not None:
-                vkey = signer.verifier().vkey()
-                if store.meta("vkey", vkey) != vkey:
-                    raise KeyFileError("this log is signed with another key", code=errors.KEY_MISMATCH)
+                ring = KeyRing(store, [signer, *next_signers])  # the key the chain says signs now
+                signer = ring.signer
                 recover(store)
         except BaseException:
             store.close()
             raise
         log = cls(store, origin=stored, signer=signer, max_batch=max_batch, max_delay=max_delay)
+        log._ring = ring
         if signer is not None:
             try:
                 log.sign_pending()
@@ -153,6 +158,8 @@ class AuditLog:
         """Sign the stored head unless already signed; refuse if it forks from the last checkpoint."""
         if self._signer is None or self.origin is None:
             raise ReadOnlyLog("signing needs the log's key")
+        if self._ring is not None:
+            self._signer = self._ring.current(self.store)  # a hand-over recorded since switches keys
         latest = self.store.latest_checkpoint()  # read before the head: the head can only be larger
         head = self.store.head()
         existing = self.store.checkpoint_at(head.size)
@@ -176,6 +183,15 @@ class AuditLog:
                     ) from exc
         note = sign_checkpoint(Checkpoint(self.origin, head.size, head.root), self._signer)
         return self.store.add_checkpoint(head.size, note)
+
+    def rotate_key(self, new: Signer) -> str:
+        """Hand the log over to ``new`` at the latest checkpoint (co-signed by both keys); return the note."""
+        if self._ring is None:
+            raise ReadOnlyLog("rotating needs the log's current key")
+        self.sign_pending()  # the hand-over is at a signed head, so no entry is left for the old key
+        note = self._ring.hand_over(self.store, new)
+        self._signer = self._ring.signer
+        return note
 
     def close(self) -> None:
         """Finish queued appends and close the store."""
@@ -253,12 +269,18 @@ class AuditLog:
 
         return mth
 
-    def verify(self, verifier: Verifier, *, trusted: tuple[str, ...] = ()) -> VerifyReport:
-        """Re-hash every entry and check every checkpoint signature and root."""
+    def verify(
+        self, verifier: Verifier, *, trusted: tuple[str, ...] = (), pinned: Sequence[Verifier] = ()
+    ) -> VerifyReport:
+        """Re-hash every entry and check every checkpoint signature and root.
+
+        ``verifier`` is the log's first key; later keys are trusted through co-signed hand-overs, or
+        when ``pinned`` (keys the auditor got otherwise)."""
+        chain = load_chain(self.store, verifier, pinned)
         checkpoints = self.store.checkpoints()  # before the head, which can only have grown since
         head, count = self.store.state()
         entries = self.iter_entries(min(count, head.size + 1))  # an entry past the head is tampering
-        report = verify_log(entries, checkpoints, verifier, head=head, trusted=trusted)
+        report = verify_log(entries, checkpoints, verifier, head=head, trusted=trusted, chain=chain)
         if report.ok and self.origin != verifier.name:
             # Every checkpoint verifies under the pinned key, so the log's own record of its origin (which
             # a writer checks on open) was edited.

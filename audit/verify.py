@@ -11,12 +11,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from audit import errors
-from audit.checkpoint import Checkpoint, open_checkpoint
+from audit.checkpoint import Checkpoint
 from audit.entry import IndexFields, index_fields, parse
 from audit.errors import EntryError, NoteError
+from audit.keychain import KeyChain
 from audit.merkle import CompactRange, leaf_hash
 from audit.note import Verifier
 from audit.stores import StoredEntry, TreeHead
+
+KEY_CODES = frozenset({errors.KEY_NOT_TRUSTED})  # reported as itself, not as a bad signature
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,21 @@ def verify_log(
     *,
     head: TreeHead | None = None,
     trusted: Sequence[str] = (),
+    chain: KeyChain | None = None,
 ) -> VerifyReport:
     """Check entries (with their stored leaf hashes and query columns when given) against every checkpoint.
 
     ``checkpoints`` are (size the store filed it under, note). ``head`` is the store's own tree head;
     ``trusted`` are checkpoint notes an auditor kept earlier (they catch a log cut back with its checkpoints).
+    ``chain`` holds the keys after ``verifier`` (the first) with their hand-overs and revocations.
     """
     problems: list[_Problem] = []
-    expected = _stored_checkpoints(checkpoints, verifier, problems)
-    _trusted_checkpoints(trusted, verifier, expected, problems)
+    chain = chain if chain is not None else KeyChain(verifier)
+    revoked: list[tuple[int, str]] = []
+    expected = _stored_checkpoints(checkpoints, chain, problems, revoked)
+    _trusted_checkpoints(trusted, chain, expected, problems)
+    _handovers(chain, expected, problems)
+    _revoked_tail(revoked, expected, problems)
     bad_limit = min((p.index for p in problems), default=None)
     replay = _Replay(expected)
     replay.run(entries, bad_limit, problems)
@@ -102,17 +111,27 @@ def verify_log(
 
 
 def _stored_checkpoints(
-    checkpoints: Sequence[tuple[int, str]], verifier: Verifier, problems: list[_Problem]
+    checkpoints: Sequence[tuple[int, str]],
+    chain: KeyChain,
+    problems: list[_Problem],
+    revoked: list[tuple[int, str]],
 ) -> dict[int, Checkpoint]:
-    """The store's checkpoints by size, up to the first that does not verify or is filed wrongly."""
+    """The store's checkpoints by size, up to the first that does not verify or is filed wrongly.
+
+    One signed only by a revoked key is no evidence but no proof of tampering either: it lands in
+    ``revoked`` and counts only when no trusted checkpoint covers its entries."""
     expected: dict[int, Checkpoint] = {}
     span_start = 0
     for filed, note in sorted(checkpoints, key=lambda item: item[0]):
         try:
-            checkpoint = open_checkpoint(note, verifier)
+            checkpoint = chain.open(note)
         except NoteError as exc:
             message = f"checkpoint {filed}: {exc.message}"
-            problems.append(_Problem(span_start, errors.CHECKPOINT_SIGNATURE, message))
+            if exc.code == errors.KEY_REVOKED:
+                revoked.append((filed, message))
+                continue
+            code = exc.code if exc.code in KEY_CODES else errors.CHECKPOINT_SIGNATURE
+            problems.append(_Problem(span_start, code, message))
             break
         if checkpoint.size != filed:
             message = f"checkpoint {filed} says size {checkpoint.size}"
@@ -124,12 +143,12 @@ def _stored_checkpoints(
 
 
 def _trusted_checkpoints(
-    trusted: Sequence[str], verifier: Verifier, expected: dict[int, Checkpoint], problems: list[_Problem]
+    trusted: Sequence[str], chain: KeyChain, expected: dict[int, Checkpoint], problems: list[_Problem]
 ) -> None:
     """Add the auditor's own checkpoints to ``expected``; one that contradicts the store's is a problem."""
     for note in trusted:
         try:
-            checkpoint = open_checkpoint(note, verifier)
+            checkpoint = chain.open(note)
         except NoteError as exc:
             problems.append(_Problem(0, errors.TRUSTED_CHECKPOINT, f"trusted checkpoint: {exc.message}"))
             continue
@@ -138,6 +157,32 @@ def _trusted_checkpoints(
             message = f"trusted checkpoint {checkpoint.size} differs from the log's"
             problems.append(_Problem(0, errors.ROOT_MISMATCH, message))
         expected.setdefault(checkpoint.size, checkpoint)
+
+
+def _handovers(chain: KeyChain, expected: dict[int, Checkpoint], problems: list[_Problem]) -> None:
+    """A broken hand-over is reported from the last checkpoint before it; a valid one is a checkpoint
+    like the others, whose root the entries must reach."""
+    if chain.problem is not None:
+        start = max((size for size in expected if size <= chain.problem.size), default=0)
+        message = f"key chain: {chain.problem.message}"
+        problems.insert(0, _Problem(start, chain.problem.code, message))  # the cause wins a tie
+    for checkpoint in chain.handovers:
+        known = expected.get(checkpoint.size)
+        if known is not None and known.root != checkpoint.root:
+            message = f"the hand-over at {checkpoint.size} differs from the checkpoint of that size"
+            problems.append(_Problem(checkpoint.size, errors.ROOT_MISMATCH, message))
+        expected.setdefault(checkpoint.size, checkpoint)
+
+
+def _revoked_tail(
+    revoked: list[tuple[int, str]], expected: dict[int, Checkpoint], problems: list[_Problem]
+) -> None:
+    """Entries whose only checkpoints are signed by a revoked key: reported from the last trusted one."""
+    covered = max(expected, default=-1)
+    uncovered = [(size, message) for size, message in revoked if size > covered]
+    if uncovered:
+        start = max(covered, 0)
+        problems.append(_Problem(start, errors.KEY_REVOKED, uncovered[0][1]))
 
 
 class _Replay:

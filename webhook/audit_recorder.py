@@ -48,10 +48,13 @@ class AuditRecorder:
         key: str,
         *,
         origin: str | None = None,
+        next_key: str | None = None,
         failure: str = "deny",
         restart_after: float = RESTART_AFTER,
     ) -> AuditRecorder:
-        log = AuditLog.open(target, signer=load_signer(key, origin))
+        signer = load_signer(key, origin)
+        successors = [load_signer(next_key, signer.name)] if next_key else []
+        log = AuditLog.open(target, signer=signer, next_signers=successors)
         return cls(log, failure=failure, restart_after=restart_after)
 
     @property

@@ -141,6 +141,7 @@ def recorder_from(settings: Settings) -> DecisionRecorder:
         settings.audit_log,
         settings.audit_key,
         origin=settings.audit_origin,
+        next_key=settings.audit_next_key,
         failure=settings.audit_failure,
         restart_after=settings.audit_restart_after,
     )

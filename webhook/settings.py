@@ -56,6 +56,7 @@ class Settings:
     log_level: str = "INFO"
     audit_log: str | None = None  # SQLite path or postgresql://…
     audit_key: str | None = None
+    audit_next_key: str | None = None  # a key the log may be handed over to while serving
     audit_origin: str | None = None
     audit_failure: str = "deny"  # deny | allow
     audit_restart_after: float = 120.0  # seconds of audit outage before /healthz fails (deny mode); 0: never

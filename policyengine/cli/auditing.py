@@ -26,6 +26,12 @@ def add_arguments(p: Any) -> None:
     group.add_argument(
         "--audit-key", metavar="FILE", help="the log's Ed25519 key (audit.key from `audit keygen`)"
     )
+    group.add_argument(
+        "--audit-next-key",
+        metavar="FILE",
+        help="a key the log may be handed over to (`audit rotate-key`): the writer signs with it once the "
+        "hand-over is recorded, without a restart",
+    )
     group.add_argument("--audit-origin", metavar="ORIGIN", help="log origin (default: read beside the key)")
 
 
@@ -40,7 +46,9 @@ def open_log(args: argparse.Namespace) -> AuditLog | None:
     from audit import AuditError, AuditLog, load_signer
 
     try:
-        return AuditLog.open(args.audit_log, signer=load_signer(args.audit_key, args.audit_origin))
+        signer = load_signer(args.audit_key, args.audit_origin)
+        successors = [load_signer(args.audit_next_key, signer.name)] if args.audit_next_key else []
+        return AuditLog.open(args.audit_log, signer=signer, next_signers=successors)
     except AuditError as err:
         raise UsageError(f"cannot open the audit log {args.audit_log}: {err}") from err
 

@@ -195,6 +195,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         audit_api_tokens=args.audit_api_tokens,
         audit_log=args.audit_log,
         audit_key=args.audit_key,
+        audit_next_key=args.audit_next_key,
         audit_origin=args.audit_origin,
         audit_failure=args.audit_failure,
         audit_restart_after=args.audit_restart_after,

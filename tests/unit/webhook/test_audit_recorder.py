@@ -96,3 +96,28 @@ def test_dry_run_decisions_are_recorded_and_flagged(audited: tuple[TestClient, A
     client.post("/validate", json=review(pod(image="x:latest"), dry_run=True))
     (entry,) = recorder.log.query(Query())
     assert entry.entry["source"] == "admission" and entry.entry["dryRun"] is True
+
+
+def test_a_serving_replica_signs_with_the_next_key_once_the_log_is_handed_over(
+    policy_dir: Path, keys: Path, tmp_path: Path
+) -> None:
+    from audit import load_signer
+    from audit.keychain import handover_meta
+    from audit.note import split_note
+
+    keygen("webhook.example/audit", tmp_path / "next")
+    db = str(tmp_path / "audit.db")
+    recorder = AuditRecorder.open(db, str(keys / "audit.key"), next_key=str(tmp_path / "next" / "audit.key"))
+    with make_client(policy_dir, recorder) as client:
+        assert client.post("/validate", json=review(pod(image="nginx:1.27"))).status_code == 200
+        with AuditLog.open(db, signer=load_signer(keys / "audit.key")) as operator:  # `audit rotate-key`
+            operator.rotate_key(load_signer(tmp_path / "next" / "audit.key"))
+        body = client.post("/validate", json=review(pod(image="nginx:1.28"))).json()
+        assert body["response"]["auditAnnotations"][AUDIT_INDEX_KEY] == "1"
+    recorder.close()
+    new = load_verifier(tmp_path / "next" / "audit.vkey")
+    with AuditLog.open(db) as log:
+        assert log.store.meta(handover_meta(1)) is not None
+        size, note = log.store.checkpoints()[-1]
+        assert size == 2 and [kid for _, kid, _ in split_note(note)[1]] == [new.key_id]
+        assert log.verify(load_verifier(keys / "audit.vkey")).ok
