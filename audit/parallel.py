@@ -29,9 +29,7 @@ def store_scans(store: Store, end: int, limit: int | None) -> Iterator[Scan]:
 
 def parallel_scans(target: str, end: int, jobs: int, limit: int | None) -> Iterator[Scan]:
     """The same runs as ``store_scans``, checked by ``jobs`` processes that each open ``target``."""
-    stop = end if limit is None else min(end, limit)
-    width = max(MIN_RANGE, -(-stop // (jobs * RANGES_PER_JOB)))
-    ranges = [(low, min(low + width, stop)) for low in range(0, stop, width)]
+    ranges = split(end if limit is None else min(end, limit), jobs)
     if len(ranges) < 2:
         with closing(open_store(target)) as store:
             yield from store_scans(store, end, limit)
@@ -47,6 +45,12 @@ def parallel_scans(target: str, end: int, jobs: int, limit: int | None) -> Itera
         finally:
             for future in futures:
                 future.cancel()  # the verdict is known: ranges not yet started are not checked
+
+
+def split(stop: int, jobs: int) -> list[tuple[int, int]]:
+    """[0, stop) as consecutive ranges for ``jobs`` workers, none narrower than MIN_RANGE but the last."""
+    width = max(MIN_RANGE, -(-stop // (jobs * RANGES_PER_JOB)))
+    return [(low, min(low + width, stop)) for low in range(0, stop, width)]
 
 
 def scan_range(target: str, low: int, high: int) -> list[Scan]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,8 @@ from audit.stores import StoredEntry
 Row = tuple[Any, ...]
 _LEAF_PREFIX = b"\x00"
 _sha256 = hashlib.sha256
-_scan_once = json.JSONDecoder().scan_once  # the scanner json.loads uses with default arguments
+# The scanner json.loads runs with default arguments (the C one when built), called without its wrapper.
+_scan_once: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
 
 
 @dataclass(frozen=True)
