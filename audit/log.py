@@ -27,6 +27,7 @@ from audit.errors import (
     StoreCorrupt,
     StoreUnavailable,
 )
+from audit.extension import shown_to_extend
 from audit.merkle import (
     CompactRange,
     SubtreeHash,
@@ -171,7 +172,7 @@ class AuditLog:
                 raise StoreCorrupt(
                     f"checkpoint {size} is beyond the stored head {head.size}", code=errors.TRUNCATED
                 )
-            if size > 0:
+            if size > 0 and not shown_to_extend(self.store, size, peek_checkpoint(note).root, head):
                 proof = consistency_proof(size, head.size, self._oracle(size, head.size))
                 try:
                     verify_consistency(size, head.size, peek_checkpoint(note).root, head.root, proof)
