@@ -190,3 +190,29 @@ def test_derived_columns_are_those_of_index_fields(data: bytes) -> None:
         return
     names = (fields.time, fields.source, fields.verdict, fields.namespace, fields.user, fields.kind)
     assert derive_columns(data) == (names, "\n".join(fields.policies))
+
+
+ENTRY = (
+    b'{"resource":{"kind":"Pod","namespace":"ml"},"results":[{"policy":"a"},{"policy":"b"}],'
+    b'"source":"ci","time":"t","user":{"username":"u"},"verdict":"denied"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("columns", "match"),
+    [
+        (("t", "ci", "denied", "ml", "u", "Pod", "\na\nb\n"), True),
+        (("t", "ci", "denied", "ml", "u", "Pod", "a\nb"), True),  # read back as the stores read it
+        (("t", "ci", "denied", "ml", "u", "Pod", "\n\na\nb\n\n"), True),
+        (("t", "ci", "allowed", "ml", "u", "Pod", "\na\nb\n"), False),
+        (("t", "ci", "denied", "ml", "u", "Pod", "\na\n"), False),
+        (("t", "ci", "denied", "ml", "u", "Pod", ""), False),
+        ((b"t", "ci", "denied", "ml", "u", "Pod", "\na\nb\n"), False),
+    ],
+)
+def test_the_quick_column_check_agrees_with_the_reference(columns: tuple[object, ...], match: bool) -> None:
+    from audit.scan import _columns_match, _columns_match_slowly
+
+    row = (0, ENTRY, leaf_hash(ENTRY), *columns)
+    assert _columns_match(row, ENTRY) is match
+    assert _columns_match_slowly(row, ENTRY) is match
