@@ -123,7 +123,24 @@ def _verify_parser(verbs: Any) -> None:
         f"{DEFAULT_MAX_UNSIGNED}: one group-commit batch); more is reported as tampering. "
         "0 for a log that is closed",
     )
+    p.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="check the entries of --audit-log in N processes (same verdict and first bad index as 1)",
+    )
     p.set_defaults(func=_guard(_verify))
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"--jobs takes a number of processes from 1 to 256, not {text!r}")
+    return value
 
 
 def _int64(text: str) -> int:
@@ -304,7 +321,8 @@ def _verify(args: argparse.Namespace) -> int:
             return USAGE
         with _open(args) as log:
             pinned = [load_verifier(p) for p in args.successor_key]
-            report = log.verify(_pinned(args.public_key, log.origin), trusted=trusted, pinned=pinned)
+            first = _pinned(args.public_key, log.origin)
+            report = log.verify(first, trusted=trusted, pinned=pinned, jobs=args.jobs)
     if report.ok and report.unsigned > args.max_unsigned:
         # A writer signs every batch as soon as it commits (and on recovery), so a long unsigned tail is
         # what deleting the latest checkpoints and rewriting the entries after them leaves behind.

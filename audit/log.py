@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from audit import errors
@@ -26,6 +27,7 @@ from audit.errors import (
     StoreCorrupt,
     StoreUnavailable,
 )
+from audit.extension import shown_to_extend
 from audit.keychain import KeyRing, load_chain
 from audit.merkle import (
     CompactRange,
@@ -38,10 +40,11 @@ from audit.merkle import (
     verify_consistency,
 )
 from audit.note import Signer, Verifier
+from audit.parallel import parallel_scans, store_scans
 from audit.proof import InclusionProof
 from audit.stores import Query, Record, Store, StoredEntry, TreeHead, open_store
 from audit.stores.sql import PAGE
-from audit.verify import VerifyReport, verify_log
+from audit.verify import VerifyReport, verify_scans
 from audit.writer import GroupCommit
 
 LEAF_RUN = 256  # subtrees this narrow are hashed from their leaves
@@ -63,9 +66,11 @@ class AuditLog:
         signer: Signer | None = None,
         max_batch: int = 256,
         max_delay: float = 0.0005,
+        target: str | None = None,
     ) -> None:
         self.store = store
         self.origin = origin
+        self.target = target  # the path or URL the store was opened from (verify --jobs reopens it)
         self._signer = signer
         self._ring: KeyRing | None = None
         self._writer: GroupCommit[Record, int] | None = None
@@ -112,7 +117,8 @@ class AuditLog:
         except BaseException:
             store.close()
             raise
-        log = cls(store, origin=stored, signer=signer, max_batch=max_batch, max_delay=max_delay)
+        where = os.fspath(target) if isinstance(target, (str, os.PathLike)) else None
+        log = cls(store, origin=stored, signer=signer, max_batch=max_batch, max_delay=max_delay, target=where)
         log._ring = ring
         if signer is not None:
             try:
@@ -173,7 +179,7 @@ class AuditLog:
                 raise StoreCorrupt(
                     f"checkpoint {size} is beyond the stored head {head.size}", code=errors.TRUNCATED
                 )
-            if size > 0:
+            if size > 0 and not shown_to_extend(self.store, size, peek_checkpoint(note).root, head):
                 proof = consistency_proof(size, head.size, self._oracle(size, head.size))
                 try:
                     verify_consistency(size, head.size, peek_checkpoint(note).root, head.root, proof)
@@ -270,17 +276,29 @@ class AuditLog:
         return mth
 
     def verify(
-        self, verifier: Verifier, *, trusted: tuple[str, ...] = (), pinned: Sequence[Verifier] = ()
+        self,
+        verifier: Verifier,
+        *,
+        trusted: tuple[str, ...] = (),
+        pinned: Sequence[Verifier] = (),
+        jobs: int = 1,
     ) -> VerifyReport:
         """Re-hash every entry and check every checkpoint signature and root.
 
         ``verifier`` is the log's first key; later keys are trusted through co-signed hand-overs, or
-        when ``pinned`` (keys the auditor got otherwise)."""
+        when ``pinned`` (keys the auditor got otherwise). ``jobs`` > 1 checks the entries in that many
+        processes, each reading the log itself (a log opened from a path or URL); the verdict and the
+        first bad index are the same as with one.
+        """
         chain = load_chain(self.store, verifier, pinned)
         checkpoints = self.store.checkpoints()  # before the head, which can only have grown since
         head, count = self.store.state()
-        entries = self.iter_entries(min(count, head.size + 1))  # an entry past the head is tampering
-        report = verify_log(entries, checkpoints, verifier, head=head, trusted=trusted, chain=chain)
+        end = min(count, head.size + 1)  # an entry past the head is tampering
+        if jobs > 1 and self.target is not None:
+            scans = partial(parallel_scans, self.target, end, jobs)
+        else:
+            scans = partial(store_scans, self.store, end)
+        report = verify_scans(scans, checkpoints, verifier, head=head, trusted=trusted, chain=chain)
         if report.ok and self.origin != verifier.name:
             # Every checkpoint verifies under the pinned key, so the log's own record of its origin (which
             # a writer checks on open) was edited.

@@ -51,8 +51,17 @@ class CompactRange:
         self.size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
+        # ``append`` inlined: verification runs this once per entry of the whole log.
+        hashes, size, sha256 = self.hashes, self.size, hashlib.sha256
         for leaf in leaves:
-            self.append(leaf)
+            hashes.append(leaf)
+            bits = size
+            while bits & 1:
+                right = hashes.pop()
+                hashes[-1] = sha256(b"\x01" + hashes[-1] + right).digest()
+                bits >>= 1
+            size += 1
+            self.size = size  # kept current, so that a failure midway leaves a consistent range
 
     def root(self) -> bytes:
         if not self.hashes:

@@ -2,24 +2,30 @@
 
 Pure over what it is given (entries in index order, checkpoint notes, the public key), so the same
 function checks a live store and an exported directory. All checkpoint roots are recomputed from one
-sequence of leaves, which also proves each pair of checkpoints consistent.
+sequence of leaves, which also proves each pair of checkpoints consistent. The per-entry checks run in
+``audit.scan`` over runs of entries (in this process or in several, ``verify --jobs``); the tree is
+replayed here from their leaf hashes in index order, so the verdict does not depend on how many ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from audit import errors
 from audit.checkpoint import Checkpoint
-from audit.entry import IndexFields, index_fields, parse
-from audit.errors import EntryError, NoteError
+from audit.errors import NoteError
 from audit.keychain import KeyChain
-from audit.merkle import CompactRange, leaf_hash
+from audit.merkle import CompactRange
 from audit.note import Verifier
+from audit.scan import Problem, Row, Scan, as_row, scan_rows
 from audit.stores import StoredEntry, TreeHead
 
 KEY_CODES = frozenset({errors.KEY_NOT_TRUSTED})  # reported as itself, not as a bad signature
+BATCH = 4096  # entries of an iterable checked together
+# Runs of entries in index order, given the index at which to stop reading (None: read them all).
+Scans = Callable[[int | None], Iterator[Scan]]
+_Problem = Problem
 
 
 @dataclass(frozen=True)
@@ -38,28 +44,6 @@ class VerifyReport:
         return max(0, self.entries - self.signed_size)
 
 
-@dataclass(frozen=True)
-class _Problem:
-    index: int
-    code: str
-    message: str
-
-
-def _fields(data: bytes) -> IndexFields | None:
-    try:
-        return index_fields(parse(data))
-    except (ValueError, EntryError):
-        return None
-
-
-def _columns(fields: IndexFields | None) -> tuple[str, ...] | None:
-    """The fields as SQL stores keep them (policies joined by newlines, which names never hold)."""
-    if fields is None:
-        return None
-    f = fields
-    return (f.time, f.source, f.verdict, f.namespace, f.user, f.kind, "\n".join(f.policies))
-
-
 def verify_log(
     entries: Iterable[StoredEntry | tuple[int, bytes]],
     checkpoints: Sequence[tuple[int, str]],
@@ -75,6 +59,21 @@ def verify_log(
     ``trusted`` are checkpoint notes an auditor kept earlier (they catch a log cut back with its checkpoints).
     ``chain`` holds the keys after ``verifier`` (the first) with their hand-overs and revocations.
     """
+    return verify_scans(
+        lambda limit: _scans(entries, limit), checkpoints, verifier, head=head, trusted=trusted, chain=chain
+    )
+
+
+def verify_scans(
+    scans: Scans,
+    checkpoints: Sequence[tuple[int, str]],
+    verifier: Verifier,
+    *,
+    head: TreeHead | None = None,
+    trusted: Sequence[str] = (),
+    chain: KeyChain | None = None,
+) -> VerifyReport:
+    """``verify_log`` over entries already checked in runs (``audit.scan``), replayed in index order."""
     problems: list[_Problem] = []
     chain = chain if chain is not None else KeyChain(verifier)
     revoked: list[tuple[int, str]] = []
@@ -84,7 +83,13 @@ def verify_log(
     _revoked_tail(revoked, expected, problems)
     bad_limit = min((p.index for p in problems), default=None)
     replay = _Replay(expected)
-    replay.run(entries, bad_limit, problems)
+    runs = scans(bad_limit)
+    try:
+        replay.run(runs, problems)
+    finally:
+        close = getattr(runs, "close", None)
+        if close is not None:
+            close()  # stop reading (and any worker still checking) once the verdict is known
     count = replay.compact.size
     if replay.next_size is not None and not problems:
         last = max(expected)
@@ -196,47 +201,76 @@ class _Replay:
         self.previous = 0  # the size of the last checkpoint reached
         self.columns: _Problem | None = None  # the first entry whose query columns differ from it
 
-    def run(
-        self,
-        entries: Iterable[StoredEntry | tuple[int, bytes]],
-        bad_limit: int | None,
-        problems: list[_Problem],
-    ) -> None:
+    def run(self, scans: Iterable[Scan], problems: list[_Problem]) -> None:
         if self.next_size == 0:
             if self.expected[0].root != self.compact.root():
                 problems.append(_Problem(0, errors.ROOT_MISMATCH, "checkpoint 0 is not the empty tree"))
             self.next_size = next(self._pending, None)
-        for item in entries:
-            index, data = (item.index, item.data) if isinstance(item, StoredEntry) else item
-            if bad_limit is not None and index >= bad_limit:
-                break
-            problem = self._entry(index, data, item)
-            if problem is not None:
-                problems.append(problem)
+        for scan in scans:
+            if not self._feed(scan, problems):
                 break
 
-    def _entry(self, index: int, data: bytes, item: StoredEntry | tuple[int, bytes]) -> _Problem | None:
+    def _feed(self, scan: Scan, problems: list[_Problem]) -> bool:
+        """Append a run's leaves, checking each checkpoint reached; False once there is a problem."""
         compact = self.compact
-        if index != compact.size:
-            return _Problem(compact.size, errors.ENTRY_MISSING, f"entry {compact.size} is missing")
-        digest = leaf_hash(data)
-        if isinstance(item, StoredEntry):
-            if item.leaf_hash != digest:
-                return _Problem(index, errors.ENTRY_HASH, f"entry {index} does not match its leaf hash")
-            if (
-                self.columns is None
-                and item.fields is not None
-                and _columns(item.fields) != _columns(_fields(data))
-            ):
-                # Not a stop: when the entry itself was edited, the checkpoint's verdict is the one to report.
-                message = f"the query columns of entry {index} differ from it"
-                self.columns = _Problem(index, errors.INDEX_MISMATCH, message)
-        compact.append(digest)
-        if compact.size != self.next_size:
-            return None
-        if compact.root() != self.expected[self.next_size].root:
-            message = f"entries [{self.previous}, {self.next_size}) do not match checkpoint {self.next_size}"
-            return _Problem(self.previous, errors.ROOT_MISMATCH, message)
-        self.previous = self.next_size
-        self.next_size = next(self._pending, None)
-        return None
+        if scan.first_row is not None and compact.size != scan.start:
+            # The previous run ended short of this one's start: the first absent index is the gap.
+            problems.append(_Problem(compact.size, errors.ENTRY_MISSING, f"entry {compact.size} is missing"))
+            return False
+        leaves = scan.leaves
+        done = 0
+        while done < len(leaves):
+            take = len(leaves) - done if self.next_size is None else self.next_size - compact.size
+            compact.extend(leaves[done : done + take] if done or take < len(leaves) else leaves)
+            done += min(take, len(leaves) - done)
+            if compact.size != self.next_size:
+                break
+            if compact.root() != self.expected[self.next_size].root:
+                message = (
+                    f"entries [{self.previous}, {self.next_size}) do not match checkpoint {self.next_size}"
+                )
+                problems.append(_Problem(self.previous, errors.ROOT_MISMATCH, message))
+                self._columns(scan, compact.size - 1)
+                return False
+            self.previous = self.next_size
+            self.next_size = next(self._pending, None)
+        self._columns(scan, compact.size - 1)
+        if scan.stop is not None:
+            problems.append(scan.stop)
+            return False
+        return True
+
+    def _columns(self, scan: Scan, last: int) -> None:
+        """Keep the first column mismatch among the entries replayed (up to index ``last``)."""
+        if self.columns is None and scan.columns is not None and scan.columns.index <= last:
+            self.columns = scan.columns
+
+
+def _scans(entries: Iterable[StoredEntry | tuple[int, bytes]], limit: int | None) -> Iterator[Scan]:
+    """Entries from an iterable in runs of BATCH. A failure to read the next entry (a malformed export)
+    is raised only after the entries read before it were checked, as when they were checked one by one."""
+    items = iter(entries)
+    start = 0
+    while True:
+        batch: list[Row] = []
+        failure: Exception | None = None
+        ended = True
+        try:
+            for item in items:
+                row = as_row(item)
+                if limit is not None and row[0] >= limit:
+                    break
+                batch.append(row)
+                if len(batch) == BATCH:
+                    ended = False
+                    break
+        except Exception as exc:
+            failure = exc
+        if batch:
+            scan = scan_rows(batch, start)
+            yield scan
+            start += len(scan.leaves)
+        if failure is not None:
+            raise failure
+        if ended:
+            return

@@ -1,11 +1,16 @@
 """Benchmark of the audit log: durable appends/s with group commit against the ceiling, and verification.
 
-    python bench/audit.py [--appends 20000] [--entries 1000000] [--batch 256] [--dir DIR]
+    python bench/audit.py [--appends 20000] [--entries 1000000] [--batch 256] [--dir DIR] [--jobs N]
+                          [--postgres DSN [--writers 3] [--writer-appends 6000] [--inflight 256]]
 
 Prints (1) durable appends/s on SQLite with group commit (every append waits for its fsync'd commit),
 (2) the ceiling measured in the same run: canonicalise + hash + one signature per batch, no storage,
 (3) full verification (re-hash every entry, check every checkpoint) of --entries entries, and the time
-to build and check one inclusion proof in that log.
+to build and check one inclusion proof in that log (and, with --jobs, the same verification in N
+processes). With --postgres, (4) durable appends/s, p50 and p99 latency with --writers writer processes
+on one PostgreSQL log, against one writer on it and one on SQLite, measured alike in the same run;
+every run must leave a gap-free log that verifies. The PostgreSQL runs use a database of their own,
+created on that server and dropped afterwards.
 A benchmark, not a test: figures depend on the disk and CPU.
 """
 
@@ -20,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # else `import audit` finds this file
+
+import audit_writers
 
 from audit import AuditLog, canonical, keygen, load_signer, load_verifier, make_entry, verify_proof
 from audit.checkpoint import Checkpoint, sign_checkpoint
@@ -82,7 +89,7 @@ def bench_appends(work: Path, count: int, batch: int) -> tuple[float, float, int
     return durable, ceiling, batches
 
 
-def bench_verify(work: Path, count: int) -> tuple[float, float, float]:
+def bench_verify(work: Path, count: int, jobs: int) -> dict[str, float]:
     keys = keygen("bench.example/verify", work / "vkeys")
     signer = load_signer(keys.key)
     template = entry(0)
@@ -100,17 +107,46 @@ def bench_verify(work: Path, count: int) -> tuple[float, float, float]:
             log.sign_pending()
         build = time.perf_counter() - start
     verifier = load_verifier(keys.vkey)
+    out: dict[str, float] = {"build": count / build}
     with AuditLog.open(work / "verify.db") as log:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         report = log.verify(verifier)
-        elapsed = time.perf_counter() - start
+        out["seconds"] = time.perf_counter() - start
+        out["cpu"] = time.process_time() - cpu  # this process only: one core's work, whatever the load
+        if not report.ok or report.entries != count:
+            raise SystemExit(f"verification failed: {report}")
+        if jobs > 1:
+            start = time.perf_counter()
+            parallel = log.verify(verifier, jobs=jobs)
+            out["parallel"] = time.perf_counter() - start
+            if parallel != report:
+                raise SystemExit(f"verification with --jobs {jobs} differs: {parallel}")
         start = time.perf_counter()
         for index in range(0, count, max(1, count // 20)):
             verify_proof(log.prove(index), verifier)
-        per_proof = (time.perf_counter() - start) / len(range(0, count, max(1, count // 20)))
-    if not report.ok or report.entries != count:
-        raise SystemExit(f"verification failed: {report}")
-    return count / elapsed, count / build, per_proof
+        out["proof"] = (time.perf_counter() - start) / len(range(0, count, max(1, count // 20)))
+    return out
+
+
+def bench_postgres(work: Path, dsn: str, writers: int, count: int, inflight: int, batch: int) -> None:
+    audit_writers.ENTRY_FACTORY = entry
+    keys = keygen("bench.example/writers", work / "wkeys")
+    runs = [
+        audit_writers.run_writers(
+            "SQLite, 1 writer", str(work / "writers.db"), keys.key, keys.vkey, 1, count, inflight, batch
+        )
+    ]
+    for n in sorted({1, writers}):
+        fresh = audit_writers.FreshDatabase(dsn)
+        try:
+            label = f"PostgreSQL, {n} writer" + ("s" if n > 1 else "")
+            runs.append(
+                audit_writers.run_writers(label, fresh.dsn, keys.key, keys.vkey, n, count, inflight, batch)
+            )
+        finally:
+            fresh.drop()
+    print(f"writers: {count} appends per writer, {inflight} in flight per writer (max batch {batch})")
+    audit_writers.print_runs(runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=256, help="group commit max batch size")
     parser.add_argument("--dir", type=Path, help="where the databases go (default: a temp dir)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the second verification")
+    parser.add_argument("--postgres", metavar="DSN", help="also measure writers on this PostgreSQL server")
+    parser.add_argument("--writers", type=int, default=3, help="writer processes on PostgreSQL")
+    parser.add_argument("--writer-appends", type=int, default=6000, help="appends per writer process")
+    parser.add_argument("--inflight", type=int, default=256, help="appends in flight per writer")
+    parser.add_argument("--skip-verify", action="store_true", help="only the append measurements")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
@@ -129,12 +171,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  durable, SQLite + group commit : {durable:12,.0f} appends/s")
         print(f"  ceiling, no storage            : {ceiling:12,.0f} appends/s")
         print(f"  ratio durable / ceiling        : {durable / ceiling:12.2f}")
-        rate, build, per_proof = bench_verify(work, args.entries)
-        print(f"verify: {args.entries} entries")
-        print(f"  full verification              : {rate:12,.0f} entries/s ({args.entries / rate:.1f} s)")
-        print(f"  bulk build (for reference)     : {build:12,.0f} entries/s")
-        print(f"  ratio verify / ceiling         : {rate / ceiling:12.2f}")
-        print(f"  prove + verify-proof, one entry: {per_proof * 1000:12.1f} ms")
+        if not args.skip_verify:
+            v = bench_verify(work, args.entries, args.jobs)
+            rate = args.entries / v["seconds"]
+            print(f"verify: {args.entries} entries")
+            print(f"  full verification              : {rate:12,.0f} entries/s ({v['seconds']:.1f} s)")
+            print(f"  CPU time of that verification  : {v['cpu']:12.1f} s (one core)")
+            if "parallel" in v:
+                speedup = v["seconds"] / v["parallel"]
+                print(
+                    f"  with --jobs {args.jobs:<2d}                 : {v['parallel']:12.1f} s (x{speedup:.2f})"
+                )
+            print(f"  bulk build (for reference)     : {v['build']:12,.0f} entries/s")
+            print(f"  ratio verify / ceiling         : {rate / ceiling:12.2f}")
+            print(f"  prove + verify-proof, one entry: {v['proof'] * 1000:12.1f} ms")
+        if args.postgres:
+            bench_postgres(work, args.postgres, args.writers, args.writer_appends, args.inflight, args.batch)
     return 0
 
 

@@ -25,7 +25,7 @@ T = TypeVar("T")
 LOCK_KEY = 0x706F6C6963790A  # "policy\n": one advisory lock id for the audit log
 LOCK = "SELECT pg_advisory_xact_lock(%s)"
 RETRY_WINDOW = 2.0  # seconds an operation that lost its connection waits for it to come back
-INSERT_ENTRY = "INSERT INTO entries VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+COPY_ENTRIES = "COPY entries FROM STDIN"
 HEAD = "SELECT size, root, range_blob FROM heads ORDER BY size DESC LIMIT 1"
 STATE = (  # one statement, so one snapshot, while other replicas append
     "SELECT h.size, h.root, h.range_blob, (SELECT COALESCE(MAX(idx), -1) FROM entries) "
@@ -73,12 +73,14 @@ class PostgresStore(SqlReads):
 
         return self._attempt(read)
 
-    def _transact(self, body: Callable[[psycopg.Cursor[Any]], T]) -> T:
-        """``body`` in one transaction under the log's advisory lock, repeated if the connection is lost."""
+    def _transact(self, body: Callable[[psycopg.Cursor[Any]], T], *, lock: bool = True) -> T:
+        """``body`` in one transaction under the log's advisory lock (unless ``lock`` is False), repeated
+        if the connection is lost."""
 
         def run(conn: psycopg.Connection[Any]) -> T:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(LOCK, (LOCK_KEY,))
+                if lock:
+                    cur.execute(LOCK, (LOCK_KEY,))
                 return body(cur)
 
         return self._attempt(run)
@@ -97,7 +99,10 @@ class PostgresStore(SqlReads):
                 return tried[0]
             cur.execute(HEAD)
             head = _head(cur.fetchone())
-            cur.executemany(INSERT_ENTRY, entry_rows(head.size, records))
+            # COPY: one statement for the batch, not one per entry (the lock is held until the commit).
+            with cur.copy(COPY_ENTRIES) as copy:
+                for row in entry_rows(head.size, records):
+                    copy.write_row(row)
             new = head.extended(leaves)
             cur.execute("INSERT INTO heads VALUES (%s, %s, %s)", (new.size, new.root, new.range_blob))
             tried[:] = [new]  # from here on, a lost connection leaves the outcome unknown
@@ -157,7 +162,9 @@ class PostgresStore(SqlReads):
             row = cur.fetchone()
             return str(row[0]) if row else note
 
-        return self._transact(body)
+        # Not under the append lock: the first note kept for a size wins whoever inserts it, and holding
+        # the lock through this commit's flush would stall every replica's appends for it.
+        return self._transact(body, lock=False)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         if default is not None:

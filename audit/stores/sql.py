@@ -128,6 +128,12 @@ class SqlReads:
         )
         return [stored_entry(row) for row in rows]
 
+    def raw_entries(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """Rows of ENTRY_COLUMNS as the driver gives them, for verification (``audit.scan``)."""
+        return self._select(
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+
     def find(self, query: Query) -> list[StoredEntry]:
         tail, params = where(query, self.marker, self.position)
         return [

@@ -95,6 +95,9 @@ class SQLiteStore(SqlReads):
     def entries(self, start: int, end: int) -> list[StoredEntry]:
         return _windowed(start, end, super().entries)
 
+    def raw_entries(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        return _windowed(start, end, super().raw_entries)
+
     def find(self, query: Query) -> list[StoredEntry]:
         found: list[StoredEntry] = []
         last = int(self._rows("SELECT COALESCE(MAX(idx), -1) FROM entries")[0][0])
