@@ -1,4 +1,4 @@
-"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export.
+"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export, archive.
 
 ``add_commands(subparsers)`` adds them to an argparse sub-parser group; each sets ``func(args) -> int``.
 Exit codes: 0 success (or intact), 1 verification failed (the first bad index is printed), 2 usage error.
@@ -71,6 +71,10 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     _log_arg(p)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
+
+    from audit.archive_cli import add_archive_parser  # it builds on this module's helpers
+
+    add_archive_parser(verbs)
     return audit
 
 
@@ -98,9 +102,16 @@ def _query_parser(verbs: Any) -> None:
 
 def _verify_parser(verbs: Any) -> None:
     p = verbs.add_parser("verify", help="re-hash every entry and check every checkpoint")
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--audit-log", help="SQLite path or postgresql:// URL")
     where.add_argument("--export", type=Path, help="an exported directory")
+    p.add_argument(
+        "--archive",
+        type=Path,
+        action="append",
+        default=[],
+        help="an archive (audit archive): its entries come before the log's; repeat for each",
+    )
     p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
     p.add_argument(
@@ -271,6 +282,13 @@ def _text(path: Path) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from audit.archive_cli import live_note, verify_with_archives
+
+    if args.archive and args.export is None:
+        return verify_with_archives(args)
+    if args.audit_log is None and args.export is None:
+        print("error: one of --audit-log, --export or --archive is required", file=sys.stderr)
+        raise SystemExit(USAGE)  # as argparse does for a missing argument
     trusted = tuple(_text(p) for p in args.checkpoint)
     if args.export is not None:
         verifier = None
@@ -292,6 +310,7 @@ def _verify(args: argparse.Namespace) -> int:
             return USAGE
         with _open(args) as log:
             report = log.verify(_pinned(args.public_key, log.origin), trusted=trusted)
+            live_note(log)
     if report.ok and report.unsigned > args.max_unsigned:
         # A writer signs every batch as soon as it commits (and on recovery), so a long unsigned tail is
         # what deleting the latest checkpoints and rewriting the entries after them leaves behind.

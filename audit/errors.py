@@ -26,12 +26,13 @@ An error's ``code`` is its class's own code, or a finer code of that class's kin
     ├── ReadOnlyLog                 log_read_only        append without a signer
     ├── LogClosed                   log_closed           append after close
     ├── ExportError                 export_invalid       an export directory is incomplete
-    │     export_no_key
+    │     export_no_key archive_invalid archive_empty archive_exists
+    ├── EntriesArchived             entries_archived     the entries asked for were archived and dropped
     └── (AuditError itself)         api_no_tokens        the auditors' API has no token to accept
 
 A verification (``VerifyReport.code``) is ``ok`` or names the first thing wrong: checkpoint_signature
 checkpoint_misfiled trusted_checkpoint root_mismatch entry_missing entry_hash index_mismatch truncated
-head_mismatch unsigned_entries. The auditors' API answers ``busy`` (503) at its query cap.
+head_mismatch unsigned_entries archive_mismatch. The auditors' API answers ``busy`` (503) at its query cap.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ HEAD_MISMATCH = "head_mismatch"  # the stored tree head disagrees with the entri
 RANGE_MISMATCH = "range_mismatch"  # the stored compact range disagrees with the leaves
 EXPORT_NO_KEY = "export_no_key"  # an export of a log that never signed anything
 API_NO_TOKENS = "api_no_tokens"  # the auditors' API tokens file holds no token
+ARCHIVE_INVALID = "archive_invalid"  # an archive directory whose manifest cannot be used
+ARCHIVE_EMPTY = "archive_empty"  # no signed prefix before the time given that is not archived yet
+ARCHIVE_EXISTS = "archive_exists"  # an archive would be written over a directory that is not empty
 
 # What a verification reports (VerifyReport.code).
 OK = "ok"
@@ -81,6 +85,7 @@ ENTRY_MISSING = "entry_missing"  # a gap in the entries
 ENTRY_HASH = "entry_hash"  # an entry that does not match its stored leaf hash
 INDEX_MISMATCH = "index_mismatch"  # an entry's query columns that differ from the entry
 UNSIGNED_ENTRIES = "unsigned_entries"  # entries no checkpoint covers where one must
+ARCHIVE_MISMATCH = "archive_mismatch"  # archives that do not join each other or the live log
 
 # What the auditors' API answers besides an AuditError's code.
 BUSY = "busy"  # the API is at its query cap (503, Retry-After)
@@ -100,6 +105,7 @@ VERIFY_CODES = frozenset(
         TRUNCATED,
         HEAD_MISMATCH,
         UNSIGNED_ENTRIES,
+        ARCHIVE_MISMATCH,
     }
 )
 
@@ -165,6 +171,10 @@ class ExportError(AuditError):
     code = "export_invalid"
 
 
+class EntriesArchived(AuditError):
+    code = "entries_archived"
+
+
 _CLASSES: tuple[type[AuditError], ...] = (
     AuditError,
     EntryError,
@@ -179,6 +189,7 @@ _CLASSES: tuple[type[AuditError], ...] = (
     ReadOnlyLog,
     LogClosed,
     ExportError,
+    EntriesArchived,
 )
 
 # Every code an AuditError can carry: each class's own, and the finer ones above.
@@ -219,6 +230,9 @@ ERROR_CODES = frozenset(
         RANGE_MISMATCH,
         EXPORT_NO_KEY,
         API_NO_TOKENS,
+        ARCHIVE_INVALID,
+        ARCHIVE_EMPTY,
+        ARCHIVE_EXISTS,
     }
 )
 

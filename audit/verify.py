@@ -14,7 +14,7 @@ from audit import errors
 from audit.checkpoint import Checkpoint, open_checkpoint
 from audit.entry import IndexFields, index_fields, parse
 from audit.errors import EntryError, NoteError
-from audit.merkle import CompactRange, leaf_hash
+from audit.merkle import leaf_hash
 from audit.note import Verifier
 from audit.stores import StoredEntry, TreeHead
 
@@ -64,17 +64,20 @@ def verify_log(
     *,
     head: TreeHead | None = None,
     trusted: Sequence[str] = (),
+    start: TreeHead | None = None,
 ) -> VerifyReport:
     """Check entries (with their stored leaf hashes and query columns when given) against every checkpoint.
 
     ``checkpoints`` are (size the store filed it under, note). ``head`` is the store's own tree head;
     ``trusted`` are checkpoint notes an auditor kept earlier (they catch a log cut back with its checkpoints).
+    ``start`` is the head of a prefix checked elsewhere (an archive): the entries begin at its size, it
+    must be signed by a checkpoint, and the checkpoints below it are checked for their signature only.
     """
     problems: list[_Problem] = []
     expected = _stored_checkpoints(checkpoints, verifier, problems)
     _trusted_checkpoints(trusted, verifier, expected, problems)
     bad_limit = min((p.index for p in problems), default=None)
-    replay = _Replay(expected)
+    replay = _Replay(expected, start or TreeHead.empty())
     replay.run(entries, bad_limit, problems)
     count = replay.compact.size
     if replay.next_size is not None and not problems:
@@ -143,12 +146,12 @@ def _trusted_checkpoints(
 class _Replay:
     """The entries hashed again in index order, each checkpoint's root compared as its size is reached."""
 
-    def __init__(self, expected: dict[int, Checkpoint]) -> None:
+    def __init__(self, expected: dict[int, Checkpoint], start: TreeHead) -> None:
         self.expected = expected
-        self.compact = CompactRange()
-        self._pending = iter(sorted(expected))
+        self.compact = start.compact()
+        self._pending = iter(sorted(size for size in expected if size >= start.size))
         self.next_size = next(self._pending, None)  # the size of the next checkpoint to reach
-        self.previous = 0  # the size of the last checkpoint reached
+        self.previous = start.size  # the size of the last checkpoint reached
         self.columns: _Problem | None = None  # the first entry whose query columns differ from it
 
     def run(
@@ -157,10 +160,15 @@ class _Replay:
         bad_limit: int | None,
         problems: list[_Problem],
     ) -> None:
-        if self.next_size == 0:
-            if self.expected[0].root != self.compact.root():
-                problems.append(_Problem(0, errors.ROOT_MISMATCH, "checkpoint 0 is not the empty tree"))
+        base = self.compact.size
+        if self.next_size == base:
+            if self.expected[base].root != self.compact.root():
+                message = f"checkpoint {base} is not the " + ("empty tree" if not base else "archived prefix")
+                problems.append(_Problem(base, errors.ROOT_MISMATCH, message))
             self.next_size = next(self._pending, None)
+        elif base:  # the kept compact range of an archived prefix is bound to nothing a key signed
+            message = f"no checkpoint signs the archived prefix [0, {base})"
+            problems.append(_Problem(base, errors.ARCHIVE_MISMATCH, message))
         for item in entries:
             index, data = (item.index, item.data) if isinstance(item, StoredEntry) else item
             if bad_limit is not None and index >= bad_limit:

@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from audit.errors import StoreError, StoreUnavailable
-from audit.stores import Record, TreeHead
+from audit.stores import Archived, Record, TreeHead
 from audit.stores.pglink import Link, is_lost, logger
+from audit.stores.prune import drop_prefix
 from audit.stores.sql import SqlReads, entry_rows, schema
 
 T = TypeVar("T")
@@ -165,6 +166,18 @@ class PostgresStore(SqlReads):
             self._transact(lambda cur: cur.execute(insert, (key, default)))
         rows = self._rows("SELECT value FROM meta WHERE key = %s", (key,))
         return str(rows[0][0]) if rows else None
+
+    def drop_archived(self, record: Archived) -> None:
+        """Under the log's advisory lock, like an append; safe to repeat (a retry finds it done)."""
+
+        def body(cur: psycopg.Cursor[Any]) -> None:
+            def execute(sql: str, params: Sequence[object]) -> list[Any]:
+                cur.execute(sql.replace("?", "%s"), params)
+                return cur.fetchall() if cur.description is not None else []
+
+            drop_prefix(execute, record)
+
+        self._transact(body)
 
     def close(self) -> None:
         self._link.close()
