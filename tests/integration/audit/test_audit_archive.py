@@ -1,0 +1,194 @@
+"""Retention on the real stores (SQLite file, PostgreSQL): archive a signed prefix, drop it from the live
+log, and keep appending, proving and verifying; the archive and the live log verify as one history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from audit import AuditLog, Query, export, load_signer, load_verifier, verify_proof
+from audit.archive import archive
+from audit.archive_read import verify_archives
+from audit.checkpoint import peek_checkpoint
+from audit.entry import format_time
+from audit.errors import EntriesArchived, ExportError, StoreCorrupt
+from audit.keys import KeyFiles
+from audit.merkle import verify_consistency
+from tests.helpers import postgres_schema
+
+Make = Callable[[int], dict[str, Any]]
+T0 = datetime(2026, 11, 27, tzinfo=UTC)  # the conftest's entry(i) is at T0 + i seconds
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "audit.db")
+        return
+    with postgres_schema("audit_archive_") as dsn:
+        yield dsn
+
+
+def sql(target: str, statement: str, params: tuple[object, ...] = ()) -> list[Any]:
+    """One statement on the store itself, as someone with write access to it would run it."""
+    if target.startswith("postgresql://"):
+        with psycopg.connect(target, autocommit=True) as con, con.cursor() as cur:
+            cur.execute(statement.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description is not None else []
+    con = sqlite3.connect(target)
+    try:
+        rows = con.execute(statement, params).fetchall()
+        con.commit()
+        return rows
+    finally:
+        con.close()
+
+
+def before(i: int) -> str:
+    return format_time(T0 + timedelta(seconds=i))
+
+
+def filled(target: str, keyfiles: KeyFiles, make: Make, count: int) -> None:
+    with AuditLog.open(target, signer=load_signer(keyfiles.key)) as log:
+        for i in range(count):
+            log.append(make(i))  # one batch each: a checkpoint at every size
+            log.sign_pending()  # signed now, not just after the append was answered
+
+
+def test_archive_drop_then_append_prove_and_verify_the_whole_history(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 40)
+    with AuditLog.open(target, signer=load_signer(keyfiles.key)) as log:
+        old = log.checkpoint()
+        assert old is not None
+        summary = archive(log, before(25), tmp_path / "a1", drop=True, location="s3://cold/audit/a1")
+        assert (summary.first, summary.size, summary.dropped) == (0, 25, True)
+        assert sql(target, "SELECT COUNT(*), MIN(idx) FROM entries") == [(15, 25)]
+        for i in range(40, 60):
+            log.append(make(i))  # new heads extend the kept compact range
+        new = log.sign_pending()  # a batch is signed just after it is answered
+        assert peek_checkpoint(new).size == 60
+        # The new checkpoint is consistent with one signed before the drop.
+        verify_consistency(
+            40, 60, peek_checkpoint(old).root, peek_checkpoint(new).root, log.consistency(40, 60)
+        )
+        assert verify_proof(log.prove(30), verifier)[0].size == 60
+        assert verify_proof(log.prove(25, 40), verifier)[0].size == 40
+    with AuditLog.open(target, signer=load_signer(keyfiles.key)) as log:  # recovery from the kept range
+        log.append(make(60))
+        log.sign_pending()
+        assert log.verify(verifier).ok and log.verify(verifier).entries == 61
+        whole = verify_archives([tmp_path / "a1"], verifier, log=log, trusted=(old,))
+        assert (whole.ok, whole.entries, whole.signed_size) == (True, 61, 61)
+    offline = verify_archives([tmp_path / "a1"], verifier)
+    assert (offline.ok, offline.entries) == (True, 25)
+    lines = (tmp_path / "a1" / "entries.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["uid"] for line in lines] == [f"uid-{i}" for i in range(25)]
+
+
+def test_reads_of_dropped_entries_name_the_archive(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    filled(target, keyfiles, make, 30)
+    with AuditLog.open(target) as log:
+        archive(log, before(20), tmp_path / "a1", drop=True, location="s3://cold/audit/a1")
+        with pytest.raises(
+            EntriesArchived, match=r"entry 5, archived to s3://cold/audit/a1 \(entries \[0, 20\)"
+        ):
+            log.prove(5)
+        with pytest.raises(EntriesArchived, match="s3://cold/audit/a1"):
+            log.query(Query(verdict="denied"))
+        with pytest.raises(EntriesArchived, match="s3://cold/audit/a1"):
+            log.query(Query(since=before(10)))
+        with pytest.raises(EntriesArchived, match="audit archive"):
+            export(log, tmp_path / "export")
+        # Queries that cannot reach the archived prefix are answered.
+        assert [e.index for e in log.query(Query(after=19, verdict="denied"))] == [21, 23, 25, 27, 29]
+        assert [e.index for e in log.query(Query(since=before(20), limit=2))] == [20, 21]
+
+
+def test_without_drop_nothing_leaves_the_live_log(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    filled(target, keyfiles, make, 12)
+    with AuditLog.open(target) as log:
+        summary = archive(log, before(8), tmp_path / "a1")
+        assert (summary.size, summary.dropped) == (8, False)
+        assert [e.index for e in log.query(Query(limit=3))] == [0, 1, 2]
+        with pytest.raises(ExportError) as caught:  # never over an earlier archive
+            archive(log, before(8), tmp_path / "a1")
+        assert caught.value.code == "archive_exists"
+        with pytest.raises(ExportError) as caught:
+            archive(log, before(-5), tmp_path / "a0")
+        assert caught.value.code == "archive_empty"
+    assert sql(target, "SELECT COUNT(*) FROM entries") == [(12,)]
+
+
+def test_archives_chain_and_a_missing_one_is_named(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 30)
+    with AuditLog.open(target) as log:
+        archive(log, before(10), tmp_path / "a1", drop=True)
+        second = archive(log, before(22), tmp_path / "a2", drop=True, location="vault://a2")
+        assert (second.first, second.size) == (10, 22)
+        assert verify_archives([tmp_path / "a2", tmp_path / "a1"], verifier, log=log).ok
+        assert verify_archives([tmp_path / "a2"], verifier).ok  # alone, from its signed start
+        missing = verify_archives([tmp_path / "a1"], verifier, log=log)
+        assert (missing.ok, missing.code, missing.first_bad_index) == (False, "archive_mismatch", 10)
+        assert "vault://a2" in missing.message
+
+
+def test_an_edited_archive_is_tampering_at_its_index(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 20)
+    with AuditLog.open(target) as log:
+        archive(log, before(15), tmp_path / "a1", drop=True)
+        entries = tmp_path / "a1" / "entries.jsonl"
+        lines = entries.read_bytes().splitlines(keepends=True)
+        lines[6] = lines[6].replace(b"uid-6", b"uid-X")
+        entries.write_bytes(b"".join(lines))
+        report = verify_archives([tmp_path / "a1"], verifier, log=log)
+        assert (report.ok, report.first_bad_index, report.code) == (False, 6, "root_mismatch")
+
+
+def test_an_edited_kept_range_is_caught_by_verify_and_by_recovery(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 20)
+    with AuditLog.open(target) as log:
+        archive(log, before(12), tmp_path / "a1", drop=True)
+    forged = bytes(32) * 2  # size 12 has two perfect subtrees: [0, 8) and [8, 12)
+    sql(target, "UPDATE archived SET range_blob = ? WHERE size = 12", (forged,))
+    with AuditLog.open(target) as log:
+        report = log.verify(verifier)
+        assert (report.ok, report.first_bad_index, report.code) == (False, 12, "root_mismatch")
+    with pytest.raises(StoreCorrupt) as caught:
+        AuditLog.open(target, signer=load_signer(keyfiles.key)).close()
+    assert caught.value.code == "root_mismatch"
+
+
+def test_a_removed_checkpoint_of_the_archived_prefix_is_tampering(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 20)
+    with AuditLog.open(target) as log:
+        archive(log, before(12), tmp_path / "a1", drop=True)
+    sql(target, "DELETE FROM checkpoints WHERE size = 12")
+    with AuditLog.open(target) as log:
+        report = log.verify(verifier)
+    assert (report.ok, report.first_bad_index, report.code) == (False, 12, "archive_mismatch")
