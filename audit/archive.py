@@ -17,13 +17,14 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from audit import errors
 from audit.archive_read import ARCHIVE_FORMAT, verify_archives
 from audit.checkpoint import peek_checkpoint
-from audit.entry import index_fields, parse
+from audit.entry import format_time, index_fields, parse
 from audit.errors import EntryError, ExportError, StoreCorrupt
 from audit.export import CHECKPOINTS, ENTRIES, MANIFEST
 from audit.keys import PUB_FILE, VKEY_FILE, public_pem
@@ -45,16 +46,16 @@ class ArchiveSummary:
 
 def archive(
     log: AuditLog,
-    before: str,
+    before: datetime,
     out_dir: str | os.PathLike[str],
     *,
     drop: bool = False,
     location: str | None = None,
 ) -> ArchiveSummary:
-    """Archive the live entries before entry time ``before`` (up to the last checkpoint that only covers
+    """Archive the live entries before ``before`` (up to the last checkpoint that only covers
     such entries) to ``out_dir``; read the archive back and verify it; with ``drop``, then delete those
     entries from the store, recording ``location`` (default: the directory) as where they are kept."""
-    store = log.store
+    store, until = log.store, format_time(before)  # entry times compare as these strings
     vkey = store.meta("vkey")
     if vkey is None:
         raise ExportError(
@@ -63,7 +64,7 @@ def archive(
     verifier = Verifier.from_vkey(vkey)
     base = live_base(store)
     checkpoints = store.checkpoints()
-    size = _cut(log, base.size, before, [s for s, _ in checkpoints])
+    size = _cut(log, base.size, until, [s for s, _ in checkpoints])
     head = store.head_at(size)
     note = store.checkpoint_at(size)
     if head is None or note is None or peek_checkpoint(note).root != head.root:
@@ -83,7 +84,7 @@ def archive(
         "size": size,
         "checkpoints": len(kept),
         "range_first": base64.b64encode(base.range_blob).decode("ascii"),
-        "before": before,
+        "before": until,
     }
     _write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     _sync_dir(out)
@@ -97,7 +98,7 @@ def archive(
         if not isinstance(store, Prunable):
             raise ExportError("this store keeps nothing to drop", code=errors.USAGE)
         where = location if location is not None else str(out.resolve())
-        store.drop_archived(Archived(base.size, size, head.range_blob, where, before))
+        store.drop_archived(Archived(base.size, size, head.range_blob, where, until))
         dropped = True
     return ArchiveSummary(out, base.size, size, len(kept), dropped)
 

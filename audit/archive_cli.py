@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,13 @@ def add_archive_parser(verbs: Any) -> None:
 
 
 def _archive(args: argparse.Namespace) -> int:
-    before = cli._time(args.before)
+    before = cli._time(args.before)  # a usage error unless ISO 8601; then in UTC
     if before is None:  # argparse requires it; kept for the type checker
         return cli.USAGE
     with cli._open(args) as log:
-        summary = archive(log, before, args.out, drop=args.drop, location=args.location)
+        summary = archive(
+            log, datetime.fromisoformat(before), args.out, drop=args.drop, location=args.location
+        )
     count = summary.size - summary.first
     print(
         f"archived entries [{summary.first}, {summary.size}) ({count} entries, {summary.checkpoints} "
@@ -59,7 +62,9 @@ def verify_with_archives(args: argparse.Namespace) -> int:
         report = verify_archives(args.archive, _pinned(args), trusted=trusted)
         first = min(read_archive(d).first for d in args.archive)
         if first:
-            print(f"note: entries [0, {first}) are in an earlier archive and were not checked")
+            print(
+                f"note: entries [0, {first}) are in an earlier archive and were not checked", file=sys.stderr
+            )
         return cli._report(report)
     if args.public_key is None:
         print("error: --public-key is required with --audit-log", file=sys.stderr)
@@ -82,7 +87,8 @@ def live_note(log: AuditLog) -> None:
         places = ", ".join(r.location for r in archived)
         print(
             f"note: entries [0, {archived[-1].size}) are archived ({places}) and not checked here; "
-            "add --archive DIR for each to verify the whole history"
+            "add --archive DIR for each to verify the whole history",
+            file=sys.stderr,
         )
 
 

@@ -51,8 +51,8 @@ def sql(target: str, statement: str, params: tuple[object, ...] = ()) -> list[An
         con.close()
 
 
-def before(i: int) -> str:
-    return format_time(T0 + timedelta(seconds=i))
+def before(i: int) -> datetime:
+    return T0 + timedelta(seconds=i)
 
 
 def filled(target: str, keyfiles: KeyFiles, make: Make, count: int) -> None:
@@ -108,12 +108,12 @@ def test_reads_of_dropped_entries_name_the_archive(
         with pytest.raises(EntriesArchived, match="s3://cold/audit/a1"):
             log.query(Query(verdict="denied"))
         with pytest.raises(EntriesArchived, match="s3://cold/audit/a1"):
-            log.query(Query(since=before(10)))
+            log.query(Query(since=format_time(before(10))))
         with pytest.raises(EntriesArchived, match="audit archive"):
             export(log, tmp_path / "export")
         # Queries that cannot reach the archived prefix are answered.
         assert [e.index for e in log.query(Query(after=19, verdict="denied"))] == [21, 23, 25, 27, 29]
-        assert [e.index for e in log.query(Query(since=before(20), limit=2))] == [20, 21]
+        assert [e.index for e in log.query(Query(since=format_time(before(20)), limit=2))] == [20, 21]
 
 
 def test_without_drop_nothing_leaves_the_live_log(
