@@ -71,23 +71,12 @@ def archive(
         raise StoreCorrupt(f"the stored head of size {size} is not the one its checkpoint signs")
     out = _fresh(Path(out_dir))
     kept = [(s, n) for s, n in checkpoints if base.size <= s <= size]
-    written = _write_entries(out / ENTRIES, log, base, size)
-    if written != head.range_blob:
-        raise StoreCorrupt(f"the entries [{base.size}, {size}) do not hash to the stored head of size {size}")
-    _write_text(out / CHECKPOINTS, "".join(json.dumps({"size": s, "note": n}) + "\n" for s, n in kept))
-    _write_text(out / VKEY_FILE, vkey + "\n")
-    _write_bytes(out / PUB_FILE, public_pem(verifier))
-    manifest = {
-        "format": ARCHIVE_FORMAT,
-        "origin": verifier.name,
-        "first": base.size,
-        "size": size,
-        "checkpoints": len(kept),
-        "range_first": base64.b64encode(base.range_blob).decode("ascii"),
-        "before": until,
-    }
-    _write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    _sync_dir(out)
+    try:
+        _write(out, log, base, head, kept, vkey, until)
+    except OSError as exc:  # a full disk, a lost mount: nothing is dropped
+        raise ExportError(
+            f"cannot write the archive to {out}: {exc.strerror or exc}", code=errors.ARCHIVE_INVALID
+        ) from exc
     report = verify_archives([out], verifier)  # what is on disk now, not what was meant to be written
     if not report.ok or report.entries != size:
         raise ExportError(
@@ -101,6 +90,38 @@ def archive(
         store.drop_archived(Archived(base.size, size, head.range_blob, where, until))
         dropped = True
     return ArchiveSummary(out, base.size, size, len(kept), dropped)
+
+
+def _write(
+    out: Path,
+    log: AuditLog,
+    base: TreeHead,
+    head: TreeHead,
+    kept: list[tuple[int, str]],
+    vkey: str,
+    until: str,
+) -> None:
+    """The archive's files, each durable, then the directory; entries [base.size, head.size)."""
+    written = _write_entries(out / ENTRIES, log, base, head.size)
+    if written != head.range_blob:
+        raise StoreCorrupt(
+            f"the entries [{base.size}, {head.size}) do not hash to the stored head of that size"
+        )
+    verifier = Verifier.from_vkey(vkey)
+    _write_text(out / CHECKPOINTS, "".join(json.dumps({"size": s, "note": n}) + "\n" for s, n in kept))
+    _write_text(out / VKEY_FILE, vkey + "\n")
+    _write_bytes(out / PUB_FILE, public_pem(verifier))
+    manifest = {
+        "format": ARCHIVE_FORMAT,
+        "origin": verifier.name,
+        "first": base.size,
+        "size": head.size,
+        "checkpoints": len(kept),
+        "range_first": base64.b64encode(base.range_blob).decode("ascii"),
+        "before": until,
+    }
+    _write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    _sync_dir(out)
 
 
 def _cut(log: AuditLog, first: int, before: str, signed: Sequence[int]) -> int:

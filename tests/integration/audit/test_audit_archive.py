@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -192,3 +194,38 @@ def test_a_removed_checkpoint_of_the_archived_prefix_is_tampering(
     with AuditLog.open(target) as log:
         report = log.verify(verifier)
     assert (report.ok, report.first_bad_index, report.code) == (False, 12, "archive_mismatch")
+
+
+def test_a_drop_while_a_writer_appends_keeps_one_gap_free_history(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 20)
+    stop, started = threading.Event(), threading.Event()
+    appended: list[int] = []
+    with AuditLog.open(target, signer=load_signer(keyfiles.key)) as writer:
+
+        def keep_appending() -> None:
+            while not stop.is_set():
+                appended.append(writer.append(make(100 + len(appended))))
+                started.set()
+
+        thread = threading.Thread(target=keep_appending)
+        thread.start()
+        try:
+            assert started.wait(30), "the writer did not append within 30 s"
+            with AuditLog.open(target) as other:  # another connection, as the CLI beside a server
+                archive(other, before(15), tmp_path / "a1", drop=True)
+            count = len(appended)
+            deadline = time.monotonic() + 30  # a hang guard only: appends go on after the drop
+            while len(appended) < count + 3:
+                assert time.monotonic() < deadline, "the writer stopped appending after the drop"
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert not thread.is_alive(), "the writer did not stop within 60 s"
+        assert appended == list(range(20, 20 + len(appended)))
+        writer.sign_pending()
+        report = verify_archives([tmp_path / "a1"], verifier, log=writer)
+        assert (report.ok, report.entries) == (True, 20 + len(appended))
