@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from audit import errors
-from audit.archive_read import ARCHIVE_FORMAT, verify_archives
+from audit.archive_read import ARCHIVE_FORMAT, read_archive, verify_archives
 from audit.checkpoint import peek_checkpoint
 from audit.entry import format_time, index_fields, parse
 from audit.errors import EntryError, ExportError, StoreCorrupt
-from audit.export import CHECKPOINTS, ENTRIES, MANIFEST
+from audit.export import CHECKPOINTS, ENTRIES, MANIFEST, read_checkpoints
 from audit.keys import PUB_FILE, VKEY_FILE, public_pem
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
@@ -69,18 +69,21 @@ def archive(
     note = store.checkpoint_at(size)
     if head is None or note is None or peek_checkpoint(note).root != head.root:
         raise StoreCorrupt(f"the stored head of size {size} is not the one its checkpoint signs")
-    out = _fresh(Path(out_dir))
+    out = Path(out_dir)
     kept = [(s, n) for s, n in checkpoints if base.size <= s <= size]
-    try:
-        _write(out, log, base, head, kept, vkey, until)
-    except OSError as exc:  # a full disk, a lost mount: nothing is dropped
-        raise ExportError(
-            f"cannot write the archive to {out}: {exc.strerror or exc}", code=errors.ARCHIVE_INVALID
-        ) from exc
+    if not _holds(out, base.size, size):  # else written by an earlier run (without --drop): checked below
+        _fresh(out)
+        try:
+            _write(out, log, base, head, kept, vkey, until)
+        except OSError as exc:  # a full disk, a lost mount: nothing is dropped
+            raise ExportError(
+                f"cannot write the archive to {out}: {exc.strerror or exc}", code=errors.ARCHIVE_INVALID
+            ) from exc
     report = verify_archives([out], verifier)  # what is on disk now, not what was meant to be written
-    if not report.ok or report.entries != size:
+    if not report.ok or report.signed_size != size or dict(read_checkpoints(out)).get(size) != note:
         raise ExportError(
-            f"the archive written to {out} does not verify: {report.message}", code=errors.ARCHIVE_INVALID
+            f"the archive in {out} does not verify as entries [{base.size}, {size}): {report.message}",
+            code=errors.ARCHIVE_INVALID,
         )
     dropped = False
     if drop:
@@ -153,6 +156,17 @@ def _time(data: bytes) -> str:
         return index_fields(parse(data)).time
     except (ValueError, EntryError):
         return "\uffff"
+
+
+def _holds(out: Path, first: int, size: int) -> bool:
+    """Whether ``out`` holds an archive of exactly [first, size) (it is verified before any drop)."""
+    if not (out / MANIFEST).is_file():
+        return False
+    try:
+        found = read_archive(out)
+    except ExportError:
+        return False
+    return (found.first, found.size) == (first, size)
 
 
 def _fresh(out: Path) -> Path:

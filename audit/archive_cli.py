@@ -51,7 +51,7 @@ def _archive(args: argparse.Namespace) -> int:
     if summary.dropped:
         print(f"dropped them from the live log, which now starts at index {summary.size}")
     else:
-        print("the live log still holds them: run again with --drop, on a fresh directory, to remove them")
+        print("the live log still holds them: run again with --drop (same --out) to remove them")
     return cli.OK
 
 

@@ -122,17 +122,29 @@ def test_without_drop_nothing_leaves_the_live_log(
     target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
 ) -> None:
     filled(target, keyfiles, make, 12)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("someone else's\n")
     with AuditLog.open(target) as log:
         summary = archive(log, before(8), tmp_path / "a1")
         assert (summary.size, summary.dropped) == (8, False)
         assert [e.index for e in log.query(Query(limit=3))] == [0, 1, 2]
-        with pytest.raises(ExportError) as caught:  # never over an earlier archive
-            archive(log, before(8), tmp_path / "a1")
+        with pytest.raises(ExportError) as caught:  # never over another directory's files
+            archive(log, before(8), tmp_path / "other")
         assert caught.value.code == "archive_exists"
         with pytest.raises(ExportError) as caught:
             archive(log, before(-5), tmp_path / "a0")
         assert caught.value.code == "archive_empty"
-    assert sql(target, "SELECT COUNT(*) FROM entries") == [(12,)]
+        # The second run drops what the first wrote, once that copy verifies again.
+        entries = tmp_path / "a1" / "entries.jsonl"
+        good = entries.read_bytes()
+        entries.write_bytes(good.replace(b"uid-3", b"uid-Z"))
+        with pytest.raises(ExportError) as caught:
+            archive(log, before(8), tmp_path / "a1", drop=True)
+        assert caught.value.code == "archive_invalid" and "TAMPERED" not in caught.value.message
+        assert sql(target, "SELECT COUNT(*) FROM entries") == [(12,)]
+        entries.write_bytes(good)
+        assert archive(log, before(8), tmp_path / "a1", drop=True).dropped
+    assert sql(target, "SELECT COUNT(*) FROM entries") == [(4,)]
 
 
 def test_archives_chain_and_a_missing_one_is_named(
