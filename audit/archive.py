@@ -24,7 +24,7 @@ from typing import BinaryIO
 from audit import errors
 from audit.archive_read import ARCHIVE_FORMAT, read_archive, verify_archives
 from audit.checkpoint import peek_checkpoint
-from audit.entry import format_time, index_fields, parse
+from audit.entry import format_time, parse
 from audit.errors import EntryError, ExportError, StoreCorrupt
 from audit.export import CHECKPOINTS, ENTRIES, MANIFEST, read_checkpoints
 from audit.keys import PUB_FILE, VKEY_FILE, public_pem
@@ -32,7 +32,7 @@ from audit.log import AuditLog
 from audit.merkle import leaf_hash
 from audit.note import Verifier
 from audit.retention import live_base
-from audit.stores import Archived, Prunable, TreeHead
+from audit.stores import Archived, Prunable, Query, TreeHead
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _write(
     until: str,
 ) -> None:
     """The archive's files, each durable, then the directory; entries [base.size, head.size)."""
-    written = _write_entries(out / ENTRIES, log, base, head.size)
+    written = _write_entries(out / ENTRIES, log, base, head.size, until)
     if written != head.range_blob:
         raise StoreCorrupt(
             f"the entries [{base.size}, {head.size}) do not hash to the stored head of that size"
@@ -131,15 +131,13 @@ def _cut(log: AuditLog, first: int, before: str, signed: Sequence[int]) -> int:
     """The largest checkpoint size above ``first`` whose entries from ``first`` are all before ``before``.
 
     The prefix ends at the first entry of that time or later, so an entry is never archived while an
-    earlier one (by index) is still too recent: replicas' clocks differ a little, the log's order rules."""
+    earlier one (by index) is still too recent: replicas' clocks differ a little, the log's order rules.
+    The store's time column finds it; the entries themselves are checked as they are written."""
     later = [s for s in signed if s > first]
     if not later:
         raise ExportError(f"no checkpoint signs entries after index {first}", code=errors.ARCHIVE_EMPTY)
-    newer = max(later)
-    for stored in log.iter_entries(newer):
-        if _time(stored.data) >= before:
-            newer = stored.index
-            break
+    found = log.store.find(Query(since=before, after=first - 1, limit=1))
+    newer = min(found[0].index, max(later)) if found else max(later)
     size = max((s for s in later if s <= newer), default=None)
     if size is None:
         raise ExportError(
@@ -153,9 +151,10 @@ def _cut(log: AuditLog, first: int, before: str, signed: Sequence[int]) -> int:
 def _time(data: bytes) -> str:
     """The entry's time; one that cannot be read sorts after every time, so it is never archived."""
     try:
-        return index_fields(parse(data)).time
+        value = parse(data).get("time")
     except (ValueError, EntryError):
         return "\uffff"
+    return value if isinstance(value, str) else "\uffff"
 
 
 def _holds(out: Path, first: int, size: int) -> bool:
@@ -179,11 +178,16 @@ def _fresh(out: Path) -> Path:
     return out
 
 
-def _write_entries(path: Path, log: AuditLog, base: TreeHead, size: int) -> bytes:
-    """Write entries [base.size, size) and return the compact range they lead to."""
+def _write_entries(path: Path, log: AuditLog, base: TreeHead, size: int, until: str) -> bytes:
+    """Write entries [base.size, size), each older than ``until``; return the compact range they lead to."""
     compact = base.compact()
     with _open(path) as handle:
         for stored in log.iter_entries(size):
+            if _time(stored.data) >= until:  # its time column was edited: the cut was chosen on it
+                raise StoreCorrupt(
+                    f"entry {stored.index} is not before {until}, though its query column says so: "
+                    "run audit verify; nothing was dropped"
+                )
             handle.write(stored.data + b"\n")
             compact.append(leaf_hash(stored.data))
         _flush(handle)
