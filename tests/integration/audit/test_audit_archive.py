@@ -241,3 +241,13 @@ def test_a_drop_while_a_writer_appends_keeps_one_gap_free_history(
         writer.sign_pending()
         report = verify_archives([tmp_path / "a1"], verifier, log=writer)
         assert (report.ok, report.entries) == (True, 20 + len(appended))
+
+
+def test_an_edited_time_column_cannot_get_a_recent_entry_archived(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path
+) -> None:
+    filled(target, keyfiles, make, 16)
+    sql(target, "UPDATE entries SET time = ? WHERE idx >= 8 AND idx < 12", (format_time(T0),))
+    with AuditLog.open(target) as log, pytest.raises(StoreCorrupt, match="entry 8 is not before"):
+        archive(log, before(8), tmp_path / "a1", drop=True)
+    assert sql(target, "SELECT COUNT(*) FROM entries") == [(16,)]
