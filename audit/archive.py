@@ -62,6 +62,11 @@ def archive(
             "the log has no key recorded yet (nothing was ever signed)", code=errors.EXPORT_NO_KEY
         )
     verifier = Verifier.from_vkey(vkey)
+    recorded = _recorded(store.archived(), Path(out_dir))
+    if recorded is not None and drop and isinstance(store, Prunable):
+        store.drop_archived(recorded)  # a drop cut short: the prefix is recorded, its last rows go now
+        count = len(read_checkpoints(Path(out_dir)))
+        return ArchiveSummary(Path(out_dir), recorded.first, recorded.size, count, True)
     base = live_base(store)
     checkpoints = store.checkpoints()
     size = _cut(log, base.size, until, [s for s, _ in checkpoints])
@@ -155,6 +160,17 @@ def _time(data: bytes) -> str:
     except (ValueError, EntryError):
         return "\uffff"
     return value if isinstance(value, str) else "\uffff"
+
+
+def _recorded(archived: Sequence[Archived], out: Path) -> Archived | None:
+    """The recorded archive whose range the archive in ``out`` holds (dropped already), if any."""
+    if not (out / MANIFEST).is_file():
+        return None
+    try:
+        found = read_archive(out)
+    except ExportError:
+        return None
+    return next((r for r in archived if (r.first, r.size) == (found.first, found.size)), None)
 
 
 def _holds(out: Path, first: int, size: int) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from audit import errors
 from audit.errors import StoreError
 from audit.stores import Archived, Query, Record, StoredEntry, TreeHead
-from audit.stores.prune import drop_prefix
+from audit.stores.prune import delete_chunk, record_prefix
 from audit.stores.sql import ENTRY_COLUMNS, SqlReads, entry_rows, schema, stored_entry, where
 
 READ_WINDOW = 64  # rows one read statement may cover: well under a millisecond of a writer's wait
@@ -168,7 +168,11 @@ class SQLiteStore(SqlReads):
     def drop_archived(self, record: Archived) -> None:
         # The freed pages are reused by later entries; VACUUM gives them back to the file system.
         with self._write() as db:
-            drop_prefix(lambda sql, params: db.execute(sql, params).fetchall(), record)
+            record_prefix(lambda sql, params: db.execute(sql, params).fetchall(), record)
+        while True:
+            with self._write() as db:
+                if not delete_chunk(lambda sql, params: db.execute(sql, params).fetchall(), record.size):
+                    return
 
     def close(self) -> None:
         with self._lock:

@@ -20,9 +20,12 @@ from audit.archive import archive
 from audit.archive_read import verify_archives
 from audit.checkpoint import peek_checkpoint
 from audit.entry import format_time
-from audit.errors import EntriesArchived, ExportError, StoreCorrupt
+from audit.errors import EntriesArchived, ExportError, StoreCorrupt, StoreError
 from audit.keys import KeyFiles
 from audit.merkle import verify_consistency
+from audit.stores import postgres as postgres_store
+from audit.stores import prune
+from audit.stores import sqlite as sqlite_store
 from tests.helpers import postgres_schema
 
 Make = Callable[[int], dict[str, Any]]
@@ -251,3 +254,37 @@ def test_an_edited_time_column_cannot_get_a_recent_entry_archived(
     with AuditLog.open(target) as log, pytest.raises(StoreCorrupt, match="entry 8 is not before"):
         archive(log, before(8), tmp_path / "a1", drop=True)
     assert sql(target, "SELECT COUNT(*) FROM entries") == [(16,)]
+
+
+def test_a_drop_cut_short_hides_the_rest_and_a_rerun_finishes_it(
+    target: str, keyfiles: KeyFiles, make: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = load_verifier(keyfiles.vkey)
+    filled(target, keyfiles, make, 20)
+    monkeypatch.setattr(prune, "DROP_CHUNK", 3)
+    calls: list[int] = []
+
+    def cut_short(execute: prune.Execute, below: int) -> bool:
+        calls.append(below)
+        if len(calls) > 2:
+            raise StoreError("the connection went away")
+        return prune.delete_chunk(execute, below)
+
+    for module in (sqlite_store, postgres_store):
+        monkeypatch.setattr(module, "delete_chunk", cut_short)
+    with AuditLog.open(target) as log, pytest.raises(StoreError, match="went away"):
+        archive(log, before(12), tmp_path / "a1", drop=True)
+    assert sql(target, "SELECT COUNT(*) FROM entries WHERE idx < 12") == [(6,)]  # two chunks of 3 went
+    with AuditLog.open(target, signer=load_signer(keyfiles.key)) as log:  # the rest is invisible
+        log.append(make(20))
+        log.sign_pending()
+        assert log.verify(verifier).ok
+        assert [e.index for e in log.query(Query(after=11, limit=2))] == [12, 13]
+        with pytest.raises(EntriesArchived):
+            log.query(Query())
+    for module in (sqlite_store, postgres_store):
+        monkeypatch.setattr(module, "delete_chunk", prune.delete_chunk)
+    with AuditLog.open(target) as log:
+        assert archive(log, before(12), tmp_path / "a1", drop=True).dropped
+        assert verify_archives([tmp_path / "a1"], verifier, log=log).ok
+    assert sql(target, "SELECT COUNT(*) FROM entries WHERE idx < 12") == [(0,)]
