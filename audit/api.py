@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from audit import errors
 from audit.entry import VERDICTS, format_time
-from audit.errors import AuditError, ProofError
+from audit.errors import AuditError, EntriesArchived, ProofError
 from audit.log import AuditLog
 from audit.stores import Query
 
@@ -236,5 +236,6 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
 
 async def _audit_error(request: Request, exc: Exception) -> Response:
     code = exc.code if isinstance(exc, AuditError) else AuditError.code
-    status = 404 if isinstance(exc, ProofError) else 500
+    # Gone: entries archived and dropped from the live log (the message names the archive).
+    status = 404 if isinstance(exc, ProofError) else 410 if isinstance(exc, EntriesArchived) else 500
     return JSONResponse({"error": str(exc), "code": code}, status_code=status)

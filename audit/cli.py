@@ -1,5 +1,5 @@
-"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export
-(and rotate-key, revoke-key from ``audit.keycli``).
+"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export (and
+rotate-key, revoke-key from ``audit.keycli``; archive from ``audit.archive_cli``).
 
 ``add_commands(subparsers)`` adds them to an argparse sub-parser group; each sets ``func(args) -> int``.
 Exit codes: 0 success (or intact), 1 verification failed (the first bad index is printed), 2 usage error.
@@ -74,6 +74,10 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
     add_key_verbs(verbs, _guard)
+
+    from audit.archive_cli import add_archive_parser  # it builds on this module's helpers
+
+    add_archive_parser(verbs)
     return audit
 
 
@@ -101,9 +105,16 @@ def _query_parser(verbs: Any) -> None:
 
 def _verify_parser(verbs: Any) -> None:
     p = verbs.add_parser("verify", help="re-hash every entry and check every checkpoint")
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--audit-log", help="SQLite path or postgresql:// URL")
     where.add_argument("--export", type=Path, help="an exported directory")
+    p.add_argument(
+        "--archive",
+        type=Path,
+        action="append",
+        default=[],
+        help="an archive (audit archive): its entries come before the log's; repeat for each",
+    )
     p.add_argument("--public-key", type=Path, help="audit.pub or audit.vkey (required with --audit-log)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a checkpoint kept earlier")
     p.add_argument(
@@ -299,6 +310,13 @@ def _text(path: Path) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from audit.archive_cli import live_note, verify_with_archives
+
+    if args.archive and args.export is None:
+        return verify_with_archives(args)
+    if args.audit_log is None and args.export is None:
+        print("error: one of --audit-log, --export or --archive is required", file=sys.stderr)
+        raise SystemExit(USAGE)  # as argparse does for a missing argument
     trusted = tuple(_text(p) for p in args.checkpoint)
     if args.export is not None:
         verifier = None
@@ -323,6 +341,7 @@ def _verify(args: argparse.Namespace) -> int:
             pinned = [load_verifier(p) for p in args.successor_key]
             first = _pinned(args.public_key, log.origin)
             report = log.verify(first, trusted=trusted, pinned=pinned, jobs=args.jobs)
+            live_note(log)
     if report.ok and report.unsigned > args.max_unsigned:
         # A writer signs every batch as soon as it commits (and on recovery), so a long unsigned tail is
         # what deleting the latest checkpoints and rewriting the entries after them leaves behind.

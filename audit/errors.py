@@ -26,12 +26,14 @@ An error's ``code`` is its class's own code, or a finer code of that class's kin
     ├── ReadOnlyLog                 log_read_only        append without a signer
     ├── LogClosed                   log_closed           append after close
     ├── ExportError                 export_invalid       an export directory is incomplete
-    │     export_no_key
+    │     export_no_key archive_invalid archive_empty archive_exists
+    ├── EntriesArchived             entries_archived     the entries asked for were archived and dropped
     └── (AuditError itself)         api_no_tokens        the auditors' API has no token to accept
 
 A verification (``VerifyReport.code``) is ``ok`` or names the first thing wrong: checkpoint_signature
 checkpoint_misfiled trusted_checkpoint root_mismatch entry_missing entry_hash index_mismatch truncated
-head_mismatch unsigned_entries handover_invalid key_revoked key_not_trusted. The auditors' API answers ``busy`` (503) at its query cap.
+head_mismatch unsigned_entries handover_invalid key_revoked key_not_trusted archive_mismatch. The auditors'
+API answers ``busy`` (503) at its query cap.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ RANGE_MISMATCH = "range_mismatch"  # the stored compact range disagrees with the
 EXPORT_NO_KEY = "export_no_key"  # an export of a log that never signed anything
 API_NO_TOKENS = "api_no_tokens"  # the auditors' API tokens file holds no token
 KEY_ROTATED = "key_rotated"  # a key that was handed over to another and signs no more
+ARCHIVE_INVALID = "archive_invalid"  # an archive directory whose manifest cannot be used
+ARCHIVE_EMPTY = "archive_empty"  # no signed prefix before the time given that is not archived yet
+ARCHIVE_EXISTS = "archive_exists"  # an archive would be written over a directory that is not empty
 
 # What a verification reports (VerifyReport.code).
 OK = "ok"
@@ -85,6 +90,7 @@ UNSIGNED_ENTRIES = "unsigned_entries"  # entries no checkpoint covers where one 
 HANDOVER_INVALID = "handover_invalid"  # a key hand-over not co-signed by the old and the new key
 KEY_REVOKED = "key_revoked"  # a signature by a key revoked from a size at or below the checkpoint's
 KEY_NOT_TRUSTED = "key_not_trusted"  # a checkpoint signed by no key the chain trusts at its size
+ARCHIVE_MISMATCH = "archive_mismatch"  # archives that do not join each other or the live log
 
 # What the auditors' API answers besides an AuditError's code.
 BUSY = "busy"  # the API is at its query cap (503, Retry-After)
@@ -107,6 +113,7 @@ VERIFY_CODES = frozenset(
         HANDOVER_INVALID,
         KEY_REVOKED,
         KEY_NOT_TRUSTED,
+        ARCHIVE_MISMATCH,
     }
 )
 
@@ -172,6 +179,10 @@ class ExportError(AuditError):
     code = "export_invalid"
 
 
+class EntriesArchived(AuditError):
+    code = "entries_archived"
+
+
 _CLASSES: tuple[type[AuditError], ...] = (
     AuditError,
     EntryError,
@@ -186,6 +197,7 @@ _CLASSES: tuple[type[AuditError], ...] = (
     ReadOnlyLog,
     LogClosed,
     ExportError,
+    EntriesArchived,
 )
 
 # Every code an AuditError can carry: each class's own, and the finer ones above.
@@ -228,6 +240,9 @@ ERROR_CODES = frozenset(
         API_NO_TOKENS,
         KEY_ROTATED,
         KEY_REVOKED,
+        ARCHIVE_INVALID,
+        ARCHIVE_EMPTY,
+        ARCHIVE_EXISTS,
     }
 )
 

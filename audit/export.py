@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audit import errors
-from audit.errors import ExportError
+from audit.errors import EntriesArchived, ExportError
 from audit.exportkeys import KEYS, read_keys, write_keys
 from audit.keys import PUB_FILE, VKEY_FILE, load_verifier, public_pem
 from audit.log import AuditLog
@@ -45,6 +45,12 @@ def export(log: AuditLog, out_dir: str | os.PathLike[str]) -> ExportSummary:
             "the log has no key recorded yet (nothing was ever signed)", code=errors.EXPORT_NO_KEY
         )
     verifier = Verifier.from_vkey(vkey)
+    archived = log.store.archived()
+    if archived:  # an export is the whole signed log from index 0: the rest goes with ``audit archive``
+        raise EntriesArchived(
+            f"entries [0, {archived[-1].size}) are archived (the last of them to {archived[-1].location}) "
+            "and dropped from the live log: archive the live entries with audit archive instead"
+        )
     checkpoints = log.store.checkpoints()
     size = checkpoints[-1][0] if checkpoints else 0
     with (out / ENTRIES).open("wb") as handle:

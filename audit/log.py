@@ -30,7 +30,6 @@ from audit.errors import (
 from audit.extension import shown_to_extend
 from audit.keychain import KeyRing, load_chain
 from audit.merkle import (
-    CompactRange,
     SubtreeHash,
     consistency_proof,
     inclusion_proof,
@@ -42,6 +41,7 @@ from audit.merkle import (
 from audit.note import Signer, Verifier
 from audit.parallel import parallel_scans, store_scans
 from audit.proof import InclusionProof
+from audit.retention import archived_error, check_query, live_base
 from audit.stores import Query, Record, Store, StoredEntry, TreeHead, open_store
 from audit.stores.sql import PAGE
 from audit.verify import VerifyReport, verify_scans
@@ -222,6 +222,7 @@ class AuditLog:
     def query(self, query: Query) -> list[LoggedEntry]:
         """Entries matching ``query``, judged on the entries themselves: the store's query columns only
         preselect, so an edited column cannot make an entry match that does not (verify reports it)."""
+        check_query(self.store, query)
         out: list[LoggedEntry] = []
         for stored in self.store.find(query):
             entry = parse(stored.data)
@@ -235,6 +236,8 @@ class AuditLog:
         if note is None:
             raise ProofError(f"no checkpoint for size {size}", code=errors.NO_CHECKPOINT)
         tree_size = peek_checkpoint(note).size
+        if 0 <= index < live_base(self.store).size:
+            raise archived_error(self.store, index, f"a proof of entry {index}")
         hashes = inclusion_proof(index, tree_size, self._oracle(tree_size, tree_size))
         entry = self.store.entries(index, index + 1)[0]
         return InclusionProof(index, tuple(hashes), note, extra=entry.data).text()
@@ -257,19 +260,23 @@ class AuditLog:
 
         for size in {old, new}:
             learn(self.store.head_at(size))
+        base = live_base(self.store)  # leaves below it were dropped: only its compact range is kept
+        learn(base)
 
         def mth(start: int, end: int) -> bytes:
             hit = table.get((start, end))
             if hit is not None:
                 return hit
             width = end - start
-            if width <= LEAF_RUN:
+            if width <= LEAF_RUN and start >= base.size:
                 return root_of(self.store.leaf_hashes(start, end))
             if width & (width - 1) == 0 and start % (2 * width) == 0:
                 learn(self.store.head_between(end, start + 2 * width))
                 hit = table.get((start, end))
                 if hit is not None:
                     return hit
+            if end <= base.size:
+                raise archived_error(self.store, start, "this proof")
             half = 1 << ((width - 1).bit_length() - 1)
             return node_hash(mth(start, start + half), mth(start + half, end))
 
@@ -292,13 +299,16 @@ class AuditLog:
         """
         chain = load_chain(self.store, verifier, pinned)
         checkpoints = self.store.checkpoints()  # before the head, which can only have grown since
+        base = live_base(self.store)  # an archived prefix is checked with its archive (audit.archive)
         head, count = self.store.state()
-        end = min(count, head.size + 1)  # an entry past the head is tampering
+        end = min(max(count, base.size), head.size + 1)  # an entry past the head is tampering
         if jobs > 1 and self.target is not None:
-            scans = partial(parallel_scans, self.target, end, jobs)
+            scans = partial(parallel_scans, self.target, base.size, end, jobs)
         else:
-            scans = partial(store_scans, self.store, end)
-        report = verify_scans(scans, checkpoints, verifier, head=head, trusted=trusted, chain=chain)
+            scans = partial(store_scans, self.store, base.size, end)
+        report = verify_scans(
+            scans, checkpoints, verifier, head=head, trusted=trusted, chain=chain, start=base
+        )
         if report.ok and self.origin != verifier.name:
             # Every checkpoint verifies under the pinned key, so the log's own record of its origin (which
             # a writer checks on open) was edited.
@@ -312,20 +322,23 @@ class AuditLog:
         return report
 
     def iter_entries(self, end: int | None = None) -> Iterator[StoredEntry]:
+        """The live entries in index order: those of an archived prefix were dropped."""
         stop = self.store.state()[1] if end is None else end
-        for start in range(0, stop, PAGE):
+        for start in range(live_base(self.store).size, stop, PAGE):
             yield from self.store.entries(start, min(start + PAGE, stop))
 
 
 def recover(store: Store) -> TreeHead:
     """Check the stored head against the stored leaves; raise StoreCorrupt when they differ."""
     head, count = store.state()
+    base = live_base(store)  # the live entries extend the archived prefix's compact range
+    count = max(count, base.size)  # every entry archived and dropped: none left to count
     if count != head.size:
         raise StoreCorrupt(
             f"the log holds {count} entries but its head says {head.size}", code=errors.HEAD_MISMATCH
         )
-    compact = CompactRange()
-    for start in range(0, count, PAGE):
+    compact = base.compact()
+    for start in range(base.size, count, PAGE):
         compact.extend(store.leaf_hashes(start, min(start + PAGE, count)))
     if compact.size != head.size or compact.root() != head.root:
         raise StoreCorrupt("the recomputed root differs from the stored root", code=errors.ROOT_MISMATCH)

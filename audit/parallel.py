@@ -20,19 +20,20 @@ MIN_RANGE = 50_000  # entries below which a worker's start-up costs more than th
 RANGES_PER_JOB = 4  # more ranges than workers, so that the replay can start on the first early
 
 
-def store_scans(store: Store, end: int, limit: int | None) -> Iterator[Scan]:
-    """Entries [0, end) of ``store`` (up to ``limit``) checked page by page in this process."""
+def store_scans(store: Store, begin: int, end: int, limit: int | None) -> Iterator[Scan]:
+    """Entries [begin, end) of ``store`` (up to ``limit``) checked page by page in this process
+    (``begin``: the first entry kept after an archived prefix)."""
     stop = end if limit is None else min(end, limit)
-    for start in range(0, stop, PAGE):
+    for start in range(begin, stop, PAGE):
         yield _scan_page(store, start, min(start + PAGE, stop))
 
 
-def parallel_scans(target: str, end: int, jobs: int, limit: int | None) -> Iterator[Scan]:
+def parallel_scans(target: str, begin: int, end: int, jobs: int, limit: int | None) -> Iterator[Scan]:
     """The same runs as ``store_scans``, checked by ``jobs`` processes that each open ``target``."""
-    ranges = split(end if limit is None else min(end, limit), jobs)
+    ranges = split(begin, end if limit is None else min(end, limit), jobs)
     if len(ranges) < 2:
         with closing(open_store(target)) as store:
-            yield from store_scans(store, end, limit)
+            yield from store_scans(store, begin, end, limit)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(ranges)), mp_context=context) as pool:
@@ -47,10 +48,10 @@ def parallel_scans(target: str, end: int, jobs: int, limit: int | None) -> Itera
                 future.cancel()  # the verdict is known: ranges not yet started are not checked
 
 
-def split(stop: int, jobs: int) -> list[tuple[int, int]]:
-    """[0, stop) as consecutive ranges for ``jobs`` workers, none narrower than MIN_RANGE but the last."""
-    width = max(MIN_RANGE, -(-stop // (jobs * RANGES_PER_JOB)))
-    return [(low, min(low + width, stop)) for low in range(0, stop, width)]
+def split(begin: int, stop: int, jobs: int) -> list[tuple[int, int]]:
+    """[begin, stop) as consecutive ranges for ``jobs`` workers, none narrower than MIN_RANGE but the last."""
+    width = max(MIN_RANGE, -(-(stop - begin) // (jobs * RANGES_PER_JOB)))
+    return [(low, min(low + width, stop)) for low in range(begin, stop, width)]
 
 
 def scan_range(target: str, low: int, high: int) -> list[Scan]:

@@ -16,7 +16,6 @@ from audit import errors
 from audit.checkpoint import Checkpoint
 from audit.errors import NoteError
 from audit.keychain import KeyChain
-from audit.merkle import CompactRange
 from audit.note import Verifier
 from audit.scan import Problem, Row, Scan, as_row, scan_rows
 from audit.stores import StoredEntry, TreeHead
@@ -52,15 +51,25 @@ def verify_log(
     head: TreeHead | None = None,
     trusted: Sequence[str] = (),
     chain: KeyChain | None = None,
+    start: TreeHead | None = None,
 ) -> VerifyReport:
     """Check entries (with their stored leaf hashes and query columns when given) against every checkpoint.
 
     ``checkpoints`` are (size the store filed it under, note). ``head`` is the store's own tree head;
     ``trusted`` are checkpoint notes an auditor kept earlier (they catch a log cut back with its checkpoints).
     ``chain`` holds the keys after ``verifier`` (the first) with their hand-overs and revocations.
+    ``start`` is the head of a prefix checked elsewhere (an archive): the entries begin at its size, it
+    must be signed by a checkpoint, and the checkpoints below it are checked for their signature only.
     """
+    first = start.size if start is not None else 0
     return verify_scans(
-        lambda limit: _scans(entries, limit), checkpoints, verifier, head=head, trusted=trusted, chain=chain
+        lambda limit: _scans(entries, limit, first),
+        checkpoints,
+        verifier,
+        head=head,
+        trusted=trusted,
+        chain=chain,
+        start=start,
     )
 
 
@@ -72,8 +81,10 @@ def verify_scans(
     head: TreeHead | None = None,
     trusted: Sequence[str] = (),
     chain: KeyChain | None = None,
+    start: TreeHead | None = None,
 ) -> VerifyReport:
-    """``verify_log`` over entries already checked in runs (``audit.scan``), replayed in index order."""
+    """``verify_log`` over entries already checked in runs (``audit.scan``), replayed in index order
+    (from ``start.size`` when a prefix was archived)."""
     problems: list[_Problem] = []
     chain = chain if chain is not None else KeyChain(verifier)
     revoked: list[tuple[int, str]] = []
@@ -82,7 +93,7 @@ def verify_scans(
     _handovers(chain, expected, problems)
     _revoked_tail(revoked, expected, problems)
     bad_limit = min((p.index for p in problems), default=None)
-    replay = _Replay(expected)
+    replay = _Replay(expected, start or TreeHead.empty())
     runs = scans(bad_limit)
     try:
         replay.run(runs, problems)
@@ -193,19 +204,24 @@ def _revoked_tail(
 class _Replay:
     """The entries hashed again in index order, each checkpoint's root compared as its size is reached."""
 
-    def __init__(self, expected: dict[int, Checkpoint]) -> None:
+    def __init__(self, expected: dict[int, Checkpoint], start: TreeHead) -> None:
         self.expected = expected
-        self.compact = CompactRange()
-        self._pending = iter(sorted(expected))
+        self.compact = start.compact()
+        self._pending = iter(sorted(size for size in expected if size >= start.size))
         self.next_size = next(self._pending, None)  # the size of the next checkpoint to reach
-        self.previous = 0  # the size of the last checkpoint reached
+        self.previous = start.size  # the size of the last checkpoint reached
         self.columns: _Problem | None = None  # the first entry whose query columns differ from it
 
     def run(self, scans: Iterable[Scan], problems: list[_Problem]) -> None:
-        if self.next_size == 0:
-            if self.expected[0].root != self.compact.root():
-                problems.append(_Problem(0, errors.ROOT_MISMATCH, "checkpoint 0 is not the empty tree"))
+        base = self.compact.size
+        if self.next_size == base:
+            if self.expected[base].root != self.compact.root():
+                message = f"checkpoint {base} is not the " + ("empty tree" if not base else "archived prefix")
+                problems.append(_Problem(base, errors.ROOT_MISMATCH, message))
             self.next_size = next(self._pending, None)
+        elif base:  # the kept compact range of an archived prefix is bound to nothing a key signed
+            message = f"no checkpoint signs the archived prefix [0, {base})"
+            problems.append(_Problem(base, errors.ARCHIVE_MISMATCH, message))
         for scan in scans:
             if not self._feed(scan, problems):
                 break
@@ -246,11 +262,14 @@ class _Replay:
             self.columns = scan.columns
 
 
-def _scans(entries: Iterable[StoredEntry | tuple[int, bytes]], limit: int | None) -> Iterator[Scan]:
-    """Entries from an iterable in runs of BATCH. A failure to read the next entry (a malformed export)
-    is raised only after the entries read before it were checked, as when they were checked one by one."""
+def _scans(
+    entries: Iterable[StoredEntry | tuple[int, bytes]], limit: int | None, first: int = 0
+) -> Iterator[Scan]:
+    """Entries from an iterable (the first at index ``first``) in runs of BATCH. A failure to read the
+    next entry (a malformed export) is raised only after the entries read before it were checked, as when
+    they were checked one by one."""
     items = iter(entries)
-    start = 0
+    start = first
     while True:
         batch: list[Row] = []
         failure: Exception | None = None

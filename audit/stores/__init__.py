@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from audit.entry import IndexFields
 from audit.merkle import EMPTY_ROOT, CompactRange
@@ -55,6 +55,23 @@ class TreeHead:
         compact = self.compact()
         compact.extend(leaves)
         return TreeHead(compact.size, compact.root(), compact.to_bytes())
+
+
+@dataclass(frozen=True)
+class Archived:
+    """A prefix [first, size) whose entry bodies were dropped after it was archived. The compact range
+    at ``size`` stays, so new heads extend it; ``location`` names where the archive went and ``before``
+    is the entry time no archived entry reaches."""
+
+    first: int
+    size: int
+    range_blob: bytes
+    location: str
+    before: str
+
+    def head(self) -> TreeHead:
+        compact = CompactRange.from_bytes(self.size, self.range_blob)
+        return TreeHead(self.size, compact.root(), self.range_blob)
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,20 @@ class Store(Protocol):
         """The value stored for ``key``; store ``default`` first when absent and given."""
         ...
 
+    def archived(self) -> list[Archived]:
+        """The prefixes dropped after archiving, oldest first (contiguous from index 0)."""
+        ...
+
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Prunable(Protocol):
+    """A store that can drop the entry bodies of an archived prefix (the durable ones can)."""
+
+    def drop_archived(self, record: Archived) -> None:
+        """Record ``record`` and delete the entries below ``record.size`` in one transaction."""
+        ...
 
 
 def open_store(target: str | os.PathLike[str]) -> Store:

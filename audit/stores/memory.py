@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from audit.entry import IndexFields
-from audit.stores import Query, Record, StoredEntry, TreeHead
+from audit.stores import Archived, Query, Record, StoredEntry, TreeHead
 
 
 class MemoryStore:
@@ -78,6 +78,9 @@ class MemoryStore:
             if default is not None:
                 return self._meta.setdefault(key, default)
             return self._meta.get(key)
+
+    def archived(self) -> list[Archived]:
+        return []  # nothing to retain: the fake keeps no entry beyond its process
 
     def close(self) -> None:
         pass

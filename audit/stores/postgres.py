@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from audit.errors import StoreError, StoreUnavailable
-from audit.stores import Record, TreeHead
+from audit.stores import Archived, Record, TreeHead
 from audit.stores.pglink import Link, is_lost, logger
+from audit.stores.prune import delete_chunk, record_prefix
 from audit.stores.sql import SqlReads, entry_rows, schema
 
 T = TypeVar("T")
@@ -173,8 +174,25 @@ class PostgresStore(SqlReads):
         rows = self._rows("SELECT value FROM meta WHERE key = %s", (key,))
         return str(rows[0][0]) if rows else None
 
+    def drop_archived(self, record: Archived) -> None:
+        """Under the log's advisory lock, like an append, a chunk per transaction (``prune``); safe to
+        repeat after a lost connection (a recorded prefix is found recorded, deleted rows gone)."""
+        self._transact(lambda cur: record_prefix(_execute(cur), record))
+        while self._transact(lambda cur: delete_chunk(_execute(cur), record.size)):
+            pass
+
     def close(self) -> None:
         self._link.close()
+
+
+def _execute(cur: psycopg.Cursor[Any]) -> Callable[[str, Sequence[object]], list[Any]]:
+    """``prune``'s statements (``?`` markers) on this cursor."""
+
+    def execute(sql: str, params: Sequence[object]) -> list[Any]:
+        cur.execute(sql.replace("?", "%s"), params)
+        return cur.fetchall() if cur.description is not None else []
+
+    return execute
 
 
 def _landed(cur: psycopg.Cursor[Any], head: TreeHead, leaves: Sequence[bytes]) -> bool:

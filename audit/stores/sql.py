@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from audit.entry import IndexFields
-from audit.stores import Query, Record, StoredEntry
+from audit.stores import Archived, Query, Record, StoredEntry
 
 PAGE = 10_000
 # What entries() and find() read: the entry, its leaf hash and its query columns (for verification).
+ARCHIVED_COLUMNS = "first_idx, size, range_blob, location, before_time"
 ENTRY_COLUMNS = "idx, data, leaf_hash, time, source, verdict, namespace, username, kind, policies"
 
 
@@ -24,6 +25,8 @@ def schema(blob: str, bigint: str) -> list[str]:
         f"range_blob {blob} NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS checkpoints (size {bigint} PRIMARY KEY, note TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS archived (size {bigint} PRIMARY KEY, first_idx {bigint} NOT NULL, "
+        f"range_blob {blob} NOT NULL, location TEXT NOT NULL, before_time TEXT NOT NULL)",
     ]
 
 
@@ -150,3 +153,7 @@ class SqlReads:
     def checkpoint_at(self, size: int) -> str | None:
         rows = self._select("SELECT note FROM checkpoints WHERE size = ?", (size,))
         return str(rows[0][0]) if rows else None
+
+    def archived(self) -> list[Archived]:
+        rows = self._select(f"SELECT {ARCHIVED_COLUMNS} FROM archived ORDER BY size")
+        return [Archived(int(f), int(s), bytes(r), str(loc), str(b)) for f, s, r, loc, b in rows]

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 from audit import errors
 from audit.errors import StoreError
-from audit.stores import Query, Record, StoredEntry, TreeHead
+from audit.stores import Archived, Query, Record, StoredEntry, TreeHead
+from audit.stores.prune import delete_chunk, record_prefix
 from audit.stores.sql import ENTRY_COLUMNS, SqlReads, entry_rows, schema, stored_entry, where
 
 READ_WINDOW = 64  # rows one read statement may cover: well under a millisecond of a writer's wait
@@ -166,6 +167,15 @@ class SQLiteStore(SqlReads):
                 db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, default))
         rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
+
+    def drop_archived(self, record: Archived) -> None:
+        # The freed pages are reused by later entries; VACUUM gives them back to the file system.
+        with self._write() as db:
+            record_prefix(lambda sql, params: db.execute(sql, params).fetchall(), record)
+        while True:
+            with self._write() as db:
+                if not delete_chunk(lambda sql, params: db.execute(sql, params).fetchall(), record.size):
+                    return
 
     def close(self) -> None:
         with self._lock:
