@@ -142,7 +142,9 @@ def _columns_match_slowly(row: Row, data: bytes) -> bool:
     stored = row[9]
     return (
         tuple(str(value) for value in row[3:9]) == names
-        and (str(stored).strip("\n") if stored else "") == policies
+        # Exactly as the stores write it: a query by policy looks for "\nNAME\n", so a column without
+        # its surrounding newlines would hide the entry from those queries.
+        and (stored or "") == ("\n" + policies + "\n" if policies else "")
     )
 
 

@@ -126,7 +126,7 @@ TAMPERINGS: dict[str, Callable[[Path, Ed25519Signer], None]] = {
 def test_jobs_give_the_same_report_as_one_process(
     db: Path, verifier: Verifier, signer: Ed25519Signer, name: str
 ) -> None:
-    assert len(split(COUNT + 1, 2)) > 2  # the log is checked in several ranges, not by one worker
+    assert len(split(0, COUNT + 1, 2)) > 2  # the log is checked in several ranges, not by one worker
     TAMPERINGS[name](db, signer)
     with AuditLog.open(db) as log:
         one = log.verify(verifier)
@@ -202,8 +202,9 @@ ENTRY = (
     ("columns", "match"),
     [
         (("t", "ci", "denied", "ml", "u", "Pod", "\na\nb\n"), True),
-        (("t", "ci", "denied", "ml", "u", "Pod", "a\nb"), True),  # read back as the stores read it
-        (("t", "ci", "denied", "ml", "u", "Pod", "\n\na\nb\n\n"), True),
+        # Not as the stores write it: a query by policy (LIKE '%\na\n%') would miss the entry.
+        (("t", "ci", "denied", "ml", "u", "Pod", "a\nb"), False),
+        (("t", "ci", "denied", "ml", "u", "Pod", "\n\na\nb\n\n"), False),
         (("t", "ci", "allowed", "ml", "u", "Pod", "\na\nb\n"), False),
         (("t", "ci", "denied", "ml", "u", "Pod", "\na\n"), False),
         (("t", "ci", "denied", "ml", "u", "Pod", ""), False),
