@@ -27,6 +27,7 @@ from audit.checkpoint import peek_checkpoint
 from audit.entry import format_time, parse
 from audit.errors import EntryError, ExportError, StoreCorrupt
 from audit.export import CHECKPOINTS, ENTRIES, MANIFEST, read_checkpoints
+from audit.exportkeys import KEYS, write_keys
 from audit.keys import PUB_FILE, VKEY_FILE, public_pem
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
@@ -119,6 +120,8 @@ def _write(
     _write_text(out / CHECKPOINTS, "".join(json.dumps({"size": s, "note": n}) + "\n" for s, n in kept))
     _write_text(out / VKEY_FILE, vkey + "\n")
     _write_bytes(out / PUB_FILE, public_pem(verifier))
+    write_keys(out / KEYS, log.store, verifier, head.size)  # the keys that signed it, if it ever rotated
+    _sync_file(out / KEYS)
     manifest = {
         "format": ARCHIVE_FORMAT,
         "origin": verifier.name,
@@ -231,6 +234,15 @@ def _flush(handle: BinaryIO) -> None:
     """Make the file durable: once the live log drops these entries, this may be their only copy."""
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def _sync_file(path: Path) -> None:
+    """Make a file another module wrote durable, like the archive's own files."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _sync_dir(out: Path) -> None:

@@ -14,6 +14,7 @@ from audit.archive import archive
 from audit.archive_read import read_archive, verify_archives
 from audit.checkpoint import peek_checkpoint
 from audit.export import read_checkpoints
+from audit.keys import load_verifier
 from audit.log import AuditLog
 from audit.note import Verifier
 
@@ -59,7 +60,7 @@ def verify_with_archives(args: argparse.Namespace) -> int:
     """``audit verify --archive DIR ... [--audit-log LOG]``: the archives, then the live log."""
     trusted = tuple(cli._text(p) for p in args.checkpoint)
     if args.audit_log is None:
-        report = verify_archives(args.archive, _pinned(args), trusted=trusted)
+        report = verify_archives(args.archive, _pinned(args), trusted=trusted, pinned=_successors(args))
         first = min(read_archive(d).first for d in args.archive)
         if first:
             print(
@@ -70,7 +71,9 @@ def verify_with_archives(args: argparse.Namespace) -> int:
         print("error: --public-key is required with --audit-log", file=sys.stderr)
         return cli.USAGE
     with cli._open(args) as log:
-        report = verify_archives(args.archive, _pinned(args, log), log=log, trusted=trusted)
+        report = verify_archives(
+            args.archive, _pinned(args, log), log=log, trusted=trusted, pinned=_successors(args)
+        )
     if report.ok and report.unsigned > args.max_unsigned:  # as for the live log alone (cli._verify)
         print(
             f"TAMPERED at index {report.signed_size}: unsigned_tail: {report.unsigned} entries after the last "
@@ -78,6 +81,11 @@ def verify_with_archives(args: argparse.Namespace) -> int:
         )
         return cli.FAILED
     return cli._report(report)
+
+
+def _successors(args: argparse.Namespace) -> list[Verifier]:
+    """``--successor-key``: later keys of the log the auditor got out of band."""
+    return [load_verifier(path) for path in args.successor_key]
 
 
 def live_note(log: AuditLog) -> None:

@@ -22,6 +22,8 @@ from audit import errors
 from audit.checkpoint import peek_checkpoint
 from audit.errors import AuditError, ExportError
 from audit.export import ENTRIES, FORMAT, MANIFEST, read_checkpoints, read_entries
+from audit.exportkeys import KEYS, read_keys
+from audit.keychain import load_chain
 from audit.keys import VKEY_FILE, load_verifier
 from audit.log import AuditLog
 from audit.merkle import CompactRange
@@ -73,11 +75,14 @@ def verify_archives(
     *,
     log: AuditLog | None = None,
     trusted: Sequence[str] = (),
+    pinned: Sequence[Verifier] = (),
 ) -> VerifyReport:
     """Verify archives that follow each other, and the live ``log`` after them when given, as one history.
 
-    ``verifier`` pins the key (default: the first archive's own ``audit.vkey``). Without a live log the
-    history must end on a checkpoint, as an export's does."""
+    ``verifier`` pins the first key (default: the first archive's own ``audit.vkey``); later keys come
+    from the co-signed hand-overs the live log holds, or without it from the newest archive's
+    ``keys.json`` (``pinned``: keys the auditor got otherwise). Without a live log the history must end
+    on a checkpoint, as an export's does."""
     archives = sorted((read_archive(d) for d in directories), key=lambda a: a.first)
     if not archives:
         raise ExportError("no archive given", code=errors.USAGE)
@@ -94,7 +99,12 @@ def verify_archives(
         head, count = log.store.state()
         stop = min(max(count, live_base(log.store).size), head.size + 1)  # past the head: tampering
         entries = chain(entries, _live(log, end, stop))
-    report = verify_log(entries, checkpoints, verifier, head=head, trusted=trusted, start=archives[0].start)
+    keys = load_chain(log.store, verifier, pinned) if log is not None else None
+    if keys is None:
+        keys = read_keys(archives[-1].path / KEYS, verifier, pinned)
+    report = verify_log(
+        entries, checkpoints, verifier, head=head, trusted=trusted, start=archives[0].start, chain=keys
+    )
     if log is None and report.ok and report.unsigned:
         message = f"{report.unsigned} entries from index {report.signed_size} on are covered by no checkpoint"
         return replace(

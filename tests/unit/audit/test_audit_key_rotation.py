@@ -269,3 +269,31 @@ def load_verifier_text(vkey: str) -> Any:
     from audit.note import Verifier
 
     return Verifier.from_vkey(vkey)
+
+
+def test_a_rotated_log_archives_and_verifies_with_its_key_chain(
+    tmp_path: Path, keys: dict[str, Path], make: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An archive of a prefix signed by two keys carries the hand-over (keys.json): it is written,
+    dropped and verified offline and with the live log, pinning only the first key."""
+    db = rotated_log(tmp_path, keys, make)
+    k1 = load_signer(keys["k1"] / "audit.key")
+    with AuditLog.open(db, signer=k1, max_batch=1) as writer:
+        writer.append(make(10))
+    out = tmp_path / "archive"
+    base = ("--audit-log", str(db))
+    assert (
+        run("audit", "archive", *base, "--before", "2100-01-01T00:00:00Z", "--out", str(out), "--drop") == 0
+    )
+    body = json.loads((out / "keys.json").read_text())
+    assert len(body["keys"]) == 2 and len(body["handovers"]) == 1
+    first = ("--public-key", str(keys["k0"] / "audit.vkey"))
+    capsys.readouterr()
+    assert run("audit", "verify", "--archive", str(out), *first) == 0
+    assert run("audit", "verify", *base, "--archive", str(out), *first) == 0
+    assert capsys.readouterr().out.count("intact: 11 entries") == 2
+    # The hand-over is what makes the second key trusted: without it the archive is tampering.
+    body["handovers"] = []
+    body["keys"] = body["keys"][:1]
+    (out / "keys.json").write_text(json.dumps(body))
+    assert run("audit", "verify", "--archive", str(out), *first) == 1
