@@ -63,6 +63,10 @@ class _Compiled:
     annotations: tuple[tuple[str, CompiledExpr], ...]
     # A passing validation's Result is the same every time: built once, shared (Results are immutable).
     passes: tuple[Result, ...] = ()
+    # So are the skips: one per matchCondition found false, and the policy's own when the policy set
+    # lacks the config facts it needs (its config is fixed with the set).
+    condition_skips: tuple[Result, ...] = ()
+    unconfigured: Result | None = None
 
 
 class Engine:
@@ -115,6 +119,13 @@ class Engine:
                     make_result(p, primary_action(p.actions), Outcome.PASS, "", index=i, validation=v)
                     for i, v in enumerate(p.validations)
                 ),
+                condition_skips=tuple(
+                    make_result(
+                        p, primary_action(p.actions), Outcome.SKIP, f"matchCondition {c.name!r} is false"
+                    )
+                    for c in p.match_conditions
+                ),
+                unconfigured=policy_set.not_configured(p),
             )
             for p in policy_set.policies
             # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
@@ -212,8 +223,8 @@ class Engine:
             if base is None:
                 break
             policy = compiled.policy
-            if (skip := self.policy_set.not_configured(policy)) is not None:  # lacks its config facts
-                results.append(skip)
+            if compiled.unconfigured is not None:  # lacks its config facts
+                results.append(compiled.unconfigured)
                 continue
             with observe(policy) if observe is not None else nullcontext():
                 try:
@@ -292,14 +303,14 @@ class Engine:
         None when they all hold."""
         policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
-        for name, cond in compiled.conditions:
+        for index, (name, cond) in enumerate(compiled.conditions):
             try:
                 value = self._eval(cond, activation)
             except CelEvalError as err:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
             if value is False:
-                return make_result(policy, action, Outcome.SKIP, f"matchCondition {name!r} is false")
+                return compiled.condition_skips[index]
             if value is not True:
                 condition_error = (
                     condition_error or f"matchCondition {name!r} returned {kind_of(value)}, not bool"
