@@ -19,6 +19,7 @@ from policyengine import errors
 from policyengine.cel import BUDGET_OVERRIDE, DEFAULT_BUDGET, Activation, Budget, CelEvalError, CompiledExpr
 from policyengine.cel.lib.kyverno import KYVERNO_OBJECTS
 from policyengine.cel.lib.kyverno_resource import reading
+from policyengine.cel.variables import VariableDefs
 from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.match import exception_matches, matches
@@ -101,7 +102,7 @@ class Engine:
                 policy=p,
                 action=primary_action(p.actions),
                 conditions=tuple((c.name, compile_(c.expression.source)) for c in p.match_conditions),
-                variables=tuple(
+                variables=VariableDefs(
                     (v.name, compile_(v.expression.source) if v.expression else None, v.value)
                     for v in p.variables
                 ),
