@@ -5,7 +5,8 @@ per policy that did not pass, and a child span for the audit append. A child spa
 (timed by the engine's ``observe`` hook) costs more than the evaluation of a small request, so it is
 made only when asked for (``POLICYENGINE_TRACE_POLICIES=1``) and the trace is sampled. Metrics are read for ``/metrics`` by an in-memory reader
 and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set in the environment mapping given, also exported by OTLP
-over HTTP together with the spans.
+over HTTP together with the spans. Each policy's evaluation time is kept as plain histogram counts
+(``webhook.policytimes``) that /metrics renders with the rest, unless metrics are exported over OTLP.
 """
 
 from __future__ import annotations
