@@ -43,6 +43,7 @@ class PolicySummary:
     series: list[PolicySeries]
     low: int  # the index range read: entries below low were not counted
     high: int
+    bucket: str  # "hour", "day" or "week"
 
 
 @dataclass
@@ -103,7 +104,8 @@ def policy_summary(log: AuditLog, since: datetime, until: datetime) -> PolicySum
             item = series.setdefault(name, PolicySeries(name))
             (item.denies if kind == "deny" else item.warnings)[label] += 1
     ordered = sorted(series.values(), key=lambda s: -(s.denies.total() + s.warnings.total()))
-    return PolicySummary(buckets, ordered, scan.low, scan.high)
+    name = {timedelta(hours=1): "hour", timedelta(days=1): "day"}.get(width, "week")
+    return PolicySummary(buckets, ordered, scan.low, scan.high, name)
 
 
 def exception_uses(

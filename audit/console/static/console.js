@@ -10,6 +10,7 @@ function token() {
 }
 
 function toLogin(reason) {
+  if (reason === "refused") sessionStorage.removeItem(TOKEN);
   const next = location.pathname + location.search;
   const query = new URLSearchParams({ next });
   if (reason) query.set("reason", reason);

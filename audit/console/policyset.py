@@ -1,0 +1,24 @@
+"""The exceptions a policy set declares, as the console shows them: the log records only an exception's
+name; its approver, expiry and reason live in the PolicyException documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from audit.console.aggregates import ExceptionInfo
+from policyengine.errors import LoadError
+from policyengine.policyset import load_policy_set
+
+
+def exceptions_from(
+    paths: Sequence[str], config: Sequence[str] = (), *, include_bundled: bool = True
+) -> tuple[ExceptionInfo, ...]:
+    """The PolicyExceptions of the policy set at ``paths``; raises LoadError naming the bad documents."""
+    policy_set = load_policy_set(list(paths), config_paths=list(config), include_bundled=include_bundled)
+    return tuple(
+        ExceptionInfo(e.name, e.policies, approved_by=e.approved_by, expires=e.expires, reason=e.reason)
+        for e in policy_set.exceptions
+    )
+
+
+__all__ = ["LoadError", "exceptions_from"]
