@@ -296,27 +296,12 @@ def start_audit_api(settings: Settings) -> Callable[[], None]:
     return stop
 
 
-def console_exceptions(settings: Settings) -> tuple[Any, ...]:
-    """The served policy set's exceptions, for the console's approver and expiry columns. The webhook
-    process loaded the same files already; should they fail here (changed since), the console shows
-    exceptions by name only rather than not start."""
-    from audit.console.policyset import exceptions_from
-
-    try:
-        return exceptions_from(settings.policies, settings.config, include_bundled=settings.include_bundled)
-    except Exception as exc:  # a policy set that does not load is reported by the webhook process
-        get_logger().warning(
-            "the auditors' console shows exceptions without approver or expiry: the policy set did not load",
-            extra={"error": str(exc)[:500]},
-        )
-        return ()
-
-
 def serve_audit_api(settings_json: str, sock: socket.socket, parent: int) -> None:
     """The auditors' API process: read-only log, query cap, connection cap; ends with its parent."""
     from audit import AuditLog
     from audit.api import ConsoleOptions
     from audit.api import create_app as create_audit_app
+    from audit.console.policyset import served_exceptions
 
     settings = Settings.from_json(settings_json)
     configure(settings.log_level)
@@ -325,7 +310,7 @@ def serve_audit_api(settings_json: str, sock: socket.socket, parent: int) -> Non
         os.nice(AUDIT_API_NICENESS)
     assert settings.audit_log and settings.audit_api_tokens and settings.audit_api_port
     log = AuditLog.open(settings.audit_log)  # read-only: no signer
-    console = ConsoleOptions(exceptions=console_exceptions(settings))
+    console = ConsoleOptions(served_exceptions(settings.policies, settings.config, settings.include_bundled))
     app = create_audit_app(
         log, settings.audit_api_tokens, max_queries=settings.audit_api_max_queries, console=console
     )

@@ -3,6 +3,7 @@ name; its approver, expiry and reason live in the PolicyException documents."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from audit.console.aggregates import ExceptionInfo
@@ -19,6 +20,22 @@ def exceptions_from(
         ExceptionInfo(e.name, e.policies, approved_by=e.approved_by, expires=e.expires, reason=e.reason)
         for e in policy_set.exceptions
     )
+
+
+def served_exceptions(
+    paths: Sequence[str], config: Sequence[str], include_bundled: bool
+) -> tuple[ExceptionInfo, ...]:
+    """The served policy set's exceptions, for serve's console. The webhook process loaded the same files
+    already; should they fail here (changed since), the console shows exceptions by name only rather
+    than not start."""
+    try:
+        return exceptions_from(paths, config, include_bundled=include_bundled)
+    except Exception as exc:  # the webhook process reports a policy set that does not load
+        logging.getLogger("policyengine.audit.api").warning(
+            "the auditors' console shows exceptions without approver or expiry: the policy set did not load",
+            extra={"error": str(exc)[:500]},
+        )
+        return ()
 
 
 __all__ = ["LoadError", "exceptions_from"]
