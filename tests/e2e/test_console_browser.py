@@ -264,3 +264,34 @@ def test_a_token_that_stops_working_sends_the_auditor_back_to_sign_in(console: C
     console.sign_in(TOKEN)
     console.wait("the page asked for", lambda: console.browser.current_url.endswith("/console/decisions/1"))
     assert console.loaded() == "200"
+
+
+UNLABELLED = """
+return [...document.querySelectorAll('input, select, textarea')]
+  .filter(el => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label'))
+  .map(el => el.outerHTML);
+"""
+
+
+def test_every_control_has_a_label_and_the_keyboard_reaches_the_content_first(console: Console) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    console.open("/console/decisions")
+    console.loaded()
+    for path in (
+        "/console/decisions",
+        "/console/policies",
+        "/console/exceptions",
+        "/console/key",
+        "/console/login",
+    ):
+        console.open(path)
+        if path != "/console/key" and path != "/console/login":
+            console.loaded()
+        assert console.browser.execute_script(UNLABELLED) == [], path
+        assert console.browser.execute_script("return document.documentElement.lang") == "en"
+    console.open("/console/decisions")
+    console.loaded()
+    console.by("body").send_keys(Keys.TAB)
+    focused = console.browser.switch_to.active_element
+    assert focused.text == "Skip to content" and focused.get_attribute("href").endswith("#main")
