@@ -279,3 +279,18 @@ def test_expensive_queries_are_rate_limited_per_token(logged: tuple[AuditLog, Pa
         refused = client.get("/console/data/decisions.csv", headers=AUTH)
         assert int(refused.headers["retry-after"]) >= 1 and app.state.console.limit.refused == 3
         assert client.get("/console/data/decisions/1", headers=AUTH).status_code == 200  # cheap
+
+
+@pytest.mark.parametrize("target", [":memory:", "sqlite"])
+def test_a_query_bounded_above_returns_only_the_window(
+    target: str, tmp_path: Path, signer: Ed25519Signer
+) -> None:
+    log = AuditLog.open(tmp_path / "w.db" if target == "sqlite" else target, signer=signer)
+    try:
+        fill(log, 300)
+        found = [row.index for row in log.query(Query(after=99, before=230))]
+        assert found == list(range(100, 230))
+        denied = [row.index for row in log.query(Query(verdict="denied", after=99, before=230, limit=5))]
+        assert denied == [100, 105, 110, 115, 120]
+    finally:
+        log.close()
