@@ -294,3 +294,24 @@ def test_a_query_bounded_above_returns_only_the_window(
         assert denied == [100, 105, 110, 115, 120]
     finally:
         log.close()
+
+
+def test_a_download_is_bounded_in_rows_and_says_when_it_holds_only_the_newest(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit.console import downloads
+
+    monkeypatch.setattr(downloads, "MAX_ROWS", 10)
+    response = client.get("/console/data/decisions.jsonl?verdict=denied", headers=AUTH)
+    lines = response.text.splitlines()
+    want = _expected(lambda e: e["verdict"] == "denied")
+    assert [json.loads(line)["index"] for line in lines] == want[:10]
+    assert response.headers["x-policyengine-complete"] == "false"
+    assert response.headers["x-policyengine-examined-from"] == str(want[9])
+    monkeypatch.setattr(downloads, "MAX_ROWS", 10_000)
+    monkeypatch.setattr(downloads, "SCAN_BUDGET", 100)
+    monkeypatch.setattr(queries, "WINDOW", 50)
+    response = client.get("/console/data/decisions.csv", headers=AUTH)
+    assert len(response.text.splitlines()) == 1 + 100  # the header and the newest 100 entries
+    assert response.headers["x-policyengine-complete"] == "false"
+    assert response.headers["x-policyengine-examined-from"] == str(COUNT - 100)
