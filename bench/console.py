@@ -35,6 +35,8 @@ ROUTES = (
     ("policy filter", "/console/data/decisions?policy=model-approved-source&user=alice@team-b"),
     ("one decision", "/console/data/decisions/123456"),
     ("policies, 30 days", "/console/data/policies?since=2026-09-01&until=2026-10-01"),
+    ("policies, a year", "/console/data/policies?since=2038-07-01&until=2039-07-01"),
+    ("a day, 10 years in", "/console/data/decisions?since=2036-09-01&until=2036-09-02&verdict=denied"),
 )
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from audit.console.queries import EXCEPTION_KEY, Scan
+from audit.console.queries import EXCEPTION_KEY, scan
 from audit.log import AuditLog
 from audit.stores import Query
 
-SUMMARY_BUDGET = 200_000
+SUMMARY_BUDGET = 50_000  # entries a summary reads: about 5 s of parsing at most
 EXPIRING_SOON = timedelta(days=14)
 
 
@@ -91,8 +91,8 @@ def policy_summary(log: AuditLog, since: datetime, until: datetime) -> PolicySum
     width = bucket_width(since, until)
     buckets = bucket_labels(since, until)
     series: dict[str, PolicySeries] = {}
-    scan = Scan(log, Query(since=_fmt(since), until=_fmt(until)), SUMMARY_BUDGET)
-    for row in scan:
+    reader = scan(log, Query(since=_fmt(since), until=_fmt(until)), SUMMARY_BUDGET)
+    for row in reader:
         if row.entry.get("verdict") == "allowed":
             continue
         label = _bucket_of(str(row.entry.get("time", "")), since, width)
@@ -105,7 +105,7 @@ def policy_summary(log: AuditLog, since: datetime, until: datetime) -> PolicySum
             (item.denies if kind == "deny" else item.warnings)[label] += 1
     ordered = sorted(series.values(), key=lambda s: -(s.denies.total() + s.warnings.total()))
     name = {timedelta(hours=1): "hour", timedelta(days=1): "day"}.get(width, "week")
-    return PolicySummary(buckets, ordered, scan.low, scan.high, name)
+    return PolicySummary(buckets, ordered, reader.low if reader.more else 0, reader.high, name)
 
 
 def exception_uses(
@@ -114,8 +114,8 @@ def exception_uses(
     """Each exception used in the range (uses, last use, who, which policies) and each one the policy set
     declares, used or not; with the lowest index read (entries below it were not counted)."""
     uses: dict[str, ExceptionUse] = {info.name: ExceptionUse(info.name, info=info) for info in known}
-    scan = Scan(log, Query(since=_fmt(since), until=_fmt(until)), SUMMARY_BUDGET)
-    for row in scan:
+    reader = scan(log, Query(since=_fmt(since), until=_fmt(until)), SUMMARY_BUDGET)
+    for row in reader:
         if EXCEPTION_KEY.encode() not in row.data:
             continue
         user = row.entry.get("user")
@@ -130,7 +130,7 @@ def exception_uses(
             use.users[username] += 1
             use.policies[str(result.get("policy", ""))] += 1
     ordered = sorted(uses.values(), key=lambda u: (-u.uses, u.name))
-    return ordered, scan.low
+    return ordered, reader.low if reader.more else 0
 
 
 def _counted(result: dict[str, Any]) -> str | None:

@@ -315,3 +315,55 @@ def test_a_download_is_bounded_in_rows_and_says_when_it_holds_only_the_newest(
     assert len(response.text.splitlines()) == 1 + 100  # the header and the newest 100 entries
     assert response.headers["x-policyengine-complete"] == "false"
     assert response.headers["x-policyengine-examined-from"] == str(COUNT - 100)
+
+
+def test_a_time_range_deep_in_the_log_is_found_by_index_not_by_walking_to_it(
+    logged: tuple[AuditLog, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, _ = logged
+    monkeypatch.setattr(queries, "PAGE_BUDGET", 256)  # far less than the entries above the range
+    store = CountingStore(log.store)
+    counted = AuditLog(store, origin=log.origin)  # type: ignore[arg-type]
+    since, until = decision(100)["time"], decision(130)["time"]
+    page = queries.page_before(counted, Filters(Query(since=since, until=until)), None, 50)
+    assert [row.index for row in page.rows] == list(range(129, 99, -1))
+    examined = sum(high - low for low, high in store.ranges)
+    assert examined <= 2 * (130 - 100) + 2 * 9  # the range plus the hour's margin (7 min a decision)
+
+
+def test_an_entry_appended_out_of_time_order_is_still_in_its_range(
+    tmp_path: Path, signer: Ed25519Signer
+) -> None:
+    from datetime import timedelta
+
+    from audit import make_entry
+
+    log = AuditLog.open(":memory:", signer=signer)
+    try:
+        times = [T0 + timedelta(minutes=i) for i in range(200)]
+        times[150] = T0 + timedelta(minutes=95)  # decided at minute 95, appended after minute 149
+        for i, when in enumerate(times):
+            log.append(
+                make_entry(
+                    time=when, source="ci", uid=f"u{i}", operation="CREATE", resource={}, verdict="allowed"
+                )
+            )
+        since, until = (T0 + timedelta(minutes=90)).isoformat(), (T0 + timedelta(minutes=100)).isoformat()
+        filters = Filters(
+            Query(since=since.replace("+00:00", ".000000Z"), until=until.replace("+00:00", ".000000Z"))
+        )
+        page = queries.page_before(log, filters, None, 50)
+        assert [row.index for row in page.rows] == [150, *range(99, 89, -1)]
+    finally:
+        log.close()
+
+
+def test_the_newest_page_reads_about_a_page_not_a_window(
+    logged: tuple[AuditLog, Path],
+) -> None:
+    log, _ = logged
+    store = CountingStore(log.store)
+    counted = AuditLog(store, origin=log.origin)  # type: ignore[arg-type]
+    page = queries.page_before(counted, Filters(Query()), None, 50)
+    assert [row.index for row in page.rows] == list(range(COUNT - 1, COUNT - 51, -1))
+    assert store.ranges == [(COUNT - 100, COUNT)]
