@@ -1,4 +1,4 @@
-"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export.
+"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export, console.
 
 ``add_commands(subparsers)`` adds them to an argparse sub-parser group; each sets ``func(args) -> int``.
 Exit codes: 0 success (or intact), 1 verification failed (the first bad index is printed), 2 usage error.
@@ -18,6 +18,7 @@ from typing import Any
 
 from audit import errors
 from audit.checkpoint import peek_checkpoint
+from audit.console import standalone as console
 from audit.entry import SOURCES, VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
 from audit.export import MANIFEST, export, read_checkpoints, verify_export
@@ -71,6 +72,7 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     _log_arg(p)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
+    console.add_parser(verbs)
     return audit
 
 
