@@ -274,3 +274,61 @@ def test_a_kept_checkpoint_of_another_key_is_reported(
     assert status["text"].startswith(
         "Consistency check failed. The checkpoint this browser kept does not verify with the loaded key"
     )
+
+
+def _huge(request: Any) -> Any:
+    from starlette.responses import StreamingResponse
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(17 * 16):  # 17 MiB, no Content-Length: the reader must stop at its bound
+            yield b"A" * 65536
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+@pytest.mark.parametrize(
+    ("name", "page", "code", "text"),
+    [
+        ("huge proof", "/page/decision/7", "response_too_large", "the answer is over 16777216 bytes"),
+        ("not UTF-8", "/page/decision/7", "proof_format", "the answer is not UTF-8"),
+        (
+            "proof of another entry",
+            "/page/decision/7",
+            "index_mismatch",
+            "the API proved entry 8, not entry 7",
+        ),
+        ("proof without entry", "/page/decision/7", "proof_no_entry", "it carries no entry"),
+        ("huge consistency proof", "/page/log", "response_too_large", "the answer is over 65536 bytes"),
+        ("consistency for other sizes", "/page/log", "proof_format", "it is for other sizes than asked"),
+    ],
+)
+def test_a_lying_api_is_bounded_and_named(
+    browser: Any, server: Server, db: Path, keys: KeyFiles, name: str, page: str, code: str, text: str
+) -> None:
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+    from audit.proof import InclusionProof
+
+    with AuditLog.open(db) as log:
+        proof7, proof8, latest = log.prove(7), log.prove(8), log.checkpoint() or ""
+        older = next(note for size, note in log.store.checkpoints() if 0 < size < 300)
+
+    def answer(request: Any) -> Any:
+        path = request.url.path
+        if path.endswith("/v1/checkpoint"):
+            return PlainTextResponse(latest)
+        if name.startswith("huge"):
+            return _huge(request)
+        if name == "not UTF-8":
+            return Response(b"c2sp.org/tlog-proof@v1\nindex 7\n\xff\xfe\n\n", media_type="text/plain")
+        if name == "proof of another entry":
+            return PlainTextResponse(proof8)
+        if name == "proof without entry":
+            parsed = InclusionProof.parse(proof7)
+            return PlainTextResponse(InclusionProof(7, parsed.hashes, parsed.checkpoint_note).text())
+        return JSONResponse({"size1": 1, "size2": 300, "proof": []})
+
+    server.hostile = answer
+    status = visit(browser, server, page + "?api=hostile", storage(keys, last=older))
+    assert status["state"] == "failed" and status["code"] == code, status
+    assert text in status["text"]

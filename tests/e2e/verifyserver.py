@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +36,7 @@ T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 DECISION_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Decision {index}</title></head><body>
-<section id="verification" data-index="{index}" data-api="/api">
+<section id="verification" data-index="{index}" data-api="{api}">
   <p id="verification-status" role="status" aria-live="polite" data-state="idle">Not verified yet</p>
 </section>
 <script type="module" src="/console/static/verifypage.js"></script>
@@ -44,7 +44,7 @@ DECISION_PAGE = """<!doctype html>
 """
 LOG_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>The log</title></head><body>
-<section id="consistency" data-api="/api">
+<section id="consistency" data-api="{api}">
   <p id="consistency-status" role="status" aria-live="polite" data-state="idle"></p>
 </section>
 <script type="module" src="/console/static/verifypage.js"></script>
@@ -73,6 +73,7 @@ class Server:
     tokens_file: Path
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (path, query, authorization)
     api: Any = None
+    hostile: Callable[[Request], Response] | None = None  # what /hostile answers: a lying API
 
     def serve(self, log: AuditLog) -> None:
         """Answer /api with the auditors' API over ``log`` from now on."""
@@ -80,12 +81,19 @@ class Server:
 
 
 def _app(server: Server) -> Starlette:
+    def base(request: Request) -> str:
+        return "/hostile" if request.query_params.get("api") == "hostile" else "/api"
+
     async def decision(request: Request) -> Response:
-        index = request.path_params["index"]
-        return HTMLResponse(DECISION_PAGE.format(index=index), headers={"Content-Security-Policy": CSP})
+        page = DECISION_PAGE.format(index=request.path_params["index"], api=base(request))
+        return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
 
     async def log_page(request: Request) -> Response:
-        return HTMLResponse(LOG_PAGE, headers={"Content-Security-Policy": CSP})
+        return HTMLResponse(LOG_PAGE.format(api=base(request)), headers={"Content-Security-Policy": CSP})
+
+    async def hostile(request: Request) -> Response:
+        assert server.hostile is not None
+        return server.hostile(request)
 
     async def api(scope: Any, receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
@@ -105,6 +113,7 @@ def _app(server: Server) -> Starlette:
             Mount("/console/static", StaticFiles(directory=STATIC)),
             Mount("/verify-test", StaticFiles(directory=HARNESS, html=True)),
             Mount("/api", app=api),
+            Route("/hostile/{path:path}", hostile),
         ]
     )
 
