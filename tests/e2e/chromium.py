@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,15 +29,21 @@ def machine_chromium() -> tuple[str, str]:
 
 
 @contextmanager
-def headless_chromium() -> Iterator[object]:
-    """A headless chromium WebDriver, quit on exit."""
+def headless_chromium(*flags: str) -> Iterator[Any]:
+    """A headless chromium WebDriver (with extra command-line ``flags``), quit on exit."""
     binary, driver_path = machine_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        *flags,
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_script_timeout(60)  # a hang guard only

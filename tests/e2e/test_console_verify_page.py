@@ -332,3 +332,17 @@ def test_a_lying_api_is_bounded_and_named(
     status = visit(browser, server, page + "?api=hostile", storage(keys, last=older))
     assert status["state"] == "failed" and status["code"] == code, status
     assert text in status["text"]
+
+
+def test_a_page_outside_a_secure_context_says_so(server: Server, db: Path, keys: KeyFiles) -> None:
+    """Over plain HTTP on a name that is not localhost the browser has no WebCrypto: the page says
+    why it cannot verify instead of failing obscurely."""
+    port = server.base.rsplit(":", 1)[1]
+    with headless_chromium("--host-resolver-rules=MAP insecure.test 127.0.0.1") as other:
+        plain = Server(f"http://insecure.test:{port}", server.tokens_file)
+        status = visit(other, plain, "/page/decision/7", storage(keys))
+    assert status["state"] == "failed" and status["code"] == "no_webcrypto", status
+    assert status["text"] == (
+        "Verification failed. Verification cannot run here: this page is not a secure context (HTTPS), "
+        "so the browser offers no WebCrypto"
+    )

@@ -77,6 +77,7 @@ function toBig(value, code, what) {
 // RFC 6962 hashing
 
 async function sha256(...parts) {
+  requireWebCrypto();
   const total = parts.reduce((n, p) => n + p.length, 0);
   const buf = new Uint8Array(total);
   let at = 0;
@@ -193,10 +194,21 @@ function checkName(name) {
   return name;
 }
 
+/** Throws unless this page has WebCrypto: browsers offer it only to secure contexts (HTTPS, localhost). */
+export function requireWebCrypto() {
+  if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
+    fail("no_webcrypto", "this page is not a secure context (HTTPS), so the browser offers no WebCrypto");
+  }
+}
+
 async function importRaw(raw) {
+  requireWebCrypto();
   try {
     return await crypto.subtle.importKey("raw", raw, { name: "Ed25519" }, false, ["verify"]);
   } catch (err) {
+    if (err.name === "NotSupportedError") {
+      fail("no_ed25519", "this browser's WebCrypto has no Ed25519 (Chromium 137+, Firefox 129+, Safari 17+ do)");
+    }
     fail("vkey_invalid", `the browser refused the Ed25519 key: ${err.message}`);
   }
 }

@@ -10,6 +10,7 @@ import {
   parseDecimal,
   parseProof,
   parseVerifierKey,
+  requireWebCrypto,
   verifyCheckpointConsistency,
   verifyInclusion,
   MAX_NOTE_CHARS,
@@ -107,6 +108,7 @@ async function apiGet(base, path, token, limit) {
 
 /** The token and the parsed key, or a StepError saying which is missing. */
 async function credentials() {
+  await step("Verification cannot run here", async () => requireWebCrypto());
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) {
     throw new StepError("Not signed in", new VerifyError("no_token", "no API token in this browser session"));
