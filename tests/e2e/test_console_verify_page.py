@@ -346,3 +346,25 @@ def test_a_page_outside_a_secure_context_says_so(server: Server, db: Path, keys:
         "Verification failed. Verification cannot run here: this page is not a secure context (HTTPS), "
         "so the browser offers no WebCrypto"
     )
+
+
+def test_a_busy_api_is_waited_out(browser: Any, server: Server, db: Path, keys: KeyFiles) -> None:
+    """The API refuses with 503 "busy" while its query slots are taken; the page retries a few times."""
+    from starlette.responses import JSONResponse, PlainTextResponse
+
+    with AuditLog.open(db) as log:
+        proof = log.prove(7)
+    refusals = []
+
+    def answer(request: Any) -> Any:
+        if len(refusals) < 2:
+            refusals.append(request.url.path)
+            return JSONResponse(
+                {"error": "busy", "code": "busy"}, status_code=503, headers={"Retry-After": "1"}
+            )
+        return PlainTextResponse(proof)
+
+    server.hostile = answer
+    status = visit(browser, server, "/page/decision/7?api=hostile", storage(keys))
+    assert status["state"] == "ok", status
+    assert refusals == ["/hostile/v1/proof/inclusion"] * 2

@@ -22,6 +22,7 @@ export const PUBLIC_KEY_KEY = "policyengine.publicKey";
 export const LAST_CHECKPOINT_KEY = "policyengine.lastCheckpoint";
 const MAX_JSON_CHARS = 64 << 10;
 const NOT_YET_SIGNED_RETRIES = 3; // an entry appended a moment ago is in the next checkpoint
+const BUSY_RETRIES = 4; // the API answers 503 "busy" when other queries hold its slots
 const RETRY_DELAY_MS = 700;
 
 /** Why a step failed, for the status line: `${step}: ${message}`, with the error's code. */
@@ -78,8 +79,20 @@ async function readBounded(response, limit) {
   }
 }
 
-/** GET an API path with the bearer token; the body as text, or a VerifyError naming the status. */
+/** GET an API path with the bearer token, waiting out a busy API a few times. */
 async function apiGet(base, path, token, limit) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await apiGetOnce(base, path, token, limit);
+    } catch (err) {
+      if (err.code !== "busy" || attempt >= BUSY_RETRIES) throw err;
+      await sleep(RETRY_DELAY_MS);
+    }
+  }
+}
+
+/** One GET: the body as text, or a VerifyError naming the status and the API's own error code. */
+async function apiGetOnce(base, path, token, limit) {
   let response;
   try {
     response = await fetch(base + path, {
