@@ -368,3 +368,14 @@ def test_a_busy_api_is_waited_out(browser: Any, server: Server, db: Path, keys: 
     status = visit(browser, server, "/page/decision/7?api=hostile", storage(keys))
     assert status["state"] == "ok", status
     assert refusals == ["/hostile/v1/proof/inclusion"] * 2
+
+
+@pytest.mark.parametrize("page", ["/page/decision/7?api=elsewhere", "/page/log?api=elsewhere"])
+def test_the_token_is_never_sent_to_another_host(
+    browser: Any, server: Server, db: Path, keys: KeyFiles, page: str
+) -> None:
+    server.requests.clear()
+    status = visit(browser, server, page, storage(keys))
+    assert status["state"] == "failed" and status["code"] == "bad_api_base", status
+    assert "is not a path on this site" in status["text"]
+    assert server.requests == []

@@ -82,7 +82,9 @@ class Server:
 
 def _app(server: Server) -> Starlette:
     def base(request: Request) -> str:
-        return "/hostile" if request.query_params.get("api") == "hostile" else "/api"
+        return {"hostile": "/hostile", "elsewhere": "//elsewhere.test/api"}.get(
+            request.query_params.get("api", ""), "/api"
+        )
 
     async def decision(request: Request) -> Response:
         page = DECISION_PAGE.format(index=request.path_params["index"], api=base(request))

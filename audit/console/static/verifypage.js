@@ -79,6 +79,16 @@ async function readBounded(response, limit) {
   }
 }
 
+/** The page's data-api: '' or a same-origin path, so the token never leaves for another host. */
+function apiBase(section) {
+  const base = section.dataset.api ?? "";
+  if (base !== "" && !/^\/(?!\/)[A-Za-z0-9._~\/-]*$/.test(base)) {
+    const err = new VerifyError("bad_api_base", `data-api ${JSON.stringify(base.slice(0, 80))} is not a path on this site`);
+    throw new StepError("The page is misconfigured", err);
+  }
+  return base.replace(/\/$/, "");
+}
+
 /** GET an API path with the bearer token, waiting out a busy API a few times. */
 async function apiGet(base, path, token, limit) {
   for (let attempt = 0; ; attempt++) {
@@ -153,8 +163,8 @@ async function fetchProof(base, index, token) {
 }
 
 /** Entry `data-index` of #verification is in the log: its proof leads to a checkpoint the key signed. */
-export async function verifyEntry(section, status) {
-  const base = section.dataset.api ?? "";
+export async function verifyEntry(section) {
+  const base = apiBase(section);
   const index = await step("The page names no entry", () =>
     parseDecimal(section.dataset.index ?? "", "proof_format", "data-index"),
   );
@@ -182,7 +192,7 @@ export async function verifyEntry(section, status) {
 
 /** The log's current checkpoint extends the one this browser kept; then it is kept instead. */
 export async function checkConsistency(section) {
-  const base = section.dataset.api ?? "";
+  const base = apiBase(section);
   const { token, verifier } = await credentials();
   const note = await step("Fetching the current checkpoint failed", () =>
     apiGet(base, "/v1/checkpoint", token, MAX_NOTE_CHARS),
@@ -228,7 +238,7 @@ async function runVerification(section) {
   if (!status) return;
   show(status, "running", "Verifying in this browser…");
   try {
-    const checkpoint = await verifyEntry(section, status);
+    const checkpoint = await verifyEntry(section);
     show(status, "ok", `Included in checkpoint ${checkpoint.size} signed by ${checkpoint.signer}`, {
       size: checkpoint.size,
       signer: checkpoint.signer,
