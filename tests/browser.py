@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,16 @@ def machine_chromium() -> tuple[str, str]:
     return chromium, driver
 
 
-def headless_chromium(downloads: Path, width: int = 1440, height: int = 900) -> Any:
-    """A new headless chromium session (the caller quits it). Its TLS errors are accepted: the tests'
-    servers use a test CA the browser does not know; the connection is still TLS."""
+def headless_chromium(
+    downloads: Path | None = None,
+    width: int = 1440,
+    height: int = 900,
+    *,
+    flags: tuple[str, ...] = (),
+    accept_insecure_certs: bool = True,
+) -> Any:
+    """A new headless chromium session (the caller quits it). By default its TLS errors are accepted: the
+    tests' servers use a test CA the browser does not know; the connection is still TLS."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -47,11 +56,25 @@ def headless_chromium(downloads: Path, width: int = 1440, height: int = 900) -> 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 f"--window-size={width},{height}", "--no-first-run", "--disable-extensions"):  # fmt: skip
+                 f"--window-size={width},{height}", "--no-first-run", "--disable-extensions", *flags):  # fmt: skip
         options.add_argument(flag)
-    options.accept_insecure_certs = True
+    options.accept_insecure_certs = accept_insecure_certs
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
-    )
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    if downloads is not None:
+        options.add_experimental_option(
+            "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        )
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    session.set_script_timeout(60)  # a hang guard only
+    return session
+
+
+@contextmanager
+def chromium_session(*flags: str) -> Iterator[Any]:
+    """A headless chromium that verifies TLS as a browser does (with extra command-line ``flags``), quit
+    on exit."""
+    session = headless_chromium(width=1280, flags=flags, accept_insecure_certs=False)
+    try:
+        yield session
+    finally:
+        session.quit()

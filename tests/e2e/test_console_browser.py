@@ -44,6 +44,7 @@ class Console:
     shots: Path
     downloads: Path
     vkey: Path
+    db: Path
 
     def open(self, path: str) -> None:
         self.browser.get(self.base + path)
@@ -113,7 +114,9 @@ def console(tmp_path_factory: pytest.TempPathFactory, certs: Path) -> Iterator[C
     downloads.mkdir()
     browser = headless_chromium(downloads)
     try:
-        yield Console(f"https://127.0.0.1:{port}", server, browser, shots, downloads, keys.vkey)
+        yield Console(
+            f"https://127.0.0.1:{port}", server, browser, shots, downloads, keys.vkey, tmp / "audit.db"
+        )
     finally:
         browser.quit()
         _stop(server)
@@ -295,3 +298,46 @@ def test_every_control_has_a_label_and_the_keyboard_reaches_the_content_first(co
     console.by("body").send_keys(Keys.TAB)
     focused = console.browser.switch_to.active_element
     assert focused.text == "Skip to content" and focused.get_attribute("href").endswith("#main")
+
+
+def _verification(console: Console, index: int) -> tuple[str, str]:
+    """Open decision ``index`` and wait for the browser's own check of it: (data-state, text)."""
+    console.open(f"/console/decisions/{index}")
+    assert console.loaded() == "200"
+    status = console.wait(
+        "the verification",
+        lambda: (
+            console.by("#verification-status").get_attribute("data-state") in ("ok", "failed")
+            and console.by("#verification-status")
+        ),
+    )
+    return str(status.get_attribute("data-state")), str(status.text)
+
+
+def test_the_browser_verifies_a_decision_and_reports_a_tampered_one(console: Console) -> None:
+    """Runs last: it edits one entry of the served log in the database, as an attacker with access to
+    it would, and the page (not the server) finds out."""
+    import sqlite3
+
+    console.open("/console/login?next=%2Fconsole%2Fdecisions")
+    console.sign_in(TOKEN)
+    console.wait("the decisions page", lambda: console.browser.current_url.endswith("/console/decisions"))
+    console.browser.execute_script(
+        "localStorage.setItem('policyengine.publicKey', arguments[0])", console.vkey.read_text().strip()
+    )
+    index = _expected(lambda e: e["verdict"] == "denied")[3]
+    state, text = _verification(console, index)
+    assert state == "ok", text
+    assert text.startswith("Included in checkpoint ") and " signed by e2e.example/audit+" in text
+    console.shot("decision-verified")
+
+    with sqlite3.connect(console.db) as db:
+        (data,) = db.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
+        edited = bytes(data).replace(b'"verdict":"denied"', b'"verdict":"allowed"')
+        assert edited != bytes(data)
+        db.execute("UPDATE entries SET data = ? WHERE idx = ?", (edited, index))
+    state, text = _verification(console, index)
+    assert state == "failed", text
+    assert text.startswith("Verification failed.") and f"Entry {index} is not in checkpoint" in text
+    assert console.by("#verification-status").get_attribute("data-code") == "root_mismatch"
+    console.shot("decision-tampered")

@@ -19,7 +19,7 @@ from audit.errors import AuditError
 from audit.keys import KeyFiles
 from audit.merkle import node_hash
 from audit.proof import InclusionProof
-from tests.e2e.chromium import headless_chromium
+from tests.browser import chromium_session
 from tests.e2e.verifyserver import Server, entry, running_server
 
 pytestmark = [pytest.mark.e2e]
@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Any]:
-    with headless_chromium() as driver:
+    with chromium_session() as driver:
         driver.get(server.base + "/verify-test/harness.html")
         for _ in range(300):  # hang guard
             if driver.execute_script("return document.body.dataset.ready") == "1":

@@ -18,7 +18,7 @@ from audit import AuditLog, keygen, load_signer, load_verifier
 from audit.keys import KeyFiles
 from audit.merkle import leaf_hash
 from audit.note import Ed25519Signer
-from tests.e2e.chromium import headless_chromium
+from tests.browser import chromium_session
 from tests.e2e.verifyserver import TOKEN, Server, entry, running_server
 
 pytestmark = [pytest.mark.e2e]
@@ -34,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Any]:
-    with headless_chromium() as driver:
+    with chromium_session() as driver:
         yield driver
 
 
@@ -338,7 +338,7 @@ def test_a_page_outside_a_secure_context_says_so(server: Server, db: Path, keys:
     """Over plain HTTP on a name that is not localhost the browser has no WebCrypto: the page says
     why it cannot verify instead of failing obscurely."""
     port = server.base.rsplit(":", 1)[1]
-    with headless_chromium("--host-resolver-rules=MAP insecure.test 127.0.0.1") as other:
+    with chromium_session("--host-resolver-rules=MAP insecure.test 127.0.0.1") as other:
         plain = Server(f"http://insecure.test:{port}", server.tokens_file)
         status = visit(other, plain, "/page/decision/7", storage(keys))
     assert status["state"] == "failed" and status["code"] == "no_webcrypto", status
