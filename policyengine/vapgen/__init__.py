@@ -216,10 +216,7 @@ def _documents(
     name = _name(policy.name, static, used)
     spec = _spec(policy, translated, expr)
     if how == "inline":
-        try:
-            literal = cel_literal(value)
-        except ValueError as err:
-            raise Unmatchable(f"its params cannot be written as a CEL literal: {err}") from None
+        literal = _literal(value, "its params")
         spec["variables"] = [{"name": PARAMS_VARIABLE, "expression": literal}, *spec.get("variables", [])]
     params: list[dict[str, Any]] = []
     if how == "ref":
@@ -242,7 +239,12 @@ def _spec(policy: Policy, translated: Translated, expr: Any) -> dict[str, Any]:
     if conditions:
         spec["matchConditions"] = conditions
     variables = [
-        {"name": v.name, "expression": expr(v.expression.source) if v.expression else cel_literal(v.value)}
+        {
+            "name": v.name,
+            "expression": expr(v.expression.source)
+            if v.expression
+            else _literal(v.value, f"variable {v.name}"),
+        }
         for v in policy.variables
     ]
     if variables:
@@ -253,6 +255,13 @@ def _spec(policy: Policy, translated: Translated, expr: Any) -> dict[str, Any]:
             {"key": a.name, "valueExpression": expr(a.expression.source)} for a in policy.audit_annotations
         ]
     return spec
+
+
+def _literal(value: Any, what: str) -> str:
+    try:
+        return cel_literal(value)
+    except ValueError as err:
+        raise Unmatchable(f"{what} cannot be written as a CEL literal: {err}") from None
 
 
 def _validation(v: Any, expr: Any) -> dict[str, Any]:

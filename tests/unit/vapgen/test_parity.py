@@ -5,7 +5,7 @@ test case and on every manifest of the shared corpus."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,8 +151,27 @@ def test_every_corpus_manifest_gets_the_same_verdict(shared: Path, minor: int) -
     for doc in manifests:
         created = request_for(doc)
         engine.evaluate(created, inventory=world, now=NOW)
-        updated = request_for(doc, operation="UPDATE")
-        engine.evaluate(Request(**{**updated.__dict__, "old_object": doc.data}), inventory=world, now=NOW)
+        updated = replace(request_for(doc, operation="UPDATE"), old_object=doc.data)
+        engine.evaluate(updated, inventory=world, now=NOW)
+        deleted = replace(request_for(doc, operation="DELETE"), object=None, old_object=doc.data)
+        engine.evaluate(deleted, inventory=world, now=NOW)
     assert not parity.mismatches, _report(parity)
-    assert parity.compared == 2 * len(manifests) and len(manifests) >= 150
+    assert parity.compared == 3 * len(manifests) and len(manifests) >= 150
     assert len(parity.policies) >= 15, sorted(parity.policies)
+
+
+@pytest.mark.shared
+def test_the_comparison_sees_a_generated_policy_that_matches_too_much(
+    shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not vacuous: without the condition that stands for Gatekeeper's kinds, the verdicts part."""
+    from policyengine.vapgen import matching
+
+    monkeypatch.setattr(matching, "_conditions", lambda match: [])
+    parity = Parity()
+    engine = parity.engine(load_policy_set(_corpus_policy_paths(shared)))
+    manifests = list(_manifests(shared))
+    world = with_manifest_namespaces(None, manifests)
+    for doc in manifests:
+        engine.evaluate(request_for(doc), inventory=world, now=NOW)
+    assert len(parity.mismatches) > len(manifests) // 2
