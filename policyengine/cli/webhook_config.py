@@ -117,9 +117,12 @@ def run(args: argparse.Namespace) -> int:
     policies = policy_set.policies
     if args.exclude_generated:
         from policyengine.cli.generate import generation
+        from policyengine.vapgen import webhook_remainder
 
         generated = generation(args, policy_set, namespace=namespace).names
-        policies = tuple(p for p in policies if p.name not in generated)
+        # A generated policy leaves the webhook but for the scale requests only the webhook can judge.
+        kept = (p if p.name not in generated else webhook_remainder(p) for p in policies)
+        policies = tuple(p for p in kept if p is not None)
     try:
         doc = webhook_configuration(
             policies,

@@ -15,16 +15,26 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any
 
-from policyengine.model import Action, Policy
+from policyengine.model import Action, Match, Policy, ResourceRule
 from policyengine.policyset import PolicySet
 from policyengine.vapgen import celenv
 from policyengine.vapgen.celenv import VERSIONS, parse_minor
 from policyengine.vapgen.literal import cel_literal
-from policyengine.vapgen.matching import Translated, Unmatchable, selector, translate
+from policyengine.vapgen.matching import DEFAULT_OPERATIONS, Translated, Unmatchable, selector, translate
 
-__all__ = ["VERSIONS", "Generated", "Generation", "Skipped", "generate", "parse_minor"]
+__all__ = [
+    "VERSIONS",
+    "Generated",
+    "Generation",
+    "Scope",
+    "Skipped",
+    "generate",
+    "parse_minor",
+    "webhook_remainder",
+]
 
 API_VERSION = "admissionregistration.k8s.io/v1"
 STATIC_SUFFIX = ".static.k8s.io"
@@ -313,3 +323,24 @@ def _binding(policy: Policy, name: str, translated: Translated, scope: Scope, ho
         "metadata": meta,
         "spec": spec,
     }
+
+
+def webhook_remainder(policy: Policy) -> Policy | None:
+    """What of a generated policy the webhook must still be sent: the ``scale`` UPDATEs of the workloads
+    its kinds cover. ``kubectl scale`` changes replicas there, and only the webhook judges such a request
+    (as the UPDATE of the workload it scales, ``policyengine.scale``); a ValidatingAdmissionPolicy sees a
+    bare Scale. None when nothing remains."""
+    from policyengine.scale import REPLICAS_AT, SUBRESOURCE
+
+    ops = policy.match.operations or DEFAULT_OPERATIONS
+    if not policy.match.kinds or not ("*" in ops or "UPDATE" in ops):
+        return None
+    rules = tuple(
+        ResourceRule(api_groups=(group,), resources=(f"{resource}/{SUBRESOURCE}",), operations=("UPDATE",))
+        for (group, resource), (kind, _) in sorted(REPLICAS_AT.items())
+        if any(
+            ("*" in k.api_groups or group in k.api_groups) and ("*" in k.kinds or kind in k.kinds)
+            for k in policy.match.kinds
+        )
+    )
+    return dc_replace(policy, match=Match(resource_rules=rules)) if rules else None

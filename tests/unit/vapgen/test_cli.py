@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from policyengine.cli import main
-from tests.unit.vapgen.test_generate import NATIVE, vap
+from tests.unit.vapgen.test_generate import NATIVE, TEMPLATE, vap
 
 POLICIES = vap("object.spec.replicas < 9", name="replicas") + NATIVE.format(
     name="gpus", expression="workload.gpus.total < 9"
@@ -89,3 +89,17 @@ def test_webhook_config_leaves_the_generated_policies_off_the_webhook(
     assert "deployments" in kept
     gone = _rules(semver, tmp_path, capsys, "--exclude-generated", "--kubernetes-version", "1.33")
     assert "deployments" not in gone
+
+
+def test_the_scale_requests_of_a_generated_kind_policy_stay_on_the_webhook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kubectl scale`` reaches the API server as a Scale, which only the webhook judges as the workload's
+    UPDATE: the generated policy leaves the webhook but for that."""
+    path = tmp_path / "constraint.yaml"
+    path.write_text(TEMPLATE.replace("PARAMETERS", "{max: 5}"))
+    before = _rules(path, tmp_path, capsys)
+    assert {"deployments", "deployments/scale"} <= before
+    after = _rules(path, tmp_path, capsys, "--exclude-generated")
+    assert "deployments" not in after
+    assert "deployments/scale" in after
