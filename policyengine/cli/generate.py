@@ -92,7 +92,8 @@ def render(result: Generation, *, version: str, static: bool) -> str:
         f"# policyengine generate vap ({mode}Kubernetes {version}+): {len(result.generated)} generated, "
         f"{len(result.skipped)} stay on the webhook"
     ]
-    lines += [f"#   {s.policy} ({s.source}): {s.reason}" for s in result.skipped]
+    # One line each, whatever a name or path holds: a line break would end the comment.
+    lines += ["#   " + " ".join(f"{s.policy} ({s.source}): {s.reason}".split()) for s in result.skipped]
     body = yaml.safe_dump_all(result.documents, sort_keys=False) if result.documents else ""
     return "\n".join(lines) + "\n" + ("---\n" + body if body else "")
 

@@ -111,10 +111,15 @@ def generate(
 
 def _name(policy: str, static: bool, used: set[str]) -> str:
     """A DNS subdomain naming the generated policy, unique in the output, traceable to ``policy``."""
-    base = re.sub(r"[^a-z0-9.-]+", "-", policy.lower()).strip("-.")
-    name = f"{NAME_PREFIX}{base}"[:200].rstrip("-.")
-    if name in used or base != policy:
-        name = f"{name}-{hashlib.sha256(policy.encode()).hexdigest()[:8]}"
+    # Each dot-separated label: [a-z0-9-], alphanumeric at both ends, at most 63 characters.
+    labels = [re.sub(r"[^a-z0-9-]+", "-", part).strip("-") for part in policy.lower().split(".")]
+    labels = [label for label in labels if label] or ["policy"]
+    first = f"{NAME_PREFIX}{labels[0]}"[:54].strip("-")  # room for the "-" and 8 hex digits below
+    rest = [label[:63].strip("-") for label in labels[1:]]
+    name = ".".join([first, *rest])[:200].strip("-.")
+    if name in used or ".".join(labels) != policy:
+        head, dot, tail = name.partition(".")
+        name = f"{head}-{hashlib.sha256(policy.encode()).hexdigest()[:8]}{dot}{tail}"
     if static:
         name += STATIC_SUFFIX
     used.add(name)

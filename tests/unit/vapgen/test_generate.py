@@ -292,3 +292,29 @@ def test_the_webhook_scope_is_repeated_in_each_binding() -> None:
         now=NOW,
     )
     assert all(r.outcome is not Outcome.FAIL for r in decision.results)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "K8sRequiredLabels/Must_Have",
+        "a..b",
+        "-.x.-",
+        "x" * 300,
+        ("label." * 80) + "end",
+        "é/ü",
+        "p.q" + "-" * 70 + "r",
+    ],
+)
+def test_any_policy_name_becomes_a_valid_unique_name(policy: str) -> None:
+    from policyengine.vapgen import _name
+
+    used: set[str] = set()
+    for static in (False, True):
+        name = _name(policy, static, used)
+        assert len(name) <= 253 and name.startswith("policyengine-")
+        assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", label) for label in name.split(".")), (
+            name
+        )
+        assert name.endswith(".static.k8s.io") == static
+    assert _name(policy, False, used) != _name(policy + "x", False, used)
