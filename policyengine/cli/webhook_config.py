@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from policyengine.cli.generate import add_generation_options
 from policyengine.errors import UsageError
 
 # The webhook's defaults, repeated here so `--help` needs no import of the webhook package.
@@ -60,6 +61,13 @@ def add_parser(sub: Any) -> None:
         default="yaml",
         help="markdown: the blast-radius table (which requests reach the webhook, with what failurePolicy)",
     )
+    p.add_argument(
+        "--exclude-generated",
+        action="store_true",
+        help="leave off the policies `generate vap` (with the same --kubernetes-version and --static) "
+        "writes as ValidatingAdmissionPolicies: the API server enforces those itself",
+    )
+    add_generation_options(p)
     p.set_defaults(func=run)
 
 
@@ -106,9 +114,18 @@ def run(args: argparse.Namespace) -> int:
     policy_set = load_policy_set(
         args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
     )
+    policies = policy_set.policies
+    if args.exclude_generated:
+        from policyengine.cli.generate import generation
+        from policyengine.vapgen import webhook_remainder
+
+        generated = generation(args, policy_set, namespace=namespace).names
+        # A generated policy leaves the webhook but for the scale requests only the webhook can judge.
+        kept = (p if p.name not in generated else webhook_remainder(p) for p in policies)
+        policies = tuple(p for p in kept if p is not None)
     try:
         doc = webhook_configuration(
-            policy_set.policies,
+            policies,
             service_namespace=namespace,
             service_name=name,
             ca_bundle=ca,
