@@ -80,10 +80,20 @@ def protection_policies(
                     f" || request.resource.resource in {_cel_list(cluster_scoped)}",
                 }
             ],
-            "validations": [
+            "variables": [
                 {
+                    "name": "allowed",
                     "expression": f"request.userInfo.username in {_cel_list(users)}"
                     f" || request.userInfo.groups.exists(g, g in {_cel_list(groups)})",
+                },
+                # A deletion an allowed identity started is finished by controllers: the garbage
+                # collector removes the finalizers of an object being deleted, the namespace controller
+                # deletes what a terminating namespace holds. Refusing them would wedge the deletion.
+                {"name": "finishingDeletion", "expression": _FINISHING_DELETION},
+            ],
+            "validations": [
+                {
+                    "expression": "variables.allowed || variables.finishingDeletion",
                     "messageExpression": "request.operation + ' of ' + request.resource.resource + ' '"
                     " + request.name + ' is refused: policyengine\\'s own objects are changed only by the"
                     " identities named at install (deploy/README.md, Break glass)'",
@@ -102,6 +112,11 @@ def protection_policies(
 
 
 _NAMESPACED = ("deployments", "services", "secrets", "configmaps")
+_FINISHING_DELETION = (
+    "(request.operation == 'UPDATE' && has(oldObject.metadata.deletionTimestamp))"
+    " || (request.operation == 'DELETE' && namespaceObject != null"
+    " && has(namespaceObject.metadata.deletionTimestamp))"
+)
 
 
 def _rules(namespace: str, names: ProtectedNames, static: bool) -> list[dict[str, Any]]:

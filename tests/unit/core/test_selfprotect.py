@@ -12,7 +12,7 @@ import yaml
 
 from policyengine.engine import Engine
 from policyengine.loader import parse_text
-from policyengine.model import Outcome
+from policyengine.model import Inventory, Outcome
 from policyengine.policyset import build_policy_set
 from policyengine.selfprotect import (
     MAX_IDENTITIES,
@@ -269,3 +269,21 @@ def test_the_default_names_are_those_deploy_installs(repo_root: Path) -> None:
     assert set(names.config_maps) == mounted | {"policyengine-client-ca"}
     readme = (repo_root / "deploy" / "README.md").read_text()
     assert "kubectl -n policyengine create configmap policyengine-client-ca" in readme
+
+
+def test_a_deletion_already_admitted_can_finish(protected: Engine) -> None:
+    """The garbage collector's finalizer removal on an object being deleted, and the namespace
+    controller's deletes in a terminating namespace, are not refused: the deletion itself was guarded."""
+    gc = {"username": "system:serviceaccount:kube-system:generic-garbage-collector", "groups": []}
+    data = review("UPDATE", *GUARDED[0], gc)
+    data["request"]["oldObject"]["metadata"]["deletionTimestamp"] = "2026-12-05T12:00:00Z"
+    assert verdict(protected, data) == "allowed"
+    assert verdict(protected, review("UPDATE", *GUARDED[0], gc)) == "denied"
+
+    controller = {"username": "system:serviceaccount:kube-system:namespace-controller", "groups": []}
+    request = parse_review(review("DELETE", *GUARDED[0], controller)).request
+    live = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    terminating = {**live, "metadata": {**live["metadata"], "deletionTimestamp": "2026-12-05T12:00:00Z"}}
+    assert protected.evaluate(request, inventory=Inventory(namespaces={NS: terminating}), now=NOW).allowed
+    assert not protected.evaluate(request, inventory=Inventory(namespaces={NS: live}), now=NOW).allowed
+    assert verdict(protected, review("DELETE", *GUARDED[0], controller)) == "denied"  # no namespace known
