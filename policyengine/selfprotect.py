@@ -24,6 +24,13 @@ MAX_IDENTITIES = 64
 MAX_IDENTITY_LENGTH = 512
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes object name (RFC 1123)
 _OPERATIONS = ["UPDATE", "DELETE"]
+_LABELS = {"app.kubernetes.io/name": "policyengine"}
+_NAMESPACED = ("deployments", "services", "secrets", "configmaps")
+_FINISHING_DELETION = (
+    "(request.operation == 'UPDATE' && has(oldObject.metadata.deletionTimestamp))"
+    " || (request.operation == 'DELETE' && namespaceObject != null"
+    " && has(namespaceObject.metadata.deletionTimestamp))"
+)
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,24 @@ def protection_policies(
             "allow_users/allow_groups: name at least one identity, or nobody could ever change them"
         )
     name = POLICY_NAME + (STATIC_SUFFIX if static else "")
-    rules = _rules(namespace, names, static)
+    binding = {
+        "apiVersion": API_VERSION,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": dict(_LABELS)},
+        "spec": {"policyName": name, "validationActions": ["Deny", "Audit"]},
+    }
+    return [_policy(name, _rules(namespace, names, static), namespace, users, groups), binding]
+
+
+def _policy(
+    name: str, rules: list[dict[str, Any]], namespace: str, users: list[str], groups: list[str]
+) -> dict[str, Any]:
+    """The ValidatingAdmissionPolicy: ``rules`` name the objects, the identities may change them."""
     cluster_scoped = sorted({r["resources"][0] for r in rules if r["resources"][0] not in _NAMESPACED})
-    labels = {"app.kubernetes.io/name": "policyengine"}
-    policy = {
+    return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": dict(_LABELS)},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": rules},
@@ -102,21 +120,6 @@ def protection_policies(
             ],
         },
     }
-    binding = {
-        "apiVersion": API_VERSION,
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"policyName": name, "validationActions": ["Deny", "Audit"]},
-    }
-    return [policy, binding]
-
-
-_NAMESPACED = ("deployments", "services", "secrets", "configmaps")
-_FINISHING_DELETION = (
-    "(request.operation == 'UPDATE' && has(oldObject.metadata.deletionTimestamp))"
-    " || (request.operation == 'DELETE' && namespaceObject != null"
-    " && has(namespaceObject.metadata.deletionTimestamp))"
-)
 
 
 def _rules(namespace: str, names: ProtectedNames, static: bool) -> list[dict[str, Any]]:
@@ -137,7 +140,7 @@ def _rules(namespace: str, names: ProtectedNames, static: bool) -> list[dict[str
         {
             "apiGroups": [group],
             "apiVersions": ["*"],
-            "operations": operations,
+            "operations": list(operations),
             "resources": [resource],
             "resourceNames": sorted(set(objects)),
             "scope": "Namespaced" if resource in _NAMESPACED else "Cluster",
