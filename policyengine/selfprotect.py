@@ -25,7 +25,6 @@ MAX_IDENTITY_LENGTH = 512
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a Kubernetes object name (RFC 1123)
 _OPERATIONS = ["UPDATE", "DELETE"]
 _LABELS = {"app.kubernetes.io/name": "policyengine"}
-_NAMESPACED = ("deployments", "services", "secrets", "configmaps")
 _FINISHING_DELETION = (
     "(request.operation == 'UPDATE' && has(oldObject.metadata.deletionTimestamp))"
     " || (request.operation == 'DELETE' && namespaceObject != null"
@@ -82,7 +81,7 @@ def _policy(
     name: str, rules: list[dict[str, Any]], namespace: str, users: list[str], groups: list[str]
 ) -> dict[str, Any]:
     """The ValidatingAdmissionPolicy: ``rules`` name the objects, the identities may change them."""
-    cluster_scoped = sorted({r["resources"][0] for r in rules if r["resources"][0] not in _NAMESPACED})
+    cluster_scoped = sorted({res for r in rules if r["scope"] == "Cluster" for res in r["resources"]})
     return {
         "apiVersion": API_VERSION,
         "kind": "ValidatingAdmissionPolicy",
@@ -123,31 +122,42 @@ def _policy(
 
 
 def _rules(namespace: str, names: ProtectedNames, static: bool) -> list[dict[str, Any]]:
-    """One resource rule per resource: each names its objects exactly (resourceNames)."""
-    wanted: list[tuple[str, str, tuple[str, ...], list[str]]] = [
-        ("apps", "deployments", (names.deployment,), _OPERATIONS),
-        ("", "services", (names.service,), _OPERATIONS),
-        ("", "secrets", (names.tls_secret,), _OPERATIONS),
-        ("", "configmaps", names.config_maps, _OPERATIONS),
-        ("", "namespaces", (namespace,), ["DELETE"]),  # deleting it deletes all the above
+    """One resource rule per resource, naming its objects exactly (resourceNames); ``None`` for every
+    object of the resource in the namespace."""
+    admission = "admissionregistration.k8s.io"
+    # (group, resources, names, operations, namespaced)
+    wanted: list[tuple[str, list[str], tuple[str, ...] | None, list[str], bool]] = [
+        # A subresource is matched only when named: kubectl scale writes deployments/scale.
+        ("apps", ["deployments", "deployments/scale"], (names.deployment,), _OPERATIONS, True),
+        ("", ["services"], (names.service,), _OPERATIONS, True),
+        ("", ["secrets"], (names.tls_secret,), _OPERATIONS, True),
+        ("", ["configmaps"], names.config_maps, _OPERATIONS, True),
+        # Its pods carry generated names: every pod of the namespace is the webhook's. Only interactive
+        # access is refused; their controllers delete and recreate them in every rollout.
+        ("", ["pods/exec", "pods/attach", "pods/portforward"], None, ["CONNECT"], True),
+        ("", ["pods/ephemeralcontainers"], None, ["UPDATE"], True),
+        ("", ["namespaces"], (namespace,), ["DELETE"], False),  # deleting it deletes all the above
     ]
     if static:
-        group = "admissionregistration.k8s.io"
-        wanted.append((group, "validatingwebhookconfigurations", names.webhook_configurations, _OPERATIONS))
+        hooks = names.webhook_configurations
+        wanted.append((admission, ["validatingwebhookconfigurations"], hooks, _OPERATIONS, False))
         for resource in ("validatingadmissionpolicies", "validatingadmissionpolicybindings"):
-            wanted.append((group, resource, names.admission_policies, _OPERATIONS))
-    return [
-        {
+            wanted.append((admission, [resource], names.admission_policies, _OPERATIONS, False))
+    rules = []
+    for group, resources, objects, operations, namespaced in wanted:
+        rule: dict[str, Any] = {
             "apiGroups": [group],
             "apiVersions": ["*"],
             "operations": list(operations),
-            "resources": [resource],
-            "resourceNames": sorted(set(objects)),
-            "scope": "Namespaced" if resource in _NAMESPACED else "Cluster",
+            "resources": list(resources),
+            "scope": "Namespaced" if namespaced else "Cluster",
         }
-        for group, resource, objects, operations in wanted
-        if objects  # an empty resourceNames would match every object of the resource
-    ]
+        if objects is not None:
+            if not objects:  # an empty resourceNames would match every object of the resource
+                continue
+            rule["resourceNames"] = sorted(set(objects))
+        rules.append(rule)
+    return rules
 
 
 def _check_names(names: ProtectedNames) -> None:

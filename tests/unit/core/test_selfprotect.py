@@ -70,7 +70,7 @@ def review(
         "operation": operation,
         "userInfo": user,
         "object": new if operation != "DELETE" else None,
-        "oldObject": old if operation != "CREATE" else None,
+        "oldObject": old if operation in ("UPDATE", "DELETE") else None,
         "dryRun": False,
         "options": {"apiVersion": "meta.k8s.io/v1", "kind": f"{operation.title()}Options"},
     }
@@ -182,7 +182,15 @@ def test_the_api_based_policy_does_not_claim_the_webhook_configuration(protected
         namespace=NS, names=ProtectedNames(), allow_users=[ADMIN], allow_groups=[]
     )
     resources = {r["resources"][0] for r in policy["spec"]["matchConstraints"]["resourceRules"]}
-    assert resources == {"deployments", "services", "secrets", "configmaps", "namespaces"}
+    assert resources == {
+        "deployments",
+        "services",
+        "secrets",
+        "configmaps",
+        "pods/exec",
+        "pods/ephemeralcontainers",
+        "namespaces",
+    }
     assert verdict(protected, review("DELETE", *VWC, EDITOR)) == "allowed"
 
 
@@ -289,3 +297,53 @@ def test_a_deletion_already_admitted_can_finish(protected: Engine) -> None:
     assert protected.evaluate(request, inventory=Inventory(namespaces={NS: terminating}), now=NOW).allowed
     assert not protected.evaluate(request, inventory=Inventory(namespaces={NS: live}), now=NOW).allowed
     assert verdict(protected, review("DELETE", *GUARDED[0], controller)) == "denied"  # no namespace known
+
+
+def _subresource(data: dict[str, Any], sub: str, kind: tuple[str, str, str]) -> dict[str, Any]:
+    """``data`` as a request on a subresource, whose object is of another kind (a Scale, PodExecOptions)."""
+    group, version, name = kind
+    request = data["request"]
+    request["subResource"] = sub
+    request["kind"] = request["requestKind"] = {"group": group, "version": version, "kind": name}
+    for key in ("object", "oldObject"):
+        if request[key] is not None:
+            request[key] = {
+                **request[key],
+                "apiVersion": f"{group}/{version}" if group else version,
+                "kind": name,
+            }
+    return data
+
+
+class _Deployments:
+    """The parent lookup the webhook gives with --kube: the Deployment a scale request scales."""
+
+    def get(self, group: str, version: str, resource: str, namespace: str, name: str) -> Any:
+        assert (group, resource) == ("apps", "deployments")
+        return _object("Deployment", version, group, name, namespace, spec={"replicas": 3})
+
+
+def test_scaling_the_deployment_is_refused_to_an_editor(protected: Engine) -> None:
+    """kubectl scale writes deployments/scale, which a rule on deployments alone never matches."""
+    for user, expected in ((EDITOR, False), ({"username": ADMIN, "groups": []}, True)):
+        data = _subresource(review("UPDATE", *GUARDED[0], user), "scale", ("autoscaling", "v1", "Scale"))
+        data["request"]["object"]["spec"] = {"replicas": 0}
+        request = parse_review(data).request
+        assert protected.evaluate(request, now=NOW, parents=_Deployments()).allowed is expected
+        # The policy matches the scale request itself, as kube-apiserver calls it (not only its parent).
+        assert [p.name for p in protected.applicable(request)] == ["policyengine-protect"]
+
+
+def test_no_editor_execs_into_the_webhook_but_rollouts_still_replace_its_pods(protected: Engine) -> None:
+    pod = ("pods", "", "v1", "Pod", "policyengine-7d9f4-x2x9q", NS)
+    options = ("", "v1", "PodExecOptions")
+    for sub in ("exec", "attach", "portforward"):
+        assert verdict(protected, _subresource(review("CONNECT", *pod, EDITOR), sub, options)) == "denied", (
+            sub
+        )
+        elsewhere = (*pod[:5], "team-a")
+        assert (
+            verdict(protected, _subresource(review("CONNECT", *elsewhere, EDITOR), sub, options)) == "allowed"
+        )
+    rs = {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": []}
+    assert verdict(protected, review("DELETE", *pod, rs)) == "allowed"
