@@ -347,3 +347,45 @@ def test_no_editor_execs_into_the_webhook_but_rollouts_still_replace_its_pods(pr
         )
     rs = {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": []}
     assert verdict(protected, review("DELETE", *pod, rs)) == "allowed"
+
+
+def _break_glass(repo_root: Path) -> str:
+    readme = (repo_root / "deploy" / "README.md").read_text()
+    start = readme.index("\n## Break glass\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    return section[section.index("\n### When self-protection is installed\n") :]
+
+
+def test_the_break_glass_steps_with_protection_do_what_they_say(repo_root: Path) -> None:
+    """deploy/README.md's steps: the impersonated restart passes as the allowed identity it names and
+    not as an editor; deleting the binding it names leaves the policy inert; the names it lists are
+    the ones the policy guards."""
+    import shlex
+
+    section = _break_glass(repo_root)
+    block = section.split("```sh\n")[1].split("```")[0]
+    commands = [shlex.split(line) for line in block.splitlines() if line.startswith("kubectl ")]
+    restart, unbind = commands
+    who = restart[1].removeprefix("--as=")
+    assert restart[2:] == ["-n", NS, "rollout", "restart", "deployment/policyengine"]
+    docs = protection_policies(namespace=NS, names=ProtectedNames(), allow_users=[who], allow_groups=[])
+    # rollout restart is a patch of the Deployment's pod template: an UPDATE.
+    target = ("deployments", "apps", "v1", "Deployment", restart[-1].split("/")[1], NS)
+    assert verdict(engine(docs), review("UPDATE", *target, {"username": who, "groups": []})) == "allowed"
+    assert verdict(engine(docs), review("UPDATE", *target, EDITOR)) == "denied"
+
+    assert unbind[1:3] == ["delete", "validatingadmissionpolicybinding"]
+    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert unbind[3] == binding["metadata"]["name"]
+    unbound = [d for d in docs if d is not binding]
+    assert verdict(engine(unbound), review("UPDATE", *target, EDITOR)) == "allowed"
+
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    assert f"`{policy['metadata']['name']}`" in section
+    static = protection_policies(
+        namespace=NS, names=ProtectedNames(), allow_users=[who], allow_groups=[], static=True
+    )
+    assert f"`{static[0]['metadata']['name']}`" in section
+    for rule in policy["spec"]["matchConstraints"]["resourceRules"]:
+        for name in rule.get("resourceNames", []):
+            assert f"`{name}`" in section, name
