@@ -56,7 +56,8 @@ def protection_policies(
     static: bool = False,
 ) -> list[dict[str, Any]]:
     """The ValidatingAdmissionPolicy and its binding denying UPDATE and DELETE of ``names`` (in
-    ``namespace``) and DELETE of ``namespace`` itself, except by ``allow_users`` / ``allow_groups``.
+    ``namespace``; the Deployment's scale too), exec/attach/port-forward/ephemeral containers into the
+    namespace's pods and DELETE of ``namespace`` itself, except by ``allow_users`` / ``allow_groups``.
     ``static``: for manifest-based admission control, which also guards the webhook configurations and
     ``names.admission_policies``. Raises ValueError naming the bad argument."""
     _check_name("namespace", namespace)
