@@ -63,8 +63,53 @@ def add_parser(sub: Any) -> None:
         help="the webhook's namespace: the bindings leave out it, the system namespaces and namespaces "
         f"labelled policyengine.io/exempt=true, as the webhook configuration does (default {DEFAULT_NAMESPACE})",
     )
+    vap.add_argument(
+        "--protect",
+        action="store_true",
+        help="add policyengine-protect: UPDATE/DELETE of the webhook's own Deployment, Service, TLS Secret and "
+        "ConfigMaps (with --static also its webhook configuration and these policies) only by --protect-allow",
+    )
+    vap.add_argument(
+        "--protect-allow",
+        action="append",
+        default=[],
+        metavar="user:NAME|group:NAME",
+        help="an identity that may still change them (repeatable; at least one with --protect)",
+    )
     vap.add_argument("--output", "-o", metavar="FILE", help="write the YAML here instead of stdout")
     vap.set_defaults(func=run)
+
+
+def protection(args: argparse.Namespace, result: Generation) -> list[dict[str, Any]]:
+    """The self-protection policy and binding ``--protect`` asks for (none without it)."""
+    if not args.protect:
+        if args.protect_allow:
+            raise UsageError("--protect-allow needs --protect")
+        return []
+    from policyengine.selfprotect import ProtectedNames, protection_policies
+
+    users: list[str] = []
+    groups: list[str] = []
+    for position, entry in enumerate(args.protect_allow, 1):
+        kind, _, name = str(entry).partition(":")
+        if kind not in ("user", "group") or not name:
+            raise UsageError(f"--protect-allow #{position} takes user:NAME or group:NAME, not {entry!r}")
+        (users if kind == "user" else groups).append(name)
+    # A static policy guards what API-based admission never sees: the generated policies themselves.
+    owned = tuple(
+        dict.fromkeys(d["metadata"]["name"] for d in result.documents if d["kind"].startswith("Valid"))
+    )
+    names = ProtectedNames(admission_policies=owned if args.static else ())
+    try:
+        return protection_policies(
+            namespace=args.webhook_namespace,
+            names=names,
+            allow_users=users,
+            allow_groups=groups,
+            static=args.static,
+        )
+    except ValueError as err:
+        raise UsageError(f"--protect: {err}") from None
 
 
 def generation(args: argparse.Namespace, policy_set: PolicySet, *, namespace: str) -> Generation:
@@ -83,8 +128,11 @@ def generation(args: argparse.Namespace, policy_set: PolicySet, *, namespace: st
         raise UsageError(f"--static: {err}") from None
 
 
-def render(result: Generation, *, version: str, static: bool) -> str:
-    """The YAML stream, opened by a comment naming what stays on the webhook and why."""
+def render(
+    result: Generation, *, version: str, static: bool, extra: list[dict[str, Any]] | None = None
+) -> str:
+    """The YAML stream, opened by a comment naming what stays on the webhook and why; ``extra``
+    documents (the self-protection policy) follow the generated ones."""
     import yaml
 
     mode = "static manifests, " if static else ""
@@ -94,7 +142,8 @@ def render(result: Generation, *, version: str, static: bool) -> str:
     ]
     # One line each, whatever a name or path holds: a line break would end the comment.
     lines += ["#   " + " ".join(f"{s.policy} ({s.source}): {s.reason}".split()) for s in result.skipped]
-    body = yaml.safe_dump_all(result.documents, sort_keys=False) if result.documents else ""
+    documents = result.documents + (extra or [])
+    body = yaml.safe_dump_all(documents, sort_keys=False) if documents else ""
     return "\n".join(lines) + "\n" + ("---\n" + body if body else "")
 
 
@@ -105,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
     )
     result = generation(args, policy_set, namespace=args.webhook_namespace)
-    text = render(result, version=args.kubernetes_version, static=args.static)
+    guard = protection(args, result)
+    text = render(result, version=args.kubernetes_version, static=args.static, extra=guard)
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from policyengine.cli.admissionconfig import add_admission_arguments
 from policyengine.cli.generate import add_generation_options
 from policyengine.errors import UsageError
 
@@ -25,7 +26,11 @@ def add_parser(sub: Any) -> None:
         "webhook's own namespace and namespaces labelled policyengine.io/exempt=true are excluded.",
     )
     p.add_argument("--service", required=True, metavar="NAMESPACE/NAME", help="the webhook's Service")
-    p.add_argument("--ca-bundle", required=True, metavar="FILE", help="the CA certificate (PEM), e.g. ca.crt")
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="the CA certificate (PEM), e.g. ca.crt (required unless --admission-config)",
+    )
     p.add_argument(
         "--failure-policy",
         dest="webhook_failure_policy",  # not the policies' CEL failurePolicy (policyengine.results)
@@ -68,6 +73,7 @@ def add_parser(sub: Any) -> None:
         "writes as ValidatingAdmissionPolicies: the API server enforces those itself",
     )
     add_generation_options(p)
+    add_admission_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -104,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
     namespace, _, name = args.service.partition("/")
     if not namespace or not name or "/" in name:
         raise UsageError(f"--service takes NAMESPACE/NAME, not {args.service!r}")
+    if args.admission_config is not None:
+        return _admission_config(args, namespace, name)
+    if args.ca_bundle is None:
+        raise UsageError(
+            "--ca-bundle is required (the CA the API server trusts the webhook's certificate by)"
+        )
     options = _options(args)
     try:
         ca = Path(args.ca_bundle).read_bytes()
@@ -143,4 +155,19 @@ def run(args: argparse.Namespace) -> int:
         import yaml
 
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    return 0
+
+
+def _admission_config(args: argparse.Namespace, namespace: str, name: str) -> int:
+    from policyengine.cli.admissionconfig import admission_files, write_admission_files
+
+    files = admission_files(
+        namespace=namespace,
+        name=name,
+        port=args.port,
+        node_dir=args.admission_dir,
+        token_file=args.apiserver_token_file,
+    )
+    for path in write_admission_files(args.admission_config, files):
+        sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from policyengine.cli import main
+from tests.unit.core.test_selfprotect import engine, review, verdict
 from tests.unit.vapgen.test_generate import NATIVE, TEMPLATE, vap
 
 POLICIES = vap("object.spec.replicas < 9", name="replicas") + NATIVE.format(
@@ -103,3 +105,81 @@ def test_the_scale_requests_of_a_generated_kind_policy_stay_on_the_webhook(
     after = _rules(path, tmp_path, capsys, "--exclude-generated")
     assert "deployments" not in after
     assert "deployments/scale" in after
+
+
+def _generate_protected(
+    policies: Path, *flags: str, capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, Any]]:
+    code = main(["generate", "vap", "--no-default-policies", "--policies", str(policies), *flags])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_protect_adds_the_self_protection_policy_that_refuses_editors(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = _generate_protected(
+        policies,
+        "--protect",
+        "--protect-allow",
+        "user:ops@example.com",
+        "--protect-allow",
+        "group:sre",
+        capsys=capsys,
+    )
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert names[-2:] == [
+        ("ValidatingAdmissionPolicy", "policyengine-protect"),
+        ("ValidatingAdmissionPolicyBinding", "policyengine-protect"),
+    ]
+    eng = engine(docs[-2:])
+    editor = {"username": "dev@example.com", "groups": ["system:authenticated"]}
+    ops = {"username": "ops@example.com", "groups": ["system:authenticated"]}
+    sre = {"username": "someone", "groups": ["sre"]}
+    args = ("deployments", "apps", "v1", "Deployment", "policyengine", "policyengine")
+    assert verdict(eng, review("UPDATE", *args, editor)) == "denied"
+    assert verdict(eng, review("DELETE", *args, editor)) == "denied"
+    assert verdict(eng, review("UPDATE", *args, ops)) == "allowed"
+    assert verdict(eng, review("DELETE", *args, sre)) == "allowed"
+
+
+def test_static_protect_also_guards_the_generated_policies(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ("--static", "--kubernetes-version", "1.36", "--protect", "--protect-allow", "user:ops")
+    docs = _generate_protected(policies, *flags, capsys=capsys)
+    generated = {d["metadata"]["name"] for d in docs[:-2]}
+    guard = docs[-2]
+    assert guard["metadata"]["name"] == "policyengine-protect.static.k8s.io"
+    guarded = {
+        name
+        for rule in guard["spec"]["matchConstraints"]["resourceRules"]
+        if rule["resources"][0].startswith("validatingadmissionpolic")
+        for name in rule["resourceNames"]
+    }
+    assert generated and generated <= guarded
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--protect"], "--protect: allow_users/allow_groups: name at least one identity"),
+        (
+            ["--protect", "--protect-allow", "ops"],
+            "--protect-allow #1 takes user:NAME or group:NAME, not 'ops'",
+        ),
+        (
+            ["--protect", "--protect-allow", "user:ops", "--protect-allow", "team:x"],
+            "--protect-allow #2 takes",
+        ),
+        (["--protect-allow", "user:ops"], "--protect-allow needs --protect"),
+        (["--protect", "--protect-allow", "user:a\nb"], "--protect: allow_users"),
+    ],
+)
+def test_bad_protect_options_are_usage_errors(
+    policies: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["generate", "vap", "--no-default-policies", "--policies", str(policies), *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err
