@@ -16,7 +16,11 @@ is printed from the same run (target >= 0.5x). Then the steady-rate mode: h2load
 wrk has no constant-rate mode) sends ``--rate`` requests/s over 4 HTTP/1.1 connections whatever the
 answers' latency, and the p99 policyengine adds over echo is printed (target <= 5 ms). Without wrk the
 script says how to install it and exits 2; without h2load it says so and skips that row. Machines here
-are shared and noisy: compare ratios from one run.
+are shared and noisy: compare ratios from one run. Each wrk row also prints the server's CPU time
+per request answered (process CPU over the run / requests), which a busy machine disturbs least.
+
+``--only-in-process``: the CPU one admission costs serve's app itself (no TLS, HTTP parser or load
+generator): the app called directly on its own event loop, for both sizes.
 
 Then the background scan's effect on admission: policyengine is served twice more over an inventory of
 ``--background-objects`` GPU pods, without and with ``--background-interval 1s`` (a pass starts a second
@@ -247,10 +251,16 @@ def wrk_run(url: str, body: Path, seconds: int, connections: int, threads: int =
     ).stdout  # fmt: skip
     found = {q: float(v) * _WRK_UNITS[u] for q, v, u in _WRK_LATENCY.findall(out)}
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if "50" not in found or "99" not in found or rps is None or errors is not None:
+    if "50" not in found or "99" not in found or rps is None or total is None or errors is not None:
         raise SystemExit(f"wrk output not understood (or errors answered):\n{out}")
-    return {"p50_ms": found["50"], "p99_ms": found["99"], "rps": float(rps.group(1))}
+    return {
+        "p50_ms": found["50"],
+        "p99_ms": found["99"],
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)),
+    }
 
 
 def h2load_steady(url: str, body: Path, seconds: int, rate: int, clients: int, log: Path) -> dict[str, float]:
@@ -513,6 +523,11 @@ def main() -> None:
     parser.add_argument("--only-background", action="store_true", help="measure only the scan's effect")
     parser.add_argument("--no-background", action="store_true", help="skip the scan's effect")
     parser.add_argument("--only-workers", action="store_true", help="measure only serve --workers 2 vs 1")
+    parser.add_argument(
+        "--only-in-process",
+        action="store_true",
+        help="measure only the app's CPU per admission, called in this process (no TLS, HTTP or client)",
+    )
     parser.add_argument("--workers-threads", type=int, default=1, help="workers row: wrk threads (default 1)")
     parser.add_argument(
         "--workers-no-gpus",
@@ -533,6 +548,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.echo:
         serve_echo(int(args.echo[0]), args.echo[1], args.echo[2])
+        return
+    if args.only_in_process:
+        in_process_row()
         return
     if shutil.which("wrk") is None:
         print(INSTALL_WRK, file=sys.stderr)
@@ -594,8 +612,8 @@ def compare(
             verdict = httpx.post(urls["policyengine"] + "/validate", json=payload, verify=tls).json()
             allowed = f"allowed={verdict['response']['allowed']}"
             measured = {
-                name: wrk_run(urls[name], body, args.seconds, args.connections)
-                for name in ("echo", "policyengine")
+                name: cpu_per_request(process, urls[name], body, args)
+                for name, process in (("echo", echo), ("policyengine", engine))
             }
             rows.append((label, body.stat().st_size, allowed, measured))
         steady = None
@@ -614,6 +632,86 @@ def compare(
     report(args, rows, steady)
 
 
+def cpu_per_request(
+    process: subprocess.Popen[bytes], url: str, body: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    """wrk's figures plus the server's CPU time per request answered (``cpu_ms``): what it spent, the
+    figure a shared machine disturbs least (throughput there depends on what else gets the cores)."""
+    before = cpu_seconds(process.pid)
+    measured = wrk_run(url, body, args.seconds, args.connections)
+    spent = cpu_seconds(process.pid) - before
+    measured["cpu_ms"] = spent / max(1, measured["requests"]) * 1e3
+    return measured
+
+
+def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
+    """The CPU one admission costs the app itself: serve's app (every pack, the example config, the
+    bench's namespace as inventory, an in-memory audit recorder) called directly on its own event loop,
+    ``admissions`` at a time; the process CPU per admission, least of ``rounds`` (the figure noise on a
+    shared machine moves least: waiting for a core costs no CPU)."""
+    from starlette.testclient import TestClient
+
+    from policyengine.engine import Engine
+    from policyengine.inventory import from_documents
+    from policyengine.policyset import load_policy_set
+    from webhook.app import WebhookServices, create_app
+    from webhook.inventories import StaticInventory
+    from webhook.policies import LivePolicies
+    from webhook.recorder import MemoryRecorder
+    from webhook.telemetry import build_telemetry
+
+    def engine() -> Engine:
+        config = [str(ROOT / "examples" / "governance.yaml")]
+        return Engine(load_policy_set([], config_paths=config, include_bundled=True))
+
+    policies = LivePolicies(engine)
+    policies.serve(engine())
+    services = WebhookServices(
+        policies=policies,
+        inventory=StaticInventory(from_documents([NAMESPACE])),
+        telemetry=build_telemetry({}),
+        recorder=MemoryRecorder(),
+        reload_interval=None,
+    )
+    app = create_app(services)
+
+    async def admit(body: bytes) -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "https", "path": "/validate", "raw_path": b"/validate", "query_string": b"",
+            "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 443),
+        }  # fmt: skip
+        await app(scope, receive, send)
+        if sent[0]["status"] != 200:
+            raise SystemExit(f"the app answered {sent}")
+
+    async def least(body: bytes, batches: int) -> float:
+        best = float("inf")
+        for _ in range(batches):
+            started = time.process_time()
+            for _ in range(admissions):
+                await admit(body)
+            best = min(best, (time.process_time() - started) / admissions)
+        return best
+
+    print(f"in process: serve's app called directly, CPU per admission (least of {rounds} x {admissions})")
+    with TestClient(app) as client:  # runs the app's lifespan; the admissions bypass the client
+        for label, size in SIZES:
+            body = json.dumps(sized_review("cpu", size) if size else review("cpu")).encode()
+            client.portal.call(least, body, 2)  # warm: generated CEL, caches
+            cpu = client.portal.call(least, body, rounds)
+            print(f"  PyTorchJob review {label:7s} {cpu * 1e3:7.3f} ms CPU per admission")
+
+
 def report(
     args: argparse.Namespace,
     rows: list[tuple[str, int, str, dict[str, dict[str, float]]]],
@@ -628,12 +726,14 @@ def report(
         for name, m in measured.items():
             print(
                 f"  {name:13s} {m['rps']:8.1f} req/s   p50 {m['p50_ms']:7.2f} ms   p99 {m['p99_ms']:7.2f} ms"
+                f"   CPU {m['cpu_ms']:6.3f} ms/request"
             )
         pe, base = measured["policyengine"], measured["echo"]
         ratio = pe["rps"] / base["rps"]
         print(
             f"  ratio          throughput {ratio:.2f}x of echo (target >= 0.5x: {'met' if ratio >= 0.5 else 'not met'}); "
-            f"p50 {pe['p50_ms'] / base['p50_ms']:.1f}x, p99 {pe['p99_ms'] / base['p99_ms']:.1f}x of echo"
+            f"p50 {pe['p50_ms'] / base['p50_ms']:.1f}x, p99 {pe['p99_ms'] / base['p99_ms']:.1f}x of echo; "
+            f"CPU per request {pe['cpu_ms'] / base['cpu_ms']:.1f}x of echo's"
         )
     if steady is None:
         print(INSTALL_H2LOAD)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ from policyengine.cel.lib.kyverno import KYVERNO_OBJECTS
 from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
+from policyengine.compiled import CompiledPolicy, compile_policy
 from policyengine.match import exception_matches, matches
 from policyengine.model import (
     Action,
@@ -37,7 +38,7 @@ from policyengine.params import lookup
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.resources import inventory_finder
-from policyengine.results import error_result, excepted, kind_of, make_result, primary_action
+from policyengine.results import error_result, excepted, kind_of, make_result
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
@@ -48,21 +49,6 @@ MAX_MESSAGE = 5 * 1024
 
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A policy with every expression compiled, built once."""
-
-    policy: Policy
-    action: Action
-    conditions: tuple[tuple[str, CompiledExpr], ...]
-    variables: tuple[tuple[str, CompiledExpr | None, Any], ...]
-    # (validation, expression, messageExpression, fieldPathExpression)
-    validations: tuple[tuple[Validation, CompiledExpr, CompiledExpr | None, CompiledExpr | None], ...]
-    annotations: tuple[tuple[str, CompiledExpr], ...]
-    # A passing validation's Result is the same every time: built once, shared (Results are immutable).
-    passes: tuple[Result, ...] = ()
 
 
 class Engine:
@@ -93,29 +79,7 @@ class Engine:
         self._views = views
         compile_ = policy_set.compiler.compile
         self._policies = tuple(
-            _Compiled(
-                policy=p,
-                action=primary_action(p.actions),
-                conditions=tuple((c.name, compile_(c.expression.source)) for c in p.match_conditions),
-                variables=tuple(
-                    (v.name, compile_(v.expression.source) if v.expression else None, v.value)
-                    for v in p.variables
-                ),
-                validations=tuple(
-                    (
-                        v,
-                        compile_(v.expression.source),
-                        compile_(v.message_expression.source) if v.message_expression else None,
-                        compile_(v.field_path_expression.source) if v.field_path_expression else None,
-                    )
-                    for v in p.validations
-                ),
-                annotations=tuple((a.name, compile_(a.expression.source)) for a in p.audit_annotations),
-                passes=tuple(
-                    make_result(p, primary_action(p.actions), Outcome.PASS, "", index=i, validation=v)
-                    for i, v in enumerate(p.validations)
-                ),
-            )
+            compile_policy(p, policy_set)
             for p in policy_set.policies
             # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
             if (p.background if background else p.admission)
@@ -212,8 +176,8 @@ class Engine:
             if base is None:
                 break
             policy = compiled.policy
-            if (skip := self.policy_set.not_configured(policy)) is not None:  # lacks its config facts
-                results.append(skip)
+            if compiled.unconfigured is not None:  # lacks its config facts
+                results.append(compiled.unconfigured)
                 continue
             with observe(policy) if observe is not None else nullcontext():
                 try:
@@ -272,7 +236,7 @@ class Engine:
         return expr.evaluate(activation, BUDGET_OVERRIDE.get() or self.budget)
 
     def _evaluate_policy(
-        self, compiled: _Compiled, activation: Activation, annotations: dict[str, str]
+        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str]
     ) -> list[Result]:
         held = self._conditions(compiled, activation)
         if held is not None:
@@ -287,19 +251,19 @@ class Engine:
                 annotations[f"{compiled.policy.name}/{key}"] = str(value)
         return out
 
-    def _conditions(self, compiled: _Compiled, activation: Activation) -> Result | None:
+    def _conditions(self, compiled: CompiledPolicy, activation: Activation) -> Result | None:
         """matchConditions: any false -> a skip; otherwise any error -> an error under failurePolicy;
         None when they all hold."""
         policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
-        for name, cond in compiled.conditions:
+        for index, (name, cond) in enumerate(compiled.conditions):
             try:
                 value = self._eval(cond, activation)
             except CelEvalError as err:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
             if value is False:
-                return make_result(policy, action, Outcome.SKIP, f"matchCondition {name!r} is false")
+                return compiled.condition_skips[index]
             if value is not True:
                 condition_error = (
                     condition_error or f"matchCondition {name!r} returned {kind_of(value)}, not bool"
@@ -308,7 +272,7 @@ class Engine:
             return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
         return None
 
-    def _validate(self, compiled: _Compiled, index: int, activation: Activation) -> Result:
+    def _validate(self, compiled: CompiledPolicy, index: int, activation: Activation) -> Result:
         policy, action = compiled.policy, compiled.action
         validation, expr, message_expr, path_expr = compiled.validations[index]
         source = validation.expression.source
@@ -395,6 +359,6 @@ class Engine:
             return False  # an exception that cannot be evaluated never exempts anything
 
 
-def _internal_error(compiled: _Compiled, message: str) -> Result:
+def _internal_error(compiled: CompiledPolicy, message: str) -> Result:
     """An error the expressions did not cause (a request the backend cannot hold, a backend fault)."""
     return error_result(compiled.policy, message[:300], code=errors.EVAL_ERROR, action=compiled.action)

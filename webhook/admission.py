@@ -211,9 +211,7 @@ class Admitter:
         outcomes: dict[str, set[str]] = {}
         for r in decision.results:
             outcomes.setdefault(r.policy, set()).add(str(r.outcome))
-        durations, keys = self.telemetry.instruments["policy_duration"], ("policy",)
-        for policy, start, end in timings.spans:
-            durations.record((end - start) / 1e9, self.telemetry.bound(keys, (policy.name,)))
+        self.telemetry.record_policies(timings.spans)
         if not parent.is_recording():
             return
         _outcome_attributes(parent, timings, outcomes)

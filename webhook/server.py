@@ -32,7 +32,6 @@ from policyengine.engine import Engine
 from policyengine.errors import UsageError
 from policyengine.policyset import load_policy_set
 from policyengine.scale import ParentLookup
-from webhook import prometheus
 from webhook.app import WebhookServices, create_app
 from webhook.background import BackgroundScanner
 from webhook.clientauth import Authenticator
@@ -219,9 +218,7 @@ def worker_app() -> Starlette:
     app = create_app(services)
     if settings.metrics_dir:
         telemetry = services.telemetry
-        shared = SharedMetrics(
-            Path(settings.metrics_dir), lambda: prometheus.families(telemetry.reader.get_metrics_data())
-        )
+        shared = SharedMetrics(Path(settings.metrics_dir), telemetry.families)
         telemetry.exposition = shared.render
         app.router.lifespan_context = shared.around(app.router.lifespan_context)
     return app

@@ -5,7 +5,8 @@ per policy that did not pass, and a child span for the audit append. A child spa
 (timed by the engine's ``observe`` hook) costs more than the evaluation of a small request, so it is
 made only when asked for (``POLICYENGINE_TRACE_POLICIES=1``) and the trace is sampled. Metrics are read for ``/metrics`` by an in-memory reader
 and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set in the environment mapping given, also exported by OTLP
-over HTTP together with the spans.
+over HTTP together with the spans. Each policy's evaluation time is kept as plain histogram counts
+(``webhook.policytimes``) that /metrics renders with the rest, unless metrics are exported over OTLP.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Tracer
 
+from policyengine.model import Policy
 from webhook import prometheus
+from webhook.policytimes import PolicyDurations
 
 SERVICE_NAME = "policyengine-webhook"
 TRACE_POLICIES = "POLICYENGINE_TRACE_POLICIES"  # environment: a span per policy in sampled traces
@@ -49,6 +52,9 @@ class Telemetry:
     # Counters kept as plain counts and read at collection (name -> attribute values -> count): a
     # request adds one per policy result, and an SDK counter's add costs more than evaluating a policy.
     tallies: dict[str, dict[tuple[str, ...], int]] = field(default_factory=dict)
+    # Each policy's evaluation time as plain counts (``webhook.policytimes``); None when metrics are
+    # exported over OTLP, where the SDK instrument ``policy_duration`` records it.
+    policy_durations: PolicyDurations | None = None
 
     def add(self, name: str, value: float, **attributes: str) -> None:
         self.instruments[name].add(value, attributes)
@@ -69,10 +75,25 @@ class Telemetry:
             found = self._bound[keys + values] = dict(zip(keys, values, strict=True))
         return found
 
+    def record_policies(self, spans: Iterable[tuple[Policy, int, int]]) -> None:
+        """Each policy's duration from (policy, start ns, end ns), one admission's worth."""
+        if self.policy_durations is not None:
+            self.policy_durations.record(spans)
+            return
+        durations, keys = self.instruments["policy_duration"], ("policy",)
+        for policy, start, end in spans:
+            durations.record((end - start) / 1e9, self.bound(keys, (policy.name,)))
+
+    def families(self) -> list[prometheus.Family]:
+        """This process's metrics as /metrics families: the SDK's and the plain per-policy histogram."""
+        found = prometheus.families(self.reader.get_metrics_data())
+        plain = self.policy_durations.family() if self.policy_durations is not None else None
+        return [*found, plain] if plain is not None else found
+
     def prometheus_text(self) -> str:
         if self.exposition is not None:
             return self.exposition()
-        return prometheus.render(self.reader.get_metrics_data())
+        return prometheus.render_families(self.families())
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -218,7 +239,15 @@ def build_telemetry(
     meter = meter_provider.get_meter("policyengine.webhook")
     gauges: dict[str, GaugeSource] = {}
     tallies: dict[str, dict[tuple[str, ...], int]] = {}
-    instruments = {key: _instrument(meter, *spec) for key, spec in _INSTRUMENTS.items() if spec[0] != "tally"}
+    durations = None
+    if not endpoint:  # /metrics only: the per-policy histogram as plain counts (webhook.policytimes)
+        _, name, description = _INSTRUMENTS["policy_duration"]
+        durations = PolicyDurations(name, description, LATENCY_BUCKETS)
+    instruments = {
+        key: _instrument(meter, *spec)
+        for key, spec in _INSTRUMENTS.items()
+        if spec[0] != "tally" and not (key == "policy_duration" and durations is not None)
+    }
     for key, (kind, name, description) in _INSTRUMENTS.items():
         if kind == "tally":
             tallies[key] = {}
@@ -239,6 +268,7 @@ def build_telemetry(
         gauges=gauges,
         tallies=tallies,
         policy_spans=_asked(env) if policy_spans is None else policy_spans,
+        policy_durations=durations,
     )
 
 

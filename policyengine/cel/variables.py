@@ -6,14 +6,31 @@ time and the other variables are unaffected; a budget overrun is not memoised, i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 from policyengine.cel.budget import BudgetExceeded
 from policyengine.cel.port import CelEvalError, CompiledExpr, VariableDef
 
 
+class VariableDefs(tuple[VariableDef, ...]):
+    """A policy's variables, built once with it: an activation is made for every policy of every request,
+    and reads its table by name (``definitions``) from here instead of building it each time. Never
+    changed once made (a tuple; the table and names are read-only by convention)."""
+
+    @cached_property
+    def by_name(self) -> dict[str, tuple[CompiledExpr | None, Any]]:
+        return {name: (compiled, const) for name, compiled, const in self}
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.by_name)
+
+
 def definitions(defs: Sequence[VariableDef]) -> dict[str, tuple[CompiledExpr | None, Any]]:
     """Variable name -> (compiled expression or None, constant)."""
+    if isinstance(defs, VariableDefs):
+        return defs.by_name
     return {name: (compiled, const) for name, compiled, const in defs}
 
 

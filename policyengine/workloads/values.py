@@ -87,10 +87,13 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def as_dict(value: Any) -> Mapping[str, Any]:
-    # Decoded JSON/YAML gives plain dicts: test for them first, before the (slower) ABC check.
-    if type(value) is dict or isinstance(value, Mapping):
+    # Decoded JSON/YAML gives plain dicts: test for them first, and for an absent field (None), before
+    # the (slower) ABC check.
+    if type(value) is dict:
         return value
-    return _EMPTY
+    if value is None:
+        return _EMPTY
+    return value if isinstance(value, Mapping) else _EMPTY
 
 
 def as_list(value: Any) -> Sequence[Any]:
@@ -116,6 +119,13 @@ def bounded(items: Any, limit: int, path: str, what: str, problems: Problems) ->
 def gpu_quantity(value: Any, path: str, problems: Problems) -> int:
     """A GPU count from a resource quantity (``1``, ``"2"``, ``"4"``, ``"1e1"``); 0 and a problem if it is
     not a whole non-negative number (devices cannot be split) or is beyond Kubernetes' int64 range."""
+    # What manifests almost always hold (1, "4"), answered without building a Fraction: the same value
+    # the exact path below gives. 18 digits are always within int64.
+    kind = type(value)
+    if kind is int and 0 <= value <= INT64_MAX:
+        return int(value)
+    if kind is str and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         problem(problems, path, f"GPU quantity {shown(value)} is not a number")
         return 0

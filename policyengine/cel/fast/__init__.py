@@ -35,7 +35,7 @@ from policyengine.cel.port import (
     Returns,
     VariableDef,
 )
-from policyengine.cel.variables import compute, definitions
+from policyengine.cel.variables import VariableDefs, compute, definitions
 
 __all__ = ["FastActivation", "FastBackend", "FastExpr"]
 
@@ -49,7 +49,7 @@ class _LazyVariables(LazyVariablesBase):
         self._values = values
         self._defs = definitions(defs)
         self._memo: dict[str, Any] = {}
-        self.defined = frozenset(self._defs)
+        self.defined = defs.names if isinstance(defs, VariableDefs) else frozenset(self._defs)
 
     def get(self, name: str, meter: Any) -> Any:
         try:
@@ -186,5 +186,7 @@ class FastBackend:
 
 
 def _mark_dotted(values: dict[str, Any], bindings: Mapping[str, Any]) -> None:
-    if any("." in name for name in bindings):
-        values[DOTTED_MARK] = True
+    for name in bindings:  # a loop, not any() over a generator: this runs for every policy's activation
+        if "." in name:
+            values[DOTTED_MARK] = True
+            return

@@ -132,6 +132,8 @@ def collect(
     ``transformMap`` (the result keyed by the first variable)."""
     as_map = name == "transformMap"
     single = len(slots) == 1
+    if single:
+        return _collect_one(target, slots[0], predicate, transform, cost, name, as_map)
 
     def run(ctx: Ctx) -> Any:
         target_value = target(ctx)
@@ -148,6 +150,36 @@ def collect(
             else:
                 out.append(transform(ctx))
                 keys.append(scope[0])
+        if as_map:
+            return dict(zip(keys, out, strict=True))
+        return out
+
+    return run
+
+
+def _collect_one(
+    target: Fn, slot: int, predicate: Fn | None, transform: Fn | None, cost: int, name: str, as_map: bool
+) -> Fn:
+    """``collect`` with one iteration variable (``filter``, ``map``): the item is stored in its slot as
+    it is, without a scope tuple per item (the policies' variables run these on every request)."""
+
+    def run(ctx: Ctx) -> Any:
+        items = _items(target(ctx), name)
+        out: list[Any] = []
+        keys: list[Any] = []
+        meter = ctx[1]
+        for item in items:
+            meter.cost += cost  # meter.charge(cost), inline
+            if meter.cost >= meter.checkpoint:
+                meter.charge(0)
+            ctx[slot] = item
+            if predicate is not None and not _keep(ctx, predicate):
+                continue
+            if transform is None:
+                out.append(item)
+            else:
+                out.append(transform(ctx))
+                keys.append(item)
         if as_map:
             return dict(zip(keys, out, strict=True))
         return out

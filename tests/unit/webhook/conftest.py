@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.unit.webhook.builders import engine_for, write_policies
@@ -49,3 +57,27 @@ def services(policy_dir: Path, recorder: MemoryRecorder, spans: InMemorySpanExpo
 def client(services: WebhookServices) -> Iterator[TestClient]:
     with TestClient(create_app(services)) as c:
         yield c
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[str]]]:
+    """An OTLP/HTTP collector on 127.0.0.1: yields its endpoint and the paths it received."""
+    received: list[str] = []
+
+    async def receive(request: Request) -> Response:
+        await request.body()
+        received.append(request.url.path)
+        return Response(b"", media_type="application/x-protobuf")
+
+    app = Starlette(routes=[Route("/v1/{signal}", receive, methods=["POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}", received
+    server.should_exit = True
+    thread.join(timeout=5)

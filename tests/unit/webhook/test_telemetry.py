@@ -3,19 +3,9 @@ span per policy when asked for; attribute sets reused on the request path."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.unit.webhook.builders import engine_for, pod, review
@@ -23,29 +13,6 @@ from webhook.app import WebhookServices, create_app
 from webhook.policies import LivePolicies
 from webhook.prometheus import parse_samples, render
 from webhook.telemetry import build_telemetry
-
-
-@pytest.fixture
-def collector() -> Iterator[tuple[str, list[str]]]:
-    received: list[str] = []
-
-    async def receive(request: Request) -> Response:
-        await request.body()
-        received.append(request.url.path)
-        return Response(b"", media_type="application/x-protobuf")
-
-    app = Starlette(routes=[Route("/v1/{signal}", receive, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", received
-    server.should_exit = True
-    thread.join(timeout=5)
 
 
 def test_otlp_export_sends_spans_and_metrics(collector: tuple[str, list[str]], policy_dir: Path) -> None:
