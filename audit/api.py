@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from audit import errors
+from audit.console import Console, ExceptionInfo, LogStatus, is_public
 from audit.entry import VERDICTS, format_time
 from audit.errors import AuditError, EntriesArchived, ProofError
 from audit.log import AuditLog
@@ -49,11 +51,15 @@ def read_tokens(path: str | os.PathLike[str]) -> tuple[bytes, ...]:
 
 
 class BearerAuth:
-    """ASGI middleware: 401 unless the request carries one of the tokens."""
+    """ASGI middleware: 401 unless the request carries one of the tokens, or its path is ``public``
+    (the console's page shells and static files, which hold nothing from the log)."""
 
-    def __init__(self, app: ASGI, tokens: tuple[bytes, ...]) -> None:
+    def __init__(
+        self, app: ASGI, tokens: tuple[bytes, ...], public: Callable[[str], bool] = lambda path: False
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.public = public
 
     def allowed(self, header: bytes) -> bool:
         scheme, _, token = header.partition(b" ")
@@ -65,7 +71,7 @@ class BearerAuth:
         return match
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self.public(str(scope.get("path", ""))):
             header = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not self.allowed(header):
                 response = JSONResponse(
@@ -74,6 +80,15 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    """What the console knows beyond the log: the policy set's exceptions (approver, expiry) and the
+    status of this process's own verification of the log."""
+
+    exceptions: tuple[ExceptionInfo, ...] = ()
+    status: LogStatus | None = None
 
 
 class BadRequest(Exception):
@@ -155,12 +170,19 @@ def _time(request: Request, name: str) -> str | None:
 
 
 def create_app(
-    log: AuditLog, tokens_file: str | os.PathLike[str], *, max_queries: int = DEFAULT_MAX_QUERIES
+    log: AuditLog,
+    tokens_file: str | os.PathLike[str],
+    *,
+    max_queries: int = DEFAULT_MAX_QUERIES,
+    console: ConsoleOptions | None = None,
 ) -> Starlette:
-    """The API over an open log (the caller owns and closes it)."""
+    """The API over an open log (the caller owns and closes it), with the auditors' console under
+    ``/console`` (its data behind the same tokens and query cap)."""
     tokens = read_tokens(tokens_file)
     cap = QueryCap(max_queries)
     routes = _Routes(log)
+    options = console or ConsoleOptions()
+    pages = Console(log, cap=cap, exceptions=options.exceptions, status=options.status)
     app = Starlette(
         routes=[
             # Sync handlers: Starlette runs them in worker threads, never on the event loop.
@@ -168,11 +190,13 @@ def create_app(
             Route("/v1/checkpoint", cap(routes.checkpoint), methods=["GET"]),
             Route("/v1/proof/inclusion", cap(routes.inclusion), methods=["GET"]),
             Route("/v1/proof/consistency", cap(routes.consistency), methods=["GET"]),
+            *pages.routes(),
         ],
         exception_handlers={BadRequest: _bad_request, AuditError: _audit_error},
     )
-    app.add_middleware(BearerAuth, tokens=tokens)
+    app.add_middleware(BearerAuth, tokens=tokens, public=is_public)
     app.state.query_cap = cap
+    app.state.console = pages
     return app
 
 

@@ -1,5 +1,5 @@
-"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export (and
-rotate-key, revoke-key from ``audit.keycli``; archive from ``audit.archive_cli``).
+"""The auditor's ``audit`` verbs: keygen, query, verify, checkpoint, prove, verify-proof, export, console
+(and rotate-key, revoke-key from ``audit.keycli``; archive from ``audit.archive_cli``).
 
 ``add_commands(subparsers)`` adds them to an argparse sub-parser group; each sets ``func(args) -> int``.
 Exit codes: 0 success (or intact), 1 verification failed (the first bad index is printed), 2 usage error.
@@ -19,6 +19,7 @@ from typing import Any
 
 from audit import errors
 from audit.checkpoint import peek_checkpoint
+from audit.console import standalone as console
 from audit.entry import SOURCES, VERDICTS, format_time
 from audit.errors import AuditError, KeyFileError
 from audit.export import MANIFEST, export, read_checkpoints, verify_export
@@ -73,6 +74,7 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     _log_arg(p)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_guard(_export))
+    console.add_parser(verbs)
     add_key_verbs(verbs, _guard)
 
     from audit.archive_cli import add_archive_parser  # it builds on this module's helpers

@@ -297,7 +297,9 @@ def start_audit_api(settings: Settings) -> Callable[[], None]:
 def serve_audit_api(settings_json: str, sock: socket.socket, parent: int) -> None:
     """The auditors' API process: read-only log, query cap, connection cap; ends with its parent."""
     from audit import AuditLog
+    from audit.api import ConsoleOptions
     from audit.api import create_app as create_audit_app
+    from audit.console.policyset import served_exceptions
 
     settings = Settings.from_json(settings_json)
     configure(settings.log_level)
@@ -306,7 +308,10 @@ def serve_audit_api(settings_json: str, sock: socket.socket, parent: int) -> Non
         os.nice(AUDIT_API_NICENESS)
     assert settings.audit_log and settings.audit_api_tokens and settings.audit_api_port
     log = AuditLog.open(settings.audit_log)  # read-only: no signer
-    app = create_audit_app(log, settings.audit_api_tokens, max_queries=settings.audit_api_max_queries)
+    console = ConsoleOptions(served_exceptions(settings.policies, settings.config, settings.include_bundled))
+    app = create_audit_app(
+        log, settings.audit_api_tokens, max_queries=settings.audit_api_max_queries, console=console
+    )
     limits = audit_api_limits(settings)
     server = uvicorn.Server(guarded_config(settings, app, limits, port=settings.audit_api_port))
 

@@ -78,7 +78,8 @@ class Archived:
 class Query:
     """Entry filters; times are entry time strings (``audit.entry.format_time``), until is exclusive.
 
-    Pagination is by cursor: entries with index > ``after``, at most ``limit`` (None: all).
+    Pagination is by cursor: entries with index > ``after`` (and < ``before`` when set), at most
+    ``limit`` (None: all). ``before`` lets a reader walk the log backwards in bounded index windows.
     """
 
     since: str | None = None
@@ -91,10 +92,12 @@ class Query:
     source: str | None = None
     after: int = -1
     limit: int | None = None
+    before: int | None = None
 
     def matches(self, index: int, fields: IndexFields) -> bool:
         checks = (
             index > self.after,
+            self.before is None or index < self.before,
             self.since is None or fields.time >= self.since,
             self.until is None or fields.time < self.until,
             self.verdict is None or fields.verdict == self.verdict,

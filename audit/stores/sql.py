@@ -76,9 +76,10 @@ def where(query: Query, mark: str, contains: str, before: int | None = None) -> 
     clauses = ["idx > " + mark]
     # Indexes start at 0: a row filed below that is no entry of the log (verify never sees it either).
     params: list[object] = [max(query.after, -1)]
-    if before is not None:
+    bounds = [b for b in (before, query.before) if b is not None]
+    if bounds:
         clauses.append("idx < " + mark)
-        params.append(before)
+        params.append(min(bounds))
     equal = {
         "verdict": query.verdict,
         "namespace": query.namespace,

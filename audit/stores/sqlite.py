@@ -102,6 +102,8 @@ class SQLiteStore(SqlReads):
     def find(self, query: Query) -> list[StoredEntry]:
         found: list[StoredEntry] = []
         last = int(self._rows("SELECT COALESCE(MAX(idx), -1) FROM entries")[0][0])
+        if query.before is not None:
+            last = min(last, query.before - 1)
         low = max(query.after, -1) + 1
         while low <= last and (query.limit is None or len(found) < query.limit):
             limit = None if query.limit is None else query.limit - len(found)

@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or for ``command`` (the verb on the command line) one that leaves out the audit
     package's verbs when another verb runs: ``check`` in CI then never imports the audit log."""
-    from policyengine.cli import certs, check, init, scan, serve, test, webhook_config
+    from policyengine.cli import certs, check, generate, init, scan, serve, test, webhook_config
 
     parser = argparse.ArgumentParser(
         prog="policyengine",
@@ -34,6 +34,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     serve.add_parser(sub)
     certs.add_parser(sub)
     webhook_config.add_parser(sub)
+    generate.add_parser(sub)
     if command is None or command not in sub.choices:
         from audit.cli import add_commands as add_audit_commands
 

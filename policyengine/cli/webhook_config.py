@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from policyengine.cli.admissionconfig import add_admission_arguments
+from policyengine.cli.generate import add_generation_options
 from policyengine.errors import UsageError
 
 # The webhook's defaults, repeated here so `--help` needs no import of the webhook package.
@@ -24,7 +26,11 @@ def add_parser(sub: Any) -> None:
         "webhook's own namespace and namespaces labelled policyengine.io/exempt=true are excluded.",
     )
     p.add_argument("--service", required=True, metavar="NAMESPACE/NAME", help="the webhook's Service")
-    p.add_argument("--ca-bundle", required=True, metavar="FILE", help="the CA certificate (PEM), e.g. ca.crt")
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="the CA certificate (PEM), e.g. ca.crt (required unless --admission-config)",
+    )
     p.add_argument(
         "--failure-policy",
         dest="webhook_failure_policy",  # not the policies' CEL failurePolicy (policyengine.results)
@@ -60,6 +66,14 @@ def add_parser(sub: Any) -> None:
         default="yaml",
         help="markdown: the blast-radius table (which requests reach the webhook, with what failurePolicy)",
     )
+    p.add_argument(
+        "--exclude-generated",
+        action="store_true",
+        help="leave off the policies `generate vap` (with the same --kubernetes-version and --static) "
+        "writes as ValidatingAdmissionPolicies: the API server enforces those itself",
+    )
+    add_generation_options(p)
+    add_admission_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -96,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
     namespace, _, name = args.service.partition("/")
     if not namespace or not name or "/" in name:
         raise UsageError(f"--service takes NAMESPACE/NAME, not {args.service!r}")
+    if args.admission_config is not None:
+        return _admission_config(args, namespace, name)
+    if args.ca_bundle is None:
+        raise UsageError(
+            "--ca-bundle is required (the CA the API server trusts the webhook's certificate by)"
+        )
     options = _options(args)
     try:
         ca = Path(args.ca_bundle).read_bytes()
@@ -106,9 +126,18 @@ def run(args: argparse.Namespace) -> int:
     policy_set = load_policy_set(
         args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
     )
+    policies = policy_set.policies
+    if args.exclude_generated:
+        from policyengine.cli.generate import generation
+        from policyengine.vapgen import webhook_remainder
+
+        generated = generation(args, policy_set, namespace=namespace).names
+        # A generated policy leaves the webhook but for the scale requests only the webhook can judge.
+        kept = (p if p.name not in generated else webhook_remainder(p) for p in policies)
+        policies = tuple(p for p in kept if p is not None)
     try:
         doc = webhook_configuration(
-            policy_set.policies,
+            policies,
             service_namespace=namespace,
             service_name=name,
             ca_bundle=ca,
@@ -126,4 +155,19 @@ def run(args: argparse.Namespace) -> int:
         import yaml
 
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    return 0
+
+
+def _admission_config(args: argparse.Namespace, namespace: str, name: str) -> int:
+    from policyengine.cli.admissionconfig import admission_files, write_admission_files
+
+    files = admission_files(
+        namespace=namespace,
+        name=name,
+        port=args.port,
+        node_dir=args.admission_dir,
+        token_file=args.apiserver_token_file,
+    )
+    for path in write_admission_files(args.admission_config, files):
+        sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -85,3 +85,12 @@ def test_concurrent_writers_leave_no_gaps_and_no_duplicates(
         assert peek_checkpoint(log.checkpoint() or "").size == total
         uids = [e.entry["uid"] for e in log.query(Query())]
         assert len(set(uids)) == total
+
+
+def test_a_query_bounded_above_reads_only_its_window(pg_dsn: str, keyfiles: KeyFiles, make: Make) -> None:
+    # The console walks the log backwards in index windows (Query.before).
+    with AuditLog.open(pg_dsn, signer=load_signer(keyfiles.key)) as log:
+        for i in range(30):
+            log.append(make(i))
+        assert [e.index for e in log.query(Query(after=9, before=20))] == list(range(10, 20))
+        assert [e.index for e in log.query(Query(verdict="denied", after=9, before=20, limit=2))] == [11, 13]
