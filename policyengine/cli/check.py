@@ -13,6 +13,7 @@ from typing import IO, Any
 from policyengine import intake, requirements
 from policyengine.cel import BACKENDS, get_backend
 from policyengine.cli import auditing, baselines, configfile, outputs
+from policyengine.cli.policyopts import add_policy_options, load_policies
 from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import Compiler
@@ -23,7 +24,7 @@ from policyengine.intake import Manifests
 from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, InputLimits, format_size, read_documents
 from policyengine.model import Inventory
-from policyengine.policyset import PolicySet, load_policy_set
+from policyengine.policyset import PolicySet
 from policyengine.provenance import EXPIRY_NOTICE
 from policyengine.trust import load_attestation_store, trust_warnings
 from policyengine.workloads import accelerators
@@ -39,11 +40,7 @@ def add_parser(sub: Any) -> None:
         epilog=outputs.PAIRING_HELP,
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, directories (recursive) or - for stdin")
-    p.add_argument(
-        "--policies", action="append", default=[], metavar="DIR", help="more policies (repeatable)"
-    )
-    p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
-    p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
+    add_policy_options(p, metavar="DIR")
     p.add_argument("--inventory", metavar="FILE", help="cluster objects: namespaces, pods, params")
     p.add_argument(
         "--exclude",
@@ -240,17 +237,6 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_code(strict=args.strict)
 
 
-def load_policies(args: argparse.Namespace, compiler: Compiler, limits: InputLimits) -> PolicySet:
-    """The policy set of --policies, --config and the bundled packs (unless --no-default-policies)."""
-    return load_policy_set(
-        args.policies,
-        config_paths=args.config,
-        include_bundled=not args.no_default_policies,
-        compiler=compiler,
-        limits=limits,
-    )
-
-
 def _read_inputs(
     args: argparse.Namespace, compiler: Compiler
 ) -> tuple[PolicySet, Inventory | None, Any, Manifests]:
@@ -259,7 +245,7 @@ def _read_inputs(
     policy_set = manifests = inventory = None
     limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
     try:
-        policy_set = load_policies(args, compiler, limits)
+        policy_set = load_policies(args, compiler=compiler, limits=limits)
     except LoadError as err:
         problems.extend(err.problems)
     if policy_set is not None and args.require_config:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from policyengine.cli.policyopts import add_policy_options, load_policies
 from policyengine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -51,11 +52,7 @@ def add_parser(sub: Any) -> None:
         "webhook. webhook-config --exclude-generated (same options) leaves the generated ones off it.",
     )
     add_generation_options(vap)
-    vap.add_argument(
-        "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
-    )
-    vap.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
-    vap.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
+    add_policy_options(vap)
     vap.add_argument(
         "--webhook-namespace",
         default=DEFAULT_NAMESPACE,
@@ -148,11 +145,8 @@ def render(
 
 
 def run(args: argparse.Namespace) -> int:
-    from policyengine.policyset import load_policy_set
 
-    policy_set = load_policy_set(
-        args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
-    )
+    policy_set = load_policies(args)
     result = generation(args, policy_set, namespace=args.webhook_namespace)
     guard = protection(args, result)
     text = render(result, version=args.kubernetes_version, static=args.static, extra=guard)

@@ -10,7 +10,8 @@ from typing import Any
 
 from policyengine.cel import BACKENDS
 from policyengine.cli import auditing, outputs
-from policyengine.cli.check import CEL_BACKEND_ENV, cel_compiler, load_policies, parse_size, positive_int
+from policyengine.cli.check import CEL_BACKEND_ENV, cel_compiler, parse_size, positive_int
+from policyengine.cli.policyopts import add_policy_options, load_policies
 from policyengine.errors import LoadError, UsageError
 from policyengine.inventory import from_documents
 from policyengine.loader import DEFAULT_LIMITS, InputLimits, format_size, read_documents
@@ -37,11 +38,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--kubeconfig", metavar="FILE", help="with --kube outside a cluster (default ~/.kube/config)"
     )
-    p.add_argument(
-        "--policies", action="append", default=[], metavar="DIR", help="more policies (repeatable)"
-    )
-    p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
-    p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
+    add_policy_options(p, metavar="DIR")
     p.add_argument(
         "--kinds",
         action="append",
@@ -93,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = [k.strip() for group in args.kinds for k in group.split(",") if k.strip()]
     reports = [s for s in specs if s.format != "openreports"]
     try:
-        policy_set = load_policies(args, compiler, limits)
+        policy_set = load_policies(args, compiler=compiler, limits=limits)
         engine = background_engine(policy_set)
         rest = None
         if args.kube:

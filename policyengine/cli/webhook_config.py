@@ -10,6 +10,7 @@ from typing import Any
 
 from policyengine.cli.admissionconfig import add_admission_arguments
 from policyengine.cli.generate import add_generation_options
+from policyengine.cli.policyopts import add_policy_options, load_policies
 from policyengine.errors import UsageError
 
 # The webhook's defaults, repeated here so `--help` needs no import of the webhook package.
@@ -54,11 +55,7 @@ def add_parser(sub: Any) -> None:
         help="what a policy matching every kind is sent (repeatable, comma-separated): e.g. "
         "rayclusters.ray.io, pods (core group), default (the built-in workload kinds)",
     )
-    p.add_argument(
-        "--policies", action="append", default=[], metavar="PATH", help="more policies (repeatable)"
-    )
-    p.add_argument("--no-default-policies", action="store_true", help="do not load the bundled packs")
-    p.add_argument("--config", action="append", default=[], metavar="FILE", help="GovernanceConfig file(s)")
+    add_policy_options(p)
     p.add_argument("--port", type=int, default=443, help="the Service port (default 443)")
     p.add_argument(
         "--format",
@@ -103,7 +100,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policyengine.policyset import load_policy_set
     from webhook.blastradius import blast_radius
     from webhook.configuration import webhook_configuration
 
@@ -123,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read --ca-bundle {args.ca_bundle}: {err.strerror}") from None
     if b"-----BEGIN CERTIFICATE-----" not in ca:
         raise UsageError(f"--ca-bundle {args.ca_bundle} is not a PEM certificate")
-    policy_set = load_policy_set(
-        args.policies, config_paths=args.config, include_bundled=not args.no_default_policies
-    )
+    policy_set = load_policies(args)
     policies = policy_set.policies
     if args.exclude_generated:
         from policyengine.cli.generate import generation
