@@ -181,7 +181,9 @@ class Console:
         index = int(request.path_params["index"])
         row = queries.one(self.log, index)
         if row is None:
-            message = f"no entry {index}: the log holds {queries.log_size(self.log)} entries"
+            start, size = queries.live_start(self.log), queries.log_size(self.log)
+            held = f"entries [{start}, {size}); the older ones are archived" if start else f"{size} entries"
+            message = f"no entry {index}: the log holds {held}"
             return self._fragment("error.html", {"message": message}, status=404)
         known = {info.name: info for info in self.exceptions}
         entry = row.entry

@@ -16,6 +16,7 @@ from typing import Any
 
 from audit.entry import TIME_FORMAT, format_time
 from audit.log import AuditLog, LoggedEntry
+from audit.retention import live_base
 from audit.stores import Query, StoredEntry
 
 WINDOW = 4096  # index positions one store query covers, at most
@@ -55,6 +56,11 @@ def log_size(log: AuditLog) -> int:
     return log.store.head().size
 
 
+def live_start(log: AuditLog) -> int:
+    """The first entry the live log holds: those below were archived and dropped (``audit archive``)."""
+    return live_base(log.store).size
+
+
 def span(log: AuditLog, query: Query) -> tuple[int, int]:
     """The index range [floor, ceiling) that can hold entries of the query's time range.
 
@@ -63,9 +69,9 @@ def span(log: AuditLog, query: Query) -> tuple[int, int]:
     over the index (a primary-key read per step) finds the range, widened by ``TIME_MARGIN`` each
     side. The time filter itself still applies to every entry read.
     """
-    size = log_size(log)
-    floor = 0 if query.since is None else _first_at(log, _shift(query.since, -TIME_MARGIN), size)
-    ceiling = size if query.until is None else _first_at(log, _shift(query.until, TIME_MARGIN), size)
+    size, start = log_size(log), live_start(log)
+    floor = start if query.since is None else _first_at(log, _shift(query.since, -TIME_MARGIN), start, size)
+    ceiling = size if query.until is None else _first_at(log, _shift(query.until, TIME_MARGIN), start, size)
     return floor, max(floor, ceiling)
 
 
@@ -146,7 +152,7 @@ def scan(log: AuditLog, query: Query, budget: int) -> Walk:
 
 
 def one(log: AuditLog, index: int) -> LoggedEntry | None:
-    if not 0 <= index < log_size(log):
+    if not live_start(log) <= index < log_size(log):
         return None
     stored = log.store.entries(index, index + 1)
     if not stored:
@@ -154,9 +160,10 @@ def one(log: AuditLog, index: int) -> LoggedEntry | None:
     return LoggedEntry(index, _parse(stored[0].data), stored[0].data)
 
 
-def _first_at(log: AuditLog, time: str, size: int) -> int:
-    """The lowest index whose entry time is >= ``time``, were times sorted by index (binary search)."""
-    low, high = 0, size
+def _first_at(log: AuditLog, time: str, start: int, size: int) -> int:
+    """The lowest index in [start, size] whose entry time is >= ``time``, were times sorted by index
+    (binary search)."""
+    low, high = start, size
     while low < high:
         middle = (low + high) // 2
         stored = log.store.entries(middle, middle + 1)

@@ -367,3 +367,43 @@ def test_the_newest_page_reads_about_a_page_not_a_window(
     page = queries.page_before(counted, Filters(Query()), None, 50)
     assert [row.index for row in page.rows] == list(range(COUNT - 1, COUNT - 51, -1))
     assert store.ranges == [(COUNT - 100, COUNT)]
+
+
+def test_a_log_with_an_archived_prefix_shows_its_live_entries(tmp_path: Path, signer: Ed25519Signer) -> None:
+    """After `audit archive --drop` the pages read from the first live entry: no page, download or
+    time range reaches into the dropped prefix (which the store refuses), and an archived decision
+    says where the log starts."""
+    from audit.archive import archive
+    from tests.consoledata import STEP
+
+    log = AuditLog.open(tmp_path / "audit.db", signer=signer, max_batch=16)
+    try:
+        fill(log, 300)
+        summary = archive(log, T0 + 150 * STEP, tmp_path / "archive", drop=True)
+        base = summary.size
+        assert 0 < base <= 150
+        (tmp_path / "tokens").write_text(f"{TOKEN}\n")
+        with TestClient(create_app(log, tmp_path / "tokens")) as client:
+            seen: list[int] = []
+            url: str | None = "/console/data/decisions?size=100"
+            while url is not None:
+                response = client.get(url, headers=AUTH)
+                assert response.status_code == 200, response.text
+                seen.extend(_indexes(response.text))
+                older = re.search(r'<a href="/console/decisions\?([^"]*)" rel="next"', response.text)
+                url = f"/console/data/decisions?{older.group(1).replace('&amp;', '&')}" if older else None
+            assert seen == list(range(299, base - 1, -1))
+            early = client.get(
+                f"/console/data/decisions?until={(T0 + 100 * STEP):%Y-%m-%dT%H:%M:%SZ}", headers=AUTH
+            )
+            assert early.status_code == 200 and _indexes(early.text) == []
+            download = client.get("/console/data/decisions.csv", headers=AUTH)
+            assert download.status_code == 200
+            rows = list(csv.DictReader(io.StringIO(download.text)))
+            assert [int(r["index"]) for r in rows] == list(range(299, base - 1, -1))
+            gone = client.get("/console/data/decisions/3", headers=AUTH)
+            assert gone.status_code == 404
+            assert f"the log holds entries [{base}, 300); the older ones are archived" in gone.text
+            assert client.get("/console/data/policies", headers=AUTH).status_code == 200
+    finally:
+        log.close()
