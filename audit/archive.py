@@ -121,7 +121,7 @@ def _write(
     _write_text(out / VKEY_FILE, vkey + "\n")
     _write_bytes(out / PUB_FILE, public_pem(verifier))
     write_keys(out / KEYS, log.store, verifier, head.size)  # the keys that signed it, if it ever rotated
-    _sync_file(out / KEYS)
+    _fsync(out / KEYS)
     manifest = {
         "format": ARCHIVE_FORMAT,
         "origin": verifier.name,
@@ -132,7 +132,7 @@ def _write(
         "before": until,
     }
     _write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    _sync_dir(out)
+    _fsync(out)
 
 
 def _cut(log: AuditLog, first: int, before: str, signed: Sequence[int]) -> int:
@@ -236,16 +236,8 @@ def _flush(handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
-def _sync_file(path: Path) -> None:
-    """Make a file another module wrote durable, like the archive's own files."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _sync_dir(out: Path) -> None:
+def _fsync(out: Path) -> None:
+    """fsync a directory (its entries), or a file another module wrote (keys.json)."""
     descriptor = os.open(out, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -3,7 +3,6 @@ hand-overs, revoked keys, exports that carry every key, and each signature check
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import shutil
@@ -17,22 +16,14 @@ import pytest
 
 from audit import AuditLog, errors, keygen, load_signer, load_verifier
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
-from audit.cli import add_commands
 from audit.errors import KeyFileError
 from audit.export import export, verify_export
 from audit.keychain import handover_meta, parse_handover, sign_handover
 from audit.note import split_note
+from tests.unit.audit.test_audit_cli import run
 
 ORIGIN = "example.com/rotating"
 Make = Callable[..., dict[str, Any]]
-
-
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="policyengine")
-    add_commands(parser.add_subparsers(dest="verb"))
-    args = parser.parse_args(list(argv))
-    code: int = args.func(args)
-    return code
 
 
 @pytest.fixture

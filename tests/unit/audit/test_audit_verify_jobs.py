@@ -6,8 +6,6 @@ inside a range, on its first or last entry, and across the pages of the in-proce
 
 from __future__ import annotations
 
-import argparse
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ import pytest
 
 from audit import AuditLog, canonical
 from audit.checkpoint import Checkpoint, sign_checkpoint
-from audit.cli import add_commands
 from audit.entry import index_fields
 from audit.merkle import leaf_hash
 from audit.note import Ed25519Signer, Verifier
@@ -24,6 +21,8 @@ from audit.parallel import split
 from audit.scan import derive_columns
 from audit.stores import Record
 from audit.stores.sqlite import SQLiteStore
+from tests.unit.audit.test_audit_cli import run
+from tests.unit.audit.test_audit_tamper import _data, _sql
 
 Make = Callable[..., dict[str, Any]]
 COUNT = 240
@@ -51,19 +50,8 @@ def db(tmp_path: Path, signer: Ed25519Signer, make: Make, monkeypatch: pytest.Mo
     return path
 
 
-def _sql(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    con = sqlite3.connect(path)
-    for sql, params in statements:
-        con.execute(sql, params)
-    con.commit()
-    con.close()
-
-
 def _edited(path: Path, index: int) -> bytes:
-    con = sqlite3.connect(path)
-    (data,) = con.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
-    con.close()
-    return bytes(data).replace(b'"uid-', b'"UID-')
+    return _data(path, index).replace(b'"uid-', b'"UID-')
 
 
 def _forged(signer: Ed25519Signer, size: int) -> str:
@@ -141,13 +129,6 @@ def test_cli_verify_jobs(
     vkey = tmp_path / "audit.vkey"
     vkey.write_text(verifier.vkey() + "\n")
     _sql(db, ("DELETE FROM entries WHERE idx = 80", ()))
-
-    def run(*argv: str) -> int:
-        parser = argparse.ArgumentParser(prog="policyengine")
-        add_commands(parser.add_subparsers(dest="verb"))
-        args = parser.parse_args(list(argv))
-        code: int = args.func(args)
-        return code
 
     base = ("audit", "verify", "--audit-log", str(db), "--public-key", str(vkey))
     assert run(*base) == 1
