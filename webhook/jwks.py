@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from webhook.boundedfile import read_bounded
 from webhook.logs import get_logger
 
 MAX_JWKS_BYTES = 64 * 1024  # a few dozen keys; anything larger is not a JWKS someone meant
@@ -64,15 +65,10 @@ def _read(source: str) -> bytes:
                 data: bytes = response.read(MAX_JWKS_BYTES + 1)
         except OSError as err:
             raise JwksError(f"{source}: cannot fetch: {err}") from None
-    else:
-        try:
-            with open(source, "rb") as f:
-                data = f.read(MAX_JWKS_BYTES + 1)
-        except OSError as err:
-            raise JwksError(f"{source}: cannot read: {err.strerror or err}") from None
-    if len(data) > MAX_JWKS_BYTES:
-        raise JwksError(f"{source}: larger than {MAX_JWKS_BYTES} bytes, not a JWKS")
-    return data
+        if len(data) > MAX_JWKS_BYTES:
+            raise JwksError(f"{source}: larger than {MAX_JWKS_BYTES} bytes, not a JWKS")
+        return data
+    return read_bounded(source, MAX_JWKS_BYTES, JwksError, "a JWKS")
 
 
 def parse_jwks(source: str, data: bytes) -> dict[str, _Key]:

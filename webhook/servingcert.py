@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
+from webhook.boundedfile import read_bounded
 from webhook.logs import get_logger
 
 DEFAULT_INTERVAL = 10.0  # seconds between two polls of the files
@@ -83,14 +84,7 @@ def tls_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLCon
 
 def _read(path: str) -> bytes:
     """A PEM file's bytes, bounded by MAX_PEM_BYTES."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PEM_BYTES + 1)
-    except OSError as err:
-        raise CertificateError(f"{path}: cannot read: {err.strerror or err}") from None
-    if len(data) > MAX_PEM_BYTES:
-        raise CertificateError(f"{path}: larger than {MAX_PEM_BYTES} bytes, not a PEM certificate or key")
-    return data
+    return read_bounded(path, MAX_PEM_BYTES, CertificateError, "a PEM certificate or key")
 
 
 def _names(leaf: x509.Certificate) -> tuple[str, ...]:
