@@ -8,14 +8,21 @@ Building the LALR tables from the grammar takes a fifth of a second, paid by eve
 first expression; the tables built from this grammar by this lark version ship beside it as plain JSON
 (``cel-tables.json``, rewritten by ``policyengine.cel.parser.write_tables()``) and load in a few milliseconds.
 Tables that do not match the grammar's and lark's fingerprint are ignored and the grammar is built.
+
+Loading a policy set reads some texts more than once (compiled, then searched for the ``variables.<name>``
+it reads; compiled again under another document kind's names); inside ``parse_once()`` each distinct text
+is parsed once and its tree shared. Trees are never modified after parsing, by any reader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,8 @@ TABLES = Path(__file__).with_name("cel-tables.json")
 _INT_KEYS, _TUPLE = "\u0000int-keys", "\u0000tuple"
 # Options given again at load time (not data): the lexer callback and the regex flags.
 _RUNTIME_OPTIONS = ("lexer_callbacks", "g_regex_flags")
+# The trees parsed inside ``parse_once()`` by source text, or the syntax error (None outside).
+_TREES: ContextVar[dict[str, lark.Tree[Any] | CELParseError] | None] = ContextVar("cel_trees", default=None)
 
 
 def _literal_keywords(token: lark.Token) -> lark.Token:
@@ -109,8 +118,38 @@ def _lark() -> lark.Lark:
     return _shipped(grammar) or build(grammar)
 
 
+@contextlib.contextmanager
+def parse_once() -> Iterator[None]:
+    """Within this block (in this thread or task), each distinct source text is parsed once: a text met
+    again gets the tree already built. The trees are dropped when the outermost block ends."""
+    if _TREES.get() is not None:
+        yield
+        return
+    token = _TREES.set({})
+    try:
+        yield
+    finally:
+        _TREES.reset(token)
+
+
 def parse(source: str) -> lark.Tree[Any]:
     """The parse tree of ``source``; raises cel-python's CELParseError on a syntax error."""
+    trees = _TREES.get()
+    if trees is None:
+        return _parse(source)
+    tree = trees.get(source)
+    if tree is None:
+        try:
+            tree = trees[source] = _parse(source)
+        except CELParseError as err:
+            trees[source] = err
+            raise
+    if isinstance(tree, CELParseError):
+        raise tree.with_traceback(None)
+    return tree
+
+
+def _parse(source: str) -> lark.Tree[Any]:
     try:
         return _lark().parse(source)
     except (UnexpectedToken, UnexpectedCharacters) as err:
