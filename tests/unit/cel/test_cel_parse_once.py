@@ -22,14 +22,18 @@ ROOT = Path(__file__).resolve().parents[3]
 def lark_parses(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
     """Every text the lark parser is handed, with how many times."""
     counts: collections.Counter[str] = collections.Counter()
-    real = parser._lark()
 
     class Counting:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
         def parse(self, source: str) -> Any:
             counts[source] += 1
-            return real.parse(source)
+            return self.real.parse(source)
 
-    monkeypatch.setattr(parser, "_lark", Counting)
+    bare, placed = Counting(parser._lark()), Counting(parser._positioned_lark())
+    monkeypatch.setattr(parser, "_lark", lambda: bare)
+    monkeypatch.setattr(parser, "_positioned_lark", lambda: placed)
     variables_read.cache_clear()  # an earlier test's answers would hide this one's parses
     return counts
 
@@ -95,3 +99,16 @@ def test_outside_a_policy_set_load_nothing_is_kept(lark_parses: collections.Coun
     with parser.parse_once():
         assert parser.parse("a + 2") is parser.parse("a + 2")
     assert lark_parses == {"a + 1": 2, "a + 2": 1}
+
+
+def test_positions_are_recorded_only_when_asked(lark_parses: collections.Counter[str]) -> None:
+    # The checks and the fast backend never read a node's line; cel-python's evaluator does.
+    bare, placed = parser.parse("a.b + 1"), parser.parse("a.b + 1", positions=True)
+    assert bare == placed
+    assert [n.meta.empty for n in bare.iter_subtrees()] == [True] * len(list(bare.iter_subtrees()))
+    assert (placed.meta.line, placed.meta.column) == (1, 1)
+    with parser.parse_once():  # a tree with positions serves a reader that needs none, not the reverse
+        first = parser.parse("c + 1")
+        assert parser.parse("c + 1", positions=True) is not first
+        assert parser.parse("c + 1") is parser.parse("c + 1", positions=True)
+    assert lark_parses == {"a.b + 1": 2, "c + 1": 2}
