@@ -8,6 +8,7 @@ policy errors -- and any unexpected error, reported on one line: a crash must ne
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    # The modules just imported live as long as the process: set them apart from the cyclic garbage
+    # collector, whose full passes would otherwise walk every one of their objects again and again.
+    gc.freeze()
     try:
         return int(args.func(args))
     except LoadError as err:
