@@ -61,15 +61,18 @@ def _version() -> str:
         return __version__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, freeze: bool = False) -> int:
+    """Run one verb; ``freeze``: this process is the command alone (not a test or a host program), and
+    what it imported lives as long as it does."""
     parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    # The modules just imported live as long as the process: set them apart from the cyclic garbage
-    # collector, whose full passes would otherwise walk every one of their objects again and again.
-    gc.freeze()
+    if freeze:
+        # The modules just imported live as long as the process: set them apart from the cyclic garbage
+        # collector, whose full passes would otherwise walk every one of their objects again and again.
+        gc.freeze()
     try:
         return int(args.func(args))
     except LoadError as err:
@@ -99,4 +102,4 @@ def _one_line(err: BaseException) -> str:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(freeze=True))
