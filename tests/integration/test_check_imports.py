@@ -136,3 +136,12 @@ def test_the_command_sets_its_modules_apart_from_the_collector_and_main_alone_do
         )
         count = int(proc.stdout.rsplit("FROZEN ", 1)[1])
         assert (count > 10_000) is frozen, (mode, count)
+
+
+def test_check_imports_no_other_verb(tmp_path: Path) -> None:
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    _, modules = loaded_modules("check", str(manifest), "--format", "json")
+    verbs = [m for m in modules if m.startswith("policyengine.cli.") and m.count(".") == 2]
+    others = {f"policyengine.cli.{m}" for m in ("certs", "generate", "init", "scan", "serve", "test")}
+    assert "policyengine.cli.check" in verbs
+    assert others.isdisjoint(verbs) and "policyengine.cli.webhook_config" not in verbs
