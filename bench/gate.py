@@ -1,6 +1,6 @@
 """Time the CI gate on 1,000 AI-workload manifests, next to checkov on the same folder in the same run.
 
-    python bench/gate.py [--manifests 1000] [--runs 5] [--checkov PATH] [--format json] [--scale]
+    python bench/gate.py [--manifests 1000] [--runs 5] [--checkov PATH] [--format json] [--scale] [--source]
 
 Writes a seeded corpus (Deployments and StatefulSets with GPUs, Jobs, PyTorchJobs, RayClusters, KServe
 InferenceServices, JobSets, LeaderWorkerSets, TrainJobs; some violate the bundled packs) into a temporary
@@ -11,6 +11,14 @@ folder, then times whole processes, median of ``--runs`` after one warm-up each:
 - ``checkov -d DIR --framework kubernetes`` when checkov is found (``--checkov``, next to this Python, or
   on PATH). checkov is a bench-only tool: install it apart from the project (its pins downgrade
   ``packaging``), e.g. ``python -m venv /tmp/checkov && /tmp/checkov/bin/pip install checkov``.
+
+Both tools run as installed, from bytecode: an installed product (``pip install``, the Dockerfile) and
+checkov's venv run from ``.pyc`` files, while an editable checkout under ``PYTHONDONTWRITEBYTECODE=1``
+compiles every module from source on every run (a sixth of a second here). So every timed process runs
+with ``PYTHONDONTWRITEBYTECODE`` unset and ``PYTHONPYCACHEPREFIX`` set to one temporary folder for this
+bench: the warm-up run of each command writes the bytecode of everything it imports, and the counted
+runs read it, the same way for policyengine, checkov and the interpreter floor. ``--source`` times them
+compiling from source instead (bytecode neither written nor read from the prefix).
 
 ``--scale`` adds ``check`` on 10x the manifests (time and peak RSS against the first size), and each size
 with ``--jobs 1`` against the default of one worker per core.
@@ -29,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +226,18 @@ def write_corpus(folder: Path, count: int, seed: int = 7) -> dict[str, int]:
     return kinds
 
 
+def bytecode_env(env: Mapping[str, str], cache: Path, write: bool) -> dict[str, str]:
+    """``env`` for a timed process: bytecode read from ``cache`` only (``__pycache__`` folders beside the
+    sources are not looked at), and written there when ``write`` (as an installed tool runs), else never
+    (each module compiled from source on every run)."""
+    out = {**env, "PYTHONPYCACHEPREFIX": str(cache)}
+    if write:
+        out.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        out["PYTHONDONTWRITEBYTECODE"] = "1"
+    return out
+
+
 def time_command(
     argv: Sequence[str], runs: int, env: dict[str, str] | None = None, produces: Path | None = None
 ) -> tuple[float, int, float]:
@@ -321,22 +341,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scale", action="store_true", help="also time check on 10x --manifests: time and peak RSS ratios"
     )
+    parser.add_argument(
+        "--source",
+        action="store_true",
+        help="time every tool compiling its modules from source (no bytecode), not as installed",
+    )
     args = parser.parse_args(argv)
 
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    env.pop("GITHUB_STEP_SUMMARY", None)
     with tempfile.TemporaryDirectory(prefix="policyengine-bench-") as tmp:
+        base = bytecode_env(os.environ, Path(tmp) / "pycache", write=not args.source)
+        env = {
+            **base,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        env.pop("GITHUB_STEP_SUMMARY", None)
         corpus = Path(tmp) / "manifests"
         kinds = write_corpus(corpus, args.manifests)
         report = Path(tmp) / f"report.{args.format}"
         print(f"corpus: {args.manifests} manifests in {corpus}")
         print("  " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
         print(f"median of {args.runs} runs after one warm-up, whole processes")
+        if args.source:
+            print("bytecode: none (--source): every run compiles each module it imports from source")
+        else:
+            print(
+                "bytecode: as installed: the warm-up writes .pyc under one PYTHONPYCACHEPREFIX, "
+                "the counted runs read it (both tools)"
+            )
 
-        floor, _, floor_cpu = time_command([sys.executable, "-c", "pass"], args.runs)
+        floor, _, floor_cpu = time_command([sys.executable, "-c", "pass"], args.runs, base)
         print(f"  python -c pass                 {floor:8.3f} s  ({floor_cpu:.3f} s CPU)")
 
         ours = [sys.executable, "-m", "policyengine", "check", str(corpus), "--format", args.format]
@@ -363,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         theirs = [checkov, "-d", str(corpus), "--framework", "kubernetes", "--quiet", "--compact"]
         theirs += ["--skip-download", "-o", "json", "--output-file-path", str(Path(tmp) / "checkov")]
         checkov_env = {
-            **os.environ,
+            **base,
             "BC_SKIP_MAPPING": "TRUE",
             "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True",  # no network wait in the timing
         }

@@ -17,6 +17,7 @@ from typing import Any
 
 from policyengine import errors, native, policyvars, requirements
 from policyengine.cel import ANY
+from policyengine.cel.parser import parse_once
 from policyengine.errors import LoadError, Problem
 from policyengine.expressions import (
     Compiler,
@@ -175,13 +176,14 @@ def build_policy_set(
 
     compiler = compiler or Compiler()
     problems: list[Problem] = []
-    read, foreign = _read_native((*docs, *config_docs), compiler, problems)
-    converted = compat.convert(foreign, problems)
-    policies = [*read.policies, *converted.policies]
-    read.exceptions.extend(converted.exceptions)
-    _report_unclaimed(foreign, converted.claimed, problems)
-    _check_names(policies, read.exceptions, problems)
-    policies = _check_expressions(policies, read, compiler, problems)
+    with parse_once():  # a text is compiled, then read for its variables, maybe compiled again: one parse
+        read, foreign = _read_native((*docs, *config_docs), compiler, problems)
+        converted = compat.convert(foreign, problems)
+        policies = [*read.policies, *converted.policies]
+        read.exceptions.extend(converted.exceptions)
+        _report_unclaimed(foreign, converted.claimed, problems)
+        _check_names(policies, read.exceptions, problems)
+        policies = _check_expressions(policies, read, compiler, problems)
     if problems:
         # A ValidatingAdmissionPolicy with several bindings (a template with several constraints) is several
         # policies sharing its expressions: report each problem of theirs once.

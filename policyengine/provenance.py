@@ -45,14 +45,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
-from policyengine.certchain import ChainWindow, signing_chain
-from policyengine.keyless import KeylessTrust, verify_keyless
 from policyengine.signing import TrustedKey, Unverified, b64, pae, signature_ok, trusted_keys_from_config
 from policyengine.statement import OMS_PREDICATE_TYPE, peek_subjects, signed_model
+
+if TYPE_CHECKING:  # certificates and keyless bundles are read only when a configuration or bundle has them
+    from cryptography import x509
+
+    from policyengine.certchain import ChainWindow
+    from policyengine.keyless import KeylessTrust
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -79,6 +81,8 @@ EXPIRY_NOTICE = timedelta(days=30)
 
 def load_ca_certificates(pem: bytes) -> list[x509.Certificate]:
     """Every certificate in a PEM bundle (raises ValueError on malformed PEM)."""
+    from cryptography import x509
+
     return x509.load_pem_x509_certificates(pem)
 
 
@@ -134,6 +138,8 @@ class _Signed:
 
 def _certificates(material: Mapping[str, Any]) -> list[x509.Certificate]:
     """The bundle's certificates, signing certificate first."""
+    from cryptography import x509
+
     entries = material["x509CertificateChain"].get("certificates")
     raw = [
         c.get("rawBytes") if isinstance(c, Mapping) else None
@@ -198,6 +204,8 @@ def examine_bundle(
         signatures = [b64(s.get("sig") if isinstance(s, Mapping) else None, "signature") for s in sigs]
         if isinstance(material.get("certificate"), Mapping):
             # The v0.3 single-certificate form is what keyless Sigstore signing (Fulcio + Rekor) produces.
+            from policyengine.keyless import verify_keyless
+
             signed_by = verify_keyless(bundle_bytes, keyless)
             payload = signed_by.payload  # the bytes the library verified
             signed = _Signed(signed_by.signer, "keyless", None, signed_by.identity, signed_by.issuer)
@@ -244,6 +252,8 @@ def _verify_signature(
     if isinstance(material.get("x509CertificateChain"), Mapping):
         if not ca_certs:
             raise Unverified("certificate-signed bundle but no CA certificates are configured")
+        from policyengine.certchain import signing_chain
+
         chain = signing_chain(_certificates(material), ca_certs, require_code_signing=require_code_signing)
         if any(signature_ok(chain.key, sig, message) for sig in signatures):
             return _Signed(chain.subject, "certificate", chain.window)

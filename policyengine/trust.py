@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from policyengine import errors
 from policyengine.errors import LoadError, Problem
-from policyengine.keyless import KeylessTrust, TrustedIdentity, identity_from_config, load_trust_root
 from policyengine.loader import render_path
 from policyengine.provenance import AttestationStore, TrustedKey, load_ca_certificates
+
+if TYPE_CHECKING:  # read only when the configuration has certificates or trusted identities
+    from cryptography import x509
+
+    from policyengine.keyless import KeylessTrust, TrustedIdentity
 
 CONFIG = "GovernanceConfig"
 
@@ -103,6 +105,10 @@ def _keyless_trust(
 ) -> KeylessTrust | None:
     """The trusted identities and the Sigstore trust root they are verified under; None when no
     identity is trusted (keyless bundles are then refused with that reason)."""
+    if not models.get("trustedIdentities") and not models.get("trustRoot"):
+        return None
+    from policyengine.keyless import KeylessTrust, identity_from_config, load_trust_root
+
     identities: list[TrustedIdentity] = []
     for i, entry in enumerate(models.get("trustedIdentities") or ()):
         at: tuple[str | int, ...] = ("spec", "models", "trustedIdentities", i)

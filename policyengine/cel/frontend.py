@@ -22,14 +22,16 @@ from policyengine.cel.syntax import Node, drop_trailing_commas
 class Frontend:
     """The CEL parser (cel-python's grammar with optional syntax) with the environment's callable names (``known``) and type names (``types``)."""
 
-    def __init__(self, known: frozenset[str], types: frozenset[str]) -> None:
+    def __init__(self, known: frozenset[str], types: frozenset[str], *, positions: bool = False) -> None:
+        """``positions``: trees that record each node's line and column, for an evaluator that reports them."""
         self._known = known
         self._types = types
+        self._positions = positions
 
     def parse(self, source: str, declared: Declarations | None = None, returns: Returns = ANY) -> Node:
         """The checked parse tree of ``source``; raises CelCompileError with the first problem."""
         try:
-            tree: Node = parse(drop_trailing_commas(source))
+            tree: Node = parse(drop_trailing_commas(source), positions=self._positions)
         except CELParseError as err:
             raise CelCompileError(syntax_error(err)) from None
         except RecursionError:

@@ -8,14 +8,25 @@ Building the LALR tables from the grammar takes a fifth of a second, paid by eve
 first expression; the tables built from this grammar by this lark version ship beside it as plain JSON
 (``cel-tables.json``, rewritten by ``policyengine.cel.parser.write_tables()``) and load in a few milliseconds.
 Tables that do not match the grammar's and lark's fingerprint are ignored and the grammar is built.
+
+A tree records the line and column of each node only when asked (``positions=True``): cel-python's
+evaluator (the reference backend) puts them in its error messages; the checks and the fast backend never
+read them, and recording them is two fifths of the cost of a parse. Tokens always carry their positions.
+
+Loading a policy set reads some texts more than once (compiled, then searched for the ``variables.<name>``
+it reads; compiled again under another document kind's names); inside ``parse_once()`` each distinct text
+is parsed once and its tree shared. Trees are never modified after parsing, by any reader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +40,11 @@ TABLES = Path(__file__).with_name("cel-tables.json")
 _INT_KEYS, _TUPLE = "\u0000int-keys", "\u0000tuple"
 # Options given again at load time (not data): the lexer callback and the regex flags.
 _RUNTIME_OPTIONS = ("lexer_callbacks", "g_regex_flags")
+# The trees parsed inside ``parse_once()`` by (source text, with positions), or the syntax error (None
+# outside).
+_TREES: ContextVar[dict[tuple[str, bool], lark.Tree[Any] | CELParseError] | None] = ContextVar(
+    "cel_trees", default=None
+)
 
 
 def _literal_keywords(token: lark.Token) -> lark.Token:
@@ -38,15 +54,16 @@ def _literal_keywords(token: lark.Token) -> lark.Token:
     return token
 
 
-def build(grammar: str) -> lark.Lark:
-    """The parser built from the grammar's text (what the shipped tables stand in for)."""
+def build(grammar: str, positions: bool = True) -> lark.Lark:
+    """The parser built from the grammar's text (what the shipped tables stand in for); its trees record
+    each node's position when ``positions``."""
     return lark.Lark(
         grammar,
         parser="lalr",
         start="expr",
         g_regex_flags=re.M,
         lexer_callbacks={"IDENT": _literal_keywords},
-        propagate_positions=True,
+        propagate_positions=positions,
         maybe_placeholders=False,
         priority="invert",
     )
@@ -92,27 +109,71 @@ def thaw(text: str) -> Any:
     return json.loads(text, object_hook=_thaw)
 
 
-def _shipped(grammar: str) -> lark.Lark | None:
+def _shipped(grammar: str, positions: bool = True) -> lark.Lark | None:
     try:
         tables = thaw(TABLES.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(tables, dict) or tables.get("fingerprint") != fingerprint(grammar):
         return None
-    runtime = {"lexer_callbacks": {"IDENT": _literal_keywords}, "g_regex_flags": re.M}
+    runtime = {
+        "lexer_callbacks": {"IDENT": _literal_keywords},
+        "g_regex_flags": re.M,
+        "propagate_positions": positions,
+    }
     return lark.Lark._load_from_dict(tables["data"], tables["memo"], **runtime)  # type: ignore[no-any-return,no-untyped-call]
 
 
 @functools.cache
 def _lark() -> lark.Lark:
+    """The parser whose trees do not record node positions."""
+    grammar = _GRAMMAR.read_text(encoding="utf-8")
+    return _shipped(grammar, positions=False) or build(grammar, positions=False)
+
+
+@functools.cache
+def _positioned_lark() -> lark.Lark:
+    """The parser whose trees record each node's line and column (``tree.meta``)."""
     grammar = _GRAMMAR.read_text(encoding="utf-8")
     return _shipped(grammar) or build(grammar)
 
 
-def parse(source: str) -> lark.Tree[Any]:
-    """The parse tree of ``source``; raises cel-python's CELParseError on a syntax error."""
+@contextlib.contextmanager
+def parse_once() -> Iterator[None]:
+    """Within this block (in this thread or task), each distinct source text is parsed once: a text met
+    again gets the tree already built. The trees are dropped when the outermost block ends."""
+    if _TREES.get() is not None:
+        yield
+        return
+    token = _TREES.set({})
     try:
-        return _lark().parse(source)
+        yield
+    finally:
+        _TREES.reset(token)
+
+
+def parse(source: str, *, positions: bool = False) -> lark.Tree[Any]:
+    """The parse tree of ``source``, with each node's line and column in ``tree.meta`` when
+    ``positions``; raises cel-python's CELParseError on a syntax error."""
+    trees = _TREES.get()
+    if trees is None:
+        return _parse(source, positions)
+    # A tree with positions serves a reader that needs none.
+    tree = trees.get((source, True)) or (None if positions else trees.get((source, False)))
+    if tree is None:
+        try:
+            tree = trees[source, positions] = _parse(source, positions)
+        except CELParseError as err:
+            trees[source, positions] = err
+            raise
+    if isinstance(tree, CELParseError):
+        raise tree.with_traceback(None)
+    return tree
+
+
+def _parse(source: str, positions: bool) -> lark.Tree[Any]:
+    try:
+        return (_positioned_lark() if positions else _lark()).parse(source)
     except (UnexpectedToken, UnexpectedCharacters) as err:
         raise CELParseError(err.get_context(source), *err.args, line=err.line, column=err.column) from None
     except (LexError, ParseError) as err:

@@ -8,6 +8,8 @@ policy errors -- and any unexpected error, reported on one line: a crash must ne
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -16,26 +18,26 @@ from policyengine.errors import LoadError, UsageError
 EXIT_USAGE = 2
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or for ``command`` (the verb on the command line) one that leaves out the audit
-    package's verbs when another verb runs: ``check`` in CI then never imports the audit log."""
-    from policyengine.cli import certs, check, generate, init, scan, serve, test, webhook_config
+# Each verb of this package and the module that adds it, in the order ``--help`` lists them.
+VERBS = {
+    "check": "check", "scan": "scan", "init": "init", "test": "test", "serve": "serve", "certs": "certs",
+    "webhook-config": "webhook_config", "generate": "generate",
+}  # fmt: skip
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or for ``command`` (the verb on the command line) one with that verb alone: a
+    verb imports only its own module (``check`` in CI never imports the audit log or the server)."""
     parser = argparse.ArgumentParser(
         prog="policyengine",
         description="Policy-as-code governance for AI workloads on Kubernetes.",
     )
     parser.add_argument("--version", action="version", version=f"policyengine {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    check.add_parser(sub)
-    scan.add_parser(sub)
-    init.add_parser(sub)
-    test.add_parser(sub)
-    serve.add_parser(sub)
-    certs.add_parser(sub)
-    webhook_config.add_parser(sub)
-    generate.add_parser(sub)
-    if command is None or command not in sub.choices:
+    for verb, module in VERBS.items():
+        if command is None or command not in VERBS or command == verb:
+            importlib.import_module(f"policyengine.cli.{module}").add_parser(sub)
+    if command is None or command not in VERBS:
         from audit.cli import add_commands as add_audit_commands
 
         add_audit_commands(sub)
@@ -60,12 +62,18 @@ def _version() -> str:
         return __version__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, freeze: bool = False) -> int:
+    """Run one verb; ``freeze``: this process is the command alone (not a test or a host program), and
+    what it imported lives as long as it does."""
     parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    if freeze:
+        # The modules just imported live as long as the process: set them apart from the cyclic garbage
+        # collector, whose full passes would otherwise walk every one of their objects again and again.
+        gc.freeze()
     try:
         return int(args.func(args))
     except LoadError as err:
@@ -95,4 +103,4 @@ def _one_line(err: BaseException) -> str:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(freeze=True))

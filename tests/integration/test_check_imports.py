@@ -76,3 +76,72 @@ def test_check_with_audit_log_loads_it_and_records(tmp_path: Path) -> None:
     _, modules = loaded_modules("check", str(manifest), "--audit-log", str(log), "--audit-key", key)
     assert "audit.log" in modules
     assert log.exists()
+
+
+GOVERNANCE = ROOT / "examples" / "governance.yaml"  # trusted keys, no CA certificates or identities
+X509 = ("cryptography.x509", "policyengine.certchain", "policyengine.keyless", "sigstore")
+
+
+def test_check_without_certificates_loads_no_x509_code(tmp_path: Path) -> None:
+    # Key-signed models need only the key's algorithm; certificates, keyless bundles and Kyverno's
+    # x509.decode load the X.509 half of cryptography when a configuration or a policy uses them.
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    _, modules = loaded_modules("check", str(manifest), "--config", str(GOVERNANCE))
+    assert "policyengine.gate" in modules and "policyengine.signing" in modules
+    assert [m for m in modules if m.startswith(X509)] == []
+
+
+def test_a_policy_decoding_a_certificate_still_loads_it(tmp_path: Path) -> None:
+    policy = write(
+        tmp_path / "policy.yaml",
+        """\
+apiVersion: policyengine.io/v1
+kind: Policy
+metadata: {name: decodes}
+spec:
+  match:
+    kinds: [{apiGroups: ["apps"], kinds: ["Deployment"]}]
+  validations:
+    - expression: "x509.decode(object.metadata.name) != null"
+      message: not a certificate
+""",
+    )
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    report = tmp_path / "report.json"
+    argv = ["check", str(manifest), "--no-default-policies", "--policies", str(policy)]
+    _, modules = loaded_modules(*argv, "--format", "json", "--output", str(report))
+    [result] = json.loads(report.read_text())["results"]
+    assert "failed to decode PEM block" in result["message"]  # "web" is no PEM block
+    assert "cryptography.x509" in modules
+
+
+def test_the_command_sets_its_modules_apart_from_the_collector_and_main_alone_does_not(
+    tmp_path: Path,
+) -> None:
+    # The console command freezes what it imported (full collections then skip it); main() called in a
+    # host process (a test, a program embedding the CLI) leaves that process's collector as it was.
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    probe = (
+        "import gc, sys\nfrom policyengine.cli import main\n"
+        "main(sys.argv[2:], freeze=sys.argv[1] == 'command')\nprint('FROZEN', gc.get_freeze_count())"
+    )
+    for mode, frozen in (("command", True), ("host", False)):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, mode, "check", str(manifest), "--format", "json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,  # a hang guard, not a measure
+            check=False,
+        )
+        count = int(proc.stdout.rsplit("FROZEN ", 1)[1])
+        assert (count > 10_000) is frozen, (mode, count)
+
+
+def test_check_imports_no_other_verb(tmp_path: Path) -> None:
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    _, modules = loaded_modules("check", str(manifest), "--format", "json")
+    verbs = [m for m in modules if m.startswith("policyengine.cli.") and m.count(".") == 2]
+    others = {f"policyengine.cli.{m}" for m in ("certs", "generate", "init", "scan", "serve", "test")}
+    assert "policyengine.cli.check" in verbs
+    assert others.isdisjoint(verbs) and "policyengine.cli.webhook_config" not in verbs

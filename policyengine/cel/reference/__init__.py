@@ -135,7 +135,8 @@ class ReferenceBackend:
     def __init__(self) -> None:
         functions = build_functions()
         functions["_+_"] = metered_add
-        self._frontend = Frontend(known_names(functions), frozenset(type_identifiers()))
+        # cel-python's evaluator names the line and column of a failing node.
+        self._frontend = Frontend(known_names(functions), frozenset(type_identifiers()), positions=True)
         self._base = CelpyActivation(
             annotations=dict(celpy.Environment().annotations),
             functions=functions,
