@@ -84,24 +84,11 @@ def scan_container(
     c = site.container
     if isinstance(c.get("image"), str):
         images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
-    model_initializer = c.get("name") == MODEL_INITIALIZER
     env_map: dict[str, str] = {}
     env_at: dict[str, int] = {}
-    for i, env in enumerate(as_list(c.get("env"))):
-        entry = env if type(env) is dict else as_dict(env)
-        name, value = entry.get("name"), entry.get("value")
-        if isinstance(name, str) and isinstance(value, str):
-            env_map[name] = value
-            env_at[name] = i
-        if model_initializer and name == INITIALIZER_ENV:
-            continue  # a model reference (workloads.models), a data location of kind model from there
-        if type(value) is str and "://" in value:
-            path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
-            uris = found.get(value)
-            if uris is None:
-                uris = found[value] = storage_uris_in(value)
-            for uri in uris:
-                data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+    envs = c.get("env")
+    if isinstance(envs, list) and envs:
+        _scan_env(envs, site.path, c.get("name") == MODEL_INITIALIZER, data, found, env_map, env_at)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -109,6 +96,41 @@ def scan_container(
                 for uri in storage_uris_in(arg):
                     data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
     return env_map, env_at
+
+
+def _scan_env(
+    envs: list[Any],
+    container_path: str,
+    model_initializer: bool,
+    data: list[dict[str, str]],
+    found: dict[str, list[str]],
+    env_map: dict[str, str],
+    env_at: dict[str, int],
+) -> None:
+    """One walk of a container's env: each literal value by name (the last entry wins) for the model
+    scanner, and the data locations of every plain-string value holding ``://``. This loop runs once per
+    env entry of every container, so what does not change per entry is looked up before it."""
+    at = f"{container_path}.env["
+    append = data.append
+    for i, env in enumerate(envs):
+        entry = env if type(env) is dict else as_dict(env)
+        name, value = entry.get("name"), entry.get("value")
+        if type(value) is not str:
+            if isinstance(name, str) and isinstance(value, str):  # a str subclass: named, not scanned
+                env_map[name] = value
+                env_at[name] = i
+            continue
+        if isinstance(name, str):
+            env_map[name] = value
+            env_at[name] = i
+        if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
+            continue  # no location; or the initializer's model reference (workloads.models)
+        path = f"{at}{i}].value"  # one string shared by every URI of the value
+        uris = found.get(value)
+        if uris is None:
+            uris = found[value] = storage_uris_in(value)
+        for uri in uris:
+            append({"uri": uri, "path": path, "source": "env", "kind": "data"})
 
 
 def _add_model(
