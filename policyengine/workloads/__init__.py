@@ -135,7 +135,7 @@ from policyengine.workloads.byproduct import product_gpus
 from policyengine.workloads.charge import is_template, no_charge, whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
-from policyengine.workloads.extended import with_extended
+from policyengine.workloads.extended import add_extended, container_extended, extended_resources
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.memory import workload_memory
 from policyengine.workloads.persistent import claim_locations
@@ -297,10 +297,13 @@ def _template_view(
     t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
 ) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
+    extended = extended_resources(resolver.claims, resolver.classes)  # one look-up for every container
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
         gpus = container_gpus(site.container, resources_path, rules, problems)
-        gpus = with_extended(gpus, site, resources_path, rules, resolver, problems)
+        gpus = add_extended(
+            gpus, container_extended(site.container, resources_path, rules, extended, problems)
+        )
         counted.append((site, gpus["byResource"]))
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))

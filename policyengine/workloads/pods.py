@@ -56,19 +56,32 @@ def container_gpus(
     resource's count is the larger of its request and limit (Kubernetes requires them equal for extended
     resources; the larger is the safe figure when a manifest gets that wrong)."""
     resources = as_dict(container.get("resources"))
-    side: dict[str, dict[str, int]] = {}
-    for part in ("requests", "limits"):
-        # Only string names are sorted: a YAML manifest may also have int keys, which str cannot order.
-        entries = as_dict(resources.get(part)).items()
-        gpus = sorted(((n, v) for n, v in entries if isinstance(n, str)), key=lambda item: item[0])
-        side[part] = {
-            name: gpu_quantity(value, f"{resources_path}.{part}[{path_key(name)}]", problems)
-            for name, value in gpus
-            if rules.is_gpu(name)
-        }
-    names = sorted(set(side["requests"]) | set(side["limits"]))
-    by_resource = {n: max(side["requests"].get(n, 0), side["limits"].get(n, 0)) for n in names}
-    return {**side, "byResource": by_resource, "count": clamp(sum(by_resource.values()))}
+    requests = _gpu_side(resources.get("requests"), resources_path, "requests", rules, problems)
+    limits = _gpu_side(resources.get("limits"), resources_path, "limits", rules, problems)
+    if not requests:  # the usual case (extended resources are given as limits): no merge to do
+        by_resource = {n: max(0, v) for n, v in limits.items()}
+    else:
+        names = sorted(set(requests) | set(limits))
+        by_resource = {n: max(requests.get(n, 0), limits.get(n, 0)) for n in names}
+    return {
+        "requests": requests,
+        "limits": limits,
+        "byResource": by_resource,
+        "count": clamp(sum(by_resource.values())),
+    }
+
+
+def _gpu_side(
+    part: Any, resources_path: str, key: str, rules: GpuRules, problems: Problems
+) -> dict[str, int]:
+    """The GPU resources of one side (``requests`` or ``limits``) by name, in name order. Only string
+    names are read: a YAML manifest may also have int keys, which str cannot order."""
+    entries = as_dict(part)
+    if not entries:
+        return {}
+    gpus, mig = rules.names, MIG_PREFIX
+    names = sorted(n for n in entries if isinstance(n, str) and (n in gpus or n.startswith(mig)))
+    return {n: gpu_quantity(entries[n], f"{resources_path}.{key}[{path_key(n)}]", problems) for n in names}
 
 
 def pod_gpus(containers: Iterable[tuple[ContainerSite, dict[str, int]]]) -> dict[str, int]:
