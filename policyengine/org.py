@@ -178,7 +178,7 @@ class OrgRules:
         """Each data location with its region. Each distinct URI is looked up once: a workload's
         containers (replicas of one another, init containers) often name the same locations."""
         regions: dict[str, str] = {}
-        out = []
+        out: list[dict[str, Any]] = []
         append = out.append
         for location in data_locations:
             # A location the manifest does not let us read (a bucket volume's templated or Secret-held

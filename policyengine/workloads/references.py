@@ -14,6 +14,7 @@ from policyengine.workloads.models import (
     INITIALIZER_ENV,
     MAX_MODELS,
     MODEL_INITIALIZER,
+    SCANNED_ENV,
     EnvValues,
     Ref,
     container_refs,
@@ -78,7 +79,8 @@ def scan_container(
     found: dict[str, list[str]] | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
-    values (``models.env_values``), read in the same walk, for the model-reference scanner. ``found``
+    values the model-reference scanner reads by name (``models.env_values`` for ``SCANNED_ENV``), read in
+    the same walk. ``found``
     remembers the URIs of each text scanned, for the other containers of the workload."""
     found = {} if found is None else found
     c = site.container
@@ -107,8 +109,8 @@ def _scan_env(
     env_map: dict[str, str],
     env_at: dict[str, int],
 ) -> None:
-    """One walk of a container's env: each literal value by name (the last entry wins) for the model
-    scanner, and the data locations of every plain-string value holding ``://``. This loop runs once per
+    """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
+    the last entry wins), and the data locations of every plain-string value holding ``://``. This loop runs once per
     env entry of every container, so what does not change per entry is looked up before it."""
     at = f"{container_path}.env["
     append = data.append
@@ -116,11 +118,11 @@ def _scan_env(
         entry = env if type(env) is dict else as_dict(env)
         name, value = entry.get("name"), entry.get("value")
         if type(value) is not str:
-            if isinstance(name, str) and isinstance(value, str):  # a str subclass: named, not scanned
-                env_map[name] = value
+            if isinstance(name, str) and name in SCANNED_ENV and isinstance(value, str):
+                env_map[name] = value  # a str subclass: named, not scanned
                 env_at[name] = i
             continue
-        if isinstance(name, str):
+        if isinstance(name, str) and name in SCANNED_ENV:
             env_map[name] = value
             env_at[name] = i
         if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
