@@ -144,6 +144,7 @@ from policyengine.workloads.pods import (
     GpuRules,
     container_gpus,
     label_constraint,
+    placement,
     pod_gpus,
     product_constraint,
 )
@@ -161,7 +162,15 @@ from policyengine.workloads.values import (
 )
 from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses
 
-__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "DeviceMemory", "GpuRules", "describe"]
+__all__ = [
+    "DATASETS_ANNOTATION",
+    "MODELS_ANNOTATION",
+    "ClaimObjects",
+    "DeviceMemory",
+    "GpuRules",
+    "describe",
+    "describe_rules",
+]
 
 
 def describe(
@@ -171,17 +180,21 @@ def describe(
     namespace: str = "",
     slices: DeviceMemory = NO_SLICES,
     storage_classes: StorageClasses = NO_STORAGE_CLASSES,
+    *,
+    config_rules: tuple[GpuRules, DeviceClasses] | None = None,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
-    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers."""
+    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers.
+    ``config_rules``: ``config_rules(config)`` when the caller keeps them (a config is read once, not
+    per request)."""
     problems: Problems = []
-    rules = GpuRules.from_config(config)
+    rules, classes = config_rules if config_rules is not None else describe_rules(config)
     if not isinstance(obj, Mapping):
         obj = {}
         problems.append({"path": "", "message": "the object is not a mapping"})
     metadata = as_dict(obj.get("metadata"))
-    resolver = _resolver(metadata, config, claims, namespace)
+    resolver = _resolver(metadata, classes, claims, namespace)
     templates = _templates(obj, claims, resolver.namespace, problems)
 
     containers: list[dict[str, Any]] = []
@@ -242,13 +255,18 @@ def _is_ai(kind: str, gpu_total: int, models: list[dict[str, str]], templates: l
     return asks_for_accelerator(site.container for t in templates for site in t.containers)
 
 
+def describe_rules(config: Mapping[str, Any] | None) -> tuple[GpuRules, DeviceClasses]:
+    """What ``describe`` reads from the config: which resources are GPUs and which device classes."""
+    return GpuRules.from_config(config), DeviceClasses.from_config(config)
+
+
 def _resolver(
-    metadata: Mapping[str, Any], config: Mapping[str, Any] | None, claims: ClaimObjects, namespace: str
+    metadata: Mapping[str, Any], classes: DeviceClasses, claims: ClaimObjects, namespace: str
 ) -> Resolver:
     """Claims resolve in the request's namespace, else the object's own, else ``default``."""
     own = metadata.get("namespace")
     namespace = namespace or (own if isinstance(own, str) and own else "default")
-    return Resolver(claims, DeviceClasses.from_config(config), namespace)
+    return Resolver(claims, classes, namespace)
 
 
 def _gpus_view(
@@ -326,6 +344,7 @@ def _template_view(
     for name, n in dra.per_pod.items():
         by_resource[name] = clamp(by_resource.get(name, 0) + n)
     by_resource = dict(sorted(by_resource.items()))
+    placed = placement(t)
     view = {
         "name": t.name,
         "path": t.path,
@@ -333,8 +352,10 @@ def _template_view(
         "perNode": t.per_node,
         "containers": [s.path for s in t.containers],
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
-        "regions": label_constraint(t, REGION_LABEL),
-        "gpuProducts": gpu_products(product_constraint(t), device_plugin_gpus, dra.views, resolver.budget),
+        "regions": label_constraint(t, REGION_LABEL, placed),
+        "gpuProducts": gpu_products(
+            product_constraint(t, placed), device_plugin_gpus, dra.views, resolver.budget
+        ),
         "resourceClaims": dra.views,
     }
     return view, dra
