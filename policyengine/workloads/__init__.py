@@ -185,14 +185,10 @@ def describe(
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
-    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers.
-    ``config_rules``: ``config_rules(config)`` when the caller keeps them (a config is read once, not
-    per request)."""
-    problems: Problems = []
+    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers; ``config_rules``
+    ``describe_rules(config)`` when the caller keeps them (a config is read once, not per request)."""
+    obj, problems = _object(obj)
     rules, classes = config_rules if config_rules is not None else describe_rules(config)
-    if not isinstance(obj, Mapping):
-        obj = {}
-        problems.append({"path": "", "message": "the object is not a mapping"})
     metadata = as_dict(obj.get("metadata"))
     resolver = _resolver(metadata, classes, claims, namespace)
     templates = _templates(obj, claims, resolver.namespace, problems)
@@ -253,6 +249,13 @@ def _is_ai(kind: str, gpu_total: int, models: list[dict[str, str]], templates: l
     if kind in AI_KINDS or gpu_total > 0 or models:
         return True
     return asks_for_accelerator(site.container for t in templates for site in t.containers)
+
+
+def _object(obj: Any) -> tuple[Mapping[str, Any], Problems]:
+    """The object to describe, and the problems list it starts with (a non-mapping is one)."""
+    if isinstance(obj, Mapping):
+        return obj, []
+    return {}, [{"path": "", "message": "the object is not a mapping"}]
 
 
 def describe_rules(config: Mapping[str, Any] | None) -> tuple[GpuRules, DeviceClasses]:
