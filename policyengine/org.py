@@ -178,19 +178,21 @@ class OrgRules:
         """Each data location with its region. Each distinct URI is looked up once: a workload's
         containers (replicas of one another, init containers) often name the same locations."""
         regions: dict[str, str] = {}
-        out = []
+        out: list[dict[str, Any]] = []
+        append = out.append
         for location in data_locations:
             # A location the manifest does not let us read (a bucket volume's templated or Secret-held
             # name) is unknown whatever prefixes are registered, a catch-all "s3://" included.
             if location.get("unknown"):
                 region = UNKNOWN_REGION
             else:
-                uri = str(location.get("uri", ""))
+                uri = location.get("uri", "")
+                uri = uri if type(uri) is str else str(uri)
                 found = regions.get(uri)
                 region = found if found is not None else regions.setdefault(uri, self.region_of(uri))
             located = dict(location)  # a copy: workload.dataLocations stays as it is
             located["region"] = region
-            out.append(located)
+            append(located)
         return out
 
     def view(

@@ -36,10 +36,11 @@ from policyengine.policyset import PolicySet
 from policyengine.productusage import ProductUsage, pool_product_usage
 from policyengine.provenance import AttestationStore, unverified_lookup
 from policyengine.trust import load_attestation_store
-from policyengine.workloads import ClaimObjects, DeviceMemory, describe
+from policyengine.workloads import ClaimObjects, DeviceMemory, GpuRules, describe, describe_rules
 from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import no_charge, update_charge
+from policyengine.workloads.claims import DeviceClasses
 from policyengine.workloads.memory import memory_charge
 from policyengine.workloads.volumes import StorageClasses
 
@@ -144,6 +145,7 @@ def views_for(
     (``policyengine/ownusage.py``); at admission they are not, a new object having none."""
     inventories = _InventoryViews(existing=existing)
     set_rules = OrgRules.from_config(policy_set.config)  # the engine passes this set's config
+    set_workload_rules = describe_rules(policy_set.config)
 
     def signature(digest: str, now: datetime) -> dict[str, Any]:
         return attestations.lookup(digest, now) if attestations is not None else dict(NO_STORE)
@@ -153,11 +155,22 @@ def views_for(
     ) -> Mapping[str, Any]:
         obj = request.object if request.object is not None else request.old_object
         obj = obj if isinstance(obj, Mapping) else {}
-        rules = set_rules if config is policy_set.config else OrgRules.from_config(config)
+        same = config is policy_set.config
+        rules = set_rules if same else OrgRules.from_config(config)
+        described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
-        workload = describe(obj, config, facts.claims, request.namespace, facts.slices, facts.storage_classes)
+        workload = describe(
+            obj,
+            config,
+            facts.claims,
+            request.namespace,
+            facts.slices,
+            facts.storage_classes,
+            config_rules=described,
+        )
         workload["draAdminAccess"] = admin_access_requests(obj, config)
-        before = suspended_charge(request, workload, _charge_update(request, workload, config, facts), config)
+        charged = _charge_update(request, workload, config, facts, described)
+        before = suspended_charge(request, workload, charged, config)
         for model in workload["models"]:
             model["signature"] = signature(model["sha256"], now) if model["sha256"] else None
         own: dict[str, Own] = facts.own.held(_own_identities(request, obj)) if facts.own is not None else {}
@@ -185,7 +198,11 @@ def views_for(
 
 
 def _charge_update(
-    request: Request, workload: dict[str, Any], config: Mapping[str, Any], facts: _InventoryFacts
+    request: Request,
+    workload: dict[str, Any],
+    config: Mapping[str, Any],
+    facts: _InventoryFacts,
+    rules: tuple[GpuRules, DeviceClasses],
 ) -> dict[str, Any] | None:
     """On UPDATE the old object's GPUs are already in the team's usage: charge only the growth. The old
     object is described as the new one is (bounded by its size) and only its GPU figures are kept, so its
@@ -197,7 +214,7 @@ def _charge_update(
         or not isinstance(old, Mapping)
     ):
         return None
-    described = describe(old, config, facts.claims, request.namespace, facts.slices)
+    described = describe(old, config, facts.claims, request.namespace, facts.slices, config_rules=rules)
     before: dict[str, Any] = described["gpus"]
     workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
     workload["gpuMemory"]["charge"] = memory_charge(workload["gpuMemory"], described["gpuMemory"])

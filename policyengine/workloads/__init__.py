@@ -135,7 +135,7 @@ from policyengine.workloads.byproduct import product_gpus
 from policyengine.workloads.charge import is_template, no_charge, whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
-from policyengine.workloads.extended import with_extended
+from policyengine.workloads.extended import add_extended, container_extended, extended_resources
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.memory import workload_memory
 from policyengine.workloads.persistent import claim_locations
@@ -144,6 +144,7 @@ from policyengine.workloads.pods import (
     GpuRules,
     container_gpus,
     label_constraint,
+    placement,
     pod_gpus,
     product_constraint,
 )
@@ -161,7 +162,15 @@ from policyengine.workloads.values import (
 )
 from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses
 
-__all__ = ["DATASETS_ANNOTATION", "MODELS_ANNOTATION", "ClaimObjects", "DeviceMemory", "GpuRules", "describe"]
+__all__ = [
+    "DATASETS_ANNOTATION",
+    "MODELS_ANNOTATION",
+    "ClaimObjects",
+    "DeviceMemory",
+    "GpuRules",
+    "describe",
+    "describe_rules",
+]
 
 
 def describe(
@@ -171,17 +180,17 @@ def describe(
     namespace: str = "",
     slices: DeviceMemory = NO_SLICES,
     storage_classes: StorageClasses = NO_STORAGE_CLASSES,
+    *,
+    config_rules: tuple[GpuRules, DeviceClasses] | None = None,
 ) -> dict[str, Any]:
     """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
-    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers."""
-    problems: Problems = []
-    rules = GpuRules.from_config(config)
-    if not isinstance(obj, Mapping):
-        obj = {}
-        problems.append({"path": "", "message": "the object is not a mapping"})
+    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers; ``config_rules``
+    ``describe_rules(config)`` when the caller keeps them (a config is read once, not per request)."""
+    obj, problems = _object(obj)
+    rules, classes = config_rules if config_rules is not None else describe_rules(config)
     metadata = as_dict(obj.get("metadata"))
-    resolver = _resolver(metadata, config, claims, namespace)
+    resolver = _resolver(metadata, classes, claims, namespace)
     templates = _templates(obj, claims, resolver.namespace, problems)
 
     containers: list[dict[str, Any]] = []
@@ -242,13 +251,25 @@ def _is_ai(kind: str, gpu_total: int, models: list[dict[str, str]], templates: l
     return asks_for_accelerator(site.container for t in templates for site in t.containers)
 
 
+def _object(obj: Any) -> tuple[Mapping[str, Any], Problems]:
+    """The object to describe, and the problems list it starts with (a non-mapping is one)."""
+    if isinstance(obj, Mapping):
+        return obj, []
+    return {}, [{"path": "", "message": "the object is not a mapping"}]
+
+
+def describe_rules(config: Mapping[str, Any] | None) -> tuple[GpuRules, DeviceClasses]:
+    """What ``describe`` reads from the config: which resources are GPUs and which device classes."""
+    return GpuRules.from_config(config), DeviceClasses.from_config(config)
+
+
 def _resolver(
-    metadata: Mapping[str, Any], config: Mapping[str, Any] | None, claims: ClaimObjects, namespace: str
+    metadata: Mapping[str, Any], classes: DeviceClasses, claims: ClaimObjects, namespace: str
 ) -> Resolver:
     """Claims resolve in the request's namespace, else the object's own, else ``default``."""
     own = metadata.get("namespace")
     namespace = namespace or (own if isinstance(own, str) and own else "default")
-    return Resolver(claims, DeviceClasses.from_config(config), namespace)
+    return Resolver(claims, classes, namespace)
 
 
 def _gpus_view(
@@ -297,10 +318,13 @@ def _template_view(
     t: PodTemplate, rules: GpuRules, problems: Problems, containers: list[dict[str, Any]], resolver: Resolver
 ) -> tuple[dict[str, Any], PodClaims]:
     counted: list[tuple[ContainerSite, dict[str, int]]] = []
+    extended = extended_resources(resolver.claims, resolver.classes)  # one look-up for every container
     for site in t.containers:
         resources_path = site.resources_path or f"{site.path}.resources"
         gpus = container_gpus(site.container, resources_path, rules, problems)
-        gpus = with_extended(gpus, site, resources_path, rules, resolver, problems)
+        gpus = add_extended(
+            gpus, container_extended(site.container, resources_path, rules, extended, problems)
+        )
         counted.append((site, gpus["byResource"]))
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))
@@ -323,6 +347,7 @@ def _template_view(
     for name, n in dra.per_pod.items():
         by_resource[name] = clamp(by_resource.get(name, 0) + n)
     by_resource = dict(sorted(by_resource.items()))
+    placed = placement(t)
     view = {
         "name": t.name,
         "path": t.path,
@@ -330,8 +355,10 @@ def _template_view(
         "perNode": t.per_node,
         "containers": [s.path for s in t.containers],
         "gpus": {"perPod": clamp(sum(by_resource.values())), "byResource": by_resource},
-        "regions": label_constraint(t, REGION_LABEL),
-        "gpuProducts": gpu_products(product_constraint(t), device_plugin_gpus, dra.views, resolver.budget),
+        "regions": label_constraint(t, REGION_LABEL, placed),
+        "gpuProducts": gpu_products(
+            product_constraint(t, placed), device_plugin_gpus, dra.views, resolver.budget
+        ),
         "resourceClaims": dra.views,
     }
     return view, dra

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.workloads.claims import DEVICE_CLASS, GROUP, ClaimObjects, DeviceClasses
-from policyengine.workloads.dra import Resolver
-from policyengine.workloads.kinds import ContainerSite
 from policyengine.workloads.pods import GpuRules
 from policyengine.workloads.values import Problems, as_dict, clamp, gpu_quantity, path_key, text
 
@@ -117,10 +115,13 @@ def container_extended(
     resource it counts under and the larger of its request and limit (as ``pods.container_gpus``)."""
     resources = as_dict(container.get("resources"))
     found: dict[str, dict[str, Any]] = {}
+    served = extended.by_name
     for part in ("requests", "limits"):
         for name, value in as_dict(resources.get(part)).items():
             if not isinstance(name, str) or len(name) > MAX_RESOURCE_NAME:
                 continue
+            if name not in served and not name.startswith(IMPLICIT_PREFIX):
+                continue  # no device class serves it (``counted_as`` would say so after more look-ups)
             device_class, counted = extended.counted_as(name, rules)
             if not counted:
                 continue
@@ -147,20 +148,6 @@ def add_extended(gpus: dict[str, Any], entries: list[dict[str, Any]]) -> dict[st
         "count": clamp(sum(by_resource.values())),
         "draExtendedResources": entries[:MAX_VIEW_ENTRIES],
     }
-
-
-def with_extended(
-    gpus: dict[str, Any],
-    site: ContainerSite,
-    path: str,
-    rules: GpuRules,
-    resolver: Resolver,
-    problems: Problems,
-) -> dict[str, Any]:
-    """A container's GPU figures (``pods.container_gpus``) with its DRA extended resources added, read
-    against the DeviceClasses among the resolver's claim objects (``path``: its resources)."""
-    extended = extended_resources(resolver.claims, resolver.classes)
-    return add_extended(gpus, container_extended(site.container, path, rules, extended, problems))
 
 
 def is_generated_claim(claim: Mapping[str, Any]) -> bool:

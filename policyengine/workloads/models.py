@@ -44,6 +44,8 @@ MODEL_INITIALIZER = "model-initializer"
 # The env names whose values can be model references (their paths are written only for these).
 _REFERENCE_ENV = MODEL_ENV | NAMED_ENV | {INITIALIZER_ENV}
 _MODEL_NAMES = MODEL_ENV | NAMED_ENV  # the names _env_refs reads a model from
+# Every env name ``container_refs`` reads by name: a scanner walking the env anyway keeps only these.
+SCANNED_ENV = _REFERENCE_ENV | frozenset(REVISION_ENV)
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 
@@ -91,7 +93,8 @@ def _resolve(value: str, env: Mapping[str, str]) -> str:
 
 
 # A container's literal env values by name, and the index of the entry each comes from (the last one
-# wins, as in Kubernetes); ``env_values`` reads it, or a scanner walking the env anyway fills it.
+# wins, as in Kubernetes); ``env_values`` reads it, or a scanner walking the env anyway fills it for the
+# names of SCANNED_ENV (the only ones read from it).
 EnvValues = tuple[dict[str, str], dict[str, int]]
 
 
@@ -107,10 +110,37 @@ def env_values(container: Mapping[str, Any]) -> EnvValues:
     return env, env_at
 
 
+class ContainerEnv(Mapping[str, str]):
+    """A container's literal env values by name (``env_values``), read on first use: only a command-line
+    token that is a whole variable reference (``_resolve``) looks one up, so most containers, and their
+    long env lists, are never read into a map for it."""
+
+    __slots__ = ("_container", "_values")
+
+    def __init__(self, container: Mapping[str, Any]) -> None:
+        self._container = container
+        self._values: dict[str, str] | None = None
+
+    def _read(self) -> dict[str, str]:
+        if self._values is None:
+            self._values = env_values(self._container)[0]
+        return self._values
+
+    def __getitem__(self, name: str) -> str:
+        return self._read()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+
 def container_refs(
     container: Mapping[str, Any], path: str, problems: Problems, walked: EnvValues | None = None
 ) -> list[Ref]:
-    """References in a container's env, command and args; ``walked``: its ``env_values`` when known."""
+    """References in a container's env, command and args; ``walked``: its ``env_values`` when known (at
+    least the names of SCANNED_ENV)."""
     env, env_at = walked if walked is not None else env_values(container)
     paths = {name: f"{path}.env[{env_at[name]}].value" for name in _REFERENCE_ENV.intersection(env)}
     refs = _env_refs(env, paths)
@@ -123,7 +153,8 @@ def container_refs(
         for i, arg in enumerate(as_list(container.get(key))):
             if isinstance(arg, str):
                 argv.append((arg, f"{path}.{key}[{i}]"))
-    refs.extend(_argv_refs(argv, env, problems))
+    if argv:  # a variable a token names may be any env entry, not only those ``walked`` holds
+        refs.extend(_argv_refs(argv, env if walked is None else ContainerEnv(container), problems))
     return refs
 
 

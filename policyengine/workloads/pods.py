@@ -56,19 +56,32 @@ def container_gpus(
     resource's count is the larger of its request and limit (Kubernetes requires them equal for extended
     resources; the larger is the safe figure when a manifest gets that wrong)."""
     resources = as_dict(container.get("resources"))
-    side: dict[str, dict[str, int]] = {}
-    for part in ("requests", "limits"):
-        # Only string names are sorted: a YAML manifest may also have int keys, which str cannot order.
-        entries = as_dict(resources.get(part)).items()
-        gpus = sorted(((n, v) for n, v in entries if isinstance(n, str)), key=lambda item: item[0])
-        side[part] = {
-            name: gpu_quantity(value, f"{resources_path}.{part}[{path_key(name)}]", problems)
-            for name, value in gpus
-            if rules.is_gpu(name)
-        }
-    names = sorted(set(side["requests"]) | set(side["limits"]))
-    by_resource = {n: max(side["requests"].get(n, 0), side["limits"].get(n, 0)) for n in names}
-    return {**side, "byResource": by_resource, "count": clamp(sum(by_resource.values()))}
+    requests = _gpu_side(resources.get("requests"), resources_path, "requests", rules, problems)
+    limits = _gpu_side(resources.get("limits"), resources_path, "limits", rules, problems)
+    if not requests:  # the usual case (extended resources are given as limits): no merge to do
+        by_resource = {n: max(0, v) for n, v in limits.items()}
+    else:
+        names = sorted(set(requests) | set(limits))
+        by_resource = {n: max(requests.get(n, 0), limits.get(n, 0)) for n in names}
+    return {
+        "requests": requests,
+        "limits": limits,
+        "byResource": by_resource,
+        "count": clamp(sum(by_resource.values())),
+    }
+
+
+def _gpu_side(
+    part: Any, resources_path: str, key: str, rules: GpuRules, problems: Problems
+) -> dict[str, int]:
+    """The GPU resources of one side (``requests`` or ``limits``) by name, in name order. Only string
+    names are read: a YAML manifest may also have int keys, which str cannot order."""
+    entries = as_dict(part)
+    if not entries:
+        return {}
+    gpus, mig = rules.names, MIG_PREFIX
+    names = sorted(n for n in entries if isinstance(n, str) and (n in gpus or n.startswith(mig)))
+    return {n: gpu_quantity(entries[n], f"{resources_path}.{key}[{path_key(n)}]", problems) for n in names}
 
 
 def pod_gpus(containers: Iterable[tuple[ContainerSite, dict[str, int]]]) -> dict[str, int]:
@@ -93,8 +106,13 @@ def pod_gpus(containers: Iterable[tuple[ContainerSite, dict[str, int]]]) -> dict
     }
 
 
-def _placement(template: PodTemplate) -> tuple[str, dict[str, Any], Any]:
-    """The pod spec path, nodeSelector and node affinity in force, after any patches (later ones win)."""
+# Where a template's placement is read from: the pod spec path, its nodeSelector and node affinity.
+Placement = tuple[str, dict[str, Any], Any]
+
+
+def placement(template: PodTemplate) -> Placement:
+    """The pod spec path, nodeSelector and node affinity in force, after any patches (later ones win):
+    read once per template, for the region and every product label."""
     path = template.path
     selector = {k: v for k, v in as_dict(template.spec.get("nodeSelector")).items()}
     affinity = as_dict(template.spec.get("affinity")).get("nodeAffinity")
@@ -109,7 +127,7 @@ def _placement(template: PodTemplate) -> tuple[str, dict[str, Any], Any]:
     return path, selector, affinity
 
 
-def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
+def label_constraint(template: PodTemplate, label: str, placed: Placement | None = None) -> dict[str, Any]:
     """Where the pods may run with respect to one node label.
 
     ``{"pinned": bool, "allowed": [...], "excluded": [...], "path": str}``. A nodeSelector entry pins to
@@ -118,7 +136,7 @@ def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
     ``NotIn`` values. When not pinned, ``excluded`` lists values that no term allows (``NotIn`` in every
     unpinned term); ``allowed`` is empty. Preferred affinity does not bind and is ignored.
     """
-    path, selector, node_affinity = _placement(template)
+    path, selector, node_affinity = placement(template) if placed is None else placed
     ns_value = selector.get(label)
     ns_set = {text(ns_value)} if ns_value is not None else None
     required = as_dict(as_dict(node_affinity).get("requiredDuringSchedulingIgnoredDuringExecution"))
@@ -154,14 +172,15 @@ def label_constraint(template: PodTemplate, label: str) -> dict[str, Any]:
     return {"pinned": True, "allowed": sorted(allowed_all - excluded), "excluded": [], "path": path}
 
 
-def product_constraint(template: PodTemplate) -> dict[str, Any]:
+def product_constraint(template: PodTemplate, placed: Placement | None = None) -> dict[str, Any]:
     """The template's product selection over every product label.
 
     Same shape as ``label_constraint`` plus ``byLabel`` (each pinned label's own constraint). ``pinned``
     when any product label pins; ``allowed`` is the union of the pinned labels' values (what messages
     name); ``path`` is the first pinned label's. Unpinned: ``excluded`` joins every label's exclusions.
     """
-    by_label = {label: label_constraint(template, label) for label in PRODUCT_LABELS}
+    placed = placement(template) if placed is None else placed
+    by_label = {label: label_constraint(template, label, placed) for label in PRODUCT_LABELS}
     pinned = {label: c for label, c in by_label.items() if c["pinned"]}
     if not pinned:
         excluded = sorted({v for c in by_label.values() for v in c["excluded"]})

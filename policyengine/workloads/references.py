@@ -14,6 +14,7 @@ from policyengine.workloads.models import (
     INITIALIZER_ENV,
     MAX_MODELS,
     MODEL_INITIALIZER,
+    SCANNED_ENV,
     EnvValues,
     Ref,
     container_refs,
@@ -78,30 +79,18 @@ def scan_container(
     found: dict[str, list[str]] | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
-    values (``models.env_values``), read in the same walk, for the model-reference scanner. ``found``
+    values the model-reference scanner reads by name (``models.env_values`` for ``SCANNED_ENV``), read in
+    the same walk. ``found``
     remembers the URIs of each text scanned, for the other containers of the workload."""
     found = {} if found is None else found
     c = site.container
     if isinstance(c.get("image"), str):
         images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
-    model_initializer = c.get("name") == MODEL_INITIALIZER
     env_map: dict[str, str] = {}
     env_at: dict[str, int] = {}
-    for i, env in enumerate(as_list(c.get("env"))):
-        entry = env if type(env) is dict else as_dict(env)
-        name, value = entry.get("name"), entry.get("value")
-        if isinstance(name, str) and isinstance(value, str):
-            env_map[name] = value
-            env_at[name] = i
-        if model_initializer and name == INITIALIZER_ENV:
-            continue  # a model reference (workloads.models), a data location of kind model from there
-        if type(value) is str and "://" in value:
-            path = f"{site.path}.env[{i}].value"  # one string shared by every URI of the value
-            uris = found.get(value)
-            if uris is None:
-                uris = found[value] = storage_uris_in(value)
-            for uri in uris:
-                data.append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+    envs = c.get("env")
+    if isinstance(envs, list) and envs:
+        _scan_env(envs, site.path, c.get("name") == MODEL_INITIALIZER, data, found, env_map, env_at)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -109,6 +98,41 @@ def scan_container(
                 for uri in storage_uris_in(arg):
                     data.append({"uri": uri, "path": path, "source": key, "kind": "data"})
     return env_map, env_at
+
+
+def _scan_env(
+    envs: list[Any],
+    container_path: str,
+    model_initializer: bool,
+    data: list[dict[str, str]],
+    found: dict[str, list[str]],
+    env_map: dict[str, str],
+    env_at: dict[str, int],
+) -> None:
+    """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
+    the last entry wins), and the data locations of every plain-string value holding ``://``. This loop runs once per
+    env entry of every container, so what does not change per entry is looked up before it."""
+    at = f"{container_path}.env["
+    append = data.append
+    for i, env in enumerate(envs):
+        entry = env if type(env) is dict else as_dict(env)
+        name, value = entry.get("name"), entry.get("value")
+        if type(value) is not str:
+            if isinstance(name, str) and name in SCANNED_ENV and isinstance(value, str):
+                env_map[name] = value  # a str subclass: named, not scanned
+                env_at[name] = i
+            continue
+        if isinstance(name, str) and name in SCANNED_ENV:
+            env_map[name] = value
+            env_at[name] = i
+        if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
+            continue  # no location; or the initializer's model reference (workloads.models)
+        path = f"{at}{i}].value"  # one string shared by every URI of the value
+        uris = found.get(value)
+        if uris is None:
+            uris = found[value] = storage_uris_in(value)
+        for uri in uris:
+            append({"uri": uri, "path": path, "source": "env", "kind": "data"})
 
 
 def _add_model(
