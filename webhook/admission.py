@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -34,7 +33,7 @@ from policyengine.model import Decision, Inventory, Policy, Request
 from policyengine.scale import ParentLookup
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
-from webhook.onloop import OutOfSlice, SlicedTimings, light, loop_budget, may_wait
+from webhook.onloop import OutOfSlice, SlicedTimings, Timed, light, loop_budget, may_wait
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
 from webhook.review import Review, review_response
 from webhook.telemetry import Telemetry
@@ -57,13 +56,8 @@ class PolicyTimings:
     def __init__(self) -> None:
         self.spans: list[tuple[Policy, int, int]] = []
 
-    @contextmanager
-    def __call__(self, policy: Policy) -> Iterator[None]:
-        start = time.time_ns()
-        try:
-            yield
-        finally:
-            self.spans.append((policy, start, time.time_ns()))
+    def __call__(self, policy: Policy) -> Timed:
+        return Timed(policy, self.spans)
 
 
 def evaluate(
