@@ -22,10 +22,12 @@ from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.compiled import CompiledPolicy, compile_policy
 from policyengine.match import exception_matches, matches
+from policyengine.matchindex import MatchIndex
 from policyengine.model import (
     Action,
     Decision,
     Inventory,
+    Match,
     Outcome,
     Policy,
     PolicyException,
@@ -85,6 +87,7 @@ class Engine:
             # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
             if (p.background if background else p.admission)
         )
+        self._index = MatchIndex(self._policies, _match_of)
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:
             conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
@@ -147,7 +150,7 @@ class Engine:
         ledger: Ledger | None = None,
     ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
-        chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
+        chosen = self._index.select(request, ns_object)
         if not chosen:
             if ledger is not None:  # a DELETE no policy judges still ends the workload's reservation
                 ledger.unjudged(request, inventory, self._views, self.policy_set.config, now)
@@ -396,6 +399,10 @@ class _PolicyRun:
         return self.engine._apply_exceptions(
             self.compiled.policy, results, self.request, activation, self.now, self.expired
         )
+
+
+def _match_of(compiled: CompiledPolicy) -> Match:
+    return compiled.policy.match
 
 
 def _internal_error(compiled: CompiledPolicy, message: str) -> Result:
