@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from policyengine import errors
@@ -27,7 +28,6 @@ from policyengine.model import (
     Action,
     Decision,
     Inventory,
-    Match,
     Outcome,
     Policy,
     PolicyException,
@@ -87,7 +87,7 @@ class Engine:
             # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
             if (p.background if background else p.admission)
         )
-        self._index = MatchIndex(self._policies, _match_of)
+        self._index = MatchIndex(self._policies, attrgetter("policy.match"))
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:
             conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
@@ -352,29 +352,18 @@ class Engine:
             return False  # an exception that cannot be evaluated never exempts anything
 
 
+@dataclass(slots=True)
 class _PolicyRun:
     """What every policy of one request is run with: built once per request, not once per policy."""
 
-    __slots__ = ("annotations", "base", "compiled", "engine", "expired", "inventory", "now", "request")
-
-    def __init__(
-        self,
-        engine: Engine,
-        request: Request,
-        inventory: Inventory,
-        base: Activation,
-        now: datetime,
-        annotations: dict[str, str],
-        expired: set[str],
-    ) -> None:
-        self.engine = engine
-        self.request = request
-        self.inventory = inventory
-        self.base = base
-        self.now = now
-        self.annotations = annotations
-        self.expired = expired
-        self.compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
+    engine: Engine
+    request: Request
+    inventory: Inventory
+    base: Activation
+    now: datetime
+    annotations: dict[str, str]
+    expired: set[str]
+    compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
 
     def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
         """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
@@ -399,10 +388,6 @@ class _PolicyRun:
         return self.engine._apply_exceptions(
             self.compiled.policy, results, self.request, activation, self.now, self.expired
         )
-
-
-def _match_of(compiled: CompiledPolicy) -> Match:
-    return compiled.policy.match
 
 
 def _internal_error(compiled: CompiledPolicy, message: str) -> Result:
