@@ -9,10 +9,10 @@ every policy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from policyengine import errors
@@ -23,6 +23,7 @@ from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.compiled import CompiledPolicy, compile_policy
 from policyengine.match import exception_matches, matches
+from policyengine.matchindex import MatchIndex
 from policyengine.model import (
     Action,
     Decision,
@@ -77,6 +78,8 @@ class Engine:
             self.attestations = load_attestation_store(policy_set.config, policy_set.config_line)
             views = views_for(policy_set, self.attestations, existing=background)
         self._views = views
+        # Native policies' ``params``: the GovernanceConfig, one read-only copy for every request.
+        self._config_params = dict(policy_set.config)
         compile_ = policy_set.compiler.compile
         self._policies = tuple(
             compile_policy(p, policy_set)
@@ -84,6 +87,7 @@ class Engine:
             # Kyverno's evaluation switches: a policy runs at admission, or in a background scan, if enabled
             if (p.background if background else p.admission)
         )
+        self._index = MatchIndex(self._policies, attrgetter("policy.match"))
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:
             conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
@@ -146,7 +150,7 @@ class Engine:
         ledger: Ledger | None = None,
     ) -> Decision:
         ns_object = inventory.namespaces.get(request.namespace) if request.namespace else None
-        chosen = [c for c in self._policies if matches(c.policy.match, request, ns_object)]
+        chosen = self._index.select(request, ns_object)
         if not chosen:
             if ledger is not None:  # a DELETE no policy judges still ends the workload's reservation
                 ledger.unjudged(request, inventory, self._views, self.policy_set.config, now)
@@ -172,27 +176,16 @@ class Engine:
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
-        for compiled in chosen:
-            if base is None:
-                break
-            policy = compiled.policy
-            if compiled.unconfigured is not None:  # lacks its config facts
-                results.append(compiled.unconfigured)
-                continue
-            with observe(policy) if observe is not None else nullcontext():
-                try:
-                    evaluate = partial(self._evaluate_policy, compiled, annotations=annotations)
-                    unless = partial(
-                        self._apply_exceptions, policy, request=request, now=now, expired=expired
-                    )
-                    for params in self._params_for(policy, inventory, request.namespace, results):
-                        results.extend(
-                            run_policy(policy, request, base, params, compiled.variables, evaluate, unless)
-                        )
-                except Exception as err:  # one broken rule never hides the others' results
-                    results.append(
-                        _internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}")
-                    )
+        if base is not None:
+            policy_run = _PolicyRun(self, request, inventory, base, now, annotations, expired)
+            for compiled in chosen:
+                if compiled.unconfigured is not None:  # lacks its config facts
+                    results.append(compiled.unconfigured)
+                elif observe is None:
+                    policy_run.run(compiled, results)
+                else:
+                    with observe(compiled.policy):
+                        policy_run.run(compiled, results)
 
         if ledger is not None and charge is not None:
             results = ledger.settled(charge, results, [c.policy for c in chosen], now)
@@ -222,7 +215,7 @@ class Engine:
         self, policy: Policy, inventory: Inventory, namespace: str, results: list[Result]
     ) -> Sequence[Any]:
         if policy.param_ref is None:
-            return [dict(self.policy_set.config) if policy.uses_config_params else policy.params]
+            return [self._config_params if policy.uses_config_params else policy.params]
         found = lookup(policy.param_ref, self.policy_set.param_objects, inventory, namespace)
         if found.error is None:
             return found.objects
@@ -357,6 +350,44 @@ class Engine:
             return self._eval(cond, activation) is True
         except CelEvalError:
             return False  # an exception that cannot be evaluated never exempts anything
+
+
+@dataclass(slots=True)
+class _PolicyRun:
+    """What every policy of one request is run with: built once per request, not once per policy."""
+
+    engine: Engine
+    request: Request
+    inventory: Inventory
+    base: Activation
+    now: datetime
+    annotations: dict[str, str]
+    expired: set[str]
+    compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
+
+    def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
+        """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
+        engine, policy, request = self.engine, compiled.policy, self.request
+        self.compiled = compiled
+        try:
+            for params in engine._params_for(policy, self.inventory, request.namespace, results):
+                results.extend(
+                    run_policy(
+                        policy, request, self.base, params, compiled.variables, self.evaluate, self.unless
+                    )
+                )
+        except Exception as err:  # one broken rule never hides the others' results
+            results.append(_internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}"))
+
+    def evaluate(self, activation: Activation) -> list[Result]:
+        assert self.compiled is not None
+        return self.engine._evaluate_policy(self.compiled, activation, self.annotations)
+
+    def unless(self, results: list[Result], activation: Activation) -> list[Result]:
+        assert self.compiled is not None
+        return self.engine._apply_exceptions(
+            self.compiled.policy, results, self.request, activation, self.now, self.expired
+        )
 
 
 def _internal_error(compiled: CompiledPolicy, message: str) -> Result:

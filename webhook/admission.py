@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,17 +29,19 @@ from policyengine import errors
 from policyengine.cel import budget_override
 from policyengine.charging import Ledger
 from policyengine.engine import Engine
-from policyengine.model import Decision, Inventory, Policy, Request
+from policyengine.model import Action, Decision, Inventory, Outcome, Policy, Request
 from policyengine.scale import ParentLookup
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
-from webhook.onloop import OutOfSlice, SlicedTimings, light, loop_budget, may_wait
+from webhook.onloop import OutOfSlice, SlicedTimings, Timed, light, loop_budget, may_wait
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
 from webhook.review import Review, review_response
 from webhook.telemetry import Telemetry
 
 DEFAULT_TIMEOUT = 3.0  # seconds; kube-apiserver waits timeoutSeconds (5 in our webhook configuration)
 RECORD_SHARE = 0.25  # of the budget, kept after evaluation for recording the decision
+# Each action's and outcome's value, looked up (an enum's ``.value`` costs a descriptor call per result).
+_VALUE: dict[Action | Outcome, str] = {member: member.value for member in (*Action, *Outcome)}
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,8 @@ class PolicyTimings:
     def __init__(self) -> None:
         self.spans: list[tuple[Policy, int, int]] = []
 
-    @contextmanager
-    def __call__(self, policy: Policy) -> Iterator[None]:
-        start = time.time_ns()
-        try:
-            yield
-        finally:
-            self.spans.append((policy, start, time.time_ns()))
+    def __call__(self, policy: Policy) -> Timed:
+        return Timed(policy, self.spans)
 
 
 def evaluate(
@@ -154,7 +150,7 @@ class Admitter:
                 span.set_attribute("policyengine.audit_index", index)
             count = self.telemetry.count
             for r in decision.results:
-                count("decisions", (r.policy, r.action.value, r.outcome.value))
+                count("decisions", (r.policy, _VALUE[r.action], _VALUE[r.outcome]))
             answer = review_response(review.api_version, decision, audit_index=index)
             return Answer(answer, decision, index, timed_out)
 
@@ -210,7 +206,7 @@ class Admitter:
         trace is sampled (a span costs more than evaluating a small request)."""
         outcomes: dict[str, set[str]] = {}
         for r in decision.results:
-            outcomes.setdefault(r.policy, set()).add(str(r.outcome))
+            outcomes.setdefault(r.policy, set()).add(_VALUE[r.outcome])
         self.telemetry.record_policies(timings.spans)
         if not parent.is_recording():
             return

@@ -24,6 +24,13 @@ DEFAULT_BODY_TIMEOUT = 30.0
 MAX_DEPTH = 100
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Reviews up to this size, nesting up to this deep, have their depth read from their text: each level
+# costs a pass over the text's brackets, so both are bounded (deeper or larger ones walk the values).
+TEXT_DEPTH_BYTES = 256 * 1024
+TEXT_DEPTH = 32
+# What ``text_depth`` reads of a text: its quotes and brackets.
+_NOT_MARKS = bytes(b for b in range(256) if b not in b'"[]{}')
+_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
 async def read_limited(
@@ -76,9 +83,12 @@ def parse_json(body: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidJSON(f"body is not valid JSON: {_short(err)}") from None
-    # Only bodies with more brackets than the limit can nest past it, so most skip the exact walk.
-    if _bracket_bound(body) > max_depth and depth_of(data, max_depth) > max_depth:
-        raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels")
+    # Only bodies with more brackets than the limit can nest past it, so most skip the exact count. A
+    # review of a usual size and depth has it read from its text (C speed); the rest walk the values.
+    if _bracket_bound(body) > max_depth:
+        depth = text_depth(body, TEXT_DEPTH) if len(body) <= TEXT_DEPTH_BYTES else None
+        if (depth if depth is not None else depth_of(data, max_depth)) > max_depth:
+            raise NestingTooDeep(f"JSON nests deeper than {max_depth} levels")
     # Only a \uD800-\uDFFF escape can make a surrogate (raw ones are invalid UTF-8 and fail above).
     if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
         raise InvalidJSON("body is not valid JSON: a string holds an unpaired UTF-16 surrogate")
@@ -123,6 +133,33 @@ def _has_lone_surrogate(data: Any) -> bool:
 def _bracket_bound(body: bytes) -> int:
     """An upper bound on nesting depth: no document nests deeper than it has opening brackets."""
     return body.count(b"[") + body.count(b"{")
+
+
+def text_depth(body: bytes, within: int) -> int | None:
+    """The nesting depth of a valid UTF-8 JSON text when it is at most ``within``, read from its bytes;
+    None when it is deeper or the text is in one of the other encodings ``json.loads`` accepts.
+
+    In valid JSON, backslashes are only inside strings, each escaping the next character; once the
+    escapes are gone every quote delimits a string, so the brackets outside the quoted stretches are
+    the structure. Most strings hold no bracket: with only quotes and brackets kept, such a string is
+    ``""``, and when removing those pairs leaves no quote, what is left is the structure (a string
+    holding a bracket always leaves its opening quote); else the quoted stretches are cut out. Each
+    round then removes the innermost pairs of brackets: the rounds are the depth."""
+    if json.detect_encoding(body) != "utf-8":
+        return None
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = body.translate(_SQUARE, _NOT_MARKS)  # quotes and brackets, objects' as arrays' (same depth)
+    brackets = marks.replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = b"".join(marks.split(b'"')[::2])
+    depth = 0
+    while brackets:
+        if depth == within:
+            return None
+        brackets = brackets.replace(b"[]", b"")
+        depth += 1
+    return depth
 
 
 def depth_of(data: Any, stop_after: int) -> int:

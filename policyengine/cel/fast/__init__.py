@@ -39,6 +39,7 @@ from policyengine.cel.variables import VariableDefs, compute, definitions
 
 __all__ = ["FastActivation", "FastBackend", "FastExpr"]
 
+_UNSET: Any = object()
 _PYTHON_FAILURES = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError)
 
 
@@ -52,9 +53,8 @@ class _LazyVariables(LazyVariablesBase):
         self.defined = defs.names if isinstance(defs, VariableDefs) else frozenset(self._defs)
 
     def get(self, name: str, meter: Any) -> Any:
-        try:
-            value = self._memo[name]
-        except KeyError:
+        value = self._memo.get(name, _UNSET)  # not try/except: most variables are read once, a miss
+        if value is _UNSET:
             value = self._memo[name] = self._compute(name, meter)
         if isinstance(value, CelError):
             raise value
