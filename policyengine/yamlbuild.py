@@ -26,6 +26,7 @@ from policyengine.yamlnodes import MAX_DEPTH, PathKey, render_path, share
 
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
+_SCALAR, _MAPPING = yaml.ScalarNode, yaml.MappingNode
 _SEQ = "tag:yaml.org,2002:seq"
 _SCALAR_TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "timestamp"))
 _KEY_TAGS = frozenset((_STR, *_SCALAR_TAGS))
@@ -93,12 +94,12 @@ def _build(
         children: list[tuple[Any, Any, PathKey, int]] = []
         if node.value and depth >= MAX_DEPTH:
             refuse_depth(root)
-        if type(node) is yaml.MappingNode:
+        if type(node) is _MAPPING:
             first: dict[str, int] = {}
             for key_node, value_node in node.value:
-                if type(key_node) is not yaml.ScalarNode or key_node.tag not in _KEY_TAGS:
+                if type(key_node) is not _SCALAR or key_node.tag not in _KEY_TAGS:
                     raise GiveBack  # merge and value keys, collections and odd tags as keys
-                text = str(key_node.value)
+                text = key_node.value
                 mark = key_node.start_mark
                 line = mark.line + 1
                 sub = share((*path, text))
@@ -108,7 +109,10 @@ def _build(
                 first.setdefault(text, line)
                 positions[sub] = share((line, mark.column + 1))
                 key = key_node.value if key_node.tag == _STR else _scalar(key_node, scalars)
-                into[key] = _child(value_node, sub, depth, children, scalars)
+                if type(value_node) is _SCALAR and value_node.tag == _STR:
+                    into[key] = value_node.value  # the most common entry, without a call
+                else:
+                    into[key] = _child(value_node, sub, depth, children, scalars)
         else:
             for i, item in enumerate(node.value):
                 mark = item.start_mark

@@ -37,6 +37,10 @@ RESOLVED_KEPT = 10_000
 RESOLVED_LENGTH = 64
 _resolved: dict[str, str] = {}
 _STR_TAG = "tag:yaml.org,2002:str"
+_COLLECTION_TAGS = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
 
 
 class _RememberedResolver(_Base):  # type: ignore[misc]
@@ -44,8 +48,10 @@ class _RememberedResolver(_Base):  # type: ignore[misc]
     text alone (these loaders have no path resolvers), so a remembered one is the one it would give."""
 
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
-        if kind is not yaml.ScalarNode or self.yaml_path_resolvers:
+        if self.yaml_path_resolvers:
             return str(super().resolve(kind, value, implicit))
+        if kind is not yaml.ScalarNode:
+            return _COLLECTION_TAGS[kind]  # what PyYAML's resolver answers without path resolvers
         if not implicit[0]:
             return _STR_TAG  # quoted, or a block scalar: never resolved to another tag
         tag = _resolved.get(value)
