@@ -37,7 +37,7 @@ RESOLVED_KEPT = 10_000
 RESOLVED_LENGTH = 64
 _resolved: dict[str, str] = {}
 _STR_TAG = "tag:yaml.org,2002:str"
-_COLLECTION_TAGS = {
+_COLLECTION_TAGS: dict[type[yaml.Node], str] = {
     yaml.MappingNode: "tag:yaml.org,2002:map",
     yaml.SequenceNode: "tag:yaml.org,2002:seq",
 }
