@@ -19,6 +19,7 @@ import yaml
 from policyengine import errors
 from policyengine.discovery import MANIFEST_SUFFIXES, STDIN, discover
 from policyengine.errors import LoadError, Problem
+from policyengine.yamlbuild import build
 from policyengine.yamlnodes import (
     Expansion,
     PathKey,
@@ -185,21 +186,45 @@ def _documents(
     alias: its tree is the one written, whose nesting both composers bound, so it is not walked again
     for the expansion bounds."""
     expansion = Expansion()  # counted over the whole file: many small bombs are one big one
+    refuse_depth = loader.refuse_depth
     index = 0
     while loader.check_node():
         node = loader.get_node()
         if node is None:
             break
         if index >= limits.max_documents:
+            refuse_depth(node)
             raise LoadError([_too_many_documents(file, node.start_mark.line + 1, limits)])
-        bounded = check_expansion(file, node, expansion) if aliases else None
-        if bounded is not None:
-            raise LoadError([bounded])
-        duplicated.extend(duplicate_keys(file, node))
-        data = _construct(loader, node)
+        built = None if aliases else build(loader, file, node, refuse_depth)
+        if built is None:
+            data, positions = _generic(loader, file, node, expansion, duplicated, aliases=aliases)
+        else:
+            data, positions, repeated = built
+            duplicated.extend(repeated)
         if data is not None:
-            docs.append(Document(data, file, node.start_mark.line + 1, index, record_positions(node)))
+            docs.append(Document(data, file, node.start_mark.line + 1, index, positions))
         index += 1
+
+
+def _generic(
+    loader: BoundedLoader | LibyamlLoader,
+    file: str,
+    node: yaml.Node,
+    expansion: Expansion,
+    duplicated: list[Problem],
+    *,
+    aliases: bool,
+) -> tuple[Any, dict[PathKey, tuple[int, int]]]:
+    """A document through the separate walks and PyYAML's own constructor: any document, aliases and
+    merges included."""
+    refuse_depth = loader.refuse_depth
+    refuse_depth(node)
+    bounded = check_expansion(file, node, expansion) if aliases else None
+    if bounded is not None:
+        raise LoadError([bounded])
+    duplicated.extend(duplicate_keys(file, node))
+    data = _construct(loader, node)
+    return data, record_positions(node)  # after construction: ``<<`` merges flattened
 
 
 def _construct(loader: BoundedLoader | LibyamlLoader, node: yaml.Node) -> Any:

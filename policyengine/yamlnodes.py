@@ -164,6 +164,9 @@ def _share(value: Any) -> Any:
     return value
 
 
+share = _share  # for the one-walk builder (policyengine.yamlbuild)
+
+
 def record_positions(root: yaml.Node) -> dict[PathKey, tuple[int, int]]:
     """(line, column) of every key and item of the constructed document (``<<`` merges flattened).
 

@@ -31,7 +31,38 @@ NODES_PER_BYTE = 4
 USE_LIBYAML_COMPOSER = bool(getattr(yaml, "__with_libyaml__", False))
 
 
-class BoundedLoader(_Base):  # type: ignore[misc]
+# Plain scalars' resolved tags, kept for short texts up to a count: a tree of manifests repeats the same
+# keys and values ("name", "image", "true"), and resolving one tries up to six regular expressions.
+RESOLVED_KEPT = 10_000
+RESOLVED_LENGTH = 64
+_resolved: dict[str, str] = {}
+_STR_TAG = "tag:yaml.org,2002:str"
+_COLLECTION_TAGS: dict[type[yaml.Node], str] = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
+
+
+class _RememberedResolver(_Base):  # type: ignore[misc]
+    """PyYAML's resolver, its answers for plain scalars remembered. Its answer for one depends on the
+    text alone (these loaders have no path resolvers), so a remembered one is the one it would give."""
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        if self.yaml_path_resolvers:
+            return str(super().resolve(kind, value, implicit))
+        if kind is not yaml.ScalarNode:
+            return _COLLECTION_TAGS[kind]  # what PyYAML's resolver answers without path resolvers
+        if not implicit[0]:
+            return _STR_TAG  # quoted, or a block scalar: never resolved to another tag
+        tag = _resolved.get(value)
+        if tag is None:
+            tag = str(super().resolve(kind, value, implicit))
+            if len(value) <= RESOLVED_LENGTH and len(_resolved) < RESOLVED_KEPT:
+                _resolved[value] = tag
+        return tag
+
+
+class BoundedLoader(_RememberedResolver):
     """PyYAML's safe loader that refuses a file past ``max_nodes`` nodes or ``MAX_DEPTH`` levels."""
 
     # PyYAML's composer, in place of libyaml's (which builds whole documents out of reach).
@@ -63,15 +94,18 @@ class BoundedLoader(_Base):  # type: ignore[misc]
         finally:
             self.depth -= 1
 
+    def refuse_depth(self, node: yaml.Node) -> None:
+        """Nothing to refuse: this composer bounds nesting as it builds."""
 
-class LibyamlLoader(_Base):  # type: ignore[misc]
+
+class LibyamlLoader(_RememberedResolver):
     """libyaml's parser and composer, PyYAML's safe constructor: for texts within ``composes``."""
 
-    def get_node(self) -> yaml.Node | None:
-        node: yaml.Node | None = super().get_node()
-        if node is not None:
-            _refuse_depth(node)
-        return node
+    def refuse_depth(self, node: yaml.Node) -> None:
+        """Raise the error ``BoundedLoader`` raises while composing ``node`` if it nests too deep. The
+        loader calls it on each document before using it (the one-walk builder only when it meets a
+        node that deep)."""
+        _refuse_depth(node)
 
 
 def _refuse_depth(root: yaml.Node) -> None:
