@@ -11,7 +11,7 @@ encoder's output for the item inside the whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 _MARK = "\x00stream:"  # dumped as "\u0000stream:NAME": no report string is dumped as that
@@ -22,7 +22,7 @@ def placeholder(name: str) -> str:
     return _MARK + name
 
 
-def write(out: IO[str], value: Any, lists: dict[str, Callable[[], Iterable[Any]]]) -> None:
+def write(out: IO[str], value: Any, lists: Mapping[str, Callable[[], Iterable[Any]]]) -> None:
     """``json.dumps(value, indent=2) + "\\n"`` with each ``placeholder(name)`` in it replaced by the
     list ``lists[name]()`` makes, each list made only when the text reaches it."""
     text = json.dumps(value, indent=2)
