@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from policyengine.charging import Ledger
 from policyengine.engine import Engine
@@ -47,7 +48,19 @@ class _Work:
     requests: Sequence[Request]
     inventory: Inventory
     now: datetime
-    keep: Callable[[Decision], Decision] | None = None
+    keep: Callable[[int, Decision], Any] | None = None
+    full: Callable[[int], Request] | None = None
+
+    def request(self, index: int) -> Request:
+        """The request to evaluate: the one given, or the one ``full`` makes of it."""
+        return self.full(index) if self.full is not None else self.requests[index]
+
+    def decide(self, index: int, ledger: Ledger) -> Any:
+        """The decision on request ``index``, or what ``keep`` makes of it."""
+        made = self.engine.evaluate(
+            self.request(index), inventory=self.inventory, now=self.now, ledger=ledger
+        )
+        return self.keep(index, made) if self.keep is not None else made
 
 
 class _Touched(MemoryReservations):
@@ -77,8 +90,8 @@ class _Touched(MemoryReservations):
 
 _work: _Work | None = None  # set in the parent just before the fork; what every worker reads
 # What a worker hands back per request: its decision (None in place of the request when it is the one
-# sent: the parent holds it), the pools it read and the pools it changed.
-_Decided = tuple[Decision, bool, frozenset[str], frozenset[str]]
+# sent: the parent holds it) or what ``keep`` made of it, the pools it read and the pools it changed.
+_Decided = tuple[Any, bool, frozenset[str], frozenset[str]]
 
 
 def decide_all(
@@ -90,12 +103,16 @@ def decide_all(
     jobs: int,
     existing: bool = False,
     after_each: Callable[[int, Decision], None] | None = None,
-    keep: Callable[[Decision], Decision] | None = None,
-) -> list[Decision]:
+    keep: Callable[[int, Decision], Any] | None = None,
+    full: Callable[[int], Request] | None = None,
+) -> list[Any]:
     """Each request's decision, in order, as ``engine.evaluate`` with one shared ledger would make them.
     A scan's set (``existing``: objects the cluster holds) and a caller that acts after each decision
     (``after_each(index, decision)``: a background pass pacing itself) are decided in this process.
-    ``keep`` makes of each decision, once made, what the caller keeps (a worker sends that back)."""
+    ``keep(index, decision)`` makes of each decision, once made, what the caller keeps (a worker sends
+    that back, and the list holds it in place of the decision). ``full(index)``, when given, makes the
+    request evaluated in place of ``requests[index]``, which then need only say who it concerns (its
+    kind, namespace and name: how the set is shared out)."""
     if (
         jobs <= 1
         or existing
@@ -104,15 +121,14 @@ def decide_all(
         or START_METHOD not in multiprocessing.get_all_start_methods()
     ):
         ledger = Ledger(MemoryReservations(), existing=existing)
-        decisions: list[Decision] = []
-        for request in requests:
-            decisions.append(engine.evaluate(request, inventory=inventory, now=now, ledger=ledger))
+        decisions: list[Any] = []
+        for i, request in enumerate(requests):
+            made = engine.evaluate(full(i) if full else request, inventory=inventory, now=now, ledger=ledger)
             if after_each is not None:
-                after_each(len(decisions) - 1, decisions[-1])
-            if keep is not None:
-                decisions[-1] = keep(decisions[-1])
+                after_each(i, made)
+            decisions.append(keep(i, made) if keep is not None else made)
         return decisions
-    work = _Work(engine, requests, inventory, now, keep)
+    work = _Work(engine, requests, inventory, now, keep, full)
     shards = _shards(requests, inventory, jobs)
     decided: list[_Decided | None] = [None] * len(requests)
     for shard, results in zip(shards, _in_workers(work, shards), strict=True):
@@ -135,7 +151,7 @@ def _shards(requests: Sequence[Request], inventory: Inventory, jobs: int) -> lis
     return [sorted(s) for s in shards if s]
 
 
-def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None]) -> list[Decision]:
+def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None]) -> list[Any]:
     """The decisions, with those of any pool that spans shards made again in order by this process."""
     shard_of = {i: n for n, shard in enumerate(shards) for i in shard}
     pool_shards: dict[str, set[int]] = {}
@@ -152,12 +168,11 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
             break
         spread = wider
     ledger = Ledger(MemoryReservations())  # the spread pools' own: other pools never meet them
-    out: list[Decision] = []
-    for request, item in zip(work.requests, decided, strict=True):
+    out: list[Any] = []
+    for i, (request, item) in enumerate(zip(work.requests, decided, strict=True)):
         assert item is not None
         if item[2] & spread:
-            again = work.engine.evaluate(request, inventory=work.inventory, now=work.now, ledger=ledger)
-            out.append(work.keep(again) if work.keep is not None else again)
+            out.append(work.decide(i, ledger))
         else:
             out.append(replace(item[0], request=request) if item[1] else item[0])
     return out
@@ -183,13 +198,14 @@ def _decide_shard(shard: list[int]) -> list[_Decided]:
     ledger = Ledger(store)
     out: list[_Decided] = []
     for i in shard:
-        request = _work.requests[i]
         store.pools, store.changed = set(), set()
+        if _work.keep is not None:  # what the parent keeps is all it is sent
+            out.append((_work.decide(i, ledger), False, frozenset(store.pools), frozenset(store.changed)))
+            continue
+        request = _work.request(i)
         decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
-        if _work.keep is not None:
-            decision = _work.keep(decision)  # what the parent keeps is all it is sent
         # The request goes back only if it is not the one sent (the parent puts its own back).
-        sent = decision.request is request
+        sent = decision.request is request and _work.full is None
         light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
         out.append((light, sent, frozenset(store.pools), frozenset(store.changed)))
     return out

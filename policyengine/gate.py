@@ -37,6 +37,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.parking import ParkedDocument, Unparker
 from policyengine.requirements import Unconfigured
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
@@ -282,6 +283,15 @@ def cluster_objects(docs: Sequence[Document]) -> tuple[dict[str, Any], ...]:
     )
 
 
+def can_wait(doc: Document) -> bool:
+    """Whether the gate reads no more of ``doc`` than its identity before evaluating it: an object that
+    is neither a Namespace nor one of the objects workloads look up by name."""
+    data = doc.data
+    if not is_object(data) or (data.get("kind") == "Namespace" and data.get("apiVersion") == "v1"):
+        return False
+    return not cluster_objects([doc])
+
+
 def check_documents(
     engine: Engine,
     docs: Sequence[Document],
@@ -311,15 +321,34 @@ def check_documents(
             after_each(Checked(objects[index], decision))
 
     hook = each if after_each is not None else None
-    shared = compacting.Results()
-    keep = (lambda made: compacting.decision(made, shared)) if compact else None
-    decisions = decide_all(
-        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook, keep=keep
-    )
-    checked = [
-        Checked(_kept(doc, decision) if compact else doc, decision)
-        for doc, decision in zip(objects, decisions, strict=True)
-    ]
+    if compact:
+        # Each document is read whole (parsed again, when parked) only while it is evaluated: what is
+        # kept of it, and of its decision, is made right then, in the worker that evaluated it.
+        unpark = Unparker()
+        shared = compacting.Results()
+
+        def full(index: int) -> Request:
+            return request_for(unpark(objects[index]), user=user)
+
+        def keep(index: int, made: Decision) -> Checked:
+            return Checked(_kept(unpark(objects[index]), made), compacting.decision(made, shared))
+
+        checked: list[Checked] = decide_all(
+            engine,
+            requests,
+            inventory=world,
+            now=now,
+            jobs=jobs,
+            existing=existing,
+            after_each=hook,
+            keep=keep,
+            full=full if any(isinstance(d, ParkedDocument) for d in objects) else None,
+        )
+    else:
+        decisions = decide_all(
+            engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook
+        )
+        checked = [Checked(doc, decision) for doc, decision in zip(objects, decisions, strict=True)]
     skipped = [doc for doc in docs if not is_object(doc.data)]
     policy_set = engine.policy_set
     return CheckReport(
