@@ -17,8 +17,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -89,6 +91,7 @@ class _Touched(MemoryReservations):
 
 
 _work: _Work | None = None  # set in the parent just before the fork; what every worker reads
+_spool = ""  # the folder workers write their decisions to, likewise
 # What a worker hands back per request: its decision (None in place of the request when it is the one
 # sent: the parent holds it) or what ``keep`` made of it, the pools it read and the pools it changed.
 _Decided = tuple[Any, bool, frozenset[str], frozenset[str]]
@@ -179,33 +182,57 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
 
 
 def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
-    global _work
+    """Each shard's decisions, each worker writing them one by one to a spool file of its own (in a
+    folder only this user can read) that this process reads back in turn: no shard's decisions are ever
+    one message, held whole as bytes beside the objects they make."""
+    global _work, _spool
     _work = work
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
     for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
         stream.flush()
     try:
-        with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
-            return pool.map(_decide_shard, shards, chunksize=1)
+        with tempfile.TemporaryDirectory(prefix="policyengine-check-") as folder:
+            _spool = folder
+            with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
+                written = pool.map(_decide_shard, shards, chunksize=1)
+            return [list(_read_spool(path, count)) for path, count in written]
     finally:
         gc.unfreeze()
-        _work = None
+        _work, _spool = None, ""
 
 
-def _decide_shard(shard: list[int]) -> list[_Decided]:
-    assert _work is not None  # inherited from the parent by the fork
+def _read_spool(path: str, count: int) -> Iterator[_Decided]:
+    with open(path, "rb") as fh:
+        unpickler = pickle.Unpickler(fh)  # one unpickler: what one pickler shared stays shared
+        for _ in range(count):
+            yield unpickler.load()
+
+
+def _decide_shard(shard: list[int]) -> tuple[str, int]:
+    """Decide a shard in order, each decision written to the spool as it is made; the spool file and
+    how many decisions it holds."""
+    assert _work is not None and _spool  # inherited from the parent by the fork
     store = _Touched()
     ledger = Ledger(store)
-    out: list[_Decided] = []
-    for i in shard:
-        store.pools, store.changed = set(), set()
-        if _work.keep is not None:  # what the parent keeps is all it is sent
-            out.append((_work.decide(i, ledger), False, frozenset(store.pools), frozenset(store.changed)))
-            continue
-        request = _work.request(i)
-        decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
-        # The request goes back only if it is not the one sent (the parent puts its own back).
-        sent = decision.request is request and _work.full is None
-        light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
-        out.append((light, sent, frozenset(store.pools), frozenset(store.changed)))
-    return out
+    fd, path = tempfile.mkstemp(dir=_spool, suffix=".pickle")
+    with os.fdopen(fd, "wb") as fh:
+        # One pickler for the shard: an object met again (a result shared by many resources) is written
+        # once, and read back as one object.
+        pickler = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        for i in shard:
+            pickler.dump(_decided(i, store, ledger))
+    return path, len(shard)
+
+
+def _decided(i: int, store: _Touched, ledger: Ledger) -> _Decided:
+    assert _work is not None
+    store.pools, store.changed = set(), set()
+    if _work.keep is not None:  # what the parent keeps is all it is sent
+        kept = _work.decide(i, ledger)
+        return kept, False, frozenset(store.pools), frozenset(store.changed)
+    request = _work.request(i)
+    decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
+    # The request goes back only if it is not the one sent (the parent puts its own back).
+    sent = decision.request is request and _work.full is None
+    light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
+    return light, sent, frozenset(store.pools), frozenset(store.changed)
