@@ -52,6 +52,11 @@ class _Work:
     now: datetime
     keep: Callable[[int, Decision], Any] | None = None
     full: Callable[[int], Request] | None = None
+    settle: Callable[[int, Any], Any] | None = None
+
+    def settled(self, index: int, kept: Any) -> Any:
+        """What this process keeps of what ``keep`` made where the request was decided."""
+        return self.settle(index, kept) if self.settle is not None else kept
 
     def request(self, index: int) -> Request:
         """The request to evaluate: the one given, or the one ``full`` makes of it."""
@@ -108,6 +113,7 @@ def decide_all(
     after_each: Callable[[int, Decision], None] | None = None,
     keep: Callable[[int, Decision], Any] | None = None,
     full: Callable[[int], Request] | None = None,
+    settle: Callable[[int, Any], Any] | None = None,
 ) -> list[Any]:
     """Each request's decision, in order, as ``engine.evaluate`` with one shared ledger would make them.
     A scan's set (``existing``: objects the cluster holds) and a caller that acts after each decision
@@ -115,7 +121,8 @@ def decide_all(
     ``keep(index, decision)`` makes of each decision, once made, what the caller keeps (a worker sends
     that back, and the list holds it in place of the decision). ``full(index)``, when given, makes the
     request evaluated in place of ``requests[index]``, which then need only say who it concerns (its
-    kind, namespace and name: how the set is shared out)."""
+    kind, namespace and name: how the set is shared out). ``settle(index, kept)``, applied in this process
+    to what ``keep`` made (in a worker, or here), makes what the list holds."""
     if (
         jobs <= 1
         or existing
@@ -130,8 +137,10 @@ def decide_all(
             if after_each is not None:
                 after_each(i, made)
             decisions.append(keep(i, made) if keep is not None else made)
+            if settle is not None:
+                decisions[-1] = settle(i, decisions[-1])
         return decisions
-    work = _Work(engine, requests, inventory, now, keep, full)
+    work = _Work(engine, requests, inventory, now, keep, full, settle)
     shards = _shards(requests, inventory, jobs)
     decided: list[_Decided | None] = [None] * len(requests)
     for shard, results in zip(shards, _in_workers(work, shards), strict=True):
@@ -175,7 +184,7 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
     for i, (request, item) in enumerate(zip(work.requests, decided, strict=True)):
         assert item is not None
         if item[2] & spread:
-            out.append(work.decide(i, ledger))
+            out.append(work.settled(i, work.decide(i, ledger)))
         else:
             out.append(replace(item[0], request=request) if item[1] else item[0])
     return out
@@ -195,7 +204,13 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
             _spool = folder
             with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
                 written = pool.map(_decide_shard, shards, chunksize=1)
-            return [list(_read_spool(path, count)) for path, count in written]
+            return [
+                [
+                    (work.settled(i, item[0]), *item[1:])
+                    for i, item in zip(shard, _read_spool(path, count), strict=True)
+                ]
+                for shard, (path, count) in zip(shards, written, strict=True)
+            ]
     finally:
         gc.unfreeze()
         _work, _spool = None, ""

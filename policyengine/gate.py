@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -322,17 +322,29 @@ def check_documents(
 
     hook = each if after_each is not None else None
     if compact:
-        # Each document is read whole (parsed again, when parked) only while it is evaluated: what is
-        # kept of it, and of its decision, is made right then, in the worker that evaluated it.
+        # Each document is read whole (unpacked, when parked) only while it is evaluated, where what the
+        # reports need of it is picked; this process makes the kept document and decision of that with
+        # its own objects (the identity fields and request it holds), so a worker sends back little.
         unpark = Unparker()
         shared = compacting.Results()
 
         def full(index: int) -> Request:
             return request_for(unpark(objects[index]), user=user)
 
-        def keep(index: int, made: Decision) -> Checked:
-            return Checked(_kept(unpark(objects[index]), made), compacting.decision(made, shared))
+        def keep(index: int, made: Decision) -> tuple[dict[PathKey, tuple[int, int]], Decision]:
+            fields = [parse_field_path(r.field_path) for r in made.results if r.field_path]
+            kept = compacting.decision(made, shared)
+            if full_requests:  # this process holds the same request but for its object: it is not sent
+                kept = replace(kept, request=None)  # type: ignore[arg-type]
+            return compacting.positions(unpark(objects[index]), fields), kept
 
+        def settle(index: int, kept: tuple[dict[PathKey, tuple[int, int]], Decision]) -> Checked:
+            positions, made = kept
+            if full_requests:
+                made = replace(made, request=replace(requests[index], object=None))
+            return Checked(compacting.located(objects[index], positions), made)
+
+        full_requests = any(isinstance(d, ParkedDocument) for d in objects)
         checked: list[Checked] = decide_all(
             engine,
             requests,
@@ -342,7 +354,8 @@ def check_documents(
             existing=existing,
             after_each=hook,
             keep=keep,
-            full=full if any(isinstance(d, ParkedDocument) for d in objects) else None,
+            settle=settle,
+            full=full if full_requests else None,
         )
     else:
         decisions = decide_all(
@@ -359,11 +372,6 @@ def check_documents(
         tuple(skipped_files),
         unconfigured=policy_set.unconfigured,
     )
-
-
-def _kept(doc: Document, decision: Decision) -> Document:
-    fields = [parse_field_path(r.field_path) for r in decision.results if r.field_path]
-    return compacting.document(doc, fields)
 
 
 def resource_of(obj: Mapping[str, Any], request: Request) -> dict[str, str]:
