@@ -131,20 +131,24 @@ class CheckReport:
         return len(self.skipped_files) - charts, charts
 
     def summary(self) -> Summary:
-        every = [r for c in self.checked for r in c.decision.results]
-        results = [r for c in self.checked for r in c.decision.results if not c.is_baselined(r)]
+        """The counts, in one pass over the results (a large tree's results are never listed together)."""
+        counts = dict.fromkeys(("evaluated", "passed", "failed", "warned", "errors", "excepted"), 0)
+        denied = baselined = 0
+        for c in self.checked:
+            denied += c.denied
+            baselined += len(c.baselined)
+            for r in c.decision.results:
+                # Every check made, baselined ones included: a baseline changes the verdict, not the work.
+                counts["evaluated"] += r.outcome is not Outcome.SKIP
+                counted = None if c.is_baselined(r) else _counted_as(r)
+                if counted is not None:
+                    counts[counted] += 1
         return Summary(
             resources=len(self.checked),
-            # Every check made, baselined ones included: a baseline changes the verdict, not the work.
-            evaluated=sum(1 for r in every if r.outcome is not Outcome.SKIP),
-            passed=sum(1 for r in results if r.outcome is Outcome.PASS),
-            failed=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.DENY),
-            warned=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.WARN),
-            errors=sum(1 for r in results if r.outcome is Outcome.ERROR),
-            excepted=sum(1 for r in results if r.outcome is Outcome.EXCEPTED),
-            denied_resources=sum(1 for c in self.checked if c.denied),
-            baselined=sum(len(c.baselined) for c in self.checked),
+            denied_resources=denied,
+            baselined=baselined,
             fixed=self.baseline_fixed or 0,
+            **counts,
         )
 
     def exit_code(self, *, strict: bool = False) -> int:
@@ -153,6 +157,13 @@ class CheckReport:
         if strict and any(c.warned for c in self.checked):
             return EXIT_VIOLATION
         return EXIT_OK
+
+
+def _counted_as(r: Result) -> str | None:
+    """The summary count a result not in the baseline adds to."""
+    if r.outcome is Outcome.FAIL:
+        return {Action.DENY: "failed", Action.WARN: "warned"}.get(r.action)
+    return {Outcome.PASS: "passed", Outcome.ERROR: "errors", Outcome.EXCEPTED: "excepted"}.get(r.outcome)
 
 
 def parse_field_path(text: str) -> PathKey:
