@@ -333,41 +333,7 @@ def check_documents(
 
     hook = each if after_each is not None else None
     if compact:
-        # Each document is read whole (unpacked, when parked) only while it is evaluated, where what the
-        # reports need of it is picked; this process makes the kept document and decision of that with
-        # its own objects (the identity fields and request it holds), so a worker sends back little.
-        unpark = Unparker()
-        shared = compacting.Results()
-
-        def full(index: int) -> Request:
-            return request_for(unpark(objects[index]), user=user)
-
-        def keep(index: int, made: Decision) -> tuple[dict[PathKey, tuple[int, int]], Decision]:
-            fields = [parse_field_path(r.field_path) for r in made.results if r.field_path]
-            kept = compacting.decision(made, shared)
-            if full_requests:  # this process holds the same request but for its object: it is not sent
-                kept = replace(kept, request=None)  # type: ignore[arg-type]
-            return compacting.positions(unpark(objects[index]), fields), kept
-
-        def settle(index: int, kept: tuple[dict[PathKey, tuple[int, int]], Decision]) -> Checked:
-            positions, made = kept
-            if full_requests:
-                made = replace(made, request=replace(requests[index], object=None))
-            return Checked(compacting.located(objects[index], positions), made)
-
-        full_requests = any(isinstance(d, ParkedDocument) for d in objects)
-        checked: list[Checked] = decide_all(
-            engine,
-            requests,
-            inventory=world,
-            now=now,
-            jobs=jobs,
-            existing=existing,
-            after_each=hook,
-            keep=keep,
-            settle=settle,
-            full=full if full_requests else None,
-        )
+        checked = _decide_kept(engine, objects, requests, world, now, jobs, user, existing, hook)
     else:
         decisions = decide_all(
             engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook
@@ -382,6 +348,44 @@ def check_documents(
         policy_set.policies,
         tuple(skipped_files),
         unconfigured=policy_set.unconfigured,
+    )
+
+
+def _decide_kept(
+    engine: Engine,
+    objects: list[Document],
+    requests: list[Request],
+    world: Inventory,
+    *how: Any,
+) -> list[Checked]:
+    """Each object decided, only what the reports read of it and its decision kept (``how``: now, jobs,
+    user, existing, after_each). A document is read whole (unpacked, when parked) only while evaluated,
+    where what the reports need of it is picked; this process makes the kept document and decision of
+    that with its own objects (identity fields, request), so a worker sends back little."""
+    now, jobs, user, existing, hook = how
+    unpark = Unparker()
+    shared = compacting.Results()
+    full_requests = any(isinstance(d, ParkedDocument) for d in objects)
+
+    def full(index: int) -> Request:
+        return request_for(unpark(objects[index]), user=user)
+
+    def keep(index: int, made: Decision) -> tuple[dict[PathKey, tuple[int, int]], Decision]:
+        fields = [parse_field_path(r.field_path) for r in made.results if r.field_path]
+        kept = compacting.decision(made, shared)
+        if full_requests:  # this process holds the same request but for its object: it is not sent
+            kept = replace(kept, request=None)  # type: ignore[arg-type]
+        return compacting.positions(unpark(objects[index]), fields), kept
+
+    def settle(index: int, kept: tuple[dict[PathKey, tuple[int, int]], Decision]) -> Checked:
+        positions, made = kept
+        if full_requests:
+            made = replace(made, request=replace(requests[index], object=None))
+        return Checked(compacting.located(objects[index], positions), made)
+
+    kept: dict[str, Any] = {"keep": keep, "settle": settle, "full": full if full_requests else None}
+    return decide_all(
+        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook, **kept
     )
 
 
