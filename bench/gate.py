@@ -303,8 +303,12 @@ def scale_row(folder: Path, base: int, runs: int, env: dict[str, str]) -> None:
             print(
                 f"  check on {count:>6,} manifests, --jobs {jobs:<7} {seconds:8.3f} s  peak RSS {peak / 1024:.0f} MiB"
             )
-    (t1, r1), (t10, r10) = figures[base, "default"], figures[10 * base, "default"]
-    print(f"ratio 10x manifests: time {t10 / t1:.2f}x (linear: 10x), peak RSS {r10 / r1:.2f}x (target < 2x)")
+    for jobs in ("default", "1"):
+        (t1, r1), (t10, r10) = figures[base, jobs], figures[10 * base, jobs]
+        print(
+            f"ratio 10x manifests, --jobs {jobs:<7}: time {t10 / t1:.2f}x (linear: 10x), "
+            f"peak RSS {r10 / r1:.2f}x (target < 2x)"
+        )
     for count in (base, 10 * base):
         print(
             f"ratio --jobs 1 / default on {count:,}: {figures[count, '1'][0] / figures[count, 'default'][0]:.2f}x"

@@ -35,6 +35,23 @@ def decision(made: Decision, shared: Results) -> Decision:
 def document(doc: Document, fields: list[PathKey]) -> Document:
     """``doc`` with what reports read of it: the identity fields of its object, and the position of each
     of ``fields`` or, where it has none, of its nearest ancestor that has one (what a lookup finds)."""
+    return located(doc, positions(doc, fields))
+
+
+def positions(doc: Document, fields: list[PathKey]) -> dict[PathKey, tuple[int, int]]:
+    """The positions ``document`` keeps: of each of ``fields``, or of its nearest located ancestor."""
+    out = {}
+    for path in fields:
+        for end in range(len(path), 0, -1):
+            pos = doc.positions.get(path[:end])
+            if pos is not None:
+                out[path[:end]] = pos
+                break
+    return out
+
+
+def located(doc: Document, kept_positions: dict[PathKey, tuple[int, int]]) -> Document:
+    """``doc``'s identity fields (those of a parked document are enough) with ``kept_positions``."""
     data = doc.data
     kept: dict[str, object] = {}
     if isinstance(data, dict):
@@ -42,11 +59,4 @@ def document(doc: Document, fields: list[PathKey]) -> Document:
         meta = data.get("metadata")
         if isinstance(meta, dict):
             kept["metadata"] = {k: meta[k] for k in ("name", "namespace") if k in meta}
-    positions = {}
-    for path in fields:
-        for end in range(len(path), 0, -1):
-            pos = doc.positions.get(path[:end])
-            if pos is not None:
-                positions[path[:end]] = pos
-                break
-    return Document(kept, doc.file, doc.line, doc.index, positions)
+    return Document(kept, doc.file, doc.line, doc.index, kept_positions)

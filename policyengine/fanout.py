@@ -17,10 +17,13 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from policyengine.charging import Ledger
 from policyengine.engine import Engine
@@ -47,7 +50,24 @@ class _Work:
     requests: Sequence[Request]
     inventory: Inventory
     now: datetime
-    keep: Callable[[Decision], Decision] | None = None
+    keep: Callable[[int, Decision], Any] | None = None
+    full: Callable[[int], Request] | None = None
+    settle: Callable[[int, Any], Any] | None = None
+
+    def settled(self, index: int, kept: Any) -> Any:
+        """What this process keeps of what ``keep`` made where the request was decided."""
+        return self.settle(index, kept) if self.settle is not None else kept
+
+    def request(self, index: int) -> Request:
+        """The request to evaluate: the one given, or the one ``full`` makes of it."""
+        return self.full(index) if self.full is not None else self.requests[index]
+
+    def decide(self, index: int, ledger: Ledger) -> Any:
+        """The decision on request ``index``, or what ``keep`` makes of it."""
+        made = self.engine.evaluate(
+            self.request(index), inventory=self.inventory, now=self.now, ledger=ledger
+        )
+        return self.keep(index, made) if self.keep is not None else made
 
 
 class _Touched(MemoryReservations):
@@ -76,9 +96,10 @@ class _Touched(MemoryReservations):
 
 
 _work: _Work | None = None  # set in the parent just before the fork; what every worker reads
+_spool = ""  # the folder workers write their decisions to, likewise
 # What a worker hands back per request: its decision (None in place of the request when it is the one
-# sent: the parent holds it), the pools it read and the pools it changed.
-_Decided = tuple[Decision, bool, frozenset[str], frozenset[str]]
+# sent: the parent holds it) or what ``keep`` made of it, the pools it read and the pools it changed.
+_Decided = tuple[Any, bool, frozenset[str], frozenset[str]]
 
 
 def decide_all(
@@ -90,12 +111,18 @@ def decide_all(
     jobs: int,
     existing: bool = False,
     after_each: Callable[[int, Decision], None] | None = None,
-    keep: Callable[[Decision], Decision] | None = None,
-) -> list[Decision]:
+    keep: Callable[[int, Decision], Any] | None = None,
+    full: Callable[[int], Request] | None = None,
+    settle: Callable[[int, Any], Any] | None = None,
+) -> list[Any]:
     """Each request's decision, in order, as ``engine.evaluate`` with one shared ledger would make them.
     A scan's set (``existing``: objects the cluster holds) and a caller that acts after each decision
     (``after_each(index, decision)``: a background pass pacing itself) are decided in this process.
-    ``keep`` makes of each decision, once made, what the caller keeps (a worker sends that back)."""
+    ``keep(index, decision)`` makes of each decision, once made, what the caller keeps (a worker sends
+    that back, and the list holds it in place of the decision). ``full(index)``, when given, makes the
+    request evaluated in place of ``requests[index]``, which then need only say who it concerns (its
+    kind, namespace and name: how the set is shared out). ``settle(index, kept)``, applied in this process
+    to what ``keep`` made (in a worker, or here), makes what the list holds."""
     if (
         jobs <= 1
         or existing
@@ -104,15 +131,16 @@ def decide_all(
         or START_METHOD not in multiprocessing.get_all_start_methods()
     ):
         ledger = Ledger(MemoryReservations(), existing=existing)
-        decisions: list[Decision] = []
-        for request in requests:
-            decisions.append(engine.evaluate(request, inventory=inventory, now=now, ledger=ledger))
+        decisions: list[Any] = []
+        for i, request in enumerate(requests):
+            made = engine.evaluate(full(i) if full else request, inventory=inventory, now=now, ledger=ledger)
             if after_each is not None:
-                after_each(len(decisions) - 1, decisions[-1])
-            if keep is not None:
-                decisions[-1] = keep(decisions[-1])
+                after_each(i, made)
+            decisions.append(keep(i, made) if keep is not None else made)
+            if settle is not None:
+                decisions[-1] = settle(i, decisions[-1])
         return decisions
-    work = _Work(engine, requests, inventory, now, keep)
+    work = _Work(engine, requests, inventory, now, keep, full, settle)
     shards = _shards(requests, inventory, jobs)
     decided: list[_Decided | None] = [None] * len(requests)
     for shard, results in zip(shards, _in_workers(work, shards), strict=True):
@@ -135,7 +163,7 @@ def _shards(requests: Sequence[Request], inventory: Inventory, jobs: int) -> lis
     return [sorted(s) for s in shards if s]
 
 
-def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None]) -> list[Decision]:
+def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None]) -> list[Any]:
     """The decisions, with those of any pool that spans shards made again in order by this process."""
     shard_of = {i: n for n, shard in enumerate(shards) for i in shard}
     pool_shards: dict[str, set[int]] = {}
@@ -152,44 +180,74 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
             break
         spread = wider
     ledger = Ledger(MemoryReservations())  # the spread pools' own: other pools never meet them
-    out: list[Decision] = []
-    for request, item in zip(work.requests, decided, strict=True):
+    out: list[Any] = []
+    for i, (request, item) in enumerate(zip(work.requests, decided, strict=True)):
         assert item is not None
         if item[2] & spread:
-            again = work.engine.evaluate(request, inventory=work.inventory, now=work.now, ledger=ledger)
-            out.append(work.keep(again) if work.keep is not None else again)
+            out.append(work.settled(i, work.decide(i, ledger)))
         else:
             out.append(replace(item[0], request=request) if item[1] else item[0])
     return out
 
 
 def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
-    global _work
+    """Each shard's decisions, each worker writing them one by one to a spool file of its own (in a
+    folder only this user can read) that this process reads back in turn: no shard's decisions are ever
+    one message, held whole as bytes beside the objects they make."""
+    global _work, _spool
     _work = work
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
     for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
         stream.flush()
     try:
-        with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
-            return pool.map(_decide_shard, shards, chunksize=1)
+        with tempfile.TemporaryDirectory(prefix="policyengine-check-") as folder:
+            _spool = folder
+            with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
+                written = pool.map(_decide_shard, shards, chunksize=1)
+            return [
+                [
+                    (work.settled(i, item[0]), *item[1:])
+                    for i, item in zip(shard, _read_spool(path, count), strict=True)
+                ]
+                for shard, (path, count) in zip(shards, written, strict=True)
+            ]
     finally:
         gc.unfreeze()
-        _work = None
+        _work, _spool = None, ""
 
 
-def _decide_shard(shard: list[int]) -> list[_Decided]:
-    assert _work is not None  # inherited from the parent by the fork
+def _read_spool(path: str, count: int) -> Iterator[_Decided]:
+    with open(path, "rb") as fh:
+        unpickler = pickle.Unpickler(fh)  # one unpickler: what one pickler shared stays shared
+        for _ in range(count):
+            yield unpickler.load()
+
+
+def _decide_shard(shard: list[int]) -> tuple[str, int]:
+    """Decide a shard in order, each decision written to the spool as it is made; the spool file and
+    how many decisions it holds."""
+    assert _work is not None and _spool  # inherited from the parent by the fork
     store = _Touched()
     ledger = Ledger(store)
-    out: list[_Decided] = []
-    for i in shard:
-        request = _work.requests[i]
-        store.pools, store.changed = set(), set()
-        decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
-        if _work.keep is not None:
-            decision = _work.keep(decision)  # what the parent keeps is all it is sent
-        # The request goes back only if it is not the one sent (the parent puts its own back).
-        sent = decision.request is request
-        light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
-        out.append((light, sent, frozenset(store.pools), frozenset(store.changed)))
-    return out
+    fd, path = tempfile.mkstemp(dir=_spool, suffix=".pickle")
+    with os.fdopen(fd, "wb") as fh:
+        # One pickler for the shard: an object met again (a result shared by many resources) is written
+        # once, and read back as one object.
+        pickler = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        for i in shard:
+            pickler.dump(_decided(i, store, ledger))
+    return path, len(shard)
+
+
+def _decided(i: int, store: _Touched, ledger: Ledger) -> _Decided:
+    assert _work is not None
+    store.pools, store.changed = set(), set()
+    if _work.keep is not None:  # what the parent keeps is all it is sent
+        kept = _work.decide(i, ledger)
+        return kept, False, frozenset(store.pools), frozenset(store.changed)
+    request = _work.request(i)
+    decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
+    # The request goes back only if it is not the one sent (the parent puts its own back).
+    sent = decision.request is request and _work.full is None
+    light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
+    return light, sent, frozenset(store.pools), frozenset(store.changed)

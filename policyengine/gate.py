@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.parking import ParkedDocument, Unparker
 from policyengine.requirements import Unconfigured
 from policyengine.workloads.claims import is_claim_object
 from policyengine.workloads.persistent import is_volume_object
@@ -130,20 +131,24 @@ class CheckReport:
         return len(self.skipped_files) - charts, charts
 
     def summary(self) -> Summary:
-        every = [r for c in self.checked for r in c.decision.results]
-        results = [r for c in self.checked for r in c.decision.results if not c.is_baselined(r)]
+        """The counts, in one pass over the results (a large tree's results are never listed together)."""
+        counts = dict.fromkeys(("evaluated", "passed", "failed", "warned", "errors", "excepted"), 0)
+        denied = baselined = 0
+        for c in self.checked:
+            denied += c.denied
+            baselined += len(c.baselined)
+            for r in c.decision.results:
+                # Every check made, baselined ones included: a baseline changes the verdict, not the work.
+                counts["evaluated"] += r.outcome is not Outcome.SKIP
+                counted = None if c.is_baselined(r) else _counted_as(r)
+                if counted is not None:
+                    counts[counted] += 1
         return Summary(
             resources=len(self.checked),
-            # Every check made, baselined ones included: a baseline changes the verdict, not the work.
-            evaluated=sum(1 for r in every if r.outcome is not Outcome.SKIP),
-            passed=sum(1 for r in results if r.outcome is Outcome.PASS),
-            failed=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.DENY),
-            warned=sum(1 for r in results if r.outcome is Outcome.FAIL and r.action is Action.WARN),
-            errors=sum(1 for r in results if r.outcome is Outcome.ERROR),
-            excepted=sum(1 for r in results if r.outcome is Outcome.EXCEPTED),
-            denied_resources=sum(1 for c in self.checked if c.denied),
-            baselined=sum(len(c.baselined) for c in self.checked),
+            denied_resources=denied,
+            baselined=baselined,
             fixed=self.baseline_fixed or 0,
+            **counts,
         )
 
     def exit_code(self, *, strict: bool = False) -> int:
@@ -152,6 +157,13 @@ class CheckReport:
         if strict and any(c.warned for c in self.checked):
             return EXIT_VIOLATION
         return EXIT_OK
+
+
+def _counted_as(r: Result) -> str | None:
+    """The summary count a result not in the baseline adds to."""
+    if r.outcome is Outcome.FAIL:
+        return {Action.DENY: "failed", Action.WARN: "warned"}.get(r.action)
+    return {Outcome.PASS: "passed", Outcome.ERROR: "errors", Outcome.EXCEPTED: "excepted"}.get(r.outcome)
 
 
 def parse_field_path(text: str) -> PathKey:
@@ -282,6 +294,15 @@ def cluster_objects(docs: Sequence[Document]) -> tuple[dict[str, Any], ...]:
     )
 
 
+def can_wait(doc: Document) -> bool:
+    """Whether the gate reads no more of ``doc`` than its identity before evaluating it: an object that
+    is neither a Namespace nor one of the objects workloads look up by name."""
+    data = doc.data
+    if not is_object(data) or (data.get("kind") == "Namespace" and data.get("apiVersion") == "v1"):
+        return False
+    return not cluster_objects([doc])
+
+
 def check_documents(
     engine: Engine,
     docs: Sequence[Document],
@@ -311,15 +332,13 @@ def check_documents(
             after_each(Checked(objects[index], decision))
 
     hook = each if after_each is not None else None
-    shared = compacting.Results()
-    keep = (lambda made: compacting.decision(made, shared)) if compact else None
-    decisions = decide_all(
-        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook, keep=keep
-    )
-    checked = [
-        Checked(_kept(doc, decision) if compact else doc, decision)
-        for doc, decision in zip(objects, decisions, strict=True)
-    ]
+    if compact:
+        checked = _decide_kept(engine, objects, requests, world, now, jobs, user, existing, hook)
+    else:
+        decisions = decide_all(
+            engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook
+        )
+        checked = [Checked(doc, decision) for doc, decision in zip(objects, decisions, strict=True)]
     skipped = [doc for doc in docs if not is_object(doc.data)]
     policy_set = engine.policy_set
     return CheckReport(
@@ -332,9 +351,42 @@ def check_documents(
     )
 
 
-def _kept(doc: Document, decision: Decision) -> Document:
-    fields = [parse_field_path(r.field_path) for r in decision.results if r.field_path]
-    return compacting.document(doc, fields)
+def _decide_kept(
+    engine: Engine,
+    objects: list[Document],
+    requests: list[Request],
+    world: Inventory,
+    *how: Any,
+) -> list[Checked]:
+    """Each object decided, only what the reports read of it and its decision kept (``how``: now, jobs,
+    user, existing, after_each). A document is read whole (unpacked, when parked) only while evaluated,
+    where what the reports need of it is picked; this process makes the kept document and decision of
+    that with its own objects (identity fields, request), so a worker sends back little."""
+    now, jobs, user, existing, hook = how
+    unpark = Unparker()
+    shared = compacting.Results()
+    full_requests = any(isinstance(d, ParkedDocument) for d in objects)
+
+    def full(index: int) -> Request:
+        return request_for(unpark(objects[index]), user=user)
+
+    def keep(index: int, made: Decision) -> tuple[dict[PathKey, tuple[int, int]], Decision]:
+        fields = [parse_field_path(r.field_path) for r in made.results if r.field_path]
+        kept = compacting.decision(made, shared)
+        if full_requests:  # this process holds the same request but for its object: it is not sent
+            kept = replace(kept, request=None)  # type: ignore[arg-type]
+        return compacting.positions(unpark(objects[index]), fields), kept
+
+    def settle(index: int, kept: tuple[dict[PathKey, tuple[int, int]], Decision]) -> Checked:
+        positions, made = kept
+        if full_requests:
+            made = replace(made, request=replace(requests[index], object=None))
+        return Checked(compacting.located(objects[index], positions), made)
+
+    kept: dict[str, Any] = {"keep": keep, "settle": settle, "full": full if full_requests else None}
+    return decide_all(
+        engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook, **kept
+    )
 
 
 def resource_of(obj: Mapping[str, Any], request: Request) -> dict[str, str]:

@@ -35,10 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from policyengine import errors
+from policyengine import errors, parking
 from policyengine.discovery import STDIN, Found, Skipped, find
 from policyengine.errors import LoadError, Problem
-from policyengine.gate import is_object, object_meta_problems
+from policyengine.gate import can_wait, is_object, object_meta_problems
 from policyengine.globs import Excludes
 from policyengine.kustomize import Tree, kustomization_file, render, trace
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_prefix, read_text
@@ -59,6 +59,11 @@ class Manifests:
     documents: list[Document] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     kustomizations: list[str] = field(default_factory=list)  # the kustomization folders rendered
+    park: bool = False  # hold objects packed until evaluated (policyengine.parking)
+
+    def add(self, docs: list[Document]) -> None:
+        """A file's documents, parked when asked for."""
+        self.documents.extend(parking.park(docs, can_wait) if self.park else docs)
 
 
 def looks_like_manifest(text: str, file: str) -> bool:
@@ -112,7 +117,7 @@ def _read_walked(file: str, limits: InputLimits, into: Manifests) -> list[Proble
     if broken is None and objects and all(_is_kustomization(d) for d in objects):
         into.skipped.append(Skipped(file, _KUSTOMIZATION_SKIP))
         return []
-    into.documents.extend(docs)
+    into.add(docs)
     return [*duplicated, *_strict(docs), *([broken] if broken else [])]
 
 
@@ -124,7 +129,7 @@ def _read_named(file: str, stdin: IO[str] | None, limits: InputLimits, into: Man
     text = read_text(file, stdin, limits)
     parsed, duplicated, broken = parse_prefix(text, "<stdin>" if file == STDIN else file, limits)
     docs = list(expand_lists(parsed))
-    into.documents.extend(docs)
+    into.add(docs)
     return [*duplicated, *_strict(docs), *([broken] if broken else [])]
 
 
@@ -162,13 +167,15 @@ def read_manifests(
     *,
     excludes: Excludes | None = None,
     kustomize: bool = False,
+    park: bool = False,
 ) -> Manifests:
-    """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError."""
+    """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError.
+    ``park``: objects are held packed until evaluated (``policyengine.parking``)."""
     if list(paths).count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
     named = [p for p in paths if p != STDIN and os.path.isdir(p) and kustomization_file(p) is not None]
     found = find([p for p in paths if p not in named], stdin_ok=True, excludes=excludes, charts=True)
-    manifests = Manifests(skipped=list(found.skipped))
+    manifests = Manifests(skipped=list(found.skipped), park=park)
     problems = list(found.problems)
     walked = found.kustomizations if kustomize else []
     trees, consumed = _trace_all([*named, *walked], limits, problems)
@@ -234,7 +241,7 @@ def _render_all(
             problems.append(
                 Problem(tree.file, 1, errors.FILE_NOT_FOUND, "the kustomization renders no objects")
             )
-        into.documents.extend(docs)
+        into.add(docs)
         problems.extend(_strict(docs))
         into.kustomizations.append(tree.directory)
         out.append(tree.directory)

@@ -157,8 +157,11 @@ def read_manifests(
     limits: InputLimits = DEFAULT_LIMITS,
     excludes: Sequence[str] = (),
     kustomize: bool = False,
+    park: bool = False,
 ) -> Manifests:
-    return intake.read_manifests(paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize)
+    return intake.read_manifests(
+        paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize, park=park
+    )
 
 
 def attestation_notes(config: Any, now: datetime) -> list[str]:
@@ -256,7 +259,9 @@ def _read_inputs(
         problems.extend(err.problems)
     known = baselines.load(args, limits, problems)
     try:
-        manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize)
+        # Without an audit log (which records each request's object) the objects wait as their text.
+        park = not args.audit_log
+        manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize, park)
     except LoadError as err:
         problems.extend(err.problems)
     if problems or policy_set is None or manifests is None:

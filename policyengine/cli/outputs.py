@@ -9,6 +9,7 @@ guessed.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -99,25 +100,33 @@ def plan(recorded: Sequence[tuple[str, str]]) -> list[ReportSpec]:
 
 
 def render(report: CheckReport, fmt: str, *, strict: bool, color: bool, base: str) -> str:
+    buffer = io.StringIO()
+    write(report, fmt, buffer, strict=strict, color=color, base=base)
+    return buffer.getvalue()
+
+
+def write(report: CheckReport, fmt: str, out: IO[str], *, strict: bool, color: bool, base: str) -> None:
+    """The report in ``fmt``, written to ``out`` as it is made: a large tree's report is never held whole."""
     if fmt == "json":
         from policyengine.reports import json as json_report
 
-        return json_report.render(report, strict=strict)
-    if fmt == "sarif":
+        json_report.write(report, out, strict=strict)
+    elif fmt == "sarif":
         from policyengine.reports import sarif
 
-        return sarif.render(report, base=base, strict=strict)
-    if fmt == "junit":
+        sarif.write(report, out, base=base, strict=strict)
+    elif fmt == "junit":
         from policyengine.reports import junit
 
-        return junit.render(report, base=base)
-    if fmt == "github":
+        junit.write(report, out, base=base)
+    elif fmt == "github":
         from policyengine.reports import github
 
-        return github.render(report, base=base)
-    from policyengine.reports import text
+        github.write(report, out, base=base)
+    else:
+        from policyengine.reports import text
 
-    return text.render(report, color=color, strict=strict)
+        text.write(report, out, color=color, strict=strict)
 
 
 def write_problem_reports(
@@ -163,13 +172,12 @@ def write_reports(
     for spec in specs:
         to_tty = spec.output is None and out.isatty()
         use_color = color == "always" or (color == "auto" and to_tty and "NO_COLOR" not in environ)
-        text = render(report, spec.format, strict=strict, color=use_color, base=root)
         if spec.output is None:
-            out.write(text)
+            write(report, spec.format, out, strict=strict, color=use_color, base=root)
             continue
         try:
             with open(spec.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
+                write(report, spec.format, fh, strict=strict, color=use_color, base=root)
         except OSError as err:
             raise UsageError(f"cannot write --output {spec.output}: {err.strerror or err}") from None
     summary_path = environ.get(STEP_SUMMARY_ENV)

@@ -6,6 +6,7 @@ name the same path on every machine) at the line and column of the field it conc
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +25,17 @@ def relative_path(file: str, base: str) -> str | None:
     """
     if file == STDIN_FILE:
         return None
-    root = PurePosixPath(PurePath(base).as_posix())
-    full = PurePosixPath(absolute_path(file, base))
+    root = PurePosixPath(PurePath(base).as_posix()).as_posix()
+    full = absolute_path(file, base)
+    if _PLAIN and not full.startswith("//") and not root.startswith("//"):
+        # The strings pathlib would compare part by part; without a path object per finding (pathlib
+        # interns every part: a report of ten thousand files would grow the interned table by as many).
+        if full == root:
+            return "."
+        prefix = root if root.endswith("/") else root + "/"
+        return full[len(prefix) :] if full.startswith(prefix) else None
     try:
-        return full.relative_to(root).as_posix()
+        return PurePosixPath(full).relative_to(PurePosixPath(root)).as_posix()
     except ValueError:
         return None
 
@@ -35,7 +43,12 @@ def relative_path(file: str, base: str) -> str | None:
 def absolute_path(file: str, base: str) -> str:
     """``file`` as an absolute, normalised POSIX path (relative files are taken as relative to ``base``)."""
     root = PurePosixPath(PurePath(base).as_posix())
+    if _PLAIN:  # a POSIX path is already in POSIX form: join and normalise, as pathlib then normpath do
+        return posixpath.normpath(posixpath.join(root.as_posix(), file))
     return posixpath.normpath((root / PurePath(file).as_posix()).as_posix())
+
+
+_PLAIN = PurePath is PurePosixPath or os.name == "posix"
 
 
 def resource_id(checked: Checked) -> str:

@@ -9,6 +9,9 @@ renders the Markdown table the CLI appends to ``$GITHUB_STEP_SUMMARY``; this mod
 
 from __future__ import annotations
 
+import io
+from typing import IO
+
 from policyengine.gate import CheckReport
 from policyengine.model import Action, Outcome
 from policyengine.reports.finding import Finding, findings, relative_path
@@ -45,8 +48,17 @@ def annotation(finding: Finding) -> str:
 
 
 def render(report: CheckReport, *, base: str) -> str:
-    lines = [annotation(f) for f in findings(report, base) if not f.is_excepted]
-    lines += [
+    buffer = io.StringIO()
+    write(report, buffer, base=base)
+    return buffer.getvalue()
+
+
+def write(report: CheckReport, out: IO[str], *, base: str) -> None:
+    """The annotations, one line each as the findings are read, then the summary line."""
+    for finding in findings(report, base):
+        if not finding.is_excepted:
+            out.write(annotation(finding) + "\n")
+    lines = [
         f"::notice title={escape_property(NOT_CONFIGURED + ': ' + u.policy)}::"
         + escape_data(f"{u.policy} was not evaluated: it needs GovernanceConfig {needs_text(u.needs)}")
         for u in report.unconfigured
@@ -57,7 +69,7 @@ def render(report: CheckReport, *, base: str) -> str:
         f"{s.warned} warnings, {s.errors} errors, {s.excepted} excepted"
         + (f", {s.baselined} baselined, {s.fixed} fixed" if report.baseline_fixed is not None else "")
     )
-    return "\n".join(lines) + "\n"
+    out.write("\n".join(lines) + "\n")
 
 
 def _cell(text: str) -> str:

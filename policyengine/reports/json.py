@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import io
+from collections.abc import Iterator
+from typing import IO, Any
 
 from policyengine.gate import Checked, CheckReport, resource_of
 from policyengine.model import Result
+from policyengine.reports import streamjson
 
 SCHEMA_VERSION = 1
 
@@ -39,6 +41,10 @@ def result_dict(checked: Checked, result: Result) -> dict[str, Any]:
 
 
 def report_dict(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
+    return {**_head(report, strict=strict), "results": list(_results(report)), "skipped": _skipped(report)}
+
+
+def _head(report: CheckReport, *, strict: bool) -> dict[str, Any]:
     expired = sorted({e for c in report.checked for e in c.decision.exceptions_expired})
     files, charts = report.skipped_counts
     return {
@@ -52,10 +58,25 @@ def report_dict(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
             "skippedCharts": charts,
             "unconfigured": [u.as_dict() for u in report.unconfigured],
         },
-        "results": [result_dict(c, r) for c in report.checked for r in c.decision.violations],
-        "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in report.skipped_files],
     }
 
 
+def _results(report: CheckReport) -> Iterator[dict[str, Any]]:
+    return (result_dict(c, r) for c in report.checked for r in c.decision.violations)
+
+
+def _skipped(report: CheckReport) -> list[dict[str, str]]:
+    return [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in report.skipped_files]
+
+
+def write(report: CheckReport, out: IO[str], *, strict: bool = False) -> None:
+    """The report as ``json.dumps(report_dict(...), indent=2)`` writes it, result by result."""
+    value = {**_head(report, strict=strict), "results": streamjson.placeholder("results")}
+    value["skipped"] = streamjson.placeholder("skipped")
+    streamjson.write(out, value, {"results": lambda: _results(report), "skipped": lambda: _skipped(report)})
+
+
 def render(report: CheckReport, *, strict: bool = False) -> str:
-    return json.dumps(report_dict(report, strict=strict), indent=2) + "\n"
+    buffer = io.StringIO()
+    write(report, buffer, strict=strict)
+    return buffer.getvalue()

@@ -11,9 +11,12 @@ line of each finding and the remediation. Built with ``xml.etree`` so every valu
 
 from __future__ import annotations
 
+import io
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 from policyengine.gate import Checked, CheckReport
 from policyengine.model import Outcome, Result
@@ -138,31 +141,55 @@ def _counts(statuses: list[str]) -> dict[str, str]:
 
 
 def report_element(report: CheckReport, *, base: str) -> ET.Element:
-    suites: dict[str, list[Case]] = {}
-    for checked in report.checked:
-        suites.setdefault(checked.document.file, []).extend(cases(checked, base))
-    root = ET.Element("testsuites", {"name": SUITES_NAME})
-    every: list[str] = []
-    for file, file_cases in suites.items():
-        shown = relative_path(file, base) or file
-        statuses = [c.status for c in file_cases]
-        every.extend(statuses)
-        suite = ET.SubElement(root, "testsuite", {"name": shown, **_counts(statuses)})
-        for case in file_cases:
-            suite.append(_case_element(case, shown))
-    if report.skipped_files:
-        every.extend(_skipped_suite(root, report, base))
-    if report.unconfigured:
-        every.extend(_unconfigured_suite(root, report))
-    root.attrib.update(_counts(every))
+    root = ET.Element("testsuites", {"name": SUITES_NAME, **_totals(report, base)})
+    root.extend(_suites(report, base))
     return root
 
 
-def _skipped_suite(root: ET.Element, report: CheckReport, base: str) -> list[str]:
+def _by_file(report: CheckReport) -> dict[str, list[Checked]]:
+    files: dict[str, list[Checked]] = {}
+    for checked in report.checked:
+        files.setdefault(checked.document.file, []).append(checked)
+    return files
+
+
+def _totals(report: CheckReport, base: str) -> dict[str, str]:
+    """The counts of every suite together, read before any suite is made (they open the document)."""
+    statuses = {"failure": 0, "error": 0, "skipped": 0}
+    tests = len(report.skipped_files) + len(report.unconfigured)
+    statuses["skipped"] += tests
+    for checked in report.checked:
+        for case in cases(checked, base):
+            tests += 1
+            if case.status in statuses:
+                statuses[case.status] += 1
+    return {
+        "tests": str(tests),
+        "failures": str(statuses["failure"]),
+        "errors": str(statuses["error"]),
+        "skipped": str(statuses["skipped"]),
+    }
+
+
+def _suites(report: CheckReport, base: str) -> Iterator[ET.Element]:
+    """Each suite in document order, made when it is reached."""
+    for file, checked in _by_file(report).items():
+        shown = relative_path(file, base) or file
+        file_cases = [case for c in checked for case in cases(c, base)]
+        suite = ET.Element("testsuite", {"name": shown, **_counts([c.status for c in file_cases])})
+        suite.extend(_case_element(case, shown) for case in file_cases)
+        yield suite
+    if report.skipped_files:
+        yield _skipped_suite(report, base)
+    if report.unconfigured:
+        yield _unconfigured_suite(report)
+
+
+def _skipped_suite(report: CheckReport, base: str) -> ET.Element:
     """One skipped testcase per file or Helm chart the walk left out, with the reason: Jenkins and GitLab
     list skipped cases with their message, so what was not checked stays visible."""
     statuses = ["skipped"] * len(report.skipped_files)
-    suite = ET.SubElement(root, "testsuite", {"name": SKIPPED_SUITE, **_counts(statuses)})
+    suite = ET.Element("testsuite", {"name": SKIPPED_SUITE, **_counts(statuses)})
     for skipped in report.skipped_files:
         shown = relative_path(skipped.path, base) or skipped.path
         what = "Helm chart" if skipped.kind == "chart" else "not a manifest"
@@ -170,21 +197,52 @@ def _skipped_suite(root: ET.Element, report: CheckReport, base: str) -> list[str
             suite, "testcase", {"classname": shown, "name": f"{what}: {shown}", "file": shown}
         )
         ET.SubElement(case, "skipped", {"message": skipped.reason})
-    return statuses
+    return suite
 
 
-def _unconfigured_suite(root: ET.Element, report: CheckReport) -> list[str]:
+def _unconfigured_suite(report: CheckReport) -> ET.Element:
     """One skipped testcase per policy not evaluated for want of config facts, naming the keys it needs."""
     statuses = ["skipped"] * len(report.unconfigured)
-    suite = ET.SubElement(root, "testsuite", {"name": UNCONFIGURED_SUITE, **_counts(statuses)})
+    suite = ET.Element("testsuite", {"name": UNCONFIGURED_SUITE, **_counts(statuses)})
     for missing in report.unconfigured:
         case = ET.SubElement(suite, "testcase", {"classname": NOT_CONFIGURED, "name": missing.policy})
         message = f"not evaluated: it needs GovernanceConfig {needs_text(missing.needs)}"
         ET.SubElement(case, "skipped", {"message": message})
-    return statuses
+    return suite
+
+
+_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_CLOSE = "\n</testsuites>"
+_CHILD_BREAK = "\n  "  # what ``ET.indent`` puts before each child of the root
 
 
 def render(report: CheckReport, *, base: str) -> str:
-    root = report_element(report, base=base)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml_text(ET.tostring(root, encoding="unicode")) + "\n"
+    buffer = io.StringIO()
+    write(report, buffer, base=base)
+    return buffer.getvalue()
+
+
+def write(report: CheckReport, out: IO[str], *, base: str) -> None:
+    """The document ``ET.indent`` and ``ET.tostring`` make of ``report_element``, one suite at a time:
+    each suite is indented and serialised under a root of its own with the same attributes, and its
+    text is cut out of that (its place in the whole is the same, one level down)."""
+    attributes = {"name": SUITES_NAME, **_totals(report, base)}
+    opened = False
+    for suite in _suites(report, base):
+        alone = ET.Element("testsuites", attributes)
+        alone.append(suite)
+        ET.indent(alone)
+        text = ET.tostring(alone, encoding="unicode")
+        head = text.index(">") + 1  # attribute values are escaped: the first ">" closes the root's tag
+        if not opened:
+            out.write(_DECLARATION + xml_text(text[:head]))
+            opened = True
+        out.write(_CHILD_BREAK + xml_text(text[head + len(_CHILD_BREAK) : -len(_CLOSE)]))
+    if opened:
+        out.write(_CLOSE + "\n")
+    else:
+        out.write(
+            _DECLARATION
+            + xml_text(ET.tostring(ET.Element("testsuites", attributes), encoding="unicode"))
+            + "\n"
+        )

@@ -10,17 +10,18 @@ suppression naming the PolicyException. Files and Helm charts the directory walk
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from policyengine import errors
 from policyengine.discovery import Skipped
 from policyengine.gate import CheckReport, resource_of
 from policyengine.model import Outcome, Policy, Result
+from policyengine.reports import streamjson
 from policyengine.reports.finding import Finding, absolute_path, findings, relative_path, severity_word
 from policyengine.requirements import Unconfigured, needs_text
 from policyengine.results import primary_action
@@ -203,20 +204,77 @@ def _unique(policies: Iterable[Policy]) -> list[Policy]:
 
 def report_dict(report: CheckReport, *, base: str, strict: bool = False) -> dict[str, Any]:
     """The SARIF log as a JSON value. ``base`` is the absolute folder file URIs are relative to."""
+    rules, index = _rules(report, base)
+    return _log(
+        report,
+        base,
+        strict,
+        rules,
+        notifications=list(_notifications(report, base, index)),
+        results=list(_results(report, base, index)),
+    )
+
+
+def write(report: CheckReport, out: IO[str], *, base: str, strict: bool = False) -> None:
+    """The log as ``json.dumps(report_dict(...), indent=2)`` writes it, notification by notification
+    and result by result: the findings are read once for the rules, then once for each list."""
+    rules, index = _rules(report, base)
+    value = _log(
+        report,
+        base,
+        strict,
+        rules,
+        notifications=streamjson.placeholder("notifications"),
+        results=streamjson.placeholder("results"),
+    )
+    lists = {
+        "notifications": lambda: _notifications(report, base, index),
+        "results": lambda: _results(report, base, index),
+    }
+    streamjson.write(out, value, lists)
+
+
+def render(report: CheckReport, *, base: str, strict: bool = False) -> str:
+    buffer = io.StringIO()
+    write(report, buffer, base=base, strict=strict)
+    return buffer.getvalue()
+
+
+def _rules(report: CheckReport, base: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The loaded policies' rules, then one for each other policy a finding names, with their indexes."""
     rules = [rule(p, base) for p in _unique(report.policies)]
     index = {r["id"]: i for i, r in enumerate(rules)}
-    results: list[dict[str, Any]] = []
-    notifications: list[dict[str, Any]] = []
     for finding in findings(report, base):
         name = finding.result.policy
         if name not in index:
             index[name] = len(rules)
             rules.append(_rule_from_result(finding.result))
-        results.append(sarif_result(finding, index[name], base, report.baseline_fixed is not None))
+    return rules, index
+
+
+def _results(report: CheckReport, base: str, index: dict[str, int]) -> Iterator[dict[str, Any]]:
+    baseline = report.baseline_fixed is not None
+    for finding in findings(report, base):
+        yield sarif_result(finding, index[finding.result.policy], base, baseline)
+
+
+def _notifications(report: CheckReport, base: str, index: dict[str, int]) -> Iterator[dict[str, Any]]:
+    for finding in findings(report, base):
         if finding.is_error:
-            notifications.append(_notification(finding, base))
-    notifications.extend(_skip_notification(s, base) for s in report.skipped_files)
-    notifications.extend(_unconfigured_notification(u, index.get(u.policy)) for u in report.unconfigured)
+            yield _notification(finding, base)
+    yield from (_skip_notification(s, base) for s in report.skipped_files)
+    yield from (_unconfigured_notification(u, index.get(u.policy)) for u in report.unconfigured)
+
+
+def _log(
+    report: CheckReport,
+    base: str,
+    strict: bool,
+    rules: list[dict[str, Any]],
+    *,
+    notifications: Any,
+    results: Any,
+) -> dict[str, Any]:
     base_uri = PurePosixPath(absolute_path(".", base)).as_uri().rstrip("/") + "/"
     invocation: dict[str, Any] = {
         "executionSuccessful": True,
@@ -247,7 +305,3 @@ def report_dict(report: CheckReport, *, base: str, strict: bool = False) -> dict
             }
         ],
     }
-
-
-def render(report: CheckReport, *, base: str, strict: bool = False) -> str:
-    return json.dumps(report_dict(report, base=base, strict=strict), indent=2) + "\n"

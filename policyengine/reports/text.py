@@ -3,6 +3,9 @@ summary line; coloured when writing to a terminal."""
 
 from __future__ import annotations
 
+import io
+from typing import IO
+
 from policyengine.gate import CheckReport
 from policyengine.model import Action, Outcome, Result
 from policyengine.requirements import NOT_CONFIGURED, needs_text
@@ -41,8 +44,15 @@ def _label(result: Result, paint: _Paint, baselined: bool) -> str:
 
 
 def render(report: CheckReport, *, color: bool = False, strict: bool = False) -> str:
+    buffer = io.StringIO()
+    write(report, buffer, color=color, strict=strict)
+    return buffer.getvalue()
+
+
+def write(report: CheckReport, out: IO[str], *, color: bool = False, strict: bool = False) -> None:
+    """The report, line by line as the findings are read."""
     paint = _Paint(color)
-    lines: list[str] = []
+    lines = _Lines(out)
     current_file = None
     for checked in report.checked:
         findings = checked.decision.violations
@@ -88,4 +98,13 @@ def render(report: CheckReport, *, color: bool = False, strict: bool = False) ->
         f"{s.warned} warnings, {s.errors} errors, {s.excepted} excepted"
         + (f", {s.baselined} baselined, {s.fixed} fixed" if report.baseline_fixed is not None else "")
     )
-    return "\n".join(lines) + "\n"
+
+
+class _Lines:
+    """Writes each line as it is appended."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def append(self, line: str) -> None:
+        self.out.write(line + "\n")
