@@ -87,3 +87,34 @@ def run_policyengine(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "policyengine", *args], capture_output=True, text=True, check=False
     )
+
+
+def gpu_workload(i: int, kinds: Sequence[str] = ("Deployment",), teams: int = 3) -> str:
+    """The ``i``-th of a family of generated GPU serving workloads (a kind from ``kinds`` in turn, one of
+    ``teams`` namespaces), varied so that packs allow some and deny others: unpinned images, no owner,
+    a US dataset in an EU region, 0-8 GPUs."""
+    gpus = (0, 1, 2, 8)[i % 4]
+    image = f"registry.example.com/m{i}:latest" if i % 3 else f"registry.example.com/m@sha256:{i:064x}"
+    owner = "" if i % 5 == 0 else "\n    owner: vision"
+    kind = kinds[i % len(kinds)]
+    return f"""\
+apiVersion: apps/v1
+kind: {kind}
+metadata:
+  name: serve-{i}
+  namespace: team-{i % teams}
+  labels:
+    app.kubernetes.io/part-of: ml{owner}
+spec:
+  replicas: {1 + i % 4}
+  template:
+    spec:
+      nodeSelector: {{topology.kubernetes.io/region: eu-west-1}}
+      containers:
+        - name: server
+          image: {image}
+          env: [{{name: DATA, value: "s3://datasets-us-east-1/x{i}/"}}]
+          resources:
+            requests: {{cpu: "4", memory: 32Gi}}
+            limits: {{memory: 32Gi, nvidia.com/gpu: {gpus}}}
+"""

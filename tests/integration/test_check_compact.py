@@ -17,45 +17,18 @@ from policyengine.expressions import Compiler
 from policyengine.gate import CheckReport, check_documents, parse_field_path
 from policyengine.policyset import load_policy_set
 from policyengine.reports import github
-from tests.helpers import write
+from tests.helpers import gpu_workload, write
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _workload(i: int) -> str:
-    gpus = (0, 1, 2, 8)[i % 4]
-    image = f"registry.example.com/m{i}:latest" if i % 3 else f"registry.example.com/m@sha256:{i:064x}"
-    owner = "" if i % 5 == 0 else "\n    owner: vision"
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: serve-{i}
-  namespace: team-{i % 3}
-  labels:
-    app.kubernetes.io/part-of: ml{owner}
-spec:
-  replicas: {1 + i % 4}
-  template:
-    spec:
-      nodeSelector: {{topology.kubernetes.io/region: eu-west-1}}
-      containers:
-        - name: server
-          image: {image}
-          env: [{{name: DATA, value: "s3://datasets-us-east-1/x{i}/"}}]
-          resources:
-            requests: {{cpu: "4", memory: 32Gi}}
-            limits: {{memory: 32Gi, nvidia.com/gpu: {gpus}}}
-"""
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compact")
     for i in range(12):
-        write(root / f"team-{i % 3}" / f"serve-{i:02d}.yaml", _workload(i))
-    write(root / "many.yaml", "---\n".join(_workload(i) for i in range(12, 18)))
+        write(root / f"team-{i % 3}" / f"serve-{i:02d}.yaml", gpu_workload(i))
+    write(root / "many.yaml", "---\n".join(gpu_workload(i) for i in range(12, 18)))
     namespace = (
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-1, labels: {policyengine.io/team: nlp}}\n"
     )

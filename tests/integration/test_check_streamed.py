@@ -24,7 +24,7 @@ from policyengine.gate import CheckReport, check_documents
 from policyengine.policyset import load_policy_set
 from policyengine.reports import github, junit, sarif
 from policyengine.reports import json as json_report
-from tests.helpers import write
+from tests.helpers import gpu_workload, write
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "examples" / "governance.yaml")
@@ -32,37 +32,12 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 GENERATED = 2000  # past fanout.MIN_PARALLEL: --jobs 2 forks
 
 
-def _workload(i: int) -> str:
-    gpus = (0, 1, 2, 8)[i % 4]
-    image = f"registry.example.com/m{i}:latest" if i % 3 else f"registry.example.com/m@sha256:{i:064x}"
-    owner = "" if i % 5 == 0 else "\n    owner: vision"
-    kind = ("Deployment", "StatefulSet")[i % 2]
-    return f"""\
-apiVersion: apps/v1
-kind: {kind}
-metadata:
-  name: serve-{i}
-  namespace: team-{i % 7}
-  labels:
-    app.kubernetes.io/part-of: ml{owner}
-spec:
-  replicas: {1 + i % 4}
-  template:
-    spec:
-      nodeSelector: {{topology.kubernetes.io/region: eu-west-1}}
-      containers:
-        - name: server
-          image: {image}
-          env: [{{name: DATA, value: "s3://datasets-us-east-1/x{i}/"}}]
-          resources:
-            requests: {{cpu: "4", memory: 32Gi}}
-            limits: {{memory: 32Gi, nvidia.com/gpu: {gpus}}}
-"""
-
-
 def _tree(root: Path, count: int) -> Path:
     for i in range(count):
-        write(root / f"team-{i % 7}" / f"serve-{i:05d}.yaml", _workload(i))
+        write(
+            root / f"team-{i % 7}" / f"serve-{i:05d}.yaml",
+            gpu_workload(i, ("Deployment", "StatefulSet"), teams=7),
+        )
     write(root / "notes.yaml", "title: not a manifest\n")  # a skipped file: in every report
     return root
 
