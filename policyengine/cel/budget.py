@@ -38,12 +38,18 @@ clock: Callable[[], float] = time.monotonic
 class Meter:
     """Cost spent and time left in one evaluation."""
 
-    __slots__ = ("checkpoint", "clock", "cost", "deadline", "escape", "max_cost")
+    __slots__ = ("budget", "checkpoint", "clock", "cost", "deadline", "escape", "max_cost", "opening")
 
     def __init__(self, budget: Budget) -> None:
-        # One is made per evaluation: locals, not repeated attribute reads.
-        now = clock
+        self.arm(budget)
+
+    def arm(self, budget: Budget) -> Meter:
+        """Start an evaluation under ``budget`` on this meter: nothing of an earlier one carries over (cost
+        back to zero, the deadline counted from now, the budget's limits and escape). A backend may keep
+        meters between evaluations and re-arm one per evaluation instead of making one."""
+        now = clock  # locals, not repeated attribute reads: this runs once per evaluation
         max_cost = budget.max_cost
+        self.budget = budget  # with ``clock``: what a re-arm under the same budget may keep (``rearm``)
         self.cost = 0
         self.max_cost = max_cost
         self.clock = now
@@ -51,7 +57,20 @@ class Meter:
         self.escape = budget.escape
         # The next cost at which charge() has work to do (check the clock, or fail). Hot loops may add
         # to ``cost`` inline and call charge(0) only once ``cost >= checkpoint``.
-        self.checkpoint = _CLOCK_EVERY if max_cost >= _CLOCK_EVERY else max_cost + 1
+        self.opening = self.checkpoint = _CLOCK_EVERY if max_cost >= _CLOCK_EVERY else max_cost + 1
+        return self
+
+    def rearm(self, budget: Budget) -> Meter:
+        """``arm``, keeping what the last evaluation's budget already set when it is the same (frozen)
+        budget on the same clock. Backends inline this test (``budget is meter.budget and clock is
+        meter.clock``) and its three assignments; it is here as their definition."""
+        now = clock
+        if budget is not self.budget or now is not self.clock:
+            return self.arm(budget)
+        self.cost = 0
+        self.checkpoint = self.opening
+        self.deadline = now() + budget.max_seconds
+        return self
 
     def charge(self, units: int = 1) -> None:
         self.cost += units

@@ -202,9 +202,12 @@ class _Generator:
     def _binary(self, node: Any) -> str:
         op_node, right_tree = node.children
         kind = op_node.data
-        if kind == "addition_add" or (kind not in BINARY and kind != "relation_ne"):
-            return self.closure(node)  # concatenation charges its size: the closure does it
+        if kind not in BINARY and kind != "relation_ne":
+            return self.closure(node)
         left = self.store(self.gen(op_node.children[0]))
+        if kind == "addition_add":  # charged by its size before it is built, as the closure does
+            right = self.store(self.gen(right_tree))
+            return f"_add({left}, {right}, ctx)"
         right_fn = self.compiled(unwrap(right_tree))
         if isinstance(right_fn, _Const):
             constant = right_fn.value
@@ -216,8 +219,12 @@ class _Generator:
         right = self.store(self.gen(right_tree))
         left_fn = self.compiled(unwrap(op_node.children[0]))
         if kind == "relation_in" and isinstance(left_fn, _Const) and type(left_fn.value) is str:
-            # Not in the list by Python's == means no string element equals it either.
-            return f"(False if type({right}) is list and {left} not in {right} else _in({left}, {right}))"
+            # Not in the list by Python's == means no string element equals it either; in it, the first
+            # equal element being a plain str decides it (``ops.in_`` line for line).
+            return (
+                f"(((True if type({right}[{right}.index({left})]) is str else _in({left}, {right})) "
+                f"if {left} in {right} else False) if type({right}) is list else _in({left}, {right}))"
+            )
         if kind == "relation_ne":
             return f"(not _eq({left}, {right}))"
         generic = self.const(BINARY[kind])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from policyengine.cel.budget import concat_cost
 from policyengine.cel.fast import ops
 from policyengine.cel.fast.members import DOTTED_MARK, has_other, select_other
 from policyengine.cel.fast.values import CelError, no_overload
@@ -36,6 +37,16 @@ def _non_collection(name: str) -> CelError:
     return CelError(f"no such overload: {name} on a non-collection")
 
 
+def _add(a: Any, b: Any, ctx: Ctx) -> Any:
+    """``+`` as ``binary.concatenation`` runs it: a string or list concatenation is charged by its size
+    before it is built."""
+    if type(a) is not int or type(b) is not int:
+        cost = concat_cost(a, b)
+        if cost:
+            ctx[1].charge(cost)
+    return ops.add(a, b)
+
+
 GLOBALS: dict[str, Any] = {
     "_CelError": CelError,
     "_no_overload": no_overload,
@@ -50,4 +61,5 @@ GLOBALS: dict[str, Any] = {
     "_SIZED": (str, list, dict, bytes, tuple),
     "_eq": ops.eq,
     "_in": ops.in_,
+    "_add": _add,
 }

@@ -36,10 +36,14 @@ SHAPES = [
     "object.spec.replicas <= 50 && object.spec.replicas != 7",
     "object.spec.replicas > 2 ? object.metadata.name : 'small'",
     "object.spec.replicas - 1 >= 2",
+    # Concatenations (charged by their size before they are built) and membership of a string literal.
+    f"({CONTAINERS} + (has(object.spec.template.spec.initContainers) ? object.spec.template.spec.initContainers : [])).all(c, has(c.name))",
+    "object.metadata.name + '-' + object.metadata.name != 'x' && object.spec.replicas + 1 > 2",
+    "'ALL' in object.metadata.tags && !('NONE' in object.metadata.tags)",
 ]
 OBJECTS: list[dict[str, Any]] = [
     {
-        "metadata": {"name": "d", "labels": {"owner": "ml"}},
+        "metadata": {"name": "d", "labels": {"owner": "ml"}, "tags": [1, "x", "ALL"]},
         "spec": {
             "replicas": 3,
             "template": {
@@ -59,10 +63,17 @@ OBJECTS: list[dict[str, Any]] = [
     },
     # Wrong types and missing fields everywhere: errors, and the order in which they surface.
     {
-        "metadata": {"labels": ["owner"]},
+        "metadata": {"labels": ["owner"], "name": 3, "tags": {"ALL": 1}},
         "spec": {"replicas": "3", "template": {"spec": {"containers": [1, {}]}}},
     },
-    {"metadata": {}, "spec": {"replicas": 60, "template": {"spec": {"containers": {"a": 1}}}}},
+    {
+        "metadata": {"name": "n" * 100, "tags": [1.0, "NONE", "ALL"]},
+        "spec": {
+            "replicas": 2**63 - 1,
+            "template": {"spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}, {}]}},
+        },
+    },
+    {"metadata": {"tags": "ALL"}, "spec": {"replicas": 60, "template": {"spec": {"containers": {"a": 1}}}}},
     {"spec": {"template": {"spec": {"containers": [{"securityContext": {"privileged": "yes"}}]}}}},
 ]
 
