@@ -12,11 +12,10 @@ from __future__ import annotations
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
-from policyengine.cel import BACKENDS, Budget, CelBackend, CelEvalError, budget, get_backend
+from policyengine.cel import BACKENDS, Budget, CelBackend, CelEvalError, get_backend
 from policyengine.cel.budget import Meter
 
 HANG_GUARD = 60.0
@@ -90,19 +89,6 @@ def test_cost_budget_counts_comprehension_iterations(backend: CelBackend) -> Non
     with pytest.raises(CelEvalError, match="cost budget") as caught:
         compiled.evaluate(activation, Budget(max_cost=1_000))
     assert caught.value.code == "budget_exceeded"
-
-
-@pytest.fixture
-def ticking_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The meter's clock, advanced 1 ms each time it is read; yields the count of readings."""
-    readings = [0]
-
-    def tick() -> float:
-        readings[0] += 1
-        return readings[0] / 1000
-
-    monkeypatch.setattr(budget, "clock", tick)
-    yield readings
 
 
 def test_time_budget_stops_a_long_evaluation(backend: CelBackend, ticking_clock: list[int]) -> None:

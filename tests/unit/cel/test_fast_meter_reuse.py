@@ -11,7 +11,7 @@ budget runs on a clock the test controls (the deadline otherwise passed, 60 s, i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,19 +68,6 @@ def test_an_exhausted_cost_budget_does_not_reach_the_next_evaluation() -> None:
     assert outcome(compiled, activation, 10 * cost) is True
     assert outcome(compiled, activation, cost - 1).cost == cost
     assert fast.compile("[1, 2, 3].all(i, i > 0)").evaluate(activation, Budget(max_cost=100)) is True
-
-
-@pytest.fixture
-def ticking_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The meter's clock, advanced 1 ms each time it is read; yields the count of readings."""
-    readings = [0]
-
-    def tick() -> float:
-        readings[0] += 1
-        return readings[0] / 1000
-
-    monkeypatch.setattr(budget, "clock", tick)
-    yield readings
 
 
 SLOW = "lists.range(100000).all(i, lists.range(100).all(j, true))"
