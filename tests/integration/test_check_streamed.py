@@ -72,18 +72,13 @@ def _rendered_whole(report: CheckReport, fmt: str, base: str) -> str:
     return outputs.render(report, fmt, strict=False, color=False, base=base)
 
 
+def _check_argv(tree: Path, jobs: int) -> list[str]:
+    """``check`` on ``tree`` with the example config alone, in ``jobs`` processes."""
+    return ["check", str(tree), "--config", CONFIG, "--no-config-file", "--jobs", str(jobs)]
+
+
 def _cli(tree: Path, out: Path, jobs: int) -> int:
-    argv = [
-        "check",
-        str(tree),
-        "--config",
-        CONFIG,
-        "--no-config-file",
-        "--jobs",
-        str(jobs),
-        "--color",
-        "never",
-    ]
+    argv = [*_check_argv(tree, jobs), "--color", "never"]
     for fmt in outputs.FORMATS:
         argv += ["--format", fmt, "--output", str(out / fmt)]
     return main(argv)
@@ -123,24 +118,7 @@ def _traced_peak(tree: Path, out: Path) -> int:
     gc.collect()
     tracemalloc.start()
     try:
-        assert (
-            main(
-                [
-                    "check",
-                    str(tree),
-                    "--config",
-                    CONFIG,
-                    "--no-config-file",
-                    "--jobs",
-                    "1",
-                    "--format",
-                    "json",
-                    "--output",
-                    str(out),
-                ]
-            )
-            == 1
-        )
+        assert main([*_check_argv(tree, 1), "--format", "json", "--output", str(out)]) == 1
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
