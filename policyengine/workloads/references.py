@@ -100,6 +100,12 @@ def scan_container(
     return env_map, env_at
 
 
+# The tail of an env value's path (``[i].value``) for the first entries of every env list, built once:
+# formatting the index per entry of every container is a large share of a long env's walk.
+_ENV_VALUE_TAILS = tuple(f"{i}].value" for i in range(1024))
+_N_TAILS = len(_ENV_VALUE_TAILS)
+
+
 def _scan_env(
     envs: list[Any],
     container_path: str,
@@ -111,28 +117,32 @@ def _scan_env(
 ) -> None:
     """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
     the last entry wins), and the data locations of every plain-string value holding ``://``. This loop runs once per
-    env entry of every container, so what does not change per entry is looked up before it."""
+    env entry of every container, so what does not change per entry is looked up before it, and each
+    step is the cheapest form of itself (a type test before an ABC one, ``in`` before a method call)."""
     at = f"{container_path}.env["
     append = data.append
+    tails = _ENV_VALUE_TAILS
+    scanned = SCANNED_ENV
     for i, env in enumerate(envs):
         entry = env if type(env) is dict else as_dict(env)
         name, value = entry.get("name"), entry.get("value")
+        # A plain str name is looked up directly; any other (a subclass, an unhashable value) is tested first.
+        named = name in scanned if type(name) is str else isinstance(name, str) and name in scanned
         if type(value) is not str:
-            if isinstance(name, str) and name in SCANNED_ENV and isinstance(value, str):
+            if named and isinstance(value, str):
                 env_map[name] = value  # a str subclass: named, not scanned
                 env_at[name] = i
             continue
-        if isinstance(name, str) and name in SCANNED_ENV:
+        if named:
             env_map[name] = value
             env_at[name] = i
         if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
             continue  # no location; or the initializer's model reference (workloads.models)
-        path = f"{at}{i}].value"  # one string shared by every URI of the value
-        uris = found.get(value)
-        if uris is None:
-            uris = found[value] = storage_uris_in(value)
-        for uri in uris:
-            append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+        uris = found[value] if value in found else found.setdefault(value, storage_uris_in(value))
+        if uris:
+            path = at + tails[i] if i < _N_TAILS else f"{at}{i}].value"  # shared by the value's URIs
+            for uri in uris:
+                append({"uri": uri, "path": path, "source": "env", "kind": "data"})
 
 
 def _add_model(
