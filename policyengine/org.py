@@ -178,7 +178,11 @@ class OrgRules:
         known = memo.get(uri)  # one call: another thread may start the memo over at any time
         if known is not None:
             return known
-        found = next((region for prefix, region in self.prefixes if uri.startswith(prefix)), UNKNOWN_REGION)
+        found = UNKNOWN_REGION
+        for prefix, region in self.prefixes:
+            if uri.startswith(prefix):
+                found = region
+                break
         if len(uri) <= _MEMO_URI:
             if len(memo) >= _MEMO_SIZE:
                 memo.clear()
