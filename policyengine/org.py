@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.inventory import DEFAULT_TEAM, team_of
@@ -79,6 +79,8 @@ __all__ = [
 RESIDENCY_LABEL = "policyengine.io/residency"
 # The one spelling of "no region is known for this data location".
 UNKNOWN_REGION = ""
+_MEMO_SIZE = 4096  # URIs whose region an OrgRules remembers (full, it starts over)
+_MEMO_URI = 256  # a longer URI is located each time, not remembered
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -150,6 +152,9 @@ class OrgRules:
     prefixes: tuple[tuple[str, str], ...]
     # spec.gpu.teamsFrom: kueue -- the budgets are the ClusterQueues' (policyengine.kueue)
     kueue: bool = False
+    # The regions of URIs located before (a set's rules serve every request; the pods and re-applies of
+    # one workload name the same locations): at most _MEMO_SIZE URIs of at most _MEMO_URI characters.
+    _regions: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> OrgRules:
@@ -169,10 +174,20 @@ class OrgRules:
 
     def region_of(self, uri: str) -> str:
         """The region of the longest registered prefix of ``uri``; UNKNOWN_REGION when none matches."""
+        memo = self._regions
+        known = memo.get(uri)  # one call: another thread may start the memo over at any time
+        if known is not None:
+            return known
+        found = UNKNOWN_REGION
         for prefix, region in self.prefixes:
             if uri.startswith(prefix):
-                return region
-        return UNKNOWN_REGION
+                found = region
+                break
+        if len(uri) <= _MEMO_URI:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[uri] = found
+        return found
 
     def located(self, data_locations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Each data location with its region. Each distinct URI is looked up once: a workload's

@@ -338,7 +338,7 @@ def _template_view(
                 "image": image if isinstance(image, str) else "",
                 "resourcesPath": resources_path,
                 "gpus": gpus,
-                "claims": [text(as_dict(c).get("name", "")) for c in claims],
+                "claims": [text(as_dict(c).get("name", "")) for c in claims] if claims else [],
             }
         )
     by_resource = pod_gpus(counted)

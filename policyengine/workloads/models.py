@@ -142,7 +142,12 @@ def container_refs(
     """References in a container's env, command and args; ``walked``: its ``env_values`` when known (at
     least the names of SCANNED_ENV)."""
     env, env_at = walked if walked is not None else env_values(container)
-    paths = {name: f"{path}.env[{env_at[name]}].value" for name in _REFERENCE_ENV.intersection(env)}
+    # Most containers name no model in their env: no paths to write.
+    paths = (
+        {name: f"{path}.env[{env_at[name]}].value" for name in _REFERENCE_ENV.intersection(env)}
+        if env
+        else {}
+    )
     refs = _env_refs(env, paths)
     if container.get("name") == MODEL_INITIALIZER and INITIALIZER_ENV in env:
         uri = classify(env[INITIALIZER_ENV], bare_name=False)

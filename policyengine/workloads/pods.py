@@ -138,6 +138,8 @@ def label_constraint(template: PodTemplate, label: str, placed: Placement | None
     """
     path, selector, node_affinity = placement(template) if placed is None else placed
     ns_value = selector.get(label)
+    if ns_value is None and node_affinity is None:  # the usual template: nothing to read
+        return {"pinned": False, "allowed": [], "excluded": [], "path": path}
     ns_set = {text(ns_value)} if ns_value is not None else None
     required = as_dict(as_dict(node_affinity).get("requiredDuringSchedulingIgnoredDuringExecution"))
     terms = [as_dict(t) for t in as_list(required.get("nodeSelectorTerms"))]
@@ -180,6 +182,9 @@ def product_constraint(template: PodTemplate, placed: Placement | None = None) -
     name); ``path`` is the first pinned label's. Unpinned: ``excluded`` joins every label's exclusions.
     """
     placed = placement(template) if placed is None else placed
+    path, selector, node_affinity = placed
+    if node_affinity is None and all(selector.get(label) is None for label in PRODUCT_LABELS):
+        return {"pinned": False, "allowed": [], "excluded": [], "path": path, "byLabel": {}}  # no label read
     by_label = {label: label_constraint(template, label, placed) for label in PRODUCT_LABELS}
     pinned = {label: c for label, c in by_label.items() if c["pinned"]}
     if not pinned:

@@ -57,7 +57,7 @@ def collect_references(
 ) -> References:
     out = References()
     refs: list[Ref] = []
-    found: dict[str, list[str]] = {}  # the URIs in each distinct text (containers repeat their env)
+    found: dict[str, Sequence[str]] = {}  # the URIs in each distinct text (containers repeat their env)
     for t in templates:
         for site in t.containers:
             walked = scan_container(site, out.data, out.images, found)
@@ -76,7 +76,7 @@ def scan_container(
     site: ContainerSite,
     data: list[dict[str, str]],
     images: list[dict[str, str]],
-    found: dict[str, list[str]] | None = None,
+    found: dict[str, Sequence[str]] | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
     values the model-reference scanner reads by name (``models.env_values`` for ``SCANNED_ENV``), read in
@@ -100,39 +100,71 @@ def scan_container(
     return env_map, env_at
 
 
+# The storage URIs of env values seen before, kept across requests: the pods, replicas and re-applies of
+# one workload carry the same values, and reading a value for URIs costs ~20x a look-up here. Bounded:
+# only values up to _MEMO_VALUE characters, at most _MEMO_SIZE of them (full, it starts over).
+_MEMO_SIZE = 4096
+_MEMO_VALUE = 256
+_URIS_OF: dict[str, tuple[str, ...]] = {}
+
+
+def uris_of(value: str) -> tuple[str, ...]:
+    """``storage_uris_in(value)``, remembered for a short value."""
+    known = _URIS_OF.get(value)  # one call: another thread may start the memo over at any time
+    if known is not None:
+        return known
+    uris = tuple(storage_uris_in(value))
+    if len(value) <= _MEMO_VALUE:
+        if len(_URIS_OF) >= _MEMO_SIZE:
+            _URIS_OF.clear()
+        _URIS_OF[value] = uris
+    return uris
+
+
+# The tail of an env value's path (``[i].value``) for the first entries of every env list, built once:
+# formatting the index per entry of every container is a large share of a long env's walk.
+_ENV_VALUE_TAILS = tuple(f"{i}].value" for i in range(1024))
+_N_TAILS = len(_ENV_VALUE_TAILS)
+
+
 def _scan_env(
     envs: list[Any],
     container_path: str,
     model_initializer: bool,
     data: list[dict[str, str]],
-    found: dict[str, list[str]],
+    found: dict[str, Sequence[str]],
     env_map: dict[str, str],
     env_at: dict[str, int],
 ) -> None:
     """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
     the last entry wins), and the data locations of every plain-string value holding ``://``. This loop runs once per
-    env entry of every container, so what does not change per entry is looked up before it."""
+    env entry of every container, so what does not change per entry is looked up before it, and each
+    step is the cheapest form of itself (a type test before an ABC one, ``in`` before a method call)."""
     at = f"{container_path}.env["
     append = data.append
+    tails = _ENV_VALUE_TAILS
+    scanned = SCANNED_ENV
+    name: Any  # whatever the manifest holds; ``named`` says when it is a str of SCANNED_ENV
     for i, env in enumerate(envs):
         entry = env if type(env) is dict else as_dict(env)
         name, value = entry.get("name"), entry.get("value")
+        # A plain str name is looked up directly; any other (a subclass, an unhashable value) is tested first.
+        named = name in scanned if type(name) is str else isinstance(name, str) and name in scanned
         if type(value) is not str:
-            if isinstance(name, str) and name in SCANNED_ENV and isinstance(value, str):
+            if named and isinstance(value, str):
                 env_map[name] = value  # a str subclass: named, not scanned
                 env_at[name] = i
             continue
-        if isinstance(name, str) and name in SCANNED_ENV:
+        if named:
             env_map[name] = value
             env_at[name] = i
         if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
             continue  # no location; or the initializer's model reference (workloads.models)
-        path = f"{at}{i}].value"  # one string shared by every URI of the value
-        uris = found.get(value)
-        if uris is None:
-            uris = found[value] = storage_uris_in(value)
-        for uri in uris:
-            append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+        uris = found[value] if value in found else found.setdefault(value, uris_of(value))
+        if uris:
+            path = at + tails[i] if i < _N_TAILS else f"{at}{i}].value"  # shared by the value's URIs
+            for uri in uris:
+                append({"uri": uri, "path": path, "source": "env", "kind": "data"})
 
 
 def _add_model(

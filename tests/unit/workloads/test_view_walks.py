@@ -17,6 +17,7 @@ import policyengine.workloads as workloads_module
 import policyengine.workloads.extended as extended_module
 from policyengine.org import UNKNOWN_REGION, OrgRules
 from policyengine.workloads import ClaimObjects, DeviceClasses, describe
+from policyengine.workloads.accelerators import GPU_PRODUCT_LABEL, PRODUCT_LABELS
 from policyengine.workloads.extended import MAX_RESOURCE_NAME, ExtendedResources, container_extended
 from policyengine.workloads.kinds import ContainerSite, PodTemplate, find_templates
 from policyengine.workloads.models import (
@@ -26,7 +27,13 @@ from policyengine.workloads.models import (
     container_refs,
     env_values,
 )
-from policyengine.workloads.pods import GpuRules, container_gpus
+from policyengine.workloads.pods import (
+    GpuRules,
+    container_gpus,
+    label_constraint,
+    placement,
+    product_constraint,
+)
 from policyengine.workloads.references import scan_container
 from policyengine.workloads.values import (
     Problems,
@@ -326,3 +333,26 @@ def test_regions_of_data_locations_equal_the_plain_walk() -> None:
         before = [dict(loc) for loc in locations]
         assert rules.located(locations) == plain_located(rules, locations), where
         assert locations == before  # the workload's own list is left as it was
+
+
+def test_placement_without_selector_or_affinity_reads_as_the_full_reading() -> None:
+    """A template with no node affinity and none of the labels in its nodeSelector (the usual case) is
+    answered without reading the terms: the same constraint as the full reading, which an empty
+    affinity (no terms) takes."""
+    templates = [t for _, obj in all_objects() for t in find_templates(obj, [])]
+    placements = [placement(t) for t in templates]
+    odd = [
+        ("p", {"topology.kubernetes.io/region": None, GPU_PRODUCT_LABEL: None}, None),  # null values
+        ("p", {"other": "x"}, None),
+        ("p", {"topology.kubernetes.io/region": "eu-west-1"}, None),
+        ("p", {GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3"}, None),
+        ("p", {GPU_PRODUCT_LABEL: 5}, None),
+    ]
+    assert any(aff is None and not sel for _, sel, aff in placements)  # the fast case is exercised
+    for t in templates[:3]:
+        for placed in [*placements, *odd]:
+            path, selector, affinity = placed
+            full = (path, selector, {} if affinity is None else affinity)
+            for label in ("topology.kubernetes.io/region", *PRODUCT_LABELS):
+                assert label_constraint(t, label, placed) == label_constraint(t, label, full)
+            assert product_constraint(t, placed) == product_constraint(t, full)
