@@ -47,6 +47,10 @@ from policyengine.workloads.podobjects import run_policy
 
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
+# The enum members the per-result tests compare against, read once: an enum class attribute costs as
+# much as the rest of the test, and these run for every result of every request.
+_DENY, _WARN = Action.DENY, Action.WARN
+_FAIL, _ERROR = Outcome.FAIL, Outcome.ERROR
 
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
@@ -177,7 +181,8 @@ class Engine:
         except Exception as err:  # an unrepresentable request is an error result, never a crash
             results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
         if base is not None:
-            policy_run = _PolicyRun(self, request, inventory, base, now, annotations, expired)
+            budget = BUDGET_OVERRIDE.get() or self.budget  # read once: it is set around a whole evaluation
+            policy_run = _PolicyRun(self, request, inventory, base, now, annotations, expired, budget)
             for compiled in chosen:
                 if compiled.unconfigured is not None:  # lacks its config facts
                     results.append(compiled.unconfigured)
@@ -194,16 +199,22 @@ class Engine:
     def _decided(
         self, request: Request, results: list[Result], annotations: dict[str, str], expired: set[str]
     ) -> Decision:
-        warnings = tuple(
-            f"{r.policy}: {r.message}"
-            for r in results
-            if r.action is Action.WARN and r.outcome is Outcome.FAIL
-        )
+        # One pass for ``Result.denies`` and the warnings: most results pass or skip and need one test.
+        warnings: list[str] = []
+        denied = False
+        for r in results:
+            outcome = r.outcome
+            if outcome is _FAIL or outcome is _ERROR:
+                action = r.action
+                if action is _DENY:
+                    denied = True
+                elif action is _WARN and outcome is _FAIL:
+                    warnings.append(f"{r.policy}: {r.message}")
         return Decision(
             request=request,
             results=tuple(results),
-            allowed=not any(r.denies for r in results),
-            warnings=warnings,
+            allowed=not denied,
+            warnings=tuple(warnings),
             audit_annotations=annotations,
             policy_set_digest=self.digest,
             exceptions_expired=tuple(sorted(expired)),
@@ -225,33 +236,32 @@ class Engine:
         results.append(error_result(policy, message, code=errors.PARAM_NOT_FOUND, action=Action.DENY))
         return []
 
-    def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
-        return expr.evaluate(activation, BUDGET_OVERRIDE.get() or self.budget)
-
     def _evaluate_policy(
-        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str]
+        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str], budget: Budget
     ) -> list[Result]:
-        held = self._conditions(compiled, activation)
-        if held is not None:
-            return [held]
-        out = [self._validate(compiled, index, activation) for index in range(len(compiled.validations))]
+        if compiled.conditions:
+            held = self._conditions(compiled, activation, budget)
+            if held is not None:
+                return [held]
+        validate = self._validate
+        out = [validate(compiled, index, activation, budget) for index in range(len(compiled.validations))]
         for key, expr in compiled.annotations:
             try:
-                value = self._eval(expr, activation)
+                value = expr.evaluate(activation, budget)
             except CelEvalError:
                 continue
             if value is not None:
                 annotations[f"{compiled.policy.name}/{key}"] = str(value)
         return out
 
-    def _conditions(self, compiled: CompiledPolicy, activation: Activation) -> Result | None:
+    def _conditions(self, compiled: CompiledPolicy, activation: Activation, budget: Budget) -> Result | None:
         """matchConditions: any false -> a skip; otherwise any error -> an error under failurePolicy;
         None when they all hold."""
         policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
         for index, (name, cond) in enumerate(compiled.conditions):
             try:
-                value = self._eval(cond, activation)
+                value = cond.evaluate(activation, budget)
             except CelEvalError as err:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
@@ -265,24 +275,30 @@ class Engine:
             return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
         return None
 
-    def _validate(self, compiled: CompiledPolicy, index: int, activation: Activation) -> Result:
-        policy, action = compiled.policy, compiled.action
+    def _validate(
+        self, compiled: CompiledPolicy, index: int, activation: Activation, budget: Budget
+    ) -> Result:
         validation, expr, message_expr, path_expr = compiled.validations[index]
-        source = validation.expression.source
         try:
-            value = self._eval(expr, activation)
+            value = expr.evaluate(activation, budget)
         except CelEvalError as err:
-            message = f"expression {source!r}: {err}"
+            message = f"expression {validation.expression.source!r}: {err}"
             return error_result(
-                policy, message, code=err.code, action=action, index=index, validation=validation
+                compiled.policy,
+                message,
+                code=err.code,
+                action=compiled.action,
+                index=index,
+                validation=validation,
             )
         if value is True:
             return compiled.passes[index]
+        policy, action, source = compiled.policy, compiled.action, validation.expression.source
         if value is False:
-            message = self._message(validation, message_expr, activation)
+            message = self._message(validation, message_expr, activation, budget)
             failed = make_result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
             if path_expr is not None:
-                field_path = self._field_path(path_expr, activation) or failed.field_path
+                field_path = self._field_path(path_expr, activation, budget) or failed.field_path
                 failed = replace(failed, field_path=field_path)
             return failed
         message = f"expression {source!r} returned {kind_of(value)}, not bool"
@@ -290,19 +306,23 @@ class Engine:
             policy, message, code=errors.EVAL_TYPE, action=action, index=index, validation=validation
         )
 
-    def _field_path(self, path_expr: CompiledExpr, activation: Activation) -> str | None:
+    def _field_path(self, path_expr: CompiledExpr, activation: Activation, budget: Budget) -> str | None:
         try:
-            value = self._eval(path_expr, activation)
+            value = path_expr.evaluate(activation, budget)
         except CelEvalError:
             return None  # the location is a courtesy: a failing path expression never hides the finding
         return value if isinstance(value, str) and value else None
 
     def _message(
-        self, validation: Validation, message_expr: CompiledExpr | None, activation: Activation
+        self,
+        validation: Validation,
+        message_expr: CompiledExpr | None,
+        activation: Activation,
+        budget: Budget,
     ) -> str:
         if message_expr is not None:
             try:
-                value = self._eval(message_expr, activation)
+                value = message_expr.evaluate(activation, budget)
             except CelEvalError:
                 value = None
             # The cap is in bytes, as Kubernetes counts it.
@@ -327,6 +347,7 @@ class Engine:
         activation: Activation,
         now: datetime,
         expired: set[str],
+        budget: Budget,
     ) -> list[Result]:
         candidates = self._exceptions.get(policy.name)
         if not candidates or not any(r.outcome in (Outcome.FAIL, Outcome.ERROR) for r in results):
@@ -338,16 +359,16 @@ class Engine:
             if exc.expires is not None and exc.expires <= now:
                 expired.add(exc.name)
                 continue
-            if all(self._condition_holds(c, activation) for c in conditions):
+            if all(self._condition_holds(c, activation, budget) for c in conditions):
                 used = exc
                 break
         if used is None:
             return results
         return [excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results]
 
-    def _condition_holds(self, cond: CompiledExpr, activation: Activation) -> bool:
+    def _condition_holds(self, cond: CompiledExpr, activation: Activation, budget: Budget) -> bool:
         try:
-            return self._eval(cond, activation) is True
+            return cond.evaluate(activation, budget) is True
         except CelEvalError:
             return False  # an exception that cannot be evaluated never exempts anything
 
@@ -363,30 +384,56 @@ class _PolicyRun:
     now: datetime
     annotations: dict[str, str]
     expired: set[str]
+    budget: Budget  # the one every expression of this request runs under
     compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
 
     def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
         """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
-        engine, policy, request = self.engine, compiled.policy, self.request
-        self.compiled = compiled
+        engine, policy = self.engine, compiled.policy
         try:
-            for params in engine._params_for(policy, self.inventory, request.namespace, results):
+            if policy.param_ref is None:  # ``_params_for``'s common case, without a list per policy
+                params = engine._config_params if policy.uses_config_params else policy.params
+                if not policy.pod_templates:
+                    results.extend(self._on_object(compiled, params))
+                    return
+                paramsets: Sequence[Any] = (params,)
+            else:
+                paramsets = engine._params_for(policy, self.inventory, self.request.namespace, results)
+            self.compiled = compiled
+            for params in paramsets:
                 results.extend(
                     run_policy(
-                        policy, request, self.base, params, compiled.variables, self.evaluate, self.unless
+                        policy,
+                        self.request,
+                        self.base,
+                        params,
+                        compiled.variables,
+                        self.evaluate,
+                        self.unless,
                     )
                 )
         except Exception as err:  # one broken rule never hides the others' results
             results.append(_internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}"))
 
+    def _on_object(self, compiled: CompiledPolicy, params: Any) -> list[Result]:
+        """``run_policy`` for a policy on the request's own object, inlined: most policies are."""
+        activation = self.base.extend({"params": params}, compiled.variables)
+        engine = self.engine
+        found = engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
+        if compiled.policy.name not in engine._exceptions:
+            return found
+        return engine._apply_exceptions(
+            compiled.policy, found, self.request, activation, self.now, self.expired, self.budget
+        )
+
     def evaluate(self, activation: Activation) -> list[Result]:
         assert self.compiled is not None
-        return self.engine._evaluate_policy(self.compiled, activation, self.annotations)
+        return self.engine._evaluate_policy(self.compiled, activation, self.annotations, self.budget)
 
     def unless(self, results: list[Result], activation: Activation) -> list[Result]:
         assert self.compiled is not None
         return self.engine._apply_exceptions(
-            self.compiled.policy, results, self.request, activation, self.now, self.expired
+            self.compiled.policy, results, self.request, activation, self.now, self.expired, self.budget
         )
 
 
