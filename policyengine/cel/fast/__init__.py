@@ -22,6 +22,7 @@ from policyengine.cel.fast.codegen import generate
 from policyengine.cel.fast.compiler import Compiler, Fn
 from policyengine.cel.fast.functions import Library, Native, natives
 from policyengine.cel.fast.members import DOTTED_MARK, LazyVariablesBase
+from policyengine.cel.fast.meterless import never_charges
 from policyengine.cel.fast.values import CelError, to_plain
 from policyengine.cel.frontend import Frontend
 from policyengine.cel.library import known_names, type_identifiers
@@ -94,14 +95,22 @@ class FastExpr:
     ``generate_after`` times it runs as generated Python instead (``codegen``; the same program): an
     expression evaluated once, as most are in a one-file ``check``, never pays for generating it."""
 
-    __slots__ = ("_fn", "_pending", "_runs", "_slots", "source")
+    __slots__ = ("_fn", "_pending", "_runs", "_slots", "meterless", "source")
 
     def __init__(
-        self, source: str, fn: Fn, slots: int, pending: tuple[Any, Compiler, int] | None = None
+        self,
+        source: str,
+        fn: Fn,
+        slots: int,
+        pending: tuple[Any, Compiler, int] | None = None,
+        *,
+        meterless: bool = False,
     ) -> None:
         self.source = source
         self._fn = fn
         self._slots = (None,) * slots  # the comprehension slots of a fresh context
+        # Nothing in it can charge a meter (``meterless``): it runs without arming one.
+        self.meterless = meterless and not slots
         self._pending = pending  # (tree, compiler, runs before generating) until generated
         self._runs = 0
         if pending is not None and pending[2] <= 0:
@@ -132,6 +141,14 @@ class FastExpr:
             raise TypeError("activation must come from FastBackend.bind")
         if self._pending is not None:
             self._warm()
+        if self.meterless:
+            try:
+                result = self._fn([activation.values, UNCHARGEABLE])
+            except _FAILURES as err:
+                raise _eval_error(err) from None
+            if result is True or result is False:
+                return result
+            return to_plain(result)
         # A spare meter, re-armed (cost 0, deadline from now, this budget) rather than a new one: making a
         # meter was a tenth of a rule's evaluation. pop() and append() are atomic, so a meter is only
         # ever in one evaluation: a thread, or an evaluation nested in this one, finding none makes one.
@@ -159,6 +176,23 @@ class FastExpr:
 
 
 _FAILURES = (CelError, BudgetExceeded, RecursionError, *_PYTHON_FAILURES)
+
+
+class _Unchargeable(Meter):
+    """The meter a meterless expression runs with: it is never charged; were it ever (an expression
+    ``meterless`` let through by mistake), the evaluation stops as over budget instead of running
+    unmetered. Shared, and never changed."""
+
+    __slots__ = ()
+
+    def charge(self, units: int = 1) -> None:
+        raise BudgetExceeded("cost budget exceeded: an uncharged expression was charged", 0)
+
+    def check_clock(self) -> None:
+        raise BudgetExceeded("time budget exceeded: an uncharged expression was charged", 0)
+
+
+UNCHARGEABLE: Meter = _Unchargeable(Budget(max_cost=0, max_seconds=0.0))
 # Meters of finished evaluations, re-armed by the next ones; as many as ever ran at once (threads,
 # nesting). A meter an evaluation still holds -- one abandoned by an exception this does not catch, or
 # still running on a thread its caller stopped waiting for -- is not here, so no two evaluations share one.
@@ -200,7 +234,8 @@ class FastBackend:
             raise CelCompileError("expression nests too deeply") from None
         # The same program as generated Python where its shapes allow (``codegen``), else the closures.
         after = self._generate_after
-        return FastExpr(source, fn, compiler.slots, None if after is None else (tree, compiler, after))
+        pending = None if after is None else (tree, compiler, after)
+        return FastExpr(source, fn, compiler.slots, pending, meterless=never_charges(tree))
 
     def bind(self, bindings: Mapping[str, Any]) -> FastActivation:
         values = dict(bindings)
