@@ -19,6 +19,7 @@ from typing import Any
 
 import lark
 
+from policyengine.cel.budget import ELEMENT_COST_DIVISOR
 from policyengine.cel.fast.binary import BINARY, all_strings
 from policyengine.cel.fast.compiler import _Const, _operands
 from policyengine.cel.fast.generated import GLOBALS
@@ -207,7 +208,7 @@ class _Generator:
         left = self.store(self.gen(op_node.children[0]))
         if kind == "addition_add":  # charged by its size before it is built, as the closure does
             right = self.store(self.gen(right_tree))
-            return f"_add({left}, {right}, ctx)"
+            return self._concatenation(left, right)
         right_fn = self.compiled(unwrap(right_tree))
         if isinstance(right_fn, _Const):
             constant = right_fn.value
@@ -237,6 +238,18 @@ class _Generator:
         )
 
     _relation = _addition = _multiplication = _binary
+
+    def _concatenation(self, left: str, right: str) -> str:
+        """``+``: two strings (a message being built) concatenated inline, charged as ``_add`` charges
+        them (``concat_cost``, then ``Meter.charge`` as the macros inline it); anything else by ``_add``."""
+        result, meter = self.temp(), self.temp()
+        self.emit(f"if type({left}) is str and type({right}) is str:")
+        self.emit(f"    {meter} = ctx[1]")
+        self.emit(f"    {meter}.cost += (len({left}) + len({right})) // {ELEMENT_COST_DIVISOR}")
+        self.emit(f"    if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
+        self.emit(f"    {result} = {left} + {right}")
+        self.emit(f"else: {result} = _add({left}, {right}, ctx)")
+        return result
 
     # -- members -------------------------------------------------------------------------------------
 

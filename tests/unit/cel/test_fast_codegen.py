@@ -40,6 +40,8 @@ SHAPES = [
     f"({CONTAINERS} + (has(object.spec.template.spec.initContainers) ? object.spec.template.spec.initContainers : [])).all(c, has(c.name))",
     "object.metadata.name + '-' + object.metadata.name != 'x' && object.spec.replicas + 1 > 2",
     "'ALL' in object.metadata.tags && !('NONE' in object.metadata.tags)",
+    # A message built of strings: concatenated inline, each charged by its size as ``_add`` charges it.
+    "'name ' + object.metadata.name + ' (' + object.metadata.name + ')' + object.metadata.tags[1]",
 ]
 OBJECTS: list[dict[str, Any]] = [
     {
@@ -138,3 +140,13 @@ def test_a_generated_loop_is_stopped_by_the_cost_budget() -> None:
         expr.evaluate(activation, Budget(max_cost=10_000, max_seconds=3600.0))
     assert caught.value.code == "budget_exceeded"
     assert 10_000 < caught.value.cost < 10_000 + 300  # charged as it went, stopped at the checkpoint
+
+
+def test_a_generated_string_concatenation_is_charged_before_it_is_built() -> None:
+    expr = GENERATED.compile("s + s + s == ''")
+    assert expr._fn.__code__.co_filename == "<cel>"  # type: ignore[attr-defined]
+    activation = GENERATED.bind({"s": "x" * 1_000_000})
+    with pytest.raises(CelEvalError) as caught:
+        expr.evaluate(activation, Budget(max_cost=10_000, max_seconds=3600.0))
+    assert caught.value.code == "budget_exceeded"
+    assert caught.value.cost == 2_000_000 // 16  # the first concatenation's size: nothing was built
