@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -92,6 +92,12 @@ class Engine:
             if (p.background if background else p.admission)
         )
         self._index = MatchIndex(self._policies, attrgetter("policy.match"))
+        # Policies whose matchConditions read no ``variables`` (the name appears nowhere in their text):
+        # their conditions run on the activation every policy with the same params shares, and only a
+        # policy whose conditions hold gets its own, with its lazy variables.
+        self._plain_conditions = frozenset(
+            id(c) for c in self._policies if all("variables" not in e.source for _, e in c.conditions)
+        )
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:
             conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
@@ -243,6 +249,12 @@ class Engine:
             held = self._conditions(compiled, activation, budget)
             if held is not None:
                 return [held]
+        return self._validations(compiled, activation, annotations, budget)
+
+    def _validations(
+        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str], budget: Budget
+    ) -> list[Result]:
+        """The validations' results, once the matchConditions hold; the audit annotations recorded."""
         validate = self._validate
         out = [validate(compiled, index, activation, budget) for index in range(len(compiled.validations))]
         for key, expr in compiled.annotations:
@@ -386,6 +398,10 @@ class _PolicyRun:
     expired: set[str]
     budget: Budget  # the one every expression of this request runs under
     compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
+    # The request's activation with ``params`` and no variables, by params object: shared by the
+    # policies with the same params (most read the GovernanceConfig), since an activation is never
+    # changed once made. (params, activation), so an id is only ever matched with its own object.
+    plain: dict[int, tuple[Any, Activation]] = field(default_factory=dict)
 
     def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
         """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
@@ -417,14 +433,33 @@ class _PolicyRun:
 
     def _on_object(self, compiled: CompiledPolicy, params: Any) -> list[Result]:
         """``run_policy`` for a policy on the request's own object, inlined: most policies are."""
-        activation = self.base.extend({"params": params}, compiled.variables)
-        engine = self.engine
-        found = engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
-        if compiled.policy.name not in engine._exceptions:
-            return found
-        return engine._apply_exceptions(
-            compiled.policy, found, self.request, activation, self.now, self.expired, self.budget
-        )
+        engine, policy, variables = self.engine, compiled.policy, compiled.variables
+        if policy.name in engine._exceptions:
+            activation = self.base.extend({"params": params}, variables)
+            found = engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
+            return engine._apply_exceptions(
+                policy, found, self.request, activation, self.now, self.expired, self.budget
+            )
+        if not variables:
+            return engine._evaluate_policy(compiled, self._plain(params), self.annotations, self.budget)
+        if id(compiled) not in engine._plain_conditions:
+            activation = self.base.extend({"params": params}, variables)
+            return engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
+        if compiled.conditions:
+            held = engine._conditions(compiled, self._plain(params), self.budget)
+            if held is not None:
+                return [held]
+        activation = self.base.extend({"params": params}, variables)
+        return engine._validations(compiled, activation, self.annotations, self.budget)
+
+    def _plain(self, params: Any) -> Activation:
+        """The request's activation with ``params`` bound and no variables, made once per params."""
+        known = self.plain.get(id(params))
+        if known is not None and known[0] is params:
+            return known[1]
+        activation = self.base.extend({"params": params})
+        self.plain[id(params)] = (params, activation)
+        return activation
 
     def evaluate(self, activation: Activation) -> list[Result]:
         assert self.compiled is not None
