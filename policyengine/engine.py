@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -308,11 +308,17 @@ class Engine:
         policy, action, source = compiled.policy, compiled.action, validation.expression.source
         if value is False:
             message = self._message(validation, message_expr, activation, budget)
-            failed = make_result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
-            if path_expr is not None:
-                field_path = self._field_path(path_expr, activation, budget) or failed.field_path
-                failed = replace(failed, field_path=field_path)
-            return failed
+            # The located path, else the validation's own (make_result's default): no copy of the result.
+            found_path = None if path_expr is None else self._field_path(path_expr, activation, budget)
+            return make_result(
+                policy,
+                action,
+                Outcome.FAIL,
+                message,
+                index=index,
+                validation=validation,
+                field_path=found_path,
+            )
         message = f"expression {source!r} returned {kind_of(value)}, not bool"
         return error_result(
             policy, message, code=errors.EVAL_TYPE, action=action, index=index, validation=validation

@@ -349,6 +349,8 @@ class _Generator:
         if recorded is None:
             raise _Unsupported
         slots, cost = recorded
+        if name in ("filter", "map") and len(slots) == 1 and self.blocks + 1 <= _MAX_BLOCKS:
+            return self._collect(name, slots[0], cost, target_tree, args)
         if name not in ("all", "exists") or len(slots) != 1 or self.blocks + 2 > _MAX_BLOCKS:
             return self.closure(node)
         universal = name == "all"
@@ -388,3 +390,35 @@ class _Generator:
         self.emit("else:")
         self.emit(f"    if {error} is not None: raise {error}")
         return result
+
+    def _collect(self, name: str, slot: int, cost: int, target_tree: Any, args: list[Any]) -> str:
+        """``filter`` and ``map`` (with or without a predicate) on one variable, as ``macros.collect``
+        runs them: the same charge per item, a predicate that is not a bool an error, the first error
+        of a predicate or transform the macro's."""
+        items = self.store(self.gen(target_tree))
+        self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
+        meter, out, item = self.temp(), self.temp(), f"_s{slot}"
+        self.emit(f"{meter} = ctx[1]")
+        self.emit(f"{out} = []")
+        self.emit(f"for {item} in {items}:")
+        self.indent += 1
+        self.blocks += 1
+        self.emit(f"{meter}.cost += {cost}")
+        self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
+        self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
+        slot_line, closures = len(self.lines) - 1, self.closures
+        saved_scope, saved_bound = self.scope, dict(self.bound)
+        self.scope = {**self.scope, str(simple_ident(args[0])): slot}
+        self.bound[slot] = item
+        bodies = args[1:]
+        if name == "filter" or len(bodies) == 2:
+            keep = self.store(self.gen(bodies[0]))
+            self.emit(f"if {keep} is not True and {keep} is not False: raise _not_bool()")
+            self.emit(f"if {keep} is False: continue")
+        self.emit(f"{out}.append({item if name == 'filter' else self.gen(bodies[-1])})")
+        self.scope, self.bound = saved_scope, saved_bound
+        if self.closures == closures:
+            self.lines[slot_line] = ""  # no closure in the body: nothing reads the slot
+        self.blocks -= 1
+        self.indent -= 1
+        return out
