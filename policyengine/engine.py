@@ -8,7 +8,7 @@ every policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,17 +92,12 @@ class Engine:
             if (p.background if background else p.admission)
         )
         self._index = MatchIndex(self._policies, attrgetter("policy.match"))
-        # Policies whose matchConditions read no ``variables`` (the name appears nowhere in their text):
-        # their conditions run on the activation every policy with the same params shares, and only a
-        # policy whose conditions hold gets its own, with its lazy variables.
-        self._plain_conditions = frozenset(
-            id(c) for c in self._policies if all("variables" not in e.source for _, e in c.conditions)
-        )
         self._exceptions: dict[str, list[tuple[PolicyException, tuple[CompiledExpr, ...]]]] = {}
         for exc in policy_set.exceptions:
             conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
             for name in exc.policies:
                 self._exceptions.setdefault(name, []).append((exc, conds))
+        self._simple = {id(c): params for c, params in _simple_policies(self)}
 
     @property
     def digest(self) -> str:
@@ -411,52 +406,50 @@ class _PolicyRun:
 
     def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
         """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
-        engine, policy = self.engine, compiled.policy
+        engine = self.engine
+        params = engine._simple.get(id(compiled), _GENERAL)
         try:
-            if policy.param_ref is None:  # ``_params_for``'s common case, without a list per policy
-                params = engine._config_params if policy.uses_config_params else policy.params
-                if not policy.pod_templates:
-                    results.extend(self._on_object(compiled, params))
+            if params is _GENERAL:
+                self._general(compiled, results)
+                return
+            # A simple policy (``_simple_policies``): run_policy's work, inlined.
+            known = self.plain.get(id(params))
+            plain = known[1] if known is not None and known[0] is params else self._plain(params)
+            if compiled.conditions:
+                held = engine._conditions(compiled, plain, self.budget)
+                if held is not None:
+                    results.append(held)
                     return
-                paramsets: Sequence[Any] = (params,)
-            else:
-                paramsets = engine._params_for(policy, self.inventory, self.request.namespace, results)
-            self.compiled = compiled
-            for params in paramsets:
-                results.extend(
-                    run_policy(
-                        policy,
-                        self.request,
-                        self.base,
-                        params,
-                        compiled.variables,
-                        self.evaluate,
-                        self.unless,
-                    )
-                )
+            variables = compiled.variables
+            activation = self.base.extend({"params": params}, variables) if variables else plain
+            results.extend(engine._validations(compiled, activation, self.annotations, self.budget))
         except Exception as err:  # one broken rule never hides the others' results
             results.append(_internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}"))
 
-    def _on_object(self, compiled: CompiledPolicy, params: Any) -> list[Result]:
-        """``run_policy`` for a policy on the request's own object, inlined: most policies are."""
-        engine, policy, variables = self.engine, compiled.policy, compiled.variables
-        if policy.name in engine._exceptions:
-            activation = self.base.extend({"params": params}, variables)
-            found = engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
-            return engine._apply_exceptions(
-                policy, found, self.request, activation, self.now, self.expired, self.budget
+    def _general(self, compiled: CompiledPolicy, results: list[Result]) -> None:
+        """A policy with exceptions, a paramRef, pod templates or conditions reading variables."""
+        engine, policy = self.engine, compiled.policy
+        if policy.param_ref is None:
+            params = engine._config_params if policy.uses_config_params else policy.params
+            if not policy.pod_templates:
+                activation = self.base.extend({"params": params}, compiled.variables)
+                found = engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
+                results.extend(
+                    engine._apply_exceptions(
+                        policy, found, self.request, activation, self.now, self.expired, self.budget
+                    )
+                )
+                return
+            paramsets: Sequence[Any] = (params,)
+        else:
+            paramsets = engine._params_for(policy, self.inventory, self.request.namespace, results)
+        self.compiled = compiled
+        for params in paramsets:
+            results.extend(
+                run_policy(
+                    policy, self.request, self.base, params, compiled.variables, self.evaluate, self.unless
+                )
             )
-        if not variables:
-            return engine._evaluate_policy(compiled, self._plain(params), self.annotations, self.budget)
-        if id(compiled) not in engine._plain_conditions:
-            activation = self.base.extend({"params": params}, variables)
-            return engine._evaluate_policy(compiled, activation, self.annotations, self.budget)
-        if compiled.conditions:
-            held = engine._conditions(compiled, self._plain(params), self.budget)
-            if held is not None:
-                return [held]
-        activation = self.base.extend({"params": params}, variables)
-        return engine._validations(compiled, activation, self.annotations, self.budget)
 
     def _plain(self, params: Any) -> Activation:
         """The request's activation with ``params`` bound and no variables, made once per params."""
@@ -476,6 +469,23 @@ class _PolicyRun:
         return self.engine._apply_exceptions(
             self.compiled.policy, results, self.request, activation, self.now, self.expired, self.budget
         )
+
+
+_GENERAL: Any = object()
+
+
+def _simple_policies(engine: Engine) -> Iterator[tuple[CompiledPolicy, Any]]:
+    """The policies run on the request's own object with fixed params and no exceptions, whose
+    matchConditions read no ``variables`` (the name is nowhere in their text), or that have none, with
+    their params: their conditions run on the activation every policy with the same params shares,
+    and only a policy whose conditions hold gets its own, with its lazy variables."""
+    for c in engine._policies:
+        policy = c.policy
+        if policy.param_ref is not None or policy.pod_templates or policy.name in engine._exceptions:
+            continue
+        if c.variables and any("variables" in e.source for _, e in c.conditions):
+            continue
+        yield c, engine._config_params if policy.uses_config_params else policy.params
 
 
 def _internal_error(compiled: CompiledPolicy, message: str) -> Result:
