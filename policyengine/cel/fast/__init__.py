@@ -38,7 +38,7 @@ from policyengine.cel.port import (
     Returns,
     VariableDef,
 )
-from policyengine.cel.variables import VariableDefs, compute, definitions
+from policyengine.cel.variables import VariableDefs, compute, definitions, failed
 
 __all__ = ["FastActivation", "FastBackend", "FastExpr"]
 
@@ -46,14 +46,24 @@ _UNSET: Any = object()
 _PYTHON_FAILURES = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError)
 
 
+def _unused(compiled: Any) -> Any:
+    raise AssertionError("a constant variable runs nothing")
+
+
 class _LazyVariables(LazyVariablesBase):
     """The ``variables`` map of one activation: computed on first use (``variables.compute``)."""
 
+    __slots__ = ("_defs", "_memo", "_values", "defined")
+
     def __init__(self, values: dict[str, Any], defs: Sequence[VariableDef]) -> None:
         self._values = values
-        self._defs = definitions(defs)
         self._memo: dict[str, Any] = {}
-        self.defined = defs.names if isinstance(defs, VariableDefs) else frozenset(self._defs)
+        if type(defs) is VariableDefs:  # a policy's, built once with it: its table and names are made
+            self._defs = defs.by_name
+            self.defined = defs.names
+        else:
+            self._defs = definitions(defs)
+            self.defined = frozenset(self._defs)
 
     def get(self, name: str, meter: Any) -> Any:
         value = self._memo.get(name, _UNSET)  # not try/except: most variables are read once, a miss
@@ -65,9 +75,14 @@ class _LazyVariables(LazyVariablesBase):
 
     def _compute(self, name: str, meter: Meter) -> Any:
         compiled, const = self._defs[name]
-        if compiled is not None and not isinstance(compiled, FastExpr):
+        if compiled is None:
+            return compute(name, None, const, _unused, CelError)  # a constant: nothing runs
+        if not isinstance(compiled, FastExpr):
             raise TypeError("variables must be compiled by FastBackend")
-        return compute(name, compiled, const, lambda c: c.run(self._values, meter), CelError)
+        try:  # ``compute``, its expression case inlined: variables are read on every request
+            return compiled.run(self._values, meter)
+        except CelEvalError as err:
+            return failed(name, err, CelError)
 
 
 class FastActivation:
