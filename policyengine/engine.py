@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -36,6 +35,7 @@ from policyengine.model import (
     Validation,
 )
 from policyengine.params import lookup
+from policyengine.policyrun import PolicyRun, internal_error, simple_policies
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.resources import inventory_finder
@@ -43,10 +43,13 @@ from policyengine.results import error_result, excepted, kind_of, make_result
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
-from policyengine.workloads.podobjects import run_policy
 
 EMPTY_INVENTORY = Inventory()
 MAX_MESSAGE = 5 * 1024
+# The enum members the per-result tests compare against, read once: an enum class attribute costs as
+# much as the rest of the test, and these run for every result of every request.
+_DENY, _WARN = Action.DENY, Action.WARN
+_FAIL, _ERROR = Outcome.FAIL, Outcome.ERROR
 
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
@@ -93,6 +96,7 @@ class Engine:
             conds = tuple(compile_(c.expression.source) for c in exc.match_conditions)
             for name in exc.policies:
                 self._exceptions.setdefault(name, []).append((exc, conds))
+        self._simple = {id(c): params for c, params in simple_policies(self)}
 
     @property
     def digest(self) -> str:
@@ -175,9 +179,10 @@ class Engine:
             )
             base = self.policy_set.compiler.backend.bind(bindings)
         except Exception as err:  # an unrepresentable request is an error result, never a crash
-            results.extend(_internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
+            results.extend(internal_error(c, f"the request cannot be evaluated: {err}") for c in chosen)
         if base is not None:
-            policy_run = _PolicyRun(self, request, inventory, base, now, annotations, expired)
+            budget = BUDGET_OVERRIDE.get() or self.budget  # read once: it is set around a whole evaluation
+            policy_run = PolicyRun(self, request, inventory, base, now, annotations, expired, budget)
             for compiled in chosen:
                 if compiled.unconfigured is not None:  # lacks its config facts
                     results.append(compiled.unconfigured)
@@ -194,16 +199,22 @@ class Engine:
     def _decided(
         self, request: Request, results: list[Result], annotations: dict[str, str], expired: set[str]
     ) -> Decision:
-        warnings = tuple(
-            f"{r.policy}: {r.message}"
-            for r in results
-            if r.action is Action.WARN and r.outcome is Outcome.FAIL
-        )
+        # One pass for ``Result.denies`` and the warnings: most results pass or skip and need one test.
+        warnings: list[str] = []
+        denied = False
+        for r in results:
+            outcome = r.outcome
+            if outcome is _FAIL or outcome is _ERROR:
+                action = r.action
+                if action is _DENY:
+                    denied = True
+                elif action is _WARN and outcome is _FAIL:
+                    warnings.append(f"{r.policy}: {r.message}")
         return Decision(
             request=request,
             results=tuple(results),
-            allowed=not any(r.denies for r in results),
-            warnings=warnings,
+            allowed=not denied,
+            warnings=tuple(warnings),
             audit_annotations=annotations,
             policy_set_digest=self.digest,
             exceptions_expired=tuple(sorted(expired)),
@@ -225,33 +236,38 @@ class Engine:
         results.append(error_result(policy, message, code=errors.PARAM_NOT_FOUND, action=Action.DENY))
         return []
 
-    def _eval(self, expr: CompiledExpr, activation: Activation) -> Any:
-        return expr.evaluate(activation, BUDGET_OVERRIDE.get() or self.budget)
-
     def _evaluate_policy(
-        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str]
+        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str], budget: Budget
     ) -> list[Result]:
-        held = self._conditions(compiled, activation)
-        if held is not None:
-            return [held]
-        out = [self._validate(compiled, index, activation) for index in range(len(compiled.validations))]
+        if compiled.conditions:
+            held = self._conditions(compiled, activation, budget)
+            if held is not None:
+                return [held]
+        return self._validations(compiled, activation, annotations, budget)
+
+    def _validations(
+        self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str], budget: Budget
+    ) -> list[Result]:
+        """The validations' results, once the matchConditions hold; the audit annotations recorded."""
+        validate = self._validate
+        out = [validate(compiled, index, activation, budget) for index in range(len(compiled.validations))]
         for key, expr in compiled.annotations:
             try:
-                value = self._eval(expr, activation)
+                value = expr.evaluate(activation, budget)
             except CelEvalError:
                 continue
             if value is not None:
                 annotations[f"{compiled.policy.name}/{key}"] = str(value)
         return out
 
-    def _conditions(self, compiled: CompiledPolicy, activation: Activation) -> Result | None:
+    def _conditions(self, compiled: CompiledPolicy, activation: Activation, budget: Budget) -> Result | None:
         """matchConditions: any false -> a skip; otherwise any error -> an error under failurePolicy;
         None when they all hold."""
         policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
         for index, (name, cond) in enumerate(compiled.conditions):
             try:
-                value = self._eval(cond, activation)
+                value = cond.evaluate(activation, budget)
             except CelEvalError as err:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
@@ -265,44 +281,60 @@ class Engine:
             return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
         return None
 
-    def _validate(self, compiled: CompiledPolicy, index: int, activation: Activation) -> Result:
-        policy, action = compiled.policy, compiled.action
+    def _validate(
+        self, compiled: CompiledPolicy, index: int, activation: Activation, budget: Budget
+    ) -> Result:
         validation, expr, message_expr, path_expr = compiled.validations[index]
-        source = validation.expression.source
         try:
-            value = self._eval(expr, activation)
+            value = expr.evaluate(activation, budget)
         except CelEvalError as err:
-            message = f"expression {source!r}: {err}"
+            message = f"expression {validation.expression.source!r}: {err}"
             return error_result(
-                policy, message, code=err.code, action=action, index=index, validation=validation
+                compiled.policy,
+                message,
+                code=err.code,
+                action=compiled.action,
+                index=index,
+                validation=validation,
             )
         if value is True:
             return compiled.passes[index]
+        policy, action, source = compiled.policy, compiled.action, validation.expression.source
         if value is False:
-            message = self._message(validation, message_expr, activation)
-            failed = make_result(policy, action, Outcome.FAIL, message, index=index, validation=validation)
-            if path_expr is not None:
-                field_path = self._field_path(path_expr, activation) or failed.field_path
-                failed = replace(failed, field_path=field_path)
-            return failed
+            message = self._message(validation, message_expr, activation, budget)
+            # The located path, else the validation's own (make_result's default): no copy of the result.
+            found_path = None if path_expr is None else self._field_path(path_expr, activation, budget)
+            return make_result(
+                policy,
+                action,
+                Outcome.FAIL,
+                message,
+                index=index,
+                validation=validation,
+                field_path=found_path,
+            )
         message = f"expression {source!r} returned {kind_of(value)}, not bool"
         return error_result(
             policy, message, code=errors.EVAL_TYPE, action=action, index=index, validation=validation
         )
 
-    def _field_path(self, path_expr: CompiledExpr, activation: Activation) -> str | None:
+    def _field_path(self, path_expr: CompiledExpr, activation: Activation, budget: Budget) -> str | None:
         try:
-            value = self._eval(path_expr, activation)
+            value = path_expr.evaluate(activation, budget)
         except CelEvalError:
             return None  # the location is a courtesy: a failing path expression never hides the finding
         return value if isinstance(value, str) and value else None
 
     def _message(
-        self, validation: Validation, message_expr: CompiledExpr | None, activation: Activation
+        self,
+        validation: Validation,
+        message_expr: CompiledExpr | None,
+        activation: Activation,
+        budget: Budget,
     ) -> str:
         if message_expr is not None:
             try:
-                value = self._eval(message_expr, activation)
+                value = message_expr.evaluate(activation, budget)
             except CelEvalError:
                 value = None
             # The cap is in bytes, as Kubernetes counts it.
@@ -327,6 +359,7 @@ class Engine:
         activation: Activation,
         now: datetime,
         expired: set[str],
+        budget: Budget,
     ) -> list[Result]:
         candidates = self._exceptions.get(policy.name)
         if not candidates or not any(r.outcome in (Outcome.FAIL, Outcome.ERROR) for r in results):
@@ -338,58 +371,15 @@ class Engine:
             if exc.expires is not None and exc.expires <= now:
                 expired.add(exc.name)
                 continue
-            if all(self._condition_holds(c, activation) for c in conditions):
+            if all(self._condition_holds(c, activation, budget) for c in conditions):
                 used = exc
                 break
         if used is None:
             return results
         return [excepted(r, used) if r.outcome in (Outcome.FAIL, Outcome.ERROR) else r for r in results]
 
-    def _condition_holds(self, cond: CompiledExpr, activation: Activation) -> bool:
+    def _condition_holds(self, cond: CompiledExpr, activation: Activation, budget: Budget) -> bool:
         try:
-            return self._eval(cond, activation) is True
+            return cond.evaluate(activation, budget) is True
         except CelEvalError:
             return False  # an exception that cannot be evaluated never exempts anything
-
-
-@dataclass(slots=True)
-class _PolicyRun:
-    """What every policy of one request is run with: built once per request, not once per policy."""
-
-    engine: Engine
-    request: Request
-    inventory: Inventory
-    base: Activation
-    now: datetime
-    annotations: dict[str, str]
-    expired: set[str]
-    compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
-
-    def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
-        """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
-        engine, policy, request = self.engine, compiled.policy, self.request
-        self.compiled = compiled
-        try:
-            for params in engine._params_for(policy, self.inventory, request.namespace, results):
-                results.extend(
-                    run_policy(
-                        policy, request, self.base, params, compiled.variables, self.evaluate, self.unless
-                    )
-                )
-        except Exception as err:  # one broken rule never hides the others' results
-            results.append(_internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}"))
-
-    def evaluate(self, activation: Activation) -> list[Result]:
-        assert self.compiled is not None
-        return self.engine._evaluate_policy(self.compiled, activation, self.annotations)
-
-    def unless(self, results: list[Result], activation: Activation) -> list[Result]:
-        assert self.compiled is not None
-        return self.engine._apply_exceptions(
-            self.compiled.policy, results, self.request, activation, self.now, self.expired
-        )
-
-
-def _internal_error(compiled: CompiledPolicy, message: str) -> Result:
-    """An error the expressions did not cause (a request the backend cannot hold, a backend fault)."""
-    return error_result(compiled.policy, message[:300], code=errors.EVAL_ERROR, action=compiled.action)

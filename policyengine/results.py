@@ -52,7 +52,9 @@ def make_result(
     index: int | None = None,
     validation: Validation | None = None,
     code: str | None = None,
+    field_path: str | None = None,
 ) -> Result:
+    """``field_path``: where the finding is, when known (else the validation's own field path)."""
     return Result(
         policy=policy.name,
         action=action,
@@ -61,7 +63,7 @@ def make_result(
         validation=index,
         reason=validation.reason if validation else None,
         code=code,
-        field_path=validation.field_path if validation else None,
+        field_path=field_path or (validation.field_path if validation else None),
         category=policy.category,
         severity=policy.severity,
         remediation=policy.remediation,

@@ -50,6 +50,12 @@ def compute(
     try:
         return run(compiled)
     except CelEvalError as err:
-        if err.code == "budget_exceeded":
-            raise BudgetExceeded(str(err), err.cost or 0) from None
-        return as_error(f"variables.{name}: {err}")
+        return failed(name, err, as_error)
+
+
+def failed(name: str, err: CelEvalError, as_error: Callable[[str], Any]) -> Any:
+    """What a variable whose expression failed with ``err`` is (``compute``'s error rule, for a backend
+    that runs the expression itself): a budget overrun propagates, any other error is the value."""
+    if err.code == "budget_exceeded":
+        raise BudgetExceeded(str(err), err.cost or 0) from None
+    return as_error(f"variables.{name}: {err}")

@@ -22,6 +22,7 @@ from policyengine.cel.fast.codegen import generate
 from policyengine.cel.fast.compiler import Compiler, Fn
 from policyengine.cel.fast.functions import Library, Native, natives
 from policyengine.cel.fast.members import DOTTED_MARK, LazyVariablesBase
+from policyengine.cel.fast.meterless import never_charges
 from policyengine.cel.fast.values import CelError, to_plain
 from policyengine.cel.frontend import Frontend
 from policyengine.cel.library import known_names, type_identifiers
@@ -37,7 +38,7 @@ from policyengine.cel.port import (
     Returns,
     VariableDef,
 )
-from policyengine.cel.variables import VariableDefs, compute, definitions
+from policyengine.cel.variables import VariableDefs, compute, definitions, failed
 
 __all__ = ["FastActivation", "FastBackend", "FastExpr"]
 
@@ -45,14 +46,24 @@ _UNSET: Any = object()
 _PYTHON_FAILURES = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError)
 
 
+def _unused(compiled: Any) -> Any:
+    raise AssertionError("a constant variable runs nothing")
+
+
 class _LazyVariables(LazyVariablesBase):
     """The ``variables`` map of one activation: computed on first use (``variables.compute``)."""
 
+    __slots__ = ("_defs", "_memo", "_values", "defined")
+
     def __init__(self, values: dict[str, Any], defs: Sequence[VariableDef]) -> None:
         self._values = values
-        self._defs = definitions(defs)
         self._memo: dict[str, Any] = {}
-        self.defined = defs.names if isinstance(defs, VariableDefs) else frozenset(self._defs)
+        if type(defs) is VariableDefs:  # a policy's, built once with it: its table and names are made
+            self._defs = defs.by_name
+            self.defined = defs.names
+        else:
+            self._defs = definitions(defs)
+            self.defined = frozenset(self._defs)
 
     def get(self, name: str, meter: Any) -> Any:
         value = self._memo.get(name, _UNSET)  # not try/except: most variables are read once, a miss
@@ -64,9 +75,14 @@ class _LazyVariables(LazyVariablesBase):
 
     def _compute(self, name: str, meter: Meter) -> Any:
         compiled, const = self._defs[name]
-        if compiled is not None and not isinstance(compiled, FastExpr):
+        if compiled is None:
+            return compute(name, None, const, _unused, CelError)  # a constant: nothing runs
+        if not isinstance(compiled, FastExpr):
             raise TypeError("variables must be compiled by FastBackend")
-        return compute(name, compiled, const, lambda c: c.run(self._values, meter), CelError)
+        try:  # ``compute``, its expression case inlined: variables are read on every request
+            return compiled.run(self._values, meter)
+        except CelEvalError as err:
+            return failed(name, err, CelError)
 
 
 class FastActivation:
@@ -94,14 +110,22 @@ class FastExpr:
     ``generate_after`` times it runs as generated Python instead (``codegen``; the same program): an
     expression evaluated once, as most are in a one-file ``check``, never pays for generating it."""
 
-    __slots__ = ("_fn", "_pending", "_runs", "_slots", "source")
+    __slots__ = ("_fn", "_pending", "_runs", "_slots", "meterless", "source")
 
     def __init__(
-        self, source: str, fn: Fn, slots: int, pending: tuple[Any, Compiler, int] | None = None
+        self,
+        source: str,
+        fn: Fn,
+        slots: int,
+        pending: tuple[Any, Compiler, int] | None = None,
+        *,
+        meterless: bool = False,
     ) -> None:
         self.source = source
         self._fn = fn
         self._slots = (None,) * slots  # the comprehension slots of a fresh context
+        # Nothing in it can charge a meter (``meterless``): it runs without arming one.
+        self.meterless = meterless and not slots
         self._pending = pending  # (tree, compiler, runs before generating) until generated
         self._runs = 0
         if pending is not None and pending[2] <= 0:
@@ -132,6 +156,14 @@ class FastExpr:
             raise TypeError("activation must come from FastBackend.bind")
         if self._pending is not None:
             self._warm()
+        if self.meterless:
+            try:
+                result = self._fn([activation.values, UNCHARGEABLE])
+            except _FAILURES as err:
+                raise _eval_error(err) from None
+            if result is True or result is False:
+                return result
+            return to_plain(result)
         # A spare meter, re-armed (cost 0, deadline from now, this budget) rather than a new one: making a
         # meter was a tenth of a rule's evaluation. pop() and append() are atomic, so a meter is only
         # ever in one evaluation: a thread, or an evaluation nested in this one, finding none makes one.
@@ -159,6 +191,23 @@ class FastExpr:
 
 
 _FAILURES = (CelError, BudgetExceeded, RecursionError, *_PYTHON_FAILURES)
+
+
+class _Unchargeable(Meter):
+    """The meter a meterless expression runs with: it is never charged; were it ever (an expression
+    ``meterless`` let through by mistake), the evaluation stops as over budget instead of running
+    unmetered. Shared, and never changed."""
+
+    __slots__ = ()
+
+    def charge(self, units: int = 1) -> None:
+        raise BudgetExceeded("cost budget exceeded: an uncharged expression was charged", 0)
+
+    def check_clock(self) -> None:
+        raise BudgetExceeded("time budget exceeded: an uncharged expression was charged", 0)
+
+
+UNCHARGEABLE: Meter = _Unchargeable(Budget(max_cost=0, max_seconds=0.0))
 # Meters of finished evaluations, re-armed by the next ones; as many as ever ran at once (threads,
 # nesting). A meter an evaluation still holds -- one abandoned by an exception this does not catch, or
 # still running on a thread its caller stopped waiting for -- is not here, so no two evaluations share one.
@@ -200,7 +249,8 @@ class FastBackend:
             raise CelCompileError("expression nests too deeply") from None
         # The same program as generated Python where its shapes allow (``codegen``), else the closures.
         after = self._generate_after
-        return FastExpr(source, fn, compiler.slots, None if after is None else (tree, compiler, after))
+        pending = None if after is None else (tree, compiler, after)
+        return FastExpr(source, fn, compiler.slots, pending, meterless=never_charges(tree))
 
     def bind(self, bindings: Mapping[str, Any]) -> FastActivation:
         values = dict(bindings)

@@ -19,15 +19,18 @@ from typing import Any
 
 import lark
 
+from policyengine.cel.budget import ELEMENT_COST_DIVISOR
 from policyengine.cel.fast.binary import BINARY, all_strings
 from policyengine.cel.fast.compiler import _Const, _operands
 from policyengine.cel.fast.generated import GLOBALS
+from policyengine.cel.fast.loops import MAX_BLOCKS as _MAX_BLOCKS
+from policyengine.cel.fast.loops import Loops
+from policyengine.cel.fast.loops import Unsupported as _Unsupported
 from policyengine.cel.syntax import call_args, dotted_name, is_macro_call, simple_ident, unwrap
 
 Ctx = list[Any]
 Fn = Callable[[Ctx], Any]
 
-_MAX_BLOCKS = 12  # nested for/try blocks (CPython refuses more than 20)
 _MAX_DEPTH = 40  # nested nodes generated; deeper sub-trees stay closures
 _MAX_LINES = 4000
 _INT_COMPARISONS = {
@@ -47,10 +50,6 @@ _STRING_METHODS = {
 }
 
 
-class _Unsupported(Exception):
-    """A node the compiler did not record: the whole expression keeps its closure."""
-
-
 def generate(tree: Any, compiler: Any) -> Fn | None:
     """The expression as one generated function, or None to keep the compiler's closure."""
     gen = _Generator(compiler)
@@ -68,7 +67,7 @@ def generate(tree: Any, compiler: Any) -> Fn | None:
     return fn
 
 
-class _Generator:
+class _Generator(Loops):
     def __init__(self, compiler: Any) -> None:
         self.compiler = compiler
         self.consts: dict[str, Any] = {}
@@ -207,7 +206,7 @@ class _Generator:
         left = self.store(self.gen(op_node.children[0]))
         if kind == "addition_add":  # charged by its size before it is built, as the closure does
             right = self.store(self.gen(right_tree))
-            return f"_add({left}, {right}, ctx)"
+            return self._concatenation(left, right)
         right_fn = self.compiled(unwrap(right_tree))
         if isinstance(right_fn, _Const):
             constant = right_fn.value
@@ -237,6 +236,18 @@ class _Generator:
         )
 
     _relation = _addition = _multiplication = _binary
+
+    def _concatenation(self, left: str, right: str) -> str:
+        """``+``: two strings (a message being built) concatenated inline, charged as ``_add`` charges
+        them (``concat_cost``, then ``Meter.charge`` as the macros inline it); anything else by ``_add``."""
+        result, meter = self.temp(), self.temp()
+        self.emit(f"if type({left}) is str and type({right}) is str:")
+        self.emit(f"    {meter} = ctx[1]")
+        self.emit(f"    {meter}.cost += (len({left}) + len({right})) // {ELEMENT_COST_DIVISOR}")
+        self.emit(f"    if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
+        self.emit(f"    {result} = {left} + {right}")
+        self.emit(f"else: {result} = _add({left}, {right}, ctx)")
+        return result
 
     # -- members -------------------------------------------------------------------------------------
 
@@ -330,48 +341,3 @@ class _Generator:
         if name == "size" and len(values) == 1:
             return f"(len({values[0]}) if type({values[0]}) in _SIZED else {call})"
         return call
-
-    def _macro(self, node: Any, target_tree: Any, name: str, args: list[Any]) -> str:
-        recorded = self.compiler.macros.get(id(node))
-        if recorded is None:
-            raise _Unsupported
-        slots, cost = recorded
-        if name not in ("all", "exists") or len(slots) != 1 or self.blocks + 2 > _MAX_BLOCKS:
-            return self.closure(node)
-        universal = name == "all"
-        (slot,) = slots
-        items = self.store(self.gen(target_tree))
-        self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
-        meter, error, result, value, item = self.temp(), self.temp(), self.temp(), self.temp(), f"_s{slot}"
-        self.emit(f"{meter} = ctx[1]")
-        self.emit(f"{error} = None")
-        self.emit(f"{result} = {universal}")
-        self.emit(f"for {item} in {items}:")
-        self.indent += 1
-        self.blocks += 2
-        self.emit(f"{meter}.cost += {cost}")
-        self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
-        self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
-        slot_line, closures = len(self.lines) - 1, self.closures
-        saved_scope, saved_bound = self.scope, dict(self.bound)
-        self.scope = {**self.scope, str(simple_ident(args[0])): slot}
-        self.bound[slot] = item
-        self.emit("try:")
-        self.indent += 1
-        self.emit(f"{value} = {self.gen(args[-1])}")
-        self.indent -= 1
-        self.scope, self.bound = saved_scope, saved_bound
-        if self.closures == closures:
-            self.lines[slot_line] = ""  # no closure in the body: nothing reads the slot
-        self.emit("except _CelError as _e:")
-        self.emit(f"    if {error} is None: {error} = _e")
-        self.emit("    continue")
-        self.emit(f"if {value} is {not universal}:")
-        self.emit(f"    {result} = {not universal}")
-        self.emit("    break")
-        self.emit(f"if {value} is not {universal} and {error} is None: {error} = _not_bool()")
-        self.blocks -= 2
-        self.indent -= 1
-        self.emit("else:")
-        self.emit(f"    if {error} is not None: raise {error}")
-        return result

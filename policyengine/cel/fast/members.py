@@ -17,6 +17,8 @@ Fn = Callable[[Ctx], Any]
 class LazyVariablesBase:
     """What the compiled code needs of the ``variables`` map (implemented in the package's port)."""
 
+    __slots__ = ()
+
     defined: frozenset[str]
 
     def get(self, name: str, meter: Any) -> Any:

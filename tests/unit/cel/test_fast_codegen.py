@@ -40,6 +40,15 @@ SHAPES = [
     f"({CONTAINERS} + (has(object.spec.template.spec.initContainers) ? object.spec.template.spec.initContainers : [])).all(c, has(c.name))",
     "object.metadata.name + '-' + object.metadata.name != 'x' && object.spec.replicas + 1 > 2",
     "'ALL' in object.metadata.tags && !('NONE' in object.metadata.tags)",
+    # filter and map (with and without a predicate), as the policies' variables use them: generated
+    # loops, with the closures' charge per item and their errors (a predicate that is not a bool).
+    f"size({CONTAINERS}.filter(c, has(c.securityContext) && c.securityContext.procMount == 'Default')) > 0",
+    f"{CONTAINERS}.map(c, c.name).filter(n, n.startsWith('m')) == ['main']",
+    f"{CONTAINERS}.map(c, has(c.ports), c.ports.filter(p, p.hostPort > 0)).all(ps, size(ps) == 0)",
+    "object.metadata.tags.filter(t, t).size() >= 0",
+    "object.metadata.tags.map(t, t + 1) == [2]",
+    # A message built of strings: concatenated inline, each charged by its size as ``_add`` charges it.
+    "'name ' + object.metadata.name + ' (' + object.metadata.name + ')' + object.metadata.tags[1]",
 ]
 OBJECTS: list[dict[str, Any]] = [
     {
@@ -133,6 +142,35 @@ def test_an_expression_is_generated_once_it_has_run_twice() -> None:
 def test_a_generated_loop_is_stopped_by_the_cost_budget() -> None:
     expr = GENERATED.compile("object.items.all(x, x.all(y, y == 0))")
     assert expr._fn.__code__.co_filename == "<cel>"  # type: ignore[attr-defined]
+    activation = GENERATED.bind({"object": {"items": [[0] * 1000] * 1000}})
+    with pytest.raises(CelEvalError) as caught:
+        expr.evaluate(activation, Budget(max_cost=10_000, max_seconds=3600.0))
+    assert caught.value.code == "budget_exceeded"
+    assert 10_000 < caught.value.cost < 10_000 + 300  # charged as it went, stopped at the checkpoint
+
+
+def test_a_generated_string_concatenation_is_charged_before_it_is_built() -> None:
+    expr = GENERATED.compile("s + s + s == ''")
+    assert expr._fn.__code__.co_filename == "<cel>"  # type: ignore[attr-defined]
+    activation = GENERATED.bind({"s": "x" * 1_000_000})
+    with pytest.raises(CelEvalError) as caught:
+        expr.evaluate(activation, Budget(max_cost=10_000, max_seconds=3600.0))
+    assert caught.value.code == "budget_exceeded"
+    assert caught.value.cost == 2_000_000 // 16  # the first concatenation's size: nothing was built
+
+
+def test_filter_and_map_are_generated_loops_not_closures() -> None:
+    for source in (f"{CONTAINERS}.filter(c, has(c.ports)).map(c, c.name)", "object.items.map(x, x > 1, x)"):
+        fn = GENERATED.compile(source)._fn  # type: ignore[attr-defined]
+        assert fn.__code__.co_filename == "<cel>", source
+        macros = [
+            v for v in fn.__globals__.values() if str(getattr(v, "__module__", "")).endswith("fast.macros")
+        ]
+        assert macros == [], source  # no comprehension of it is left a closure
+
+
+def test_a_generated_filter_is_stopped_by_the_cost_budget() -> None:
+    expr = GENERATED.compile("object.items.filter(x, x.filter(y, y == 0).size() > 0).size() > 0")
     activation = GENERATED.bind({"object": {"items": [[0] * 1000] * 1000}})
     with pytest.raises(CelEvalError) as caught:
         expr.evaluate(activation, Budget(max_cost=10_000, max_seconds=3600.0))
