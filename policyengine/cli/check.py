@@ -159,8 +159,21 @@ def read_manifests(
     kustomize: bool = False,
     park: bool = False,
 ) -> Manifests:
-    return intake.read_manifests(
-        paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize, park=park
+    return start_reading(paths, stdin, limits, excludes, kustomize, park).result()
+
+
+def start_reading(
+    paths: list[str],
+    stdin: IO[str],
+    limits: InputLimits = DEFAULT_LIMITS,
+    excludes: Sequence[str] = (),
+    kustomize: bool = False,
+    park: bool = False,
+    jobs: int = 1,
+) -> intake.ManifestReading:
+    """The manifests being read (``result`` gives them): a large tree by ``jobs`` worker processes."""
+    return intake.start_reading(
+        paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize, park=park, jobs=jobs
     )
 
 
@@ -246,7 +259,44 @@ def _read_inputs(
     """Policies, inventory, baseline and manifests, every problem of all four gathered before raising."""
     problems: list[Problem] = []
     policy_set = manifests = inventory = None
+    known: Any = None
     limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
+    reading: intake.ManifestReading | None = None
+    read_problems: list[Problem] = []
+    try:
+        # Without an audit log (which records each request's object) the objects wait as their text.
+        park = not args.audit_log
+        # A large tree is read by workers while this process compiles the policies.
+        jobs = args.jobs or default_jobs()
+        reading = start_reading(args.paths, sys.stdin, limits, args.exclude, args.kustomize, park, jobs)
+    except LoadError as err:
+        read_problems = list(err.problems)
+    try:
+        policy_set, inventory = _policies_and_inventory(args, compiler, limits, problems)
+        known = baselines.load(args, limits, problems)
+        problems.extend(read_problems)
+        if reading is not None:
+            manifests = _result(reading, problems)
+    finally:
+        if reading is not None:
+            reading.close()  # its workers stopped, also when something above raised
+    if problems or policy_set is None or manifests is None:
+        raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
+    return policy_set, inventory, known, manifests
+
+
+def _result(reading: intake.ManifestReading, problems: list[Problem]) -> Manifests | None:
+    try:
+        return reading.result()
+    except LoadError as err:
+        problems.extend(err.problems)
+        return None
+
+
+def _policies_and_inventory(
+    args: argparse.Namespace, compiler: Compiler, limits: InputLimits, problems: list[Problem]
+) -> tuple[PolicySet | None, Inventory | None]:
+    policy_set = inventory = None
     try:
         policy_set = load_policies(args, compiler=compiler, limits=limits)
     except LoadError as err:
@@ -257,13 +307,4 @@ def _read_inputs(
         inventory = load_inventory(args.inventory, limits)
     except LoadError as err:
         problems.extend(err.problems)
-    known = baselines.load(args, limits, problems)
-    try:
-        # Without an audit log (which records each request's object) the objects wait as their text.
-        park = not args.audit_log
-        manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize, park)
-    except LoadError as err:
-        problems.extend(err.problems)
-    if problems or policy_set is None or manifests is None:
-        raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
-    return policy_set, inventory, known, manifests
+    return policy_set, inventory

@@ -1,0 +1,127 @@
+"""Reading a large tree in worker processes (``check --jobs``): the documents, skips and problems are those
+of one process reading the files one after another, and the files really are read by the workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyengine import intake
+from policyengine.errors import LoadError
+from policyengine.loader import Document, InputLimits
+from policyengine.parking import Unparker
+from policyengine.readahead import MIN_FILES
+from tests.helpers import write
+
+COUNT = MIN_FILES + 40
+
+
+def _job(i: int) -> str:
+    return f"""\
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: job-{i}, namespace: team-{i % 4}}}
+spec:
+  template:
+    spec:
+      containers: [{{name: c, image: "registry.example.com/x:{i}"}}]
+"""
+
+
+def _tree(root: Path, *, broken: bool) -> Path:
+    """Jobs, with every few files something else: a Namespace and a List (documents kept whole), a CI
+    config and a non-YAML text (skipped), and with ``broken`` a repeated key, a manifest that does not
+    parse, a file not UTF-8 and one over the size limit (problems)."""
+    for i in range(COUNT):
+        path = root / f"d{i % 7}" / f"f{i:04d}.yaml"
+        if i % 50 == 3:
+            write(path, f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: team-{i}}}\n---\n{_job(i)}")
+        elif i % 50 == 11:
+            write(
+                path,
+                f"apiVersion: v1\nkind: List\nitems:\n- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: l{i}}}}}\n",
+            )
+        elif i % 50 == 17:
+            write(path, "stages: [build, test]\n")
+        elif i % 50 == 23:
+            write(path, "just: [some, text\n")
+        elif broken and i % 50 == 29:
+            write(path, _job(i).replace("kind: Job\n", "kind: Job\nkind: Job\n"))
+        elif broken and i % 50 == 31:
+            write(path, _job(i) + "  oops: [\n")
+        elif broken and i == 37:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \xff}\n")
+        elif broken and i == 41:
+            write(path, _job(i) + "#" * 5000 + "\n")
+        else:
+            write(path, _job(i))
+    return root
+
+
+def _outcome(root: Path, jobs: int) -> Any:
+    """What reading ``root`` gives, comparable: each document's fields (packed ones unpacked), the skips,
+    the kustomizations, or the problems raised."""
+    limits = InputLimits(max_bytes=4096, max_documents=100)
+    try:
+        manifests = intake.start_reading([str(root)], None, limits, park=True, jobs=jobs).result()
+    except LoadError as err:
+        return "problems", [astuple(p) for p in err.problems]
+    docs = [(type(d).__name__, _fields(d)) for d in manifests.documents]
+    return docs, [astuple(s) for s in manifests.skipped], manifests.kustomizations
+
+
+def _fields(doc: Document) -> tuple[Any, ...]:
+    full = Unparker()(doc)  # a packed document's object and positions, unpacked
+    return doc.data, doc.file, doc.line, doc.index, doc.positions, full.data, full.positions
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "with-problems"])
+def test_workers_read_what_one_process_reads(tmp_path: Path, broken: bool) -> None:
+    root = _tree(tmp_path / "tree", broken=broken)
+    one = _outcome(root, 1)
+    assert _outcome(root, 2) == one
+    if broken:
+        assert one[0] == "problems" and len(one[1]) >= 4, one
+    else:
+        each = len(range(3, COUNT, 50))  # files of each other sort
+        docs, skipped, _ = one
+        assert len(docs) == COUNT - each and len(skipped) == 2 * each
+        assert any(kind == "ParkedDocument" for kind, _ in docs)
+
+
+def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file is read in a worker process (forked: it runs the function as this process holds it)."""
+    root = _tree(tmp_path / "tree", broken=False)
+    log = tmp_path / "pids.log"
+    real = intake._read_file
+
+    def noting(item: Any, stdin: Any = None) -> Any:
+        with log.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", noting)
+    intake.start_reading([str(root)], None, jobs=2).result()
+    pids = log.read_text().split()
+    assert len(pids) == COUNT
+    assert str(os.getpid()) not in pids and len(set(pids)) == 2
+
+
+def test_a_small_tree_is_read_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(MIN_FILES - 1):
+        write(tmp_path / "small" / f"f{i}.yaml", _job(i))
+    seen: list[int] = []
+    real = intake._read_file
+
+    def noting(item: Any, stdin: Any = None) -> Any:
+        seen.append(os.getpid())
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", noting)
+    manifests = intake.start_reading([str(tmp_path / "small")], None, jobs=2).result()
+    assert len(manifests.documents) == MIN_FILES - 1 and set(seen) == {os.getpid()}
