@@ -38,10 +38,10 @@ from typing import IO
 from policyengine import errors, parking, readahead
 from policyengine.discovery import STDIN, Found, Skipped, find
 from policyengine.errors import LoadError, Problem
-from policyengine.gate import can_wait, is_object, object_meta_problems
 from policyengine.globs import Excludes
 from policyengine.kustomize import Tree, kustomization_file, render, trace
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_prefix, read_text
+from policyengine.objects import can_wait, is_object, object_meta_problems
 
 _YAML_TOP_LEVEL = re.compile(r"""^["']?(?:apiVersion|kind)["']?[ \t]*:""", re.MULTILINE)
 _JSON_KEY = re.compile(r'"(?:apiVersion|kind)"\s*:')

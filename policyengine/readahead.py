@@ -12,14 +12,17 @@ packed (``policyengine.parking``), and a run holds at most ``RUN`` files.
 from __future__ import annotations
 
 import gc
-import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Sequence
-from multiprocessing.pool import AsyncResult, Pool
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-# Below this many files a pool costs more to start than it saves: they are read in this process.
-MIN_FILES = 200
+if TYPE_CHECKING:
+    from multiprocessing.pool import AsyncResult, Pool
+
+# Below this many files (or requests, ``policyengine.fanout``) a pool of workers costs more to start
+# than it saves: they are read (decided) in this process.
+MIN_PARALLEL = 200
 RUN = 50  # files per message: balances the workers, and bounds what one message holds
 START_METHOD = "fork"  # workers inherit what to read: a task is sent as two numbers
 
@@ -68,10 +71,22 @@ class Reading(Generic[Made]):
             _read, _items = None, ()
 
 
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def start(read: Callable[[Item], Made], items: Sequence[Item], jobs: int) -> Reading[Made]:
     """Begin reading ``items`` (``read`` makes what one item gives) in ``jobs`` forked workers when that
     pays, else read them now; ``Reading.result`` gives each item's, in order."""
-    if jobs <= 1 or len(items) < MIN_FILES or START_METHOD not in multiprocessing.get_all_start_methods():
+    if jobs <= 1 or len(items) < MIN_PARALLEL:
+        return Reading([read(item) for item in items], None, None)
+    import multiprocessing  # only a large tree pays for it
+
+    if START_METHOD not in multiprocessing.get_all_start_methods():
         return Reading([read(item) for item in items], None, None)
     global _read, _items
     _read, _items = read, items

@@ -14,10 +14,10 @@ from policyengine import intake
 from policyengine.errors import LoadError
 from policyengine.loader import Document, InputLimits
 from policyengine.parking import Unparker
-from policyengine.readahead import MIN_FILES
+from policyengine.readahead import MIN_PARALLEL
 from tests.helpers import write
 
-COUNT = MIN_FILES + 40
+COUNT = MIN_PARALLEL + 40
 
 
 def _job(i: int) -> str:
@@ -113,7 +113,7 @@ def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_a_small_tree_is_read_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for i in range(MIN_FILES - 1):
+    for i in range(MIN_PARALLEL - 1):
         write(tmp_path / "small" / f"f{i}.yaml", _job(i))
     seen: list[int] = []
     real = intake._read_file
@@ -124,4 +124,26 @@ def test_a_small_tree_is_read_in_this_process(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(intake, "_read_file", noting)
     manifests = intake.start_reading([str(tmp_path / "small")], None, jobs=2).result()
-    assert len(manifests.documents) == MIN_FILES - 1 and set(seen) == {os.getpid()}
+    assert len(manifests.documents) == MIN_PARALLEL - 1 and set(seen) == {os.getpid()}
+
+
+def test_the_objects_workloads_look_up_are_never_parked() -> None:
+    """A worker decides what to park before the workloads package is imported: by kind, a superset of
+    what the gate looks up by name (``gate.cluster_objects``), so such an object is always read whole."""
+    from policyengine.gate import cluster_objects
+    from policyengine.objects import LOOKED_UP_KINDS, can_wait
+    from policyengine.workloads import claims, persistent, runtimes, scheduling
+
+    kinds = {claims.CLAIM, claims.TEMPLATE, claims.DEVICE_CLASS, scheduling.POD_GROUP, scheduling.WORKLOAD}
+    kinds |= {persistent.PVC, persistent.PV, persistent.DATASET, runtimes.RUNTIME, runtimes.CLUSTER_RUNTIME}
+    assert kinds == LOOKED_UP_KINDS
+    groups = ["v1", "resource.k8s.io/v1", "scheduling.k8s.io/v1alpha1", "data.fluid.io/v1alpha1"]
+    groups += ["trainer.kubeflow.org/v1alpha1", "example.com/v1"]
+    for kind in [*kinds, "Job", "Deployment", "ConfigMap", "Namespace"]:
+        for api_version in groups:
+            data = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x", "namespace": "n"}}
+            doc = Document(data, "f.yaml", 1, 0, {})
+            if cluster_objects([doc]) or (kind == "Namespace" and api_version == "v1"):
+                assert not can_wait(doc), (api_version, kind)
+    job = Document({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}, "f.yaml", 1, 0, {})
+    assert can_wait(job)
