@@ -172,7 +172,7 @@ def read_manifests(
 ) -> Manifests:
     """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError.
     ``park``: objects are held packed until evaluated (``policyengine.parking``); ``jobs`` > 1 reads a
-    large tree in that many worker processes, with the same result."""
+    large tree in ``jobs - 1`` worker processes, with the same result."""
     return start_reading(
         paths, stdin, limits, excludes=excludes, kustomize=kustomize, park=park, jobs=jobs
     ).result()
@@ -217,7 +217,7 @@ def start_reading(
     park: bool = False,
     jobs: int = 1,
 ) -> ManifestReading:
-    """``read_manifests``, its files being read by workers (``jobs`` > 1, a large tree) while the caller
+    """``read_manifests``, its files being read by ``jobs - 1`` workers (a large tree) while the caller
     does something else until it asks for ``result``."""
     if list(paths).count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])

@@ -80,8 +80,10 @@ def default_jobs() -> int:
 
 
 def start(read: Callable[[Item], Made], items: Sequence[Item], jobs: int) -> Reading[Made]:
-    """Begin reading ``items`` (``read`` makes what one item gives) in ``jobs`` forked workers when that
-    pays, else read them now; ``Reading.result`` gives each item's, in order."""
+    """Begin reading ``items`` (``read`` makes what one item gives) in forked workers when that pays,
+    else read them now; ``Reading.result`` gives each item's, in order. ``jobs`` is how many processes
+    may run at once, this one included: it goes on with its own work (``check`` compiles the policy set
+    and imports the engine) while ``jobs - 1`` workers read, so that none of them waits for a core."""
     if jobs <= 1 or len(items) < MIN_PARALLEL:
         return Reading([read(item) for item in items], None, None)
     import multiprocessing  # only a large tree pays for it
@@ -94,7 +96,7 @@ def start(read: Callable[[Item], Made], items: Sequence[Item], jobs: int) -> Rea
         stream.flush()
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
     try:
-        pool = multiprocessing.get_context(START_METHOD).Pool(jobs)
+        pool = multiprocessing.get_context(START_METHOD).Pool(jobs - 1)
     finally:
         gc.unfreeze()
     runs = [(i, min(i + RUN, len(items))) for i in range(0, len(items), RUN)]

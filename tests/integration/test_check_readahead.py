@@ -85,6 +85,7 @@ def test_workers_read_what_one_process_reads(tmp_path: Path, broken: bool) -> No
     root = _tree(tmp_path / "tree", broken=broken)
     one = _outcome(root, 1)
     assert _outcome(root, 2) == one
+    assert _outcome(root, 3) == one
     if broken:
         assert one[0] == "problems" and len(one[1]) >= 4, one
     else:
@@ -95,7 +96,8 @@ def test_workers_read_what_one_process_reads(tmp_path: Path, broken: bool) -> No
 
 
 def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each file is read in a worker process (forked: it runs the function as this process holds it)."""
+    """Each file is read in a worker process (forked: it runs the function as this process holds it),
+    ``jobs - 1`` of them."""
     root = _tree(tmp_path / "tree", broken=False)
     log = tmp_path / "pids.log"
     real = intake._read_file
@@ -106,10 +108,14 @@ def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.M
         return real(item, stdin)
 
     monkeypatch.setattr(intake, "_read_file", noting)
-    intake.start_reading([str(root)], None, jobs=2).result()
+    intake.start_reading([str(root)], None, jobs=2).result()  # one worker: this process goes on
     pids = log.read_text().split()
     assert len(pids) == COUNT
-    assert str(os.getpid()) not in pids and len(set(pids)) == 2
+    assert str(os.getpid()) not in pids and len(set(pids)) == 1
+    log.write_text("")
+    intake.start_reading([str(root)], None, jobs=3).result()
+    pids = log.read_text().split()
+    assert len(pids) == COUNT and str(os.getpid()) not in pids and len(set(pids)) == 2
 
 
 def test_a_small_tree_is_read_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
