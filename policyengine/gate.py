@@ -10,6 +10,7 @@ The checked set's workloads are charged to their teams' GPU quotas together (``p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -168,6 +169,19 @@ def _counted_as(r: Result) -> str | None:
 
 def parse_field_path(text: str) -> PathKey:
     """ "spec.containers[0].image" -> ("spec", "containers", 0, "image"); quoted keys allowed: ['a.b']."""
+    # The same few paths come back for every resource a policy judges: a short one is parsed once.
+    return _parsed_path(text) if len(text) <= _CACHED_PATH else _parse_field_path(text)
+
+
+_CACHED_PATH = 256  # longer texts (rare; maybe a manifest's own keys) are parsed each time, never kept
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_path(text: str) -> PathKey:
+    return _parse_field_path(text)
+
+
+def _parse_field_path(text: str) -> PathKey:
     out: list[str | int] = []
     i, n = 0, len(text)
     token = ""

@@ -315,6 +315,8 @@ def _render_all(
 
 
 def _consumed(file: str, consumed: tuple[set[str], set[str]]) -> bool:
+    if not consumed[0] and not consumed[1]:
+        return False  # no kustomization rendered: nothing to resolve the path against
     real = os.path.realpath(file)
     return real in consumed[0] or os.path.dirname(real) in consumed[1]
 
