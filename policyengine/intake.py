@@ -232,7 +232,7 @@ def start_reading(
     todo = [f for f in found.files if f == STDIN or not _consumed(f, consumed)]
     items = [_FileToRead(f, f in found.roots, limits, park) for f in todo]
     if STDIN in todo:
-        files = readahead.Reading([_read_file(item, stdin) for item in items], None, None)
+        files = readahead.Reading([_read_file(item, stdin) for item in items])
     else:
         files = readahead.start(_read_file, items, jobs)
     return ManifestReading(paths, found, manifests, problems, rendered, files)

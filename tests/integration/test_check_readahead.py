@@ -4,13 +4,16 @@ of one process reading the files one after another, and the files really are rea
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from policyengine import intake
+from policyengine import intake, readahead
 from policyengine.errors import LoadError
 from policyengine.loader import Document, InputLimits
 from policyengine.parking import Unparker
@@ -153,3 +156,55 @@ def test_the_objects_workloads_look_up_are_never_parked() -> None:
                 assert not can_wait(doc), (api_version, kind)
     job = Document({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}, "f.yaml", 1, 0, {})
     assert can_wait(job)
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Fails the test, instead of hanging it, if collecting the workers ever waits for good."""
+
+    def expired(*_: object) -> None:
+        raise AssertionError("reading never ended: a worker's end was not noticed")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _failing_on(monkeypatch: pytest.MonkeyPatch, name: str, fail: Callable[[], None]) -> None:
+    real = intake._read_file
+    parent = os.getpid()
+
+    def failing(item: Any, stdin: Any = None) -> Any:
+        if os.getpid() != parent and item.file.endswith(name):
+            fail()
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", failing)
+
+
+def test_a_workers_error_is_raised_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_guard: None
+) -> None:
+    root = _tree(tmp_path / "tree", broken=False)
+
+    def fail() -> None:
+        raise ValueError("the reader broke")
+
+    _failing_on(monkeypatch, "f0150.yaml", fail)
+    with pytest.raises(ValueError, match="the reader broke"):
+        intake.start_reading([str(root)], None, jobs=3).result()
+    assert not list(Path(tempfile.gettempdir()).glob("policyengine-read-*/run-*.pickle"))
+
+
+def test_a_worker_that_dies_is_an_error_not_a_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_guard: None
+) -> None:
+    """Hostile to a pool that waits for a lost task: the worker is killed (as out of memory would)."""
+    root = _tree(tmp_path / "tree", broken=False)
+    _failing_on(monkeypatch, "f0007.yaml", lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(readahead.WorkerDied, match="killed by signal 9"):
+        intake.start_reading([str(root)], None, jobs=2).result()
