@@ -188,6 +188,7 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
     one message, held whole as bytes beside the objects they make."""
     global _work, _spool
     _work = work
+    frozen = gc.get_freeze_count() > 0  # the command froze what it imported: it stays so
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
     for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
         stream.flush()
@@ -204,7 +205,8 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
                 for shard, (path, count) in zip(shards, written, strict=True)
             ]
     finally:
-        gc.unfreeze()
+        if not frozen:
+            gc.unfreeze()
         _work, _spool = None, ""
 
 

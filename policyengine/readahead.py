@@ -91,6 +91,7 @@ def start(read: Callable[[Item], Made], items: Sequence[Item], jobs: int) -> Rea
     for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
         stream.flush()
     started: list[tuple[int, str]] = []
+    frozen = gc.get_freeze_count() > 0  # the command froze what it imported: it stays so
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
     try:
         for k in range(workers):
@@ -103,7 +104,8 @@ def start(read: Callable[[Item], Made], items: Sequence[Item], jobs: int) -> Rea
         Reading[Made](None, started, folder).close()
         raise
     finally:
-        gc.unfreeze()
+        if not frozen:
+            gc.unfreeze()
     return Reading(None, started, folder)
 
 

@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None, *, freeze: bool = False) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    global _freeze
+    _freeze = freeze
     if freeze:
         # The modules just imported live as long as the process: set them apart from the cyclic garbage
         # collector, whose full passes would otherwise walk every one of their objects again and again.
@@ -106,6 +108,17 @@ def main(argv: Sequence[str] | None = None, *, freeze: bool = False) -> int:
     except Exception as err:  # exit 1 means "denied": a crash must never read as a verdict
         print(f"policyengine: internal error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+_freeze = False  # main(freeze=True): this process is the command alone
+
+
+def freeze_imported() -> None:
+    """In the command's own process, set apart from the cyclic garbage collector what was imported and
+    built since ``main`` did so (``check`` imports the engine and compiles the policies after it has
+    begun reading): left in the collected heap, they are walked again by every full collection."""
+    if _freeze:
+        gc.freeze()
 
 
 def _one_line(err: BaseException) -> str:

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from policyengine import intake
 from policyengine.cel import BACKENDS, get_backend
-from policyengine.cli import auditing, baselines, configfile, outputs
+from policyengine.cli import auditing, baselines, configfile, freeze_imported, outputs
 from policyengine.cli.policyopts import add_policy_options, load_policies
 from policyengine.errors import LoadError, Problem
 from policyengine.globs import Excludes, PatternError, compile_pattern
@@ -240,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         from policyengine.engine import Engine
 
         engine = Engine(policy_set)
+        freeze_imported()  # the engine, the policy set and their modules live as long as this run
     except LoadError as err:
         # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).
         outputs.write_problem_reports(err.problems, reports)
@@ -299,6 +300,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[PolicySet, Inventory | None,
     try:
         compiler = cel_compiler(args.cel_backend)  # the engine and the CEL stack are imported here
         assert compiler is not None  # run() checked the backend's name
+        freeze_imported()
         policy_set, inventory = _policies_and_inventory(args, compiler, limits, problems)
         known = baselines.load(args, limits, problems)
         problems.extend(read_problems)
