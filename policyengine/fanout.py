@@ -29,19 +29,11 @@ from policyengine.charging import Ledger
 from policyengine.engine import Engine
 from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.model import Decision, Inventory, Request
+from policyengine.readahead import MIN_PARALLEL as MIN_PARALLEL
+from policyengine.readahead import default_jobs as default_jobs
 from policyengine.reservations import MemoryReservations, Reservation
 
-# Below this many requests a pool costs more to start than it saves: they are decided in-process.
-MIN_PARALLEL = 200
 START_METHOD = "fork"  # workers inherit the compiled policy set; never re-load or re-send it
-
-
-def default_jobs() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -196,6 +188,7 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
     one message, held whole as bytes beside the objects they make."""
     global _work, _spool
     _work = work
+    frozen = gc.get_freeze_count() > 0  # the command froze what it imported: it stays so
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
     for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
         stream.flush()
@@ -212,7 +205,8 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
                 for shard, (path, count) in zip(shards, written, strict=True)
             ]
     finally:
-        gc.unfreeze()
+        if not frozen:
+            gc.unfreeze()
         _work, _spool = None, ""
 
 

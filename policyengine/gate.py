@@ -10,6 +10,7 @@ The checked set's workloads are charged to their teams' GPU quotas together (``p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,11 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from policyengine import compact as compacting
-from policyengine import errors
 from policyengine.codec import request_from_manifest
 from policyengine.discovery import Skipped
 from policyengine.engine import Engine
-from policyengine.errors import Problem
 from policyengine.fanout import decide_all
 from policyengine.inventory import as_created
 from policyengine.loader import Document, PathKey
@@ -37,6 +36,8 @@ from policyengine.model import (
     SourceRef,
     UserInfo,
 )
+from policyengine.objects import is_object as is_object
+from policyengine.objects import object_meta_problems as object_meta_problems
 from policyengine.parking import ParkedDocument, Unparker
 from policyengine.requirements import Unconfigured
 from policyengine.workloads.claims import is_claim_object
@@ -168,6 +169,19 @@ def _counted_as(r: Result) -> str | None:
 
 def parse_field_path(text: str) -> PathKey:
     """ "spec.containers[0].image" -> ("spec", "containers", 0, "image"); quoted keys allowed: ['a.b']."""
+    # The same few paths come back for every resource a policy judges: a short one is parsed once.
+    return _parsed_path(text) if len(text) <= _CACHED_PATH else _parse_field_path(text)
+
+
+_CACHED_PATH = 256  # longer texts (rare; maybe a manifest's own keys) are parsed each time, never kept
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_path(text: str) -> PathKey:
+    return _parse_field_path(text)
+
+
+def _parse_field_path(text: str) -> PathKey:
     out: list[str | int] = []
     i, n = 0, len(text)
     token = ""
@@ -198,45 +212,6 @@ def parse_field_path(text: str) -> PathKey:
     if token:
         out.append(token)
     return tuple(out)
-
-
-def is_object(data: Any) -> bool:
-    return isinstance(data, dict) and bool(data.get("apiVersion")) and bool(data.get("kind"))
-
-
-def object_meta_problems(doc: Document) -> list[Problem]:
-    """What kube-apiserver rejects in any object before admission runs: apiVersion and kind that are not
-    strings, and an ObjectMeta of the wrong shape (a label or annotation value that is not a string is
-    the classic: ``version: 1.0``). Such a manifest is an input error, not something to judge."""
-    data = doc.data
-    out: list[Problem] = []
-
-    def bad(path: PathKey, message: str) -> None:
-        out.append(doc.problem(errors.SCHEMA_INVALID, message, path))
-
-    for key in ("apiVersion", "kind"):
-        if not isinstance(data.get(key), str):
-            bad((key,), f"{key} must be a string")
-    meta = data.get("metadata")
-    if meta is None:
-        return out
-    if not isinstance(meta, dict):
-        bad(("metadata",), "metadata must be a mapping")
-        return out
-    for key in ("name", "generateName", "namespace"):
-        if key in meta and not isinstance(meta[key], str):
-            bad(("metadata", key), f"metadata.{key} must be a string")
-    for key in ("labels", "annotations"):
-        values = meta.get(key)
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            bad(("metadata", key), f"metadata.{key} must be a mapping of strings to strings")
-            continue
-        for name, value in values.items():
-            if not isinstance(value, str) and value is not None:  # null reads as "", as in Go
-                bad(("metadata", key, name), f"{key[:-1]} {name!r} must be a string, not {value!r}; quote it")
-    return out
 
 
 def request_for(doc: Document, *, operation: str = "CREATE", user: UserInfo | None = None) -> Request:
@@ -292,15 +267,6 @@ def cluster_objects(docs: Sequence[Document]) -> tuple[dict[str, Any], ...]:
         or is_volume_object(d.data)
         or is_runtime_object(d.data)
     )
-
-
-def can_wait(doc: Document) -> bool:
-    """Whether the gate reads no more of ``doc`` than its identity before evaluating it: an object that
-    is neither a Namespace nor one of the objects workloads look up by name."""
-    data = doc.data
-    if not is_object(data) or (data.get("kind") == "Namespace" and data.get("apiVersion") == "v1"):
-        return False
-    return not cluster_objects([doc])
 
 
 def check_documents(

@@ -35,13 +35,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from policyengine import errors, parking
+from policyengine import errors, parking, readahead
 from policyengine.discovery import STDIN, Found, Skipped, find
 from policyengine.errors import LoadError, Problem
-from policyengine.gate import can_wait, is_object, object_meta_problems
 from policyengine.globs import Excludes
 from policyengine.kustomize import Tree, kustomization_file, render, trace
 from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, expand_lists, parse_prefix, read_text
+from policyengine.objects import can_wait, is_object, object_meta_problems
 
 _YAML_TOP_LEVEL = re.compile(r"""^["']?(?:apiVersion|kind)["']?[ \t]*:""", re.MULTILINE)
 _JSON_KEY = re.compile(r'"(?:apiVersion|kind)"\s*:')
@@ -168,9 +168,57 @@ def read_manifests(
     excludes: Excludes | None = None,
     kustomize: bool = False,
     park: bool = False,
+    jobs: int = 1,
 ) -> Manifests:
     """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError.
-    ``park``: objects are held packed until evaluated (``policyengine.parking``)."""
+    ``park``: objects are held packed until evaluated (``policyengine.parking``); ``jobs`` > 1 reads a
+    large tree in ``jobs - 1`` worker processes, with the same result."""
+    return start_reading(
+        paths, stdin, limits, excludes=excludes, kustomize=kustomize, park=park, jobs=jobs
+    ).result()
+
+
+@dataclass
+class ManifestReading:
+    """Manifests being read (``start_reading``): ``result`` gives them, or raises their LoadError."""
+
+    paths: Sequence[str]
+    found: Found
+    manifests: Manifests
+    problems: list[Problem]
+    rendered: list[str]
+    files: readahead.Reading[_FileRead]
+
+    def result(self) -> Manifests:
+        manifests, problems = self.manifests, self.problems
+        for docs, skipped, file_problems in self.files.result():
+            manifests.documents.extend(docs)
+            manifests.skipped.extend(skipped)
+            problems.extend(file_problems)
+        problems[:0] = _empty_roots(
+            self.paths, self.found, manifests, {r for r in self.paths if _holds(r, self.rendered)}
+        )
+        if problems:
+            raise LoadError(in_order(problems))
+        return manifests
+
+    def close(self) -> None:
+        """Stop reading (the caller gave up on the result)."""
+        self.files.close()
+
+
+def start_reading(
+    paths: Sequence[str],
+    stdin: IO[str] | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
+    *,
+    excludes: Excludes | None = None,
+    kustomize: bool = False,
+    park: bool = False,
+    jobs: int = 1,
+) -> ManifestReading:
+    """``read_manifests``, its files being read by ``jobs - 1`` workers (a large tree) while the caller
+    does something else until it asks for ``result``."""
     if list(paths).count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
     named = [p for p in paths if p != STDIN and os.path.isdir(p) and kustomization_file(p) is not None]
@@ -180,20 +228,38 @@ def read_manifests(
     walked = found.kustomizations if kustomize else []
     trees, consumed = _trace_all([*named, *walked], limits, problems)
     rendered = _render_all(trees, set(named), limits, manifests, problems)
-    for file in found.files:
-        if file != STDIN and _consumed(file, consumed):
-            continue  # read through the kustomization that renders it
-        try:
-            if file in found.roots:
-                problems.extend(_read_walked(file, limits, manifests))
-            else:
-                problems.extend(_read_named(file, stdin, limits, manifests))
-        except LoadError as err:
-            problems.extend(err.problems)
-    problems[:0] = _empty_roots(paths, found, manifests, {r for r in paths if _holds(r, rendered)})
-    if problems:
-        raise LoadError(in_order(problems))
-    return manifests
+    # Read through the kustomization that renders it, a consumed file is not read on its own.
+    todo = [f for f in found.files if f == STDIN or not _consumed(f, consumed)]
+    items = [_FileToRead(f, f in found.roots, limits, park) for f in todo]
+    if STDIN in todo:
+        files = readahead.Reading([_read_file(item, stdin) for item in items])
+    else:
+        files = readahead.start(_read_file, items, jobs)
+    return ManifestReading(paths, found, manifests, problems, rendered, files)
+
+
+@dataclass(frozen=True)
+class _FileToRead:
+    file: str
+    walked: bool  # found by walking a directory (else named)
+    limits: InputLimits
+    park: bool
+
+
+# What reading one file makes: its documents, the skip (when it is not a manifest), its problems.
+_FileRead = tuple[list[Document], list[Skipped], list[Problem]]
+
+
+def _read_file(item: _FileToRead, stdin: IO[str] | None = None) -> _FileRead:
+    into = Manifests(park=item.park)
+    try:
+        if item.walked:
+            problems = _read_walked(item.file, item.limits, into)
+        else:
+            problems = _read_named(item.file, stdin, item.limits, into)
+    except LoadError as err:
+        problems = list(err.problems)
+    return into.documents, into.skipped, problems
 
 
 def in_order(problems: Sequence[Problem]) -> list[Problem]:
@@ -249,6 +315,8 @@ def _render_all(
 
 
 def _consumed(file: str, consumed: tuple[set[str], set[str]]) -> bool:
+    if not consumed[0] and not consumed[1]:
+        return False  # no kustomization rendered: nothing to resolve the path against
     real = os.path.realpath(file)
     return real in consumed[0] or os.path.dirname(real) in consumed[1]
 

@@ -1,7 +1,8 @@
 """Signature primitives of model provenance: trusted public keys, the DSSE pre-authentication encoding,
 signature checks by key type, and the ``Unverified`` reason every provenance check raises.
 
-Pure: nothing here reads files or the clock.
+Pure: nothing here reads files or the clock. The cryptography package is imported when a key is read
+or a signature checked: a run that verifies nothing (``check`` without trusted keys) does not load it.
 """
 
 from __future__ import annotations
@@ -12,23 +13,19 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 __all__ = ["PublicKey", "TrustedKey", "Unverified", "b64", "pae", "signature_ok", "trusted_keys_from_config"]
 
 _URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+PublicKey: TypeAlias = "ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey"
 
-EC_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
+# The hash (of ``cryptography.hazmat.primitives.hashes``) that ECDSA signatures use on each curve.
+EC_HASHES = {"secp256r1": "SHA256", "secp384r1": "SHA384", "secp521r1": "SHA512"}
 
 
 class Unverified(Exception):
@@ -44,6 +41,9 @@ class TrustedKey:
 
     @classmethod
     def from_pem(cls, name: str, pem: str | bytes) -> TrustedKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
         data = pem.encode() if isinstance(pem, str) else pem
         key = serialization.load_pem_public_key(data)
         if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
@@ -55,6 +55,8 @@ class TrustedKey:
     @property
     def hint(self) -> str:
         """model-signing's key hint: SHA-256 hex of the PEM SubjectPublicKeyInfo."""
+        from cryptography.hazmat.primitives import serialization
+
         pem = self.key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -64,6 +66,8 @@ class TrustedKey:
 def trusted_keys_from_config(entries: Iterable[Any]) -> list[TrustedKey]:
     """Keys from ``spec.models.trustedKeys`` entries ``{name, publicKey: PEM}``. Entries given as file
     paths must be read by the loader first; a bad entry raises ValueError naming it."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     keys = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("publicKey"), str):
@@ -83,27 +87,32 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def signature_ok(key: PublicKey, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
+
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, message)
             return True
         if isinstance(key, ec.EllipticCurvePublicKey):
-            algorithm = EC_HASHES.get(key.curve.name)
-            if algorithm is None:
+            name = EC_HASHES.get(key.curve.name)
+            if name is None:
                 return False
+            algorithm: type[hashes.HashAlgorithm] = getattr(hashes, name)
             key.verify(signature, message, ec.ECDSA(algorithm()))
             return True
     except InvalidSignature:
         return False
     # RSA: the bundle does not say which padding or hash was used, so try what Sigstore allows.
-    for algorithm in (hashes.SHA256, hashes.SHA384, hashes.SHA512):
+    for rsa_hash in (hashes.SHA256, hashes.SHA384, hashes.SHA512):
         paddings: tuple[padding.AsymmetricPadding, ...] = (
             padding.PKCS1v15(),
-            padding.PSS(mgf=padding.MGF1(algorithm()), salt_length=padding.PSS.AUTO),
+            padding.PSS(mgf=padding.MGF1(rsa_hash()), salt_length=padding.PSS.AUTO),
         )
         for pad in paddings:
             try:
-                key.verify(signature, message, pad, algorithm())
+                key.verify(signature, message, pad, rsa_hash())
                 return True
             except InvalidSignature:
                 continue

@@ -12,6 +12,7 @@ import gc
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from policyengine.errors import LoadError, UsageError
 
@@ -32,7 +33,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="policyengine",
         description="Policy-as-code governance for AI workloads on Kubernetes.",
     )
-    parser.add_argument("--version", action="version", version=f"policyengine {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for verb, module in VERBS.items():
         if command is None or command not in VERBS or command == verb:
@@ -47,6 +48,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def _command(argv: Sequence[str]) -> str | None:
     # The top-level parser has no option that takes a value: the first word is the verb.
     return next((a for a in argv if not a.startswith("-")), None)
+
+
+class _VersionAction(argparse.Action):
+    """argparse's ``version`` action, the version looked up only when asked for: reading the installed
+    distribution's metadata costs every other run of the command a fiftieth of a second."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        parser._print_message(f"policyengine {_version()}\n", sys.stdout)
+        parser.exit()
 
 
 def _version() -> str:
@@ -70,6 +83,8 @@ def main(argv: Sequence[str] | None = None, *, freeze: bool = False) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    global _freeze
+    _freeze = freeze
     if freeze:
         # The modules just imported live as long as the process: set them apart from the cyclic garbage
         # collector, whose full passes would otherwise walk every one of their objects again and again.
@@ -93,6 +108,17 @@ def main(argv: Sequence[str] | None = None, *, freeze: bool = False) -> int:
     except Exception as err:  # exit 1 means "denied": a crash must never read as a verdict
         print(f"policyengine: internal error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+_freeze = False  # main(freeze=True): this process is the command alone
+
+
+def freeze_imported() -> None:
+    """In the command's own process, set apart from the cyclic garbage collector what was imported and
+    built since ``main`` did so (``check`` imports the engine and compiles the policies after it has
+    begun reading): left in the collected heap, they are walked again by every full collection."""
+    if _freeze:
+        gc.freeze()
 
 
 def _one_line(err: BaseException) -> str:

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from policyengine.errors import UsageError
-from policyengine.model import Decision
 
 if TYPE_CHECKING:
     from audit import AuditLog
+    from policyengine.model import Decision
 
 
 def add_arguments(p: Any) -> None:

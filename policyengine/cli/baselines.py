@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
-from policyengine import baseline
 from policyengine.errors import LoadError, Problem, UsageError
-from policyengine.gate import CheckReport
 from policyengine.loader import DEFAULT_LIMITS, InputLimits, read_text
-from policyengine.reports.sarif import TOOL_NAME, tool_version
+
+if TYPE_CHECKING:  # imported when a baseline is read or written: the gate and the engine under it
+    from policyengine import baseline
+    from policyengine.gate import CheckReport
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,16 +48,25 @@ def judge(report: CheckReport, args: argparse.Namespace, known: baseline.Baselin
     """``report`` marked against the baseline: the one --write-baseline just wrote, else --baseline's."""
     if args.write_baseline:
         known = write(report, args.write_baseline)
-    return report if known is None else baseline.apply(report, known)
+    if known is None:
+        return report
+    from policyengine import baseline
+
+    return baseline.apply(report, known)
 
 
 def read(path: str, limits: InputLimits = DEFAULT_LIMITS) -> baseline.Baseline:
     """The baseline at ``path``; LoadError (exit 2) naming the file, line and field when it is not one."""
+    from policyengine import baseline
+
     return baseline.parse(read_text(path, limits=limits), path, limits)
 
 
 def write(report: CheckReport, path: str) -> baseline.Baseline:
     """Record ``report``'s findings at ``path``, replacing it atomically: a reader never sees half a file."""
+    from policyengine import baseline
+    from policyengine.reports.sarif import TOOL_NAME, tool_version
+
     root = os.path.dirname(os.path.abspath(path))
     entries = baseline.entries_of(report, root)
     text = baseline.render(entries, f"{TOOL_NAME} {tool_version()}")

@@ -1,4 +1,7 @@
-"""``policyengine check``: the CI gate (SPEC §8)."""
+"""``policyengine check``: the CI gate (SPEC §8).
+
+This module imports only what reading the manifests needs; the engine, the CEL stack and the policy set
+are imported once the reading has begun (a large tree is read by workers meanwhile)."""
 
 from __future__ import annotations
 
@@ -8,26 +11,24 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from policyengine import intake, requirements
+from policyengine import intake
 from policyengine.cel import BACKENDS, get_backend
-from policyengine.cli import auditing, baselines, configfile, outputs
+from policyengine.cli import auditing, baselines, configfile, freeze_imported, outputs
 from policyengine.cli.policyopts import add_policy_options, load_policies
-from policyengine.engine import Engine
 from policyengine.errors import LoadError, Problem
-from policyengine.expressions import Compiler
-from policyengine.fanout import MIN_PARALLEL, default_jobs
-from policyengine.gate import check_documents
 from policyengine.globs import Excludes, PatternError, compile_pattern
 from policyengine.intake import Manifests
-from policyengine.inventory import from_documents
-from policyengine.loader import DEFAULT_LIMITS, InputLimits, format_size, read_documents
-from policyengine.model import Inventory
-from policyengine.policyset import PolicySet
-from policyengine.provenance import EXPIRY_NOTICE
-from policyengine.trust import load_attestation_store, trust_warnings
-from policyengine.workloads import accelerators
+from policyengine.loader import DEFAULT_LIMITS, Document, InputLimits, format_size, read_documents
+from policyengine.readahead import MIN_PARALLEL, default_jobs
+
+if TYPE_CHECKING:
+    from policyengine.engine import Engine
+    from policyengine.expressions import Compiler
+    from policyengine.gate import CheckReport
+    from policyengine.model import Inventory
+    from policyengine.policyset import PolicySet
 
 
 def add_parser(sub: Any) -> None:
@@ -130,15 +131,26 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def backend_name(choice: str | None) -> str:
+    """--cel-backend, else $POLICYENGINE_CEL_BACKEND, else fast (maybe no backend's name)."""
+    return choice or os.environ.get(CEL_BACKEND_ENV) or "fast"
+
+
 def cel_compiler(choice: str | None) -> Compiler | None:
     """The compiler for --cel-backend, else $POLICYENGINE_CEL_BACKEND; None when that names no backend."""
-    name = choice or os.environ.get(CEL_BACKEND_ENV) or "fast"
-    return Compiler(get_backend(name)) if name in BACKENDS else None
+    name = backend_name(choice)
+    if name not in BACKENDS:
+        return None
+    from policyengine.expressions import Compiler
+
+    return Compiler(get_backend(name))
 
 
 def load_inventory(path: str | None, limits: InputLimits = DEFAULT_LIMITS) -> Inventory | None:
     if path is None:
         return None
+    from policyengine.inventory import from_documents
+
     return from_documents([d.data for d in read_documents([path], limits=limits)])
 
 
@@ -159,14 +171,30 @@ def read_manifests(
     kustomize: bool = False,
     park: bool = False,
 ) -> Manifests:
-    return intake.read_manifests(
-        paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize, park=park
+    return start_reading(paths, stdin, limits, excludes, kustomize, park).result()
+
+
+def start_reading(
+    paths: list[str],
+    stdin: IO[str],
+    limits: InputLimits = DEFAULT_LIMITS,
+    excludes: Sequence[str] = (),
+    kustomize: bool = False,
+    park: bool = False,
+    jobs: int = 1,
+) -> intake.ManifestReading:
+    """The manifests being read (``result`` gives them): a large tree by ``jobs`` worker processes."""
+    return intake.start_reading(
+        paths, stdin, limits, excludes=Excludes.of(excludes), kustomize=kustomize, park=park, jobs=jobs
     )
 
 
 def attestation_notes(config: Any, now: datetime) -> list[str]:
     """What --verbose says about the attestation store at ``now``: weakened trust settings, files it
     could not read, bundles that do not verify, and signatures whose certificates expire within 30 days."""
+    from policyengine.provenance import EXPIRY_NOTICE
+    from policyengine.trust import load_attestation_store
+
     store = load_attestation_store(config)  # read again only under --verbose; it loaded once already
     notes = [f"attestation store: {problem}" for problem in store.problems]
     judged = store.at(now)
@@ -193,6 +221,8 @@ def input_notes(manifests: Manifests) -> list[str]:
 def print_notes(policy_set: PolicySet, manifests: Manifests, now: datetime) -> None:
     """What --verbose adds on stderr: what loaded but does nothing, the accelerator list in force, the
     attestation store, the inputs."""
+    from policyengine.workloads import accelerators
+
     notes = [*policy_set.notes, accelerators.list_in_force(policy_set.config)]
     for note in [*notes, *attestation_notes(policy_set.config, now), *input_notes(manifests)]:
         print(f"note: {note}", file=sys.stderr)
@@ -202,17 +232,21 @@ def run(args: argparse.Namespace) -> int:
     if (early_exit := configfile.apply(args)) is not None:
         return early_exit  # --print-config, or no PATH from the flags or the file
     reports = outputs.plan(getattr(args, outputs.DEST))
-    compiler = cel_compiler(args.cel_backend)
-    if compiler is None:
+    if backend_name(args.cel_backend) not in BACKENDS:
         print(f"policyengine check: ${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
     try:
-        policy_set, inventory, known, manifests = _read_inputs(args, compiler)
+        policy_set, inventory, known, manifests = _read_inputs(args)
+        from policyengine.engine import Engine
+
         engine = Engine(policy_set)
+        freeze_imported()  # the engine, the policy set and their modules live as long as this run
     except LoadError as err:
         # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).
         outputs.write_problem_reports(err.problems, reports)
         raise
+
+    from policyengine.trust import trust_warnings
 
     now = datetime.now(UTC)
     for warning in trust_warnings(policy_set.config):
@@ -240,30 +274,68 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_code(strict=args.strict)
 
 
-def _read_inputs(
-    args: argparse.Namespace, compiler: Compiler
-) -> tuple[PolicySet, Inventory | None, Any, Manifests]:
+def check_documents(engine: Engine, docs: Sequence[Document], **how: Any) -> CheckReport:
+    """``policyengine.gate.check_documents``, imported with the engine, after the reading has begun."""
+    from policyengine.gate import check_documents as check
+
+    return check(engine, docs, **how)
+
+
+def _read_inputs(args: argparse.Namespace) -> tuple[PolicySet, Inventory | None, Any, Manifests]:
     """Policies, inventory, baseline and manifests, every problem of all four gathered before raising."""
     problems: list[Problem] = []
     policy_set = manifests = inventory = None
+    known: Any = None
     limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
+    reading: intake.ManifestReading | None = None
+    read_problems: list[Problem] = []
+    try:
+        # Without an audit log (which records each request's object) the objects wait as their text.
+        park = not args.audit_log
+        # A large tree is read by workers while this process compiles the policies.
+        jobs = args.jobs or default_jobs()
+        reading = start_reading(args.paths, sys.stdin, limits, args.exclude, args.kustomize, park, jobs)
+    except LoadError as err:
+        read_problems = list(err.problems)
+    try:
+        compiler = cel_compiler(args.cel_backend)  # the engine and the CEL stack are imported here
+        assert compiler is not None  # run() checked the backend's name
+        freeze_imported()
+        policy_set, inventory = _policies_and_inventory(args, compiler, limits, problems)
+        known = baselines.load(args, limits, problems)
+        problems.extend(read_problems)
+        if reading is not None:
+            manifests = _result(reading, problems)
+    finally:
+        if reading is not None:
+            reading.close()  # its workers stopped, also when something above raised
+    if problems or policy_set is None or manifests is None:
+        raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
+    return policy_set, inventory, known, manifests
+
+
+def _result(reading: intake.ManifestReading, problems: list[Problem]) -> Manifests | None:
+    try:
+        return reading.result()
+    except LoadError as err:
+        problems.extend(err.problems)
+        return None
+
+
+def _policies_and_inventory(
+    args: argparse.Namespace, compiler: Compiler, limits: InputLimits, problems: list[Problem]
+) -> tuple[PolicySet | None, Inventory | None]:
+    policy_set = inventory = None
     try:
         policy_set = load_policies(args, compiler=compiler, limits=limits)
     except LoadError as err:
         problems.extend(err.problems)
     if policy_set is not None and args.require_config:
+        from policyengine import requirements
+
         problems.extend(requirements.problems(policy_set.policies, policy_set.unconfigured))
     try:
         inventory = load_inventory(args.inventory, limits)
     except LoadError as err:
         problems.extend(err.problems)
-    known = baselines.load(args, limits, problems)
-    try:
-        # Without an audit log (which records each request's object) the objects wait as their text.
-        park = not args.audit_log
-        manifests = read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize, park)
-    except LoadError as err:
-        problems.extend(err.problems)
-    if problems or policy_set is None or manifests is None:
-        raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
-    return policy_set, inventory, known, manifests
+    return policy_set, inventory

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from policyengine import errors, schema
+from policyengine import errors
 from policyengine.cli import outputs
 from policyengine.errors import LoadError, Problem
 from policyengine.globs import PatternError, compile_pattern
@@ -143,6 +143,8 @@ def load(path: str, limits: InputLimits) -> dict[str, Any]:
                     doc.problem(errors.SCHEMA_INVALID, f"unknown key {key!r} (known: {known})", [key])
                 )
         doc = replace(doc, data={k: v for k, v in doc.data.items() if k in KEYS})
+    from policyengine import schema  # JSON Schema: imported only when a config file is read
+
     problems += schema.validate(doc, SCHEMA)
     if problems:
         raise LoadError(problems)

@@ -14,10 +14,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from policyengine.errors import Problem, UsageError
-from policyengine.gate import CheckReport
+
+if TYPE_CHECKING:  # the gate (and the engine under it) is imported by the verbs that run it
+    from policyengine.gate import CheckReport
 
 FORMATS = ("text", "json", "sarif", "junit", "github")
 DEST = "report_args"

@@ -145,3 +145,24 @@ def test_check_imports_no_other_verb(tmp_path: Path) -> None:
     others = {f"policyengine.cli.{m}" for m in ("certs", "generate", "init", "scan", "serve", "test")}
     assert "policyengine.cli.check" in verbs
     assert others.isdisjoint(verbs) and "policyengine.cli.webhook_config" not in verbs
+
+
+FROZEN_PROBE = """
+import gc, json, sys
+from policyengine.cli import main
+code = main(sys.argv[1:], freeze=True)
+engine = sys.modules["policyengine.engine"]
+print(json.dumps({"code": code, "engine_frozen": not gc.is_tracked(engine.__dict__) or
+    engine.__dict__ not in gc.get_objects(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_the_command_sets_what_check_imports_apart_from_the_collector(tmp_path: Path) -> None:
+    """check imports the engine after the command froze its first imports: what it imports and builds
+    then is frozen too, or every full collection of the run walks it again."""
+    manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
+    argv = [sys.executable, "-c", FROZEN_PROBE, "check", str(manifest), "--no-config-file"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["code"] in (0, 1), proc.stderr
+    assert out["engine_frozen"], out

@@ -25,3 +25,25 @@ def test_the_installed_command_prints_its_version() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"policyengine {version('policyengine')}"
+
+
+def test_only_version_reads_the_distribution_metadata(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looking the version up reads every installed distribution's metadata: a run of any other verb
+    (``check`` in CI, on every push) must not pay for it."""
+    import importlib.metadata
+
+    asked: list[str] = []
+    real = importlib.metadata.version
+
+    def noting(name: str) -> str:
+        asked.append(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", noting)
+    code, _, err = run_cli(["check", "--help"], capsys, monkeypatch)
+    assert code == 0, err
+    assert asked == []
+    code, out, err = run_cli(["--version"], capsys, monkeypatch)
+    assert code == 0 and asked == ["policyengine"] and out.startswith("policyengine "), err

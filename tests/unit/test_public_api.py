@@ -4,6 +4,8 @@ it offers is enough to run the shipped packs."""
 from __future__ import annotations
 import __future__
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from types import ModuleType
 
@@ -11,6 +13,18 @@ import policyengine
 from tests.helpers import ACME_CONFIG
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_the_package_imports_none_of_the_engine_until_asked() -> None:
+    """Importing a submodule (the loader, the CLI) does not import the engine and the CEL stack behind
+    the package's names; asking for a name does."""
+    code = (
+        "import sys, policyengine.loader, policyengine.cli.check as c; "
+        "print(sorted(m for m in ('policyengine.engine', 'policyengine.policyset', 'celpy') if m in sys.modules)); "
+        "import policyengine; policyengine.Engine; print('policyengine.engine' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"], out
 
 
 def test_exported_members() -> None:
@@ -44,7 +58,10 @@ def test_exported_members() -> None:
 def test_all_public_names_are_exported() -> None:
     """As httpx pins its surface: ``__all__`` is exactly the package's public names, sorted (the order
     ruff keeps). Submodules (bound as attributes once imported) and the ``__future__`` feature are not
-    names it defines."""
+    names it defines. The names are imported when first asked for (``check`` starts before the engine
+    is imported), so each is asked for first."""
+    for name in policyengine.__all__:
+        getattr(policyengine, name)
     public = [
         name
         for name, value in vars(policyengine).items()

@@ -27,6 +27,16 @@ def test_field_paths_parse(text: str, path: tuple[str | int, ...]) -> None:
     assert parse_field_path(text) == path
 
 
+def test_a_short_field_path_is_parsed_once_a_long_one_is_never_kept() -> None:
+    """Every resource a policy judges names the same few paths: the parse is shared. A long text (maybe
+    a manifest's own keys) is parsed each time and not held."""
+    short = "spec.template.spec.containers[3].image"
+    assert parse_field_path(short) is parse_field_path(short)
+    long = "spec." + "k" * 300 + "[1]"
+    first = parse_field_path(long)
+    assert first == ("spec", "k" * 300, 1) and parse_field_path(long) is not first
+
+
 def test_json_has_line_and_column_of_the_field(workspace: Workspace) -> None:
     code, out, _ = workspace.check("--format", "json")
     assert code == 1

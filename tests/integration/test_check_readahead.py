@@ -1,0 +1,210 @@
+"""Reading a large tree in worker processes (``check --jobs``): the documents, skips and problems are those
+of one process reading the files one after another, and the files really are read by the workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyengine import intake, readahead
+from policyengine.errors import LoadError
+from policyengine.loader import Document, InputLimits
+from policyengine.parking import Unparker
+from policyengine.readahead import MIN_PARALLEL
+from tests.helpers import write
+
+COUNT = MIN_PARALLEL + 40
+
+
+def _job(i: int) -> str:
+    return f"""\
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: job-{i}, namespace: team-{i % 4}}}
+spec:
+  template:
+    spec:
+      containers: [{{name: c, image: "registry.example.com/x:{i}"}}]
+"""
+
+
+def _tree(root: Path, *, broken: bool) -> Path:
+    """Jobs, with every few files something else: a Namespace and a List (documents kept whole), a CI
+    config and a non-YAML text (skipped), and with ``broken`` a repeated key, a manifest that does not
+    parse, a file not UTF-8 and one over the size limit (problems)."""
+    for i in range(COUNT):
+        path = root / f"d{i % 7}" / f"f{i:04d}.yaml"
+        if i % 50 == 3:
+            write(path, f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: team-{i}}}\n---\n{_job(i)}")
+        elif i % 50 == 11:
+            write(
+                path,
+                f"apiVersion: v1\nkind: List\nitems:\n- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: l{i}}}}}\n",
+            )
+        elif i % 50 == 17:
+            write(path, "stages: [build, test]\n")
+        elif i % 50 == 23:
+            write(path, "just: [some, text\n")
+        elif broken and i % 50 == 29:
+            write(path, _job(i).replace("kind: Job\n", "kind: Job\nkind: Job\n"))
+        elif broken and i % 50 == 31:
+            write(path, _job(i) + "  oops: [\n")
+        elif broken and i == 37:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \xff}\n")
+        elif broken and i == 41:
+            write(path, _job(i) + "#" * 5000 + "\n")
+        else:
+            write(path, _job(i))
+    return root
+
+
+def _outcome(root: Path, jobs: int) -> Any:
+    """What reading ``root`` gives, comparable: each document's fields (packed ones unpacked), the skips,
+    the kustomizations, or the problems raised."""
+    limits = InputLimits(max_bytes=4096, max_documents=100)
+    try:
+        manifests = intake.start_reading([str(root)], None, limits, park=True, jobs=jobs).result()
+    except LoadError as err:
+        return "problems", [astuple(p) for p in err.problems]
+    docs = [(type(d).__name__, _fields(d)) for d in manifests.documents]
+    return docs, [astuple(s) for s in manifests.skipped], manifests.kustomizations
+
+
+def _fields(doc: Document) -> tuple[Any, ...]:
+    full = Unparker()(doc)  # a packed document's object and positions, unpacked
+    return doc.data, doc.file, doc.line, doc.index, doc.positions, full.data, full.positions
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "with-problems"])
+def test_workers_read_what_one_process_reads(tmp_path: Path, broken: bool) -> None:
+    root = _tree(tmp_path / "tree", broken=broken)
+    one = _outcome(root, 1)
+    assert _outcome(root, 2) == one
+    assert _outcome(root, 3) == one
+    if broken:
+        assert one[0] == "problems" and len(one[1]) >= 4, one
+    else:
+        each = len(range(3, COUNT, 50))  # files of each other sort
+        docs, skipped, _ = one
+        assert len(docs) == COUNT - each and len(skipped) == 2 * each
+        assert any(kind == "ParkedDocument" for kind, _ in docs)
+
+
+def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file is read in a worker process (forked: it runs the function as this process holds it),
+    ``jobs - 1`` of them."""
+    root = _tree(tmp_path / "tree", broken=False)
+    log = tmp_path / "pids.log"
+    real = intake._read_file
+
+    def noting(item: Any, stdin: Any = None) -> Any:
+        with log.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", noting)
+    intake.start_reading([str(root)], None, jobs=2).result()  # one worker: this process goes on
+    pids = log.read_text().split()
+    assert len(pids) == COUNT
+    assert str(os.getpid()) not in pids and len(set(pids)) == 1
+    log.write_text("")
+    intake.start_reading([str(root)], None, jobs=3).result()
+    pids = log.read_text().split()
+    assert len(pids) == COUNT and str(os.getpid()) not in pids and len(set(pids)) == 2
+
+
+def test_a_small_tree_is_read_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(MIN_PARALLEL - 1):
+        write(tmp_path / "small" / f"f{i}.yaml", _job(i))
+    seen: list[int] = []
+    real = intake._read_file
+
+    def noting(item: Any, stdin: Any = None) -> Any:
+        seen.append(os.getpid())
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", noting)
+    manifests = intake.start_reading([str(tmp_path / "small")], None, jobs=2).result()
+    assert len(manifests.documents) == MIN_PARALLEL - 1 and set(seen) == {os.getpid()}
+
+
+def test_the_objects_workloads_look_up_are_never_parked() -> None:
+    """A worker decides what to park before the workloads package is imported: by kind, a superset of
+    what the gate looks up by name (``gate.cluster_objects``), so such an object is always read whole."""
+    from policyengine.gate import cluster_objects
+    from policyengine.objects import LOOKED_UP_KINDS, can_wait
+    from policyengine.workloads import claims, persistent, runtimes, scheduling
+
+    kinds = {claims.CLAIM, claims.TEMPLATE, claims.DEVICE_CLASS, scheduling.POD_GROUP, scheduling.WORKLOAD}
+    kinds |= {persistent.PVC, persistent.PV, persistent.DATASET, runtimes.RUNTIME, runtimes.CLUSTER_RUNTIME}
+    assert kinds == LOOKED_UP_KINDS
+    groups = ["v1", "resource.k8s.io/v1", "scheduling.k8s.io/v1alpha1", "data.fluid.io/v1alpha1"]
+    groups += ["trainer.kubeflow.org/v1alpha1", "example.com/v1"]
+    for kind in [*kinds, "Job", "Deployment", "ConfigMap", "Namespace"]:
+        for api_version in groups:
+            data = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x", "namespace": "n"}}
+            doc = Document(data, "f.yaml", 1, 0, {})
+            if cluster_objects([doc]) or (kind == "Namespace" and api_version == "v1"):
+                assert not can_wait(doc), (api_version, kind)
+    job = Document({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}, "f.yaml", 1, 0, {})
+    assert can_wait(job)
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    """Fails the test, instead of hanging it, if collecting the workers ever waits for good."""
+
+    def expired(*_: object) -> None:
+        raise AssertionError("reading never ended: a worker's end was not noticed")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _failing_on(monkeypatch: pytest.MonkeyPatch, name: str, fail: Callable[[], None]) -> None:
+    real = intake._read_file
+    parent = os.getpid()
+
+    def failing(item: Any, stdin: Any = None) -> Any:
+        if os.getpid() != parent and item.file.endswith(name):
+            fail()
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", failing)
+
+
+def test_a_workers_error_is_raised_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_guard: None
+) -> None:
+    root = _tree(tmp_path / "tree", broken=False)
+
+    def fail() -> None:
+        raise ValueError("the reader broke")
+
+    _failing_on(monkeypatch, "f0150.yaml", fail)
+    with pytest.raises(ValueError, match="the reader broke"):
+        intake.start_reading([str(root)], None, jobs=3).result()
+    assert not list(Path(tempfile.gettempdir()).glob("policyengine-read-*/run-*.pickle"))
+
+
+def test_a_worker_that_dies_is_an_error_not_a_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_guard: None
+) -> None:
+    """Hostile to a pool that waits for a lost task: the worker is killed (as out of memory would)."""
+    root = _tree(tmp_path / "tree", broken=False)
+    _failing_on(monkeypatch, "f0007.yaml", lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(readahead.WorkerDied, match="killed by signal 9"):
+        intake.start_reading([str(root)], None, jobs=2).result()
