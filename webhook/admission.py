@@ -120,11 +120,9 @@ class Admitter:
         is given every job this request leaves running in a thread, so its memory stays accounted;
         ``inline``: a small review, evaluated on the event loop first (``webhook.onloop``)."""
         request = review.request
-        tracer = self.telemetry.tracer
-        loop = asyncio.get_running_loop()
         if deadline is None:
-            deadline = loop.time() + self.timeout
-        with tracer.start_as_current_span("admission", attributes=_request_attributes(request)) as span:
+            deadline = asyncio.get_running_loop().time() + self.timeout
+        with self.telemetry.span("admission", partial(_request_attributes, request)) as span:
             inventory = with_namespace(self.inventory.current(), request.namespace)
             started = time.perf_counter()
             timings: PolicyTimings | SlicedTimings
@@ -239,7 +237,7 @@ class Admitter:
     ) -> int | None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        with self.telemetry.tracer.start_as_current_span("audit.append") as span:
+        with self.telemetry.span("audit.append") as span:
             if not getattr(self.recorder, "blocking", True):  # keeps nothing: no thread to wait in
                 return self.recorder.record(decision, source=SOURCE_ADMISSION)
             try:
