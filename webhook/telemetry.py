@@ -86,6 +86,12 @@ class Telemetry:
         tally = self.tallies[name]
         tally[values] = tally.get(values, 0) + 1
 
+    def count_all(self, name: str, values: Iterable[tuple[str, ...]]) -> None:
+        """One more of the tally ``name`` for each of ``values`` (an admission's policy results)."""
+        tally = self.tallies[name]
+        for key in values:
+            tally[key] = tally.get(key, 0) + 1
+
     def bound(self, keys: tuple[str, ...], values: tuple[str, ...]) -> Mapping[str, str]:
         """The attribute set ``keys`` = ``values``, made once (the cache grows with the distinct values
         seen: policy names, actions and outcomes, a set the policy files bound)."""
