@@ -264,8 +264,6 @@ def build_telemetry(
         metric_readers=readers, resource=resource, exemplar_filter=AlwaysOffExemplarFilter()
     )
     meter = meter_provider.get_meter("policyengine.webhook")
-    gauges: dict[str, GaugeSource] = {}
-    tallies: dict[str, dict[tuple[str, ...], int]] = {}
     durations = None
     if not endpoint:  # /metrics only: the per-policy histogram as plain counts (webhook.policytimes)
         _, name, description = _INSTRUMENTS["policy_duration"]
@@ -277,17 +275,7 @@ def build_telemetry(
         for key, spec in _INSTRUMENTS.items()
         if spec[0] != "tally" and not (key == "policy_duration" and durations is not None)
     }
-    for key, (kind, name, description) in _INSTRUMENTS.items():
-        if kind == "tally":
-            tallies[key] = {}
-            keys = _TALLY_KEYS[key]
-            meter.create_observable_counter(
-                name, callbacks=[_tally_callback(tallies[key], keys)], description=description
-            )
-    for name, description in _GAUGES.items():
-        meter.create_observable_gauge(
-            name, callbacks=[_gauge_callback(gauges, name)], description=description
-        )
+    gauges, tallies = _observables(meter)  # made after the instruments, as they always were
     return Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
@@ -300,6 +288,24 @@ def build_telemetry(
         traced=exported,
         policy_durations=durations,
     )
+
+
+def _observables(meter: Meter) -> tuple[dict[str, GaugeSource], dict[str, dict[tuple[str, ...], int]]]:
+    """The instruments read at collection: the gauges' sources (filled by the app) and the tallies."""
+    gauges: dict[str, GaugeSource] = {}
+    tallies: dict[str, dict[tuple[str, ...], int]] = {}
+    for key, (kind, name, description) in _INSTRUMENTS.items():
+        if kind == "tally":
+            tallies[key] = {}
+            keys = _TALLY_KEYS[key]
+            meter.create_observable_counter(
+                name, callbacks=[_tally_callback(tallies[key], keys)], description=description
+            )
+    for name, description in _GAUGES.items():
+        meter.create_observable_gauge(
+            name, callbacks=[_gauge_callback(gauges, name)], description=description
+        )
+    return gauges, tallies
 
 
 def _asked(env: Mapping[str, str]) -> bool:
