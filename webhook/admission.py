@@ -29,11 +29,11 @@ from policyengine import errors
 from policyengine.cel import budget_override
 from policyengine.charging import Ledger
 from policyengine.engine import Engine
-from policyengine.model import Action, Decision, Inventory, Outcome, Policy, Request
+from policyengine.model import Action, Decision, Inventory, Outcome, Request
 from policyengine.scale import ParentLookup
 from webhook.errors import RecordFailed
 from webhook.inventories import InventorySource, with_namespace
-from webhook.onloop import OutOfSlice, SlicedTimings, Timed, light, loop_budget, may_wait
+from webhook.onloop import OutOfSlice, SlicedTimings, Timings, light, loop_budget, may_wait
 from webhook.recorder import SOURCE_ADMISSION, DecisionRecorder
 from webhook.review import Review, review_response
 from webhook.telemetry import Telemetry
@@ -52,21 +52,11 @@ class Answer:
     timed_out: bool
 
 
-class PolicyTimings:
-    """The engine's ``observe`` hook: wall-clock start and end of each policy, for honest spans."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[Policy, int, int]] = []
-
-    def __call__(self, policy: Policy) -> Timed:
-        return Timed(policy, self.spans)
-
-
 def evaluate(
     engine: Engine,
     request: Request,
     inventory: Inventory,
-    timings: PolicyTimings | SlicedTimings,
+    timings: Timings,
     parents: ParentLookup | None = None,
     ledger: Ledger | None = None,
 ) -> Decision:
@@ -120,21 +110,19 @@ class Admitter:
         is given every job this request leaves running in a thread, so its memory stays accounted;
         ``inline``: a small review, evaluated on the event loop first (``webhook.onloop``)."""
         request = review.request
-        tracer = self.telemetry.tracer
-        loop = asyncio.get_running_loop()
         if deadline is None:
-            deadline = loop.time() + self.timeout
-        with tracer.start_as_current_span("admission", attributes=_request_attributes(request)) as span:
+            deadline = asyncio.get_running_loop().time() + self.timeout
+        with self.telemetry.span("admission", partial(_request_attributes, request)) as span:
             inventory = with_namespace(self.inventory.current(), request.namespace)
             started = time.perf_counter()
-            timings: PolicyTimings | SlicedTimings
+            timings: Timings
             decision = None
             if inline and self._light(engine) and not may_wait(request, self.ledger):
                 timings = SlicedTimings()
                 decision = self._on_loop(engine, request, inventory, timings, span)
             timed_out = False
             if decision is None:
-                timings = PolicyTimings()
+                timings = Timings()
                 decision = await self._in_pool(engine, request, inventory, timings, deadline, hold)
                 if decision is None:
                     timed_out = True
@@ -148,9 +136,9 @@ class Admitter:
             span.set_attribute("policyengine.verdict", decision.verdict)
             if index is not None:
                 span.set_attribute("policyengine.audit_index", index)
-            count = self.telemetry.count
-            for r in decision.results:
-                count("decisions", (r.policy, _VALUE[r.action], _VALUE[r.outcome]))
+            self.telemetry.count_all(
+                "decisions", [(r.policy, _VALUE[r.action], _VALUE[r.outcome]) for r in decision.results]
+            )
             answer = review_response(review.api_version, decision, audit_index=index)
             return Answer(answer, decision, index, timed_out)
 
@@ -177,7 +165,7 @@ class Admitter:
         engine: Engine,
         request: Request,
         inventory: Inventory,
-        timings: PolicyTimings,
+        timings: Timings,
         deadline: float,
         hold: Callable[[asyncio.Future[Any]], None] | None,
     ) -> Decision | None:
@@ -198,25 +186,21 @@ class Admitter:
         except TimeoutError:
             return None
 
-    def _policy_telemetry(
-        self, parent: Span, timings: PolicyTimings | SlicedTimings, decision: Decision
-    ) -> None:
+    def _policy_telemetry(self, parent: Span, timings: Timings, decision: Decision) -> None:
         """Each policy's duration (a histogram by policy) and outcomes: attributes of the admission span
         and an event per policy that did not pass; a child span per policy only when asked for and the
         trace is sampled (a span costs more than evaluating a small request)."""
-        outcomes: dict[str, set[str]] = {}
-        for r in decision.results:
-            outcomes.setdefault(r.policy, set()).add(_VALUE[r.outcome])
         self.telemetry.record_policies(timings.spans)
         if not parent.is_recording():
             return
+        outcomes: dict[str, set[str]] = {}
+        for r in decision.results:
+            outcomes.setdefault(r.policy, set()).add(_VALUE[r.outcome])
         _outcome_attributes(parent, timings, outcomes)
         if self.telemetry.policy_spans and parent.get_span_context().trace_flags.sampled:
             self._policy_spans(parent, timings, outcomes)
 
-    def _policy_spans(
-        self, parent: Span, timings: PolicyTimings | SlicedTimings, outcomes: dict[str, set[str]]
-    ) -> None:
+    def _policy_spans(self, parent: Span, timings: Timings, outcomes: dict[str, set[str]]) -> None:
         context = trace.set_span_in_context(parent)
         for policy, start, end in timings.spans:
             seen = outcomes.get(policy.name, set())
@@ -239,7 +223,7 @@ class Admitter:
     ) -> int | None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        with self.telemetry.tracer.start_as_current_span("audit.append") as span:
+        with self.telemetry.span("audit.append") as span:
             if not getattr(self.recorder, "blocking", True):  # keeps nothing: no thread to wait in
                 return self.recorder.record(decision, source=SOURCE_ADMISSION)
             try:
@@ -280,9 +264,7 @@ def _forget_late_errors(job: asyncio.Future[Any]) -> None:
     job.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
-def _outcome_attributes(
-    span: Span, timings: PolicyTimings | SlicedTimings, outcomes: dict[str, set[str]]
-) -> None:
+def _outcome_attributes(span: Span, timings: Timings, outcomes: dict[str, set[str]]) -> None:
     """The admission span's record of the policies: how many were evaluated, which failed and which
     could not be evaluated, and an event (with its outcomes, category and duration) per such policy."""
     failed = sorted(name for name, seen in outcomes.items() if "fail" in seen)

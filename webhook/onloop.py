@@ -72,33 +72,42 @@ class OutOfSlice(BaseException):
     through and no decision is made of a half-run evaluation."""
 
 
-class SlicedTimings:
-    """The engine's ``observe`` hook for an evaluation on the loop: times each policy, as the pool's
-    does, and refuses to start one once ``slice`` seconds have passed since it was made."""
-
-    def __init__(self, slice_seconds: float = SLICE) -> None:
-        self.spans: list[tuple[Policy, int, int]] = []
-        self.ends = clock() + slice_seconds
-
-    def __call__(self, policy: Policy) -> Timed:
-        if clock() > self.ends:
-            raise OutOfSlice(policy.name)
-        return Timed(policy, self.spans)
-
-
-class Timed:
-    """Times one policy's evaluation into ``spans`` (policy, start ns, end ns). A class, not a generator
-    context manager: one is entered for every policy of every request."""
+class Timings:
+    """The engine's ``observe`` hook: each policy's evaluation timed into ``spans`` (policy, start ns,
+    end ns), for the per-policy histogram and spans. ``observe(policy)`` is entered for every policy
+    of every request, one after another, so the hook is its own context manager (no object per policy)."""
 
     __slots__ = ("policy", "spans", "start")
 
-    def __init__(self, policy: Policy, spans: list[tuple[Policy, int, int]]) -> None:
-        self.policy = policy
-        self.spans = spans
+    def __init__(self) -> None:
+        self.spans: list[tuple[Policy, int, int]] = []
+        self.policy: Policy | None = None
         self.start = 0
+
+    def __call__(self, policy: Policy) -> Timings:
+        self.policy = policy
+        return self
 
     def __enter__(self) -> None:
         self.start = time.time_ns()
 
     def __exit__(self, *exc: object) -> None:
+        assert self.policy is not None
         self.spans.append((self.policy, self.start, time.time_ns()))
+
+
+class SlicedTimings(Timings):
+    """The hook for an evaluation on the loop: times each policy, as the pool's does, and refuses to
+    start one once ``slice`` seconds have passed since it was made."""
+
+    __slots__ = ("ends",)
+
+    def __init__(self, slice_seconds: float = SLICE) -> None:
+        super().__init__()
+        self.ends = clock() + slice_seconds
+
+    def __call__(self, policy: Policy) -> Timings:
+        if clock() > self.ends:
+            raise OutOfSlice(policy.name)
+        self.policy = policy
+        return self

@@ -5,13 +5,15 @@ per policy that did not pass, and a child span for the audit append. A child spa
 (timed by the engine's ``observe`` hook) costs more than the evaluation of a small request, so it is
 made only when asked for (``POLICYENGINE_TRACE_POLICIES=1``) and the trace is sampled. Metrics are read for ``/metrics`` by an in-memory reader
 and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set in the environment mapping given, also exported by OTLP
-over HTTP together with the spans. Each policy's evaluation time is kept as plain histogram counts
-(``webhook.policytimes``) that /metrics renders with the rest, unless metrics are exported over OTLP.
+over HTTP together with the spans. Unless metrics are exported over OTLP, the counters and histograms
+are kept as plain counts (``webhook.plaincounts``; each policy's evaluation time: ``webhook.policytimes``)
+that /metrics renders with the SDK's gauges, and no span is built when no span is exported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +24,19 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import INVALID_SPAN, Span, Tracer
 
 from policyengine.model import Policy
 from webhook import prometheus
+from webhook.plaincounts import PlainHistogram, PlainSum
 from webhook.policytimes import PolicyDurations
 
 SERVICE_NAME = "policyengine-webhook"
 TRACE_POLICIES = "POLICYENGINE_TRACE_POLICIES"  # environment: a span per policy in sampled traces
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# What ``Telemetry.span`` gives when no span is exported (reentrant: nullcontext keeps no state).
+_UNTRACED: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
 
 # Observable gauges read these at collection time: name -> () -> [(value, attributes)].
 GaugeSource = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
@@ -45,6 +51,8 @@ class Telemetry:
     instruments: dict[str, Any]
     gauges: dict[str, GaugeSource] = field(default_factory=dict)
     policy_spans: bool = False  # a child span per policy (in sampled traces)
+    # Whether spans go anywhere: when none is exported, ``span`` builds none (nor their attributes).
+    traced: bool = True
     # The /metrics text when it is not this process's alone (serve --workers N: webhook.workermetrics).
     exposition: Callable[[], str] | None = None
     # Attribute sets built once per distinct value and reused: the request path records dozens per request.
@@ -62,10 +70,27 @@ class Telemetry:
     def observe(self, name: str, value: float, **attributes: str) -> None:
         self.instruments[name].record(value, attributes)
 
+    def span(
+        self, name: str, attributes: Callable[[], Mapping[str, Any]] | None = None
+    ) -> AbstractContextManager[Span]:
+        """``tracer.start_as_current_span(name, attributes=attributes())``, or, when no span is exported,
+        a span that records nothing and costs nothing (an SDK span not sampled still costs microseconds)."""
+        if not self.traced:
+            return _UNTRACED
+        return self.tracer.start_as_current_span(
+            name, attributes=None if attributes is None else attributes()
+        )
+
     def count(self, name: str, values: tuple[str, ...]) -> None:
         """One more of the tally ``name`` for the attribute ``values`` (called on the event loop only)."""
         tally = self.tallies[name]
         tally[values] = tally.get(values, 0) + 1
+
+    def count_all(self, name: str, values: Iterable[tuple[str, ...]]) -> None:
+        """One more of the tally ``name`` for each of ``values`` (an admission's policy results)."""
+        tally = self.tallies[name]
+        for key in values:
+            tally[key] = tally.get(key, 0) + 1
 
     def bound(self, keys: tuple[str, ...], values: tuple[str, ...]) -> Mapping[str, str]:
         """The attribute set ``keys`` = ``values``, made once (the cache grows with the distinct values
@@ -85,10 +110,12 @@ class Telemetry:
             durations.record((end - start) / 1e9, self.bound(keys, (policy.name,)))
 
     def families(self) -> list[prometheus.Family]:
-        """This process's metrics as /metrics families: the SDK's and the plain per-policy histogram."""
+        """This process's metrics as /metrics families: the SDK's, then the plain counts."""
         found = prometheus.families(self.reader.get_metrics_data())
-        plain = self.policy_durations.family() if self.policy_durations is not None else None
-        return [*found, plain] if plain is not None else found
+        plain = [i.family() for i in self.instruments.values() if isinstance(i, PlainSum | PlainHistogram)]
+        if self.policy_durations is not None:
+            plain.append(self.policy_durations.family())
+        return found + [f for f in plain if f is not None]
 
     def prometheus_text(self) -> str:
         if self.exposition is not None:
@@ -237,17 +264,36 @@ def build_telemetry(
         metric_readers=readers, resource=resource, exemplar_filter=AlwaysOffExemplarFilter()
     )
     meter = meter_provider.get_meter("policyengine.webhook")
-    gauges: dict[str, GaugeSource] = {}
-    tallies: dict[str, dict[tuple[str, ...], int]] = {}
     durations = None
     if not endpoint:  # /metrics only: the per-policy histogram as plain counts (webhook.policytimes)
         _, name, description = _INSTRUMENTS["policy_duration"]
         durations = PolicyDurations(name, description, LATENCY_BUCKETS)
+    # /metrics only: plain counts (webhook.plaincounts); exported over OTLP: the SDK's instruments.
+    made = _instrument if endpoint else _plain
     instruments = {
-        key: _instrument(meter, *spec)
+        key: made(meter, *spec)
         for key, spec in _INSTRUMENTS.items()
         if spec[0] != "tally" and not (key == "policy_duration" and durations is not None)
     }
+    gauges, tallies = _observables(meter)  # made after the instruments, as they always were
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        reader=reader,
+        tracer=tracer_provider.get_tracer("policyengine.webhook"),
+        instruments=instruments,
+        gauges=gauges,
+        tallies=tallies,
+        policy_spans=_asked(env) if policy_spans is None else policy_spans,
+        traced=exported,
+        policy_durations=durations,
+    )
+
+
+def _observables(meter: Meter) -> tuple[dict[str, GaugeSource], dict[str, dict[tuple[str, ...], int]]]:
+    """The instruments read at collection: the gauges' sources (filled by the app) and the tallies."""
+    gauges: dict[str, GaugeSource] = {}
+    tallies: dict[str, dict[tuple[str, ...], int]] = {}
     for key, (kind, name, description) in _INSTRUMENTS.items():
         if kind == "tally":
             tallies[key] = {}
@@ -259,17 +305,7 @@ def build_telemetry(
         meter.create_observable_gauge(
             name, callbacks=[_gauge_callback(gauges, name)], description=description
         )
-    return Telemetry(
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        reader=reader,
-        tracer=tracer_provider.get_tracer("policyengine.webhook"),
-        instruments=instruments,
-        gauges=gauges,
-        tallies=tallies,
-        policy_spans=_asked(env) if policy_spans is None else policy_spans,
-        policy_durations=durations,
-    )
+    return gauges, tallies
 
 
 def _asked(env: Mapping[str, str]) -> bool:
@@ -294,6 +330,12 @@ def _instrument(meter: Meter, kind: str, name: str, description: str) -> Any:
     if kind == "up_down_counter":
         return meter.create_up_down_counter(name, description=description)
     return meter.create_counter(name, description=description)
+
+
+def _plain(meter: Meter, kind: str, name: str, description: str) -> PlainSum | PlainHistogram:
+    if kind == "histogram":
+        return PlainHistogram(name, description, LATENCY_BUCKETS)
+    return PlainSum(name, description, monotonic=kind != "up_down_counter")
 
 
 def _gauge_callback(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from webhook import workermetrics
-from webhook.prometheus import families, parse_samples
+from webhook.prometheus import parse_samples
 from webhook.telemetry import Telemetry, build_telemetry
 from webhook.workermetrics import RETIRED, SharedMetrics
 
@@ -32,7 +32,7 @@ def dead_pid() -> int:
 
 def worker(directory: Path, pid: int | None = None) -> tuple[Telemetry, SharedMetrics]:
     telemetry = build_telemetry({})
-    shared = SharedMetrics(directory, lambda: families(telemetry.reader.get_metrics_data()), pid=pid)
+    shared = SharedMetrics(directory, telemetry.families, pid=pid)
     telemetry.exposition = shared.render
     return telemetry, shared
 
