@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from webhook.prometheus import Family, Point
@@ -64,23 +64,37 @@ class PlainHistogram:
         self.name = name
         self.description = description
         self.bounds = bounds
-        self._series: dict[Key, _Series] = {}
+        self._series: dict[Hashable, _Series] = {}
         self._lock = threading.Lock()
 
     def record(self, value: float, attributes: Mapping[str, Any] | None = None) -> None:
         key: Key = frozenset(attributes.items()) if attributes else frozenset()
         with self._lock:
-            found = self._series.get(key)
-            if found is None:
-                found = self._series[key] = _Series(len(self.bounds) + 1)
-            found.buckets[bisect_left(self.bounds, value)] += 1
-            found.total += value
-            found.count += 1
+            self._add(key, value)
+
+    def _add(self, key: Hashable, value: float) -> None:
+        """One value in the series of ``key``; the caller holds the lock."""
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = _Series(len(self.bounds) + 1)
+        found.buckets[bisect_left(self.bounds, value)] += 1
+        found.total += value
+        found.count += 1
+
+    def _labels_of(self, key: Any) -> dict[str, str]:
+        """The labels of a series' key as /metrics shows them."""
+        return _labels(key)
 
     def family(self) -> Family | None:
         with self._lock:
             points = [
-                Point(_labels(key), bounds=self.bounds, buckets=tuple(s.buckets), sum=s.total, count=s.count)
+                Point(
+                    self._labels_of(key),
+                    bounds=self.bounds,
+                    buckets=tuple(s.buckets),
+                    sum=s.total,
+                    count=s.count,
+                )
                 for key, s in self._series.items()
             ]
         return Family(self.name, self.description, "histogram", points) if points else None

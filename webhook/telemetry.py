@@ -103,7 +103,7 @@ class Telemetry:
     def record_policies(self, spans: Iterable[tuple[Policy, int, int]]) -> None:
         """Each policy's duration from (policy, start ns, end ns), one admission's worth."""
         if self.policy_durations is not None:
-            self.policy_durations.record(spans)
+            self.policy_durations.record_spans(spans)
             return
         durations, keys = self.instruments["policy_duration"], ("policy",)
         for policy, start, end in spans:
