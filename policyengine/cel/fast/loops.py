@@ -4,11 +4,20 @@ same errors, iteration variables in the same context slots)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from policyengine.cel.syntax import simple_ident
 
 MAX_BLOCKS = 12  # nested for/try blocks (CPython refuses more than 20)
+
+
+class _Frame(NamedTuple):
+    """What a loop's body changes in the generator, kept to put back after it."""
+
+    slot_line: int  # the line that writes the item to its context slot
+    closures: int  # closures generated before the body
+    scope: dict[str, int]
+    bound: dict[int, str]
 
 
 class Unsupported(Exception):
@@ -51,30 +60,15 @@ class Loops:
         if name not in ("all", "exists") or len(slots) != 1 or self.blocks + 2 > MAX_BLOCKS:
             return self.closure(node)
         universal = name == "all"
-        (slot,) = slots
-        items = self.store(self.gen(target_tree))
-        self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
-        meter, error, result, value, item = self.temp(), self.temp(), self.temp(), self.temp(), f"_s{slot}"
-        self.emit(f"{meter} = ctx[1]")
-        self.emit(f"{error} = None")
-        self.emit(f"{result} = {universal}")
-        self.emit(f"for {item} in {items}:")
-        self.indent += 1
-        self.blocks += 2
-        self.emit(f"{meter}.cost += {cost}")
-        self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
-        self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
-        slot_line, closures = len(self.lines) - 1, self.closures
-        saved_scope, saved_bound = self.scope, dict(self.bound)
-        self.scope = {**self.scope, str(simple_ident(args[0])): slot}
-        self.bound[slot] = item
+        error, result, value = self.temp(), self.temp(), self.temp()
+        _, frame = self._enter(
+            name, slots[0], cost, target_tree, args[0], 2, f"{error} = None", f"{result} = {universal}"
+        )
         self.emit("try:")
         self.indent += 1
         self.emit(f"{value} = {self.gen(args[-1])}")
         self.indent -= 1
-        self.scope, self.bound = saved_scope, saved_bound
-        if self.closures == closures:
-            self.lines[slot_line] = ""  # no closure in the body: nothing reads the slot
+        self._leave_body(frame)
         self.emit("except _CelError as _e:")
         self.emit(f"    if {error} is None: {error} = _e")
         self.emit("    continue")
@@ -92,30 +86,46 @@ class Loops:
         """``filter`` and ``map`` (with or without a predicate) on one variable, as ``macros.collect``
         runs them: the same charge per item, a predicate that is not a bool an error, the first error
         of a predicate or transform the macro's."""
-        items = self.store(self.gen(target_tree))
-        self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
-        meter, out, item = self.temp(), self.temp(), f"_s{slot}"
-        self.emit(f"{meter} = ctx[1]")
-        self.emit(f"{out} = []")
-        self.emit(f"for {item} in {items}:")
-        self.indent += 1
-        self.blocks += 1
-        self.emit(f"{meter}.cost += {cost}")
-        self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
-        self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
-        slot_line, closures = len(self.lines) - 1, self.closures
-        saved_scope, saved_bound = self.scope, dict(self.bound)
-        self.scope = {**self.scope, str(simple_ident(args[0])): slot}
-        self.bound[slot] = item
+        out = self.temp()
+        item, frame = self._enter(name, slot, cost, target_tree, args[0], 1, f"{out} = []")
         bodies = args[1:]
         if name == "filter" or len(bodies) == 2:
             keep = self.store(self.gen(bodies[0]))
             self.emit(f"if {keep} is not True and {keep} is not False: raise _not_bool()")
             self.emit(f"if {keep} is False: continue")
         self.emit(f"{out}.append({item if name == 'filter' else self.gen(bodies[-1])})")
-        self.scope, self.bound = saved_scope, saved_bound
-        if self.closures == closures:
-            self.lines[slot_line] = ""  # no closure in the body: nothing reads the slot
+        self._leave_body(frame)
         self.blocks -= 1
         self.indent -= 1
         return out
+
+    def _enter(
+        self, name: str, slot: int, cost: int, target_tree: Any, var: Any, blocks: int, *inits: str
+    ) -> tuple[str, _Frame]:
+        """The head of a loop over the target's items, up to its body: the target must be a list or map;
+        ``inits`` run before the loop; each item is charged ``cost`` to the meter and bound to ``var``
+        (in its context slot too, for the closures of the body). Returns the item's name and what
+        ``_leave_body`` restores."""
+        items = self.store(self.gen(target_tree))
+        self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
+        meter, item = self.temp(), f"_s{slot}"
+        self.emit(f"{meter} = ctx[1]")
+        for line in inits:
+            self.emit(line)
+        self.emit(f"for {item} in {items}:")
+        self.indent += 1
+        self.blocks += blocks
+        self.emit(f"{meter}.cost += {cost}")
+        self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
+        self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
+        frame = _Frame(len(self.lines) - 1, self.closures, self.scope, dict(self.bound))
+        self.scope = {**self.scope, str(simple_ident(var)): slot}
+        self.bound[slot] = item
+        return item, frame
+
+    def _leave_body(self, frame: _Frame) -> None:
+        """After the body: the names outside the loop again; the slot is not written when no closure
+        of the body reads it."""
+        self.scope, self.bound = frame.scope, frame.bound
+        if self.closures == frame.closures:
+            self.lines[frame.slot_line] = ""
