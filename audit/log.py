@@ -136,9 +136,13 @@ class AuditLog:
 
     def submit(self, entry: Mapping[str, Any]) -> Future[int]:
         """Queue an entry; the returned future gives its index once durable."""
+        return self.submit_encoded(entry, canonical(entry))
+
+    def submit_encoded(self, entry: Mapping[str, Any], data: bytes) -> Future[int]:
+        """``submit`` of an entry whose canonical bytes were made with it (``audit.entry.encode_entry``):
+        ``data`` must be ``canonical(entry)``; it is stored and hashed as given."""
         if self._writer is None:
             raise ReadOnlyLog("this audit log was opened without a signing key")
-        data = canonical(entry)
         return self._writer.submit(Record(data, leaf_hash(data), index_fields(entry)))
 
     @property

@@ -653,10 +653,12 @@ def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
     recorder port's contract for a recorder that may block), and that hand-off is a large share."""
     from starlette.testclient import TestClient
 
+    from audit.keys import keygen
     from policyengine.engine import Engine
     from policyengine.inventory import from_documents
     from policyengine.policyset import load_policy_set
     from webhook.app import WebhookServices, create_app
+    from webhook.audit_recorder import AuditRecorder
     from webhook.inventories import StaticInventory
     from webhook.policies import LivePolicies
     from webhook.recorder import DecisionRecorder, MemoryRecorder, NullRecorder
@@ -679,7 +681,14 @@ def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
         )
         return create_app(services)
 
-    apps = {"": app_recording(MemoryRecorder()), ", no audit log": app_recording(NullRecorder())}
+    audit_dir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    keys = keygen("bench.example/audit", audit_dir / "keys")
+    audited = AuditRecorder.open(str(audit_dir / "audit.db"), str(keys.key))
+    apps = {
+        ", SQLite audit log": app_recording(audited),
+        ", in-memory recorder": app_recording(MemoryRecorder()),
+        ", no audit log": app_recording(NullRecorder()),
+    }
 
     async def admit(body: bytes) -> None:
         sent: list[dict[str, Any]] = []
@@ -717,6 +726,7 @@ def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
                 client.portal.call(least, body, 2)  # warm: generated CEL, caches
                 cpu = client.portal.call(least, body, rounds)
                 print(f"  PyTorchJob review {label:7s} {cpu * 1e3:7.3f} ms CPU per admission{recording}")
+    shutil.rmtree(audit_dir, ignore_errors=True)
 
 
 def report(
