@@ -19,7 +19,7 @@ from typing import Any
 
 from audit import errors
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
-from audit.entry import canonical, index_fields, parse
+from audit.entry import IndexFields, canonical, index_fields, parse
 from audit.errors import (
     InconsistentCheckpoint,
     KeyFileError,
@@ -74,7 +74,10 @@ class AuditLog:
         self.target = target  # the path or URL the store was opened from (verify --jobs reopens it)
         self._signer = signer
         self._ring: KeyRing | None = None
-        self._writer: GroupCommit[Record, int] | None = None
+        # Queued: the entry's bytes and query columns; the writer thread hashes the bytes (an entry of a
+        # few KB releases the GIL to hash, and the caller's thread, the event loop, would wait to get it back).
+        self._writer: GroupCommit[tuple[bytes, IndexFields], int] | None = None
+        self._sealer = store if isinstance(store, Sealing) else None  # checked once, not per batch
         self._sealed = False  # whether the last batch's checkpoint was kept with it (writer thread only)
         self._seal_error: Exception | None = None  # why it was not, raised once the batch is answered
         if signer is not None:
@@ -146,15 +149,16 @@ class AuditLog:
         ``data`` must be ``canonical(entry)``; it is stored and hashed as given."""
         if self._writer is None:
             raise ReadOnlyLog("this audit log was opened without a signing key")
-        return self._writer.submit(Record(data, leaf_hash(data), index_fields(entry)))
+        return self._writer.submit((data, index_fields(entry)))
 
     @property
     def queue_depth(self) -> int:
         return self._writer.depth if self._writer is not None else 0
 
-    def _commit(self, records: list[Record]) -> list[int]:
-        if isinstance(self.store, Sealing):
-            head, self._sealed = self.store.append_sealed(records, self._seal)
+    def _commit(self, queued: list[tuple[bytes, IndexFields]]) -> list[int]:
+        records = [Record(data, leaf_hash(data), fields) for data, fields in queued]
+        if self._sealer is not None:
+            head, self._sealed = self._sealer.append_sealed(records, self._seal)
         else:
             head, self._sealed = self.store.append(records), False
         return list(range(head.size - len(records), head.size))
