@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from audit.entry import make_entry
+from audit.entry import encode_entry
 from policyengine.model import Decision
 
 
@@ -13,6 +13,13 @@ def entry_for(
     decision: Decision, *, source: str, time: datetime, commit: str | None = None
 ) -> dict[str, Any]:
     """The entry recording ``decision`` (every policy result, passes and skips included)."""
+    return encoded_entry_for(decision, source=source, time=time, commit=commit)[0]
+
+
+def encoded_entry_for(
+    decision: Decision, *, source: str, time: datetime, commit: str | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """``entry_for`` and the entry's canonical bytes, for ``AuditLog.submit_encoded``."""
     request = decision.request
     obj = request.object if request.object is not None else request.old_object
     api_version = str(obj.get("apiVersion", "")) if isinstance(obj, dict) else ""
@@ -30,7 +37,7 @@ def entry_for(
         for r in decision.results
     ]
     exceptions = sorted({r.exception for r in decision.results if r.exception})
-    return make_entry(
+    return encode_entry(
         time=time,
         source=source,
         uid=request.uid,

@@ -72,6 +72,41 @@ def make_entry(
     ``policy``, ``action``, ``outcome``, ``message`` and optionally ``exception`` (the exception used).
     ``commit`` is the git commit of a CI run made inside a repository.
     """
+    return encode_entry(
+        time=time,
+        source=source,
+        uid=uid,
+        operation=operation,
+        resource=resource,
+        verdict=verdict,
+        user=user,
+        groups=groups,
+        policy_set_digest=policy_set_digest,
+        results=results,
+        exceptions=exceptions,
+        dry_run=dry_run,
+        commit=commit,
+    )[0]
+
+
+def encode_entry(
+    *,
+    time: datetime,
+    source: str,
+    uid: str,
+    operation: str,
+    resource: Mapping[str, str],
+    verdict: str,
+    user: str = "",
+    groups: Sequence[str] = (),
+    policy_set_digest: str = "",
+    results: Sequence[Mapping[str, str]] = (),
+    exceptions: Sequence[str] = (),
+    dry_run: bool = False,
+    commit: str | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """``make_entry`` and the entry's canonical bytes, made once: the log stores and hashes these bytes
+    (``AuditLog.submit_encoded``), so an admission's entry is canonicalised a single time."""
     if source not in SOURCES:
         raise EntryError(f"source must be one of {SOURCES}, not {source!r}", code=errors.ENTRY_SOURCE)
     if verdict not in VERDICTS:
@@ -92,8 +127,20 @@ def make_entry(
     }
     if commit:
         entry["commit"] = commit
-    canonical(entry)  # reject what cannot be stored now, not in the writer thread
-    return entry
+    # Rejects what cannot be stored now, not in the writer thread.
+    return entry, _canonical_built(
+        entry, (uid, operation, user, policy_set_digest, commit, *groups, *exceptions)
+    )
+
+
+def _canonical_built(entry: dict[str, Any], free: tuple[object, ...]) -> bytes:
+    """``canonical`` of an entry ``encode_entry`` built: its keys are ASCII literals and every value but
+    ``free`` (the values taken as given) is a string, a bool or the version, so once ``free`` holds only
+    strings (or None: no commit) no float, big integer or astral key can be in it, and the sorted
+    ``json.dumps`` is RFC 8785 without walking the entry first. Anything else takes the checked path."""
+    if not all(value is None or isinstance(value, str) for value in free):
+        return canonical(entry)
+    return _dumps(entry)
 
 
 def _result(result: Mapping[str, str]) -> dict[str, str]:
@@ -111,6 +158,11 @@ def canonical(value: Any) -> bytes:
             return rfc8785.dumps(value)
         except (rfc8785.CanonicalizationError, TypeError) as exc:
             raise EntryError(f"entry is not canonicalisable: {exc}") from exc
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> bytes:
+    """Sorted, compact JSON: RFC 8785 for a value ``_check`` passed without astral keys."""
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:

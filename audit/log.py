@@ -1,7 +1,8 @@
 """``AuditLog``: the signed, append-only decision log over a ``Store``.
 
 Appends go through group commit and return an index once durable; after every batch the log checks
-the new tree head against its latest checkpoint (a consistency proof) and signs it. Opening a log for
+the new tree head against its latest checkpoint (a consistency proof) and signs it. A store that can
+(SQLite) keeps that checkpoint in the batch's own transaction when the new head plainly extends it. Opening a log for
 writing recovers: the stored head must match the stored leaves, and a committed but unsigned head is
 signed.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from audit import errors
 from audit.checkpoint import Checkpoint, peek_checkpoint, sign_checkpoint
-from audit.entry import canonical, index_fields, parse
+from audit.entry import IndexFields, canonical, index_fields, parse
 from audit.errors import (
     InconsistentCheckpoint,
     KeyFileError,
@@ -42,7 +43,7 @@ from audit.note import Signer, Verifier
 from audit.parallel import parallel_scans, store_scans
 from audit.proof import InclusionProof
 from audit.retention import archived_error, check_query, live_base
-from audit.stores import Query, Record, Store, StoredEntry, TreeHead, open_store
+from audit.stores import Query, Record, Sealing, Store, StoredEntry, TreeHead, open_store
 from audit.stores.sql import PAGE
 from audit.verify import VerifyReport, verify_scans
 from audit.writer import GroupCommit
@@ -73,7 +74,12 @@ class AuditLog:
         self.target = target  # the path or URL the store was opened from (verify --jobs reopens it)
         self._signer = signer
         self._ring: KeyRing | None = None
-        self._writer: GroupCommit[Record, int] | None = None
+        # Queued: the entry's bytes and query columns; the writer thread hashes the bytes (an entry of a
+        # few KB releases the GIL to hash, and the caller's thread, the event loop, would wait to get it back).
+        self._writer: GroupCommit[tuple[bytes, IndexFields], int] | None = None
+        self._sealer = store if isinstance(store, Sealing) else None  # checked once, not per batch
+        self._sealed = False  # whether the last batch's checkpoint was kept with it (writer thread only)
+        self._seal_error: Exception | None = None  # why it was not, raised once the batch is answered
         if signer is not None:
             self._writer = GroupCommit(
                 self._commit, after=self._sign_after_batch, max_batch=max_batch, max_delay=max_delay
@@ -136,22 +142,51 @@ class AuditLog:
 
     def submit(self, entry: Mapping[str, Any]) -> Future[int]:
         """Queue an entry; the returned future gives its index once durable."""
+        return self.submit_encoded(entry, canonical(entry))
+
+    def submit_encoded(self, entry: Mapping[str, Any], data: bytes) -> Future[int]:
+        """``submit`` of an entry whose canonical bytes were made with it (``audit.entry.encode_entry``):
+        ``data`` must be ``canonical(entry)``; it is stored and hashed as given."""
         if self._writer is None:
             raise ReadOnlyLog("this audit log was opened without a signing key")
-        data = canonical(entry)
-        return self._writer.submit(Record(data, leaf_hash(data), index_fields(entry)))
+        return self._writer.submit((data, index_fields(entry)))
 
     @property
     def queue_depth(self) -> int:
         return self._writer.depth if self._writer is not None else 0
 
-    def _commit(self, records: list[Record]) -> list[int]:
-        head = self.store.append(records)
+    def _commit(self, queued: list[tuple[bytes, IndexFields]]) -> list[int]:
+        records = [Record(data, leaf_hash(data), fields) for data, fields in queued]
+        if self._sealer is not None:
+            head, self._sealed = self._sealer.append_sealed(records, self._seal)
+        else:
+            head, self._sealed = self.store.append(records), False
         return list(range(head.size - len(records), head.size))
+
+    def _seal(self, old: TreeHead, new: TreeHead, latest: tuple[int, str] | None) -> str | None:
+        """The checkpoint of ``new``, signed inside the batch's transaction, when it plainly extends the
+        latest checkpoint: that one is of ``old``, the head ``new`` was computed from. Anything else
+        (another writer's batch in between, a hand-over, any doubt) is left to ``sign_pending``."""
+        if self._signer is None or self.origin is None or latest is None or latest[0] != old.size:
+            return None
+        try:
+            if peek_checkpoint(latest[1]).root != old.root or old.compact().root() != old.root:
+                return None
+            if self._ring is not None:  # read in the transaction: no hand-over can slip in after it
+                self._signer = self._ring.current(self.store)
+            return sign_checkpoint(Checkpoint(self.origin, new.size, new.root), self._signer)
+        except Exception as exc:  # the entries are written all the same; the trouble is raised after
+            self._seal_error = exc
+            return None
 
     def _sign_after_batch(self) -> None:
         # The batch is durable and answered; if the store went away its head is signed after the next
         # batch, or on the next open. Only a refusal to sign (a fork, a corrupt store) stops the writer.
+        if self._sealed:  # signed in the batch's own transaction
+            return
+        failed, self._seal_error = self._seal_error, None
+        if failed is not None and not isinstance(failed, StoreUnavailable):
+            raise failed  # what sign_pending would raise (a handed-over key, a corrupt note)
         with suppress(StoreUnavailable):
             self.sign_pending()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +24,7 @@ from audit.errors import NoteError
 ALG_ED25519 = 0x01
 DASH = "\u2014 "
 MAX_SIGNATURES = 100
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # control characters but the newline: found in C
 
 
 def key_id(name: str, public_key: bytes) -> bytes:
@@ -103,6 +105,7 @@ class Ed25519Signer:
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         self._name = check_name(name)
         self._key = private_key
+        self._verifier: Verifier | None = None  # the key never changes: its verifier is made once
 
     @property
     def name(self) -> str:
@@ -112,12 +115,14 @@ class Ed25519Signer:
         return self._key.sign(message)
 
     def verifier(self) -> Verifier:
-        return Verifier(self._name, self._key.public_key())
+        if self._verifier is None:
+            self._verifier = Verifier(self._name, self._key.public_key())
+        return self._verifier
 
 
 def sign_note(text: str, signer: Signer) -> str:
     """A signed note of ``text`` (which must end in a newline) with one signature line."""
-    if not text.endswith("\n") or "\n\n" in text or any(ord(ch) < 0x20 and ch != "\n" for ch in text):
+    if not text.endswith("\n") or "\n\n" in text or _CONTROL.search(text):
         raise NoteError("note text must end in a newline, without blank lines or control characters")
     verifier = signer.verifier()
     signature = signer.sign(text.encode())
@@ -127,7 +132,7 @@ def sign_note(text: str, signer: Signer) -> str:
 
 def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     """The text and its (name, key id, signature) lines; raises NoteError when malformed."""
-    if any(ord(ch) < 0x20 and ch != "\n" for ch in note):
+    if _CONTROL.search(note):
         raise NoteError("a note must not hold control characters")
     cut = note.rfind("\n\n")
     if cut < 0 or not note.endswith("\n"):

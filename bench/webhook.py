@@ -12,7 +12,9 @@ PyTorchJob (master + 4 GPU workers, region pinning, dataset and model annotation
 10 KB by more environment variables) in a namespace with a team and a residency zone, evaluated by all
 the bundled packs and the example GovernanceConfig. wrk (a C load generator: 1 thread, ``--connections``
 connections, ``--seconds`` per server and size) measures requests/s, p50 and p99 of both; the ratio
-is printed from the same run (target >= 0.5x). Then the steady-rate mode: h2load (from nghttp2-client;
+is printed from the same run (target >= 0.5x). A third server, ``serve --audit-log`` (a signed
+SQLite audit log in the run's temporary folder, as the README runs it), gets the same wrk rows, and
+its throughput is printed against echo's and plain serve's. Then the steady-rate mode: h2load (from nghttp2-client;
 wrk has no constant-rate mode) sends ``--rate`` requests/s over 4 HTTP/1.1 connections whatever the
 answers' latency, and the p99 policyengine adds over echo is printed (target <= 5 ms). Without wrk the
 script says how to install it and exits 2; without h2load it says so and skips that row. Machines here
@@ -20,7 +22,8 @@ are shared and noisy: compare ratios from one run. Each wrk row also prints the 
 per request answered (process CPU over the run / requests), which a busy machine disturbs least.
 
 ``--only-in-process``: the CPU one admission costs serve's app itself (no TLS, HTTP parser or load
-generator): the app called directly on its own event loop, for both sizes.
+generator): the app called directly on its own event loop, for both sizes, with a SQLite audit log
+(one admission at a time, then 20 at once), an in-memory recorder and no audit log.
 
 Then the background scan's effect on admission: policyengine is served twice more over an inventory of
 ``--background-objects`` GPU pods, without and with ``--background-interval 1s`` (a pass starts a second
@@ -39,6 +42,7 @@ the database and anything else running share the workers' cores.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -500,6 +504,8 @@ def shared_backend(dsn: str, audit: bool, tmp: Path) -> Iterator[list[str]]:
 
 
 SIZES = (("2.8 KB", 0), ("10 KB", 10 * 1024))  # 0: the review as built, no padding
+AUDITED_SERVE = "--audit-log"  # the wrk row of serve with a SQLite audit log
+AUDITED = ", SQLite audit log"  # the in-process row of serve --audit-log (the product's main command)
 INSTALL_WRK = "wrk is not on the PATH: install it (Debian/Ubuntu: apt-get install wrk)"
 INSTALL_H2LOAD = (
     "steady-rate latency: not measured (h2load is not on the PATH; wrk has no constant-rate mode): "
@@ -588,20 +594,34 @@ def compare(
     args: argparse.Namespace, tmp: Path, cert: str, key: str, inventory: Path, tls: ssl.SSLContext
 ) -> None:
     """Both servers up at once; per size, wrk against echo then policyengine; then the steady rate."""
+    from audit.keys import keygen
+
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    pe_port, echo_port = free_port(), free_port()
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "policyengine", "serve", "--host", "127.0.0.1", "--port", str(pe_port),
-         "--tls-cert", cert, "--tls-key", key, "--inventory", str(inventory), "--log-level", "WARNING",
-         "--config", str(ROOT / "examples" / "governance.yaml"),  # every org rule evaluated
-         "--workers", str(args.workers)],
-        env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    pe_port, echo_port, audited_port = free_port(), free_port(), free_port()
+
+    def serve(port: int, *extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "policyengine", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--tls-cert", cert, "--tls-key", key, "--inventory", str(inventory), "--log-level", "WARNING",
+             "--config", str(ROOT / "examples" / "governance.yaml"),  # every org rule evaluated
+             "--workers", str(args.workers), *extra],
+            env=env, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    engine = serve(pe_port)
+    # serve as the README runs it: every decision in a signed SQLite audit log before it is answered
+    audit_key = keygen("bench.example/audit", tmp / "audit-keys").key
+    audited = serve(audited_port, "--audit-log", str(tmp / "audit.db"), "--audit-key", str(audit_key))
     echo = subprocess.Popen([sys.executable, __file__, "--echo", str(echo_port), cert, key], env=env)
-    urls = {"policyengine": f"https://127.0.0.1:{pe_port}", "echo": f"https://127.0.0.1:{echo_port}"}
+    urls = {
+        "policyengine": f"https://127.0.0.1:{pe_port}",
+        "echo": f"https://127.0.0.1:{echo_port}",
+        AUDITED_SERVE: f"https://127.0.0.1:{audited_port}",
+    }
     rows: list[tuple[str, int, str, dict[str, dict[str, float]]]] = []
     try:
         wait_ready(urls["policyengine"], tls, engine)
+        wait_ready(urls[AUDITED_SERVE], tls, audited)
         wait_ready(urls["echo"], tls, echo)
         import httpx
 
@@ -613,7 +633,7 @@ def compare(
             allowed = f"allowed={verdict['response']['allowed']}"
             measured = {
                 name: cpu_per_request(process, urls[name], body, args)
-                for name, process in (("echo", echo), ("policyengine", engine))
+                for name, process in (("echo", echo), ("policyengine", engine), (AUDITED_SERVE, audited))
             }
             rows.append((label, body.stat().st_size, allowed, measured))
         steady = None
@@ -626,7 +646,7 @@ def compare(
                 for name in ("echo", "policyengine")
             }
     finally:
-        for process in (engine, echo):
+        for process in (engine, audited, echo):
             process.terminate()
             process.wait(timeout=10)
     report(args, rows, steady)
@@ -646,17 +666,21 @@ def cpu_per_request(
 
 def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
     """The CPU one admission costs the app itself: serve's app (every pack, the example config, the
-    bench's namespace as inventory, an in-memory audit recorder) called directly on its own event loop,
-    ``admissions`` at a time; the process CPU per admission, least of ``rounds`` (the figure noise on a
-    shared machine moves least: waiting for a core costs no CPU). Then the same app without an audit
-    log, as ``serve`` runs in the wrk rows: the in-memory recorder is called in a thread (the
-    recorder port's contract for a recorder that may block), and that hand-off is a large share."""
+    bench's namespace as inventory) called directly on its own event loop, ``admissions`` at a time; the
+    process CPU per admission (every thread: the audit writer's too), least of ``rounds`` (the figure
+    noise on a shared machine moves least: waiting for a core costs no CPU). First with a real SQLite
+    audit log in a temporary folder, as ``serve --audit-log`` runs (each admission answered once its
+    entry and checkpoint are durable): one after the other, so each is a batch of its own, then
+    ``admissions`` in flight at once, as under load. Then an in-memory recorder (called in a thread, the
+    recorder port's contract for a recorder that may block), and no audit log, as the wrk rows run."""
     from starlette.testclient import TestClient
 
+    from audit.keys import keygen
     from policyengine.engine import Engine
     from policyengine.inventory import from_documents
     from policyengine.policyset import load_policy_set
     from webhook.app import WebhookServices, create_app
+    from webhook.audit_recorder import AuditRecorder
     from webhook.inventories import StaticInventory
     from webhook.policies import LivePolicies
     from webhook.recorder import DecisionRecorder, MemoryRecorder, NullRecorder
@@ -679,7 +703,14 @@ def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
         )
         return create_app(services)
 
-    apps = {"": app_recording(MemoryRecorder()), ", no audit log": app_recording(NullRecorder())}
+    audit_dir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    keys = keygen("bench.example/audit", audit_dir / "keys")
+    audited = AuditRecorder.open(str(audit_dir / "audit.db"), str(keys.key))
+    apps = {
+        AUDITED: app_recording(audited),
+        ", in-memory recorder": app_recording(MemoryRecorder()),
+        ", no audit log": app_recording(NullRecorder()),
+    }
 
     async def admit(body: bytes) -> None:
         sent: list[dict[str, Any]] = []
@@ -709,6 +740,15 @@ def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
             best = min(best, (time.process_time() - started) / admissions)
         return best
 
+    async def least_together(body: bytes, batches: int) -> float:
+        """As ``least``, the ``admissions`` in flight at once: the audit log's group commit batches them."""
+        best = float("inf")
+        for _ in range(batches):
+            started = time.process_time()
+            await asyncio.gather(*(admit(body) for _ in range(admissions)))
+            best = min(best, (time.process_time() - started) / admissions)
+        return best
+
     print(f"in process: serve's app called directly, CPU per admission (least of {rounds} x {admissions})")
     for recording, app in apps.items():  # ``admit`` calls the app of this turn
         with TestClient(app) as client:  # runs the app's lifespan; the admissions bypass the client
@@ -717,6 +757,13 @@ def in_process_row(admissions: int = 20, rounds: int = 25) -> None:
                 client.portal.call(least, body, 2)  # warm: generated CEL, caches
                 cpu = client.portal.call(least, body, rounds)
                 print(f"  PyTorchJob review {label:7s} {cpu * 1e3:7.3f} ms CPU per admission{recording}")
+                if app is apps[AUDITED]:  # one entry per batch above; under load batches hold several
+                    cpu = client.portal.call(least_together, body, rounds)
+                    print(
+                        f"  PyTorchJob review {label:7s} {cpu * 1e3:7.3f} ms CPU per admission{recording}, "
+                        f"{admissions} at once"
+                    )
+    shutil.rmtree(audit_dir, ignore_errors=True)
 
 
 def report(
@@ -742,6 +789,13 @@ def report(
             f"p50 {pe['p50_ms'] / base['p50_ms']:.1f}x, p99 {pe['p99_ms'] / base['p99_ms']:.1f}x of echo; "
             f"CPU per request {pe['cpu_ms'] / base['cpu_ms']:.1f}x of echo's"
         )
+        if AUDITED_SERVE in measured:
+            audited = measured[AUDITED_SERVE]
+            print(
+                f"  audited        throughput {audited['rps'] / base['rps']:.2f}x of echo, "
+                f"{audited['rps'] / pe['rps']:.2f}x of serve without an audit log; "
+                f"CPU per request {audited['cpu_ms'] / base['cpu_ms']:.1f}x of echo's"
+            )
     if steady is None:
         print(INSTALL_H2LOAD)
         return

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit import AuditError, AuditLog, load_signer
-from audit.decisions import entry_for
+from audit.decisions import encoded_entry_for, entry_for
 from audit.errors import StoreUnavailable
 from policyengine.model import Decision
 from webhook.logs import get_logger
@@ -105,12 +105,20 @@ class AuditRecorder:
         what it raises. The event loop awaits it instead of parking a thread on it."""
         done: Future[int | None] = Future()
         try:
-            written = self.log.submit(self._entry(decision, source))
+            written = self._submit(decision, source)
         except Exception as err:  # as record would raise it, from the future
             self._settle(done, err, None)
             return done
         written.add_done_callback(lambda f: self._settle(done, f.exception(), f))
         return done
+
+    def _submit(self, decision: Decision, source: str) -> Future[int]:
+        """Queue the entry of ``decision``, canonicalised once when the log takes the bytes with it."""
+        encoded = getattr(self.log, "submit_encoded", None)
+        if encoded is None:
+            return self.log.submit(self._entry(decision, source))
+        entry, data = encoded_entry_for(decision, source=source, time=datetime.now(UTC))
+        return encoded(entry, data)  # type: ignore[no-any-return]
 
     def _entry(self, decision: Decision, source: str) -> dict[str, Any]:
         return entry_for(decision, source=source, time=datetime.now(UTC))

@@ -9,7 +9,7 @@ assign gap-free indexes and are durable when they return. Adapters: ``memory`` (
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -152,6 +152,22 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# Given the head before an append, the head after it and the latest checkpoint (size, note), the note
+# to keep for the new head, or None to leave it unsigned (the writer then signs it on its own).
+Seal = Callable[[TreeHead, TreeHead, "tuple[int, str] | None"], "str | None"]
+
+
+@runtime_checkable
+class Sealing(Protocol):
+    """A store that can keep a batch's checkpoint in the transaction that appends the batch: one
+    durable write per batch instead of two."""
+
+    def append_sealed(self, records: Sequence[Record], seal: Seal) -> tuple[TreeHead, bool]:
+        """``append``, and in the same transaction the note ``seal`` gives; return the new head and
+        whether a note was kept for it."""
+        ...
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from audit import errors
 from audit.errors import StoreError
-from audit.stores import Archived, Query, Record, StoredEntry, TreeHead
+from audit.stores import Archived, Query, Record, Seal, StoredEntry, TreeHead
 from audit.stores.prune import delete_chunk, record_prefix
 from audit.stores.sql import ENTRY_COLUMNS, SqlReads, entry_rows, schema, stored_entry, where
 
@@ -126,12 +126,20 @@ class SQLiteStore(SqlReads):
                 return out
 
     def append(self, records: Sequence[Record]) -> TreeHead:
+        return self.append_sealed(records, lambda old, new, latest: None)[0]
+
+    def append_sealed(self, records: Sequence[Record], seal: Seal) -> tuple[TreeHead, bool]:
+        # One transaction, so one journal and one pair of syncs per batch for entries, head and note.
         with self._write() as db:
             head = _head(db.execute("SELECT size, root, range_blob FROM heads ORDER BY size DESC LIMIT 1"))
             db.executemany(INSERT_ENTRY, entry_rows(head.size, records))
             new = head.extended([r.leaf_hash for r in records])
             db.execute("INSERT INTO heads VALUES (?, ?, ?)", (new.size, new.root, new.range_blob))
-            return new
+            row = db.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            note = seal(head, new, (int(row[0]), str(row[1])) if row else None)
+            if note is not None:
+                db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", (new.size, note))
+            return new, note is not None
 
     def head(self) -> TreeHead:
         with self._lock:
