@@ -6,9 +6,9 @@ The files are cut into as many runs of consecutive files as there are workers; e
 what to read, reads its run from the front and writes what each file made to a spool file of its own (in
 a folder only this user can read), and the runs are put back in their order. When this process asks for
 the result before the workers are done, it reads the files no worker has begun, from the back of each
-run (``_Claims``: no file is read twice, none left out), instead of waiting with a core idle. Reading a file is independent of every
-other file (each makes its own documents, skips and problems), so the order of the whole is the order of
-the runs. What a worker writes is small: the objects the gate does not read before evaluating come back
+run (``_Claims``: no file is read twice, none left out), instead of waiting with a core idle. Reading a
+file is independent of every other file (each makes its own documents, skips and problems), so the
+order of the whole is the order of the runs. What a worker writes is small: the objects the gate does not read before evaluating come back
 packed (``policyengine.parking``). A worker that fails raises its exception here, as reading in order
 would have; one that dies (killed, out of memory) is an error naming how it ended, never a wait.
 """
