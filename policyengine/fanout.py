@@ -5,9 +5,9 @@ Workers are forked once the policy set is compiled and the manifests read, so ea
 the inventory and the requests instead of loading or receiving them. The one state decisions share is
 the quota ledger: a request whose decision reads the reservation store (a GPU workload of a pool with a
 limit) depends on the reservations earlier requests of its pool made, and on nothing else (the store
-keeps each pool apart). Requests are dealt to workers by team (namespace when unlabelled), each worker
-deciding its share in the set's order against a ledger of its own, and each reports the pools its
-requests read and the pools they reserved in. A pool is decided as one process would have decided it
+keeps each pool apart). Requests are dealt to shares by team (namespace when unlabelled), this process
+deciding one share and a worker each other one, each in the set's order against a ledger of its own,
+and each reports the pools its requests read and the pools they reserved in. A pool is decided as one process would have decided it
 when all its requests went to one worker, or when none of them reserved anything (every read then saw
 the same empty pool). Any other pool has its requests decided again by the parent, in order.
 """
@@ -183,9 +183,10 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
 
 
 def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
-    """Each shard's decisions, each worker writing them one by one to a spool file of its own (in a
-    folder only this user can read) that this process reads back in turn: no shard's decisions are ever
-    one message, held whole as bytes beside the objects they make."""
+    """Each shard's decisions: the first decided by this process while a worker per other shard decides
+    that one, writing its decisions one by one to a spool file of its own (in a folder only this user can
+    read) that this process reads back in turn: no shard's decisions are ever one message, held whole as
+    bytes beside the objects they make. This process would otherwise wait with its core idle."""
     global _work, _spool
     _work = work
     frozen = gc.get_freeze_count() > 0  # the command froze what it imported: it stays so
@@ -195,19 +196,33 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
     try:
         with tempfile.TemporaryDirectory(prefix="policyengine-check-") as folder:
             _spool = folder
-            with multiprocessing.get_context(START_METHOD).Pool(len(shards)) as pool:
-                written = pool.map(_decide_shard, shards, chunksize=1)
+            written: list[tuple[str, int]] = []
+            if len(shards) == 1:  # one team: nothing to share out
+                mine = _decide_here(shards[0])
+            else:
+                with multiprocessing.get_context(START_METHOD).Pool(len(shards) - 1) as pool:
+                    pending = pool.map_async(_decide_shard, shards[1:], chunksize=1)
+                    mine = _decide_here(shards[0])
+                    written = pending.get()
             return [
-                [
-                    (work.settled(i, item[0]), *item[1:])
-                    for i, item in zip(shard, _read_spool(path, count), strict=True)
-                ]
-                for shard, (path, count) in zip(shards, written, strict=True)
+                [(work.settled(i, item[0]), *item[1:]) for i, item in zip(shard, made, strict=True)]
+                for shard, made in zip(
+                    shards,
+                    [iter(mine), *(_read_spool(path, count) for path, count in written)],
+                    strict=True,
+                )
             ]
     finally:
         if not frozen:
             gc.unfreeze()
         _work, _spool = None, ""
+
+
+def _decide_here(shard: list[int]) -> list[_Decided]:
+    """A shard decided in this process as a worker decides one, against a ledger of its own."""
+    store = _Touched()
+    ledger = Ledger(store)
+    return [_decided(i, store, ledger) for i in shard]
 
 
 def _read_spool(path: str, count: int) -> Iterator[_Decided]:

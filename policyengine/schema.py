@@ -1,5 +1,6 @@
 """JSON Schema validation of documents against the schemas shipped in ``policyengine/schemas``, and the
-defaults those schemas declare."""
+defaults those schemas declare. A document ``policyengine.jsoncheck`` finds valid is not given to
+``jsonschema`` (imported only for one it cannot vouch for), which locates and words every problem."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import json
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-
-from policyengine import errors
+from policyengine import errors, jsoncheck
 from policyengine.errors import Problem
 from policyengine.loader import Document
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 _BASE = "https://policyengine.io/schemas/"
 # A hostile document (10^5 bad keys) must not produce 10^5 problems: the first ones locate the fault.
@@ -29,6 +31,8 @@ def _read(name: str) -> Any:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+
     names = [p.name for p in resources.files("policyengine.schemas").iterdir() if p.name.endswith(".json")]
     return Registry().with_resources((_BASE + n, Resource.from_contents(_read(n))) for n in names)
 
@@ -36,11 +40,15 @@ def _registry() -> Registry:
 @cache
 def validator(name: str) -> Draft202012Validator:
     """The validator for schema file ``name`` (e.g. "policy.json"), built once."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(_read(name), registry=_registry())
 
 
 def validate(doc: Document, schema: str) -> list[Problem]:
     """Every schema violation of ``doc``, each located at the offending field's line."""
+    if jsoncheck.verdict(doc.data, schema) is True:
+        return []
     found = list(itertools.islice(validator(schema).iter_errors(doc.data), MAX_PROBLEMS + 1))
     problems = []
     for err in sorted(found[:MAX_PROBLEMS], key=lambda e: list(map(str, e.absolute_path))):

@@ -15,7 +15,8 @@ read them, and recording them is two fifths of the cost of a parse. Tokens alway
 
 Loading a policy set reads some texts more than once (compiled, then searched for the ``variables.<name>``
 it reads; compiled again under another document kind's names); inside ``parse_once()`` each distinct text
-is parsed once and its tree shared. Trees are never modified after parsing, by any reader.
+is parsed once and its tree shared. Trees are never modified after parsing, by any reader. The trees
+of the bundled packs' texts ship too (``policyengine.cel.shippedtrees``): a text found there is not parsed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _RUNTIME_OPTIONS = ("lexer_callbacks", "g_regex_flags")
 _TREES: ContextVar[dict[tuple[str, bool], lark.Tree[Any] | CELParseError] | None] = ContextVar(
     "cel_trees", default=None
 )
+# Off while the shipped trees are themselves being written.
+_SHIPPED: ContextVar[bool] = ContextVar("cel_shipped_trees", default=True)
 
 
 def _literal_keywords(token: lark.Token) -> lark.Token:
@@ -171,7 +174,39 @@ def parse(source: str, *, positions: bool = False) -> lark.Tree[Any]:
     return tree
 
 
+def parsed_texts() -> list[tuple[str, bool]]:
+    """Each (source text, with positions) parsed so far in the enclosing ``parse_once()`` block."""
+    return list(_TREES.get() or ())
+
+
+@contextlib.contextmanager
+def without_shipped_trees() -> Iterator[None]:
+    """Within this block every text is parsed, none taken from the shipped trees."""
+    token = _SHIPPED.set(False)
+    try:
+        yield
+    finally:
+        _SHIPPED.reset(token)
+
+
+@functools.cache
+def grammar_fingerprint() -> str:
+    """The fingerprint of this grammar under this lark version."""
+    return fingerprint(_GRAMMAR.read_text(encoding="utf-8"))
+
+
 def _parse(source: str, positions: bool) -> lark.Tree[Any]:
+    if not positions and _SHIPPED.get():
+        from policyengine.cel.shippedtrees import lookup
+
+        shipped = lookup(source, grammar_fingerprint())
+        if shipped is not None:
+            return shipped
+    return parse_text(source, positions)
+
+
+def parse_text(source: str, positions: bool = False) -> lark.Tree[Any]:
+    """The tree the parser makes of ``source`` (never a shipped one); CELParseError on a syntax error."""
     try:
         return (_positioned_lark() if positions else _lark()).parse(source)
     except (UnexpectedToken, UnexpectedCharacters) as err:

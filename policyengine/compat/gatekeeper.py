@@ -16,9 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import SchemaError
-
 from policyengine import errors, native
 from policyengine.cel import Declarations
 from policyengine.compat import Converted
@@ -267,6 +264,9 @@ def _check_parameters(template: _Template, doc: Document, problems: list[Problem
     params = (doc.data.get("spec") or {}).get("parameters")
     if template.schema is None or params is None:
         return
+    from jsonschema import Draft7Validator  # only a constraint with parameters needs it
+    from jsonschema.exceptions import SchemaError
+
     try:
         validator = Draft7Validator(json_schema(template.schema))
         found = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,31 @@ def test_the_policy_set_is_compiled_once_per_run_not_per_file(
     # Workers inherit the compiled set: nothing is compiled again in them or for them.
     assert _compiles_for(COUNT, tmp_path, monkeypatch, 2) == one
     capsys.readouterr()
+
+
+def test_this_process_decides_a_share_while_the_workers_decide_the_others(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With N jobs, N - 1 workers are forked and this process decides the remaining share: it would
+    otherwise wait with a core idle. Each request is decided once (the spread pool again, here)."""
+    from policyengine.engine import Engine
+
+    log = tmp_path / "deciders.log"
+    real = Engine.evaluate
+
+    def noting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with log.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(self, *args, **kwargs)
+
+    config = tree.parent / f"{tree.name}-config.yaml"
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "evaluate", noting)
+        patch.setattr("sys.stdin", io.StringIO(""))
+        argv = ["check", str(tree), "--config", str(config), "--jobs", "2", "--no-config-file"]
+        code = main([*argv, "--format", "json", "--output", str(tmp_path / "r.json")])
+    capsys.readouterr()
+    assert code == 1
+    pids = log.read_text().split()
+    assert str(os.getpid()) in pids and len(set(pids)) == 2  # this process and one worker
+    assert len(pids) >= COUNT

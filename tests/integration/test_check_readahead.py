@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import astuple
 from pathlib import Path
@@ -98,9 +99,17 @@ def test_workers_read_what_one_process_reads(tmp_path: Path, broken: bool) -> No
         assert any(kind == "ParkedDocument" for kind, _ in docs)
 
 
-def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _wait_for_lines(log: Path, count: int) -> None:
+    """Wait (the hang guard bounds it) until ``count`` files have been noted: the workers are done."""
+    while len(log.read_text().split()) < count if log.exists() else True:
+        time.sleep(0.01)
+
+
+def test_the_files_are_read_by_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_guard: None
+) -> None:
     """Each file is read in a worker process (forked: it runs the function as this process holds it),
-    ``jobs - 1`` of them."""
+    ``jobs - 1`` of them, while this process goes on with other work (here: waiting)."""
     root = _tree(tmp_path / "tree", broken=False)
     log = tmp_path / "pids.log"
     real = intake._read_file
@@ -111,14 +120,55 @@ def test_the_files_are_read_by_the_workers(tmp_path: Path, monkeypatch: pytest.M
         return real(item, stdin)
 
     monkeypatch.setattr(intake, "_read_file", noting)
-    intake.start_reading([str(root)], None, jobs=2).result()  # one worker: this process goes on
+    reading = intake.start_reading([str(root)], None, jobs=2)  # one worker: this process goes on
+    _wait_for_lines(log, COUNT)
+    reading.result()
     pids = log.read_text().split()
     assert len(pids) == COUNT
     assert str(os.getpid()) not in pids and len(set(pids)) == 1
     log.write_text("")
-    intake.start_reading([str(root)], None, jobs=3).result()
+    reading = intake.start_reading([str(root)], None, jobs=3)
+    _wait_for_lines(log, COUNT)
+    reading.result()
     pids = log.read_text().split()
     assert len(pids) == COUNT and str(os.getpid()) not in pids and len(set(pids)) == 2
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_this_process_reads_what_the_workers_have_not_begun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_guard: None, jobs: int
+) -> None:
+    """Asked for the result before slow workers are done, this process reads the files they have not
+    begun, from the back of each run: each file is read once, and what comes back is what one process
+    reading them in order makes."""
+    root = _tree(tmp_path / "tree", broken=False)
+    one = _outcome(root, 1)
+    log = tmp_path / "files.log"
+    real = intake._read_file
+    parent = os.getpid()
+
+    def noting(item: Any, stdin: Any = None) -> Any:
+        if os.getpid() != parent:
+            time.sleep(0.005)  # a slow worker: this process catches up with it
+        with log.open("a") as out:
+            out.write(f"{os.getpid()} {item.file}\n")
+        return real(item, stdin)
+
+    monkeypatch.setattr(intake, "_read_file", noting)
+    assert _outcome(root, jobs) == one
+    read = [line.split() for line in log.read_text().splitlines()]
+    files = [f for _, f in read]
+    assert len(files) == COUNT and len(set(files)) == COUNT  # none twice, none left out
+    here = {f for pid, f in read if pid == str(parent)}
+    assert here and len({pid for pid, _ in read}) == jobs  # the workers and this process each read
+    # In each run, every file this process read follows every file a worker read there.
+    walked = list(intake.find([str(root)], stdin_ok=True, charts=True).files)
+    assert sorted(walked) == sorted(files)
+    bounds = [COUNT * k // (jobs - 1) for k in range(jobs)]
+    for k in range(jobs - 1):
+        run = walked[bounds[k] : bounds[k + 1]]
+        mine = [f in here for f in run]
+        assert mine == sorted(mine)  # False (a worker's) ... then True (this process's)
 
 
 def test_a_small_tree_is_read_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,12 +224,18 @@ def hang_guard() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _failing_on(monkeypatch: pytest.MonkeyPatch, name: str, fail: Callable[[], None]) -> None:
+def _failing_on(
+    monkeypatch: pytest.MonkeyPatch, name: str, fail: Callable[[], None], anywhere: bool = False
+) -> None:
+    """Reading the file ``name`` calls ``fail`` in a worker (``anywhere``: also in this process); this
+    process reads slowly, so that the workers read the files at the front of their runs."""
     real = intake._read_file
     parent = os.getpid()
 
     def failing(item: Any, stdin: Any = None) -> Any:
-        if os.getpid() != parent and item.file.endswith(name):
+        if os.getpid() == parent:
+            time.sleep(0.005)
+        if (anywhere or os.getpid() != parent) and item.file.endswith(name):
             fail()
         return real(item, stdin)
 
@@ -194,7 +250,7 @@ def test_a_workers_error_is_raised_here(
     def fail() -> None:
         raise ValueError("the reader broke")
 
-    _failing_on(monkeypatch, "f0150.yaml", fail)
+    _failing_on(monkeypatch, "f0150.yaml", fail, anywhere=True)  # a worker's, or this process's
     with pytest.raises(ValueError, match="the reader broke"):
         intake.start_reading([str(root)], None, jobs=3).result()
     assert not list(Path(tempfile.gettempdir()).glob("policyengine-read-*/run-*.pickle"))

@@ -1,0 +1,68 @@
+"""Parse trees of the bundled packs' CEL expressions, shipped beside the grammar (``cel-trees.json``).
+
+Every command that loads the bundled packs parses the same hundred-odd expressions; rebuilding their
+trees from plain JSON costs a fraction of running the parser (and spares building its lexer when no
+other text needs it). The file holds, for each expression text of the bundled packs, the tree
+``parser.parse(text)`` makes without node positions, every token with its type, value and positions.
+It is data of this package, written by ``scripts/write-cel-trees.py``, never from user
+input; a test fails when it no longer matches the packs, the grammar or lark. A file whose fingerprint
+(grammar text and lark version) is not this parser's is ignored, and every text is parsed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import lark
+
+TREES = Path(__file__).with_name("cel-trees.json")
+# A token's positions, in this order, as lark's Token takes them after its type and value.
+_POSITIONS = ("start_pos", "line", "column", "end_line", "end_column", "end_pos")
+
+
+def encode(node: lark.Tree[Any] | lark.Token) -> Any:
+    """``node`` as JSON can hold it: a tree is a list (its rule's name, then its children), a token a
+    dict of its type, value and positions."""
+    if isinstance(node, lark.Token):
+        return {"k": node.type, "v": node.value, "p": [getattr(node, name) for name in _POSITIONS]}
+    data: Any = node.data
+    if isinstance(data, lark.Token) or type(data) is not str:  # a rule named by a token
+        data = encode(data)
+    return [data, *(encode(child) for child in node.children)]
+
+
+def decode(obj: Any) -> Any:
+    """The tree (or token) ``encode`` made ``obj`` of."""
+    if isinstance(obj, dict):
+        return lark.Token(obj["k"], obj["v"], *obj["p"])
+    data = obj[0] if type(obj[0]) is str else decode(obj[0])
+    return lark.Tree(data, [decode(child) for child in obj[1:]])
+
+
+def text(sources: Iterable[str], parse: Callable[[str], lark.Tree[Any]], fingerprint: str) -> str:
+    """The file's JSON text: each of ``sources`` with the tree ``parse`` makes of it (without positions)."""
+    trees = {source: encode(parse(source)) for source in sorted(set(sources))}
+    return json.dumps({"fingerprint": fingerprint, "trees": trees}, separators=(",", ":")) + "\n"
+
+
+@functools.cache
+def _table(fingerprint: str) -> dict[str, Any]:
+    try:
+        shipped = json.loads(TREES.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(shipped, dict) or shipped.get("fingerprint") != fingerprint:
+        return {}
+    trees = shipped.get("trees")
+    return trees if isinstance(trees, dict) else {}
+
+
+def lookup(source: str, fingerprint: str) -> lark.Tree[Any] | None:
+    """The shipped tree of ``source`` (a fresh copy: the caller may keep it), or None when none ships
+    for this text under this grammar and lark version."""
+    found = _table(fingerprint).get(source)
+    return None if found is None else decode(found)
