@@ -8,10 +8,10 @@ a fast path (``json.dumps`` with sorted keys) is used when it provably gives RFC
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 import rfc8785
 
@@ -41,6 +41,7 @@ class IndexFields:
     policies: tuple[str, ...]
 
 
+P = ParamSpec("P")
 _BMP_LAST = "\uffff"  # the highest code point one UTF-16 unit holds
 
 
@@ -48,45 +49,6 @@ def format_time(when: datetime) -> str:
     if when.tzinfo is None:
         raise EntryError("entry time must be timezone-aware", code=errors.ENTRY_NAIVE_TIME)
     return when.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-def make_entry(
-    *,
-    time: datetime,
-    source: str,
-    uid: str,
-    operation: str,
-    resource: Mapping[str, str],
-    verdict: str,
-    user: str = "",
-    groups: Sequence[str] = (),
-    policy_set_digest: str = "",
-    results: Sequence[Mapping[str, str]] = (),
-    exceptions: Sequence[str] = (),
-    dry_run: bool = False,
-    commit: str | None = None,
-) -> dict[str, Any]:
-    """Build an entry of the current version from plain values.
-
-    ``resource`` holds ``apiVersion``, ``kind``, ``namespace`` and ``name``; each of ``results`` holds
-    ``policy``, ``action``, ``outcome``, ``message`` and optionally ``exception`` (the exception used).
-    ``commit`` is the git commit of a CI run made inside a repository.
-    """
-    return encode_entry(
-        time=time,
-        source=source,
-        uid=uid,
-        operation=operation,
-        resource=resource,
-        verdict=verdict,
-        user=user,
-        groups=groups,
-        policy_set_digest=policy_set_digest,
-        results=results,
-        exceptions=exceptions,
-        dry_run=dry_run,
-        commit=commit,
-    )[0]
 
 
 def encode_entry(
@@ -131,6 +93,22 @@ def encode_entry(
     return entry, _canonical_built(
         entry, (uid, operation, user, policy_set_digest, commit, *groups, *exceptions)
     )
+
+
+def _entry_only(encode: Callable[P, tuple[dict[str, Any], bytes]]) -> Callable[P, dict[str, Any]]:
+    def make_entry(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        """Build an entry of the current version from plain values (``encode_entry`` without the bytes).
+
+        ``resource`` holds ``apiVersion``, ``kind``, ``namespace`` and ``name``; each of ``results`` holds
+        ``policy``, ``action``, ``outcome``, ``message`` and optionally ``exception`` (the exception used).
+        ``commit`` is the git commit of a CI run made inside a repository.
+        """
+        return encode(*args, **kwargs)[0]
+
+    return make_entry
+
+
+make_entry = _entry_only(encode_entry)
 
 
 def _canonical_built(entry: dict[str, Any], free: tuple[object, ...]) -> bytes:
