@@ -134,14 +134,18 @@ def _read_named(file: str, stdin: IO[str] | None, limits: InputLimits, into: Man
 
 
 def _empty_roots(
-    paths: Sequence[str], found: Found, manifests: Manifests, rendered: set[str]
+    paths: Sequence[str], found: Found, manifests: Manifests, rendered: set[str], problems: Sequence[Problem]
 ) -> list[Problem]:
-    """A problem for each named directory under which no manifest was found (or rendered)."""
+    """A problem for each named directory under which no manifest was found (or rendered), unless a
+    file under it has a problem of its own already (it is a manifest file that could not be read: that
+    problem says what is wrong, "no manifests here" would send the reader looking elsewhere)."""
     with_manifests = {found.roots.get(d.file) for d in manifests.documents} | rendered
     roots = dict.fromkeys(raw for raw in paths if raw != STDIN and os.path.isdir(raw))
     out: list[Problem] = []
     for root in roots:
         if root in with_manifests or any(_under(d.file, root) for d in manifests.documents):
+            continue
+        if any(_under(p.file, root) for p in problems):
             continue
         skipped = sum(1 for s in manifests.skipped if s.kind == "file" and _under(s.path, root))
         charts = sum(1 for s in manifests.skipped if s.kind == "chart" and _under(s.path, root))
@@ -196,7 +200,7 @@ class ManifestReading:
             manifests.skipped.extend(skipped)
             problems.extend(file_problems)
         problems[:0] = _empty_roots(
-            self.paths, self.found, manifests, {r for r in self.paths if _holds(r, self.rendered)}
+            self.paths, self.found, manifests, {r for r in self.paths if _holds(r, self.rendered)}, problems
         )
         if problems:
             raise LoadError(in_order(problems))

@@ -246,6 +246,18 @@ def test_a_directory_without_manifests_exits_2(tmp_path: Path, policies: Path, c
     assert f"{empty}:1: file_not_found: no .yaml, .yml or .json manifests in this directory" in err
 
 
+def test_a_directory_whose_only_file_is_broken_names_the_file_not_an_empty_directory(
+    tmp_path: Path, policies: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The directory holds a manifest file; saying it holds none would send the reader looking elsewhere.
+    folder = tmp_path / "manifests"
+    bad = write(folder / "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec: [\n")
+    code, out, err = run_cli([*base(policies), str(folder)], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert f"{bad}:" in err and "yaml_syntax" in err
+    assert "no .yaml, .yml or .json manifests" not in err and "file_not_found" not in err
+
+
 def test_wrongly_typed_metadata_exits_2_naming_the_field(
     tmp_path: Path, policies: Path, capsys, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
