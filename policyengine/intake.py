@@ -164,24 +164,6 @@ def _under(path: str, root: str) -> bool:
     return path.startswith(root.rstrip("/") + "/")
 
 
-def read_manifests(
-    paths: Sequence[str],
-    stdin: IO[str] | None = None,
-    limits: InputLimits = DEFAULT_LIMITS,
-    *,
-    excludes: Excludes | None = None,
-    kustomize: bool = False,
-    park: bool = False,
-    jobs: int = 1,
-) -> Manifests:
-    """The manifests under ``paths`` by the rules above. Collects every problem, then raises LoadError.
-    ``park``: objects are held packed until evaluated (``policyengine.parking``); ``jobs`` > 1 reads a
-    large tree in ``jobs - 1`` worker processes, with the same result."""
-    return start_reading(
-        paths, stdin, limits, excludes=excludes, kustomize=kustomize, park=park, jobs=jobs
-    ).result()
-
-
 @dataclass
 class ManifestReading:
     """Manifests being read (``start_reading``): ``result`` gives them, or raises their LoadError."""
@@ -221,8 +203,10 @@ def start_reading(
     park: bool = False,
     jobs: int = 1,
 ) -> ManifestReading:
-    """``read_manifests``, its files being read by ``jobs - 1`` workers (a large tree) while the caller
-    does something else until it asks for ``result``."""
+    """The manifests under ``paths`` by the rules above, being read while the caller does something else
+    until it asks for ``result`` (which collects every problem, then raises LoadError). ``park``: objects
+    are held packed until evaluated (``policyengine.parking``); ``jobs`` > 1 reads a large tree in
+    ``jobs - 1`` worker processes too, with the same result."""
     if list(paths).count(STDIN) > 1:
         raise LoadError([Problem(STDIN, 1, errors.READ_ERROR, "stdin (-) can be given only once")])
     named = [p for p in paths if p != STDIN and os.path.isdir(p) and kustomization_file(p) is not None]

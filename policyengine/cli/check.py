@@ -163,17 +163,6 @@ def exclude_pattern(text: str) -> str:
     return text
 
 
-def read_manifests(
-    paths: list[str],
-    stdin: IO[str],
-    limits: InputLimits = DEFAULT_LIMITS,
-    excludes: Sequence[str] = (),
-    kustomize: bool = False,
-    park: bool = False,
-) -> Manifests:
-    return start_reading(paths, stdin, limits, excludes, kustomize, park).result()
-
-
 def start_reading(
     paths: list[str],
     stdin: IO[str],

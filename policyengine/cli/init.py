@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if os.path.lexists(target) and not args.force:
         raise UsageError(f"init: {target} exists; pass --force to overwrite it")
     limits = DEFAULT_LIMITS
-    docs = check.read_manifests(args.paths, sys.stdin, limits, args.exclude, args.kustomize).documents
+    docs = check.start_reading(args.paths, sys.stdin, limits, args.exclude, args.kustomize).result().documents
     inventory = check.load_inventory(args.inventory, limits)
     facts = starter.gather(docs, inventory, args.inventory or "")
     read = [*args.paths, *([f"--inventory {args.inventory}"] if args.inventory else [])]

@@ -11,7 +11,7 @@ import pytest
 
 from policyengine.cel import get_backend
 from policyengine.cli import outputs
-from policyengine.cli.check import read_manifests
+from policyengine.cli.check import start_reading
 from policyengine.engine import Engine
 from policyengine.expressions import Compiler
 from policyengine.gate import CheckReport, check_documents, parse_field_path
@@ -42,7 +42,7 @@ def _report(tree: Path, *, compact: bool, jobs: int = 1) -> CheckReport:
     policy_set = load_policy_set(
         [], config_paths=[str(ROOT / "examples" / "governance.yaml")], compiler=Compiler(get_backend("fast"))
     )
-    manifests = read_manifests([str(tree)], None)  # type: ignore[arg-type]
+    manifests = start_reading([str(tree)], None).result()  # type: ignore[arg-type]
     return check_documents(
         Engine(policy_set), manifests.documents, now=NOW, skipped_files=manifests.skipped, compact=compact
     )

@@ -17,7 +17,7 @@ import pytest
 
 from policyengine.cel import get_backend
 from policyengine.cli import main, outputs
-from policyengine.cli.check import read_manifests
+from policyengine.cli.check import start_reading
 from policyengine.engine import Engine
 from policyengine.expressions import Compiler
 from policyengine.gate import CheckReport, check_documents
@@ -50,7 +50,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _whole(tree: Path) -> CheckReport:
     """The report as check made it before: every document read and kept whole, in one process."""
     policy_set = load_policy_set([], config_paths=[CONFIG], compiler=Compiler(get_backend("fast")))
-    manifests = read_manifests([str(tree)], None)  # type: ignore[arg-type]
+    manifests = start_reading([str(tree)], None).result()  # type: ignore[arg-type]
     assert not any(type(d).__name__ == "ParkedDocument" for d in manifests.documents)
     return check_documents(Engine(policy_set), manifests.documents, now=NOW, skipped_files=manifests.skipped)
 
@@ -143,7 +143,7 @@ def test_writing_a_report_holds_one_resource_at_a_time(generated: Path, tmp_path
     """Hostile to a writer that renders the whole report first: thousands of resources with findings.
     What writing holds at once is bounded by one resource's entries, not by the report's size."""
     policy_set = load_policy_set([], config_paths=[CONFIG], compiler=Compiler(get_backend("fast")))
-    manifests = read_manifests([str(generated)], None, park=True)  # type: ignore[arg-type]
+    manifests = start_reading([str(generated)], None, park=True).result()  # type: ignore[arg-type]
     report = check_documents(
         Engine(policy_set), manifests.documents, now=NOW, skipped_files=manifests.skipped, compact=True
     )
