@@ -35,7 +35,7 @@ from policyengine.model import (
     Validation,
 )
 from policyengine.params import lookup
-from policyengine.policyrun import PolicyRun, internal_error, simple_policies
+from policyengine.policyrun import PolicyRun, internal_error, shared_conditions, simple_policies
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.resources import inventory_finder
@@ -50,6 +50,7 @@ MAX_MESSAGE = 5 * 1024
 # much as the rest of the test, and these run for every result of every request.
 _DENY, _WARN = Action.DENY, Action.WARN
 _FAIL, _ERROR = Outcome.FAIL, Outcome.ERROR
+_UNKNOWN: Any = object()
 
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
@@ -97,6 +98,9 @@ class Engine:
             for name in exc.policies:
                 self._exceptions.setdefault(name, []).append((exc, conds))
         self._simple = {id(c): params for c, params in simple_policies(self)}
+        # The matchConditions several policies share and that can charge nothing (read no variables,
+        # call nothing): evaluated once per request on an activation the policies share (``PolicyRun``).
+        self._shared_conditions = shared_conditions(self._policies)
 
     @property
     def digest(self) -> str:
@@ -260,14 +264,27 @@ class Engine:
                 annotations[f"{compiled.policy.name}/{key}"] = str(value)
         return out
 
-    def _conditions(self, compiled: CompiledPolicy, activation: Activation, budget: Budget) -> Result | None:
+    def _conditions(
+        self,
+        compiled: CompiledPolicy,
+        activation: Activation,
+        budget: Budget,
+        known: dict[int, Any] | None = None,
+    ) -> Result | None:
         """matchConditions: any false -> a skip; otherwise any error -> an error under failurePolicy;
-        None when they all hold."""
+        None when they all hold. ``known``: the values of shared conditions already evaluated on this
+        very activation (by id of the condition), which this fills in."""
         policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
+        shared = self._shared_conditions
         for index, (name, cond) in enumerate(compiled.conditions):
             try:
-                value = cond.evaluate(activation, budget)
+                if known is not None and id(cond) in shared:
+                    value = known.get(id(cond), _UNKNOWN)
+                    if value is _UNKNOWN:
+                        value = known[id(cond)] = cond.evaluate(activation, budget)
+                else:
+                    value = cond.evaluate(activation, budget)
             except CelEvalError as err:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
