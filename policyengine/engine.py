@@ -253,8 +253,18 @@ class Engine:
         self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str], budget: Budget
     ) -> list[Result]:
         """The validations' results, once the matchConditions hold; the audit annotations recorded."""
-        validate = self._validate
-        out = [validate(compiled, index, activation, budget) for index in range(len(compiled.validations))]
+        out: list[Result] = []
+        passes = compiled.passes
+        for index, (_, expr, _, _) in enumerate(compiled.validations):
+            try:
+                value = expr.evaluate(activation, budget)
+            except CelEvalError as err:
+                out.append(self._failed(compiled, index, err))
+                continue
+            # Most validations pass: their shared Result, without another call.
+            out.append(
+                passes[index] if value is True else self._judged(compiled, index, value, activation, budget)
+            )
         for key, expr in compiled.annotations:
             try:
                 value = expr.evaluate(activation, budget)
@@ -298,22 +308,24 @@ class Engine:
             return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
         return None
 
-    def _validate(
-        self, compiled: CompiledPolicy, index: int, activation: Activation, budget: Budget
+    def _failed(self, compiled: CompiledPolicy, index: int, err: CelEvalError) -> Result:
+        """The result of a validation whose expression could not be evaluated."""
+        validation = compiled.validations[index][0]
+        message = f"expression {validation.expression.source!r}: {err}"
+        return error_result(
+            compiled.policy,
+            message,
+            code=err.code,
+            action=compiled.action,
+            index=index,
+            validation=validation,
+        )
+
+    def _judged(
+        self, compiled: CompiledPolicy, index: int, value: Any, activation: Activation, budget: Budget
     ) -> Result:
-        validation, expr, message_expr, path_expr = compiled.validations[index]
-        try:
-            value = expr.evaluate(activation, budget)
-        except CelEvalError as err:
-            message = f"expression {validation.expression.source!r}: {err}"
-            return error_result(
-                compiled.policy,
-                message,
-                code=err.code,
-                action=compiled.action,
-                index=index,
-                validation=validation,
-            )
+        """The result of a validation whose expression gave ``value``."""
+        validation, _, message_expr, path_expr = compiled.validations[index]
         if value is True:
             return compiled.passes[index]
         policy, action, source = compiled.policy, compiled.action, validation.expression.source
