@@ -21,6 +21,7 @@ from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.compiled import CompiledPolicy, compile_policy
+from policyengine.judgement import failed, judged
 from policyengine.match import exception_matches, matches
 from policyengine.matchindex import MatchIndex
 from policyengine.model import (
@@ -32,20 +33,18 @@ from policyengine.model import (
     PolicyException,
     Request,
     Result,
-    Validation,
 )
 from policyengine.params import lookup
 from policyengine.policyrun import PolicyRun, internal_error, shared_conditions, simple_policies
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.resources import inventory_finder
-from policyengine.results import error_result, excepted, kind_of, make_result
+from policyengine.results import error_result, excepted, kind_of
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
 
 EMPTY_INVENTORY = Inventory()
-MAX_MESSAGE = 5 * 1024
 # The enum members the per-result tests compare against, read once: an enum class attribute costs as
 # much as the rest of the test, and these run for every result of every request.
 _DENY, _WARN = Action.DENY, Action.WARN
@@ -259,12 +258,10 @@ class Engine:
             try:
                 value = expr.evaluate(activation, budget)
             except CelEvalError as err:
-                out.append(self._failed(compiled, index, err))
+                out.append(failed(compiled, index, err))
                 continue
             # Most validations pass: their shared Result, without another call.
-            out.append(
-                passes[index] if value is True else self._judged(compiled, index, value, activation, budget)
-            )
+            out.append(passes[index] if value is True else judged(compiled, index, value, activation, budget))
         for key, expr in compiled.annotations:
             try:
                 value = expr.evaluate(activation, budget)
@@ -307,76 +304,6 @@ class Engine:
         if condition_error is not None:
             return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
         return None
-
-    def _failed(self, compiled: CompiledPolicy, index: int, err: CelEvalError) -> Result:
-        """The result of a validation whose expression could not be evaluated."""
-        validation = compiled.validations[index][0]
-        message = f"expression {validation.expression.source!r}: {err}"
-        return error_result(
-            compiled.policy,
-            message,
-            code=err.code,
-            action=compiled.action,
-            index=index,
-            validation=validation,
-        )
-
-    def _judged(
-        self, compiled: CompiledPolicy, index: int, value: Any, activation: Activation, budget: Budget
-    ) -> Result:
-        """The result of a validation whose expression gave ``value``."""
-        validation, _, message_expr, path_expr = compiled.validations[index]
-        if value is True:
-            return compiled.passes[index]
-        policy, action, source = compiled.policy, compiled.action, validation.expression.source
-        if value is False:
-            message = self._message(validation, message_expr, activation, budget)
-            # The located path, else the validation's own (make_result's default): no copy of the result.
-            found_path = None if path_expr is None else self._field_path(path_expr, activation, budget)
-            return make_result(
-                policy,
-                action,
-                Outcome.FAIL,
-                message,
-                index=index,
-                validation=validation,
-                field_path=found_path,
-            )
-        message = f"expression {source!r} returned {kind_of(value)}, not bool"
-        return error_result(
-            policy, message, code=errors.EVAL_TYPE, action=action, index=index, validation=validation
-        )
-
-    def _field_path(self, path_expr: CompiledExpr, activation: Activation, budget: Budget) -> str | None:
-        try:
-            value = path_expr.evaluate(activation, budget)
-        except CelEvalError:
-            return None  # the location is a courtesy: a failing path expression never hides the finding
-        return value if isinstance(value, str) and value else None
-
-    def _message(
-        self,
-        validation: Validation,
-        message_expr: CompiledExpr | None,
-        activation: Activation,
-        budget: Budget,
-    ) -> str:
-        if message_expr is not None:
-            try:
-                value = message_expr.evaluate(activation, budget)
-            except CelEvalError:
-                value = None
-            # The cap is in bytes, as Kubernetes counts it.
-            if (
-                isinstance(value, str)
-                and value.strip()
-                and "\n" not in value
-                and len(value.encode()) <= MAX_MESSAGE
-            ):
-                return value.strip()
-        if validation.message:
-            return validation.message
-        return f"failed expression: {validation.expression.source}"
 
     # -- exceptions ---------------------------------------------------------------------------------------
 
