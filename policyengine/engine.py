@@ -21,6 +21,7 @@ from policyengine.cel.lib.kyverno_resource import reading
 from policyengine.charging import Charge, Ledger
 from policyengine.codec import request_binding
 from policyengine.compiled import CompiledPolicy, compile_policy
+from policyengine.judgement import failed, judged
 from policyengine.match import exception_matches, matches
 from policyengine.matchindex import MatchIndex
 from policyengine.model import (
@@ -32,24 +33,23 @@ from policyengine.model import (
     PolicyException,
     Request,
     Result,
-    Validation,
 )
 from policyengine.params import lookup
-from policyengine.policyrun import PolicyRun, internal_error, simple_policies
+from policyengine.policyrun import PolicyRun, internal_error, shared_conditions, simple_policies
 from policyengine.policyset import PolicySet
 from policyengine.provenance import AttestationStore
 from policyengine.resources import inventory_finder
-from policyengine.results import error_result, excepted, kind_of, make_result
+from policyengine.results import error_result, excepted, kind_of
 from policyengine.scale import ParentLookup, is_scale, judge, merged, stand_in
 from policyengine.trust import load_attestation_store
 from policyengine.views import ViewProvider, views_for
 
 EMPTY_INVENTORY = Inventory()
-MAX_MESSAGE = 5 * 1024
 # The enum members the per-result tests compare against, read once: an enum class attribute costs as
 # much as the rest of the test, and these run for every result of every request.
 _DENY, _WARN = Action.DENY, Action.WARN
 _FAIL, _ERROR = Outcome.FAIL, Outcome.ERROR
+_UNKNOWN: Any = object()
 
 # Optional observation hook, entered around each policy's evaluation (the webhook times spans with it).
 PolicyObserver = Callable[[Policy], AbstractContextManager[object]]
@@ -97,6 +97,9 @@ class Engine:
             for name in exc.policies:
                 self._exceptions.setdefault(name, []).append((exc, conds))
         self._simple = {id(c): params for c, params in simple_policies(self)}
+        # The matchConditions several policies share and that can charge nothing (read no variables,
+        # call nothing): evaluated once per request on an activation the policies share (``PolicyRun``).
+        self._shared_conditions = shared_conditions(self._policies)
 
     @property
     def digest(self) -> str:
@@ -249,8 +252,16 @@ class Engine:
         self, compiled: CompiledPolicy, activation: Activation, annotations: dict[str, str], budget: Budget
     ) -> list[Result]:
         """The validations' results, once the matchConditions hold; the audit annotations recorded."""
-        validate = self._validate
-        out = [validate(compiled, index, activation, budget) for index in range(len(compiled.validations))]
+        out: list[Result] = []
+        passes = compiled.passes
+        for index, (_, expr, _, _) in enumerate(compiled.validations):
+            try:
+                value = expr.evaluate(activation, budget)
+            except CelEvalError as err:
+                out.append(failed(compiled, index, err))
+                continue
+            # Most validations pass: their shared Result, without another call.
+            out.append(passes[index] if value is True else judged(compiled, index, value, activation, budget))
         for key, expr in compiled.annotations:
             try:
                 value = expr.evaluate(activation, budget)
@@ -260,14 +271,27 @@ class Engine:
                 annotations[f"{compiled.policy.name}/{key}"] = str(value)
         return out
 
-    def _conditions(self, compiled: CompiledPolicy, activation: Activation, budget: Budget) -> Result | None:
+    def _conditions(
+        self,
+        compiled: CompiledPolicy,
+        activation: Activation,
+        budget: Budget,
+        known: dict[int, Any] | None = None,
+    ) -> Result | None:
         """matchConditions: any false -> a skip; otherwise any error -> an error under failurePolicy;
-        None when they all hold."""
+        None when they all hold. ``known``: the values of shared conditions already evaluated on this
+        very activation (by id of the condition), which this fills in."""
         policy, action = compiled.policy, compiled.action
         condition_error: str | None = None
+        shared = self._shared_conditions
         for index, (name, cond) in enumerate(compiled.conditions):
             try:
-                value = cond.evaluate(activation, budget)
+                if known is not None and id(cond) in shared:
+                    value = known.get(id(cond), _UNKNOWN)
+                    if value is _UNKNOWN:
+                        value = known[id(cond)] = cond.evaluate(activation, budget)
+                else:
+                    value = cond.evaluate(activation, budget)
             except CelEvalError as err:
                 condition_error = condition_error or f"matchCondition {name!r}: {err}"
                 continue
@@ -280,74 +304,6 @@ class Engine:
         if condition_error is not None:
             return error_result(policy, condition_error, code=errors.EVAL_ERROR, action=action)
         return None
-
-    def _validate(
-        self, compiled: CompiledPolicy, index: int, activation: Activation, budget: Budget
-    ) -> Result:
-        validation, expr, message_expr, path_expr = compiled.validations[index]
-        try:
-            value = expr.evaluate(activation, budget)
-        except CelEvalError as err:
-            message = f"expression {validation.expression.source!r}: {err}"
-            return error_result(
-                compiled.policy,
-                message,
-                code=err.code,
-                action=compiled.action,
-                index=index,
-                validation=validation,
-            )
-        if value is True:
-            return compiled.passes[index]
-        policy, action, source = compiled.policy, compiled.action, validation.expression.source
-        if value is False:
-            message = self._message(validation, message_expr, activation, budget)
-            # The located path, else the validation's own (make_result's default): no copy of the result.
-            found_path = None if path_expr is None else self._field_path(path_expr, activation, budget)
-            return make_result(
-                policy,
-                action,
-                Outcome.FAIL,
-                message,
-                index=index,
-                validation=validation,
-                field_path=found_path,
-            )
-        message = f"expression {source!r} returned {kind_of(value)}, not bool"
-        return error_result(
-            policy, message, code=errors.EVAL_TYPE, action=action, index=index, validation=validation
-        )
-
-    def _field_path(self, path_expr: CompiledExpr, activation: Activation, budget: Budget) -> str | None:
-        try:
-            value = path_expr.evaluate(activation, budget)
-        except CelEvalError:
-            return None  # the location is a courtesy: a failing path expression never hides the finding
-        return value if isinstance(value, str) and value else None
-
-    def _message(
-        self,
-        validation: Validation,
-        message_expr: CompiledExpr | None,
-        activation: Activation,
-        budget: Budget,
-    ) -> str:
-        if message_expr is not None:
-            try:
-                value = message_expr.evaluate(activation, budget)
-            except CelEvalError:
-                value = None
-            # The cap is in bytes, as Kubernetes counts it.
-            if (
-                isinstance(value, str)
-                and value.strip()
-                and "\n" not in value
-                and len(value.encode()) <= MAX_MESSAGE
-            ):
-                return value.strip()
-        if validation.message:
-            return validation.message
-        return f"failed expression: {validation.expression.source}"
 
     # -- exceptions ---------------------------------------------------------------------------------------
 

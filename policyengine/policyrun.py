@@ -35,8 +35,9 @@ class PolicyRun:
     compiled: CompiledPolicy | None = None  # the policy under way (they run one at a time)
     # The request's activation with ``params`` and no variables, by params object: shared by the
     # policies with the same params (most read the GovernanceConfig), since an activation is never
-    # changed once made. (params, activation), so an id is only ever matched with its own object.
-    plain: dict[int, tuple[Any, Activation]] = field(default_factory=dict)
+    # changed once made. (params, activation, the shared conditions' values on it), so an id is only
+    # ever matched with its own object.
+    plain: dict[int, tuple[Any, Activation, dict[int, Any]]] = field(default_factory=dict)
 
     def run(self, compiled: CompiledPolicy, results: list[Result]) -> None:
         """``compiled``'s results on the request, after its exceptions, appended to ``results``."""
@@ -48,9 +49,11 @@ class PolicyRun:
                 return
             # A simple policy (``simple_policies``): run_policy's work, inlined.
             known = self.plain.get(id(params))
-            plain = known[1] if known is not None and known[0] is params else self._plain(params)
+            if known is None or known[0] is not params:
+                known = self._plain(params)
+            plain = known[1]
             if compiled.conditions:
-                held = engine._conditions(compiled, plain, self.budget)
+                held = engine._conditions(compiled, plain, self.budget, known[2])
                 if held is not None:
                     results.append(held)
                     return
@@ -85,14 +88,12 @@ class PolicyRun:
                 )
             )
 
-    def _plain(self, params: Any) -> Activation:
-        """The request's activation with ``params`` bound and no variables, made once per params."""
-        known = self.plain.get(id(params))
-        if known is not None and known[0] is params:
-            return known[1]
-        activation = self.base.extend({"params": params})
-        self.plain[id(params)] = (params, activation)
-        return activation
+    def _plain(self, params: Any) -> tuple[Any, Activation, dict[int, Any]]:
+        """The request's activation with ``params`` bound and no variables, made once per params, with
+        the values of the shared conditions found on it so far."""
+        known: tuple[Any, Activation, dict[int, Any]] = (params, self.base.extend({"params": params}), {})
+        self.plain[id(params)] = known
+        return known
 
     def evaluate(self, activation: Activation) -> list[Result]:
         assert self.compiled is not None
@@ -120,6 +121,20 @@ def simple_policies(engine: Engine) -> Iterator[tuple[CompiledPolicy, Any]]:
         if c.variables and any("variables" in e.source for _, e in c.conditions):
             continue
         yield c, engine._config_params if policy.uses_config_params else policy.params
+
+
+def shared_conditions(policies: Sequence[CompiledPolicy]) -> frozenset[int]:
+    """The matchConditions (by id: the compiler returns one object per text) that more than one policy
+    has and that can charge no cost (``meterless``: field reads, comparisons, logic; no call, macro or
+    variable). Such a condition's value is a function of the activation alone, so on an activation the
+    policies share it is evaluated once per request; one that charges is evaluated, and charged, every
+    time."""
+    seen: dict[int, int] = {}
+    for c in policies:
+        for _, cond in c.conditions:
+            if getattr(cond, "meterless", False) is True:
+                seen[id(cond)] = seen.get(id(cond), 0) + 1
+    return frozenset(key for key, count in seen.items() if count > 1)
 
 
 def internal_error(compiled: CompiledPolicy, message: str) -> Result:
