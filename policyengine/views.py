@@ -41,6 +41,7 @@ from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import no_charge, update_charge
 from policyengine.workloads.claims import DeviceClasses
+from policyengine.workloads.located import Located
 from policyengine.workloads.memory import memory_charge
 from policyengine.workloads.volumes import StorageClasses
 
@@ -159,6 +160,7 @@ def views_for(
         rules = set_rules if same else OrgRules.from_config(config)
         described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
+        located = Located(rules.region_of)  # the env walk locates its data locations as it finds them
         workload = describe(
             obj,
             config,
@@ -167,6 +169,7 @@ def views_for(
             facts.slices,
             facts.storage_classes,
             config_rules=described,
+            located=located,
         )
         workload["draAdminAccess"] = admin_access_requests(obj, config)
         charged = _charge_update(request, workload, config, facts, described)
@@ -186,6 +189,7 @@ def views_for(
             facts.kueue,
             sorted(workload["gpus"]["byResource"]),
             figures.memory,
+            located.runs,
         )
         without_in_queue(own, org["quota"])
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))

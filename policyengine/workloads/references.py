@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
+from policyengine.workloads.located import Locate, Located
 from policyengine.workloads.models import (
     INITIALIZER_ENV,
     MAX_MODELS,
@@ -54,13 +55,15 @@ def collect_references(
     metadata: Mapping[str, Any],
     templates: Sequence[PodTemplate],
     storage_classes: StorageClasses = NO_STORAGE_CLASSES,
+    located: Located | None = None,
 ) -> References:
+    """``located``: where the env walk puts its locations' located records (``workloads.located``)."""
     out = References()
     refs: list[Ref] = []
-    found: dict[str, Sequence[str]] = {}  # the URIs in each distinct text (containers repeat their env)
+    found: dict[str, Templates] = {}  # the locations of each distinct env value (containers repeat their env)
     for t in templates:
         for site in t.containers:
-            walked = scan_container(site, out.data, out.images, found)
+            walked = scan_container(site, out.data, out.images, found, located)
             refs.extend(container_refs(site.container, site.path, out.problems, walked))
         refs.extend(image_volume_refs(t.spec, t.path))
     csi_volume_refs(obj, templates, out.data, storage_classes)
@@ -76,12 +79,14 @@ def scan_container(
     site: ContainerSite,
     data: list[dict[str, str]],
     images: list[dict[str, str]],
-    found: dict[str, Sequence[str]] | None = None,
+    found: dict[str, Templates] | None = None,
+    located: Located | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
     values the model-reference scanner reads by name (``models.env_values`` for ``SCANNED_ENV``), read in
     the same walk. ``found``
-    remembers the URIs of each text scanned, for the other containers of the workload."""
+    remembers the locations of each env value scanned, for the other containers of the workload (one
+    ``found`` serves the walks of one ``located``)."""
     found = {} if found is None else found
     c = site.container
     if isinstance(c.get("image"), str):
@@ -90,7 +95,8 @@ def scan_container(
     env_at: dict[str, int] = {}
     envs = c.get("env")
     if isinstance(envs, list) and envs:
-        _scan_env(envs, site.path, c.get("name") == MODEL_INITIALIZER, data, found, env_map, env_at)
+        initializer = c.get("name") == MODEL_INITIALIZER
+        _scan_env(envs, site.path, initializer, data, found, env_map, env_at, located)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -132,16 +138,22 @@ def _scan_env(
     container_path: str,
     model_initializer: bool,
     data: list[dict[str, str]],
-    found: dict[str, Sequence[str]],
+    found: dict[str, Templates],
     env_map: dict[str, str],
     env_at: dict[str, int],
+    located: Located | None = None,
 ) -> None:
     """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
-    the last entry wins), and the data locations of every plain-string value holding ``://``. This loop runs once per
-    env entry of every container, so what does not change per entry is looked up before it, and each
-    step is the cheapest form of itself (a type test before an ABC one, ``in`` before a method call)."""
+    the last entry wins), and the data locations of every plain-string value holding ``://`` (with
+    ``located``, each location's located record too, as a run of them). This loop runs once per env entry
+    of every container, so what does not change per entry is looked up before it, each step is the
+    cheapest form of itself (a type test before an ABC one, ``in`` before a method call), and a location
+    is a copy of its value's template with the path set (a copy costs less than building the dict)."""
     at = f"{container_path}.env["
     append = data.append
+    start = len(data)
+    run: list[dict[str, Any]] = []
+    locate = located.locate if located is not None else None
     tails = _ENV_VALUE_TAILS
     scanned = SCANNED_ENV
     name: Any  # whatever the manifest holds; ``named`` says when it is a str of SCANNED_ENV
@@ -160,11 +172,34 @@ def _scan_env(
             env_at[name] = i
         if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
             continue  # no location; or the initializer's model reference (workloads.models)
-        uris = found[value] if value in found else found.setdefault(value, uris_of(value))
-        if uris:
+        kept = found.get(value)
+        if kept is None:
+            kept = found[value] = _templates(value, locate)
+        if kept:
             path = at + tails[i] if i < _N_TAILS else f"{at}{i}].value"  # shared by the value's URIs
-            for uri in uris:
-                append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+            for template, located_template in kept:
+                record = template.copy()
+                record["path"] = path
+                append(record)
+                if located_template is not None:
+                    record = located_template.copy()
+                    record["path"] = path
+                    run.append(record)
+    if located is not None and run:
+        located.runs.append((start, run))
+
+
+# The records of one env value's URIs, to copy with each path: the workload's location and, when the
+# walk locates, the same with its region. A walk's ``found`` holds them per distinct value.
+Templates = tuple[tuple[dict[str, str], dict[str, str] | None], ...]
+
+
+def _templates(value: str, locate: Locate | None) -> Templates:
+    out = []
+    for uri in uris_of(value):
+        template = {"uri": uri, "path": "", "source": "env", "kind": "data"}
+        out.append((template, None if locate is None else {**template, "region": locate(uri)}))
+    return tuple(out)
 
 
 def _add_model(
