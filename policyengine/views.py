@@ -41,7 +41,6 @@ from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import no_charge, update_charge
 from policyengine.workloads.claims import DeviceClasses
-from policyengine.workloads.located import Located
 from policyengine.workloads.memory import memory_charge
 from policyengine.workloads.volumes import StorageClasses
 
@@ -160,7 +159,7 @@ def views_for(
         rules = set_rules if same else OrgRules.from_config(config)
         described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
-        located = Located(rules.region_of)  # the env walk locates its data locations as it finds them
+        located = rules.locator()  # the env walk locates its data locations as it finds them
         workload = describe(
             obj,
             config,
