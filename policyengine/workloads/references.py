@@ -90,7 +90,7 @@ def scan_container(
     found = {} if found is None else found
     c = site.container
     if isinstance(c.get("image"), str):
-        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
+        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": digest_of(c["image"])})
     env_map: dict[str, str] = {}
     env_at: dict[str, int] = {}
     envs = c.get("env")
@@ -188,6 +188,24 @@ def _walk_key(envs: list[Any], container_path: str, model_initializer: bool) -> 
         append(name)
         append(value)
     return tuple(key)
+
+
+# The sha256 digests of image references seen before (a workload's containers and its pods repeat their
+# images; the digest's regular expression costs ~15x a look-up here), bounded as _URIS_OF is.
+_DIGESTS: dict[str, str] = {}
+
+
+def digest_of(image: str) -> str:
+    """``sha256_of(image)``, remembered for a short reference."""
+    known = _DIGESTS.get(image)  # one call: another thread may start the memo over at any time
+    if known is not None:
+        return known
+    digest = sha256_of(image)
+    if len(image) <= _MEMO_VALUE:
+        if len(_DIGESTS) >= _MEMO_SIZE:
+            _DIGESTS.clear()
+        _DIGESTS[image] = digest
+    return digest
 
 
 # The tail of an env value's path (``[i].value``) for the first entries of every env list, built once:

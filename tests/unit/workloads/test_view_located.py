@@ -9,12 +9,14 @@ import copy
 import json
 from typing import Any
 
+import pytest
 import yaml
 
 import policyengine.workloads.references as references
 from policyengine.org import OrgRules
 from policyengine.workloads import describe
 from policyengine.workloads.located import Located
+from policyengine.workloads.values import sha256_of
 from tests.unit.workloads.test_view_walks import CONFIG, all_objects, plain_located
 
 PREFIXES = [
@@ -145,3 +147,19 @@ def test_a_run_that_no_longer_lines_up_is_located_afresh() -> None:
     assert walk.runs
     moved = [{"uri": "gs://b/first", "path": "x", "source": "env", "kind": "data"}, *data]
     assert org.located(moved, walk.runs) == plain_located(org, moved)
+
+
+def test_the_image_digest_memo_is_bounded_and_gives_the_digest_of_a_fresh_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(references, "_DIGESTS", {})
+    images = [f"r/i{i}@sha256:{i:064x}" for i in range(references._MEMO_SIZE + 100)]
+    images += [
+        "r/i:latest",
+        "r/i@sha256:" + "A" * 64,
+        "r/" + "x" * references._MEMO_VALUE + "@sha256:" + "b" * 64,
+    ]
+    for image in images * 2:
+        assert references.digest_of(image) == sha256_of(image)
+        assert len(references._DIGESTS) <= references._MEMO_SIZE
+    assert images[-1] not in references._DIGESTS and images[-2] in references._DIGESTS
