@@ -185,11 +185,10 @@ def describe(
     config_rules: tuple[GpuRules, DeviceClasses] | None = None,
     located: Located | None = None,
 ) -> dict[str, Any]:
-    """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
+    """The ``workload`` view of one object (see the module docstring for its shape). ``claims``: the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
-    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers; ``config_rules``
-    ``describe_rules(config)`` when the caller keeps them (a config is read once, not per request);
-    ``located`` receives the data locations the walk locates as it goes (``workloads.located``)."""
+    ``storage_classes``: the inventory's, for bucket drivers' generic ephemeral volumes; ``config_rules``:
+    ``describe_rules(config)`` kept by the caller; ``located``: what locates (``workloads.located``)."""
     obj, problems = _object(obj)
     rules, classes = config_rules if config_rules is not None else describe_rules(config)
     metadata = as_dict(obj.get("metadata"))
@@ -211,7 +210,6 @@ def describe(
     gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
-    gpu_total = gpus["total"]
     template = is_template(obj)
     memory = workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget)
     return {
@@ -220,7 +218,7 @@ def describe(
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
         "isTemplate": template,
-        "isAiWorkload": _is_ai(kind, gpu_total or gpus["maxPerPod"], models, templates),
+        "isAiWorkload": _is_ai(kind, gpus["total"] or gpus["maxPerPod"], models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,
