@@ -62,6 +62,7 @@ from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory
 from policyengine.workloads.byproduct import budget_products
+from policyengine.workloads.located import Located, Run, Walk, run_matches
 from policyengine.workloads.slices import memory_bytes
 from policyengine.workloads.values import as_dict, as_list
 
@@ -155,6 +156,8 @@ class OrgRules:
     # The regions of URIs located before (a set's rules serve every request; the pods and re-applies of
     # one workload name the same locations): at most _MEMO_SIZE URIs of at most _MEMO_URI characters.
     _regions: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
+    # The env walks located with these rules (``workloads.located.Located.walks``, bounded there).
+    _walks: dict[tuple[Any, ...], Walk] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> OrgRules:
@@ -189,11 +192,32 @@ class OrgRules:
             memo[uri] = found
         return found
 
-    def located(self, data_locations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Each data location with its region. Each distinct URI is looked up once: a workload's
-        containers (replicas of one another, init containers) often name the same locations."""
+    def locator(self) -> Located:
+        """What the walk of one request's data locations locates them with (``workloads.located``)."""
+        return Located(self.region_of, self._walks)
+
+    def located(
+        self, data_locations: Sequence[Mapping[str, Any]], runs: Sequence[Run] = ()
+    ) -> list[dict[str, Any]]:
+        """Each data location with its region. ``runs``: the stretches the walk that found them located
+        already (``workloads.located``, with this ``region_of``), taken as they are when they still line
+        up with ``data_locations``. Each distinct URI is looked up once: a workload's containers (replicas
+        of one another, init containers) often name the same locations."""
         regions: dict[str, str] = {}
         out: list[dict[str, Any]] = []
+        done = 0
+        for run in runs:
+            start, records = run
+            if start >= done and run_matches(data_locations, run):
+                self._locate(data_locations[done:start], regions, out)
+                out.extend(records)
+                done = start + len(records)
+        self._locate(data_locations[done:] if done else data_locations, regions, out)
+        return out
+
+    def _locate(
+        self, data_locations: Sequence[Mapping[str, Any]], regions: dict[str, str], out: list[dict[str, Any]]
+    ) -> None:
         append = out.append
         for location in data_locations:
             # A location the manifest does not let us read (a bucket volume's templated or Secret-held
@@ -208,7 +232,6 @@ class OrgRules:
             located = dict(location)  # a copy: workload.dataLocations stays as it is
             located["region"] = region
             append(located)
-        return out
 
     def view(
         self,
@@ -222,12 +245,13 @@ class OrgRules:
         kueue: KueueBudgets | None = None,
         asked: Sequence[str] = (),
         pools_memory: Mapping[str, list[int]] | None = None,
+        located: Sequence[Run] = (),
     ) -> dict[str, Any]:
         """The ``org`` CEL variable (shape in the module docstring); ``pools`` from ``pool_usage`` and
         ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource);
         ``product_usage(pool, budgeted products)`` the devices in use per product (none: nothing);
         ``kueue`` and ``asked`` (the resources the workload asks for) when the budgets are Kueue's;
-        ``pools_memory`` from ``pool_memory``."""
+        ``pools_memory`` from ``pool_memory``; ``located`` the runs of ``data_locations`` located already."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
         limits = _plain(self.teams.get(quota_team))
@@ -262,7 +286,7 @@ class OrgRules:
             "residency": {
                 "zone": zone,
                 "regions": [r for r in as_list(zone_entry.get("regions")) if isinstance(r, str)],
-                "dataLocations": self.located(data_locations),
+                "dataLocations": self.located(data_locations, located),
             },
         }
 

@@ -41,6 +41,7 @@ from policyengine.workloads.adminaccess import admin_access_requests
 from policyengine.workloads.byproduct import budget_products, charge_products
 from policyengine.workloads.charge import no_charge, update_charge
 from policyengine.workloads.claims import DeviceClasses
+from policyengine.workloads.located import Located
 from policyengine.workloads.memory import memory_charge
 from policyengine.workloads.volumes import StorageClasses
 
@@ -159,15 +160,8 @@ def views_for(
         rules = set_rules if same else OrgRules.from_config(config)
         described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
-        workload = describe(
-            obj,
-            config,
-            facts.claims,
-            request.namespace,
-            facts.slices,
-            facts.storage_classes,
-            config_rules=described,
-        )
+        located = rules.locator()  # the env walk locates its data locations as it finds them
+        workload = _describe(obj, request, config, facts, described, located)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
         charged = _charge_update(request, workload, config, facts, described)
         before = suspended_charge(request, workload, charged, config)
@@ -186,6 +180,7 @@ def views_for(
             facts.kueue,
             sorted(workload["gpus"]["byResource"]),
             figures.memory,
+            located.runs,
         )
         without_in_queue(own, org["quota"])
         charge_products(workload["gpus"], before, budget_products(org["quota"]["limits"]))
@@ -195,6 +190,19 @@ def views_for(
         return {"workload": workload, "inventory": facts.view, "org": org}
 
     return provide
+
+
+def _describe(
+    obj: Mapping[str, Any],
+    request: Request,
+    config: Mapping[str, Any],
+    facts: _InventoryFacts,
+    rules: tuple[GpuRules, DeviceClasses],
+    located: Located,
+) -> dict[str, Any]:
+    """The ``workload`` view of the request's object with the inventory's facts."""
+    claims, namespace, slices, classes = facts.claims, request.namespace, facts.slices, facts.storage_classes
+    return describe(obj, config, claims, namespace, slices, classes, config_rules=rules, located=located)
 
 
 def _charge_update(

@@ -137,6 +137,7 @@ from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.extended import add_extended, container_extended, extended_resources
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
+from policyengine.workloads.located import Located
 from policyengine.workloads.memory import workload_memory
 from policyengine.workloads.persistent import claim_locations
 from policyengine.workloads.pods import (
@@ -182,11 +183,12 @@ def describe(
     storage_classes: StorageClasses = NO_STORAGE_CLASSES,
     *,
     config_rules: tuple[GpuRules, DeviceClasses] | None = None,
+    located: Located | None = None,
 ) -> dict[str, Any]:
-    """The ``workload`` view of one object (see the module docstring for its shape). ``claims`` are the
+    """The ``workload`` view of one object (see the module docstring for its shape). ``claims``: the
     ResourceClaims and templates its pods may name, looked up in ``namespace`` (default: the object's);
-    ``storage_classes`` the inventory's, for generic ephemeral volumes of bucket drivers; ``config_rules``
-    ``describe_rules(config)`` when the caller keeps them (a config is read once, not per request)."""
+    ``storage_classes``: the inventory's, for bucket drivers' generic ephemeral volumes; ``config_rules``:
+    ``describe_rules(config)`` kept by the caller; ``located``: what locates (``workloads.located``)."""
     obj, problems = _object(obj)
     rules, classes = config_rules if config_rules is not None else describe_rules(config)
     metadata = as_dict(obj.get("metadata"))
@@ -200,7 +202,7 @@ def describe(
         view, dra = _template_view(t, rules, problems, containers, resolver)
         views.append(view)
         pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
-    found = collect_references(obj, metadata, templates, storage_classes)
+    found = collect_references(obj, metadata, templates, storage_classes, located)
     data, models = found.data, found.models
     data_problems: Problems = []
     claim_locations(templates, claims, resolver.namespace, data, data_problems)
@@ -208,7 +210,6 @@ def describe(
     gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
     kind = text(obj.get("kind", ""))
-    gpu_total = gpus["total"]
     template = is_template(obj)
     memory = workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget)
     return {
@@ -217,7 +218,7 @@ def describe(
         "name": text(metadata.get("name") or metadata.get("generateName") or ""),
         "namespace": text(metadata.get("namespace") or ""),
         "isTemplate": template,
-        "isAiWorkload": _is_ai(kind, gpu_total or gpus["maxPerPod"], models, templates),
+        "isAiWorkload": _is_ai(kind, gpus["total"] or gpus["maxPerPod"], models, templates),
         "perNode": any(t.per_node for t in templates),
         "pods": clamp(sum(t.replicas for t in templates)),
         "podTemplates": views,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
+from policyengine.workloads.located import Locate, Located
 from policyengine.workloads.models import (
     INITIALIZER_ENV,
     MAX_MODELS,
@@ -54,13 +55,15 @@ def collect_references(
     metadata: Mapping[str, Any],
     templates: Sequence[PodTemplate],
     storage_classes: StorageClasses = NO_STORAGE_CLASSES,
+    located: Located | None = None,
 ) -> References:
+    """``located``: where the env walk puts its locations' located records (``workloads.located``)."""
     out = References()
     refs: list[Ref] = []
-    found: dict[str, Sequence[str]] = {}  # the URIs in each distinct text (containers repeat their env)
+    found: dict[str, Templates] = {}  # the locations of each distinct env value (containers repeat their env)
     for t in templates:
         for site in t.containers:
-            walked = scan_container(site, out.data, out.images, found)
+            walked = scan_container(site, out.data, out.images, found, located)
             refs.extend(container_refs(site.container, site.path, out.problems, walked))
         refs.extend(image_volume_refs(t.spec, t.path))
     csi_volume_refs(obj, templates, out.data, storage_classes)
@@ -76,21 +79,24 @@ def scan_container(
     site: ContainerSite,
     data: list[dict[str, str]],
     images: list[dict[str, str]],
-    found: dict[str, Sequence[str]] | None = None,
+    found: dict[str, Templates] | None = None,
+    located: Located | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
     values the model-reference scanner reads by name (``models.env_values`` for ``SCANNED_ENV``), read in
     the same walk. ``found``
-    remembers the URIs of each text scanned, for the other containers of the workload."""
+    remembers the locations of each env value scanned, for the other containers of the workload (one
+    ``found`` serves the walks of one ``located``)."""
     found = {} if found is None else found
     c = site.container
     if isinstance(c.get("image"), str):
-        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": sha256_of(c["image"])})
+        images.append({"image": c["image"], "path": f"{site.path}.image", "sha256": digest_of(c["image"])})
     env_map: dict[str, str] = {}
     env_at: dict[str, int] = {}
     envs = c.get("env")
     if isinstance(envs, list) and envs:
-        _scan_env(envs, site.path, c.get("name") == MODEL_INITIALIZER, data, found, env_map, env_at)
+        initializer = c.get("name") == MODEL_INITIALIZER
+        walk_env(envs, site.path, initializer, data, found, env_map, env_at, located)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -121,6 +127,87 @@ def uris_of(value: str) -> tuple[str, ...]:
     return uris
 
 
+# Env walks kept across requests (``Located.walks``): the pods, replicas and re-applies of one workload
+# carry the same containers, and a walk writes two records per location. Kept only for an env of at most
+# _WALK_ENTRIES plain entries (a str name and a str or no value, each of at most _MEMO_VALUE characters)
+# giving at most _WALK_ENTRIES locations; at most _WALK_SIZE walks (full, it starts over). The kept records
+# are shared by the requests that walk the same env: nothing writes into a view's data locations.
+_WALK_ENTRIES = 64
+_WALK_SIZE = 128
+
+
+def walk_env(
+    envs: list[Any],
+    container_path: str,
+    model_initializer: bool,
+    data: list[dict[str, str]],
+    found: dict[str, Templates],
+    env_map: dict[str, str],
+    env_at: dict[str, int],
+    located: Located | None = None,
+) -> None:
+    """``_scan_env``, or what it gave for the same container path and env in an earlier request."""
+    walks = located.walks if located is not None else None
+    key = _walk_key(envs, container_path, model_initializer) if walks is not None else None
+    if key is None or walks is None or located is None:
+        _scan_env(envs, container_path, model_initializer, data, found, env_map, env_at, located)
+        return
+    kept = walks.get(key)  # one call: another thread may start the memo over at any time
+    if kept is not None:
+        records, run, names, at = kept
+        if records:
+            located.runs.append((len(data), run))
+            data.extend(records)
+        env_map.update(names)
+        env_at.update(at)
+        return
+    start, runs = len(data), len(located.runs)
+    _scan_env(envs, container_path, model_initializer, data, found, env_map, env_at, located)
+    records = tuple(data[start:])
+    if len(records) <= _WALK_ENTRIES:
+        run = tuple(located.runs[runs][1]) if len(located.runs) > runs else ()
+        if len(walks) >= _WALK_SIZE:
+            walks.clear()
+        walks[key] = (records, run, dict(env_map), dict(env_at))
+
+
+def _walk_key(envs: list[Any], container_path: str, model_initializer: bool) -> tuple[Any, ...] | None:
+    """What a walk of ``envs`` depends on, or None when that env is not kept (see _WALK_ENTRIES)."""
+    if len(envs) > _WALK_ENTRIES or len(container_path) > _MEMO_VALUE:
+        return None
+    key: list[Any] = [container_path, model_initializer]
+    append = key.append
+    for env in envs:
+        if type(env) is not dict:
+            return None
+        name, value = env.get("name"), env.get("value")
+        if type(name) is not str or len(name) > _MEMO_VALUE:
+            return None
+        if value is not None and (type(value) is not str or len(value) > _MEMO_VALUE):
+            return None
+        append(name)
+        append(value)
+    return tuple(key)
+
+
+# The sha256 digests of image references seen before (a workload's containers and its pods repeat their
+# images; the digest's regular expression costs ~15x a look-up here), bounded as _URIS_OF is.
+_DIGESTS: dict[str, str] = {}
+
+
+def digest_of(image: str) -> str:
+    """``sha256_of(image)``, remembered for a short reference."""
+    known = _DIGESTS.get(image)  # one call: another thread may start the memo over at any time
+    if known is not None:
+        return known
+    digest = sha256_of(image)
+    if len(image) <= _MEMO_VALUE:
+        if len(_DIGESTS) >= _MEMO_SIZE:
+            _DIGESTS.clear()
+        _DIGESTS[image] = digest
+    return digest
+
+
 # The tail of an env value's path (``[i].value``) for the first entries of every env list, built once:
 # formatting the index per entry of every container is a large share of a long env's walk.
 _ENV_VALUE_TAILS = tuple(f"{i}].value" for i in range(1024))
@@ -132,16 +219,22 @@ def _scan_env(
     container_path: str,
     model_initializer: bool,
     data: list[dict[str, str]],
-    found: dict[str, Sequence[str]],
+    found: dict[str, Templates],
     env_map: dict[str, str],
     env_at: dict[str, int],
+    located: Located | None = None,
 ) -> None:
     """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
-    the last entry wins), and the data locations of every plain-string value holding ``://``. This loop runs once per
-    env entry of every container, so what does not change per entry is looked up before it, and each
-    step is the cheapest form of itself (a type test before an ABC one, ``in`` before a method call)."""
+    the last entry wins), and the data locations of every plain-string value holding ``://`` (with
+    ``located``, each location's located record too, as a run of them). This loop runs once per env entry
+    of every container, so what does not change per entry is looked up before it, each step is the
+    cheapest form of itself (a type test before an ABC one, ``in`` before a method call), and a location
+    is a copy of its value's template with the path set (a copy costs less than building the dict)."""
     at = f"{container_path}.env["
     append = data.append
+    start = len(data)
+    run: list[dict[str, Any]] = []
+    locate = located.locate if located is not None else None
     tails = _ENV_VALUE_TAILS
     scanned = SCANNED_ENV
     name: Any  # whatever the manifest holds; ``named`` says when it is a str of SCANNED_ENV
@@ -160,11 +253,34 @@ def _scan_env(
             env_at[name] = i
         if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
             continue  # no location; or the initializer's model reference (workloads.models)
-        uris = found[value] if value in found else found.setdefault(value, uris_of(value))
-        if uris:
+        kept = found.get(value)
+        if kept is None:
+            kept = found[value] = _templates(value, locate)
+        if kept:
             path = at + tails[i] if i < _N_TAILS else f"{at}{i}].value"  # shared by the value's URIs
-            for uri in uris:
-                append({"uri": uri, "path": path, "source": "env", "kind": "data"})
+            for template, located_template in kept:
+                record = template.copy()
+                record["path"] = path
+                append(record)
+                if located_template is not None:
+                    record = located_template.copy()
+                    record["path"] = path
+                    run.append(record)
+    if located is not None and run:
+        located.runs.append((start, run))
+
+
+# The records of one env value's URIs, to copy with each path: the workload's location and, when the
+# walk locates, the same with its region. A walk's ``found`` holds them per distinct value.
+Templates = tuple[tuple[dict[str, str], dict[str, str] | None], ...]
+
+
+def _templates(value: str, locate: Locate | None) -> Templates:
+    out = []
+    for uri in uris_of(value):
+        template = {"uri": uri, "path": "", "source": "env", "kind": "data"}
+        out.append((template, None if locate is None else {**template, "region": locate(uri)}))
+    return tuple(out)
 
 
 def _add_model(
