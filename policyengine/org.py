@@ -62,7 +62,7 @@ from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory
 from policyengine.workloads.byproduct import budget_products
-from policyengine.workloads.located import Located, Run, Walk, run_matches
+from policyengine.workloads.located import Run, run_matches
 from policyengine.workloads.slices import memory_bytes
 from policyengine.workloads.values import as_dict, as_list
 
@@ -156,8 +156,6 @@ class OrgRules:
     # The regions of URIs located before (a set's rules serve every request; the pods and re-applies of
     # one workload name the same locations): at most _MEMO_SIZE URIs of at most _MEMO_URI characters.
     _regions: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
-    # The env walks located with these rules (``workloads.located.Located.walks``, bounded there).
-    _walks: dict[tuple[Any, ...], Walk] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> OrgRules:
@@ -191,10 +189,6 @@ class OrgRules:
                 memo.clear()
             memo[uri] = found
         return found
-
-    def locator(self) -> Located:
-        """What the walk of one request's data locations locates them with (``workloads.located``)."""
-        return Located(self.region_of, self._walks)
 
     def located(
         self, data_locations: Sequence[Mapping[str, Any]], runs: Sequence[Run] = ()

@@ -5,7 +5,7 @@ per distinct value instead of a second walk copying every location (``org.OrgRul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,22 +14,15 @@ Locate = Callable[[str], str]
 
 # A run of consecutive data locations already located: the index of its first in the workload's list,
 # and the located records in order.
-Run = tuple[int, Sequence[dict[str, Any]]]
-
-# What the walk of one env gave (``references.walk_env``): its locations, their located records, and
-# the values the model scanner reads by name with their indexes. Kept across requests, never written.
-Walk = tuple[tuple[dict[str, str], ...], tuple[dict[str, Any], ...], Mapping[str, str], Mapping[str, int]]
+Run = tuple[int, list[dict[str, Any]]]
 
 
 @dataclass
 class Located:
     """What one request's walk located as it went: runs of ``workload.dataLocations`` with their region
-    (``region`` the last key, as ``org.OrgRules.located`` writes it). The rest is located after the walk.
-    ``walks``: the env walks of earlier requests located with the same ``locate``, by container path and
-    env contents (owned by the rules ``locate`` reads, bounded by ``references.walk_env``)."""
+    (``region`` the last key, as ``org.OrgRules.located`` writes it). The rest is located after the walk."""
 
     locate: Locate
-    walks: dict[tuple[Any, ...], Walk] | None = None
     runs: list[Run] = field(default_factory=list)
 
 

@@ -96,7 +96,7 @@ def scan_container(
     envs = c.get("env")
     if isinstance(envs, list) and envs:
         initializer = c.get("name") == MODEL_INITIALIZER
-        walk_env(envs, site.path, initializer, data, found, env_map, env_at, located)
+        _scan_env(envs, site.path, initializer, data, found, env_map, env_at, located)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -125,69 +125,6 @@ def uris_of(value: str) -> tuple[str, ...]:
             _URIS_OF.clear()
         _URIS_OF[value] = uris
     return uris
-
-
-# Env walks kept across requests (``Located.walks``): the pods, replicas and re-applies of one workload
-# carry the same containers, and a walk writes two records per location. Kept only for an env of at most
-# _WALK_ENTRIES plain entries (a str name and a str or no value, each of at most _MEMO_VALUE characters)
-# giving at most _WALK_ENTRIES locations; at most _WALK_SIZE walks (full, it starts over). The kept records
-# are shared by the requests that walk the same env: nothing writes into a view's data locations.
-_WALK_ENTRIES = 64
-_WALK_SIZE = 128
-
-
-def walk_env(
-    envs: list[Any],
-    container_path: str,
-    model_initializer: bool,
-    data: list[dict[str, str]],
-    found: dict[str, Templates],
-    env_map: dict[str, str],
-    env_at: dict[str, int],
-    located: Located | None = None,
-) -> None:
-    """``_scan_env``, or what it gave for the same container path and env in an earlier request."""
-    walks = located.walks if located is not None else None
-    key = _walk_key(envs, container_path, model_initializer) if walks is not None else None
-    if key is None or walks is None or located is None:
-        _scan_env(envs, container_path, model_initializer, data, found, env_map, env_at, located)
-        return
-    kept = walks.get(key)  # one call: another thread may start the memo over at any time
-    if kept is not None:
-        records, run, names, at = kept
-        if records:
-            located.runs.append((len(data), run))
-            data.extend(records)
-        env_map.update(names)
-        env_at.update(at)
-        return
-    start, runs = len(data), len(located.runs)
-    _scan_env(envs, container_path, model_initializer, data, found, env_map, env_at, located)
-    records = tuple(data[start:])
-    if len(records) <= _WALK_ENTRIES:
-        run = tuple(located.runs[runs][1]) if len(located.runs) > runs else ()
-        if len(walks) >= _WALK_SIZE:
-            walks.clear()
-        walks[key] = (records, run, dict(env_map), dict(env_at))
-
-
-def _walk_key(envs: list[Any], container_path: str, model_initializer: bool) -> tuple[Any, ...] | None:
-    """What a walk of ``envs`` depends on, or None when that env is not kept (see _WALK_ENTRIES)."""
-    if len(envs) > _WALK_ENTRIES or len(container_path) > _MEMO_VALUE:
-        return None
-    key: list[Any] = [container_path, model_initializer]
-    append = key.append
-    for env in envs:
-        if type(env) is not dict:
-            return None
-        name, value = env.get("name"), env.get("value")
-        if type(name) is not str or len(name) > _MEMO_VALUE:
-            return None
-        if value is not None and (type(value) is not str or len(value) > _MEMO_VALUE):
-            return None
-        append(name)
-        append(value)
-    return tuple(key)
 
 
 # The sha256 digests of image references seen before (a workload's containers and its pods repeat their

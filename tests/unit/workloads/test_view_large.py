@@ -104,7 +104,7 @@ def test_the_views_of_a_large_workload_equal_the_plain_walks_and_the_pinned_view
     assert all("region" not in d for d in views["workload"]["dataLocations"])
     # The same view on every request (no state carried from one request to the next).
     again = provide(request(large()), EMPTY_INVENTORY, policy_set.config, NOW)
-    # A repeat request (its env walks kept from the first) writes the same records in the same key order.
+    # A repeat request writes the same records in the same key order.
     assert again["workload"]["dataLocations"] == want
     assert json.dumps(again, default=str) == json.dumps(views, default=str)
     assert [list(d) for d in again["org"]["residency"]["dataLocations"]] == [[*d, "region"] for d in want]
