@@ -22,6 +22,7 @@ from policyengine.engine import Engine
 from policyengine.provenance import EXPIRY_NOTICE
 from policyengine.trust import trust_warnings
 from webhook.admission import Admitter
+from webhook.heap import set_apart
 from webhook.logs import get_logger
 from webhook.policies import MAX_NAMES_SHOWN, ReloadOutcome
 from webhook.services import WebhookServices, audit_status
@@ -82,6 +83,13 @@ async def _start(services: WebhookServices) -> None:
     deadline = time.monotonic() + services.startup_wait
     while not services.inventory.status()["ready"] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+    _set_apart(services)
+
+
+def _set_apart(services: WebhookServices) -> None:
+    """Once a policy set is served, it and the imports are kept out of the collector's full passes."""
+    if services.freeze_heap and services.policies.engine is not None:
+        set_apart()
 
 
 def _start_background(services: WebhookServices) -> None:
@@ -119,6 +127,7 @@ async def _watch(services: WebhookServices, reload_now: asyncio.Event) -> None:
                 _report(services, outcome, forced)
                 if outcome.ok:
                     await asyncio.to_thread(_follow, services)
+                    _set_apart(services)
                 retry = forced and outcome.result == "unstable"
         except Exception:  # the watch itself must survive anything a filesystem does
             get_logger().exception("policy watch failed")

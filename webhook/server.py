@@ -216,6 +216,7 @@ def worker_app() -> Starlette:
     settings = Settings.from_json(os.environ[ENV_VAR])
     configure(settings.log_level)
     services = services_from(settings, env=os.environ)
+    services.freeze_heap = True  # the worker process serves nothing else
     app = create_app(services)
     if settings.metrics_dir:
         telemetry = services.telemetry
@@ -365,6 +366,7 @@ def _serve(settings: Settings, services: WebhookServices | None) -> None:
         _serve_workers(settings, limits)
         return
     services = services or services_from(settings, env=os.environ)
+    services.freeze_heap = True  # this process serves nothing else
     try:
         config = guarded_config(settings, create_app(services), limits, client_ca=_client_ca(settings))
         if not run_server(config):

@@ -37,6 +37,9 @@ class WebhookServices:
     max_in_flight_bytes: int | None = None  # their bodies' bytes at once (default: twice max_body)
     reload_interval: float | None = 2.0  # seconds between file polls; None: reload on SIGHUP only
     handle_sighup: bool = False  # only the process's real server installs the signal handler
+    # Only a process that serves nothing else sets apart its heap once a policy set is in place
+    # (webhook.heap): a test or a host program keeps its own garbage collection as it is.
+    freeze_heap: bool = False
     eval_threads: int | None = None  # evaluation pool size (default: the executor's own)
     inline_eval: bool = True  # small reviews evaluated on the event loop first (webhook.onloop)
     startup_wait: float = 30.0  # seconds to wait for the inventory's first sync before accepting requests
