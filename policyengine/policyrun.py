@@ -60,6 +60,8 @@ class PolicyRun:
             variables = compiled.variables
             activation = self.base.extend({"params": params}, variables) if variables else plain
             results.extend(engine._validations(compiled, activation, self.annotations, self.budget))
+            if variables:
+                activation.release()
         except Exception as err:  # one broken rule never hides the others' results
             results.append(internal_error(compiled, f"evaluation failed: {type(err).__name__}: {err}"))
 
@@ -76,6 +78,7 @@ class PolicyRun:
                         policy, found, self.request, activation, self.now, self.expired, self.budget
                     )
                 )
+                activation.release()
                 return
             paramsets: Sequence[Any] = (params,)
         else:

@@ -99,6 +99,12 @@ class Activation(Protocol):
         variables: Sequence[VariableDef] = (),
     ) -> Activation: ...
 
+    def release(self) -> None:
+        """Ends an activation made by ``extend``: its lazy ``variables`` map refers back to its bindings,
+        a reference cycle that only the garbage collector would otherwise free (a collection every few
+        requests). Called once the policy's results are built; the activation is not used after."""
+        ...
+
 
 class CompiledExpr(Protocol):
     source: str

@@ -41,12 +41,16 @@ def run_policy(
     (as Kyverno's are on the Deployment of an autogen rule)."""
     whole = base.extend({"params": params}, variables)
     if not policy.pod_templates:
-        return unless(results=evaluate(whole), activation=whole)
+        results = unless(results=evaluate(whole), activation=whole)
+        whole.release()
+        return results
     per_template = []
     for t in template_pods(request.object, request.old_object):
         activation = base.extend({"params": params, "object": t.pod, "oldObject": t.old_pod}, variables)
         found = unless(results=evaluate(activation), activation=whole)
+        activation.release()
         per_template.append(at_template(found, t.path))
+    whole.release()
     return merge_templates(per_template)
 
 

@@ -104,6 +104,9 @@ class FastActivation:
             values["variables"] = _LazyVariables(values, variables)
         return FastActivation(values)
 
+    def release(self) -> None:
+        self.values.pop("variables", None)  # the map holds ``values``: the cycle ends here
+
 
 class FastExpr:
     """One compiled expression: its closure and how many comprehension slots it needs. Once it has run

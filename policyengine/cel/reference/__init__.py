@@ -96,6 +96,9 @@ class ReferenceActivation:
             values["variables"] = _LazyVariables(child, variables)
         return child
 
+    def release(self) -> None:
+        self.values.pop("variables", None)  # the map holds this activation: the cycle ends here
+
 
 class ReferenceExpr:
     """One compiled expression: its tree and the backend's read-only base activation."""
