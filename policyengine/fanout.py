@@ -15,9 +15,9 @@ the same empty pool). Any other pool has its requests decided again by the paren
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -30,10 +30,14 @@ from policyengine.engine import Engine
 from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.model import Decision, Inventory, Request
 from policyengine.readahead import MIN_PARALLEL as MIN_PARALLEL
+from policyengine.readahead import WorkerDied
 from policyengine.readahead import default_jobs as default_jobs
 from policyengine.reservations import MemoryReservations, Reservation
 
-START_METHOD = "fork"  # workers inherit the compiled policy set; never re-load or re-send it
+# This process's share is smaller by this fraction of a share: it starts deciding before the workers
+# (they are forked first) and, once done, reads back and settles every worker's decisions while they
+# sit idle.
+_HANDICAP = 0.08
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ def decide_all(
         or existing
         or after_each is not None
         or len(requests) < MIN_PARALLEL
-        or START_METHOD not in multiprocessing.get_all_start_methods()
+        or not hasattr(os, "fork")  # workers inherit the compiled policy set; never re-load or re-send it
     ):
         ledger = Ledger(MemoryReservations(), existing=existing)
         decisions: list[Any] = []
@@ -143,15 +147,17 @@ def decide_all(
 
 def _shards(requests: Sequence[Request], inventory: Inventory, jobs: int) -> list[list[int]]:
     """Request indexes dealt to ``jobs`` shards, a team (or unlabelled namespace) whole to the least
-    loaded, each shard in the set's order."""
+    loaded, each shard in the set's order; the first (this process's) counted larger by ``_HANDICAP``."""
     by_namespace: dict[str, list[int]] = {}
     for i, request in enumerate(requests):
         team = team_of(inventory, request.namespace)
         key = f"team {team}" if team != DEFAULT_TEAM else f"namespace {request.namespace}"
         by_namespace.setdefault(key, []).append(i)
     shards: list[list[int]] = [[] for _ in range(jobs)]
+    handicap = [_HANDICAP * len(requests) / jobs] + [0.0] * (jobs - 1)
     for indexes in sorted(by_namespace.values(), key=len, reverse=True):
-        min(shards, key=len).extend(indexes)
+        least = min(range(jobs), key=lambda n: len(shards[n]) + handicap[n])
+        shards[least].extend(indexes)
     return [sorted(s) for s in shards if s]
 
 
@@ -183,39 +189,83 @@ def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None
 
 
 def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
-    """Each shard's decisions: the first decided by this process while a worker per other shard decides
-    that one, writing its decisions one by one to a spool file of its own (in a folder only this user can
-    read) that this process reads back in turn: no shard's decisions are ever one message, held whole as
-    bytes beside the objects they make. This process would otherwise wait with its core idle."""
+    """Each shard's decisions: the first decided by this process while a forked worker per other shard
+    decides that one, writing its decisions one by one to a spool file of its own (in a folder only this
+    user can read) that this process reads back in turn: no shard's decisions are ever one message, held
+    whole as bytes beside the objects they make. This process would otherwise wait with its core idle."""
     global _work, _spool
     _work = work
     frozen = gc.get_freeze_count() > 0  # the command froze what it imported: it stays so
     gc.freeze()  # the inherited heap stays shared: a collection in a worker would copy every page
-    for stream in (sys.stdout, sys.stderr):  # a worker flushes what it inherited when it ends
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
         stream.flush()
+    workers: list[tuple[int, str]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="policyengine-check-") as folder:
             _spool = folder
-            written: list[tuple[str, int]] = []
-            if len(shards) == 1:  # one team: nothing to share out
-                mine = _decide_here(shards[0])
-            else:
-                with multiprocessing.get_context(START_METHOD).Pool(len(shards) - 1) as pool:
-                    pending = pool.map_async(_decide_shard, shards[1:], chunksize=1)
-                    mine = _decide_here(shards[0])
-                    written = pending.get()
+            workers = [_fork(shard) for shard in shards[1:]]
+            mine = _decide_here(shards[0])
+            written = [_collect(workers.pop(0)) for _ in shards[1:]]
             return [
                 [(work.settled(i, item[0]), *item[1:]) for i, item in zip(shard, made, strict=True)]
                 for shard, made in zip(
                     shards,
-                    [iter(mine), *(_read_spool(path, count) for path, count in written)],
+                    [
+                        iter(mine),
+                        *(_read_spool(path, len(s)) for path, s in zip(written, shards[1:], strict=True)),
+                    ],
                     strict=True,
                 )
             ]
     finally:
+        _stop(workers)
         if not frozen:
             gc.unfreeze()
         _work, _spool = None, ""
+
+
+def _fork(shard: list[int]) -> tuple[int, str]:
+    """A worker forked to decide ``shard``; its pid and spool file."""
+    fd, path = tempfile.mkstemp(dir=_spool, suffix=".pickle")
+    os.close(fd)
+    pid = os.fork()
+    if pid == 0:  # the worker: decide its shard, and end without running any cleanup
+        code = 0
+        try:
+            try:
+                _decide_shard(shard, path)
+            except BaseException as err:  # raised again in the parent, as deciding here would have
+                with open(path + ".failed", "wb") as fh:
+                    pickle.dump(err, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    return pid, path
+
+
+def _collect(worker: tuple[int, str]) -> str:
+    """The spool file of ``worker`` once it has ended; what it raised is raised here."""
+    pid, path = worker
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if os.path.exists(path + ".failed"):
+        with open(path + ".failed", "rb") as fh:
+            raise pickle.load(fh)
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited {code}"
+        raise WorkerDied(f"a process deciding the manifests {how} before handing back its decisions")
+    return path
+
+
+def _stop(workers: list[tuple[int, str]]) -> None:
+    """End the workers not collected (this process stopped waiting for them)."""
+    for pid, _ in workers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
 
 def _decide_here(shard: list[int]) -> list[_Decided]:
@@ -232,20 +282,17 @@ def _read_spool(path: str, count: int) -> Iterator[_Decided]:
             yield unpickler.load()
 
 
-def _decide_shard(shard: list[int]) -> tuple[str, int]:
-    """Decide a shard in order, each decision written to the spool as it is made; the spool file and
-    how many decisions it holds."""
+def _decide_shard(shard: list[int], path: str) -> None:
+    """Decide a shard in order, each decision written to the spool file ``path`` as it is made."""
     assert _work is not None and _spool  # inherited from the parent by the fork
     store = _Touched()
     ledger = Ledger(store)
-    fd, path = tempfile.mkstemp(dir=_spool, suffix=".pickle")
-    with os.fdopen(fd, "wb") as fh:
+    with open(path, "wb") as fh:
         # One pickler for the shard: an object met again (a result shared by many resources) is written
         # once, and read back as one object.
         pickler = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
         for i in shard:
             pickler.dump(_decided(i, store, ledger))
-    return path, len(shard)
 
 
 def _decided(i: int, store: _Touched, ledger: Ledger) -> _Decided:

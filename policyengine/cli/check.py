@@ -225,10 +225,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"policyengine check: ${CEL_BACKEND_ENV} must be one of {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
     try:
-        policy_set, inventory, known, manifests = _read_inputs(args)
-        from policyengine.engine import Engine
-
-        engine = Engine(policy_set)
+        policy_set, inventory, known, manifests, engine = _read_inputs(args)
         freeze_imported()  # the engine, the policy set and their modules live as long as this run
     except LoadError as err:
         # Machine-readable reports still get written, saying why nothing was evaluated (exit 2).
@@ -270,10 +267,14 @@ def check_documents(engine: Engine, docs: Sequence[Document], **how: Any) -> Che
     return check(engine, docs, **how)
 
 
-def _read_inputs(args: argparse.Namespace) -> tuple[PolicySet, Inventory | None, Any, Manifests]:
-    """Policies, inventory, baseline and manifests, every problem of all four gathered before raising."""
+def _read_inputs(
+    args: argparse.Namespace,
+) -> tuple[PolicySet, Inventory | None, Any, Manifests, Engine]:
+    """Policies, inventory, baseline and manifests, every problem of all four gathered before raising;
+    and the engine, built while workers may still be reading (a problem it raises comes after theirs)."""
     problems: list[Problem] = []
     policy_set = manifests = inventory = None
+    engine: Engine | LoadError | None = None
     known: Any = None
     limits = InputLimits(max_bytes=args.max_input_size, max_documents=args.max_documents)
     reading: intake.ManifestReading | None = None
@@ -293,6 +294,8 @@ def _read_inputs(args: argparse.Namespace) -> tuple[PolicySet, Inventory | None,
         policy_set, inventory = _policies_and_inventory(args, compiler, limits, problems)
         known = baselines.load(args, limits, problems)
         problems.extend(read_problems)
+        if policy_set is not None and not problems:
+            engine = _engine(policy_set)
         if reading is not None:
             manifests = _result(reading, problems)
     finally:
@@ -300,7 +303,22 @@ def _read_inputs(args: argparse.Namespace) -> tuple[PolicySet, Inventory | None,
             reading.close()  # its workers stopped, also when something above raised
     if problems or policy_set is None or manifests is None:
         raise LoadError(intake.in_order(problems))  # policy, config and manifest problems, by file
-    return policy_set, inventory, known, manifests
+    if isinstance(engine, LoadError):
+        raise engine
+    assert engine is not None  # built above: there was no problem
+    return policy_set, inventory, known, manifests, engine
+
+
+def _engine(policy_set: PolicySet) -> Engine | LoadError:
+    """The engine of ``policy_set``, with the module that decides the manifests imported; or the
+    problem building it raised (reported only when the inputs have none)."""
+    from policyengine import gate  # noqa: F401  (imported here, while the manifests may still be read)
+    from policyengine.engine import Engine
+
+    try:
+        return Engine(policy_set)
+    except LoadError as err:
+        return err
 
 
 def _result(reading: intake.ManifestReading, problems: list[Problem]) -> Manifests | None:
