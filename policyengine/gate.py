@@ -135,13 +135,15 @@ class CheckReport:
         """The counts, in one pass over the results (a large tree's results are never listed together)."""
         counts = dict.fromkeys(("evaluated", "passed", "failed", "warned", "errors", "excepted"), 0)
         denied = baselined = 0
+        skip = Outcome.SKIP
         for c in self.checked:
             denied += c.denied
             baselined += len(c.baselined)
+            kept = c.baselined
             for r in c.decision.results:
                 # Every check made, baselined ones included: a baseline changes the verdict, not the work.
-                counts["evaluated"] += r.outcome is not Outcome.SKIP
-                counted = None if c.is_baselined(r) else _counted_as(r)
+                counts["evaluated"] += r.outcome is not skip
+                counted = None if kept and r in kept else _COUNTED_AS.get((r.outcome, r.action))
                 if counted is not None:
                     counts[counted] += 1
         return Summary(
@@ -160,11 +162,15 @@ class CheckReport:
         return EXIT_OK
 
 
-def _counted_as(r: Result) -> str | None:
-    """The summary count a result not in the baseline adds to."""
-    if r.outcome is Outcome.FAIL:
-        return {Action.DENY: "failed", Action.WARN: "warned"}.get(r.action)
-    return {Outcome.PASS: "passed", Outcome.ERROR: "errors", Outcome.EXCEPTED: "excepted"}.get(r.outcome)
+# The summary count a result not in the baseline adds to, by (outcome, action); none for the others.
+_COUNTED_AS: dict[tuple[Outcome, Action], str] = {
+    **{(Outcome.FAIL, a): n for a, n in ((Action.DENY, "failed"), (Action.WARN, "warned"))},
+    **{
+        (o, a): n
+        for o, n in ((Outcome.PASS, "passed"), (Outcome.ERROR, "errors"), (Outcome.EXCEPTED, "excepted"))
+        for a in Action
+    },
+}
 
 
 def parse_field_path(text: str) -> PathKey:

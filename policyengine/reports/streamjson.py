@@ -85,10 +85,20 @@ def _dump(value: Any, indent: str) -> str:
         if not value:
             return "{}"
         inner = indent + "  "
-        parts = []
+        parts: list[str] = []
+        append = parts.append
         for key, v in value.items():
             if not isinstance(key, str):
                 raise _Unusual
-            parts.append(encode_basestring_ascii(key) + ": " + _dump(v, inner))
+            # A plain str or int value (most of a report's) written here: a call per field is most of
+            # a report's writing. Anything else, a subclass included, by the full order of tests.
+            kind = type(v)
+            if kind is str:
+                text = encode_basestring_ascii(v)
+            elif kind is int:
+                text = int.__repr__(v)
+            else:
+                text = _dump(v, inner)
+            append(encode_basestring_ascii(key) + ": " + text)
         return "{\n" + inner + (",\n" + inner).join(parts) + "\n" + indent + "}"
     raise _Unusual
