@@ -123,7 +123,8 @@ def test_the_command_sets_its_modules_apart_from_the_collector_and_main_alone_do
     manifest = write(tmp_path / "deploy.yaml", DEPLOYMENT)
     probe = (
         "import gc, sys\nfrom policyengine.cli import main\n"
-        "main(sys.argv[2:], freeze=sys.argv[1] == 'command')\nprint('FROZEN', gc.get_freeze_count())"
+        "main(sys.argv[2:], freeze=sys.argv[1] == 'command')\n"
+        "print('YOUNG', gc.get_threshold()[0])\nprint('FROZEN', gc.get_freeze_count())"
     )
     for mode, frozen in (("command", True), ("host", False)):
         proc = subprocess.run(
@@ -136,6 +137,10 @@ def test_the_command_sets_its_modules_apart_from_the_collector_and_main_alone_do
         )
         count = int(proc.stdout.rsplit("FROZEN ", 1)[1])
         assert (count > 10_000) is frozen, (mode, count)
+        # The command's own process collects its youngest objects less often (deciding leaves no
+        # cycles); a host process keeps its own thresholds.
+        young = int(proc.stdout.rsplit("YOUNG ", 1)[1].split()[0])
+        assert (young > 700) is frozen, (mode, young)
 
 
 def test_check_imports_no_other_verb(tmp_path: Path) -> None:
