@@ -62,7 +62,7 @@ from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.kueue import KueueBudgets, teams_from_kueue
 from policyengine.model import Inventory
 from policyengine.workloads.byproduct import budget_products
-from policyengine.workloads.located import Run, run_matches
+from policyengine.workloads.located import Located, Run, run_matches
 from policyengine.workloads.slices import memory_bytes
 from policyengine.workloads.values import as_dict, as_list
 
@@ -156,6 +156,8 @@ class OrgRules:
     # The regions of URIs located before (a set's rules serve every request; the pods and re-applies of
     # one workload name the same locations): at most _MEMO_SIZE URIs of at most _MEMO_URI characters.
     _regions: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
+    # The record templates of env values located with these rules (``Located.templates``).
+    _templates: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> OrgRules:
@@ -172,6 +174,10 @@ class OrgRules:
             prefixes=tuple(sorted(pairs, key=lambda p: -len(p[0]))),
             kueue=teams_from_kueue(config),
         )
+
+    def locator(self) -> Located:
+        """What one request's walk locates its data locations with (``workloads.located``)."""
+        return Located(self.region_of, self._templates)
 
     def region_of(self, uri: str) -> str:
         """The region of the longest registered prefix of ``uri``; UNKNOWN_REGION when none matches."""

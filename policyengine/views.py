@@ -160,7 +160,7 @@ def views_for(
         rules = set_rules if same else OrgRules.from_config(config)
         described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
-        located = Located(rules.region_of)  # the env walk locates its data locations as it finds them
+        located = rules.locator()  # the env walk locates its data locations as it finds them
         workload = _describe(obj, request, config, facts, described, located)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
         charged = _charge_update(request, workload, config, facts, described)

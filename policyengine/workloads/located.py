@@ -23,6 +23,9 @@ class Located:
     (``region`` the last key, as ``org.OrgRules.located`` writes it). The rest is located after the walk."""
 
     locate: Locate
+    # The record templates of env values met before, kept by the rules ``locate`` reads (values and
+    # templates bounded by ``references``): the pods and re-applies of a workload repeat their values.
+    templates: dict[str, Any] | None = None
     runs: list[Run] = field(default_factory=list)
 
 

@@ -171,7 +171,6 @@ def _scan_env(
     append = data.append
     start = len(data)
     run: list[dict[str, Any]] = []
-    locate = located.locate if located is not None else None
     tails = _ENV_VALUE_TAILS
     scanned = SCANNED_ENV
     name: Any  # whatever the manifest holds; ``named`` says when it is a str of SCANNED_ENV
@@ -192,7 +191,7 @@ def _scan_env(
             continue  # no location; or the initializer's model reference (workloads.models)
         kept = found.get(value)
         if kept is None:
-            kept = found[value] = _templates(value, locate)
+            kept = found[value] = _kept_templates(value, located)
         if kept:
             path = at + tails[i] if i < _N_TAILS else f"{at}{i}].value"  # shared by the value's URIs
             for template, located_template in kept:
@@ -210,6 +209,28 @@ def _scan_env(
 # The records of one env value's URIs, to copy with each path: the workload's location and, when the
 # walk locates, the same with its region. A walk's ``found`` holds them per distinct value.
 Templates = tuple[tuple[dict[str, str], dict[str, str] | None], ...]
+
+
+# Templates kept across requests (``Located.templates``): only for a value of at most _MEMO_VALUE characters
+# naming at most _KEPT_URIS URIs, at most _MEMO_SIZE values (full, it starts over). A template is never
+# in a view itself, only copied into one, so requests can share it.
+_KEPT_URIS = 2
+
+
+def _kept_templates(value: str, located: Located | None) -> Templates:
+    """``_templates(value, ...)``, remembered by the rules that locate when the value is short."""
+    memo = located.templates if located is not None else None
+    if memo is None or located is None:
+        return _templates(value, located.locate if located is not None else None)
+    known: Templates | None = memo.get(value)  # one call: another thread may start the memo over
+    if known is not None:
+        return known
+    made = _templates(value, located.locate)
+    if len(value) <= _MEMO_VALUE and len(made) <= _KEPT_URIS:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[value] = made
+    return made
 
 
 def _templates(value: str, locate: Locate | None) -> Templates:

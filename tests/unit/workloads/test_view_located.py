@@ -34,7 +34,7 @@ def rules(prefixes: list[dict[str, Any]] = PREFIXES) -> tuple[dict[str, Any], Or
 def located_views(
     obj: dict[str, Any], config: dict[str, Any], org: OrgRules
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Located]:
-    walk = Located(org.region_of)
+    walk = org.locator()  # as the views make it: the templates of earlier requests kept
     view = describe(copy.deepcopy(obj), config, located=walk)  # a new request: new objects
     return view, org.located(view["dataLocations"], walk.runs), walk
 
@@ -67,16 +67,54 @@ def test_the_walk_locates_as_it_goes_and_gives_the_plain_views() -> None:
     assert runs >= 8
 
 
-def test_a_run_that_no_longer_lines_up_is_located_afresh() -> None:
-    config, org = rules()
-    env = [{"name": f"V{i}", "value": f"s3://bucket-1/{i}"} for i in range(3)]
-    obj = {
+def pod(env: list[Any]) -> dict[str, Any]:
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "p"},
         "spec": {"containers": [{"name": "c", "env": env}]},
     }
-    walk = Located(org.region_of)
+
+
+def test_kept_templates_give_new_records_and_other_rules_their_own_regions() -> None:
+    config, org = rules()
+    env = [{"name": f"V{i}", "value": f"s3://bucket-1/shard-{i}/"} for i in range(8)]
+    first, located, _ = located_views(pod(env), config, org)
+    assert len(org._templates) == 8
+    again, located_again, _ = located_views(pod(env), config, org)
+    assert again == first and located_again == located
+    # Each request gets records of its own: the kept templates are copied, never handed out.
+    assert all(a is not b for a, b in zip(first["dataLocations"], again["dataLocations"], strict=True))
+    assert all(a is not b for a, b in zip(located, located_again, strict=True))
+    kept = {id(t) for pairs in org._templates.values() for pair in pairs for t in pair if t is not None}
+    assert kept.isdisjoint(id(d) for d in [*again["dataLocations"], *located_again])
+    again["dataLocations"][0]["uri"] = "changed"  # a view written into leaves the next one as it was
+    assert located_views(pod(env), config, org)[0] == first
+    _, other = rules([{"prefix": "s3://bucket-1/", "region": "ap"}])
+    _, located_other, _ = located_views(pod(env), config, other)
+    assert {d["region"] for d in located_other} == {"ap"} and {d["region"] for d in located} == {"eu"}
+
+
+def test_the_kept_templates_are_bounded_in_number_and_in_what_one_value_holds() -> None:
+    config, org = rules()
+    for i in range(references._MEMO_SIZE + 50):
+        located_views(pod([{"name": "V", "value": f"s3://b/{i}"}]), config, org)
+        assert len(org._templates) <= references._MEMO_SIZE
+    org._templates.clear()
+    long_value = "s3://b/" + "x" * references._MEMO_VALUE
+    many = " ".join(f"s3://b/{i}" for i in range(references._KEPT_URIS + 1))
+    for value in (long_value, many):
+        view, located, _ = located_views(pod([{"name": "V", "value": value}]), config, org)
+        assert view == describe(pod([{"name": "V", "value": value}]), config)
+        assert located == plain_located(org, view["dataLocations"])
+    assert org._templates == {}
+
+
+def test_a_run_that_no_longer_lines_up_is_located_afresh() -> None:
+    config, org = rules()
+    env = [{"name": f"V{i}", "value": f"s3://bucket-1/{i}"} for i in range(3)]
+    obj = pod(env)
+    walk = org.locator()
     data = describe(obj, config, located=walk)["dataLocations"]
     assert walk.runs
     moved = [{"uri": "gs://b/first", "path": "x", "source": "env", "kind": "data"}, *data]
