@@ -17,6 +17,7 @@ from policyengine.loader import parse_text
 from policyengine.model import Request
 from policyengine.org import OrgRules
 from policyengine.policyset import load_policy_set
+from policyengine.workloads.located import Located
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,6 +76,7 @@ def test_each_distinct_data_location_is_located_once_per_request(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lookups = counting(monkeypatch, OrgRules, "region_of")
+    monkeypatch.setattr(OrgRules, "locator", lambda self: Located(self.region_of))  # nothing kept before
     decision = engine.evaluate(deployment(4), now=NOW)
     assert lookups[0] == len(URIS)  # 4 containers name the same 6 locations: 6 lookups, not 24
     residency = [r for r in decision.results if "residency" in r.policy]
