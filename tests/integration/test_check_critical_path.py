@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,22 +96,6 @@ def test_this_process_takes_the_smaller_share() -> None:
     shards = fanout._shards(requests, EMPTY_INVENTORY, 2)
     assert sorted(i for s in shards for i in s) == list(range(400))
     assert len(shards[0]) < len(shards[1])
-
-
-@pytest.fixture
-def hang_guard() -> Iterator[None]:
-    """Fails the test, instead of hanging it, if deciding ever waits for good on a worker."""
-
-    def expired(*_: object) -> None:
-        raise AssertionError("deciding never ended: a worker's end was not noticed")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _raising_engine(monkeypatch: pytest.MonkeyPatch, how: str) -> Engine:

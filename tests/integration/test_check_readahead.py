@@ -7,7 +7,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
@@ -206,22 +206,6 @@ def test_the_objects_workloads_look_up_are_never_parked() -> None:
                 assert not can_wait(doc), (api_version, kind)
     job = Document({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}, "f.yaml", 1, 0, {})
     assert can_wait(job)
-
-
-@pytest.fixture
-def hang_guard() -> Iterator[None]:
-    """Fails the test, instead of hanging it, if collecting the workers ever waits for good."""
-
-    def expired(*_: object) -> None:
-        raise AssertionError("reading never ended: a worker's end was not noticed")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _failing_on(
