@@ -32,10 +32,9 @@ def failed(compiled: CompiledPolicy, index: int, err: CelEvalError) -> Result:
 def judged(
     compiled: CompiledPolicy, index: int, value: Any, activation: Activation, budget: Budget
 ) -> Result:
-    """The result of a validation whose expression gave ``value``."""
+    """The result of a validation whose expression gave ``value``, not True (a pass is the policy's own
+    Result, ``CompiledPolicy.passes``)."""
     validation, _, message_expr, path_expr = compiled.validations[index]
-    if value is True:
-        return compiled.passes[index]
     policy, action, source = compiled.policy, compiled.action, validation.expression.source
     if value is False:
         text = message(validation, message_expr, activation, budget)
