@@ -60,6 +60,7 @@ from typing import Any
 
 from policyengine.inventory import DEFAULT_TEAM, team_of
 from policyengine.kueue import KueueBudgets, teams_from_kueue
+from policyengine.memo import MEMO_KEY, MEMO_SIZE, remembered
 from policyengine.model import Inventory
 from policyengine.workloads.byproduct import budget_products
 from policyengine.workloads.located import Located, Run, run_matches
@@ -80,8 +81,7 @@ __all__ = [
 RESIDENCY_LABEL = "policyengine.io/residency"
 # The one spelling of "no region is known for this data location".
 UNKNOWN_REGION = ""
-_MEMO_SIZE = 4096  # URIs whose region an OrgRules remembers (full, it starts over)
-_MEMO_URI = 256  # a longer URI is located each time, not remembered
+_MEMO_SIZE, _MEMO_URI = MEMO_SIZE, MEMO_KEY  # the bounds of an OrgRules' regions (``policyengine.memo``)
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -181,20 +181,13 @@ class OrgRules:
 
     def region_of(self, uri: str) -> str:
         """The region of the longest registered prefix of ``uri``; UNKNOWN_REGION when none matches."""
-        memo = self._regions
-        known = memo.get(uri)  # one call: another thread may start the memo over at any time
-        if known is not None:
-            return known
-        found = UNKNOWN_REGION
+        return remembered(self._regions, uri, self._prefix_region)
+
+    def _prefix_region(self, uri: str) -> str:
         for prefix, region in self.prefixes:
             if uri.startswith(prefix):
-                found = region
-                break
-        if len(uri) <= _MEMO_URI:
-            if len(memo) >= _MEMO_SIZE:
-                memo.clear()
-            memo[uri] = found
-        return found
+                return region
+        return UNKNOWN_REGION
 
     def located(
         self, data_locations: Sequence[Mapping[str, Any]], runs: Sequence[Run] = ()

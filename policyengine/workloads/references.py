@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyengine.memo import MEMO_KEY, MEMO_SIZE, remembered
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
 from policyengine.workloads.located import Locate, Located
 from policyengine.workloads.models import (
@@ -106,43 +107,25 @@ def scan_container(
     return env_map, env_at
 
 
-# The storage URIs of env values seen before, kept across requests: the pods, replicas and re-applies of
-# one workload carry the same values, and reading a value for URIs costs ~20x a look-up here. Bounded:
-# only values up to _MEMO_VALUE characters, at most _MEMO_SIZE of them (full, it starts over).
-_MEMO_SIZE = 4096
-_MEMO_VALUE = 256
+# Kept across requests (``policyengine.memo``, bounded there): the storage URIs of env values (reading a
+# value for URIs costs ~20x a look-up) and the sha256 digests of image references (~15x).
+_MEMO_SIZE, _MEMO_VALUE = MEMO_SIZE, MEMO_KEY
 _URIS_OF: dict[str, tuple[str, ...]] = {}
+_DIGESTS: dict[str, str] = {}
+
+
+def _uris(value: str) -> tuple[str, ...]:
+    return tuple(storage_uris_in(value))
 
 
 def uris_of(value: str) -> tuple[str, ...]:
     """``storage_uris_in(value)``, remembered for a short value."""
-    known = _URIS_OF.get(value)  # one call: another thread may start the memo over at any time
-    if known is not None:
-        return known
-    uris = tuple(storage_uris_in(value))
-    if len(value) <= _MEMO_VALUE:
-        if len(_URIS_OF) >= _MEMO_SIZE:
-            _URIS_OF.clear()
-        _URIS_OF[value] = uris
-    return uris
-
-
-# The sha256 digests of image references seen before (a workload's containers and its pods repeat their
-# images; the digest's regular expression costs ~15x a look-up here), bounded as _URIS_OF is.
-_DIGESTS: dict[str, str] = {}
+    return remembered(_URIS_OF, value, _uris)
 
 
 def digest_of(image: str) -> str:
     """``sha256_of(image)``, remembered for a short reference."""
-    known = _DIGESTS.get(image)  # one call: another thread may start the memo over at any time
-    if known is not None:
-        return known
-    digest = sha256_of(image)
-    if len(image) <= _MEMO_VALUE:
-        if len(_DIGESTS) >= _MEMO_SIZE:
-            _DIGESTS.clear()
-        _DIGESTS[image] = digest
-    return digest
+    return remembered(_DIGESTS, image, sha256_of)
 
 
 # The tail of an env value's path (``[i].value``) for the first entries of every env list, built once:
@@ -211,26 +194,24 @@ def _scan_env(
 Templates = tuple[tuple[dict[str, str], dict[str, str] | None], ...]
 
 
-# Templates kept across requests (``Located.templates``): only for a value of at most _MEMO_VALUE characters
-# naming at most _KEPT_URIS URIs, at most _MEMO_SIZE values (full, it starts over). A template is never
-# in a view itself, only copied into one, so requests can share it.
+# Templates kept across requests (``Located.templates``, bounded by ``policyengine.memo``): only for a
+# value naming at most _KEPT_URIS URIs. A template is never in a view itself, only copied into one, so
+# requests can share it.
 _KEPT_URIS = 2
+
+
+def _few(made: Templates) -> bool:
+    return len(made) <= _KEPT_URIS
 
 
 def _kept_templates(value: str, located: Located | None) -> Templates:
     """``_templates(value, ...)``, remembered by the rules that locate when the value is short."""
-    memo = located.templates if located is not None else None
-    if memo is None or located is None:
-        return _templates(value, located.locate if located is not None else None)
-    known: Templates | None = memo.get(value)  # one call: another thread may start the memo over
-    if known is not None:
-        return known
-    made = _templates(value, located.locate)
-    if len(value) <= _MEMO_VALUE and len(made) <= _KEPT_URIS:
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        memo[value] = made
-    return made
+    if located is None:
+        return _templates(value, None)
+    locate = located.locate
+    if located.templates is None:
+        return _templates(value, locate)
+    return remembered(located.templates, value, lambda v: _templates(v, locate), _few)
 
 
 def _templates(value: str, locate: Locate | None) -> Templates:

@@ -1,0 +1,30 @@
+"""The views' bounded memos of what they read from short texts (an env value's storage URIs, a URI's
+region, an image's digest): the pods, replicas and re-applies of one workload carry the same texts, and a
+look-up costs a fraction of reading one again. Each memo keeps only keys of at most MEMO_KEY characters,
+at most MEMO_SIZE of them (full, it starts over), so a hostile stream of distinct texts cannot grow it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+MEMO_SIZE = 4096
+MEMO_KEY = 256
+
+T = TypeVar("T")
+
+
+def remembered(
+    memo: dict[str, T], key: str, make: Callable[[str], T], keep: Callable[[T], bool] | None = None
+) -> T:
+    """``make(key)``, from ``memo`` when it is there, else made and kept there when ``key`` is short (and
+    ``keep`` accepts what was made)."""
+    known = memo.get(key)  # one call: another thread may start the memo over at any time
+    if known is not None:
+        return known
+    made = make(key)
+    if len(key) <= MEMO_KEY and (keep is None or keep(made)):
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = made
+    return made
