@@ -10,7 +10,7 @@ table (``library``) and the Kubernetes libraries (``lib``); neither imports the 
     backends               get_backend: the one module that knows both
     fast | reference       the backends
     frontend               parse -> check, shared by both
-    checker | scope | results | library | values | variables
+    checker | scope | results | library | values | variables | deferred
     lib                    the Kubernetes and cel-go libraries, over cel-python values
     budget | messages | syntax
     port                   protocols, Budget, errors, Declarations

@@ -116,6 +116,9 @@ class CompiledExpr(Protocol):
 
 class CelBackend(Protocol):
     name: str
+    # Whether ``bind`` keeps the bindings' values as they are and its expressions fill deferred fields
+    # before reading them (``deferred``); when False, the caller fills every field before ``bind``.
+    defers: bool
 
     def compile(
         self, source: str, declared: Declarations | None = None, returns: Returns = ANY

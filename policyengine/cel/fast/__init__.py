@@ -18,6 +18,7 @@ from typing import Any
 
 from policyengine.cel import budget as _budget
 from policyengine.cel.budget import BudgetExceeded, Meter
+from policyengine.cel.deferred import DEFER_MARK, reads_deferred
 from policyengine.cel.fast.codegen import generate
 from policyengine.cel.fast.compiler import Compiler, Fn
 from policyengine.cel.fast.functions import Library, Native, natives
@@ -113,7 +114,7 @@ class FastExpr:
     ``generate_after`` times it runs as generated Python instead (``codegen``; the same program): an
     expression evaluated once, as most are in a one-file ``check``, never pays for generating it."""
 
-    __slots__ = ("_fn", "_pending", "_runs", "_slots", "meterless", "source")
+    __slots__ = ("_fn", "_pending", "_runs", "_slots", "defers", "meterless", "source")
 
     def __init__(
         self,
@@ -123,9 +124,12 @@ class FastExpr:
         pending: tuple[Any, Compiler, int] | None = None,
         *,
         meterless: bool = False,
+        defers: bool = False,
     ) -> None:
         self.source = source
         self._fn = fn
+        # It may read a field the bindings leave unfilled until asked (``deferred``): it asks first.
+        self.defers = defers
         self._slots = (None,) * slots  # the comprehension slots of a fresh context
         # Nothing in it can charge a meter (``meterless``): it runs without arming one.
         self.meterless = meterless and not slots
@@ -149,6 +153,8 @@ class FastExpr:
         """The result as a fast-backend value; raises CelEvalError."""
         if self._pending is not None:
             self._warm()
+        if self.defers:
+            _fill(values)
         try:
             return self._fn([values, meter, *self._slots])
         except _FAILURES as err:
@@ -159,6 +165,8 @@ class FastExpr:
             raise TypeError("activation must come from FastBackend.bind")
         if self._pending is not None:
             self._warm()
+        if self.defers:
+            _fill(activation.values)
         if self.meterless:
             try:
                 result = self._fn([activation.values, UNCHARGEABLE])
@@ -196,6 +204,17 @@ class FastExpr:
 _FAILURES = (CelError, BudgetExceeded, RecursionError, *_PYTHON_FAILURES)
 
 
+def _fill(values: dict[str, Any]) -> None:
+    """Fill the request's deferred fields (``deferred``), when its bindings left any to fill; a filler
+    that fails is this expression's error."""
+    fill = values.get(DEFER_MARK)
+    if fill is not None:
+        try:
+            fill()
+        except Exception as err:
+            raise CelEvalError(trim_message(str(err))) from None
+
+
 class _Unchargeable(Meter):
     """The meter a meterless expression runs with: it is never charged; were it ever (an expression
     ``meterless`` let through by mistake), the evaluation stops as over budget instead of running
@@ -230,6 +249,7 @@ def _eval_error(err: BaseException) -> CelEvalError:
 
 class FastBackend:
     name = "fast"
+    defers = True  # its expressions read the bindings as they are, so fields may be filled on demand
 
     def __init__(self, *, generate_after: int | None = 2) -> None:
         """``generate_after``: how many runs of an expression before its common shapes run as generated
@@ -253,7 +273,9 @@ class FastBackend:
         # The same program as generated Python where its shapes allow (``codegen``), else the closures.
         after = self._generate_after
         pending = None if after is None else (tree, compiler, after)
-        return FastExpr(source, fn, compiler.slots, pending, meterless=never_charges(tree))
+        return FastExpr(
+            source, fn, compiler.slots, pending, meterless=never_charges(tree), defers=reads_deferred(tree)
+        )
 
     def bind(self, bindings: Mapping[str, Any]) -> FastActivation:
         values = dict(bindings)

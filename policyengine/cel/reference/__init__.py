@@ -134,6 +134,7 @@ class ReferenceExpr:
 
 class ReferenceBackend:
     name = "reference"
+    defers = False  # ``bind`` converts every value once: fields are filled before it (``deferred``)
 
     def __init__(self) -> None:
         functions = build_functions()
