@@ -79,7 +79,8 @@ class Engine:
         self.attestations: AttestationStore | None = None
         if views is None:
             self.attestations = load_attestation_store(policy_set.config, policy_set.config_line)
-            views = views_for(policy_set, self.attestations, existing=background)
+            defer = getattr(policy_set.compiler.backend, "defers", False)  # cel.deferred
+            views = views_for(policy_set, self.attestations, existing=background, defer=defer)
         self._views = views
         # Native policies' ``params``: the GovernanceConfig, one read-only copy for every request.
         self._config_params = dict(policy_set.config)

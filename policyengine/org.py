@@ -175,9 +175,10 @@ class OrgRules:
             kueue=teams_from_kueue(config),
         )
 
-    def locator(self) -> Located:
-        """What one request's walk locates its data locations with (``workloads.located``)."""
-        return Located(self.region_of, self._templates)
+    def locator(self, *, deferred: bool = False) -> Located:
+        """What one request's walk locates its data locations with (``workloads.located``); ``deferred``:
+        the walk leaves them for ``references.with_env_locations``."""
+        return Located(self.region_of, self._templates, pending=[] if deferred else None)
 
     def region_of(self, uri: str) -> str:
         """The region of the longest registered prefix of ``uri``; UNKNOWN_REGION when none matches."""
@@ -232,7 +233,7 @@ class OrgRules:
         obj: Mapping[str, Any],
         inventory: Inventory,
         pools: Mapping[str, int],
-        data_locations: Sequence[Mapping[str, Any]],
+        data_locations: Sequence[Mapping[str, Any]] | None,
         pools_by_resource: Mapping[str, Mapping[str, int]] | None = None,
         product_usage: ProductInUse | None = None,
         kueue: KueueBudgets | None = None,
@@ -244,7 +245,8 @@ class OrgRules:
         ``pools_by_resource`` from ``pool_usage_by_resource`` (none: nothing in use per resource);
         ``product_usage(pool, budgeted products)`` the devices in use per product (none: nothing);
         ``kueue`` and ``asked`` (the resources the workload asks for) when the budgets are Kueue's;
-        ``pools_memory`` from ``pool_memory``; ``located`` the runs of ``data_locations`` located already."""
+        ``pools_memory`` from ``pool_memory``; ``located`` the runs of ``data_locations`` located already.
+        ``data_locations`` None: the residency's are left None, to be filled later (``views``)."""
         team = team_of(inventory, namespace)
         quota_team = team if team in self.teams else DEFAULT_TEAM
         limits = _plain(self.teams.get(quota_team))
@@ -279,7 +281,7 @@ class OrgRules:
             "residency": {
                 "zone": zone,
                 "regions": [r for r in as_list(zone_entry.get("regions")) if isinstance(r, str)],
-                "dataLocations": self.located(data_locations, located),
+                "dataLocations": None if data_locations is None else self.located(data_locations, located),
             },
         }
 

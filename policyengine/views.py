@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from policyengine.cel.deferred import DEFER_MARK
 from policyengine.charging import suspended_charge, workload_key
 from policyengine.inventory import inventory_view
 from policyengine.kueue import KueueBudgets, teams_from_kueue
@@ -43,6 +44,7 @@ from policyengine.workloads.charge import no_charge, update_charge
 from policyengine.workloads.claims import DeviceClasses
 from policyengine.workloads.located import Located
 from policyengine.workloads.memory import memory_charge
+from policyengine.workloads.references import with_env_locations
 from policyengine.workloads.volumes import StorageClasses
 
 # Extra CEL bindings computed once per request from the request, the inventory, the config and the
@@ -139,11 +141,16 @@ def _own_identities(request: Request, obj: Mapping[str, Any]) -> list[str]:
 
 
 def views_for(
-    policy_set: PolicySet, attestations: AttestationStore | None = None, *, existing: bool = False
+    policy_set: PolicySet,
+    attestations: AttestationStore | None = None,
+    *,
+    existing: bool = False,
+    defer: bool = False,
 ) -> ViewProvider:
     """The provider the engine calls once per request for ``workload``, ``inventory`` and ``org``.
     ``existing`` (a scan): each object already exists, so its own pods are left out of its pool's usage
-    (``policyengine/ownusage.py``); at admission they are not, a new object having none."""
+    (``policyengine/ownusage.py``); at admission they are not, a new object having none. ``defer``: the
+    data locations are built when an expression that may read them first runs (``_Locations``)."""
     inventories = _InventoryViews(existing=existing)
     set_rules = OrgRules.from_config(policy_set.config)  # the engine passes this set's config
     set_workload_rules = describe_rules(policy_set.config)
@@ -160,7 +167,7 @@ def views_for(
         rules = set_rules if same else OrgRules.from_config(config)
         described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
-        located = rules.locator()  # the env walk locates its data locations as it finds them
+        located = rules.locator(deferred=defer)  # the env walk locates its locations (or leaves them)
         workload = _describe(obj, request, config, facts, described, located)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
         charged = _charge_update(request, workload, config, facts, described)
@@ -174,7 +181,7 @@ def views_for(
             obj,
             inventory,
             figures.pools,
-            workload["dataLocations"],
+            None if defer else workload["dataLocations"],
             figures.by_resource,
             figures.products,
             facts.kueue,
@@ -187,9 +194,44 @@ def views_for(
         if workload["isTemplate"]:  # another object runs (and is charged for) a template's pods
             workload["gpus"]["charge"] = no_charge(workload["gpus"])
             workload["gpuMemory"]["charge"] = 0
-        return {"workload": workload, "inventory": facts.view, "org": org}
+        views: dict[str, Any] = {"workload": workload, "inventory": facts.view, "org": org}
+        return (
+            {**views, DEFER_MARK: _Locations(workload, org["residency"], rules, located)} if defer else views
+        )
 
     return provide
+
+
+class _Locations:
+    """Fills ``workload.dataLocations`` and ``org.residency.dataLocations`` when an expression that may
+    read them first runs (``cel.deferred``); until then both are None. Filled once: the env walks the
+    view put off, then the regions, exactly as an eager view builds them."""
+
+    __slots__ = ("_failed", "_located", "_partial", "_residency", "_rules", "_workload")
+
+    def __init__(
+        self, workload: dict[str, Any], residency: dict[str, Any], rules: OrgRules, located: Located
+    ) -> None:
+        self._workload, self._residency, self._rules = workload, residency, rules
+        self._located: Located | None = located
+        self._failed = ""
+        self._workload["dataLocations"], self._partial = None, workload["dataLocations"]
+
+    def __call__(self) -> None:
+        """Raises ValueError when they cannot be built, at this call and every later one, so that every
+        expression that may read them fails (the backend makes it the expression's error)."""
+        located, self._located = self._located, None
+        if located is None:
+            if self._failed:
+                raise ValueError(self._failed)
+            return
+        try:
+            data = with_env_locations(self._partial, located)
+            regions = self._rules.located(data, located.runs)
+        except Exception as err:
+            self._failed = f"the data locations cannot be read: {type(err).__name__}: {err}"
+            raise ValueError(self._failed) from None
+        self._workload["dataLocations"], self._residency["dataLocations"] = data, regions
 
 
 def _describe(

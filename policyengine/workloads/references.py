@@ -97,7 +97,11 @@ def scan_container(
     envs = c.get("env")
     if isinstance(envs, list) and envs:
         initializer = c.get("name") == MODEL_INITIALIZER
-        _scan_env(envs, site.path, initializer, data, found, env_map, env_at, located)
+        if located is not None and located.pending is not None:  # its locations when asked for
+            _env_names(envs, env_map, env_at)
+            located.pending.append((len(data), envs, site.path, initializer))
+        else:
+            _scan_env(envs, site.path, initializer, data, found, env_map, env_at, located)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -187,6 +191,35 @@ def _scan_env(
                     run.append(record)
     if located is not None and run:
         located.runs.append((start, run))
+
+
+def _env_names(envs: list[Any], env_map: dict[str, str], env_at: dict[str, int]) -> None:
+    """What ``_scan_env`` reads by name (``SCANNED_ENV``), without the data locations: the literal
+    values and their indexes, the last entry winning."""
+    scanned = SCANNED_ENV
+    for i, env in enumerate(envs):
+        entry = env if type(env) is dict else as_dict(env)
+        name: Any = entry.get("name")
+        if isinstance(name, str) and name in scanned:
+            value = entry.get("value")
+            if isinstance(value, str):
+                env_map[name] = value
+                env_at[name] = i
+
+
+def with_env_locations(data: list[dict[str, str]], located: Located) -> list[dict[str, str]]:
+    """``data`` with the env locations of the walks ``located.pending`` put off, each where the full walk
+    writes it (``collect_references``), located as they are found; the walks are done."""
+    pending, located.pending = located.pending or [], None
+    out: list[dict[str, str]] = []
+    found: dict[str, Templates] = {}
+    done = 0
+    for at, envs, path, initializer in pending:
+        out.extend(data[done:at])
+        done = at
+        _scan_env(envs, path, initializer, out, found, {}, {}, located)
+    out.extend(data[done:])
+    return out
 
 
 # The records of one env value's URIs, to copy with each path: the workload's location and, when the

@@ -24,8 +24,9 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 URIS = [f"s3://acme-eu-datasets/shard-{j}/" for j in range(5)] + ["gs://elsewhere/x"]
 
 
-def deployment(containers: int) -> Request:
-    """A GPU Deployment whose containers all read the same data locations (as replicas of one server do)."""
+def deployment(containers: int, zone: str = "") -> Request:
+    """A GPU Deployment whose containers all read the same data locations (as replicas of one server do),
+    bound to residency ``zone`` when given."""
     env = [{"name": f"DATA_{j}", "value": uri} for j, uri in enumerate(URIS)]
     spec = {
         "containers": [
@@ -36,7 +37,11 @@ def deployment(containers: int) -> Request:
     obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "llm", "namespace": "ml"},
+        "metadata": {
+            "name": "llm",
+            "namespace": "ml",
+            "labels": {"policyengine.io/residency": zone} if zone else {},
+        },
         "spec": {"replicas": 1, "template": {"spec": spec}},
     }
     (doc,) = parse_text(json.dumps(obj), "deployment.json")
@@ -73,14 +78,28 @@ def test_the_views_and_org_are_computed_once_per_request_for_every_policy(
 
 
 def test_each_distinct_data_location_is_located_once_per_request(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     lookups = counting(monkeypatch, OrgRules, "region_of")
-    monkeypatch.setattr(OrgRules, "locator", lambda self: Located(self.region_of))  # nothing kept before
-    decision = engine.evaluate(deployment(4), now=NOW)
+
+    def fresh(self: OrgRules, *, deferred: bool = False) -> Located:  # nothing kept before
+        return Located(self.region_of, pending=[] if deferred else None)
+
+    monkeypatch.setattr(OrgRules, "locator", fresh)
+    engine.evaluate(deployment(4), now=NOW)
+    assert lookups[0] == 0  # no zone: no policy that runs reads the locations, so none is located
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(
+        "apiVersion: policyengine.io/v1\nkind: GovernanceConfig\nmetadata: {name: zones}\n"
+        "spec: {residency: {zones: {eu: {regions: [eu-west-1]}}}}\n"
+    )
+    config = str(ROOT / "examples" / "governance.yaml")
+    zoned = Engine(load_policy_set([], config_paths=[config, str(zones)], include_bundled=True))
+    decision = zoned.evaluate(deployment(4, zone="eu"), now=NOW)
     assert lookups[0] == len(URIS)  # 4 containers name the same 6 locations: 6 lookups, not 24
-    residency = [r for r in decision.results if "residency" in r.policy]
-    assert residency and all(r.outcome != "error" for r in residency)
+    residency = {r.policy: r for r in decision.results if "residency" in r.policy}
+    assert residency and all(r.outcome != "error" for r in residency.values())
+    assert residency["residency-data-locations"].outcome == "fail"  # it read them: gs://elsewhere is unknown
 
 
 def test_a_repeated_location_gets_the_same_region_and_unknown_stays_unknown() -> None:
