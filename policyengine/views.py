@@ -264,11 +264,19 @@ def _charge_update(
         or not isinstance(old, Mapping)
     ):
         return None
-    described = describe(old, config, facts.claims, request.namespace, facts.slices, config_rules=rules)
+    # Its data locations are never read: its env walk is left undone (a ``Located`` nothing completes).
+    unread = Located(_unlocated, pending=[])
+    described = describe(
+        old, config, facts.claims, request.namespace, facts.slices, config_rules=rules, located=unread
+    )
     before: dict[str, Any] = described["gpus"]
     workload["gpus"]["charge"] = update_charge(workload["gpus"], before)
     workload["gpuMemory"]["charge"] = memory_charge(workload["gpuMemory"], described["gpuMemory"])
     return before
+
+
+def _unlocated(uri: str) -> str:
+    return ""
 
 
 def default_views(policy_set: PolicySet) -> ViewProvider:

@@ -7,6 +7,7 @@ eagerly built view holds, on both backends."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -261,3 +262,17 @@ def test_a_failed_fill_fails_every_reader_closed(monkeypatch: pytest.MonkeyPatch
     assert str(found["excepted"].outcome) == "fail"  # its exception could not see them: no waiver
     assert not found["excepted"].exception
     assert "annotation/locs" not in decision.audit_annotations  # an annotation that fails is left out
+
+
+def test_an_update_walks_neither_object_when_nothing_reads_the_locations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On UPDATE the old object is described for its GPUs only: its locations are never read."""
+    built = engines(OTHER)
+    (doc,) = parse_text(DEPLOYMENT, "deployment.yaml")
+    create = request_for(doc)
+    update = replace(create, operation="UPDATE", old_object=create.object)
+    walked = walks(monkeypatch)
+    deferred = built["deferred"].evaluate(update, now=NOW)
+    assert walked == []  # was 3: the old object's envs
+    assert seen(deferred) == seen(built["eager"].evaluate(update, now=NOW))
