@@ -29,7 +29,11 @@ class Results:
 def decision(made: Decision, shared: Results) -> Decision:
     """``made`` without the objects of its request, its results shared with equal ones."""
     request = replace(made.request, object=None, old_object=None)
-    return replace(made, request=request, results=shared(made.results))
+    annotations = made.audit_annotations or _NO_ANNOTATIONS
+    return replace(made, request=request, results=shared(made.results), audit_annotations=annotations)
+
+
+_NO_ANNOTATIONS: dict[str, str] = {}  # shared by every kept decision without any (none changes it)
 
 
 def document(doc: Document, fields: list[PathKey]) -> Document:
@@ -59,4 +63,6 @@ def located(doc: Document, kept_positions: dict[PathKey, tuple[int, int]]) -> Do
         meta = data.get("metadata")
         if isinstance(meta, dict):
             kept["metadata"] = {k: meta[k] for k in ("name", "namespace") if k in meta}
+        if kept == data:  # a parked document's identity fields are often just these: no copy of them
+            kept = data
     return Document(kept, doc.file, doc.line, doc.index, kept_positions)

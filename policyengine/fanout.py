@@ -138,11 +138,20 @@ def decide_all(
         return decisions
     work = _Work(engine, requests, inventory, now, keep, full, settle)
     shards = _shards(requests, inventory, jobs)
-    decided: list[_Decided | None] = [None] * len(requests)
-    for shard, results in zip(shards, _in_workers(work, shards), strict=True):
-        for index, result in zip(shard, results, strict=True):
-            decided[index] = result
-    return _settled(work, shards, decided)
+    # Each decision is settled as it is made here or read back, and only what the list holds is kept of
+    # it, with the pools it read: no shard's decisions are held whole beside the list.
+    out: list[Any] = [None] * len(requests)
+    reads: list[frozenset[str]] = [_NO_POOLS] * len(requests)
+    changed: set[str] = set()
+
+    def take(index: int, item: _Decided) -> None:
+        made, sent, read, changes = item
+        out[index] = replace(made, request=requests[index]) if sent else work.settled(index, made)
+        reads[index] = read
+        changed.update(changes)
+
+    _in_workers(work, shards, take)
+    return _settled(work, shards, out, reads, changed)
 
 
 def _shards(requests: Sequence[Request], inventory: Inventory, jobs: int) -> list[list[int]]:
@@ -161,38 +170,35 @@ def _shards(requests: Sequence[Request], inventory: Inventory, jobs: int) -> lis
     return [sorted(s) for s in shards if s]
 
 
-def _settled(work: _Work, shards: list[list[int]], decided: list[_Decided | None]) -> list[Any]:
-    """The decisions, with those of any pool that spans shards made again in order by this process."""
-    shard_of = {i: n for n, shard in enumerate(shards) for i in shard}
+def _settled(
+    work: _Work, shards: list[list[int]], out: list[Any], reads: list[frozenset[str]], changed: set[str]
+) -> list[Any]:
+    """``out`` (the settled decisions; ``reads``: the pools each read; ``changed``: the pools any changed)
+    with those of any pool that spans shards made again in order by this process."""
     pool_shards: dict[str, set[int]] = {}
-    changed: set[str] = set()
-    for i, item in enumerate(decided):
-        assert item is not None
-        changed |= item[3]
-        for pool in item[2]:
-            pool_shards.setdefault(pool, set()).add(shard_of[i])
+    for n, shard in enumerate(shards):
+        for i in shard:
+            for pool in reads[i]:
+                pool_shards.setdefault(pool, set()).add(n)
     spread = {pool for pool, where in pool_shards.items() if len(where) > 1 and pool in changed}
     while True:  # a request decided again takes every pool it reads along (one each, in practice)
-        wider = spread.union(*(item[2] for item in decided if item is not None and item[2] & spread))
+        wider = spread.union(*(read for read in reads if read & spread))
         if wider == spread:
             break
         spread = wider
     ledger = Ledger(MemoryReservations())  # the spread pools' own: other pools never meet them
-    out: list[Any] = []
-    for i, (request, item) in enumerate(zip(work.requests, decided, strict=True)):
-        assert item is not None
-        if item[2] & spread:
-            out.append(work.settled(i, work.decide(i, ledger)))
-        else:
-            out.append(replace(item[0], request=request) if item[1] else item[0])
+    for i, read in enumerate(reads):
+        if read & spread:
+            out[i] = work.settled(i, work.decide(i, ledger))
     return out
 
 
-def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
-    """Each shard's decisions: the first decided by this process while a forked worker per other shard
-    decides that one, writing its decisions one by one to a spool file of its own (in a folder only this
-    user can read) that this process reads back in turn: no shard's decisions are ever one message, held
-    whole as bytes beside the objects they make. This process would otherwise wait with its core idle."""
+def _in_workers(work: _Work, shards: list[list[int]], take: Callable[[int, _Decided], None]) -> None:
+    """Each shard's decisions handed to ``take(index, decided)`` one by one: the first shard's as this
+    process decides them while a forked worker per other shard decides that one, writing its decisions
+    one by one to a spool file of its own (in a folder only this user can read) that this process reads
+    back in turn: no shard's decisions are ever one message, held whole as bytes beside the objects they
+    make, nor held whole once read. This process would otherwise wait with its core idle."""
     global _work, _spool
     _work = work
     frozen = gc.get_freeze_count() > 0  # the command froze what it imported: it stays so
@@ -204,19 +210,11 @@ def _in_workers(work: _Work, shards: list[list[int]]) -> list[list[_Decided]]:
         with tempfile.TemporaryDirectory(prefix="policyengine-check-") as folder:
             _spool = folder
             workers = [_fork(shard) for shard in shards[1:]]
-            mine = _decide_here(shards[0])
+            _decide_here(shards[0], take)
             written = [_collect(workers.pop(0)) for _ in shards[1:]]
-            return [
-                [(work.settled(i, item[0]), *item[1:]) for i, item in zip(shard, made, strict=True)]
-                for shard, made in zip(
-                    shards,
-                    [
-                        iter(mine),
-                        *(_read_spool(path, len(s)) for path, s in zip(written, shards[1:], strict=True)),
-                    ],
-                    strict=True,
-                )
-            ]
+            for path, shard in zip(written, shards[1:], strict=True):
+                for i, item in zip(shard, _read_spool(path, len(shard)), strict=True):
+                    take(i, item)
     finally:
         _stop(workers)
         if not frozen:
@@ -268,11 +266,13 @@ def _stop(workers: list[tuple[int, str]]) -> None:
             pass
 
 
-def _decide_here(shard: list[int]) -> list[_Decided]:
+def _decide_here(shard: list[int], take: Callable[[int, _Decided], None]) -> None:
     """A shard decided in this process as a worker decides one, against a ledger of its own."""
     store = _Touched()
     ledger = Ledger(store)
-    return [_decided(i, store, ledger) for i in shard]
+    pooled: dict[frozenset[str], frozenset[str]] = {}
+    for i in shard:
+        take(i, _decided(i, store, ledger, pooled))
 
 
 def _read_spool(path: str, count: int) -> Iterator[_Decided]:
@@ -291,19 +291,40 @@ def _decide_shard(shard: list[int], path: str) -> None:
         # One pickler for the shard: an object met again (a result shared by many resources) is written
         # once, and read back as one object.
         pickler = pickle.Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pooled: dict[frozenset[str], frozenset[str]] = {}
         for i in shard:
-            pickler.dump(_decided(i, store, ledger))
+            pickler.dump(_decided(i, store, ledger, pooled))
 
 
-def _decided(i: int, store: _Touched, ledger: Ledger) -> _Decided:
+_NO_POOLS: frozenset[str] = frozenset()
+_POOLED = 4096  # at most this many distinct sets of pools shared; past it, each decision has its own
+
+
+def _pools(names: set[str], pooled: dict[frozenset[str], frozenset[str]]) -> frozenset[str]:
+    """``names`` as one frozenset shared by every decision of the shard that met the same pools (one
+    object, written once to a spool file and read back as one: most requests read one pool or none)."""
+    if not names:
+        return _NO_POOLS
+    made = frozenset(names)
+    known = pooled.get(made)
+    if known is not None:
+        return known
+    if len(pooled) < _POOLED:
+        pooled[made] = made
+    return made
+
+
+def _decided(
+    i: int, store: _Touched, ledger: Ledger, pooled: dict[frozenset[str], frozenset[str]]
+) -> _Decided:
     assert _work is not None
     store.pools, store.changed = set(), set()
     if _work.keep is not None:  # what the parent keeps is all it is sent
         kept = _work.decide(i, ledger)
-        return kept, False, frozenset(store.pools), frozenset(store.changed)
+        return kept, False, _pools(store.pools, pooled), _pools(store.changed, pooled)
     request = _work.request(i)
     decision = _work.engine.evaluate(request, inventory=_work.inventory, now=_work.now, ledger=ledger)
     # The request goes back only if it is not the one sent (the parent puts its own back).
     sent = decision.request is request and _work.full is None
     light = replace(decision, request=None) if sent else decision  # type: ignore[arg-type]
-    return light, sent, frozenset(store.pools), frozenset(store.changed)
+    return light, sent, _pools(store.pools, pooled), _pools(store.changed, pooled)

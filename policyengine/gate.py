@@ -295,9 +295,13 @@ def check_documents(
     parsed objects are then not in the report."""
     world = with_manifest_namespaces(inventory, docs)
     objects = [doc for doc in docs if is_object(doc.data)]
+    user = user or UserInfo()  # one for every request (a large set keeps each request to the end)
     # Every workload of the set is charged to its team in order (file, then document), as if they were
     # admitted one after another: together they cannot take more than the quota.
     requests = [request_for(doc, user=user) for doc in objects]
+    parked = compact and any(isinstance(d, ParkedDocument) for d in objects)
+    if parked:  # evaluated as their unpacked documents make them, they need only say who they concern
+        requests = [replace(r, object=None) for r in requests]  # and the kept decisions hold these
 
     def each(index: int, decision: Decision) -> None:
         if after_each is not None:
@@ -305,7 +309,7 @@ def check_documents(
 
     hook = each if after_each is not None else None
     if compact:
-        checked = _decide_kept(engine, objects, requests, world, now, jobs, user, existing, hook)
+        checked = _decide_kept(engine, objects, requests, world, now, jobs, user, existing, parked, hook)
     else:
         decisions = decide_all(
             engine, requests, inventory=world, now=now, jobs=jobs, existing=existing, after_each=hook
@@ -331,13 +335,14 @@ def _decide_kept(
     *how: Any,
 ) -> list[Checked]:
     """Each object decided, only what the reports read of it and its decision kept (``how``: now, jobs,
-    user, existing, after_each). A document is read whole (unpacked, when parked) only while evaluated,
-    where what the reports need of it is picked; this process makes the kept document and decision of
-    that with its own objects (identity fields, request), so a worker sends back little."""
-    now, jobs, user, existing, hook = how
+    user, existing, full_requests, after_each). A document is read whole (unpacked, when parked) only
+    while evaluated, where what the reports need of it is picked; this process makes the kept document
+    and decision of that with its own objects (identity fields, request), so a worker sends back little.
+    With ``full_requests`` each request evaluated is made of its unpacked document, and ``requests``
+    (without their objects) are those the kept decisions hold."""
+    now, jobs, user, existing, full_requests, hook = how
     unpark = Unparker()
     shared = compacting.Results()
-    full_requests = any(isinstance(d, ParkedDocument) for d in objects)
 
     def full(index: int) -> Request:
         return request_for(unpark(objects[index]), user=user)
@@ -352,7 +357,7 @@ def _decide_kept(
     def settle(index: int, kept: tuple[dict[PathKey, tuple[int, int]], Decision]) -> Checked:
         positions, made = kept
         if full_requests:
-            made = replace(made, request=replace(requests[index], object=None))
+            made = replace(made, request=requests[index])
         return Checked(compacting.located(objects[index], positions), made)
 
     kept: dict[str, Any] = {"keep": keep, "settle": settle, "full": full if full_requests else None}

@@ -26,7 +26,7 @@ def placeholder(name: str) -> str:
 def write(out: IO[str], value: Any, lists: Mapping[str, Callable[[], Iterable[Any]]]) -> None:
     """``json.dumps(value, indent=2) + "\\n"`` with each ``placeholder(name)`` in it replaced by the
     list ``lists[name]()`` makes, each list made only when the text reaches it."""
-    text = json.dumps(value, indent=2)
+    text = dumps(value)  # not json.dumps: its indenting encoder is a reference cycle, made on each call
     start = 0
     for name, items in lists.items():
         marker = json.dumps(placeholder(name))

@@ -73,3 +73,24 @@ def test_compact_report_keeps_no_parsed_object(tree: Path) -> None:
         assert len(checked.document.positions) <= len(located)
     # Equal results of different resources are one object: the kept results grow with what differs.
     assert len({id(r) for r in results}) == len(set(results)) < len(results)
+
+
+def test_kept_resources_share_what_they_hold_alike(tree: Path) -> None:
+    """A large check keeps every resource to the end: what resources hold alike is held once (the user,
+    each kind and resource, no audit annotations, each parked document's identity fields)."""
+    policy_set = load_policy_set(
+        [], config_paths=[str(ROOT / "examples" / "governance.yaml")], compiler=Compiler(get_backend("fast"))
+    )
+    manifests = start_reading([str(tree)], None, park=True).result()  # type: ignore[arg-type]
+    report = check_documents(
+        Engine(policy_set), manifests.documents, now=NOW, skipped_files=manifests.skipped, compact=True
+    )
+    decisions = [c.decision for c in report.checked]
+    assert len(decisions) > 20
+    assert len({id(d.request.user_info) for d in decisions}) == 1
+    assert len({id(d.request.kind) for d in decisions}) == len({d.request.kind for d in decisions})
+    assert len({id(d.request.resource) for d in decisions}) == len({d.request.resource for d in decisions})
+    assert len({id(d.audit_annotations) for d in decisions if not d.audit_annotations}) == 1
+    source = {(d.file, d.index): d for d in manifests.documents}
+    alike = [c for c in report.checked if c.document.data == source[c.document.file, c.document.index].data]
+    assert alike and all(c.document.data is source[c.document.file, c.document.index].data for c in alike)

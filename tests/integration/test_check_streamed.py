@@ -161,3 +161,26 @@ def test_writing_a_report_holds_one_resource_at_a_time(generated: Path, tmp_path
     size = out.stat().st_size
     assert size > 1 << 20  # a report of megabytes
     assert held < 1 << 20, (fmt, held, size)  # the whole text alone, as before, is more
+
+
+@pytest.mark.parametrize("fmt", outputs.FORMATS)
+def test_writing_a_report_leaves_no_reference_cycles(tmp_path: Path, fmt: str) -> None:
+    """What a writer makes it lets go of as it goes: nothing waits for the cycle collector (which a
+    run may hold off for thousands of allocations) to be freed, whatever the report's size."""
+    tree = _tree(tmp_path / "tree", 40)
+    policy_set = load_policy_set([], config_paths=[CONFIG], compiler=Compiler(get_backend("fast")))
+    manifests = start_reading([str(tree)], None, park=True).result()  # type: ignore[arg-type]
+    report = check_documents(
+        Engine(policy_set), manifests.documents, now=NOW, skipped_files=manifests.skipped, compact=True
+    )
+    spec = outputs.ReportSpec(fmt, str(tmp_path / "report"))
+    outputs.write_reports(report, [spec], strict=False, color="never", env={}, base=os.getcwd())  # warm-up
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        outputs.write_reports(report, [spec], strict=False, color="never", env={}, base=os.getcwd())
+        assert gc.collect() == 0, fmt
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -135,3 +135,27 @@ def test_namespace_lists_with_wildcards_and_names() -> None:
     assert not matches(Match(namespaces=("kube-system",)), req(DEPLOY), None)
     assert matches(Match(names=("we*",)), req(DEPLOY), None)
     assert not matches(Match(scope="Cluster"), req(DEPLOY), None)
+
+
+def test_requests_of_one_kind_share_its_kind_and_resource_objects() -> None:
+    first = gvk_of({"apiVersion": "apps/v1", "kind": "Deployment"})
+    again = gvk_of({"apiVersion": "apps/v1", "kind": "Deployment"})
+    assert again is first and gvr_of(again) is gvr_of(first)
+    assert (first.group, first.version, first.kind) == ("apps", "v1", "Deployment")
+    assert gvr_of(first).resource == "deployments"
+
+
+def test_a_stream_of_distinct_kinds_does_not_grow_the_memo() -> None:
+    """Hostile: every manifest a kind of its own, and names far past any real one."""
+    from policyengine import match
+    from policyengine.memo import MEMO_SIZE
+
+    for i in range(3 * MEMO_SIZE):
+        gvk = gvk_of({"apiVersion": f"g{i}.example.com/v1", "kind": f"K{i}"})
+        assert gvr_of(gvk).resource == f"k{i}s"
+        assert len(match._KINDS) <= MEMO_SIZE and len(match._RESOURCES) <= MEMO_SIZE
+    long = "x" * 100_000
+    made = gvk_of({"apiVersion": "v1", "kind": long})
+    assert made.kind == long and gvr_of(made).resource.startswith("x")
+    assert all(len(key[1]) < 1000 for key in match._KINDS)
+    assert all(len(key.kind) < 1000 for key in match._RESOURCES)
