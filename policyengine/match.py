@@ -8,9 +8,9 @@ the object or the old object), with Gatekeeper's namespace lists (``prefix*``/``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from policyengine.memo import MEMO_KEY, MEMO_SIZE
+from policyengine.memo import kept
 from policyengine.model import (
     GroupVersionKind,
     GroupVersionResource,
@@ -114,7 +114,7 @@ def gvk_of(obj: Mapping[str, Any]) -> GroupVersionKind:
         return known
     group, version = split_api_version(api_version)
     made = GroupVersionKind(group, version, kind)
-    return _kept(_KINDS, (api_version, kind), len(api_version) + len(kind), made)
+    return kept(_KINDS, (api_version, kind), len(api_version) + len(kind), made)
 
 
 def gvr_of(gvk: GroupVersionKind) -> GroupVersionResource:
@@ -122,7 +122,7 @@ def gvr_of(gvk: GroupVersionKind) -> GroupVersionResource:
     if known is not None:
         return known
     made = GroupVersionResource(gvk.group, gvk.version, plural(gvk.kind))
-    return _kept(_RESOURCES, gvk, len(gvk.group) + len(gvk.version) + len(gvk.kind), made)
+    return kept(_RESOURCES, gvk, len(gvk.group) + len(gvk.version) + len(gvk.kind), made)
 
 
 # One object per kind and resource met: a set of manifests holds a few kinds, and each request's (a large
@@ -130,18 +130,6 @@ def gvr_of(gvk: GroupVersionKind) -> GroupVersionResource:
 # are kept, at most MEMO_SIZE of each (full, it starts over), so a stream of distinct kinds cannot grow it.
 _KINDS: dict[tuple[str, str], GroupVersionKind] = {}
 _RESOURCES: dict[GroupVersionKind, GroupVersionResource] = {}
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _kept(memo: dict[_K, _V], key: _K, length: int, made: _V) -> _V:
-    """``made``, kept in ``memo`` under ``key`` when the names it stands for (``length`` characters) are short."""
-    if length <= MEMO_KEY:
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()
-        memo[key] = made
-    return made
 
 
 def labels_of(obj: Any) -> Mapping[str, str]:

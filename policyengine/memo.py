@@ -12,6 +12,7 @@ MEMO_SIZE = 4096
 MEMO_KEY = 256
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def remembered(
@@ -23,7 +24,13 @@ def remembered(
     if known is not None:
         return known
     made = make(key)
-    if len(key) <= MEMO_KEY and (keep is None or keep(made)):
+    return kept(memo, key, len(key), made) if keep is None or keep(made) else made
+
+
+def kept(memo: dict[K, T], key: K, length: int, made: T) -> T:
+    """``made``, kept in ``memo`` under ``key`` when the text it stands for (``length`` characters) is
+    short; a full memo starts over."""
+    if length <= MEMO_KEY:
         if len(memo) >= MEMO_SIZE:
             memo.clear()
         memo[key] = made
