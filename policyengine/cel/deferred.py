@@ -29,6 +29,7 @@ DEFERRABLE: tuple[tuple[str, ...], ...] = (
 # Not a CEL identifier, so no expression can name it: the binding holding the request's filler.
 DEFER_MARK = "\x00deferred"
 _ROOTS = frozenset(path[0] for path in DEFERRABLE)
+_NAMES = frozenset({"member_dot", "ident", "dot_ident"})  # the nodes a chain of names starts from
 _MAX_NODES = 5000  # a larger tree is taken to read them (the answer stays safe, only slower)
 
 
@@ -43,11 +44,12 @@ def reads_deferred(tree: Any) -> bool:
         seen += 1
         if seen > _MAX_NODES:
             return True
-        chain = _chain(node)
-        if chain is not None:
-            if chain[0] in _ROOTS and _overlaps(chain):
-                return True
-            continue  # a chain of names holds nothing else to read
+        if node.data in _NAMES:  # (a wrapper is passed through: the chain is met at its inner node)
+            chain = _chain(node)
+            if chain is not None:
+                if chain[0] in _ROOTS and _overlaps(chain):
+                    return True
+                continue  # a chain of names holds nothing else to read
         stack.extend(node.children)
     return False
 
