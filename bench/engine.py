@@ -10,7 +10,10 @@ them: the same 20 checks hand-written in Python; the views alone (``policyengine
 description every request pays for); and the naive baseline (for every request and rule, parse with
 cel-python and convert the whole request). It prints median and p99 per request and the ratios of the
 medians, then the fast engine on workloads not seen before (each request's env values new, so the
-views' bounded memos miss; the table repeats one request, as a workload's pods and re-applies do). Machines here are shared and noisy: compare ratios, not absolute times. ``--profile`` prints a
+views' bounded memos miss; the table repeats one request, as a workload's pods and re-applies do), and
+on the workload bound to a residency zone (the example config defines none, so the table's rows never
+build the data locations: only the residency pack reads them, once a zone is set). Machines here are
+shared and noisy: compare ratios, not absolute times. ``--profile`` prints a
 cProfile of the fast engine at 10 KB.
 """
 
