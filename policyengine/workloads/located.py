@@ -27,10 +27,10 @@ class Located:
     # templates bounded by ``references``): the pods and re-applies of a workload repeat their values.
     templates: dict[str, Any] | None = None
     runs: list[Run] = field(default_factory=list)
-    # When a list, the env walks put off (``references.with_env_locations`` does them): where each
-    # container's env locations go in the workload's list, its env, its path and whether it is the
-    # model initializer. None: the walks write their locations as they go.
-    pending: list[tuple[int, list[Any], str, bool]] | None = None
+    # When a list, the env locations put off (``references.with_env_locations`` writes them): where each
+    # container's go in the workload's list, its env, the indexes of the entries holding them and its
+    # path. None: they are written as the walk finds them.
+    pending: list[tuple[int, list[Any], list[int], str]] | None = None
 
 
 def run_matches(data: Sequence[Any], run: Run) -> bool:

@@ -96,12 +96,13 @@ def scan_container(
     env_at: dict[str, int] = {}
     envs = c.get("env")
     if isinstance(envs, list) and envs:
-        initializer = c.get("name") == MODEL_INITIALIZER
-        if located is not None and located.pending is not None:  # its locations when asked for
-            _env_names(envs, env_map, env_at)
-            located.pending.append((len(data), envs, site.path, initializer))
+        hits = _env_walk(envs, c.get("name") == MODEL_INITIALIZER, env_map, env_at)
+        if not hits:
+            pass
+        elif located is not None and located.pending is not None:  # its locations when first read
+            located.pending.append((len(data), envs, hits, site.path))
         else:
-            _scan_env(envs, site.path, initializer, data, found, env_map, env_at, located)
+            _env_locations(envs, hits, site.path, data, found, located)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -138,44 +139,51 @@ _ENV_VALUE_TAILS = tuple(f"{i}].value" for i in range(1024))
 _N_TAILS = len(_ENV_VALUE_TAILS)
 
 
-def _scan_env(
+def _env_walk(
+    envs: list[Any], model_initializer: bool, env_map: dict[str, str], env_at: dict[str, int]
+) -> list[int]:
+    """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
+    the last entry wins) into ``env_map`` and ``env_at``; returns the indexes of the entries whose value
+    is a plain string holding ``://`` (the initializer's model reference aside: ``workloads.models``),
+    whose data locations ``_env_locations`` writes, now or when first read. This loop runs once per env
+    entry of every container, so each step is the cheapest form of itself (a type test before an ABC
+    one, ``in`` before a method call)."""
+    hits: list[int] = []
+    scanned = SCANNED_ENV
+    name: Any  # whatever the manifest holds
+    for i, env in enumerate(envs):
+        entry = env if type(env) is dict else as_dict(env)
+        name, value = entry.get("name"), entry.get("value")
+        if type(value) is str:
+            if "://" in value and not (model_initializer and name == INITIALIZER_ENV):
+                hits.append(i)
+        elif not isinstance(value, str):
+            continue  # a str subclass is read by name below, never for locations
+        # A plain str name is looked up directly; any other (a subclass, an unhashable value) is tested first.
+        if name in scanned if type(name) is str else isinstance(name, str) and name in scanned:
+            env_map[name] = value
+            env_at[name] = i
+    return hits
+
+
+def _env_locations(
     envs: list[Any],
+    hits: list[int],
     container_path: str,
-    model_initializer: bool,
     data: list[dict[str, str]],
     found: dict[str, Templates],
-    env_map: dict[str, str],
-    env_at: dict[str, int],
     located: Located | None = None,
 ) -> None:
-    """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
-    the last entry wins), and the data locations of every plain-string value holding ``://`` (with
-    ``located``, each location's located record too, as a run of them). This loop runs once per env entry
-    of every container, so what does not change per entry is looked up before it, each step is the
-    cheapest form of itself (a type test before an ABC one, ``in`` before a method call), and a location
-    is a copy of its value's template with the path set (a copy costs less than building the dict)."""
+    """The data locations of the env entries ``hits`` (``_env_walk``) appended to ``data``, with
+    ``located``, each location's located record too, as a run of them. A location is a copy of its
+    value's template with the path set (a copy costs less than building the dict)."""
     at = f"{container_path}.env["
     append = data.append
     start = len(data)
     run: list[dict[str, Any]] = []
     tails = _ENV_VALUE_TAILS
-    scanned = SCANNED_ENV
-    name: Any  # whatever the manifest holds; ``named`` says when it is a str of SCANNED_ENV
-    for i, env in enumerate(envs):
-        entry = env if type(env) is dict else as_dict(env)
-        name, value = entry.get("name"), entry.get("value")
-        # A plain str name is looked up directly; any other (a subclass, an unhashable value) is tested first.
-        named = name in scanned if type(name) is str else isinstance(name, str) and name in scanned
-        if type(value) is not str:
-            if named and isinstance(value, str):
-                env_map[name] = value  # a str subclass: named, not scanned
-                env_at[name] = i
-            continue
-        if named:
-            env_map[name] = value
-            env_at[name] = i
-        if "://" not in value or (model_initializer and name == INITIALIZER_ENV):
-            continue  # no location; or the initializer's model reference (workloads.models)
+    for i in hits:
+        value = envs[i]["value"]  # a dict's plain str value: _env_walk read it so
         kept = found.get(value)
         if kept is None:
             kept = found[value] = _kept_templates(value, located)
@@ -193,31 +201,17 @@ def _scan_env(
         located.runs.append((start, run))
 
 
-def _env_names(envs: list[Any], env_map: dict[str, str], env_at: dict[str, int]) -> None:
-    """What ``_scan_env`` reads by name (``SCANNED_ENV``), without the data locations: the literal
-    values and their indexes, the last entry winning."""
-    scanned = SCANNED_ENV
-    for i, env in enumerate(envs):
-        entry = env if type(env) is dict else as_dict(env)
-        name: Any = entry.get("name")
-        if isinstance(name, str) and name in scanned:
-            value = entry.get("value")
-            if isinstance(value, str):
-                env_map[name] = value
-                env_at[name] = i
-
-
 def with_env_locations(data: list[dict[str, str]], located: Located) -> list[dict[str, str]]:
-    """``data`` with the env locations of the walks ``located.pending`` put off, each where the full walk
+    """``data`` with the env locations the walks ``located.pending`` put off, each where an eager walk
     writes it (``collect_references``), located as they are found; the walks are done."""
     pending, located.pending = located.pending or [], None
     out: list[dict[str, str]] = []
     found: dict[str, Templates] = {}
     done = 0
-    for at, envs, path, initializer in pending:
+    for at, envs, hits, path in pending:
         out.extend(data[done:at])
         done = at
-        _scan_env(envs, path, initializer, out, found, {}, {}, located)
+        _env_locations(envs, hits, path, out, found, located)
     out.extend(data[done:])
     return out
 

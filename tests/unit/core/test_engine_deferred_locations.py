@@ -216,13 +216,13 @@ OTHER = policy(
 
 def walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     walked: list[str] = []
-    original = references._scan_env
+    original = references._env_locations
 
-    def counting(envs: list[Any], path: str, *args: Any) -> None:
+    def counting(envs: list[Any], hits: list[int], path: str, *args: Any) -> None:
         walked.append(path)
-        original(envs, path, *args)
+        original(envs, hits, path, *args)
 
-    monkeypatch.setattr(references, "_scan_env", counting)
+    monkeypatch.setattr(references, "_env_locations", counting)
     return walked
 
 
@@ -252,7 +252,7 @@ def test_a_failed_fill_fails_every_reader_closed(monkeypatch: pytest.MonkeyPatch
     def broken(*args: Any) -> None:
         raise RuntimeError("the walk failed")
 
-    monkeypatch.setattr(references, "_scan_env", broken)
+    monkeypatch.setattr(references, "_env_locations", broken)
     decision = decide(engine)
     found = {r.policy: r for r in decision.results}
     assert not decision.allowed
