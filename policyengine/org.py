@@ -268,7 +268,7 @@ class OrgRules:
         if self.kueue and kueue is not None:
             quota = kueue.quota(namespace, obj, limits, asked)
         quota.setdefault("gpusReserved", 0)
-        zone = self._zone(inventory.namespaces.get(namespace) if namespace else None, obj)
+        zone = self.zone_of(inventory.namespaces.get(namespace) if namespace else None, obj)
         zone_entry = as_dict(self.zones.get(zone)) if zone else {}
         if "gpuMemory" in limits and quota["source"] == "config":
             memory = as_dict(pools_memory).get(quota_team) or [0, 0]
@@ -286,7 +286,8 @@ class OrgRules:
         }
 
     @staticmethod
-    def _zone(namespace_object: Any, obj: Mapping[str, Any]) -> str:
+    def zone_of(namespace_object: Any, obj: Mapping[str, Any]) -> str:
+        """The residency zone of ``obj`` in a namespace of ``namespace_object`` ("" for none)."""
         for source in (namespace_object, obj):
             labels = as_dict(as_dict(as_dict(source).get("metadata")).get("labels"))
             if RESIDENCY_LABEL in labels:

@@ -149,8 +149,8 @@ def views_for(
 ) -> ViewProvider:
     """The provider the engine calls once per request for ``workload``, ``inventory`` and ``org``.
     ``existing`` (a scan): each object already exists, so its own pods are left out of its pool's usage
-    (``policyengine/ownusage.py``); at admission they are not, a new object having none. ``defer``: the
-    data locations are built when an expression that may read them first runs (``_Locations``)."""
+    (``policyengine/ownusage.py``); at admission they are not, a new object having none. ``defer``:
+    the data locations may be built when an expression that may read them first runs (``_first_read``)."""
     inventories = _InventoryViews(existing=existing)
     set_rules = OrgRules.from_config(policy_set.config)  # the engine passes this set's config
     set_workload_rules = describe_rules(policy_set.config)
@@ -167,7 +167,7 @@ def views_for(
         rules = set_rules if same else OrgRules.from_config(config)
         described = set_workload_rules if same else describe_rules(config)
         facts = inventories.view(inventory, config, rules)
-        located = rules.locator(deferred=defer)  # the env walk locates its locations (or leaves them)
+        located = rules.locator(deferred=(later := defer and _first_read(inventory, request, obj)))
         workload = _describe(obj, request, config, facts, described, located)
         workload["draAdminAccess"] = admin_access_requests(obj, config)
         charged = _charge_update(request, workload, config, facts, described)
@@ -181,7 +181,7 @@ def views_for(
             obj,
             inventory,
             figures.pools,
-            None if defer else workload["dataLocations"],
+            None if later else workload["dataLocations"],
             figures.by_resource,
             figures.products,
             facts.kueue,
@@ -196,10 +196,17 @@ def views_for(
             workload["gpuMemory"]["charge"] = 0
         views: dict[str, Any] = {"workload": workload, "inventory": facts.view, "org": org}
         return (
-            {**views, DEFER_MARK: _Locations(workload, org["residency"], rules, located)} if defer else views
+            {**views, DEFER_MARK: _Locations(workload, org["residency"], rules, located)} if later else views
         )
 
     return provide
+
+
+def _first_read(inventory: Inventory, request: Request, obj: Mapping[str, Any]) -> bool:
+    """Whether, with a backend that defers, the data locations are built when first read (``_Locations``):
+    unless the request is bound to a residency zone, where the residency pack reads them and one walk
+    costs less than two (a choice of cost only: the views are the same either way)."""
+    return not OrgRules.zone_of(inventory.namespaces.get(request.namespace), obj)
 
 
 class _Locations:

@@ -28,9 +28,9 @@ class Located:
     templates: dict[str, Any] | None = None
     runs: list[Run] = field(default_factory=list)
     # When a list, the env locations put off (``references.with_env_locations`` writes them): where each
-    # container's go in the workload's list, its env, the indexes of the entries holding them and its
-    # path. None: they are written as the walk finds them.
-    pending: list[tuple[int, list[Any], list[int], str]] | None = None
+    # container's go in the workload's list, its env, whether it is the model initializer and its path.
+    # None: they are written as the walk finds them.
+    pending: list[tuple[int, list[Any], bool, str]] | None = None
 
 
 def run_matches(data: Sequence[Any], run: Run) -> bool:

@@ -96,12 +96,12 @@ def scan_container(
     env_at: dict[str, int] = {}
     envs = c.get("env")
     if isinstance(envs, list) and envs:
-        hits = _env_walk(envs, c.get("name") == MODEL_INITIALIZER, env_map, env_at)
-        if not hits:
-            pass
-        elif located is not None and located.pending is not None:  # its locations when first read
-            located.pending.append((len(data), envs, hits, site.path))
+        initializer = c.get("name") == MODEL_INITIALIZER
+        if located is not None and located.pending is not None:  # its locations when first read
+            _env_names(envs, env_map, env_at)
+            located.pending.append((len(data), envs, initializer, site.path))
         else:
+            hits = _env_walk(envs, initializer, env_map, env_at)
             _env_locations(envs, hits, site.path, data, found, located)
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
@@ -166,6 +166,20 @@ def _env_walk(
     return hits
 
 
+def _env_names(envs: list[Any], env_map: dict[str, str], env_at: dict[str, int]) -> None:
+    """What ``_env_walk`` reads by name, and only that: the walk of an env whose locations are put off
+    (most requests never read them, and this costs a fraction of the whole walk)."""
+    scanned = SCANNED_ENV
+    for i, env in enumerate(envs):
+        entry = env if type(env) is dict else as_dict(env)
+        name: Any = entry.get("name")
+        if isinstance(name, str) and name in scanned:
+            value = entry.get("value")
+            if isinstance(value, str):
+                env_map[name] = value
+                env_at[name] = i
+
+
 def _env_locations(
     envs: list[Any],
     hits: list[int],
@@ -208,10 +222,10 @@ def with_env_locations(data: list[dict[str, str]], located: Located) -> list[dic
     out: list[dict[str, str]] = []
     found: dict[str, Templates] = {}
     done = 0
-    for at, envs, hits, path in pending:
+    for at, envs, initializer, path in pending:
         out.extend(data[done:at])
         done = at
-        _env_locations(envs, hits, path, out, found, located)
+        _env_locations(envs, _env_walk(envs, initializer, {}, {}), path, out, found, located)
     out.extend(data[done:])
     return out
 

@@ -72,7 +72,7 @@ ROUTES = [
     failing("leading-dot", "string(size(.workload.dataLocations)) + .org.residency.dataLocations[1].uri"),
     failing("optional", "string(size(workload.?dataLocations.orValue([])))"),
     failing("whole-root", "string(size(workload)) + string(workload.exists(k, k == 'dataLocations'))"),
-    failing("whole-residency", "string(size(org.residency.dataLocations)) + string(org.residency.zone)"),
+    failing("whole-residency", "string(size(org.residency.dataLocations)) + org.residency.zone"),
     failing("comprehension", "[workload].map(w, w.dataLocations.size())[0] > 0 ? 'some' : 'none'"),
     policy(
         "annotation",
@@ -106,7 +106,6 @@ kind: Deployment
 metadata:
   name: trainer
   namespace: ml
-  labels: {policyengine.io/residency: eu}
   annotations: {policyengine.io/datasets: "s3://eu-data/annotated/"}
 spec:
   replicas: 2
@@ -184,7 +183,7 @@ def test_every_route_to_the_locations_sees_what_an_eager_view_holds() -> None:
     assert by_policy["condition"][0] == "fail" and by_policy["condition-skips"][0] == "skip"
     assert by_policy["has"][1] == "truetrue"
     assert by_policy["index"][1] == "9eu-west-1" and by_policy["leading-dot"][1] == "9s3://us-data/mirror/"
-    assert by_policy["optional"][1] == "9" and by_policy["whole-residency"][1] == "9eu"
+    assert by_policy["optional"][1] == "9" and by_policy["whole-residency"][1] == "9"
     assert by_policy["whole-root"][1].endswith("true") and by_policy["comprehension"][1] == "some"
     assert by_policy["shared-variable"][1].startswith("3 s3://us-data/mirror/")
     assert by_policy["excepted"][2] == "waiver"
@@ -276,3 +275,20 @@ def test_an_update_walks_neither_object_when_nothing_reads_the_locations(
     deferred = built["deferred"].evaluate(update, now=NOW)
     assert walked == []  # was 3: the old object's envs
     assert seen(deferred) == seen(built["eager"].evaluate(update, now=NOW))
+
+
+ZONED = DEPLOYMENT.replace(
+    "  namespace: ml\n", "  namespace: ml\n  labels: {policyengine.io/residency: eu}\n"
+)
+
+
+def test_a_request_bound_to_a_zone_has_them_built_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a zone the residency pack reads them: they are built with the views (one walk, not a walk
+    for the names and another when first read), and every route sees the same."""
+    walked = walks(monkeypatch)
+    built = engines(OTHER)
+    decide(built["deferred"], ZONED)
+    assert len(walked) == 3  # at once, though no policy of this set reads them
+    built = engines()
+    assert seen(decide(built["deferred"], ZONED)) == seen(decide(built["eager"], ZONED))
+    assert seen(decide(built["reference"], ZONED)) == seen(decide(built["eager"], ZONED))
