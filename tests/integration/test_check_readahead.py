@@ -99,6 +99,15 @@ def test_workers_read_what_one_process_reads(tmp_path: Path, broken: bool) -> No
         assert any(kind == "ParkedDocument" for kind, _ in docs)
 
 
+def _until(holds: Callable[[], bool]) -> None:
+    """Wait until ``holds()``; a worker gives up after 60 s (the parent's hang guard fails first), so no
+    process of the test is ever left waiting."""
+    for _ in range(60_000):
+        if holds():
+            return
+        time.sleep(0.001)
+
+
 def _wait_for_lines(log: Path, count: int) -> None:
     """Wait (the hang guard bounds it) until ``count`` files have been noted: the workers are done."""
     while len(log.read_text().split()) < count if log.exists() else True:
@@ -143,16 +152,27 @@ def test_this_process_reads_what_the_workers_have_not_begun(
     reading them in order makes."""
     root = _tree(tmp_path / "tree", broken=False)
     one = _outcome(root, 1)
-    log = tmp_path / "files.log"
+    log, started, caught_up = tmp_path / "files.log", tmp_path / "started.log", tmp_path / "caught-up"
     real = intake._read_file
     parent = os.getpid()
 
     def noting(item: Any, stdin: Any = None) -> Any:
+        # Who reads what does not depend on the scheduler: each worker, having claimed the first file of
+        # its run, holds it until this process has read a file; this process reads its first only once
+        # every worker holds one. (Bounded waits: the hang guard fails a wait that never ends.)
         if os.getpid() != parent:
+            with started.open("a") as out:
+                out.write(f"{os.getpid()}\n")
+            _until(caught_up.exists)
             time.sleep(0.005)  # a slow worker: this process catches up with it
+        else:
+            _until(lambda: started.exists() and len(set(started.read_text().split())) >= jobs - 1)
         with log.open("a") as out:
             out.write(f"{os.getpid()} {item.file}\n")
-        return real(item, stdin)
+        made = real(item, stdin)
+        if os.getpid() == parent:
+            caught_up.touch()
+        return made
 
     monkeypatch.setattr(intake, "_read_file", noting)
     assert _outcome(root, jobs) == one
