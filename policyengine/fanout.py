@@ -28,6 +28,7 @@ from typing import Any
 from policyengine.charging import Ledger
 from policyengine.engine import Engine
 from policyengine.inventory import DEFAULT_TEAM, team_of
+from policyengine.memo import interned
 from policyengine.model import Decision, Inventory, Request
 from policyengine.readahead import MIN_PARALLEL as MIN_PARALLEL
 from policyengine.readahead import WorkerDied
@@ -303,15 +304,7 @@ _POOLED = 4096  # at most this many distinct sets of pools shared; past it, each
 def _pools(names: set[str], pooled: dict[frozenset[str], frozenset[str]]) -> frozenset[str]:
     """``names`` as one frozenset shared by every decision of the shard that met the same pools (one
     object, written once to a spool file and read back as one: most requests read one pool or none)."""
-    if not names:
-        return _NO_POOLS
-    made = frozenset(names)
-    known = pooled.get(made)
-    if known is not None:
-        return known
-    if len(pooled) < _POOLED:
-        pooled[made] = made
-    return made
+    return interned(pooled, frozenset(names), _POOLED) if names else _NO_POOLS
 
 
 def _decided(

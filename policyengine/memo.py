@@ -35,3 +35,14 @@ def kept(memo: dict[K, T], key: K, length: int, made: T) -> T:
             memo.clear()
         memo[key] = made
     return made
+
+
+def interned(table: dict[K, K], value: K, limit: int) -> K:
+    """The one object equal to ``value`` that ``table`` holds, or ``value`` itself, kept as that object
+    while ``table`` has fewer than ``limit`` (past it, a new value is returned as it is, unkept)."""
+    found = table.get(value)
+    if found is not None:
+        return found
+    if len(table) < limit:
+        table[value] = value
+    return value

@@ -19,6 +19,7 @@ import yaml
 
 from policyengine import errors
 from policyengine.errors import Problem
+from policyengine.memo import interned
 
 PathKey = tuple[str | int, ...]
 
@@ -156,12 +157,7 @@ _shared: dict[object, object] = {}
 
 
 def _share(value: Any) -> Any:
-    found = _shared.get(value)
-    if found is not None:
-        return found
-    if len(_shared) < SHARED_POSITIONS:
-        _shared[value] = value
-    return value
+    return interned(_shared, value, SHARED_POSITIONS)
 
 
 share = _share  # for the one-walk builder (policyengine.yamlbuild)
