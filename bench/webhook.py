@@ -16,7 +16,7 @@ is printed from the same run (target >= 0.5x). A third server, ``serve --audit-l
 SQLite audit log in the run's temporary folder, as the README runs it), gets the same wrk rows, and
 its throughput is printed against echo's and plain serve's. Then the steady-rate mode: h2load (from nghttp2-client;
 wrk has no constant-rate mode) sends ``--rate`` requests/s, evenly spaced, over 4 HTTP/1.1 connections
-(one h2load process each, started a request interval apart) whatever the answers' latency, and the p99
+(opened a request interval apart) whatever the answers' latency, and the p99
 policyengine adds over echo is printed (target <= 5 ms). Without wrk the
 script says how to install it and exits 2; without h2load it says so and skips that row. Machines here
 are shared and noisy: compare ratios from one run. Each wrk row also prints the server's CPU time
@@ -270,42 +270,33 @@ def wrk_run(url: str, body: Path, seconds: int, connections: int, threads: int =
 
 
 def h2load_steady(url: str, body: Path, seconds: int, rate: int, clients: int, log: Path) -> dict[str, float]:
-    """A steady ``rate`` req/s whatever the answers' latency: ``clients`` h2load processes of one HTTP/1.1
-    connection each at ``rate / clients`` req/s (--rps), started ``1 / rate`` s apart so that their
-    requests interleave evenly. One h2load with several connections sends every connection's request on
-    the same timer tick: bursts of ``clients`` requests at ``rate / clients`` Hz, whose p99 is the wait
-    behind the burst, not the latency at a steady rate. p50/p99 (ms) from the per-request logs, and the
-    median gap between successive request starts (``gap_ms``: ``1000 / rate`` when the rate is steady)."""
+    """A steady ``rate`` req/s whatever the answers' latency: ``clients`` HTTP/1.1 connections at ``rate /
+    clients`` req/s each (h2load --rps), opened ``1 / rate`` s apart (-r 1 --rate-period) so that their
+    requests interleave evenly. Opened at once, every connection sends on the same timer tick: bursts of
+    ``clients`` requests at ``rate / clients`` Hz, whose p99 is the wait behind the burst, not the latency
+    at a steady rate. The first second is a warm-up (h2load's --warm-up-time needs -D, which -r excludes):
+    p50/p99 (ms) from the per-request log after it, and the median gap between successive request starts
+    (``gap_ms``: ``1000 / rate`` when the rate is steady)."""
+    log.unlink(missing_ok=True)  # h2load appends
     per_client = max(1, rate // clients)
-    logs = [log.with_name(f"{log.name}.{k}") for k in range(clients)]
-    runs = []
-    start = time.monotonic()
-    for k, client_log in enumerate(logs):
-        client_log.unlink(missing_ok=True)  # h2load appends
-        time.sleep(max(0.0, start + k / (per_client * clients) - time.monotonic()))
-        runs.append(subprocess.Popen(
-            ["h2load", "--h1", "-c", "1", "--rps", str(per_client), "-D", str(seconds),
-             "--warm-up-time", "1", "-d", str(body), "-H", "content-type: application/json",
-             "--log-file", str(client_log), url + "/validate"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ))  # fmt: skip
-    outs = [run.communicate()[0] for run in runs]
-    if any(run.returncode for run in runs):
-        raise SystemExit("h2load failed:\n" + "\n".join(outs))
-    rows = [
-        line.split("\t")
-        for client_log in logs
-        for line in client_log.read_text().splitlines()
-        if line.strip()
-    ]
+    interval_ms = max(1, round(1000 / (per_client * clients)))  # h2load takes whole milliseconds
+    out = subprocess.run(
+        ["h2load", "--h1", "-c", str(clients), "--rps", str(per_client),
+         "-r", "1", "--rate-period", f"{interval_ms}ms", "-n", str(per_client * clients * (seconds + 1)),
+         "-d", str(body), "-H", "content-type: application/json", "--log-file", str(log), url + "/validate"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    first = min((int(r[0]) for r in rows), default=0)
+    rows = [r for r in rows if int(r[0]) >= first + 1_000_000]  # after the warm-up second
     ok = sorted(int(r[2]) / 1000 for r in rows if r[1] == "200")
     if not ok or len(ok) != len(rows):
-        raise SystemExit(f"h2load: {len(rows) - len(ok)} of {len(rows)} requests failed:\n" + "\n".join(outs))
+        raise SystemExit(f"h2load: {len(rows) - len(ok)} of {len(rows)} requests failed:\n{out}")
     starts = sorted(int(r[0]) for r in rows)  # microseconds
     return {
         "p50_ms": statistics.median(ok),
         "p99_ms": ok[min(len(ok) - 1, int(len(ok) * 0.99))],
-        "rps": len(ok) / seconds,
+        "rps": len(ok) / max(1e-9, (starts[-1] - starts[0]) / 1e6),
         "gap_ms": statistics.median(b - a for a, b in itertools.pairwise(starts)) / 1000,
     }
 
@@ -837,8 +828,8 @@ def report(
         print(INSTALL_H2LOAD)
         return
     print(
-        f"steady rate: 4 x h2load --h1 -c1 --rps {max(1, args.rate // 4)} started {1000 / args.rate:.1f} ms apart "
-        f"(= {args.rate} req/s, evenly spaced), {args.rate_seconds}s, 2.8 KB review"
+        f"steady rate: h2load --h1 -c4 --rps {max(1, args.rate // 4)}, connections opened {1000 / args.rate:.1f} ms apart "
+        f"(= {args.rate} req/s, evenly spaced), {args.rate_seconds}s after 1s of warm-up, 2.8 KB review"
     )
     for name, m in steady.items():
         print(
