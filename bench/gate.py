@@ -4,7 +4,9 @@
 
 Writes a seeded corpus (Deployments and StatefulSets with GPUs, Jobs, PyTorchJobs, RayClusters, KServe
 InferenceServices, JobSets, LeaderWorkerSets, TrainJobs; some violate the bundled packs) into a temporary
-folder, then times whole processes, median of ``--runs`` after one warm-up each:
+folder, then times whole processes, median of ``--runs`` after one warm-up each (check and checkov in
+turn, run for run, so that a drift in the machine's speed slows both alike; the ratio printed is the
+median of the pairs' ratios):
 
 - ``python -c pass``: interpreter start-up, the floor under any Python tool;
 - ``policyengine check DIR`` with the bundled packs, writing the report to a file;
@@ -238,34 +240,58 @@ def bytecode_env(env: Mapping[str, str], cache: Path, write: bool) -> dict[str, 
     return out
 
 
+Timed = tuple[float, int, float]  # wall seconds, exit code, CPU seconds (user + system, with workers)
+
+
+def run_once(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[Timed, str]:
+    """One whole run of ``argv``: its wall time, exit code and CPU time, and the tail of its stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    tail = " | ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-3:])
+    return (elapsed, proc.returncode, cpu), tail
+
+
+def time_commands(
+    commands: Sequence[tuple[Sequence[str], dict[str, str] | None, Path | None]], runs: int
+) -> list[list[Timed]]:
+    """Each command's ``runs`` runs after one warm-up each, taken in turn (A B A B ...): a machine whose
+    speed drifts during the bench slows both alike, so the ratio of a pair stays meaningful.
+
+    A command is (argv, env, the file it must produce or None). Exit codes other than 0 and 1 (a verdict)
+    stop the bench, and so does a missing file.
+    """
+    for argv, env, produces in commands:
+        (_, code, _), tail = run_once(argv, env)
+        if code not in (0, 1) or (produces is not None and not produces.exists()):
+            raise SystemExit(f"{' '.join(argv[:4])} exited {code} without its report: {tail}")
+    samples: list[list[Timed]] = [[] for _ in commands]
+    for _ in range(runs):
+        for timed, (argv, env, _) in zip(samples, commands, strict=True):
+            timed.append(run_once(argv, env)[0])
+    return samples
+
+
+def medians(samples: Sequence[Timed]) -> Timed:
+    """Median wall time, the last run's exit code, median CPU time. On a machine busy with other work the
+    wall time of a single-process tool grows well past its CPU time; the CPU time much less."""
+    return (
+        statistics.median(s[0] for s in samples),
+        samples[-1][1],
+        statistics.median(s[2] for s in samples),
+    )
+
+
 def time_command(
     argv: Sequence[str], runs: int, env: dict[str, str] | None = None, produces: Path | None = None
-) -> tuple[float, int, float]:
-    """Median wall time of ``runs`` runs after one warm-up, the exit code of the last run, and the median
-    CPU time (user + system, of the process and its workers). On a machine busy with other work the wall
-    time of a single-process tool grows well past its CPU time; the CPU time much less.
-
-    Exit codes other than 0 and 1 (a verdict) stop the bench, and so does a missing ``produces`` file.
-    """
-    code = 0
-    samples: list[float] = []
-    cpu: list[float] = []
-    for i in range(runs + 1):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        proc = subprocess.run(
-            argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
-        elapsed = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        code = proc.returncode
-        if i:
-            samples.append(elapsed)
-            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        elif code not in (0, 1) or (produces is not None and not produces.exists()):
-            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            raise SystemExit(f"{' '.join(argv[:4])} exited {code} without its report: " + " | ".join(tail))
-    return statistics.median(samples), code, statistics.median(cpu)
+) -> Timed:
+    """``medians`` of ``runs`` runs of one command after one warm-up."""
+    return medians(time_commands([(argv, env, produces)], runs)[0])
 
 
 def time_and_rss(argv: Sequence[str], runs: int, env: dict[str, str]) -> tuple[float, int]:
@@ -379,7 +405,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = [sys.executable, "-m", "policyengine", "check", str(corpus), "--format", args.format]
         ours += ["--config", str(ROOT / "examples" / "governance.yaml")]  # every org rule evaluated
         ours += ["--output", str(report)]
-        ours_s, ours_code, ours_cpu = time_command(ours, args.runs, env, produces=report)
+        commands: list[tuple[Sequence[str], dict[str, str] | None, Path | None]] = [(ours, env, report)]
+        checkov = find_checkov(args.checkov)
+        if checkov is not None:  # timed in turn with check, run for run
+            theirs = [checkov, "-d", str(corpus), "--framework", "kubernetes", "--quiet", "--compact"]
+            theirs += ["--skip-download", "-o", "json", "--output-file-path", str(Path(tmp) / "checkov")]
+            checkov_env = {
+                **base,
+                "BC_SKIP_MAPPING": "TRUE",
+                "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True",  # no network wait in the timing
+            }
+            commands.append((theirs, checkov_env, None))
+        samples = time_commands(commands, args.runs)
+        ours_s, ours_code, ours_cpu = medians(samples[0])
         detail = ""
         if args.format == "json":
             summary = json.loads(report.read_text())["summary"]
@@ -388,31 +426,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  policyengine check             {ours_s:8.3f} s  ({ours_cpu:.3f} s CPU, exit {ours_code}{detail})"
         )
         print(f"    {1000 * (ours_s - floor) / args.manifests:.1f} ms per manifest after start-up")
-
-        if args.scale:
-            scale_row(Path(tmp), args.manifests, args.runs, env)
-        checkov = find_checkov(args.checkov)
         if checkov is None:
             print(
                 "  checkov -d (kubernetes)        not found: pass --checkov PATH (see the module docstring)"
             )
-            return 0
-        theirs = [checkov, "-d", str(corpus), "--framework", "kubernetes", "--quiet", "--compact"]
-        theirs += ["--skip-download", "-o", "json", "--output-file-path", str(Path(tmp) / "checkov")]
-        checkov_env = {
-            **base,
-            "BC_SKIP_MAPPING": "TRUE",
-            "CKV_SKIP_PACKAGE_UPDATE_CHECK": "True",  # no network wait in the timing
-        }
-        theirs_s, theirs_code, theirs_cpu = time_command(theirs, args.runs, checkov_env)
-        print(
-            f"  checkov -d (kubernetes)        {theirs_s:8.3f} s  ({theirs_cpu:.3f} s CPU, exit {theirs_code})"
-        )
-        # Above 1: policyengine takes longer than checkov on the same folder.
-        print(f"ratio policyengine / checkov: {ours_s / theirs_s:.2f}")
-        print(f"check is {theirs_s / ours_s:.1f}x faster than checkov (target >= 10x)")
-        print(f"ratio without interpreter start-up: {(ours_s - floor) / max(theirs_s - floor, 1e-9):.2f}")
-        print(f"ratio of CPU time (all cores): {ours_cpu / max(theirs_cpu, 1e-9):.2f}")
+        else:
+            theirs_s, theirs_code, theirs_cpu = medians(samples[1])
+            print(
+                f"  checkov -d (kubernetes)        {theirs_s:8.3f} s  ({theirs_cpu:.3f} s CPU, exit {theirs_code})"
+            )
+            # Each pair's ratio, then their median: a pair ran back to back, on the machine as it was then.
+            faster = statistics.median(t[0] / o[0] for o, t in zip(samples[0], samples[1], strict=True))
+            # Above 1: policyengine takes longer than checkov on the same folder.
+            print(f"ratio policyengine / checkov: {1 / faster:.2f} (median of {args.runs} pairs run in turn)")
+            print(f"check is {faster:.1f}x faster than checkov (target >= 10x)")
+            print(f"ratio without interpreter start-up: {(ours_s - floor) / max(theirs_s - floor, 1e-9):.2f}")
+            print(f"ratio of CPU time (all cores): {ours_cpu / max(theirs_cpu, 1e-9):.2f}")
+        if args.scale:
+            scale_row(Path(tmp), args.manifests, args.runs, env)
         if floor > 3 * max(floor_cpu, 0.005):
             print(
                 "note: python -c pass took far longer than its CPU time: the machine is busy, wall times are disturbed"
