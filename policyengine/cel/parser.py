@@ -46,7 +46,7 @@ _RUNTIME_OPTIONS = ("lexer_callbacks", "g_regex_flags")
 _TREES: ContextVar[dict[tuple[str, bool], lark.Tree[Any] | CELParseError] | None] = ContextVar(
     "cel_trees", default=None
 )
-# Off while the shipped trees are themselves being written.
+# Off while the shipped trees (and checks) are themselves being written.
 _SHIPPED: ContextVar[bool] = ContextVar("cel_shipped_trees", default=True)
 
 
@@ -179,9 +179,15 @@ def parsed_texts() -> list[tuple[str, bool]]:
     return list(_TREES.get() or ())
 
 
+def shipped() -> bool:
+    """Whether what ships for the bundled packs' texts (``shippedtrees``) may be used here."""
+    return _SHIPPED.get()
+
+
 @contextlib.contextmanager
 def without_shipped_trees() -> Iterator[None]:
-    """Within this block every text is parsed, none taken from the shipped trees."""
+    """Within this block every text is parsed, none taken from the shipped trees, and checked, none
+    vouched for by the shipped checks."""
     token = _SHIPPED.set(False)
     try:
         yield

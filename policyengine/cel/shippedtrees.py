@@ -7,13 +7,21 @@ other text needs it). The file holds, for each expression text of the bundled pa
 It is data of this package, written by ``scripts/write-cel-trees.py``, never from user
 input; a test fails when it no longer matches the packs, the grammar or lark. A file whose fingerprint
 (grammar text and lark version) is not this parser's is ignored, and every text is parsed.
+
+The file also says which compile-time checks each of those texts passed when it was written
+(``checked``): the declarations and result types the bundled packs compile it against
+(``frontend.check_key``),
+under the callable and type names of the checks' environment (``checks``, a fingerprint). The front end
+skips the checks of a text the file vouches for under the same key and environment (a fifth of loading
+the bundled packs); any other text, key or environment is checked as before.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +51,35 @@ def decode(obj: Any) -> Any:
     return lark.Tree(data, [decode(child) for child in obj[1:]])
 
 
-def text(sources: Iterable[str], parse: Callable[[str], lark.Tree[Any]], fingerprint: str) -> str:
-    """The file's JSON text: each of ``sources`` with the tree ``parse`` makes of it (without positions)."""
+def text(
+    sources: Iterable[str],
+    parse: Callable[[str], lark.Tree[Any]],
+    fingerprint: str,
+    checked: Mapping[str, Collection[str]] | None = None,
+    checks: str = "",
+) -> str:
+    """The file's JSON text: each of ``sources`` with the tree ``parse`` makes of it (without positions),
+    and the keys (``frontend.check_key``) each of them passed the checks under (``checked``) in the
+    environment ``checks``."""
     trees = {source: encode(parse(source)) for source in sorted(set(sources))}
-    return json.dumps({"fingerprint": fingerprint, "trees": trees}, separators=(",", ":")) + "\n"
+    passed = {source: sorted(keys) for source, keys in sorted((checked or {}).items()) if source in trees}
+    body = {"fingerprint": fingerprint, "trees": trees, "checks": checks, "checked": passed}
+    return json.dumps(body, separators=(",", ":")) + "\n"
 
 
 @functools.cache
-def _table(fingerprint: str) -> dict[str, Any]:
+def _file() -> dict[str, Any]:
     try:
         shipped = json.loads(TREES.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(shipped, dict) or shipped.get("fingerprint") != fingerprint:
+    return shipped if isinstance(shipped, dict) else {}
+
+
+@functools.cache
+def _table(fingerprint: str) -> dict[str, Any]:
+    shipped = _file()
+    if shipped.get("fingerprint") != fingerprint:
         return {}
     trees = shipped.get("trees")
     return trees if isinstance(trees, dict) else {}
@@ -66,3 +90,28 @@ def lookup(source: str, fingerprint: str) -> lark.Tree[Any] | None:
     for this text under this grammar and lark version."""
     found = _table(fingerprint).get(source)
     return None if found is None else decode(found)
+
+
+@functools.cache
+def _checked(fingerprint: str, checks: str) -> dict[str, frozenset[str]]:
+    shipped = _file()
+    checked = shipped.get("checked")
+    if (
+        shipped.get("fingerprint") != fingerprint
+        or shipped.get("checks") != checks
+        or not isinstance(checked, dict)
+    ):
+        return {}
+    return {source: frozenset(keys) for source, keys in checked.items() if isinstance(keys, list)}
+
+
+def vouched(source: str, key: str, fingerprint: str, checks: str) -> bool:
+    """Whether the file says ``source`` passed every compile-time check under ``key`` (``frontend.check_key``) in
+    the checks' environment ``checks``, with trees of this grammar and lark version."""
+    return key in _checked(fingerprint, checks).get(source, ())
+
+
+def environment(known: Iterable[str], types: Iterable[str]) -> str:
+    """The fingerprint of the callable and type names the checks are made against."""
+    text = "\n".join(sorted(known)) + "\n\n" + "\n".join(sorted(types))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -14,7 +14,17 @@ from typing import Any
 import lark
 import pytest
 
-from policyengine.cel import parser, shippedtrees
+from policyengine.cel import (
+    BOOL,
+    STRING,
+    CelCompileError,
+    Declarations,
+    frontend,
+    get_backend,
+    parser,
+    shippedtrees,
+)
+from policyengine.native import DECLARED
 
 EXPRESSIONS = [
     "true && false || !null",
@@ -78,16 +88,102 @@ def test_trees_of_another_grammar_are_ignored(tmp_path: Path, monkeypatch: pytes
     stale = tmp_path / "cel-trees.json"
     stale.write_text(shippedtrees.text([source], parser.parse_text, "another grammar"), encoding="utf-8")
     monkeypatch.setattr(shippedtrees, "TREES", stale)
-    shippedtrees._table.cache_clear()
+    _forget()
     try:
         assert shippedtrees.lookup(source, parser.grammar_fingerprint()) is None
         stale.write_text("{not json", encoding="utf-8")
-        shippedtrees._table.cache_clear()
+        _forget()
         assert shippedtrees.lookup(source, parser.grammar_fingerprint()) is None
         stale.write_text(
             shippedtrees.text([source], parser.parse_text, parser.grammar_fingerprint()), encoding="utf-8"
         )
-        shippedtrees._table.cache_clear()
+        _forget()
         assert shippedtrees.lookup(source, parser.grammar_fingerprint()) == parser.parse_text(source)
     finally:
-        shippedtrees._table.cache_clear()
+        _forget()
+
+
+def _forget() -> None:
+    """Read the shipped file again at its next use."""
+    for cached in (shippedtrees._file, shippedtrees._table, shippedtrees._checked):
+        cached.cache_clear()
+
+
+def _checks_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The top node of each tree whose compile-time checks run from now on."""
+    ran: list[str] = []
+    real = frontend.check
+
+    def counted(tree: Any, known: frozenset[str]) -> None:
+        ran.append(str(tree.data))
+        real(tree, known)
+
+    monkeypatch.setattr(frontend, "check", counted)
+    return ran
+
+
+def test_the_bundled_packs_are_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from policyengine.expressions import Compiler
+    from policyengine.policyset import load_policy_set
+
+    ran = _checks_run(monkeypatch)
+    assert load_policy_set([], include_bundled=True, compiler=Compiler(get_backend("fast"))).policies
+    assert ran == []  # every bundled text is vouched for under the key it is compiled with
+    with parser.without_shipped_trees():
+        load_policy_set([], include_bundled=True, compiler=Compiler(get_backend("fast")))
+    assert len(ran) >= len(json.loads(shippedtrees.TREES.read_text(encoding="utf-8"))["checked"])
+
+
+def test_a_bundled_text_is_checked_under_other_declarations_and_result_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked = json.loads(shippedtrees.TREES.read_text(encoding="utf-8"))["checked"]
+    source = "!workload.isTemplate"
+    assert frontend.check_key(DECLARED, BOOL) in checked[source]
+    backend = get_backend("fast")
+    ran = _checks_run(monkeypatch)
+    backend.compile(source, DECLARED, BOOL)
+    assert ran == []
+    without = Declarations("Policy", DECLARED.roots - {"workload"})
+    with pytest.raises(CelCompileError) as undeclared:
+        backend.compile(source, without, BOOL)
+    assert undeclared.value.code == "undeclared_reference"
+    with pytest.raises(CelCompileError) as typed:
+        backend.compile(source, DECLARED, STRING)
+    assert typed.value.code == "cel_type"
+    assert len(ran) == 2
+
+
+def test_checks_of_another_environment_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A front end whose function or type names differ from the default backend's checks every text.
+    source = "!workload.isTemplate"
+    ran = _checks_run(monkeypatch)
+    fewer = frontend.Frontend(frozenset({"size"}), frozenset())
+    fewer.parse(source, DECLARED, BOOL)
+    assert len(ran) == 1
+
+
+def test_a_file_of_another_environment_vouches_for_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = "!workload.isTemplate"
+    key = frontend.check_key(DECLARED, BOOL)
+    environment = get_backend("fast")._frontend.environment()  # type: ignore[attr-defined]
+    grammar = parser.grammar_fingerprint()
+    stale = tmp_path / "cel-trees.json"
+    monkeypatch.setattr(shippedtrees, "TREES", stale)
+    try:
+        for checks, fingerprint, vouched in (
+            ("another environment", grammar, False),
+            (environment, "another grammar", False),
+            (environment, grammar, True),
+        ):
+            body = shippedtrees.text([source], parser.parse_text, fingerprint, {source: {key}}, checks)
+            stale.write_text(body, encoding="utf-8")
+            _forget()
+            assert shippedtrees.vouched(source, key, grammar, environment) is vouched
+            assert not shippedtrees.vouched(
+                source, frontend.check_key(DECLARED, STRING), grammar, environment
+            )
+    finally:
+        _forget()
