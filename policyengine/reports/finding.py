@@ -11,6 +11,7 @@ import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
+from urllib.parse import quote_from_bytes
 
 from policyengine.gate import Checked, CheckReport
 from policyengine.model import Action, Outcome, Result
@@ -49,6 +50,16 @@ def absolute_path(file: str, base: str) -> str:
 
 
 _PLAIN = PurePath is PurePosixPath or os.name == "posix"
+
+
+def file_uri(file: str, base: str) -> str:
+    """The ``file://`` URI of ``file`` (relative files are taken as relative to ``base``), as
+    ``PurePosixPath(absolute_path(file, base)).as_uri()`` writes it, without a path object per file."""
+    full = absolute_path(file, base)
+    if _PLAIN and not full.startswith("//"):
+        # What pathlib makes of a normalised absolute POSIX path: its bytes, percent-quoted.
+        return "file://" + quote_from_bytes(os.fsencode(full))
+    return PurePosixPath(full).as_uri()
 
 
 def resource_id(checked: Checked) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from policyengine.errors import Problem
-from policyengine.reports.finding import STDIN_FILE, absolute_path, relative_path
+from policyengine.reports.finding import STDIN_FILE, file_uri, relative_path
 from policyengine.reports.github import escape_data, escape_property
 from policyengine.reports.json import SCHEMA_VERSION
 from policyengine.reports.junit import xml_text
@@ -54,7 +53,7 @@ def _location(problem: Problem, base: str) -> dict[str, Any]:
     elif problem.file == STDIN_FILE:
         artifact = {"uri": "stdin"}
     else:
-        artifact = {"uri": PurePosixPath(absolute_path(problem.file, base)).as_uri()}
+        artifact = {"uri": file_uri(problem.file, base)}
     return {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": max(1, problem.line)}}}
 
 

@@ -9,11 +9,11 @@ suppression naming the PolicyException. Files and Helm charts the directory walk
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from importlib import metadata
-from pathlib import PurePosixPath
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -22,7 +22,7 @@ from policyengine.discovery import Skipped
 from policyengine.gate import CheckReport, resource_of
 from policyengine.model import Outcome, Policy, Result
 from policyengine.reports import streamjson
-from policyengine.reports.finding import Finding, absolute_path, findings, relative_path, severity_word
+from policyengine.reports.finding import Finding, file_uri, findings, relative_path, severity_word
 from policyengine.requirements import Unconfigured, needs_text
 from policyengine.results import primary_action
 
@@ -34,6 +34,7 @@ SRCROOT = "%SRCROOT%"
 FINGERPRINT_KEY = "policyengine/v1"
 
 
+@functools.cache  # a scan of the installed distributions (a millisecond, most of a megabyte held meanwhile)
 def tool_version() -> str:
     try:
         return metadata.version("policyengine")
@@ -95,7 +96,7 @@ def _artifact_location(finding: Finding, base: str) -> dict[str, Any]:
         return {"uri": quote(finding.path), "uriBaseId": SRCROOT}
     if finding.file == "<stdin>":
         return {"uri": quote("stdin")}
-    return {"uri": PurePosixPath(absolute_path(finding.file, base)).as_uri()}
+    return {"uri": file_uri(finding.file, base)}
 
 
 def sarif_result(finding: Finding, rule_index: int, base: str, baseline: bool = False) -> dict[str, Any]:
@@ -169,7 +170,7 @@ def _skip_notification(skipped: Skipped, base: str) -> dict[str, Any]:
     artifact = (
         {"uri": quote(where), "uriBaseId": SRCROOT}
         if where is not None
-        else {"uri": PurePosixPath(absolute_path(skipped.path, base)).as_uri()}
+        else {"uri": file_uri(skipped.path, base)}
     )
     return {
         "level": "note",
@@ -275,7 +276,7 @@ def _log(
     notifications: Any,
     results: Any,
 ) -> dict[str, Any]:
-    base_uri = PurePosixPath(absolute_path(".", base)).as_uri().rstrip("/") + "/"
+    base_uri = file_uri(".", base).rstrip("/") + "/"
     invocation: dict[str, Any] = {
         "executionSuccessful": True,
         "exitCode": report.exit_code(strict=strict),

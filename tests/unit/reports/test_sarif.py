@@ -4,11 +4,13 @@ fingerprints that survive line moves."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
+import pytest
 
+from policyengine.reports.finding import absolute_path, file_uri
 from policyengine.reports.sarif import FINGERPRINT_KEY
 from tests.unit.reports.conftest import DEPLOY, Workspace
 
@@ -147,3 +149,25 @@ def test_files_outside_the_working_folder_get_absolute_uris(
         for r in json.loads(out)["runs"][0]["results"]
     }
     assert elsewhere.as_uri() in uris
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        "job.yaml",
+        "a b/c%20d#e?f.yaml",  # characters a URI must quote
+        "../up/./there//x.yaml",
+        "/abs/olute.yaml",
+        "//two/leading/slashes.yaml",
+        "///three.yaml",
+        "ünïcödé/日本.yaml",
+        "bad-\udcff-byte.yaml",  # a file name that is not UTF-8, as os.fsdecode gives it
+        "trailing/",
+        ".",
+        "x" * 5000 + ".yaml",
+    ],
+)
+@pytest.mark.parametrize("base", ["/work/repo", "/", "//net/share"])
+def test_file_uris_are_pathlibs(file: str, base: str) -> None:
+    # Written without a path object per file (pathlib interns every part of every path it parses).
+    assert file_uri(file, base) == PurePosixPath(absolute_path(file, base)).as_uri()
