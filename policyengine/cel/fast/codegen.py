@@ -51,14 +51,19 @@ _STRING_METHODS = {
 
 
 def generate(tree: Any, compiler: Any) -> Fn | None:
-    """The expression as one generated function, or None to keep the compiler's closure."""
-    gen = _Generator(compiler)
+    """The expression as one generated function, or None to keep the compiler's closure. Generated twice:
+    the first pass counts which field paths it selects more than once (``_Generator.speculated``)."""
     try:
+        counting = _Generator(compiler)
+        counting.gen(tree)
+        gen = _Generator(compiler, frozenset(k for k, n in counting.uses.items() if n > 1))
         result = gen.gen(tree)
         gen.emit(f"return {result}")
-        if len(gen.lines) > _MAX_LINES:
+        gen.fill(gen.top)
+        body = "\n".join(line for line in gen.lines if line)
+        if body.count("\n") >= _MAX_LINES:
             return None
-        source = "def _cel(ctx):\n    V = ctx[0]\n" + "\n".join(gen.lines) + "\n"
+        source = "def _cel(ctx):\n    V = ctx[0]\n" + body + "\n"
         namespace = dict(GLOBALS, **gen.consts)
         exec(compile(source, "<cel>", "exec"), namespace)
     except (_Unsupported, RecursionError, SyntaxError, MemoryError, ValueError):
@@ -67,11 +72,35 @@ def generate(tree: Any, compiler: Any) -> Fn | None:
     return fn
 
 
+class _Paths:
+    """The speculated field paths of one scope (the function, for paths from a binding; a generated loop's
+    body, for paths from its variable): each held in a local, computed at the scope's start."""
+
+    __slots__ = ("code", "indent", "line", "names", "owner")
+
+    def __init__(self, owner: Any, line: int, indent: int) -> None:
+        self.owner = owner  # what the uses were counted under: "V", or the id of the loop's macro node
+        self.line = line  # the placeholder line their computation is written to (``fill``)
+        self.indent = indent
+        self.names: dict[tuple[str, ...], str] = {}  # (root, field, ...) -> its local
+        self.code: list[str] = []
+
+
 class _Generator(Loops):
-    def __init__(self, compiler: Any) -> None:
+    def __init__(self, compiler: Any, speculate: frozenset[Any] | None = None) -> None:
         self.compiler = compiler
         self.consts: dict[str, Any] = {}
-        self.lines: list[str] = []
+        # Field paths (``c.securityContext``, ``object.spec.template.spec``) selected more than once in
+        # a scope are looked up once, at its start, where the lookup cannot fail (only exact dicts holding
+        # the key are read; anything else is ``_MISS``); each use is then one test of that local, and the
+        # code the path had without it runs where the local is ``_MISS``, so values, errors and costs are
+        # those of that code. ``speculate``: the paths to treat so; None on the pass counting ``uses``.
+        self.speculate = speculate
+        self.uses: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self.lines: list[str] = [""]
+        self.top = _Paths("V", 0, 1)
+        self.paths: dict[int, _Paths] = {}  # slot -> the paths of the generated loop binding it
+        self.spec_temps = 0
         self.indent = 1
         self.blocks = 0
         self.depth = 0
@@ -260,10 +289,29 @@ class _Generator(Loops):
             return self.closure(node)
         root, *fields = dotted.split(".")
         slot = self.scope.get(root)
+        if slot is None and self.blocks + 1 > _MAX_BLOCKS:
+            return self.closure(node)
+        paths = self.top if slot is None else self.paths.get(slot)
+        known = self.speculated(paths, (root, *fields))
+        if known is None:
+            return self._chain(node, root, fields, slot)
+        name, n = known
+        result = self.temp()
+        self.emit(f"if {name} is not _MISS:")
+        self.indent += 1
+        self.emit(f"{result} = {self._fields(name, fields[n:])}")
+        self.indent -= 1
+        self.emit("else:")
+        self.indent += 1
+        self.emit(f"{result} = {self._chain(node, root, fields, slot)}")
+        self.indent -= 1
+        return result
+
+    def _chain(self, node: Any, root: str, fields: list[str], slot: int | None) -> str:
+        """``root.fields...`` selected step by step (from a comprehension variable's ``slot``, or from
+        the bindings)."""
         if slot is not None:
             return self._fields(self.slot_value(slot), fields)
-        if self.blocks + 1 > _MAX_BLOCKS:
-            return self.closure(node)
         # With dotted bindings (``a.b`` bound as one name) the closure resolves the qualified name.
         result = self.temp()
         self.emit(f"if _DOTTED in V: {result} = {self.closure(node)}")
@@ -288,6 +336,54 @@ class _Generator(Loops):
     def slot_value(self, slot: int) -> str:
         return self.bound.get(slot, f"ctx[{slot}]")
 
+    def speculated(self, paths: _Paths | None, path: tuple[str, ...]) -> tuple[str, int] | None:
+        """The local holding the longest speculated prefix of ``path`` (root, field, ...) and how many
+        fields it covers; None when there is none. On the counting pass: counts every prefix as used."""
+        if paths is None:
+            return None
+        if self.speculate is None:
+            for n in range(2, len(path) + 1):
+                key = (paths.owner, path[:n])
+                self.uses[key] = self.uses.get(key, 0) + 1
+            return None
+        for n in range(len(path), 1, -1):
+            if (paths.owner, path[:n]) in self.speculate:
+                return self._spec_name(paths, path[:n]), n - 1
+        return None
+
+    def _spec_name(self, paths: _Paths, path: tuple[str, ...]) -> str:
+        name = paths.names.get(path)
+        if name is not None:
+            return name
+        self.spec_temps += 1
+        name = paths.names[path] = f"_p{self.spec_temps}"
+        if len(path) == 1:  # a binding (the loop's own variable is never one: it is its local)
+            root = path[0]
+            paths.code.append(f"{name} = V[{root!r}] if {root!r} in V and _DOTTED not in V else _MISS")
+            return name
+        parent = self.prefix_local(paths, path)
+        field = path[-1]
+        paths.code.append(
+            f"{name} = {parent}[{field!r}] if type({parent}) is dict and {field!r} in {parent} else _MISS"
+        )
+        return name
+
+    def new_paths(self, owner: Any) -> _Paths:
+        """The speculated paths of a scope starting here (its lookups are written here by ``fill``)."""
+        self.lines.append("")
+        return _Paths(owner, len(self.lines) - 1, self.indent)
+
+    def prefix_local(self, paths: Any, path: tuple[str, ...]) -> str:
+        """The local that the speculated ``path``'s own lookup read (its prefix's, or the loop's item)."""
+        if len(path) > 2 or paths is self.top:
+            return self._spec_name(paths, path[:-1])
+        return f"_s{paths.owner[1]}"  # the loop's variable (``Loops._enter`` names it so)
+
+    def fill(self, paths: _Paths) -> None:
+        """Write the scope's speculated lookups at its start."""
+        pad = "    " * paths.indent
+        self.lines[paths.line] = "\n".join(pad + line for line in paths.code)
+
     def _ident(self, node: Any) -> str:
         name = str(node.children[0])
         slot = self.scope.get(name)
@@ -310,6 +406,29 @@ class _Generator(Loops):
         inner = unwrap(arg)
         if not (isinstance(inner, lark.Tree) and inner.data == "member_dot"):
             return self.closure(node)
+        known = None
+        dotted = dotted_name(inner)
+        if dotted is not None and dotted not in self.compiler.idents:
+            root, *fields = dotted.split(".")
+            slot = self.scope.get(root)
+            paths = self.top if slot is None else self.paths.get(slot)
+            known = self.speculated(paths, (root, *fields))
+            if known is not None and known[1] < len(fields):
+                known = None  # only the whole path's local tells whether the field is there
+        if known is None:
+            return self._has_field(inner)
+        result = self.temp()
+        self.emit(f"if {known[0]} is not _MISS: {result} = True")
+        # Not there, but what it was looked up in was a map (the path's prefix, or the loop's item).
+        parent = self.prefix_local(paths, (root, *fields))
+        self.emit(f"elif type({parent}) is dict: {result} = False")
+        self.emit("else:")
+        self.indent += 1
+        self.emit(f"{result} = {self._has_field(inner)}")
+        self.indent -= 1
+        return result
+
+    def _has_field(self, inner: Any) -> str:
         target = self.store(self.gen(inner.children[0]))
         field = str(inner.children[1])
         return f"(({field!r} in {target}) if type({target}) is dict else _has_other({target}, {field!r}))"
