@@ -101,6 +101,9 @@ class _Generator(Loops):
         self.top = _Paths("V", 0, 1)
         self.paths: dict[int, _Paths] = {}  # slot -> the paths of the generated loop binding it
         self.spec_temps = 0
+        # Generated expressions (and locals) whose value can only be True or False: the checks that an
+        # operand of ``&&``, ``||``, ``!`` or a predicate is a bool are left out for them.
+        self.bools: set[str] = set()
         self.indent = 1
         self.blocks = 0
         self.depth = 0
@@ -108,6 +111,11 @@ class _Generator(Loops):
         self.closures = 0  # closures called in place so far (they read iteration variables from ctx)
         self.bound: dict[int, str] = {}  # slot -> the local holding it inside a generated loop
         self.scope: dict[str, int] = {}  # comprehension variables in scope, as the compiler had them
+
+    def boolean(self, expr: str) -> str:
+        """``expr``, noted as one whose value is a bool."""
+        self.bools.add(expr)
+        return expr
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -182,23 +190,25 @@ class _Generator(Loops):
                 self.indent += 1
             self.emit("try:")
             self.indent += 1
-            self.emit(f"{value} = {self.gen(operand)}")
+            operand_value = self.gen(operand)
+            self.emit(f"{value} = {operand_value}")
             self.indent -= 1
             self.emit("except _CelError as _e:")
             self.emit(f"    if {pending} is None: {pending} = _e")
             self.emit("else:")
             self.emit(f"    if {value} is {absorbing}: {result} = {absorbing}")
-            self.emit(
-                f"    elif {value} is not {not absorbing} and {pending} is None: "
-                f"{pending} = _no_overload({name!r}, {value})"
-            )
+            if operand_value not in self.bools:
+                self.emit(
+                    f"    elif {value} is not {not absorbing} and {pending} is None: "
+                    f"{pending} = _no_overload({name!r}, {value})"
+                )
             if i:
                 self.indent -= 1
         self.blocks -= 1
         self.emit(f"if {result} is None:")
         self.emit(f"    if {pending} is not None: raise {pending}")
         self.emit(f"    {result} = {not absorbing}")
-        return result
+        return self.boolean(result)
 
     def _expr(self, node: Any) -> str:
         cond, left, right = node.children
@@ -219,8 +229,13 @@ class _Generator(Loops):
         op_node, operand = node.children
         if op_node.data != "unary_not":
             return self.closure(node)
-        value = self.store(self.gen(operand))
-        return f"((not {value}) if ({value} is True or {value} is False) else _raise(_no_overload('!_', {value})))"
+        operand_value = self.gen(operand)
+        value = self.store(operand_value)
+        if operand_value in self.bools:
+            return self.boolean(f"(not {value})")
+        return self.boolean(
+            f"((not {value}) if ({value} is True or {value} is False) else _raise(_no_overload('!_', {value})))"
+        )
 
     def _paren_expr(self, node: Any) -> str:
         return self.gen(node.children[0])
@@ -240,21 +255,23 @@ class _Generator(Loops):
         if isinstance(right_fn, _Const):
             constant = right_fn.value
             if kind == "relation_eq" and type(constant) is str:
-                return f"(type({left}) is str and {left} == {constant!r})"
+                return self.boolean(f"(type({left}) is str and {left} == {constant!r})")
             if kind == "relation_in" and all_strings(constant):
                 members, texts = self.const(frozenset(constant)), self.const(constant)
-                return f"(({left} in {members}) if type({left}) is str else _in({left}, {texts}))"
+                return self.boolean(
+                    f"(({left} in {members}) if type({left}) is str else _in({left}, {texts}))"
+                )
         right = self.store(self.gen(right_tree))
         left_fn = self.compiled(unwrap(op_node.children[0]))
         if kind == "relation_in" and isinstance(left_fn, _Const) and type(left_fn.value) is str:
             # Not in the list by Python's == means no string element equals it either; in it, the first
             # equal element being a plain str decides it (``ops.in_`` line for line).
-            return (
+            return self.boolean(
                 f"(((True if type({right}[{right}.index({left})]) is str else _in({left}, {right})) "
                 f"if {left} in {right} else False) if type({right}) is list else _in({left}, {right}))"
             )
         if kind == "relation_ne":
-            return f"(not _eq({left}, {right}))"
+            return self.boolean(f"(not _eq({left}, {right}))")
         generic = self.const(BINARY[kind])
         symbol = _INT_COMPARISONS.get(kind)
         if symbol is None:
@@ -426,12 +443,14 @@ class _Generator(Loops):
         self.indent += 1
         self.emit(f"{result} = {self._has_field(inner)}")
         self.indent -= 1
-        return result
+        return self.boolean(result)
 
     def _has_field(self, inner: Any) -> str:
         target = self.store(self.gen(inner.children[0]))
         field = str(inner.children[1])
-        return f"(({field!r} in {target}) if type({target}) is dict else _has_other({target}, {field!r}))"
+        return self.boolean(
+            f"(({field!r} in {target}) if type({target}) is dict else _has_other({target}, {field!r}))"
+        )
 
     def _member_dot_arg(self, node: Any) -> str:
         target_tree, name = node.children[0], str(node.children[1])

@@ -37,6 +37,7 @@ class Loops:
     bound: dict[int, str]
     scope: dict[str, int]
     paths: dict[int, Any]  # slot -> the loop's speculated paths (``codegen._Paths``)
+    bools: set[str]  # generated expressions whose value is a bool
 
     def gen(self, tree: Any) -> str:
         raise NotImplementedError
@@ -51,6 +52,9 @@ class Loops:
         raise NotImplementedError
 
     def closure(self, node: Any) -> str:
+        raise NotImplementedError
+
+    def boolean(self, expr: str) -> str:
         raise NotImplementedError
 
     def new_paths(self, owner: Any) -> Any:
@@ -75,7 +79,8 @@ class Loops:
         )
         self.emit("try:")
         self.indent += 1
-        self.emit(f"{value} = {self.gen(args[-1])}")
+        predicate = self.gen(args[-1])
+        self.emit(f"{value} = {predicate}")
         self.indent -= 1
         self._leave_body(frame)
         self.emit("except _CelError as _e:")
@@ -84,12 +89,13 @@ class Loops:
         self.emit(f"if {value} is {not universal}:")
         self.emit(f"    {result} = {not universal}")
         self.emit("    break")
-        self.emit(f"if {value} is not {universal} and {error} is None: {error} = _not_bool()")
+        if predicate not in self.bools:
+            self.emit(f"if {value} is not {universal} and {error} is None: {error} = _not_bool()")
         self.blocks -= 2
         self.indent -= 1
         self.emit("else:")
         self.emit(f"    if {error} is not None: raise {error}")
-        return result
+        return self.boolean(result)
 
     def _collect(self, node: Any, name: str, slot: int, cost: int, target_tree: Any, args: list[Any]) -> str:
         """``filter`` and ``map`` (with or without a predicate) on one variable, as ``macros.collect``
