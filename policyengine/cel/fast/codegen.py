@@ -8,7 +8,9 @@ the compiler made for it, called in place. Semantics are those of the closures l
 run in the same order (each operand of a call or operator is stored before the next runs), the same
 errors are raised, a comprehension charges the same cost per iteration to the same meter, and iteration
 variables are stored in the same context slots the closures read. Nothing from the expression's source
-reaches the generated text except through ``repr`` of a string or a constant held by reference. When an
+reaches the generated text except through ``repr`` of a string or a constant held by reference. A field
+path selected more than once in a scope is looked up once (``paths``); an operand that can only be a bool
+is not checked for being one. When an
 expression would nest too deeply for Python's compiler, or anything fails, the closure is used instead.
 """
 
@@ -26,6 +28,7 @@ from policyengine.cel.fast.generated import GLOBALS
 from policyengine.cel.fast.loops import MAX_BLOCKS as _MAX_BLOCKS
 from policyengine.cel.fast.loops import Loops
 from policyengine.cel.fast.loops import Unsupported as _Unsupported
+from policyengine.cel.fast.paths import PathScope, Speculation
 from policyengine.cel.syntax import call_args, dotted_name, is_macro_call, simple_ident, unwrap
 
 Ctx = list[Any]
@@ -72,34 +75,15 @@ def generate(tree: Any, compiler: Any) -> Fn | None:
     return fn
 
 
-class _Paths:
-    """The speculated field paths of one scope (the function, for paths from a binding; a generated loop's
-    body, for paths from its variable): each held in a local, computed at the scope's start."""
-
-    __slots__ = ("code", "indent", "line", "names", "owner")
-
-    def __init__(self, owner: Any, line: int, indent: int) -> None:
-        self.owner = owner  # what the uses were counted under: "V", or the id of the loop's macro node
-        self.line = line  # the placeholder line their computation is written to (``fill``)
-        self.indent = indent
-        self.names: dict[tuple[str, ...], str] = {}  # (root, field, ...) -> its local
-        self.code: list[str] = []
-
-
-class _Generator(Loops):
+class _Generator(Speculation, Loops):
     def __init__(self, compiler: Any, speculate: frozenset[Any] | None = None) -> None:
         self.compiler = compiler
         self.consts: dict[str, Any] = {}
-        # Field paths (``c.securityContext``, ``object.spec.template.spec``) selected more than once in
-        # a scope are looked up once, at its start, where the lookup cannot fail (only exact dicts holding
-        # the key are read; anything else is ``_MISS``); each use is then one test of that local, and the
-        # code the path had without it runs where the local is ``_MISS``, so values, errors and costs are
-        # those of that code. ``speculate``: the paths to treat so; None on the pass counting ``uses``.
-        self.speculate = speculate
+        self.speculate = speculate  # the paths looked up once per scope (``paths``); None: counting uses
         self.uses: dict[tuple[Any, tuple[str, ...]], int] = {}
         self.lines: list[str] = [""]
-        self.top = _Paths("V", 0, 1)
-        self.paths: dict[int, _Paths] = {}  # slot -> the paths of the generated loop binding it
+        self.top = PathScope("V", 0, 1)
+        self.paths: dict[int, PathScope] = {}  # slot -> the paths of the generated loop binding it
         self.spec_temps = 0
         # Generated expressions (and locals) whose value can only be True or False: the checks that an
         # operand of ``&&``, ``||``, ``!`` or a predicate is a bool are left out for them.
@@ -353,54 +337,6 @@ class _Generator(Loops):
     def slot_value(self, slot: int) -> str:
         return self.bound.get(slot, f"ctx[{slot}]")
 
-    def speculated(self, paths: _Paths | None, path: tuple[str, ...]) -> tuple[str, int] | None:
-        """The local holding the longest speculated prefix of ``path`` (root, field, ...) and how many
-        fields it covers; None when there is none. On the counting pass: counts every prefix as used."""
-        if paths is None:
-            return None
-        if self.speculate is None:
-            for n in range(2, len(path) + 1):
-                key = (paths.owner, path[:n])
-                self.uses[key] = self.uses.get(key, 0) + 1
-            return None
-        for n in range(len(path), 1, -1):
-            if (paths.owner, path[:n]) in self.speculate:
-                return self._spec_name(paths, path[:n]), n - 1
-        return None
-
-    def _spec_name(self, paths: _Paths, path: tuple[str, ...]) -> str:
-        name = paths.names.get(path)
-        if name is not None:
-            return name
-        self.spec_temps += 1
-        name = paths.names[path] = f"_p{self.spec_temps}"
-        if len(path) == 1:  # a binding (the loop's own variable is never one: it is its local)
-            root = path[0]
-            paths.code.append(f"{name} = V[{root!r}] if {root!r} in V and _DOTTED not in V else _MISS")
-            return name
-        parent = self.prefix_local(paths, path)
-        field = path[-1]
-        paths.code.append(
-            f"{name} = {parent}[{field!r}] if type({parent}) is dict and {field!r} in {parent} else _MISS"
-        )
-        return name
-
-    def new_paths(self, owner: Any) -> _Paths:
-        """The speculated paths of a scope starting here (its lookups are written here by ``fill``)."""
-        self.lines.append("")
-        return _Paths(owner, len(self.lines) - 1, self.indent)
-
-    def prefix_local(self, paths: Any, path: tuple[str, ...]) -> str:
-        """The local that the speculated ``path``'s own lookup read (its prefix's, or the loop's item)."""
-        if len(path) > 2 or paths is self.top:
-            return self._spec_name(paths, path[:-1])
-        return f"_s{paths.owner[1]}"  # the loop's variable (``Loops._enter`` names it so)
-
-    def fill(self, paths: _Paths) -> None:
-        """Write the scope's speculated lookups at its start."""
-        pad = "    " * paths.indent
-        self.lines[paths.line] = "\n".join(pad + line for line in paths.code)
-
     def _ident(self, node: Any) -> str:
         name = str(node.children[0])
         slot = self.scope.get(name)
@@ -423,27 +359,7 @@ class _Generator(Loops):
         inner = unwrap(arg)
         if not (isinstance(inner, lark.Tree) and inner.data == "member_dot"):
             return self.closure(node)
-        known = None
-        dotted = dotted_name(inner)
-        if dotted is not None and dotted not in self.compiler.idents:
-            root, *fields = dotted.split(".")
-            slot = self.scope.get(root)
-            paths = self.top if slot is None else self.paths.get(slot)
-            known = self.speculated(paths, (root, *fields))
-            if known is not None and known[1] < len(fields):
-                known = None  # only the whole path's local tells whether the field is there
-        if known is None:
-            return self._has_field(inner)
-        result = self.temp()
-        self.emit(f"if {known[0]} is not _MISS: {result} = True")
-        # Not there, but what it was looked up in was a map (the path's prefix, or the loop's item).
-        parent = self.prefix_local(paths, (root, *fields))
-        self.emit(f"elif type({parent}) is dict: {result} = False")
-        self.emit("else:")
-        self.indent += 1
-        self.emit(f"{result} = {self._has_field(inner)}")
-        self.indent -= 1
-        return self.boolean(result)
+        return self.speculated_has(inner) or self._has_field(inner)
 
     def _has_field(self, inner: Any) -> str:
         target = self.store(self.gen(inner.children[0]))
