@@ -8,7 +8,9 @@ the compiler made for it, called in place. Semantics are those of the closures l
 run in the same order (each operand of a call or operator is stored before the next runs), the same
 errors are raised, a comprehension charges the same cost per iteration to the same meter, and iteration
 variables are stored in the same context slots the closures read. Nothing from the expression's source
-reaches the generated text except through ``repr`` of a string or a constant held by reference. When an
+reaches the generated text except through ``repr`` of a string or a constant held by reference. A field
+path selected more than once in a scope is looked up once (``paths``); an operand that can only be a bool
+is not checked for being one. When an
 expression would nest too deeply for Python's compiler, or anything fails, the closure is used instead.
 """
 
@@ -26,6 +28,7 @@ from policyengine.cel.fast.generated import GLOBALS
 from policyengine.cel.fast.loops import MAX_BLOCKS as _MAX_BLOCKS
 from policyengine.cel.fast.loops import Loops
 from policyengine.cel.fast.loops import Unsupported as _Unsupported
+from policyengine.cel.fast.paths import PathScope, Speculation
 from policyengine.cel.syntax import call_args, dotted_name, is_macro_call, simple_ident, unwrap
 
 Ctx = list[Any]
@@ -51,14 +54,19 @@ _STRING_METHODS = {
 
 
 def generate(tree: Any, compiler: Any) -> Fn | None:
-    """The expression as one generated function, or None to keep the compiler's closure."""
-    gen = _Generator(compiler)
+    """The expression as one generated function, or None to keep the compiler's closure. Generated twice:
+    the first pass counts which field paths it selects more than once (``_Generator.speculated``)."""
     try:
+        counting = _Generator(compiler)
+        counting.gen(tree)
+        gen = _Generator(compiler, frozenset(k for k, n in counting.uses.items() if n > 1))
         result = gen.gen(tree)
         gen.emit(f"return {result}")
-        if len(gen.lines) > _MAX_LINES:
+        gen.fill(gen.top)
+        body = "\n".join(line for line in gen.lines if line)
+        if body.count("\n") >= _MAX_LINES:
             return None
-        source = "def _cel(ctx):\n    V = ctx[0]\n" + "\n".join(gen.lines) + "\n"
+        source = "def _cel(ctx):\n    V = ctx[0]\n" + body + "\n"
         namespace = dict(GLOBALS, **gen.consts)
         exec(compile(source, "<cel>", "exec"), namespace)
     except (_Unsupported, RecursionError, SyntaxError, MemoryError, ValueError):
@@ -67,11 +75,19 @@ def generate(tree: Any, compiler: Any) -> Fn | None:
     return fn
 
 
-class _Generator(Loops):
-    def __init__(self, compiler: Any) -> None:
+class _Generator(Speculation, Loops):
+    def __init__(self, compiler: Any, speculate: frozenset[Any] | None = None) -> None:
         self.compiler = compiler
         self.consts: dict[str, Any] = {}
-        self.lines: list[str] = []
+        self.speculate = speculate  # the paths looked up once per scope (``paths``); None: counting uses
+        self.uses: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self.lines: list[str] = [""]
+        self.top = PathScope("V", 0, 1)
+        self.paths: dict[int, PathScope] = {}  # slot -> the paths of the generated loop binding it
+        self.spec_temps = 0
+        # Generated expressions (and locals) whose value can only be True or False: the checks that an
+        # operand of ``&&``, ``||``, ``!`` or a predicate is a bool are left out for them.
+        self.bools: set[str] = set()
         self.indent = 1
         self.blocks = 0
         self.depth = 0
@@ -79,6 +95,11 @@ class _Generator(Loops):
         self.closures = 0  # closures called in place so far (they read iteration variables from ctx)
         self.bound: dict[int, str] = {}  # slot -> the local holding it inside a generated loop
         self.scope: dict[str, int] = {}  # comprehension variables in scope, as the compiler had them
+
+    def boolean(self, expr: str) -> str:
+        """``expr``, noted as one whose value is a bool."""
+        self.bools.add(expr)
+        return expr
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -153,23 +174,25 @@ class _Generator(Loops):
                 self.indent += 1
             self.emit("try:")
             self.indent += 1
-            self.emit(f"{value} = {self.gen(operand)}")
+            operand_value = self.gen(operand)
+            self.emit(f"{value} = {operand_value}")
             self.indent -= 1
             self.emit("except _CelError as _e:")
             self.emit(f"    if {pending} is None: {pending} = _e")
             self.emit("else:")
             self.emit(f"    if {value} is {absorbing}: {result} = {absorbing}")
-            self.emit(
-                f"    elif {value} is not {not absorbing} and {pending} is None: "
-                f"{pending} = _no_overload({name!r}, {value})"
-            )
+            if operand_value not in self.bools:
+                self.emit(
+                    f"    elif {value} is not {not absorbing} and {pending} is None: "
+                    f"{pending} = _no_overload({name!r}, {value})"
+                )
             if i:
                 self.indent -= 1
         self.blocks -= 1
         self.emit(f"if {result} is None:")
         self.emit(f"    if {pending} is not None: raise {pending}")
         self.emit(f"    {result} = {not absorbing}")
-        return result
+        return self.boolean(result)
 
     def _expr(self, node: Any) -> str:
         cond, left, right = node.children
@@ -190,8 +213,13 @@ class _Generator(Loops):
         op_node, operand = node.children
         if op_node.data != "unary_not":
             return self.closure(node)
-        value = self.store(self.gen(operand))
-        return f"((not {value}) if ({value} is True or {value} is False) else _raise(_no_overload('!_', {value})))"
+        operand_value = self.gen(operand)
+        value = self.store(operand_value)
+        if operand_value in self.bools:
+            return self.boolean(f"(not {value})")
+        return self.boolean(
+            f"((not {value}) if ({value} is True or {value} is False) else _raise(_no_overload('!_', {value})))"
+        )
 
     def _paren_expr(self, node: Any) -> str:
         return self.gen(node.children[0])
@@ -211,21 +239,23 @@ class _Generator(Loops):
         if isinstance(right_fn, _Const):
             constant = right_fn.value
             if kind == "relation_eq" and type(constant) is str:
-                return f"(type({left}) is str and {left} == {constant!r})"
+                return self.boolean(f"(type({left}) is str and {left} == {constant!r})")
             if kind == "relation_in" and all_strings(constant):
                 members, texts = self.const(frozenset(constant)), self.const(constant)
-                return f"(({left} in {members}) if type({left}) is str else _in({left}, {texts}))"
+                return self.boolean(
+                    f"(({left} in {members}) if type({left}) is str else _in({left}, {texts}))"
+                )
         right = self.store(self.gen(right_tree))
         left_fn = self.compiled(unwrap(op_node.children[0]))
         if kind == "relation_in" and isinstance(left_fn, _Const) and type(left_fn.value) is str:
             # Not in the list by Python's == means no string element equals it either; in it, the first
             # equal element being a plain str decides it (``ops.in_`` line for line).
-            return (
+            return self.boolean(
                 f"(((True if type({right}[{right}.index({left})]) is str else _in({left}, {right})) "
                 f"if {left} in {right} else False) if type({right}) is list else _in({left}, {right}))"
             )
         if kind == "relation_ne":
-            return f"(not _eq({left}, {right}))"
+            return self.boolean(f"(not _eq({left}, {right}))")
         generic = self.const(BINARY[kind])
         symbol = _INT_COMPARISONS.get(kind)
         if symbol is None:
@@ -260,10 +290,29 @@ class _Generator(Loops):
             return self.closure(node)
         root, *fields = dotted.split(".")
         slot = self.scope.get(root)
+        if slot is None and self.blocks + 1 > _MAX_BLOCKS:
+            return self.closure(node)
+        paths = self.top if slot is None else self.paths.get(slot)
+        known = self.speculated(paths, (root, *fields))
+        if known is None:
+            return self._chain(node, root, fields, slot)
+        name, n = known
+        result = self.temp()
+        self.emit(f"if {name} is not _MISS:")
+        self.indent += 1
+        self.emit(f"{result} = {self._fields(name, fields[n:])}")
+        self.indent -= 1
+        self.emit("else:")
+        self.indent += 1
+        self.emit(f"{result} = {self._chain(node, root, fields, slot)}")
+        self.indent -= 1
+        return result
+
+    def _chain(self, node: Any, root: str, fields: list[str], slot: int | None) -> str:
+        """``root.fields...`` selected step by step (from a comprehension variable's ``slot``, or from
+        the bindings)."""
         if slot is not None:
             return self._fields(self.slot_value(slot), fields)
-        if self.blocks + 1 > _MAX_BLOCKS:
-            return self.closure(node)
         # With dotted bindings (``a.b`` bound as one name) the closure resolves the qualified name.
         result = self.temp()
         self.emit(f"if _DOTTED in V: {result} = {self.closure(node)}")
@@ -310,9 +359,14 @@ class _Generator(Loops):
         inner = unwrap(arg)
         if not (isinstance(inner, lark.Tree) and inner.data == "member_dot"):
             return self.closure(node)
+        return self.speculated_has(inner) or self._has_field(inner)
+
+    def _has_field(self, inner: Any) -> str:
         target = self.store(self.gen(inner.children[0]))
         field = str(inner.children[1])
-        return f"(({field!r} in {target}) if type({target}) is dict else _has_other({target}, {field!r}))"
+        return self.boolean(
+            f"(({field!r} in {target}) if type({target}) is dict else _has_other({target}, {field!r}))"
+        )
 
     def _member_dot_arg(self, node: Any) -> str:
         target_tree, name = node.children[0], str(node.children[1])

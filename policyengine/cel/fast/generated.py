@@ -47,7 +47,12 @@ def _add(a: Any, b: Any, ctx: Ctx) -> Any:
     return ops.add(a, b)
 
 
+# What a speculated field path's local holds when the lookup it stands for could not be done there (not
+# an exact dict, or no such key): the use runs the path's own code instead. Never a CEL value.
+MISS: Any = object()
+
 GLOBALS: dict[str, Any] = {
+    "_MISS": MISS,
     "_CelError": CelError,
     "_no_overload": no_overload,
     "_select": _select,

@@ -14,10 +14,12 @@ MAX_BLOCKS = 12  # nested for/try blocks (CPython refuses more than 20)
 class _Frame(NamedTuple):
     """What a loop's body changes in the generator, kept to put back after it."""
 
+    slot: int  # the loop variable's context slot
     slot_line: int  # the line that writes the item to its context slot
     closures: int  # closures generated before the body
     scope: dict[str, int]
     bound: dict[int, str]
+    paths: dict[int, Any]  # slot -> the speculated paths of the generated loop binding it
 
 
 class Unsupported(Exception):
@@ -34,6 +36,8 @@ class Loops:
     closures: int
     bound: dict[int, str]
     scope: dict[str, int]
+    paths: dict[int, Any]  # slot -> the loop's speculated paths (``codegen._Paths``)
+    bools: set[str]  # generated expressions whose value is a bool
 
     def gen(self, tree: Any) -> str:
         raise NotImplementedError
@@ -50,23 +54,33 @@ class Loops:
     def closure(self, node: Any) -> str:
         raise NotImplementedError
 
+    def boolean(self, expr: str) -> str:
+        raise NotImplementedError
+
+    def new_paths(self, owner: Any) -> Any:
+        raise NotImplementedError
+
+    def fill(self, paths: Any) -> None:
+        raise NotImplementedError
+
     def _macro(self, node: Any, target_tree: Any, name: str, args: list[Any]) -> str:
         recorded = self.compiler.macros.get(id(node))
         if recorded is None:
             raise Unsupported
         slots, cost = recorded
         if name in ("filter", "map") and len(slots) == 1 and self.blocks + 1 <= MAX_BLOCKS:
-            return self._collect(name, slots[0], cost, target_tree, args)
+            return self._collect(node, name, slots[0], cost, target_tree, args)
         if name not in ("all", "exists") or len(slots) != 1 or self.blocks + 2 > MAX_BLOCKS:
             return self.closure(node)
         universal = name == "all"
         error, result, value = self.temp(), self.temp(), self.temp()
         _, frame = self._enter(
-            name, slots[0], cost, target_tree, args[0], 2, f"{error} = None", f"{result} = {universal}"
+            node, name, slots[0], cost, target_tree, args[0], 2, f"{error} = None", f"{result} = {universal}"
         )
         self.emit("try:")
         self.indent += 1
-        self.emit(f"{value} = {self.gen(args[-1])}")
+        predicate = self.gen(args[-1])
+        self.emit(f"{value} = {predicate}")
         self.indent -= 1
         self._leave_body(frame)
         self.emit("except _CelError as _e:")
@@ -75,19 +89,20 @@ class Loops:
         self.emit(f"if {value} is {not universal}:")
         self.emit(f"    {result} = {not universal}")
         self.emit("    break")
-        self.emit(f"if {value} is not {universal} and {error} is None: {error} = _not_bool()")
+        if predicate not in self.bools:
+            self.emit(f"if {value} is not {universal} and {error} is None: {error} = _not_bool()")
         self.blocks -= 2
         self.indent -= 1
         self.emit("else:")
         self.emit(f"    if {error} is not None: raise {error}")
-        return result
+        return self.boolean(result)
 
-    def _collect(self, name: str, slot: int, cost: int, target_tree: Any, args: list[Any]) -> str:
+    def _collect(self, node: Any, name: str, slot: int, cost: int, target_tree: Any, args: list[Any]) -> str:
         """``filter`` and ``map`` (with or without a predicate) on one variable, as ``macros.collect``
         runs them: the same charge per item, a predicate that is not a bool an error, the first error
         of a predicate or transform the macro's."""
         out = self.temp()
-        item, frame = self._enter(name, slot, cost, target_tree, args[0], 1, f"{out} = []")
+        item, frame = self._enter(node, name, slot, cost, target_tree, args[0], 1, f"{out} = []")
         bodies = args[1:]
         if name == "filter" or len(bodies) == 2:
             keep = self.store(self.gen(bodies[0]))
@@ -100,11 +115,20 @@ class Loops:
         return out
 
     def _enter(
-        self, name: str, slot: int, cost: int, target_tree: Any, var: Any, blocks: int, *inits: str
+        self,
+        node: Any,
+        name: str,
+        slot: int,
+        cost: int,
+        target_tree: Any,
+        var: Any,
+        blocks: int,
+        *inits: str,
     ) -> tuple[str, _Frame]:
         """The head of a loop over the target's items, up to its body: the target must be a list or map;
         ``inits`` run before the loop; each item is charged ``cost`` to the meter and bound to ``var``
-        (in its context slot too, for the closures of the body). Returns the item's name and what
+        (in its context slot too, for the closures of the body), then the body's speculated paths from it
+        are looked up (``codegen._Paths``, written by ``_leave_body``). Returns the item's name and what
         ``_leave_body`` restores."""
         items = self.store(self.gen(target_tree))
         self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
@@ -118,14 +142,18 @@ class Loops:
         self.emit(f"{meter}.cost += {cost}")
         self.emit(f"if {meter}.cost >= {meter}.checkpoint: {meter}.charge(0)")
         self.emit(f"ctx[{slot}] = {item}")  # for the closures of the body that read the slot
-        frame = _Frame(len(self.lines) - 1, self.closures, self.scope, dict(self.bound))
+        frame = _Frame(
+            slot, len(self.lines) - 1, self.closures, self.scope, dict(self.bound), dict(self.paths)
+        )
         self.scope = {**self.scope, str(simple_ident(var)): slot}
         self.bound[slot] = item
+        self.paths[slot] = self.new_paths((id(node), slot))
         return item, frame
 
     def _leave_body(self, frame: _Frame) -> None:
         """After the body: the names outside the loop again; the slot is not written when no closure
         of the body reads it."""
-        self.scope, self.bound = frame.scope, frame.bound
+        self.fill(self.paths[frame.slot])
+        self.scope, self.bound, self.paths = frame.scope, frame.bound, frame.paths
         if self.closures == frame.closures:
             self.lines[frame.slot_line] = ""
