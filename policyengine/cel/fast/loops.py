@@ -36,7 +36,7 @@ class Loops:
     closures: int
     bound: dict[int, str]
     scope: dict[str, int]
-    paths: dict[int, Any]  # slot -> the loop's speculated paths (``codegen._Paths``)
+    paths: dict[int, Any]  # slot -> the loop's speculated paths (``paths.PathScope``)
     bools: set[str]  # generated expressions whose value is a bool
 
     def gen(self, tree: Any) -> str:
@@ -128,7 +128,7 @@ class Loops:
         """The head of a loop over the target's items, up to its body: the target must be a list or map;
         ``inits`` run before the loop; each item is charged ``cost`` to the meter and bound to ``var``
         (in its context slot too, for the closures of the body), then the body's speculated paths from it
-        are looked up (``codegen._Paths``, written by ``_leave_body``). Returns the item's name and what
+        are looked up (``paths.PathScope``, written by ``_leave_body``). Returns the item's name and what
         ``_leave_body`` restores."""
         items = self.store(self.gen(target_tree))
         self.emit(f"if type({items}) not in _COLLECTIONS: raise _non_collection({name!r})")
