@@ -10,10 +10,10 @@ input; a test fails when it no longer matches the packs, the grammar or lark. A 
 
 The file also says which compile-time checks each of those texts passed when it was written
 (``checked``): the declarations and result types the bundled packs compile it against
-(``frontend.check_key``),
-under the callable and type names of the checks' environment (``checks``, a fingerprint). The front end
-skips the checks of a text the file vouches for under the same key and environment (a fifth of loading
-the bundled packs); any other text, key or environment is checked as before.
+(``frontend.check_key``), under the callable and type names of the checks' environment (``checks``, a
+fingerprint). The front end skips the checks of a text the file vouches for under the same key and
+environment (a fifth of loading the bundled packs); any other text, key or environment is checked as
+before.
 """
 
 from __future__ import annotations
@@ -106,8 +106,9 @@ def _checked(fingerprint: str, checks: str) -> dict[str, frozenset[str]]:
 
 
 def vouched(source: str, key: str, fingerprint: str, checks: str) -> bool:
-    """Whether the file says ``source`` passed every compile-time check under ``key`` (``frontend.check_key``) in
-    the checks' environment ``checks``, with trees of this grammar and lark version."""
+    """Whether the file says ``source`` passed every compile-time check under ``key``
+    (``frontend.check_key``) in the checks' environment ``checks``, with trees of this grammar and lark
+    version."""
     return key in _checked(fingerprint, checks).get(source, ())
 
 
