@@ -24,6 +24,7 @@ Ref = tuple[str, str, str]
 
 MAX_MODELS = 256  # references one workload reports; more is a problem, not a larger view
 MAX_SHELL_CHARS = 64 * 1024  # a longer shell string is not tokenised (a problem says so)
+MAX_SHELL_DEPTH = 4  # shell lines inside shell lines read for models; a deeper one is a problem
 MAX_SERVE_CONFIG_CHARS = 1024 * 1024
 MAX_SERVE_CONFIG_NODES = 100_000
 
@@ -49,6 +50,7 @@ SCANNED_ENV = _REFERENCE_ENV | frozenset(REVISION_ENV)
 _SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 
+_WHITESPACE = re.compile(r"\s")
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _VARIABLE = re.compile(
@@ -182,24 +184,73 @@ def _env_refs(env: Mapping[str, str], paths: Mapping[str, str]) -> list[Ref]:
 
 
 def _argv_refs(argv: list[tuple[str, str]], env: Mapping[str, str], problems: Problems) -> list[Ref]:
-    """The argv as one command, and every element holding a shell line (``sh -c "vllm serve ..."``, or
-    any element with spaces) as the commands of that line."""
-    refs = _segment_refs([(t, p) for t, p in argv if not _is_script(t)], env)
+    """The argv as one command, and every element holding a shell line (``sh -c "vllm serve ..."``, any
+    element with spaces, or a whole variable whose value is one: Kubernetes expands ``$(VAR)`` in command
+    and args) as the commands of that line, with the lines inside it (``_script_refs``)."""
+    words: list[tuple[str, str]] = []
+    scripts: list[tuple[str, str]] = []
+    read: set[str] = set()
     for token, path in argv:
-        if _is_script(token):
-            for segment in _shell_segments(token, path, problems):
-                refs.extend(_segment_refs([(t, path) for t in segment], env))
+        line = _line(token, env, read)
+        if line is None:
+            words.append((token, path))
+        else:
+            scripts.append((line, path))
+    refs = _segment_refs(words, env)
+    for line, path in scripts:
+        refs.extend(_script_refs(line, path, env, problems, read, 1))
     return refs
 
 
-def _is_script(token: str) -> bool:
-    return any(c.isspace() for c in token)
+def _script_refs(
+    script: str, path: str, env: Mapping[str, str], problems: Problems, read: set[str], depth: int
+) -> list[Ref]:
+    """A shell line's references: each simple command's, and those of every shell line a command is
+    given (``sh -c "bash -c 'vllm serve ...'"``, ``su -c "$RUN"``), up to ``MAX_SHELL_DEPTH`` lines deep.
+    Each nested line is a part of its parent's text or a variable's value read once (``_line``), so a
+    container's lines are tokenised in at most ``MAX_SHELL_DEPTH`` times its own text."""
+    refs: list[Ref] = []
+    for segment in _shell_segments(script, path, problems):
+        refs.extend(_segment_refs([(t, path) for t in segment], env))
+        lines = [line for line in (_line(t, env, read) for t in segment) if line is not None]
+        if lines and depth >= MAX_SHELL_DEPTH:
+            message = f"shell line nested more than {MAX_SHELL_DEPTH} deep is not read for model references"
+            problem(problems, path, message)
+            continue
+        for line in lines:
+            refs.extend(_script_refs(line, path, env, problems, read, depth + 1))
+    return refs
+
+
+def _line(token: str, env: Mapping[str, str], read: set[str]) -> str | None:
+    """The shell line ``token`` is: itself when it holds whitespace, or the value of the variable it
+    wholly names when that value does (each variable once per container, in ``read``: a line naming
+    ``$RUN`` a thousand times tokenises its value once); None for a plain word."""
+    if is_script(token):
+        return token
+    if "$" not in token:
+        return None
+    match = _VARIABLE.fullmatch(token.strip())
+    if match is None:
+        return None
+    name = next(g for g in match.groups() if g)
+    value = env.get(name)
+    if value is None or name in read or not is_script(value):
+        return None
+    read.add(name)
+    return value
+
+
+def is_script(token: str) -> bool:
+    """Whether an argv element holds whitespace (a shell line): one regex scan, not a generator over
+    its characters (``\\s`` matches exactly the characters ``str.isspace`` does)."""
+    return _WHITESPACE.search(token) is not None
 
 
 def _shell_segments(script: str, path: str, problems: Problems) -> list[list[str]]:
     """The simple commands of a shell line, split at ``;``, ``&&``, ``|``...; odd quoting never fails."""
-    if "model" not in script.lower() and "serve" not in script:
-        return []  # no server invocation to find: not worth tokenising
+    if "model" not in script.lower() and "serve" not in script and "$" not in script:
+        return []  # no server invocation, nor a variable that may hold one: not worth tokenising
     if len(script) > MAX_SHELL_CHARS:
         message = (
             f"shell command line of {len(script)} characters is not read for model references "

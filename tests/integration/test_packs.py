@@ -112,6 +112,7 @@ def test_model_findings_point_at_the_line_that_names_the_model(
         "vllm-args": "args: [",  # --model=... inside the args list
         "tgi-env": "{name: MODEL_ID",
         "sglang-shell": "command: [",  # the sh -c line
+        "nested-shell": "command: [",  # the line of the shell inside the shell, a variable's value
         "kserve-multi": '{uri: "hf://microsoft',
         "kserve-storage-key": "storage: {key",
         "modelcar": "image: {reference",

@@ -159,6 +159,7 @@ def test_check_and_validate_agree_on_every_manifest(
         "vllm-args",
         "tgi-env",
         "sglang-shell",
+        "nested-shell",
         "kserve-multi",
         "kserve-storage-key",
         "modelcar",

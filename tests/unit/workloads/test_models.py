@@ -4,12 +4,14 @@ an attacker controls there is read within bounds."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any
 
 import pytest
 
 from policyengine.workloads import describe
-from policyengine.workloads.models import MAX_MODELS, MAX_SHELL_CHARS, classify
+from policyengine.workloads.models import MAX_MODELS, MAX_SHELL_CHARS, MAX_SHELL_DEPTH, classify, is_script
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -77,6 +79,83 @@ def test_shell_lines_are_tokenised() -> None:
     assert models(deployment(command=["sh", "-c", line])) == [
         ("hf://org/m:main", f"{C}.command[2]", "command")
     ]
+
+
+def test_a_shell_line_is_any_element_holding_whitespace_as_str_isspace_knows_it() -> None:
+    """Every code point: the one-scan test agrees with ``str.isspace`` (non-breaking and ideographic
+    spaces, the line and paragraph separators, the ASCII separators 0x1c-0x1f included)."""
+    spaces = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    assert [c for c in range(sys.maxunicode + 1) if is_script(f"--model{chr(c)}x")] == spaces
+    assert not is_script("--model=org/m")
+
+
+def test_words_and_shell_lines_of_one_argv_keep_their_order() -> None:
+    argv = ["--model", "org/a", "vllm serve org/b", "--revision", "main", "python -m x --model org/c"]
+    assert [m[0] for m in models(deployment(args=argv))] == ["hf://org/a:main", "hf://org/b", "hf://org/c"]
+
+
+def nested(line: str, depth: int) -> str:
+    """``line`` run by ``depth`` shells, each given the next one's line: sh -c 'sh -c '"'"'...'"'"''."""
+    for _ in range(depth - 1):
+        line = "sh -c " + shlex.quote(line)
+    return line
+
+
+@pytest.mark.parametrize("depth", range(1, MAX_SHELL_DEPTH + 1))
+def test_a_shell_line_inside_a_shell_line_is_read(depth: int) -> None:
+    for launch in ("vllm serve org/m", "exec python3 -m vllm.entrypoints.openai.api_server --model=org/m"):
+        view = describe(deployment(command=["bash", "-c", nested(launch, depth)]))
+        assert [(m["uri"], m["path"]) for m in view["models"]] == [("hf://org/m", f"{C}.command[2]")]
+        assert view["modelProblems"] == []
+
+
+def test_a_shell_line_nested_past_the_bound_is_a_problem_not_a_pass() -> None:
+    view = describe(deployment(command=["sh", "-c", nested("vllm serve org/m", MAX_SHELL_DEPTH + 1)]))
+    assert view["models"] == []
+    assert view["modelProblems"] == [
+        {
+            "path": f"{C}.command[2]",
+            "message": f"shell line nested more than {MAX_SHELL_DEPTH} deep is not read for model references",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        (["sh", "-c", "$RUN"], None),
+        (["sh", "-c", "set -e; ${RUN}"], None),
+        (["sh", "-c"], ["$(RUN)"]),  # Kubernetes expands $(RUN) in args before the shell runs
+        (["/entrypoint.sh"], ["$(RUN)"]),
+        (["su", "app", "-c", 'bash -c "$RUN"'], None),
+    ],
+)
+def test_a_variable_holding_a_shell_line_is_read_as_one(command: list[str], args: list[str] | None) -> None:
+    container: dict[str, Any] = {"command": command, "env": [{"name": "RUN", "value": "vllm serve org/m"}]}
+    if args is not None:
+        container["args"] = args
+    assert [m["uri"] for m in describe(deployment(**container))["models"]] == ["hf://org/m"]
+
+
+def test_a_variable_named_many_times_is_tokenised_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile: a 60 KB line in one variable, named 10,000 times by nested lines and the argv. Every
+    character tokenised is the container's own text or the variable's value read once, within the
+    depth bound: nothing multiplies what the object holds."""
+    run = "vllm serve org/m " + " ".join(f"--flag-{i}" for i in range(5_000))
+    names = " ".join(["$RUN"] * 10_000)
+    argv = ["sh", "-c", nested(names, 3), *(["$(RUN)"] * 1_000)]
+    tokenised: list[int] = []
+    real = shlex.shlex
+
+    def counting(text: str, *args: Any, **kwargs: Any) -> shlex.shlex:
+        tokenised.append(len(text))
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(shlex, "shlex", counting)
+    view = describe(deployment(command=argv, env=[{"name": "RUN", "value": run}]))
+    assert [m["uri"] for m in view["models"]] == ["hf://org/m"]
+    own = sum(len(a) for a in argv)
+    assert sum(tokenised) <= MAX_SHELL_DEPTH * own + len(run)
 
 
 @pytest.mark.parametrize(
