@@ -1,37 +1,28 @@
-"""Model references named where serving and training stacks name them: server command lines and
-environment variables, KServe ``storageUris`` and ``storage``, image volumes and Ray Serve configs.
+"""Model references named where serving and training stacks name them: server command lines
+(``commandline``) and environment variables, KServe ``storageUris`` and ``storage``, image volumes and
+Ray Serve configs.
 
-Each reference comes with the field path it was read from. Everything read here is bounded: a shell
-string is tokenised only up to ``MAX_SHELL_CHARS``, a Ray serve config is read by the loader's bounded
-YAML reader, and a workload reports at most ``MAX_MODELS`` references; a bound passed is a problem.
+Each reference comes with the field path it was read from. Everything read here is bounded: shell lines
+as ``commandline`` says, a Ray serve config by the loader's bounded YAML reader, and a workload reports
+at most ``MAX_MODELS`` references; a bound passed is a problem.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
 
+from policyengine.workloads.commandline import Ref, argv_refs, classify, with_revision
 from policyengine.workloads.values import Problems, as_dict, as_list, path_key, problem, storage_uris_in
 from policyengine.yamlnodes import Expansion, check_expansion
 from policyengine.yamlreader import BoundedLoader
 
-# A reference found: (uri, field path, source). uri "" is a model named without a URI.
-Ref = tuple[str, str, str]
-
 MAX_MODELS = 256  # references one workload reports; more is a problem, not a larger view
-MAX_SHELL_CHARS = 64 * 1024  # a longer shell string is not tokenised (a problem says so)
-MAX_SHELL_DEPTH = 4  # shell lines inside shell lines read for models; a deeper one is a problem
 MAX_SERVE_CONFIG_CHARS = 1024 * 1024
 MAX_SERVE_CONFIG_NODES = 100_000
 
-# Flags naming the model a server loads: vLLM --model, TGI and KServe's huggingface server --model-id,
-# SGLang --model-path. Underscores are read as dashes, as vLLM's and KServe's parsers do.
-MODEL_FLAGS = frozenset({"--model", "--model-id", "--model-path"})
-REVISION_FLAG = "--revision"
 # Environment variables the servers read the model from. MODEL_ID: TGI; HF_MODEL_ID: Hugging Face's
 # SageMaker and inference containers; NIM_MODEL_NAME (NIM 1.x) and NIM_MODEL_PATH (NIM 2.x): NVIDIA NIM.
 MODEL_ENV = frozenset({"MODEL_ID", "HF_MODEL_ID", "NIM_MODEL_NAME", "NIM_MODEL_PATH"})
@@ -47,48 +38,6 @@ _REFERENCE_ENV = MODEL_ENV | NAMED_ENV | {INITIALIZER_ENV}
 _MODEL_NAMES = MODEL_ENV | NAMED_ENV  # the names _env_refs reads a model from
 # Every env name ``container_refs`` reads by name: a scanner walking the env anyway keeps only these.
 SCANNED_ENV = _REFERENCE_ENV | frozenset(REVISION_ENV)
-_SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
-_SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
-
-_WHITESPACE = re.compile(r"\s")
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-_HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-_VARIABLE = re.compile(
-    r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
-)
-
-
-def classify(value: str, bare_name: bool) -> str | None:
-    """The model reference a server reads from ``value``: a URI as written (``s3://``, ``hf://``,
-    ``oci://``, MLflow ``models:/``), a Hugging Face id ``org/name`` as ``hf://org/name`` (a bare
-    ``name`` too when ``bare_name``), an unresolved ``$VAR`` as written (it cannot be checked, so it
-    must not pass as approved); None for a local path, which another field filled."""
-    value = value.strip()
-    if not value or value[0] in "/.~":
-        return None
-    if "://" in value or value.startswith(("models:/", "runs:/")) or "$" in value:
-        return value
-    if _HUB_ID.fullmatch(value) or (bare_name and _HUB_NAME.fullmatch(value)):
-        return f"hf://{value}"
-    return None
-
-
-def with_revision(uri: str, revision: str) -> str:
-    """``hf://org/name`` at a revision, written ``hf://org/name:<revision>`` (a 40-hex commit is a pin)."""
-    revision = revision.strip()
-    if revision and uri.startswith("hf://") and ":" not in uri[5:] and "@" not in uri[5:]:
-        return f"{uri}:{revision}"
-    return uri
-
-
-def _resolve(value: str, env: Mapping[str, str]) -> str:
-    """``$(VAR)`` (Kubernetes) and ``$VAR`` / ``${VAR}`` (shell) when the whole value is one variable
-    whose literal value the container's env gives."""
-    match = _VARIABLE.fullmatch(value.strip())
-    if match:
-        name = next(g for g in match.groups() if g)
-        return env.get(name, value)
-    return value
 
 
 # --- containers -------------------------------------------------------------------------------------
@@ -114,7 +63,7 @@ def env_values(container: Mapping[str, Any]) -> EnvValues:
 
 class ContainerEnv(Mapping[str, str]):
     """A container's literal env values by name (``env_values``), read on first use: only a command-line
-    token that is a whole variable reference (``_resolve``) looks one up, so most containers, and their
+    token that is a whole variable reference (``commandline.resolve``) looks one up, so most containers, and their
     long env lists, are never read into a map for it."""
 
     __slots__ = ("_container", "_values")
@@ -161,7 +110,7 @@ def container_refs(
             if isinstance(arg, str):
                 argv.append((arg, f"{path}.{key}[{i}]"))
     if argv:  # a variable a token names may be any env entry, not only those ``walked`` holds
-        refs.extend(_argv_refs(argv, env if walked is None else ContainerEnv(container), problems))
+        refs.extend(argv_refs(argv, env if walked is None else ContainerEnv(container), problems))
     return refs
 
 
@@ -181,137 +130,6 @@ def _env_refs(env: Mapping[str, str], paths: Mapping[str, str]) -> list[Ref]:
         if uri is not None:
             refs.append((with_revision(uri, revision), paths[name], "env"))
     return refs
-
-
-def _argv_refs(argv: list[tuple[str, str]], env: Mapping[str, str], problems: Problems) -> list[Ref]:
-    """The argv as one command, and every element holding a shell line (``sh -c "vllm serve ..."``, any
-    element with spaces, or a whole variable whose value is one: Kubernetes expands ``$(VAR)`` in command
-    and args) as the commands of that line, with the lines inside it (``_script_refs``)."""
-    words: list[tuple[str, str]] = []
-    scripts: list[tuple[str, str]] = []
-    read: set[str] = set()
-    for token, path in argv:
-        line = _line(token, env, read)
-        if line is None:
-            words.append((token, path))
-        else:
-            scripts.append((line, path))
-    refs = _segment_refs(words, env)
-    for line, path in scripts:
-        refs.extend(_script_refs(line, path, env, problems, read, 1))
-    return refs
-
-
-def _script_refs(
-    script: str, path: str, env: Mapping[str, str], problems: Problems, read: set[str], depth: int
-) -> list[Ref]:
-    """A shell line's references: each simple command's, and those of every shell line a command is
-    given (``sh -c "bash -c 'vllm serve ...'"``, ``su -c "$RUN"``), up to ``MAX_SHELL_DEPTH`` lines deep.
-    Each nested line is a part of its parent's text or a variable's value read once (``_line``), so a
-    container's lines are tokenised in at most ``MAX_SHELL_DEPTH`` times its own text."""
-    refs: list[Ref] = []
-    for segment in _shell_segments(script, path, problems):
-        refs.extend(_segment_refs([(t, path) for t in segment], env))
-        lines = [line for line in (_line(t, env, read) for t in segment) if line is not None]
-        if lines and depth >= MAX_SHELL_DEPTH:
-            message = f"shell line nested more than {MAX_SHELL_DEPTH} deep is not read for model references"
-            problem(problems, path, message)
-            continue
-        for line in lines:
-            refs.extend(_script_refs(line, path, env, problems, read, depth + 1))
-    return refs
-
-
-def _line(token: str, env: Mapping[str, str], read: set[str]) -> str | None:
-    """The shell line ``token`` is: itself when it holds whitespace, or the value of the variable it
-    wholly names when that value does (each variable once per container, in ``read``: a line naming
-    ``$RUN`` a thousand times tokenises its value once); None for a plain word."""
-    if is_script(token):
-        return token
-    if "$" not in token:
-        return None
-    match = _VARIABLE.fullmatch(token.strip())
-    if match is None:
-        return None
-    name = next(g for g in match.groups() if g)
-    value = env.get(name)
-    if value is None or name in read or not is_script(value):
-        return None
-    read.add(name)
-    return value
-
-
-def is_script(token: str) -> bool:
-    """Whether an argv element holds whitespace (a shell line): one regex scan, not a generator over
-    its characters (``\\s`` matches exactly the characters ``str.isspace`` does)."""
-    return _WHITESPACE.search(token) is not None
-
-
-def _shell_segments(script: str, path: str, problems: Problems) -> list[list[str]]:
-    """The simple commands of a shell line, split at ``;``, ``&&``, ``|``...; odd quoting never fails."""
-    if "model" not in script.lower() and "serve" not in script and "$" not in script:
-        return []  # no server invocation, nor a variable that may hold one: not worth tokenising
-    if len(script) > MAX_SHELL_CHARS:
-        message = (
-            f"shell command line of {len(script)} characters is not read for model references "
-            f"(at most {MAX_SHELL_CHARS})"
-        )
-        problem(problems, path, message)
-        return []
-    lexer = shlex.shlex(script, posix=True, punctuation_chars=";&|")
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    try:
-        tokens = list(lexer)
-    except ValueError:  # an unclosed quote: read the words as they stand
-        tokens = re.split(r"(;|&&|\|\||\||&)|\s+", script.replace('"', " ").replace("'", " "))
-        tokens = [t for t in tokens if t]
-    segments: list[list[str]] = [[]]
-    for token in tokens:
-        if token in _SEPARATORS:
-            segments.append([])
-        else:
-            segments[-1].append(token)
-    return [s for s in segments if s]
-
-
-def _segment_refs(tokens: Sequence[tuple[str, str]], env: Mapping[str, str]) -> list[Ref]:
-    """References of one simple command: model flags, ``vllm serve <model>``, and ``--revision``."""
-    found: list[tuple[str, str]] = []
-    revision = ""
-    i = 0
-    while i < len(tokens):
-        token, path = tokens[i]
-        name, eq, value = token.partition("=")
-        flag = name.replace("_", "-") if name.startswith("--") else ""
-        if flag in MODEL_FLAGS or flag == REVISION_FLAG:
-            if not eq:
-                if i + 1 >= len(tokens):
-                    break
-                value, path = tokens[i + 1]
-                i += 1
-            value = _resolve(value, env)
-            if flag == REVISION_FLAG:
-                revision = value
-            else:
-                found.append((value, path))
-        elif _program(token) in ("vllm", "sglang") and i + 2 < len(tokens) and tokens[i + 1][0] == "serve":
-            positional, ppath = tokens[i + 2]
-            if not positional.startswith("-"):
-                found.append((_resolve(positional, env), ppath))
-                i += 2
-        i += 1
-    refs: list[Ref] = []
-    for value, path in found:
-        uri = classify(value, bare_name=True)
-        if uri is not None:
-            source = "command" if ".command[" in path else "args"
-            refs.append((with_revision(uri, revision), path, source))
-    return refs
-
-
-def _program(token: str) -> str:
-    return token.rsplit("/", 1)[-1]
 
 
 # --- KServe, volumes, Ray -------------------------------------------------------------------------

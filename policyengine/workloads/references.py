@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyengine.memo import MEMO_KEY, MEMO_SIZE, remembered
+from policyengine.workloads.commandline import Ref
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
 from policyengine.workloads.located import Locate, Located
 from policyengine.workloads.models import (
@@ -18,7 +19,6 @@ from policyengine.workloads.models import (
     MODEL_INITIALIZER,
     SCANNED_ENV,
     EnvValues,
-    Ref,
     container_refs,
     image_volume_refs,
     kserve_block_refs,

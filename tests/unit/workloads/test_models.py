@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from policyengine.workloads import describe
-from policyengine.workloads.models import MAX_MODELS, MAX_SHELL_CHARS, MAX_SHELL_DEPTH, classify, is_script
+from policyengine.workloads.commandline import MAX_SHELL_CHARS, MAX_SHELL_DEPTH, classify, is_script
+from policyengine.workloads.models import MAX_MODELS
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -92,6 +93,40 @@ def test_a_shell_line_is_any_element_holding_whitespace_as_str_isspace_knows_it(
 def test_words_and_shell_lines_of_one_argv_keep_their_order() -> None:
     argv = ["--model", "org/a", "vllm serve org/b", "--revision", "main", "python -m x --model org/c"]
     assert [m[0] for m in models(deployment(args=argv))] == ["hf://org/a:main", "hf://org/b", "hf://org/c"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "uri"),
+    [
+        (["vllm", "serve", "org/m", "--port", "8000"], "hf://org/m"),
+        (["vllm", "serve", "--port", "8000", "org/m"], "hf://org/m"),  # argparse takes options first
+        (["vllm", "serve", "--dtype", "bfloat16", "--port=8000", "gpt2"], "hf://gpt2"),
+        (["vllm", "serve", "--enforce-eager", "org/m"], "hf://org/m"),  # a flag without a value
+        (["vllm", "serve", "--tensor-parallel-size", "4", "--", "org/m"], "hf://org/m"),
+        (["vllm", "serve", "--port", "8000", "--model", "org/m"], "hf://org/m"),
+        (["sh", "-c", "(vllm serve org/m)"], "hf://org/m"),  # a subshell
+        (["sh", "-c", "echo $(vllm serve org/m)"], "hf://org/m"),  # a command substitution
+        (["sh", "-c", "`vllm serve --model org/m`"], "hf://org/m"),
+    ],
+)
+def test_the_served_model_is_found_wherever_the_command_line_puts_it(argv: list[str], uri: str) -> None:
+    view = describe(deployment(command=argv))
+    assert [m["uri"] for m in view["models"]] == [uri]
+    assert view["modelProblems"] == []
+
+
+def test_a_served_model_that_cannot_be_told_from_option_values_is_a_problem() -> None:
+    """``--enforce-eager gpt2`` or ``--port gpt2``: a bare word after an option may be its value; rather
+    than guess (and pass a server whose model was never read), the view says it cannot tell."""
+    view = describe(deployment(args=["vllm", "serve", "--enforce-eager", "gpt2"]))
+    assert view["models"] == []
+    assert view["modelProblems"] == [
+        {
+            "path": f"{C}.args[3]",
+            "message": "the model of a `serve` command cannot be told apart from its options' values "
+            "(gpt2): name it first or with --model",
+        }
+    ]
 
 
 def nested(line: str, depth: int) -> str:
