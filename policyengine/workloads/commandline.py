@@ -26,7 +26,16 @@ _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 _WHITESPACE = re.compile(r"\s")
 _OPENERS = re.compile(r"^(?:\$?\(|`)+")  # a subshell, substitution or backquote opening at a word
 _CLOSERS = re.compile(r"[)`]+$")
-_SERVERS = frozenset({"vllm", "sglang"})  # ``<server> serve <model>``
+# Servers given their model as a positional argument: the words between the program and the model
+# (``vllm serve <model>``, ``lmdeploy serve api_server <model>``, ``trtllm-serve <model>``), and the
+# subcommand words that may stand before it (``trtllm-serve embeddings <model>``).
+_SERVE_WORDS = {
+    "vllm": ("serve",),
+    "sglang": ("serve",),
+    "lmdeploy": ("serve", "api_server"),
+    "trtllm-serve": (),
+}
+_SUBCOMMANDS = frozenset({"serve", "embeddings", "rerank", "mm_embedding_serve"})
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _VARIABLE = re.compile(
@@ -180,8 +189,10 @@ def _segment_refs(tokens: Sequence[tuple[str, str]], env: Mapping[str, str], pro
                 revision = value
             else:
                 found.append((value, path))
-        elif _program(token) in _SERVERS and i + 1 < len(tokens) and tokens[i + 1][0] == "serve":
-            positional, maybe = _served(tokens, i + 2)
+        elif (words := _SERVE_WORDS.get(_program(token))) is not None and _follow(tokens, i + 1, words):
+            positional, maybe = _served(
+                tokens, i + 1 + len(words), _SUBCOMMANDS if not words else frozenset()
+            )
             found.extend((resolve(_closed(v), env), p) for v, p in positional)
             uncertain.extend(maybe)
         i += 1
@@ -196,13 +207,19 @@ def _segment_refs(tokens: Sequence[tuple[str, str]], env: Mapping[str, str], pro
     return refs
 
 
+def _follow(tokens: Sequence[tuple[str, str]], start: int, words: tuple[str, ...]) -> bool:
+    """Whether ``words`` come at ``start``, with a word after them (the model, or its options)."""
+    end = start + len(words)
+    return end < len(tokens) and all(tokens[start + k][0] == w for k, w in enumerate(words))
+
+
 def _served(
-    tokens: Sequence[tuple[str, str]], start: int
+    tokens: Sequence[tuple[str, str]], start: int, subcommands: frozenset[str]
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The model ``vllm serve`` is given as its positional argument, which options may come before
     (argparse reads ``vllm serve --port 8000 org/m``): the first word that is not right after an option
-    written without ``=``, and the words before it that are (each may be that option's value or the
-    model: ``--enforce-eager org/m`` takes no value, ``--port 8000`` does)."""
+    written without ``=`` (past one of ``subcommands``), and the words before it that are (each may be
+    that option's value or the model: ``--enforce-eager org/m`` takes no value, ``--port 8000`` does)."""
     uncertain: list[tuple[str, str]] = []
     after_option = False
     for token, path in tokens[start:]:
@@ -211,6 +228,8 @@ def _served(
         elif after_option:
             uncertain.append((token, path))
             after_option = False
+        elif token in subcommands:
+            subcommands = frozenset()
         else:
             return [(token, path)], uncertain
     return [], uncertain

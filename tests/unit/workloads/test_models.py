@@ -107,6 +107,11 @@ def test_words_and_shell_lines_of_one_argv_keep_their_order() -> None:
         (["sh", "-c", "(vllm serve org/m)"], "hf://org/m"),  # a subshell
         (["sh", "-c", "echo $(vllm serve org/m)"], "hf://org/m"),  # a command substitution
         (["sh", "-c", "`vllm serve --model org/m`"], "hf://org/m"),
+        (["trtllm-serve", "org/m", "--tp_size", "2"], "hf://org/m"),  # TensorRT-LLM
+        (["trtllm-serve", "--backend", "pytorch", "--port", "8000", "org/m"], "hf://org/m"),
+        (["trtllm-serve", "embeddings", "org/m"], "hf://org/m"),
+        (["lmdeploy", "serve", "api_server", "org/m", "--server-port", "23333"], "hf://org/m"),
+        (["sh", "-c", "mpirun -n 2 trtllm-llmapi-launch trtllm-serve org/m"], "hf://org/m"),
     ],
 )
 def test_the_served_model_is_found_wherever_the_command_line_puts_it(argv: list[str], uri: str) -> None:
