@@ -80,45 +80,61 @@ def argv_refs(argv: list[tuple[str, str]], env: Mapping[str, str], problems: Pro
     """The argv as one command, and every element holding a shell line (``sh -c "vllm serve ..."``, any
     element with spaces, or a whole variable whose value is one: Kubernetes expands ``$(VAR)`` in command
     and args) as the commands of that line, with the lines inside it (``_script_refs``)."""
+    reading = _Reading(env, problems)
     words: list[tuple[str, str]] = []
     scripts: list[tuple[str, str]] = []
-    read: set[str] = set()
     for token, path in argv:
-        line = _line(token, env, read)
+        line = _line(token, reading)
         if line is None:
             words.append((token, path))
         else:
             scripts.append((line, path))
-    refs = _segment_refs(words, env, problems)
+    refs = _segment_refs(words, reading)
     for line, path in scripts:
-        refs.extend(_script_refs(line, path, env, problems, read, 1))
+        refs.extend(_script_refs(line, path, reading, 1))
     return refs
 
 
-def _script_refs(
-    script: str, path: str, env: Mapping[str, str], problems: Problems, read: set[str], depth: int
-) -> list[Ref]:
+class _Reading:
+    """One container's command line being read: its env, the variables already read as lines (each once:
+    a line naming ``$RUN`` a thousand times tokenises its value once), and the kinds of problem already
+    reported (each once: a line of a thousand unreadable commands is one problem, not a thousand)."""
+
+    __slots__ = ("env", "problems", "reported", "variables")
+
+    def __init__(self, env: Mapping[str, str], problems: Problems) -> None:
+        self.env = env
+        self.problems = problems
+        self.variables: set[str] = set()
+        self.reported: set[str] = set()
+
+    def problem(self, kind: str, path: str, message: str) -> None:
+        if kind not in self.reported:
+            self.reported.add(kind)
+            problem(self.problems, path, message)
+
+
+def _script_refs(script: str, path: str, reading: _Reading, depth: int) -> list[Ref]:
     """A shell line's references: each simple command's, and those of every shell line a command is
     given (``sh -c "bash -c 'vllm serve ...'"``, ``su -c "$RUN"``), up to ``MAX_SHELL_DEPTH`` lines deep.
     Each nested line is a part of its parent's text or a variable's value read once (``_line``), so a
     container's lines are tokenised in at most ``MAX_SHELL_DEPTH`` times its own text."""
     refs: list[Ref] = []
-    for segment in _shell_segments(script, path, problems):
-        refs.extend(_segment_refs([(t, path) for t in segment], env, problems))
-        lines = [line for line in (_line(t, env, read) for t in segment) if line is not None]
+    for segment in _shell_segments(script, path, reading.problems):
+        refs.extend(_segment_refs([(t, path) for t in segment], reading))
+        lines = [line for line in (_line(t, reading) for t in segment) if line is not None]
         if lines and depth >= MAX_SHELL_DEPTH:
             message = f"shell line nested more than {MAX_SHELL_DEPTH} deep is not read for model references"
-            problem(problems, path, message)
+            reading.problem("deep", path, message)
             continue
         for line in lines:
-            refs.extend(_script_refs(line, path, env, problems, read, depth + 1))
+            refs.extend(_script_refs(line, path, reading, depth + 1))
     return refs
 
 
-def _line(token: str, env: Mapping[str, str], read: set[str]) -> str | None:
+def _line(token: str, reading: _Reading) -> str | None:
     """The shell line ``token`` is: itself when it holds whitespace, or the value of the variable it
-    wholly names when that value does (each variable once per container, in ``read``: a line naming
-    ``$RUN`` a thousand times tokenises its value once); None for a plain word."""
+    wholly names when that value does (each variable once per container); None for a plain word."""
     if is_script(token):
         return token
     if "$" not in token:
@@ -127,10 +143,10 @@ def _line(token: str, env: Mapping[str, str], read: set[str]) -> str | None:
     if match is None:
         return None
     name = next(g for g in match.groups() if g)
-    value = env.get(name)
-    if value is None or name in read or not is_script(value):
+    value = reading.env.get(name)
+    if value is None or name in reading.variables or not is_script(value):
         return None
-    read.add(name)
+    reading.variables.add(name)
     return value
 
 
@@ -168,8 +184,9 @@ def _shell_segments(script: str, path: str, problems: Problems) -> list[list[str
     return [s for s in segments if s]
 
 
-def _segment_refs(tokens: Sequence[tuple[str, str]], env: Mapping[str, str], problems: Problems) -> list[Ref]:
+def _segment_refs(tokens: Sequence[tuple[str, str]], reading: _Reading) -> list[Ref]:
     """References of one simple command: model flags, ``vllm serve <model>``, and ``--revision``."""
+    env = reading.env
     found: list[tuple[str, str]] = []
     uncertain: list[tuple[str, str]] = []
     revision = ""
@@ -197,7 +214,7 @@ def _segment_refs(tokens: Sequence[tuple[str, str]], env: Mapping[str, str], pro
             uncertain.extend(maybe)
         i += 1
     if uncertain and not found:
-        found.extend(_uncertain_models(uncertain, env, problems))
+        found.extend(_uncertain_models(uncertain, reading))
     refs: list[Ref] = []
     for value, path in found:
         uri = classify(value, bare_name=True)
@@ -235,19 +252,18 @@ def _served(
     return [], uncertain
 
 
-def _uncertain_models(
-    words: list[tuple[str, str]], env: Mapping[str, str], problems: Problems
-) -> list[tuple[str, str]]:
+def _uncertain_models(words: list[tuple[str, str]], reading: _Reading) -> list[tuple[str, str]]:
     """A served model no word names for certain: the words that read as a model (``org/name`` or a URI;
     ``8000`` or ``bfloat16`` do not), or a problem when none does, so the server is never passed for want
     of a model the view could not tell apart from option values."""
-    models = [(v, p) for v, p in ((resolve(_closed(w), env), p) for w, p in words) if classify(v, False)]
+    resolved = ((resolve(_closed(w), reading.env), p) for w, p in words)
+    models = [(v, p) for v, p in resolved if classify(v, False)]
     if not models:
         message = (
             "the model of a `serve` command cannot be told apart from its options' values "
             f"({' '.join(w for w, _ in words[:4])[:200]}): name it first or with --model"
         )
-        problem(problems, words[0][1], message)
+        reading.problem("uncertain", words[0][1], message)
     return models
 
 

@@ -177,6 +177,19 @@ def test_a_variable_holding_a_shell_line_is_read_as_one(command: list[str], args
     assert [m["uri"] for m in describe(deployment(**container))["models"]] == ["hf://org/m"]
 
 
+def test_a_line_of_a_thousand_unreadable_commands_is_one_problem_of_each_kind() -> None:
+    """Hostile: thousands of ambiguous ``serve`` commands and thousands of lines past the depth bound in
+    one container: each kind is reported once, so the view's problems stay as small as a benign one's."""
+    ambiguous = "; ".join(["vllm serve --enforce-eager gpt2"] * 1_000)
+    deep = nested("; ".join(["run 'serve x'"] * 2_000), MAX_SHELL_DEPTH)
+    view = describe(deployment(command=["sh", "-c", ambiguous], args=[deep]))
+    assert view["models"] == []
+    assert sorted(p["message"].split(" ")[0] + " " + p["path"] for p in view["modelProblems"]) == [
+        f"shell {C}.args[0]",
+        f"the {C}.command[2]",
+    ]
+
+
 def test_a_variable_named_many_times_is_tokenised_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hostile: a 60 KB line in one variable, named 10,000 times by nested lines and the argv. Every
     character tokenised is the container's own text or the variable's value read once, within the
