@@ -134,6 +134,7 @@ from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.byproduct import product_gpus
 from policyengine.workloads.charge import is_template, no_charge, whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
+from policyengine.workloads.deviceenv import device_env
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.extended import add_extended, container_extended, extended_resources
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
@@ -327,6 +328,7 @@ def _template_view(
             gpus, container_extended(site.container, resources_path, rules, extended, problems)
         )
         counted.append((site, gpus["byResource"]))
+        device_env(site.container, site.path, gpus["byResource"], problems)
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))
         containers.append(
