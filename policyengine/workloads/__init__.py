@@ -134,7 +134,7 @@ from policyengine.workloads.accelerators import asks_for_accelerator
 from policyengine.workloads.byproduct import product_gpus
 from policyengine.workloads.charge import is_template, no_charge, whole_charge
 from policyengine.workloads.claims import NO_CLAIMS, ClaimObjects, DeviceClasses
-from policyengine.workloads.deviceenv import device_env
+from policyengine.workloads.deviceenv import device_problems
 from policyengine.workloads.dra import PodClaims, Resolver, breakdown
 from policyengine.workloads.extended import add_extended, container_extended, extended_resources
 from policyengine.workloads.kinds import AI_KINDS, ContainerSite, PodTemplate, find_templates
@@ -204,14 +204,14 @@ def describe(
         views.append(view)
         pod_claims.append(mark_group_claims(obj, t.spec, t.path, claims, resolver.namespace, problems, dra))
     found = collect_references(obj, metadata, templates, storage_classes, located)
+    device_problems(found.devices, containers, problems)  # devices its env gives: ``deviceenv``
     data, models = found.data, found.models
     data_problems: Problems = []
     claim_locations(templates, claims, resolver.namespace, data, data_problems)
 
     gpus = add_group_claims(_gpus_view(templates, views, pod_claims), obj, resolver, problems)
     allowed = sorted({r for v in views for r in v["regions"]["allowed"]})
-    kind = text(obj.get("kind", ""))
-    template = is_template(obj)
+    kind, template = text(obj.get("kind", "")), is_template(obj)
     memory = workload_memory(templates, views, claims, resolver.namespace, slices, resolver.budget)
     return {
         "kind": kind,
@@ -328,7 +328,6 @@ def _template_view(
             gpus, container_extended(site.container, resources_path, rules, extended, problems)
         )
         counted.append((site, gpus["byResource"]))
-        device_env(site.container, site.path, gpus["byResource"], problems)
         image = site.container.get("image")
         claims = as_list(as_dict(site.container.get("resources")).get("claims"))
         containers.append(

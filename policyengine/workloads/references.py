@@ -11,6 +11,7 @@ from typing import Any
 
 from policyengine.memo import MEMO_KEY, MEMO_SIZE, remembered
 from policyengine.workloads.commandline import Ref
+from policyengine.workloads.deviceenv import DEVICE_NAMES
 from policyengine.workloads.kinds import ContainerSite, PodTemplate
 from policyengine.workloads.located import Locate, Located
 from policyengine.workloads.models import (
@@ -37,6 +38,7 @@ from policyengine.workloads.values import (
 from policyengine.workloads.volumes import NO_STORAGE_CLASSES, StorageClasses, csi_volume_refs
 
 DATASETS_ANNOTATION = "policyengine.io/datasets"
+_BY_NAME = SCANNED_ENV | DEVICE_NAMES  # the env names the walks record by name
 MODELS_ANNOTATION = "policyengine.io/models"
 
 
@@ -49,6 +51,8 @@ class References:
     models: list[dict[str, str]] = field(default_factory=list)
     images: list[dict[str, str]] = field(default_factory=list)
     problems: Problems = field(default_factory=list)
+    # Containers whose env sets a device variable (``deviceenv``): the site and each name's last entry.
+    devices: list[tuple[ContainerSite, dict[str, int]]] = field(default_factory=list)
 
 
 def collect_references(
@@ -64,7 +68,7 @@ def collect_references(
     found: dict[str, Templates] = {}  # the locations of each distinct env value (containers repeat their env)
     for t in templates:
         for site in t.containers:
-            walked = scan_container(site, out.data, out.images, found, located)
+            walked = scan_container(site, out.data, out.images, found, located, out.devices)
             refs.extend(container_refs(site.container, site.path, out.problems, walked))
         refs.extend(image_volume_refs(t.spec, t.path))
     csi_volume_refs(obj, templates, out.data, storage_classes)
@@ -82,10 +86,12 @@ def scan_container(
     images: list[dict[str, str]],
     found: dict[str, Templates] | None = None,
     located: Located | None = None,
+    devices: list[tuple[ContainerSite, dict[str, int]]] | None = None,
 ) -> EnvValues:
     """The container's image and the data locations of its env, command and args; returns its env
     values the model-reference scanner reads by name (``models.env_values`` for ``SCANNED_ENV``), read in
-    the same walk. ``found``
+    the same walk, which appends to ``devices`` the entries of device variables it finds
+    (``deviceenv``). ``found``
     remembers the locations of each env value scanned, for the other containers of the workload (one
     ``found`` serves the walks of one ``located``)."""
     found = {} if found is None else found
@@ -97,12 +103,15 @@ def scan_container(
     envs = c.get("env")
     if isinstance(envs, list) and envs:
         initializer = c.get("name") == MODEL_INITIALIZER
+        named: dict[str, int] = {}
         if located is not None and located.pending is not None:  # its locations when first read
-            _env_names(envs, env_map, env_at)
+            _env_names(envs, env_map, env_at, named)
             located.pending.append((len(data), envs, initializer, site.path))
         else:
-            hits = _env_walk(envs, initializer, env_map, env_at)
+            hits = _env_walk(envs, initializer, env_map, env_at, named)
             _env_locations(envs, hits, site.path, data, found, located)
+        if named and devices is not None:
+            devices.append((site, named))
     for key in ("command", "args"):
         for i, arg in enumerate(as_list(c.get(key))):
             if isinstance(arg, str) and "://" in arg:
@@ -140,16 +149,21 @@ _N_TAILS = len(_ENV_VALUE_TAILS)
 
 
 def _env_walk(
-    envs: list[Any], model_initializer: bool, env_map: dict[str, str], env_at: dict[str, int]
+    envs: list[Any],
+    model_initializer: bool,
+    env_map: dict[str, str],
+    env_at: dict[str, int],
+    devices: dict[str, int] | None = None,
 ) -> list[int]:
     """One walk of a container's env: the literal values the model scanner reads by name (``SCANNED_ENV``;
-    the last entry wins) into ``env_map`` and ``env_at``; returns the indexes of the entries whose value
+    the last entry wins) into ``env_map`` and ``env_at``, and into ``devices`` the last entry of each
+    device variable (``deviceenv``), literal or not; returns the indexes of the entries whose value
     is a plain string holding ``://`` (the initializer's model reference aside: ``workloads.models``),
     whose data locations ``_env_locations`` writes, now or when first read. This loop runs once per env
     entry of every container, so each step is the cheapest form of itself (a type test before an ABC
     one, ``in`` before a method call)."""
     hits: list[int] = []
-    scanned = SCANNED_ENV
+    scanned = _BY_NAME
     name: Any  # whatever the manifest holds
     for i, env in enumerate(envs):
         entry = env if type(env) is dict else as_dict(env)
@@ -158,22 +172,30 @@ def _env_walk(
             if "://" in value and not (model_initializer and name == INITIALIZER_ENV):
                 hits.append(i)
         elif not isinstance(value, str):
+            if devices is not None and type(name) is str and name in DEVICE_NAMES:
+                devices[name] = i  # a valueFrom: what it gives cannot be read here
             continue  # a str subclass is read by name below, never for locations
         # A plain str name is looked up directly; any other (a subclass, an unhashable value) is tested first.
         if name in scanned if type(name) is str else isinstance(name, str) and name in scanned:
             env_map[name] = value
             env_at[name] = i
+            if devices is not None and name in DEVICE_NAMES:
+                devices[name] = i
     return hits
 
 
-def _env_names(envs: list[Any], env_map: dict[str, str], env_at: dict[str, int]) -> None:
+def _env_names(
+    envs: list[Any], env_map: dict[str, str], env_at: dict[str, int], devices: dict[str, int]
+) -> None:
     """What ``_env_walk`` reads by name, and only that: the walk of an env whose locations are put off
     (most requests never read them, and this costs a fraction of the whole walk)."""
-    scanned = SCANNED_ENV
+    scanned = _BY_NAME
     for i, env in enumerate(envs):
         entry = env if type(env) is dict else as_dict(env)
         name: Any = entry.get("name")
         if isinstance(name, str) and name in scanned:
+            if name in DEVICE_NAMES:
+                devices[name] = i
             value = entry.get("value")
             if isinstance(value, str):
                 env_map[name] = value

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from policyengine.workloads import describe
-from policyengine.workloads.deviceenv import DEVICE_ENV
+from policyengine.workloads.located import Located
 from tests.helpers import run_cli
 
 C = "spec.template.spec.containers[0]"
+DEVICE_ENV = "NVIDIA_VISIBLE_DEVICES"
 
 
 def job(env: list[Any], resources: dict[str, Any] | None = None, **pod: Any) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def problems(obj: dict[str, Any]) -> list[dict[str, str]]:
 def test_a_device_list_without_a_gpu_asked_for_is_a_problem(value: str) -> None:
     found = problems(job([{"name": "A", "value": "1"}, {"name": DEVICE_ENV, "value": value}]))
     assert [p["path"] for p in found] == [f"{C}.env[1]"]
-    assert found[0]["message"].startswith(f"{DEVICE_ENV}={value!r} gives the container GPUs")
+    assert found[0]["message"].startswith(f"{DEVICE_ENV}={value!r} gives the container nvidia.com devices")
 
 
 @pytest.mark.parametrize("value", ["void", "none", "", "NONE"])
@@ -55,6 +56,15 @@ def test_the_last_entry_of_the_name_decides_as_in_kubernetes() -> None:
 def test_a_value_from_a_config_map_cannot_be_read_and_is_a_problem() -> None:
     env = [{"name": DEVICE_ENV, "valueFrom": {"configMapKeyRef": {"name": "gpus", "key": "visible"}}}]
     assert problems(job(env))[0]["message"].startswith(f"{DEVICE_ENV} from valueFrom gives")
+
+
+@pytest.mark.parametrize("name", ["HABANA_VISIBLE_DEVICES", "HABANA_VISIBLE_MODULES"])
+def test_gaudi_devices_by_the_habana_runtimes_variables(name: str) -> None:
+    """The Habana runtime's hook gives the devices these name to any container that sets them."""
+    assert [p["path"] for p in problems(job([{"name": name, "value": "0,1,2,3"}]))] == [f"{C}.env[0]"]
+    assert problems(job([{"name": name, "value": "all"}], {"limits": {"habana.ai/gaudi": 1}})) == []
+    both = [{"name": name, "value": "all"}, {"name": DEVICE_ENV, "value": "all"}]  # each vendor's own
+    assert [p["path"] for p in problems(job(both, {"limits": {"habana.ai/gaudi": 1}}))] == [f"{C}.env[1]"]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +104,16 @@ def test_hostile_env_is_read_once_and_its_value_is_cut_in_the_message() -> None:
     found = problems(job(env))
     assert [p["path"] for p in found] == [f"{C}.env[100003]"]
     assert len(found[0]["message"]) < 400
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_both_walks_of_the_env_find_it(deferred: bool) -> None:
+    """The env walk that writes data locations at once, and the one that puts them off (what a request
+    whose policies never read the locations walks), record the device variables alike."""
+    located = Located(lambda uri: "", pending=[] if deferred else None)
+    env = [{"name": "A", "value": "s3://bucket/x"}, {"name": DEVICE_ENV, "valueFrom": {"fieldRef": {}}}]
+    assert [p["path"] for p in describe(job(env), located=located)["problems"]] == [f"{C}.env[1]"]
+    assert (located.pending is not None) == deferred
 
 
 def test_the_gpu_pack_denies_it(
