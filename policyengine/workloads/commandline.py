@@ -69,11 +69,14 @@ def with_revision(uri: str, revision: str) -> str:
 def resolve(value: str, env: Mapping[str, str]) -> str:
     """``$(VAR)`` (Kubernetes) and ``$VAR`` / ``${VAR}`` (shell) when the whole value is one variable
     whose literal value the container's env gives."""
-    match = _VARIABLE.fullmatch(value.strip())
-    if match:
-        name = next(g for g in match.groups() if g)
-        return env.get(name, value)
-    return value
+    name = _variable(value)
+    return value if name is None else env.get(name, value)
+
+
+def _variable(word: str) -> str | None:
+    """The name of the one variable ``word`` wholly is (``$(VAR)``, ``$VAR``, ``${VAR}``), else None."""
+    match = _VARIABLE.fullmatch(word.strip())
+    return None if match is None else next(g for g in match.groups() if g)
 
 
 def argv_refs(argv: list[tuple[str, str]], env: Mapping[str, str], problems: Problems) -> list[Ref]:
@@ -137,12 +140,9 @@ def _line(token: str, reading: _Reading) -> str | None:
     wholly names when that value does (each variable once per container); None for a plain word."""
     if is_script(token):
         return token
-    if "$" not in token:
+    name = _variable(token) if "$" in token else None
+    if name is None:
         return None
-    match = _VARIABLE.fullmatch(token.strip())
-    if match is None:
-        return None
-    name = next(g for g in match.groups() if g)
     value = reading.env.get(name)
     if value is None or name in reading.variables or not is_script(value):
         return None

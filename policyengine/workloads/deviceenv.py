@@ -45,6 +45,8 @@ def device_problems(
     """A problem for each device variable (found by the references' env walk: its container's site and
     each name's last entry) that gives its container devices it does not ask for; ``containers``: the
     view's containers, whose ``gpus.byResource`` and ``claims`` say what each asks for."""
+    if not devices:
+        return  # the usual workload: no container sets one, no map of the containers to build
     asked = {c["path"]: c for c in containers}
     for site, named in devices:
         view = asked.get(site.path)
